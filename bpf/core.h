@@ -1,0 +1,473 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * Tattle's decision core, shared by the lsm and cgroup backends.
+ *
+ * Every outbound attempt (connect, or a UDP datagram to an explicit address) is reduced to a flow:
+ * (executable dev+inode, uid, protocol, destination address, destination port). The verdict for a flow is
+ * cached in the flows map together with its counters, stamped with the rules generation it was computed
+ * under; a known flow therefore costs one hash lookup and a few atomic adds. A miss walks the rule scopes
+ * from most to least specific application:
+ *
+ *     (app, uid)  (app, any uid)  (any app, uid)  (any app, any uid)
+ *
+ * A scope takes part only if the helper created an entry for it in scope_rules. Within a scope the
+ * destination trie is consulted (longest address prefix wins; on equal prefixes an exact port beats any
+ * port), then the scope's default verdict. The first scope that yields a verdict decides. No verdict means
+ * UNDECIDED: the attempt goes through, its socket is marked so netfilter can hold its packets, and one event
+ * goes to the helper.
+ */
+#ifndef TATTLE_CORE_H
+#define TATTLE_CORE_H
+
+#include <linux/bpf.h>
+#include <linux/in.h>
+#include <linux/in6.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#include "include/kernel.h"
+
+#define AF_INET 2
+#define AF_INET6 10
+#define SOCK_STREAM 1
+#define SOCK_DGRAM 2
+#define SOL_SOCKET 1
+#define SO_MARK 36
+#define EPERM 1
+#define TCP_CLOSE 7
+
+enum verdict {
+	VERDICT_NONE = 0, /* undecided */
+	VERDICT_ALLOW = 1,
+	VERDICT_DENY = 2,
+};
+
+enum hook {
+	HOOK_CONNECT = 1,
+	HOOK_SENDMSG = 2,
+};
+
+enum event_kind {
+	EVENT_UNDECIDED = 1, /* every undecided attempt */
+	EVENT_NEW_FLOW = 2,  /* first attempt of a flow that a rule decided */
+};
+
+enum stat_index {
+	STAT_EVENTS_LOST = 0,  /* ring buffer full: an event could not be delivered */
+	STAT_FLOWS_FULL = 1,   /* a new flow could not be recorded */
+	STAT_MARK_FAILED = 2,  /* SO_MARK could not be set on an undecided socket */
+	STAT_NO_IDENTITY = 3,  /* attempt without a user executable (kernel threads) */
+	STAT_MAX = 4,
+};
+
+#define ANY_UID 0xffffffffu
+/* Bits of dest_key before the address: dev, ino, uid, proto, pad, port. */
+#define DEST_FIXED_BITS 160
+#define DEST_MAX_BITS (DEST_FIXED_BITS + 128)
+
+/* A rule scope: an application (0/0 for any application) seen by one uid (or ANY_UID). */
+struct scope_key {
+	__u64 ino;
+	__u32 dev;
+	__u32 uid;
+};
+
+struct scope_rule {
+	__u32 rule_id;
+	__u8 verdict;  /* default verdict of the scope, VERDICT_NONE if it only has destination rules */
+	__u8 has_dest; /* destination rules exist for this scope */
+	__u16 _pad;
+};
+
+/* LPM key: the scope and port are matched exactly (they are always inside the prefix), the address by prefix.
+ * IPv4 addresses are stored IPv4-mapped (::ffff:a.b.c.d) so one trie serves both families. */
+struct dest_key {
+	__u32 prefixlen;
+	__u32 dev;
+	__u64 ino;
+	__u32 uid;
+	__u8 proto;
+	__u8 _pad;
+	__u16 port; /* host order; 0 = any port */
+	__u8 addr[16];
+};
+
+struct dest_rule {
+	__u32 rule_id;
+	__u8 verdict;
+	__u8 addr_prefix; /* prefix length of the address part, to compare an exact-port and an any-port match */
+	__u16 _pad;
+};
+
+struct flow_key {
+	__u64 ino;
+	__u32 dev;
+	__u32 uid;
+	__u8 addr[16];
+	__u16 port;
+	__u8 proto;
+	__u8 _pad[5];
+};
+
+struct flow {
+	__u64 attempts;
+	__u64 allowed;
+	__u64 denied;
+	__u64 undecided;
+	__u64 first_seen_ns; /* CLOCK_BOOTTIME */
+	__u64 last_seen_ns;
+	__u64 generation; /* rules generation the cached verdict was computed under */
+	__u32 rule_id;
+	__u32 last_tgid;
+	__u8 verdict;
+	__u8 _pad[7];
+};
+
+struct config {
+	__u64 generation; /* bumped by the helper after every rule change */
+	__u32 mark;       /* SO_MARK bits set on undecided sockets */
+	__u32 flags;
+};
+
+struct event {
+	__u64 time_ns; /* CLOCK_BOOTTIME */
+	__u64 cgroup_id;
+	__u64 ino;
+	__u32 dev;
+	__u32 tgid;
+	__u32 pid;
+	__u32 uid;
+	__u32 gid;
+	__u32 rule_id;
+	__u8 addr[16];
+	__u16 port;
+	__u8 proto;
+	__u8 family; /* family of the socket: AF_INET or AF_INET6 */
+	__u8 verdict;
+	__u8 kind;
+	__u8 hook;
+	__u8 _pad;
+	char comm[16];
+};
+
+/* Per-socket state, only for sockets that were ever undecided. */
+struct sock_state {
+	__u8 want_mark; /* the last decision on this socket was UNDECIDED */
+	__u8 has_mark;  /* Tattle's mark bits are currently set on the socket */
+	__u16 _pad;
+};
+
+struct identity {
+	__u64 ino;
+	__u32 dev;
+	__u32 uid;
+	__u32 gid;
+	__u32 tgid;
+	__u32 pid;
+	struct task_struct *task;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct config);
+} config SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct scope_key);
+	__type(value, struct scope_rule);
+} scope_rules SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 262144);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct dest_key);
+	__type(value, struct dest_rule);
+} dest_rules SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct flow_key);
+	__type(value, struct flow);
+} flows SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 20);
+	__type(value, struct event); /* documents the record type for bpf2go; the kernel ignores it */
+} events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, STAT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct sock_state);
+} sock_states SEC(".maps");
+
+static __always_inline void count(__u32 index)
+{
+	__u64 *v = bpf_map_lookup_elem(&stats, &index);
+	if (v)
+		*v += 1;
+}
+
+/* Reads the caller's identity. Returns 0 when the caller has no user executable (kernel threads). */
+static __always_inline int read_identity(struct identity *id)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct inode *inode = task->mm->exe_file->f_inode;
+	__u64 ugid;
+
+	id->ino = inode->i_ino;
+	if (!id->ino)
+		return 0;
+	id->dev = inode->i_sb->s_dev;
+	ugid = bpf_get_current_uid_gid();
+	id->uid = (__u32)ugid;
+	id->gid = (__u32)(ugid >> 32);
+	id->tgid = task->tgid;
+	id->pid = task->pid;
+	id->task = task;
+	return 1;
+}
+
+static __always_inline void set_v4_mapped(__u8 *addr, __u32 ip4_be)
+{
+	__builtin_memset(addr, 0, 10);
+	addr[10] = 0xff;
+	addr[11] = 0xff;
+	__builtin_memcpy(addr + 12, &ip4_be, 4);
+}
+
+static __always_inline struct dest_rule *best_dest(struct dest_key *k, __u16 port)
+{
+	struct dest_rule *exact, *any;
+
+	k->port = port;
+	exact = bpf_map_lookup_elem(&dest_rules, k);
+	if (!port)
+		return exact;
+	k->port = 0;
+	any = bpf_map_lookup_elem(&dest_rules, k);
+	if (!exact)
+		return any;
+	if (any && any->addr_prefix > exact->addr_prefix)
+		return any;
+	return exact;
+}
+
+/* Evaluates one scope. Returns the verdict (VERDICT_NONE if the scope has nothing to say). */
+static __always_inline __u8 eval_scope(__u64 ino, __u32 dev, __u32 uid, const struct flow_key *fk,
+				       __u32 *rule_id)
+{
+	struct scope_key sk = {.ino = ino, .dev = dev, .uid = uid};
+	struct scope_rule *scope = bpf_map_lookup_elem(&scope_rules, &sk);
+
+	if (!scope)
+		return VERDICT_NONE;
+	if (scope->has_dest) {
+		struct dest_key dk = {
+			.prefixlen = DEST_MAX_BITS,
+			.dev = dev,
+			.ino = ino,
+			.uid = uid,
+			.proto = fk->proto,
+		};
+		struct dest_rule *d;
+
+		__builtin_memcpy(dk.addr, fk->addr, 16);
+		d = best_dest(&dk, fk->port);
+		if (d && d->verdict != VERDICT_NONE) {
+			*rule_id = d->rule_id;
+			return d->verdict;
+		}
+	}
+	*rule_id = scope->rule_id;
+	return scope->verdict;
+}
+
+static __always_inline __u8 evaluate(const struct identity *id, const struct flow_key *fk, __u32 *rule_id)
+{
+	__u8 v;
+
+	v = eval_scope(id->ino, id->dev, id->uid, fk, rule_id);
+	if (v)
+		return v;
+	v = eval_scope(id->ino, id->dev, ANY_UID, fk, rule_id);
+	if (v)
+		return v;
+	v = eval_scope(0, 0, id->uid, fk, rule_id);
+	if (v)
+		return v;
+	v = eval_scope(0, 0, ANY_UID, fk, rule_id);
+	if (v)
+		return v;
+	*rule_id = 0;
+	return VERDICT_NONE;
+}
+
+static __always_inline void emit_event(const struct identity *id, const struct flow_key *fk, __u8 family,
+				       __u8 hook, __u8 verdict, __u8 kind, __u32 rule_id, __u64 now)
+{
+	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+
+	if (!e) {
+		count(STAT_EVENTS_LOST);
+		return;
+	}
+	e->time_ns = now;
+	e->cgroup_id = id->task->cgroups->dfl_cgrp->kn->id;
+	e->ino = id->ino;
+	e->dev = id->dev;
+	e->tgid = id->tgid;
+	e->pid = id->pid;
+	e->uid = id->uid;
+	e->gid = id->gid;
+	e->rule_id = rule_id;
+	__builtin_memcpy(e->addr, fk->addr, 16);
+	e->port = fk->port;
+	e->proto = fk->proto;
+	e->family = family;
+	e->verdict = verdict;
+	e->kind = kind;
+	e->hook = hook;
+	e->_pad = 0;
+	bpf_probe_read_kernel_str(e->comm, sizeof(e->comm), id->task->comm);
+	bpf_ringbuf_submit(e, 0);
+}
+
+/* Decides one attempt and accounts for it. Returns a verdict. */
+static __always_inline __u8 decide(const struct identity *id, struct flow_key *fk, __u8 family, __u8 hook)
+{
+	__u32 zero = 0, rule_id = 0;
+	struct config *cfg = bpf_map_lookup_elem(&config, &zero);
+	struct flow *f;
+	__u64 now = bpf_ktime_get_boot_ns();
+	__u8 verdict, is_new = 0;
+
+	if (!cfg)
+		return VERDICT_ALLOW;
+
+	fk->ino = id->ino;
+	fk->dev = id->dev;
+	fk->uid = id->uid;
+
+	f = bpf_map_lookup_elem(&flows, fk);
+	if (f && f->generation == cfg->generation) {
+		verdict = f->verdict;
+		rule_id = f->rule_id;
+	} else {
+		__u64 generation = cfg->generation;
+
+		verdict = evaluate(id, fk, &rule_id);
+		if (f) {
+			f->verdict = verdict;
+			f->rule_id = rule_id;
+			f->generation = generation;
+		} else {
+			struct flow init = {
+				.first_seen_ns = now,
+				.generation = generation,
+				.rule_id = rule_id,
+				.verdict = verdict,
+			};
+			if (bpf_map_update_elem(&flows, fk, &init, BPF_NOEXIST) == 0)
+				is_new = 1;
+			f = bpf_map_lookup_elem(&flows, fk);
+			if (!f)
+				count(STAT_FLOWS_FULL);
+		}
+	}
+
+	if (f) {
+		__sync_fetch_and_add(&f->attempts, 1);
+		if (verdict == VERDICT_ALLOW)
+			__sync_fetch_and_add(&f->allowed, 1);
+		else if (verdict == VERDICT_DENY)
+			__sync_fetch_and_add(&f->denied, 1);
+		else
+			__sync_fetch_and_add(&f->undecided, 1);
+		f->last_seen_ns = now;
+		f->last_tgid = id->tgid;
+	}
+
+	if (verdict == VERDICT_NONE)
+		emit_event(id, fk, family, hook, verdict, EVENT_UNDECIDED, rule_id, now);
+	else if (is_new)
+		emit_event(id, fk, family, hook, verdict, EVENT_NEW_FLOW, rule_id, now);
+	return verdict;
+}
+
+/* Remembers on the socket whether its last decision was UNDECIDED, so the marking step can set or clear the
+ * mark. Sockets never undecided get no storage at all. */
+static __always_inline void note_decision(void *sk, __u8 verdict)
+{
+	struct sock_state *st;
+
+	if (verdict == VERDICT_NONE) {
+		st = bpf_sk_storage_get(&sock_states, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+		if (st)
+			st->want_mark = 1;
+		return;
+	}
+	st = bpf_sk_storage_get(&sock_states, sk, 0, 0);
+	if (st)
+		st->want_mark = 0;
+}
+
+/* Applies the socket's wanted mark from a cgroup sock_addr program (the only kind that may set SO_MARK).
+ * Tattle's bits are OR-ed into any mark the application set itself, and removed again once decided. sk is
+ * ctx->sk read once by the caller: re-deriving it from ctx makes clang emit a pointer the verifier refuses. */
+static __always_inline void apply_mark(struct bpf_sock_addr *ctx, struct bpf_sock *sk)
+{
+	struct sock_state *st;
+	__u32 zero = 0, cur = 0, next;
+	struct config *cfg;
+
+	if (!sk)
+		return;
+	st = bpf_sk_storage_get(&sock_states, sk, 0, 0);
+	if (!st || st->want_mark == st->has_mark)
+		return;
+	cfg = bpf_map_lookup_elem(&config, &zero);
+	if (!cfg || !cfg->mark)
+		return;
+	if (bpf_getsockopt(ctx, SOL_SOCKET, SO_MARK, &cur, sizeof(cur)))
+		cur = 0;
+	next = st->want_mark ? (cur | cfg->mark) : (cur & ~cfg->mark);
+	if (bpf_setsockopt(ctx, SOL_SOCKET, SO_MARK, &next, sizeof(next))) {
+		count(STAT_MARK_FAILED);
+		return;
+	}
+	st->has_mark = st->want_mark;
+}
+
+/* Fills the destination of a flow from a cgroup sock_addr context. */
+static __always_inline void flow_from_sock_addr(struct flow_key *fk, const struct bpf_sock_addr *ctx, __u8 family)
+{
+	/* family is a constant per program: the verifier refuses user_ip4 in *6 programs and vice versa. */
+	if (family == AF_INET) {
+		set_v4_mapped(fk->addr, ctx->user_ip4);
+	} else {
+		__u32 a[4] = {ctx->user_ip6[0], ctx->user_ip6[1], ctx->user_ip6[2], ctx->user_ip6[3]};
+		__builtin_memcpy(fk->addr, a, 16);
+	}
+	fk->port = bpf_ntohs((__u16)ctx->user_port);
+	fk->proto = ctx->protocol;
+}
+
+char LICENSE[] SEC("license") = "GPL";
+
+#endif

@@ -1,0 +1,189 @@
+// Command tattled is Tattle's root helper: it owns the kernel programs and maps that decide which program may
+// open which connection.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/tattlefw/tattle/helper/enforce"
+	"github.com/tattlefw/tattle/helper/exepath"
+)
+
+// version is set at build time (-ldflags "-X main.version=…").
+var version = "0.1.0-dev"
+
+type config struct {
+	backend    string
+	pinDir     string
+	cgroupRoot string
+	mark       uint
+	lockFile   string
+	uninstall  bool
+	status     bool
+	logLevel   string
+}
+
+func main() {
+	var cfg config
+	flag.StringVar(&cfg.backend, "backend", "auto", "kernel backend: auto, lsm or cgroup")
+	flag.StringVar(&cfg.pinDir, "pin-dir", enforce.DefaultPinDir, "bpffs directory for pinned programs and maps")
+	flag.StringVar(&cfg.cgroupRoot, "cgroup-root", "", "cgroup v2 root to attach to (default: found in /proc/self/mountinfo)")
+	flag.UintVar(&cfg.mark, "mark", uint(enforce.DefaultMark), "SO_MARK bits set on undecided sockets")
+	flag.StringVar(&cfg.lockFile, "lock-file", "/run/tattle/tattled.lock", "lock that keeps a second helper from starting")
+	flag.BoolVar(&cfg.uninstall, "uninstall", false, "detach all programs, remove the pins and exit")
+	flag.BoolVar(&cfg.status, "status", false, "print what is pinned and exit")
+	flag.StringVar(&cfg.logLevel, "log-level", "info", "debug, info, warn or error")
+	showVersion := flag.Bool("version", false, "print the version and exit")
+	flag.Parse()
+
+	if *showVersion {
+		fmt.Println("tattled", version)
+		return
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(cfg.logLevel)); err != nil {
+		fmt.Fprintf(os.Stderr, "tattled: bad -log-level %q: use debug, info, warn or error\n", cfg.logLevel)
+		os.Exit(2)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, cfg, log); err != nil {
+		log.Error("tattled failed", "error", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, cfg config, log *slog.Logger) error {
+	backend, err := enforce.ParseBackend(cfg.backend)
+	if err != nil {
+		return err
+	}
+	if cfg.mark == 0 || cfg.mark > 0xffffffff {
+		return fmt.Errorf("-mark %#x: must be a non-zero 32-bit value", cfg.mark)
+	}
+	if cfg.status {
+		fmt.Printf("pinned: %v (%s)\n", enforce.Installed(cfg.pinDir), cfg.pinDir)
+		return nil
+	}
+
+	lock, err := takeLock(cfg.lockFile)
+	if err != nil {
+		return err
+	}
+	defer lock.Close()
+
+	if cfg.uninstall {
+		if err := enforce.Uninstall(cfg.pinDir); err != nil {
+			return fmt.Errorf("uninstall: %w", err)
+		}
+		log.Info("detached and unpinned all programs", "pin_dir", cfg.pinDir)
+		return nil
+	}
+
+	enf, err := enforce.Open(enforce.Options{
+		Backend:    backend,
+		PinDir:     cfg.pinDir,
+		CgroupRoot: cfg.cgroupRoot,
+		Mark:       uint32(cfg.mark),
+		Logger:     log,
+	})
+	if err != nil {
+		return err
+	}
+	defer enf.Close()
+	log.Info("tattled running", "version", version, "backend", enf.Backend(), "reused_pins", enf.Reused())
+
+	events, err := enf.Events(exepath.New("/proc", exepath.DefaultCacheSize))
+	if err != nil {
+		return err
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		logEvents(events, log)
+	}()
+	watchStats(ctx, enf, log)
+	events.Close()
+	<-done
+	log.Info("tattled stopping; enforcement stays in place through the pinned programs")
+	return nil
+}
+
+// logEvents logs every event until the reader is closed. It is the placeholder consumer until the rule
+// service takes events over.
+func logEvents(events *enforce.EventReader, log *slog.Logger) {
+	for {
+		ev, err := events.Read()
+		if errors.Is(err, enforce.ErrClosed) {
+			return
+		}
+		if err != nil {
+			log.Warn("read event", "error", err)
+			continue
+		}
+		log.Debug("connection attempt", "kind", ev.Kind, "verdict", ev.Verdict, "exe", ev.Exe, "pid", ev.TGID,
+			"uid", ev.UID, "comm", ev.Comm, "dest", ev.Dest, "proto", ev.Proto, "hook", ev.Hook)
+	}
+}
+
+// watchStats reports kernel-side losses as they happen, until ctx ends.
+func watchStats(ctx context.Context, enf *enforce.Enforcer, log *slog.Logger) {
+	tick := time.NewTicker(5 * time.Second)
+	defer tick.Stop()
+	var last enforce.Stats
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		s, err := enf.Stats()
+		if err != nil {
+			log.Warn("read kernel stats", "error", err)
+			continue
+		}
+		if s.EventsLost != last.EventsLost || s.FlowsFull != last.FlowsFull || s.MarkFailed != last.MarkFailed {
+			log.Warn("kernel reported losses", "events_lost", s.EventsLost, "flows_full", s.FlowsFull,
+				"mark_failed", s.MarkFailed)
+		}
+		last = s
+	}
+}
+
+// takeLock makes sure only one helper manages the pinned programs at a time.
+func takeLock(path string) (*os.File, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("create lock directory: %w", err)
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("open lock %s: %w", path, err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		holder, _ := os.ReadFile(path)
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, fmt.Errorf("another tattled is already running (pid %s); stop it first",
+				strings.TrimSpace(string(holder)))
+		}
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	f.Truncate(0)
+	f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	return f, nil
+}

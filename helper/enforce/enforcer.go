@@ -1,0 +1,408 @@
+package enforce
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/rlimit"
+
+	"github.com/tattlefw/tattle/bpf"
+)
+
+// DefaultPinDir is where Tattle pins its programs, links and maps.
+const DefaultPinDir = "/sys/fs/bpf/tattle"
+
+// DefaultMark is the SO_MARK bit set on undecided sockets. Tattle ORs it into any mark a program set itself.
+const DefaultMark uint32 = 0x10000000
+
+// layoutVersion changes whenever the pinned maps' meaning changes in a way a newer helper cannot reuse.
+const layoutVersion = 1
+
+// Options configure Open.
+type Options struct {
+	Backend    Backend // BackendAuto when empty
+	PinDir     string  // DefaultPinDir when empty
+	CgroupRoot string  // found in /proc/self/mountinfo when empty
+	SecurityFS string  // DefaultSecurityFS when empty
+	Mark       uint32  // DefaultMark when zero
+	Logger     *slog.Logger
+}
+
+func (o *Options) fill() {
+	if o.Backend == "" {
+		o.Backend = BackendAuto
+	}
+	if o.PinDir == "" {
+		o.PinDir = DefaultPinDir
+	}
+	if o.SecurityFS == "" {
+		o.SecurityFS = DefaultSecurityFS
+	}
+	if o.Mark == 0 {
+		o.Mark = DefaultMark
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+}
+
+// maps are the kernel maps shared by both backends (declared once, in bpf/core.h).
+type maps struct {
+	Config     *ebpf.Map `ebpf:"config"`
+	ScopeRules *ebpf.Map `ebpf:"scope_rules"`
+	DestRules  *ebpf.Map `ebpf:"dest_rules"`
+	Flows      *ebpf.Map `ebpf:"flows"`
+	Events     *ebpf.Map `ebpf:"events"`
+	Stats      *ebpf.Map `ebpf:"stats"`
+	SockStates *ebpf.Map `ebpf:"sock_states"`
+}
+
+func (m *maps) close() {
+	for _, mp := range []*ebpf.Map{m.Config, m.ScopeRules, m.DestRules, m.Flows, m.Events, m.Stats, m.SockStates} {
+		if mp != nil {
+			mp.Close()
+		}
+	}
+}
+
+var mapNames = []string{"config", "scope_rules", "dest_rules", "flows", "events", "stats", "sock_states"}
+
+// Enforcer is a handle on Tattle's kernel state. Closing it leaves enforcement in place (everything is
+// pinned); Uninstall removes it.
+type Enforcer struct {
+	backend Backend
+	pinDir  string
+	reused  bool
+	maps    maps
+	links   map[string]link.Link
+	log     *slog.Logger
+
+	mu sync.Mutex // serialises rule changes (dest counts and generation bumps)
+	// destCount counts destination rules per scope, so a scope's has_dest flag is cleared with its last rule.
+	destCount map[scopeKey]int
+}
+
+// Backend reports which backend enforces.
+func (e *Enforcer) Backend() Backend { return e.backend }
+
+// Reused reports whether Open found the programs already pinned and attached, and reused them.
+func (e *Enforcer) Reused() bool { return e.reused }
+
+// PinDir is where the kernel objects are pinned.
+func (e *Enforcer) PinDir() string { return e.pinDir }
+
+// Close releases the handle. Enforcement continues through the pinned links.
+func (e *Enforcer) Close() error {
+	for _, l := range e.links {
+		l.Close()
+	}
+	e.maps.close()
+	return nil
+}
+
+// backendProgram describes one program of a backend's object and where it attaches.
+type backendObject struct {
+	load     func() (*ebpf.CollectionSpec, error)
+	hash     [32]byte
+	programs []string
+}
+
+func objectFor(b Backend) (backendObject, error) {
+	switch b {
+	case BackendCgroup:
+		return backendObject{load: bpf.LoadCgroup, hash: bpf.CgroupObjectHash(), programs: []string{
+			bpf.CgroupProgTattleConnect4, bpf.CgroupProgTattleConnect6,
+			bpf.CgroupProgTattleSendmsg4, bpf.CgroupProgTattleSendmsg6,
+		}}, nil
+	case BackendLSM:
+		return backendObject{load: bpf.LoadLsm, hash: bpf.LsmObjectHash(), programs: []string{
+			bpf.LsmProgTattleLsmConnect, bpf.LsmProgTattleLsmSendmsg,
+			bpf.LsmProgTattleMarkConnect4, bpf.LsmProgTattleMarkConnect6,
+			bpf.LsmProgTattleMarkSendmsg4, bpf.LsmProgTattleMarkSendmsg6,
+		}}, nil
+	}
+	return backendObject{}, fmt.Errorf("no kernel object for backend %q", b)
+}
+
+// Open attaches Tattle's programs, or reuses the ones already pinned by an earlier run of the same build.
+func Open(opts Options) (*Enforcer, error) {
+	opts.fill()
+	backend, err := Resolve(opts.Backend, opts.SecurityFS)
+	if err != nil {
+		return nil, fmt.Errorf("choose backend: %w", err)
+	}
+	obj, err := objectFor(backend)
+	if err != nil {
+		return nil, err
+	}
+	if err := rlimit.RemoveMemlock(); err != nil {
+		return nil, fmt.Errorf("raise memlock limit: %w", err)
+	}
+	if err := ensureBPFFS(filepath.Dir(opts.PinDir)); err != nil {
+		return nil, err
+	}
+
+	e := &Enforcer{backend: backend, pinDir: opts.PinDir, links: map[string]link.Link{}, log: opts.Logger}
+	want := pinMeta{Layout: layoutVersion, Backend: backendCode(backend), Hash: obj.hash}
+
+	if have, ok := readPinMeta(opts.PinDir); ok {
+		if have == want {
+			if err := e.reattach(obj); err == nil {
+				e.reused = true
+				if err := e.setMark(opts.Mark); err != nil {
+					e.Close()
+					return nil, err
+				}
+				if err := e.loadDestCounts(); err != nil {
+					e.Close()
+					return nil, err
+				}
+				opts.Logger.Info("reusing pinned programs", "backend", backend, "pin_dir", opts.PinDir)
+				return e, nil
+			} else {
+				opts.Logger.Warn("pinned programs are incomplete; attaching afresh", "error", err)
+			}
+		} else {
+			opts.Logger.Info("pinned programs are from another build or backend; replacing them",
+				"pinned_backend", backendName(have.Backend), "backend", backend)
+		}
+		if err := detachLinks(opts.PinDir); err != nil {
+			return nil, err
+		}
+		if have.Layout != layoutVersion {
+			if err := removePinnedMaps(opts.PinDir); err != nil {
+				return nil, err
+			}
+		}
+	}
+
+	cgroupRoot := opts.CgroupRoot
+	if cgroupRoot == "" {
+		if cgroupRoot, err = CgroupV2Root("/proc/self/mountinfo"); err != nil {
+			return nil, err
+		}
+	}
+	if err := e.install(obj, cgroupRoot); err != nil {
+		e.Close()
+		return nil, err
+	}
+	if err := e.setMark(opts.Mark); err != nil {
+		e.Close()
+		return nil, err
+	}
+	if err := e.loadDestCounts(); err != nil {
+		e.Close()
+		return nil, err
+	}
+	if err := writePinMeta(opts.PinDir, want); err != nil {
+		e.Close()
+		return nil, err
+	}
+	opts.Logger.Info("attached programs", "backend", backend, "cgroup_root", cgroupRoot, "pin_dir", opts.PinDir)
+	return e, nil
+}
+
+func (e *Enforcer) install(obj backendObject, cgroupRoot string) error {
+	spec, err := obj.load()
+	if err != nil {
+		return fmt.Errorf("parse embedded BPF object: %w", err)
+	}
+	mapDir := filepath.Join(e.pinDir, "maps")
+	if err := os.MkdirAll(mapDir, 0o700); err != nil {
+		return fmt.Errorf("create pin directory: %w", err)
+	}
+	for _, ms := range spec.Maps {
+		ms.Pinning = ebpf.PinByName
+	}
+	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{Maps: ebpf.MapOptions{PinPath: mapDir}})
+	if errors.Is(err, ebpf.ErrMapIncompatible) {
+		e.log.Warn("pinned maps do not match this build; recreating them (kernel rules are rebuilt by the helper)")
+		if rmErr := removePinnedMaps(e.pinDir); rmErr != nil {
+			return rmErr
+		}
+		coll, err = ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{Maps: ebpf.MapOptions{PinPath: mapDir}})
+	}
+	if err != nil {
+		e.logVerifier(err)
+		return fmt.Errorf("load BPF programs: %w", err)
+	}
+	defer coll.Close()
+	if err := coll.Assign(&e.maps); err != nil {
+		return fmt.Errorf("take maps: %w", err)
+	}
+
+	linkDir := filepath.Join(e.pinDir, "links")
+	if err := os.MkdirAll(linkDir, 0o700); err != nil {
+		return fmt.Errorf("create pin directory: %w", err)
+	}
+	for _, name := range obj.programs {
+		prog := coll.Programs[name]
+		ps := spec.Programs[name]
+		if prog == nil || ps == nil {
+			return fmt.Errorf("program %s missing from the embedded object", name)
+		}
+		var l link.Link
+		switch prog.Type() {
+		case ebpf.LSM:
+			l, err = link.AttachLSM(link.LSMOptions{Program: prog})
+		case ebpf.CGroupSockAddr:
+			l, err = link.AttachCgroup(link.CgroupOptions{Path: cgroupRoot, Attach: ps.AttachType, Program: prog})
+		default:
+			err = fmt.Errorf("unexpected program type %s", prog.Type())
+		}
+		if err != nil {
+			return fmt.Errorf("attach %s: %w", name, err)
+		}
+		if err := l.Pin(filepath.Join(linkDir, name)); err != nil {
+			l.Close()
+			return fmt.Errorf("pin link %s: %w", name, err)
+		}
+		e.links[name] = l
+	}
+	return nil
+}
+
+// reattach takes the pinned links and maps of an earlier run.
+func (e *Enforcer) reattach(obj backendObject) error {
+	for _, name := range obj.programs {
+		l, err := link.LoadPinnedLink(filepath.Join(e.pinDir, "links", name), nil)
+		if err != nil {
+			return fmt.Errorf("load pinned link %s: %w", name, err)
+		}
+		e.links[name] = l
+	}
+	ms := map[string]**ebpf.Map{
+		"config": &e.maps.Config, "scope_rules": &e.maps.ScopeRules, "dest_rules": &e.maps.DestRules,
+		"flows": &e.maps.Flows, "events": &e.maps.Events, "stats": &e.maps.Stats, "sock_states": &e.maps.SockStates,
+	}
+	for name, dst := range ms {
+		m, err := ebpf.LoadPinnedMap(filepath.Join(e.pinDir, "maps", name), nil)
+		if err != nil {
+			return fmt.Errorf("load pinned map %s: %w", name, err)
+		}
+		*dst = m
+	}
+	return nil
+}
+
+// Uninstall detaches every Tattle program and removes the pins. Enforcement stops.
+func Uninstall(pinDir string) error {
+	if pinDir == "" {
+		pinDir = DefaultPinDir
+	}
+	if err := detachLinks(pinDir); err != nil {
+		return err
+	}
+	if err := removePinnedMaps(pinDir); err != nil {
+		return err
+	}
+	os.Remove(filepath.Join(pinDir, "meta"))
+	if err := os.Remove(pinDir); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove %s: %w", pinDir, err)
+	}
+	return nil
+}
+
+// Installed reports whether programs are pinned under pinDir.
+func Installed(pinDir string) bool {
+	_, ok := readPinMeta(pinDir)
+	return ok
+}
+
+func detachLinks(pinDir string) error {
+	dir := filepath.Join(pinDir, "links")
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("list pinned links: %w", err)
+	}
+	for _, ent := range entries {
+		path := filepath.Join(dir, ent.Name())
+		l, err := link.LoadPinnedLink(path, nil)
+		if err != nil {
+			// Not a link we can open: drop the pin so the program goes with its last reference.
+			if rmErr := os.Remove(path); rmErr != nil {
+				return fmt.Errorf("remove pinned link %s: %w", path, rmErr)
+			}
+			continue
+		}
+		err = l.Unpin()
+		l.Close()
+		if err != nil {
+			return fmt.Errorf("unpin link %s: %w", path, err)
+		}
+	}
+	os.Remove(dir)
+	os.Remove(filepath.Join(pinDir, "meta"))
+	return nil
+}
+
+func removePinnedMaps(pinDir string) error {
+	dir := filepath.Join(pinDir, "maps")
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("list pinned maps: %w", err)
+	}
+	for _, ent := range entries {
+		if err := os.Remove(filepath.Join(dir, ent.Name())); err != nil {
+			return fmt.Errorf("remove pinned map: %w", err)
+		}
+	}
+	os.Remove(dir)
+	return nil
+}
+
+// ensureBPFFS mounts bpffs at dir when nothing is mounted there yet.
+func ensureBPFFS(dir string) error {
+	isBPF, err := isBPFFS(dir)
+	if err != nil {
+		return err
+	}
+	if isBPF {
+		return nil
+	}
+	if err := mountBPFFS(dir); err != nil {
+		return fmt.Errorf("mount bpffs at %s: %w", dir, err)
+	}
+	return nil
+}
+
+// ProgramIDs lists the kernel IDs of the attached programs, by program name, sorted by name.
+func (e *Enforcer) ProgramIDs() ([]NamedProgram, error) {
+	var out []NamedProgram
+	for name, l := range e.links {
+		info, err := l.Info()
+		if err != nil {
+			return nil, fmt.Errorf("inspect link %s: %w", name, err)
+		}
+		out = append(out, NamedProgram{Name: name, ID: info.Program})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+// NamedProgram is an attached program's name and kernel ID.
+type NamedProgram struct {
+	Name string
+	ID   ebpf.ProgramID
+}
+
+// logVerifier logs the verifier's whole log at debug level; the error itself carries only its last lines.
+func (e *Enforcer) logVerifier(err error) {
+	var ve *ebpf.VerifierError
+	if errors.As(err, &ve) {
+		e.log.Debug("verifier log", "log", fmt.Sprintf("%+v", ve))
+	}
+}

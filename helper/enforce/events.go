@@ -1,0 +1,174 @@
+package enforce
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/cilium/ebpf/ringbuf"
+	"golang.org/x/sys/unix"
+
+	"github.com/tattlefw/tattle/bpf"
+	"github.com/tattlefw/tattle/shared/identity"
+)
+
+// EventKind says why the kernel reported an attempt.
+type EventKind uint8
+
+const (
+	EventUndecided EventKind = 1 // no verdict: the attempt went through marked and waits for the helper
+	EventNewFlow   EventKind = 2 // the first attempt of a flow that a verdict decided
+)
+
+func (k EventKind) String() string {
+	switch k {
+	case EventUndecided:
+		return "undecided"
+	case EventNewFlow:
+		return "new-flow"
+	}
+	return fmt.Sprintf("kind(%d)", uint8(k))
+}
+
+// Hook names the system call path an attempt came through.
+type Hook uint8
+
+const (
+	HookConnect Hook = 1
+	HookSendmsg Hook = 2
+)
+
+func (h Hook) String() string {
+	switch h {
+	case HookConnect:
+		return "connect"
+	case HookSendmsg:
+		return "sendmsg"
+	}
+	return fmt.Sprintf("hook(%d)", uint8(h))
+}
+
+// Event is one attempt the kernel reported, with the identity read in the caller's own context.
+type Event struct {
+	Time     time.Time
+	Kind     EventKind
+	Verdict  Verdict
+	Hook     Hook
+	App      identity.Executable
+	Exe      string // executable path, resolved in userspace; empty if the process was gone
+	TGID     uint32 // process ID
+	PID      uint32 // thread ID
+	UID      uint32
+	GID      uint32
+	CgroupID uint64
+	Comm     string
+	Dest     netip.AddrPort // IPv4 destinations are plain IPv4 addresses
+	Proto    Protocol
+	Family   uint8 // socket family: unix.AF_INET or unix.AF_INET6
+	RuleID   uint32
+}
+
+// PathResolver turns an executable identity into a path for display.
+type PathResolver interface {
+	Path(tgid uint32, app identity.Executable) string
+}
+
+// EventReader delivers the kernel's events. One reader per system: events are consumed by whoever reads them.
+type EventReader struct {
+	rd       *ringbuf.Reader
+	resolver PathResolver
+	clock    bootClock
+}
+
+// Events opens the event stream. resolver may be nil (Exe stays empty).
+func (e *Enforcer) Events(resolver PathResolver) (*EventReader, error) {
+	rd, err := ringbuf.NewReader(e.maps.Events)
+	if err != nil {
+		return nil, fmt.Errorf("open event ring buffer: %w", err)
+	}
+	return &EventReader{rd: rd, resolver: resolver, clock: newBootClock()}, nil
+}
+
+// ErrClosed is returned by Read after Close.
+var ErrClosed = errors.New("event reader closed")
+
+// Read blocks for the next event. It returns ErrClosed once Close was called, and os.ErrDeadlineExceeded
+// when a deadline set with SetDeadline passes.
+func (r *EventReader) Read() (Event, error) {
+	rec, err := r.rd.Read()
+	if errors.Is(err, ringbuf.ErrClosed) {
+		return Event{}, ErrClosed
+	}
+	if err != nil {
+		return Event{}, err
+	}
+	var raw bpf.CgroupEvent
+	if err := binary.Read(bytes.NewReader(rec.RawSample), binary.LittleEndian, &raw); err != nil {
+		return Event{}, fmt.Errorf("decode event: %w", err)
+	}
+	ev := decodeEvent(&raw, r.clock)
+	if r.resolver != nil {
+		ev.Exe = r.resolver.Path(ev.TGID, ev.App)
+	}
+	return ev, nil
+}
+
+// SetDeadline makes a blocked or later Read return os.ErrDeadlineExceeded after t (zero: no deadline).
+func (r *EventReader) SetDeadline(t time.Time) { r.rd.SetDeadline(t) }
+
+// Close unblocks Read.
+func (r *EventReader) Close() error { return r.rd.Close() }
+
+
+func decodeEvent(raw *bpf.CgroupEvent, clock bootClock) Event {
+	ev := Event{
+		Time:     clock.wall(raw.TimeNs),
+		Kind:     EventKind(raw.Kind),
+		Verdict:  Verdict(raw.Verdict),
+		Hook:     Hook(raw.Hook),
+		App:      identity.FromKernel(raw.Dev, raw.Ino),
+		TGID:     raw.Tgid,
+		PID:      raw.Pid,
+		UID:      raw.Uid,
+		GID:      raw.Gid,
+		CgroupID: raw.CgroupId,
+		Comm:     cString(raw.Comm[:]),
+		Dest:     netip.AddrPortFrom(netip.AddrFrom16(raw.Addr).Unmap(), raw.Port),
+		Proto:    Protocol(raw.Proto),
+		Family:   raw.Family,
+		RuleID:   raw.RuleId,
+	}
+	return ev
+}
+
+func cString(b []int8) string {
+	out := make([]byte, 0, len(b))
+	for _, c := range b {
+		if c == 0 {
+			break
+		}
+		out = append(out, byte(c))
+	}
+	return string(out)
+}
+
+// bootClock converts CLOCK_BOOTTIME nanoseconds (what the programs record) to wall-clock time.
+type bootClock struct{ offset time.Duration }
+
+func newBootClock() bootClock {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts); err != nil {
+		return bootClock{}
+	}
+	return bootClock{offset: time.Duration(time.Now().UnixNano() - ts.Nano())}
+}
+
+func (c bootClock) wall(ns uint64) time.Time {
+	if ns == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, int64(ns)+int64(c.offset))
+}

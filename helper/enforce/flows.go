@@ -1,0 +1,91 @@
+package enforce
+
+import (
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/tattlefw/tattle/bpf"
+	"github.com/tattlefw/tattle/shared/identity"
+)
+
+// Flow is the kernel's account of one application's attempts to one destination.
+type Flow struct {
+	App       identity.Executable
+	UID       uint32
+	Dest      netip.AddrPort
+	Proto     Protocol
+	Attempts  uint64
+	Allowed   uint64
+	Denied    uint64
+	Undecided uint64
+	FirstSeen time.Time
+	LastSeen  time.Time
+	LastTGID  uint32
+	Verdict   Verdict // the verdict last applied
+	RuleID    uint32
+}
+
+// Flows reads the per-flow counters. The table holds the most recently active flows (LRU); the helper reads
+// it periodically instead of receiving an event per packet.
+func (e *Enforcer) Flows() ([]Flow, error) {
+	clock := newBootClock()
+	var (
+		k   bpf.CgroupFlowKey
+		v   bpf.CgroupFlow
+		out []Flow
+	)
+	it := e.maps.Flows.Iterate()
+	for it.Next(&k, &v) {
+		out = append(out, Flow{
+			App:       identity.FromKernel(k.Dev, k.Ino),
+			UID:       k.Uid,
+			Dest:      netip.AddrPortFrom(netip.AddrFrom16(k.Addr).Unmap(), k.Port),
+			Proto:     Protocol(k.Proto),
+			Attempts:  v.Attempts,
+			Allowed:   v.Allowed,
+			Denied:    v.Denied,
+			Undecided: v.Undecided,
+			FirstSeen: clock.wall(v.FirstSeenNs),
+			LastSeen:  clock.wall(v.LastSeenNs),
+			LastTGID:  v.LastTgid,
+			Verdict:   Verdict(v.Verdict),
+			RuleID:    v.RuleId,
+		})
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("read flow counters: %w", err)
+	}
+	return out, nil
+}
+
+// Stats are the kernel side's own counters.
+type Stats struct {
+	EventsLost uint64 // events the ring buffer had no room for
+	FlowsFull  uint64 // attempts whose flow could not be recorded
+	MarkFailed uint64 // undecided sockets that could not be marked
+	NoIdentity uint64 // attempts without a user executable (kernel threads), allowed
+}
+
+// Stats sums the per-CPU counters.
+func (e *Enforcer) Stats() (Stats, error) {
+	read := func(i uint32) (uint64, error) {
+		var per []uint64
+		if err := e.maps.Stats.Lookup(i, &per); err != nil {
+			return 0, fmt.Errorf("read kernel stats: %w", err)
+		}
+		var sum uint64
+		for _, n := range per {
+			sum += n
+		}
+		return sum, nil
+	}
+	var s Stats
+	var err error
+	for i, dst := range []*uint64{&s.EventsLost, &s.FlowsFull, &s.MarkFailed, &s.NoIdentity} {
+		if *dst, err = read(uint32(i)); err != nil {
+			return Stats{}, err
+		}
+	}
+	return s, nil
+}

@@ -1,0 +1,193 @@
+// Command tattle-testclient is the small network client the enforcement tests run as "an application". The
+// tests copy and hard-link this one binary to make several executables. Each run performs one action with raw
+// system calls (so the exact errno is seen) and prints one JSON line describing what happened.
+//
+//	tattle-testclient [-comm NAME] tcp ADDR:PORT          connect, report errno and the socket's SO_MARK
+//	tattle-testclient [-comm NAME] udp ADDR:PORT          sendto on an unconnected socket (waits for an echo)
+//	tattle-testclient bench COUNT                           loopback TCP connect+close rate to its own listener
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Result is what one action did.
+type Result struct {
+	PID       int     `json:"pid"`
+	OK        bool    `json:"ok"`
+	Errno     string  `json:"errno,omitempty"`
+	Error     string  `json:"error,omitempty"`
+	ElapsedUS int64   `json:"elapsed_us"`
+	Mark      uint32  `json:"mark"`
+	Echoed    bool    `json:"echoed,omitempty"`
+	Rate      float64 `json:"rate,omitempty"`
+}
+
+func main() {
+	comm := flag.String("comm", "", "rename the process (comm) before acting")
+	flag.Parse()
+	if *comm != "" {
+		if err := unix.Prctl(unix.PR_SET_NAME, uintptr(unsafeBytePtr(*comm)), 0, 0, 0); err != nil {
+			fail(fmt.Errorf("set comm: %w", err))
+		}
+	}
+	args := flag.Args()
+	if len(args) != 2 {
+		fail(errors.New("usage: tattle-testclient [-comm NAME] tcp|udp ADDR:PORT | bench COUNT"))
+	}
+	var res Result
+	switch args[0] {
+	case "tcp":
+		res = dial(unix.SOCK_STREAM, args[1])
+	case "udp":
+		res = sendUDP(args[1])
+	case "bench":
+		n, err := strconv.Atoi(args[1])
+		if err != nil {
+			fail(err)
+		}
+		res = bench(n)
+	default:
+		fail(fmt.Errorf("unknown action %q", args[0]))
+	}
+	res.PID = os.Getpid()
+	out, _ := json.Marshal(res)
+	fmt.Println(string(out))
+}
+
+func fail(err error) {
+	fmt.Fprintln(os.Stderr, "tattle-testclient:", err)
+	os.Exit(2)
+}
+
+func sockaddr(s string) (unix.Sockaddr, int, error) {
+	ap, err := netip.ParseAddrPort(s)
+	if err != nil {
+		return nil, 0, err
+	}
+	if ap.Addr().Is4() {
+		return &unix.SockaddrInet4{Addr: ap.Addr().As4(), Port: int(ap.Port())}, unix.AF_INET, nil
+	}
+	return &unix.SockaddrInet6{Addr: ap.Addr().As16(), Port: int(ap.Port())}, unix.AF_INET6, nil
+}
+
+func record(res *Result, err error) {
+	if err == nil {
+		res.OK = true
+		return
+	}
+	res.Error = err.Error()
+	var errno unix.Errno
+	if errors.As(err, &errno) {
+		res.Errno = unix.ErrnoName(errno)
+	}
+}
+
+func dial(typ int, addr string) Result {
+	sa, family, err := sockaddr(addr)
+	if err != nil {
+		fail(err)
+	}
+	fd, err := unix.Socket(family, typ|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		fail(err)
+	}
+	defer unix.Close(fd)
+	var res Result
+	start := time.Now()
+	err = unix.Connect(fd, sa)
+	res.ElapsedUS = time.Since(start).Microseconds()
+	record(&res, err)
+	res.Mark = mark(fd)
+	return res
+}
+
+func sendUDP(addr string) Result {
+	sa, family, err := sockaddr(addr)
+	if err != nil {
+		fail(err)
+	}
+	fd, err := unix.Socket(family, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		fail(err)
+	}
+	defer unix.Close(fd)
+	var res Result
+	start := time.Now()
+	err = unix.Sendto(fd, []byte("tattle"), 0, sa)
+	res.ElapsedUS = time.Since(start).Microseconds()
+	record(&res, err)
+	res.Mark = mark(fd)
+	if err == nil {
+		// The test's server echoes; a reply proves the datagram was delivered.
+		tv := unix.Timeval{Sec: 2}
+		unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
+		buf := make([]byte, 64)
+		if n, _, err := unix.Recvfrom(fd, buf, 0); err == nil && string(buf[:n]) == "tattle" {
+			res.Echoed = true
+		}
+	}
+	return res
+}
+
+func mark(fd int) uint32 {
+	m, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_MARK)
+	if err != nil {
+		return 0
+	}
+	return uint32(m)
+}
+
+// bench connects to and closes a loopback listener count times and reports connections per second. The
+// listener lives in this process so that nothing but the connect path differs between runs.
+func bench(count int) Result {
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		fail(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	sa, _, err := sockaddr(ln.Addr().String())
+	if err != nil {
+		fail(err)
+	}
+	var res Result
+	start := time.Now()
+	for i := 0; i < count; i++ {
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			fail(err)
+		}
+		if err := unix.Connect(fd, sa); err != nil {
+			unix.Close(fd)
+			record(&res, err)
+			return res
+		}
+		// RST on close keeps TIME_WAIT from exhausting ports across many runs.
+		unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
+		unix.Close(fd)
+	}
+	elapsed := time.Since(start)
+	res.OK = true
+	res.ElapsedUS = elapsed.Microseconds()
+	res.Rate = float64(count) / elapsed.Seconds()
+	return res
+}
