@@ -132,12 +132,36 @@ func objectFor(b Backend) (backendObject, error) {
 }
 
 // Open attaches Tattle's programs, or reuses the ones already pinned by an earlier run of the same build.
+// With BackendAuto, a kernel that lists BPF LSM but refuses to load LSM programs (some lockdown and
+// virtualised setups) falls back to the cgroup backend, and says so.
 func Open(opts Options) (*Enforcer, error) {
 	opts.fill()
+	if opts.Backend == BackendAuto {
+		// A running system keeps the backend it has: auto must not swap a working set of programs for
+		// another (after a fallback, for example).
+		if have, ok := readPinMeta(opts.PinDir); ok {
+			pinned := backendName(have.Backend)
+			if obj, err := objectFor(pinned); err == nil && obj.hash == have.Hash && have.Layout == layoutVersion {
+				if e, err := open(opts, pinned); err == nil {
+					return e, nil
+				}
+			}
+		}
+	}
 	backend, err := Resolve(opts.Backend, opts.SecurityFS)
 	if err != nil {
 		return nil, fmt.Errorf("choose backend: %w", err)
 	}
+	e, err := open(opts, backend)
+	if err != nil && opts.Backend == BackendAuto && backend == BackendLSM {
+		opts.Logger.Warn("BPF LSM is active but its programs could not be attached; using the cgroup backend",
+			"error", err)
+		return open(opts, BackendCgroup)
+	}
+	return e, err
+}
+
+func open(opts Options, backend Backend) (*Enforcer, error) {
 	obj, err := objectFor(backend)
 	if err != nil {
 		return nil, err
@@ -154,21 +178,18 @@ func Open(opts Options) (*Enforcer, error) {
 
 	if have, ok := readPinMeta(opts.PinDir); ok {
 		if have == want {
-			if err := e.reattach(obj); err == nil {
+			err := e.reattach(obj)
+			if err == nil {
 				e.reused = true
-				if err := e.setMark(opts.Mark); err != nil {
-					e.Close()
-					return nil, err
-				}
-				if err := e.loadDestCounts(); err != nil {
-					e.Close()
+				if err := e.finishOpen(opts.Mark); err != nil {
 					return nil, err
 				}
 				opts.Logger.Info("reusing pinned programs", "backend", backend, "pin_dir", opts.PinDir)
 				return e, nil
-			} else {
-				opts.Logger.Warn("pinned programs are incomplete; attaching afresh", "error", err)
 			}
+			opts.Logger.Warn("pinned programs are incomplete; attaching afresh", "error", err)
+			e.Close()
+			e = &Enforcer{backend: backend, pinDir: opts.PinDir, links: map[string]link.Link{}, log: opts.Logger}
 		} else {
 			opts.Logger.Info("pinned programs are from another build or backend; replacing them",
 				"pinned_backend", backendName(have.Backend), "backend", backend)
@@ -191,14 +212,11 @@ func Open(opts Options) (*Enforcer, error) {
 	}
 	if err := e.install(obj, cgroupRoot); err != nil {
 		e.Close()
+		// Leave no half-attached set behind; the maps (and the rules in them) stay pinned.
+		detachLinks(opts.PinDir)
 		return nil, err
 	}
-	if err := e.setMark(opts.Mark); err != nil {
-		e.Close()
-		return nil, err
-	}
-	if err := e.loadDestCounts(); err != nil {
-		e.Close()
+	if err := e.finishOpen(opts.Mark); err != nil {
 		return nil, err
 	}
 	if err := writePinMeta(opts.PinDir, want); err != nil {
@@ -207,6 +225,19 @@ func Open(opts Options) (*Enforcer, error) {
 	}
 	opts.Logger.Info("attached programs", "backend", backend, "cgroup_root", cgroupRoot, "pin_dir", opts.PinDir)
 	return e, nil
+}
+
+// finishOpen configures the kernel side and reads back what is installed; it closes e on failure.
+func (e *Enforcer) finishOpen(mark uint32) error {
+	if err := e.setMark(mark); err != nil {
+		e.Close()
+		return err
+	}
+	if err := e.loadDestCounts(); err != nil {
+		e.Close()
+		return err
+	}
+	return nil
 }
 
 func (e *Enforcer) install(obj backendObject, cgroupRoot string) error {

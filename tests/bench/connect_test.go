@@ -1,0 +1,224 @@
+// Package bench measures what Tattle costs an allowed application: the loopback TCP connect+close rate with
+// Tattle's programs attached versus not attached, in alternating rounds of one run, and the programs' average
+// run time per call from the kernel's BPF statistics. It runs on the host (cgroup backend) and in the VM ring
+// (lsm backend). Results are printed and written to $TATTLE_RESULTS_DIR (default tests/output).
+//
+// It lives in its own package so that no other test's programs are attached while it measures.
+package bench
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+
+	"github.com/tattlefw/tattle/helper/enforce"
+	"github.com/tattlefw/tattle/shared/identity"
+	"github.com/tattlefw/tattle/tests/internal/testrig"
+)
+
+func TestMain(m *testing.M) { os.Exit(testrig.Main(m)) }
+
+func envInt(k string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(k)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
+
+func envFloat(k string, def float64) float64 {
+	if v, err := strconv.ParseFloat(os.Getenv(k), 64); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
+
+func median(xs []float64) float64 {
+	s := append([]float64(nil), xs...)
+	sort.Float64s(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func TestConnectRateWithTattleVersusWithout(t *testing.T) {
+	rounds := envInt("TATTLE_BENCH_ROUNDS", 9)
+	count := envInt("TATTLE_BENCH_CONNECTS", 20000)
+	minRatio := envFloat("TATTLE_BENCH_MIN_RATIO", 0.90)
+	backend, err := enforce.ParseBackend(os.Getenv("TATTLE_BACKEND"))
+	if err != nil {
+		backend = enforce.BackendAuto
+	}
+
+	dir := testrig.AppDir(t)
+	app := testrig.CopyApp(t, testrig.Build(t).Client, dir, "bench-app")
+	appID, err := identity.Stat(app)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pin := testrig.PinDir("bench")
+	enforce.Uninstall(pin)
+	t.Cleanup(func() { enforce.Uninstall(pin) })
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+
+	// Warm up: page cache, listener backlog, CPU frequency.
+	testrig.RunApp(t, app, testrig.RunOpts{}, "bench", strconv.Itoa(count/4))
+
+	// The rates are measured with BPF statistics off (they add two clock reads to every program run); one
+	// extra round with them on measures the programs' own cost per call.
+	var on, off, ratios []float64
+	type progTotal struct{ runs, ns uint64 }
+	progs := map[string]*progTotal{}
+	var attached enforce.Backend
+	for r := 0; r <= rounds; r++ {
+		statsRound := r == rounds
+		var stats io.Closer
+		if statsRound {
+			var err error
+			// The kernel counts run time per program only while statistics are enabled.
+			if stats, err = ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME)); err != nil {
+				t.Fatalf("enable BPF statistics: %v", err)
+			}
+		}
+		// Alternate which side goes first, so drift affects both alike.
+		order := []bool{true, false}
+		if r%2 == 1 {
+			order = []bool{false, true}
+		}
+		var rateOn, rateOff float64
+		for _, withTattle := range order {
+			if !withTattle {
+				res := testrig.RunApp(t, app, testrig.RunOpts{}, "bench", strconv.Itoa(count))
+				if !res.OK {
+					t.Fatalf("bench without Tattle failed: %s", res.Error)
+				}
+				rateOff = res.Rate
+				continue
+			}
+			enf, err := enforce.Open(enforce.Options{Backend: backend, PinDir: pin, Logger: log})
+			if err != nil {
+				t.Fatal(err)
+			}
+			attached = enf.Backend()
+			if err := enf.SetDefault(enforce.Scope{App: appID, UID: identity.AnyUID}, enforce.Allow, 1); err != nil {
+				t.Fatal(err)
+			}
+			before := programStats(t, enf)
+			res := testrig.RunApp(t, app, testrig.RunOpts{}, "bench", strconv.Itoa(count))
+			after := programStats(t, enf)
+			enf.Close()
+			if err := enforce.Uninstall(pin); err != nil {
+				t.Fatal(err)
+			}
+			if !res.OK {
+				t.Fatalf("bench with Tattle failed: %s", res.Error)
+			}
+			rateOn = res.Rate
+			for name, a := range after {
+				b := before[name]
+				if progs[name] == nil {
+					progs[name] = &progTotal{}
+				}
+				progs[name].runs += a.RunCount - b.RunCount
+				progs[name].ns += uint64(a.Runtime - b.Runtime)
+			}
+		}
+		if statsRound {
+			stats.Close()
+			continue
+		}
+		on = append(on, rateOn)
+		off = append(off, rateOff)
+		ratios = append(ratios, rateOn/rateOff)
+	}
+
+	var b strings.Builder
+	kernel := kernelRelease()
+	fmt.Fprintf(&b, "Tattle connect-rate benchmark (%s backend, kernel %s)\n", attached, kernel)
+	fmt.Fprintf(&b, "loopback TCP connect+close of an allowed application, %d per run, %d alternating rounds\n", count, rounds)
+	for i := range on {
+		fmt.Fprintf(&b, "  round %d: without %8.0f/s  with %8.0f/s  ratio %.3f\n", i+1, off[i], on[i], ratios[i])
+	}
+	ratio := median(ratios)
+	fmt.Fprintf(&b, "median rate without Tattle %.0f/s, with Tattle %.0f/s\n", median(off), median(on))
+	fmt.Fprintf(&b, "RATIO with/without (median of rounds): %.3f (goal >= 0.95)\n", ratio)
+	names := make([]string, 0, len(progs))
+	for n := range progs {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		p := progs[n]
+		avg := 0.0
+		if p.runs > 0 {
+			avg = float64(p.ns) / float64(p.runs)
+		}
+		fmt.Fprintf(&b, "  program %-24s %9d calls  %7.0f ns per call (BPF stats round)\n", n, p.runs, avg)
+	}
+	report := b.String()
+	fmt.Print(report)
+	writeResult(t, fmt.Sprintf("bench-connect-%s-%s.txt", attached, kernel), report)
+
+	if ratio < minRatio {
+		t.Errorf("connect rate with Tattle is %.3f of the rate without; the regression bound is %.2f", ratio, minRatio)
+	}
+	if c := progs["tattle_connect4"]; attached == enforce.BackendCgroup && (c == nil || c.runs != uint64(count)) {
+		t.Errorf("cgroup connect4 program ran %v times for %d connects per round", c, count)
+	}
+	if c := progs["tattle_lsm_connect"]; attached == enforce.BackendLSM && (c == nil || c.runs != uint64(count)) {
+		t.Errorf("lsm connect program ran %v times for %d connects per round", c, count)
+	}
+}
+
+func programStats(t *testing.T, enf *enforce.Enforcer) map[string]ebpf.ProgramStats {
+	t.Helper()
+	ids, err := enf.ProgramIDs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]ebpf.ProgramStats{}
+	for _, id := range ids {
+		p, err := ebpf.NewProgramFromID(id.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := p.Stats()
+		p.Close()
+		if err != nil {
+			t.Fatalf("program %s statistics: %v", id.Name, err)
+		}
+		out[id.Name] = *st
+	}
+	return out
+}
+
+func kernelRelease() string {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return "unknown"
+	}
+	return unix.ByteSliceToString(u.Release[:])
+}
+
+func writeResult(t *testing.T, name, content string) {
+	dir := os.Getenv("TATTLE_RESULTS_DIR")
+	if dir == "" {
+		dir = filepath.Join("..", "output")
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Logf("cannot keep the result: %v", err)
+		return
+	}
+	if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+		t.Logf("cannot keep the result: %v", err)
+	}
+}

@@ -1,0 +1,194 @@
+package enforcement
+
+import (
+	"bufio"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/tattlefw/tattle/helper/enforce"
+	"github.com/tattlefw/tattle/shared/identity"
+	"github.com/tattlefw/tattle/tests/internal/testrig"
+)
+
+// helperProc is a running tattled.
+type helperProc struct {
+	cmd    *exec.Cmd
+	output chan string // log lines
+}
+
+func startTattled(t *testing.T, pinDir, lockFile string, extra ...string) *helperProc {
+	t.Helper()
+	args := append([]string{"-backend", string(backend(t)), "-pin-dir", pinDir, "-lock-file", lockFile}, extra...)
+	cmd := exec.Command(testrig.Build(t).Tattled, args...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	h := &helperProc{cmd: cmd, output: make(chan string, 100)}
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			select {
+			case h.output <- sc.Text():
+			default:
+			}
+		}
+		close(h.output)
+	}()
+	t.Cleanup(func() {
+		if h.cmd.ProcessState == nil {
+			h.cmd.Process.Kill()
+			h.cmd.Wait()
+		}
+	})
+	return h
+}
+
+// waitFor returns the first log line containing s, failing after 20 s.
+func (h *helperProc) waitFor(t *testing.T, s string) string {
+	t.Helper()
+	timeout := time.After(20 * time.Second)
+	for {
+		select {
+		case line, ok := <-h.output:
+			if !ok {
+				t.Fatalf("tattled exited before logging %q", s)
+			}
+			t.Logf("tattled: %s", line)
+			if strings.Contains(line, s) {
+				return line
+			}
+		case <-timeout:
+			t.Fatalf("tattled did not log %q within 20 s", s)
+		}
+	}
+}
+
+func (h *helperProc) stop(t *testing.T, sig syscall.Signal) {
+	t.Helper()
+	if err := h.cmd.Process.Signal(sig); err != nil {
+		t.Fatal(err)
+	}
+	h.cmd.Wait()
+}
+
+// tattlePrograms counts the programs loaded in the kernel under Tattle's names.
+func tattlePrograms(t *testing.T) int {
+	t.Helper()
+	n := 0
+	var id ebpf.ProgramID
+	for {
+		next, err := ebpf.ProgramGetNextID(id)
+		if err != nil {
+			return n
+		}
+		id = next
+		p, err := ebpf.NewProgramFromID(id)
+		if err != nil {
+			continue
+		}
+		info, err := p.Info()
+		p.Close()
+		if err == nil && strings.HasPrefix(info.Name, "tattle_") {
+			n++
+		}
+	}
+}
+
+func TestRestartKeepsEnforcementAndDoesNotLoadTwice(t *testing.T) {
+	pin := testrig.PinDir("restart")
+	enforce.Uninstall(pin)
+	t.Cleanup(func() { enforce.Uninstall(pin) })
+	lock := filepath.Join(t.TempDir(), "tattled.lock")
+	before := tattlePrograms(t)
+
+	h := startTattled(t, pin, lock)
+	h.waitFor(t, "tattled running")
+	loaded := tattlePrograms(t) - before
+	if loaded < 4 {
+		t.Fatalf("tattled loaded %d programs", loaded)
+	}
+
+	// Install a verdict the way later parts of the helper will: through the pinned maps.
+	enf, err := enforce.Open(enforce.Options{Backend: backend(t), PinDir: pin, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !enf.Reused() {
+		t.Error("a second Open did not reuse the pinned programs")
+	}
+	ids, err := enf.ProgramIDs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := newApps(t, enf)
+	if err := enf.SetDefault(enforce.Scope{App: ident(t, x.a), UID: identity.AnyUID}, enforce.Deny, 60); err != nil {
+		t.Fatal(err)
+	}
+	enf.Close()
+	expectDenied(t, "A with tattled running", testrig.RunApp(t, x.a, testrig.RunOpts{}, "tcp", x.srv.TCP4))
+
+	// A second helper refuses to start while one runs.
+	second := exec.Command(testrig.Build(t).Tattled, "-backend", string(backend(t)), "-pin-dir", pin, "-lock-file", lock)
+	out, err := second.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "already running") {
+		t.Errorf("second tattled: err=%v output=%s", err, out)
+	}
+
+	// Stopped (and killed): enforcement stays.
+	h.stop(t, syscall.SIGTERM)
+	expectDenied(t, "A after tattled stopped", testrig.RunApp(t, x.a, testrig.RunOpts{}, "tcp", x.srv.TCP4))
+	expectAllowed(t, "B after tattled stopped", testrig.RunApp(t, x.b, testrig.RunOpts{}, "tcp", x.srv.TCP4), false)
+
+	h = startTattled(t, pin, lock)
+	line := h.waitFor(t, "tattled running")
+	if !strings.Contains(line, "reused_pins=true") {
+		t.Errorf("restarted tattled did not reuse the pins: %s", line)
+	}
+	if n := tattlePrograms(t) - before; n != loaded {
+		t.Errorf("after restart %d Tattle programs are loaded, want the same %d", n, loaded)
+	}
+	enf, err = enforce.Open(enforce.Options{Backend: backend(t), PinDir: pin, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids2, err := enf.ProgramIDs()
+	enf.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ids) != len(ids2) {
+		t.Fatalf("program sets differ: %v vs %v", ids, ids2)
+	}
+	for i := range ids {
+		if ids[i] != ids2[i] {
+			t.Errorf("program %s was reloaded: id %d became %d", ids[i].Name, ids[i].ID, ids2[i].ID)
+		}
+	}
+	h.stop(t, syscall.SIGKILL)
+	expectDenied(t, "A after tattled was killed", testrig.RunApp(t, x.a, testrig.RunOpts{}, "tcp", x.srv.TCP4))
+
+	// Uninstall detaches everything.
+	un := exec.Command(testrig.Build(t).Tattled, "-uninstall", "-pin-dir", pin, "-lock-file", lock)
+	if out, err := un.CombinedOutput(); err != nil {
+		t.Fatalf("tattled -uninstall: %v\n%s", err, out)
+	}
+	expectAllowed(t, "A after uninstall", testrig.RunApp(t, x.a, testrig.RunOpts{}, "tcp", x.srv.TCP4), false)
+	if n := tattlePrograms(t) - before; n != 0 {
+		t.Errorf("%d Tattle programs still loaded after uninstall", n)
+	}
+	if _, err := os.Stat(pin); !os.IsNotExist(err) {
+		t.Errorf("pin directory still there after uninstall: %v", err)
+	}
+}
+
