@@ -83,6 +83,7 @@ int BPF_PROG(tattle_lsm_connect, struct socket *sock, void *address, int addrlen
 SEC("lsm/socket_sendmsg")
 int BPF_PROG(tattle_lsm_sendmsg, struct socket *sock, struct msghdr *msg, int size, int ret)
 {
+	struct sock *sk;
 	short type;
 	void *name;
 
@@ -94,7 +95,10 @@ int BPF_PROG(tattle_lsm_sendmsg, struct socket *sock, struct msghdr *msg, int si
 	name = msg->msg_name;
 	if (!name)
 		return 0;
-	if (type == SOCK_STREAM && sock->sk->__sk_common.skc_state != TCP_CLOSE)
+	sk = sock->sk;
+	if (!sk) /* newer verifiers insist: sock->sk may be NULL */
+		return 0;
+	if (type == SOCK_STREAM && sk->__sk_common.skc_state != TCP_CLOSE)
 		return 0;
 	return handle(sock, name, msg->msg_namelen, HOOK_SENDMSG);
 }

@@ -171,10 +171,10 @@ func TestConnectRateWithTattleVersusWithout(t *testing.T) {
 	if ratio < minRatio {
 		t.Errorf("connect rate with Tattle is %.3f of the rate without; the regression bound is %.2f", ratio, minRatio)
 	}
-	if c := progs["tattle_connect4"]; attached == enforce.BackendCgroup && (c == nil || c.runs != uint64(count)) {
+	if c := progs["tattle_connect4"]; attached == enforce.BackendCgroup && (c == nil || c.runs < uint64(count)) {
 		t.Errorf("cgroup connect4 program ran %v times for %d connects per round", c, count)
 	}
-	if c := progs["tattle_lsm_connect"]; attached == enforce.BackendLSM && (c == nil || c.runs != uint64(count)) {
+	if c := progs["tattle_lsm_connect"]; attached == enforce.BackendLSM && (c == nil || c.runs < uint64(count)) {
 		t.Errorf("lsm connect program ran %v times for %d connects per round", c, count)
 	}
 }

@@ -62,6 +62,16 @@ func TestBackendChoice(t *testing.T) {
 	if want != "" && string(enf.Backend()) != want {
 		t.Fatalf("backend %s attached, want %s", enf.Backend(), want)
 	}
+	// Detection, not fallback, must be what chose: the kernel's LSM list decides.
+	if exp := os.Getenv("TATTLE_EXPECT_BPF_LSM"); exp != "" {
+		active, err := enforce.BPFLSMActive(enforce.DefaultSecurityFS)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if active != (exp == "yes") {
+			t.Errorf("BPF LSM active = %v, expected %s", active, exp)
+		}
+	}
 	ids, err := enf.ProgramIDs()
 	if err != nil {
 		t.Fatal(err)

@@ -17,7 +17,14 @@ extract() {
 	mkdir -p "$dest/$name"
 	dpkg-deb -x "$deb" "$work/root-$name"
 	cp "$work"/root-"$name"/boot/vmlinuz-* "$dest/$name/vmlinuz"
-	mv "$work"/root-"$name"/lib/modules "$dest/$name/modules"
+	# bookworm ships modules in /lib/modules, trixie (merged /usr) in /usr/lib/modules
+	local mods
+	for mods in "$work/root-$name/lib/modules" "$work/root-$name/usr/lib/modules"; do
+		if [ -d "$mods" ]; then
+			mv "$mods" "$dest/$name/modules"
+			break
+		fi
+	done
 	basename "$deb" >"$dest/$name/package"
 	echo "fetched $name kernel: $(cat "$dest/$name/package")"
 }

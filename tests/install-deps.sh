@@ -1,0 +1,43 @@
+#!/bin/bash
+# Installs what building and testing Tattle needs on Debian 12, idempotently:
+#   Debian packages (clang-16 and libbpf headers for the BPF objects, meson, qemu and busybox for the VM ring,
+#   netfilter and network tools), the Go modules, and the Debian kernels the VM ring boots.
+# Usage: sudo tests/install-deps.sh [--no-kernels]
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+fetch_kernels=1
+[ "${1:-}" = "--no-kernels" ] && fetch_kernels=0
+
+if [ "$(id -u)" != 0 ]; then
+	echo "install-deps.sh: run as root (it installs Debian packages)" >&2
+	exit 1
+fi
+
+packages=(
+	clang-16 llvm-16 libbpf-dev linux-libc-dev bpftool   # BPF objects (go generate ./bpf/...)
+	gcc pkg-config git ca-certificates meson ninja-build # build
+	qemu-system-x86 busybox-static cpio                  # VM ring
+	iproute2 iptables nftables curl python3 procps      # host ring clients and netfilter
+)
+missing=()
+for p in "${packages[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+	echo "installing: ${missing[*]}"
+	apt-get update -q
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# Go: the module needs the version in go.mod; Debian 12's own Go is too old, so use /usr/local/go or PATH.
+export PATH=/usr/local/go/bin:$PATH
+if ! command -v go >/dev/null; then
+	echo "install-deps.sh: Go is missing: install Go $(awk '/^go /{print $2}' "$root/go.mod") or newer to /usr/local/go" >&2
+	exit 1
+fi
+(cd "$root" && go mod download)
+
+if [ "$fetch_kernels" = 1 ]; then
+	bash "$root/tests/vm/fetch-kernels.sh" "${TATTLE_KERNELS:-/var/cache/tattle-kernels}"
+fi
