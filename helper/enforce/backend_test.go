@@ -9,7 +9,7 @@ import (
 func TestLSMListHasBPF(t *testing.T) {
 	for list, want := range map[string]bool{
 		"lockdown,capability,landlock,yama,apparmor,bpf\n": true,
-		"bpf":                                true,
+		"bpf":                               true,
 		"lockdown,capability,landlock,yama": false,
 		"lockdown,bpfx,capability":          false,
 		"":                                  false,

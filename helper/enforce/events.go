@@ -122,7 +122,6 @@ func (r *EventReader) SetDeadline(t time.Time) { r.rd.SetDeadline(t) }
 // Close unblocks Read.
 func (r *EventReader) Close() error { return r.rd.Close() }
 
-
 func decodeEvent(raw *bpf.CgroupEvent, clock bootClock) Event {
 	ev := Event{
 		Time:     clock.wall(raw.TimeNs),

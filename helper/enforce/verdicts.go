@@ -109,7 +109,7 @@ func (e *Enforcer) ClearDefault(s Scope) error {
 // Destination is a verdict for one scope's attempts to an address prefix, port and protocol.
 type Destination struct {
 	Scope  Scope
-	Prefix netip.Prefix // an IPv4 or IPv6 prefix; 0.0.0.0/0 and ::/0 are "any address" of that family
+	Prefix netip.Prefix // IPv4 is kept IPv4-mapped: 0.0.0.0/0 is any IPv4 address, ::/0 any address at all
 	Port   uint16       // 0: any port
 	Proto  Protocol     // AnyProtocol installs the verdict for TCP and UDP
 }
@@ -122,14 +122,15 @@ func (d Destination) keys() ([]bpf.CgroupDestKey, uint8, error) {
 	if !d.Prefix.IsValid() {
 		return nil, 0, fmt.Errorf("destination %v: invalid prefix", d)
 	}
+	if d.Prefix.Addr().Is4In6() && d.Prefix.Bits() < 96 {
+		return nil, 0, fmt.Errorf("destination %v: an IPv4-mapped prefix must be at least /96", d)
+	}
 	p := d.Prefix.Masked()
 	addr := p.Addr()
 	bits := p.Bits()
 	if addr.Is4() {
 		addr = netip.AddrFrom16(addr.As16())
 		bits += 96
-	} else if addr.Is4In6() && bits < 96 {
-		return nil, 0, fmt.Errorf("destination %v: an IPv4-mapped prefix must be at least /96", d)
 	}
 	protos := []Protocol{d.Proto}
 	switch d.Proto {

@@ -191,4 +191,3 @@ func TestRestartKeepsEnforcementAndDoesNotLoadTwice(t *testing.T) {
 		t.Errorf("pin directory still there after uninstall: %v", err)
 	}
 }
-

@@ -107,7 +107,7 @@ mount -t securityfs securityfs /sys/kernel/security
 mount -t bpf bpf /sys/fs/bpf
 mount -t cgroup2 cgroup2 /sys/fs/cgroup
 ip link set lo up
-echo "TATTLE-VM-BOOTED kernel=$(uname -r) lsm=$(cat /sys/kernel/security/lsm)"
+echo "TATTLE-VM-BOOTED kernel=$(uname -r) clocksource=$(cat /sys/devices/system/clocksource/clocksource0/current_clocksource) lsm=$(cat /sys/kernel/security/lsm)"
 export TATTLE_REQUIRE_ROOT=1 TATTLE_CLIENT=/bin/tattle-testclient TATTLE_TATTLED=/bin/tattled
 export TATTLE_RESULTS_DIR=/tmp/results HOME=/tmp TMPDIR=/tmp
 cd /tmp
