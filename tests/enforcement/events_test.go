@@ -250,3 +250,49 @@ func TestDecidedFlowsAreCountedNotStreamed(t *testing.T) {
 		t.Errorf("found %d of A's and B's flows among %d", found, len(flows))
 	}
 }
+
+func TestEventOverflowIsCountedNeverSilent(t *testing.T) {
+	enf := openEnforcer(t, "overflow")
+	dir := testrig.AppDir(t)
+	c := testrig.CopyApp(t, testrig.Build(t).Client, dir, "app-flood")
+	cID := ident(t, c)
+	before, err := enf.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Nobody reads while C floods: the 1 MiB ring buffer holds about 11,000 events.
+	const attempts = 15000
+	if r := testrig.RunApp(t, c, testrig.RunOpts{}, "bench", "15000"); !r.OK {
+		t.Fatalf("flood: %s", r.Error)
+	}
+	after, err := enf.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	lost := after.EventsLost - before.EventsLost
+
+	rd, err := enf.Events(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	delivered := 0
+	for {
+		rd.SetDeadline(time.Now().Add(500 * time.Millisecond))
+		ev, err := rd.Read()
+		if err != nil {
+			break
+		}
+		if ev.App == cID {
+			delivered++
+		}
+	}
+	t.Logf("%d undecided attempts: %d events delivered, %d counted as lost", attempts, delivered, lost)
+	if lost == 0 {
+		t.Errorf("the ring buffer overflowed silently: %d of %d events delivered, none counted lost", delivered, attempts)
+	}
+	// Other processes' events share the buffer and the counter, so the sum may exceed the attempts, never fall short.
+	if uint64(delivered)+lost < attempts {
+		t.Errorf("%d delivered + %d lost < %d attempts: events vanished uncounted", delivered, lost, attempts)
+	}
+}
