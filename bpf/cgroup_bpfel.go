@@ -41,25 +41,28 @@ type CgroupDestRule struct {
 }
 
 type CgroupEvent struct {
-	_        structs.HostLayout
-	TimeNs   uint64
-	CgroupId uint64
-	Ino      uint64
-	Dev      uint32
-	Tgid     uint32
-	Pid      uint32
-	Uid      uint32
-	Gid      uint32
-	RuleId   uint32
-	Addr     [16]uint8
-	Port     uint16
-	Proto    uint8
-	Family   uint8
-	Verdict  uint8
-	Kind     uint8
-	Hook     uint8
-	Pad      uint8
-	Comm     [16]int8
+	_             structs.HostLayout
+	TimeNs        uint64
+	CgroupId      uint64
+	Ino           uint64
+	Dev           uint32
+	Tgid          uint32
+	Pid           uint32
+	Uid           uint32
+	Gid           uint32
+	RuleId        uint32
+	Addr          [16]uint8
+	Port          uint16
+	Proto         uint8
+	Family        uint8
+	Verdict       uint8
+	Kind          uint8
+	Hook          uint8
+	PathTruncated uint8
+	Comm          [16]int8
+	PathLen       uint16
+	Pad2          [6]uint8
+	Path          [512]int8
 }
 
 type CgroupFlow struct {
@@ -86,6 +89,12 @@ type CgroupFlowKey struct {
 	Port  uint16
 	Proto uint8
 	Pad   [5]uint8
+}
+
+type CgroupPathScratch struct {
+	_    structs.HostLayout
+	Buf  [768]int8
+	Name [256]int8
 }
 
 type CgroupScopeKey struct {
@@ -118,6 +127,7 @@ const (
 	CgroupMapDestRules       = "dest_rules"
 	CgroupMapEvents          = "events"
 	CgroupMapFlows           = "flows"
+	CgroupMapPathScratch     = "path_scratch"
 	CgroupMapScopeRules      = "scope_rules"
 	CgroupMapSockStates      = "sock_states"
 	CgroupMapStats           = "stats"
@@ -179,13 +189,14 @@ type CgroupProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type CgroupMapSpecs struct {
-	Config     *ebpf.MapSpec `ebpf:"config"`
-	DestRules  *ebpf.MapSpec `ebpf:"dest_rules"`
-	Events     *ebpf.MapSpec `ebpf:"events"`
-	Flows      *ebpf.MapSpec `ebpf:"flows"`
-	ScopeRules *ebpf.MapSpec `ebpf:"scope_rules"`
-	SockStates *ebpf.MapSpec `ebpf:"sock_states"`
-	Stats      *ebpf.MapSpec `ebpf:"stats"`
+	Config      *ebpf.MapSpec `ebpf:"config"`
+	DestRules   *ebpf.MapSpec `ebpf:"dest_rules"`
+	Events      *ebpf.MapSpec `ebpf:"events"`
+	Flows       *ebpf.MapSpec `ebpf:"flows"`
+	PathScratch *ebpf.MapSpec `ebpf:"path_scratch"`
+	ScopeRules  *ebpf.MapSpec `ebpf:"scope_rules"`
+	SockStates  *ebpf.MapSpec `ebpf:"sock_states"`
+	Stats       *ebpf.MapSpec `ebpf:"stats"`
 }
 
 // CgroupVariableSpecs contains global variables before they are loaded into the kernel.
@@ -214,13 +225,14 @@ func (o *CgroupObjects) Close() error {
 //
 // It can be passed to LoadCgroupObjects or ebpf.CollectionSpec.LoadAndAssign.
 type CgroupMaps struct {
-	Config     *ebpf.Map `ebpf:"config"`
-	DestRules  *ebpf.Map `ebpf:"dest_rules"`
-	Events     *ebpf.Map `ebpf:"events"`
-	Flows      *ebpf.Map `ebpf:"flows"`
-	ScopeRules *ebpf.Map `ebpf:"scope_rules"`
-	SockStates *ebpf.Map `ebpf:"sock_states"`
-	Stats      *ebpf.Map `ebpf:"stats"`
+	Config      *ebpf.Map `ebpf:"config"`
+	DestRules   *ebpf.Map `ebpf:"dest_rules"`
+	Events      *ebpf.Map `ebpf:"events"`
+	Flows       *ebpf.Map `ebpf:"flows"`
+	PathScratch *ebpf.Map `ebpf:"path_scratch"`
+	ScopeRules  *ebpf.Map `ebpf:"scope_rules"`
+	SockStates  *ebpf.Map `ebpf:"sock_states"`
+	Stats       *ebpf.Map `ebpf:"stats"`
 }
 
 func (m *CgroupMaps) Close() error {
@@ -229,6 +241,7 @@ func (m *CgroupMaps) Close() error {
 		m.DestRules,
 		m.Events,
 		m.Flows,
+		m.PathScratch,
 		m.ScopeRules,
 		m.SockStates,
 		m.Stats,

@@ -24,6 +24,7 @@
 #include <linux/in6.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
+#include <bpf/bpf_core_read.h>
 
 #include "include/kernel.h"
 
@@ -114,7 +115,7 @@ struct flow {
 	__u64 allowed;
 	__u64 denied;
 	__u64 undecided;
-	__u64 first_seen_ns; /* CLOCK_BOOTTIME */
+	__u64 first_seen_ns; /* CLOCK_MONOTONIC (coarse, tick resolution, where the program type allows it) */
 	__u64 last_seen_ns;
 	__u64 generation; /* rules generation the cached verdict was computed under */
 	__u32 rule_id;
@@ -128,6 +129,10 @@ struct config {
 	__u32 mark;       /* SO_MARK bits set on undecided sockets */
 	__u32 flags;
 };
+
+#define EXE_PATH_SIZE 512 /* power of two: offsets are masked with EXE_PATH_SIZE - 1 */
+#define EXE_NAME_READ 256 /* NAME_MAX + 1 */
+#define EXE_PATH_DEPTH 32
 
 struct event {
 	__u64 time_ns; /* CLOCK_BOOTTIME */
@@ -146,8 +151,11 @@ struct event {
 	__u8 verdict;
 	__u8 kind;
 	__u8 hook;
-	__u8 _pad;
+	__u8 path_truncated; /* the path did not fit in path[] or was deeper than EXE_PATH_DEPTH */
 	char comm[16];
+	__u16 path_len;      /* bytes of path[] used, no NUL */
+	__u8 _pad2[6];
+	char path[EXE_PATH_SIZE]; /* executable path read from the kernel's dentries at the time of the call */
 };
 
 /* Per-socket state, only for sockets that were ever undecided. */
@@ -198,7 +206,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 1 << 20);
+	__uint(max_entries, 4 << 20);
 	__type(value, struct event); /* documents the record type for bpf2go; the kernel ignores it */
 } events SEC(".maps");
 
@@ -215,6 +223,18 @@ struct {
 	__type(key, int);
 	__type(value, struct sock_state);
 } sock_states SEC(".maps");
+
+/* The time stamp for flow counters, read on every attempt. cgroup programs use the coarse clock (a plain
+ * memory read); LSM programs may not (bpf_ktime_get_coarse_ns is refused for tracing types), so they read the
+ * precise one. Both count CLOCK_MONOTONIC. */
+static __always_inline __u64 monotonic_ns(void)
+{
+#ifdef TATTLE_LSM
+	return bpf_ktime_get_ns();
+#else
+	return bpf_ktime_get_coarse_ns();
+#endif
+}
 
 static __always_inline void count(__u32 index)
 {
@@ -318,8 +338,113 @@ static __always_inline __u8 evaluate(const struct identity *id, const struct flo
 	return VERDICT_NONE;
 }
 
+/* Scratch space for building an executable path backwards, one per CPU. */
+struct path_scratch {
+	char buf[EXE_PATH_SIZE + EXE_NAME_READ];
+	char name[EXE_NAME_READ];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct path_scratch);
+} path_scratch SEC(".maps");
+
+/* State of a walk from the executable's dentry up to the root of the caller's mount namespace. */
+struct path_walk {
+	struct dentry *d;
+	struct vfsmount *vmnt;
+	struct mount *mnt;
+	__u32 off; /* the path so far is scratch buf[off, EXE_PATH_SIZE) */
+	__u8 truncated;
+	__u8 done;
+};
+
+/* One step of the walk (a bpf_loop callback, so the verifier checks it once, not once per level): prepend one
+ * name, or cross to the mount the current one hangs from. Returns 1 to stop. */
+static long path_step(__u32 i, void *ctx)
+{
+	struct path_walk *w = ctx;
+	/* Locals, not w->…, inside BPF_CORE_READ: it would try to relocate path_walk against the kernel's BTF. */
+	struct dentry *d = w->d, *root, *parent;
+	struct vfsmount *vmnt = w->vmnt;
+	struct mount *mnt = w->mnt, *mnt_parent;
+	__u32 zero = 0, off = w->off;
+	struct path_scratch *s = bpf_map_lookup_elem(&path_scratch, &zero);
+	long n;
+
+	if (!s)
+		return 1;
+	root = BPF_CORE_READ(vmnt, mnt_root);
+	parent = BPF_CORE_READ(d, d_parent);
+	if (d == root || d == parent) {
+		/* Top of this mount: continue where it is mounted, unless it is the namespace's root. */
+		mnt_parent = BPF_CORE_READ(mnt, mnt_parent);
+		if (d != root || mnt_parent == mnt) {
+			w->done = 1;
+			return 1;
+		}
+		w->d = BPF_CORE_READ(mnt, mnt_mountpoint);
+		w->mnt = mnt_parent;
+		w->vmnt = (struct vfsmount *)((void *)mnt_parent + bpf_core_field_offset(struct mount, mnt));
+		return 0;
+	}
+	n = bpf_probe_read_kernel_str(s->name, sizeof(s->name), BPF_CORE_READ(d, d_name.name));
+	if (n <= 1) {
+		w->done = 1;
+		return 1;
+	}
+	n -= 1; /* without the NUL */
+	if ((__u32)n + 1 > off) {
+		w->truncated = 1;
+		return 1;
+	}
+	off -= n;
+	bpf_probe_read_kernel(&s->buf[off & (EXE_PATH_SIZE - 1)], n & (EXE_NAME_READ - 1), s->name);
+	off -= 1;
+	s->buf[off & (EXE_PATH_SIZE - 1)] = '/';
+	w->off = off;
+	w->d = parent;
+	return 0;
+}
+
+/* Writes the path of the caller's executable into e->path by walking its dentries and mounts, in the caller's
+ * own context: unlike /proc/PID/exe read later, it cannot miss a process that exits at once. Paths are
+ * relative to the caller's mount namespace (a Flatpak app's /app/bin/x reads as such). Only events pay for
+ * this, never the decision path. */
+static __always_inline void read_exe_path(struct task_struct *task, struct event *e)
+{
+	__u32 zero = 0, len;
+	struct path_scratch *s = bpf_map_lookup_elem(&path_scratch, &zero);
+	struct file *exe = BPF_CORE_READ(task, mm, exe_file);
+	struct path_walk w = {.off = EXE_PATH_SIZE};
+
+	e->path_len = 0;
+	e->path_truncated = 0;
+	if (!s || !exe)
+		return;
+	w.d = BPF_CORE_READ(exe, f_path.dentry);
+	w.vmnt = BPF_CORE_READ(exe, f_path.mnt);
+	w.mnt = (struct mount *)((void *)w.vmnt - bpf_core_field_offset(struct mount, mnt));
+	bpf_loop(EXE_PATH_DEPTH, path_step, &w, 0);
+	if (!w.done || w.truncated) {
+		e->path_truncated = 1;
+		return;
+	}
+	/* Masked so the verifier sees the bound on the very register passed as the size (a compare gets applied
+	 * to a copy by clang). A path of exactly EXE_PATH_SIZE bytes counts as cut short. */
+	len = (EXE_PATH_SIZE - w.off) & (EXE_PATH_SIZE - 1);
+	if (!len) {
+		e->path_truncated = 1;
+		return;
+	}
+	bpf_probe_read_kernel(e->path, len, &s->buf[w.off & (EXE_PATH_SIZE - 1)]);
+	e->path_len = len;
+}
+
 static __always_inline void emit_event(const struct identity *id, const struct flow_key *fk, __u8 family,
-				       __u8 hook, __u8 verdict, __u8 kind, __u32 rule_id, __u64 now)
+				       __u8 hook, __u8 verdict, __u8 kind, __u32 rule_id)
 {
 	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 
@@ -327,7 +452,7 @@ static __always_inline void emit_event(const struct identity *id, const struct f
 		count(STAT_EVENTS_LOST);
 		return;
 	}
-	e->time_ns = now;
+	e->time_ns = bpf_ktime_get_boot_ns();
 	e->cgroup_id = id->task->cgroups->dfl_cgrp->kn->id;
 	e->ino = id->ino;
 	e->dev = id->dev;
@@ -343,8 +468,8 @@ static __always_inline void emit_event(const struct identity *id, const struct f
 	e->verdict = verdict;
 	e->kind = kind;
 	e->hook = hook;
-	e->_pad = 0;
 	bpf_probe_read_kernel_str(e->comm, sizeof(e->comm), id->task->comm);
+	read_exe_path(id->task, e);
 	bpf_ringbuf_submit(e, 0);
 }
 
@@ -354,7 +479,7 @@ static __always_inline __u8 decide(const struct identity *id, struct flow_key *f
 	__u32 zero = 0, rule_id = 0;
 	struct config *cfg = bpf_map_lookup_elem(&config, &zero);
 	struct flow *f;
-	__u64 now = bpf_ktime_get_boot_ns();
+	__u64 now = monotonic_ns();
 	__u8 verdict, is_new = 0;
 
 	if (!cfg)
@@ -403,10 +528,9 @@ static __always_inline __u8 decide(const struct identity *id, struct flow_key *f
 		f->last_tgid = id->tgid;
 	}
 
-	if (verdict == VERDICT_NONE)
-		emit_event(id, fk, family, hook, verdict, EVENT_UNDECIDED, rule_id, now);
-	else if (is_new)
-		emit_event(id, fk, family, hook, verdict, EVENT_NEW_FLOW, rule_id, now);
+	if (verdict == VERDICT_NONE || is_new)
+		emit_event(id, fk, family, hook, verdict, verdict == VERDICT_NONE ? EVENT_UNDECIDED : EVENT_NEW_FLOW,
+			   rule_id);
 	return verdict;
 }
 

@@ -7,6 +7,7 @@
  * cgroup sock_addr programs that run right after the LSM hook on the same socket (the hook leaves its
  * decision in socket-local storage).
  */
+#define TATTLE_LSM
 #include "core.h"
 #include <bpf/bpf_tracing.h>
 

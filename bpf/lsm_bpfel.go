@@ -20,6 +20,7 @@ const (
 	LsmMapDestRules           = "dest_rules"
 	LsmMapEvents              = "events"
 	LsmMapFlows               = "flows"
+	LsmMapPathScratch         = "path_scratch"
 	LsmMapScopeRules          = "scope_rules"
 	LsmMapSockStates          = "sock_states"
 	LsmMapStats               = "stats"
@@ -85,13 +86,14 @@ type LsmProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type LsmMapSpecs struct {
-	Config     *ebpf.MapSpec `ebpf:"config"`
-	DestRules  *ebpf.MapSpec `ebpf:"dest_rules"`
-	Events     *ebpf.MapSpec `ebpf:"events"`
-	Flows      *ebpf.MapSpec `ebpf:"flows"`
-	ScopeRules *ebpf.MapSpec `ebpf:"scope_rules"`
-	SockStates *ebpf.MapSpec `ebpf:"sock_states"`
-	Stats      *ebpf.MapSpec `ebpf:"stats"`
+	Config      *ebpf.MapSpec `ebpf:"config"`
+	DestRules   *ebpf.MapSpec `ebpf:"dest_rules"`
+	Events      *ebpf.MapSpec `ebpf:"events"`
+	Flows       *ebpf.MapSpec `ebpf:"flows"`
+	PathScratch *ebpf.MapSpec `ebpf:"path_scratch"`
+	ScopeRules  *ebpf.MapSpec `ebpf:"scope_rules"`
+	SockStates  *ebpf.MapSpec `ebpf:"sock_states"`
+	Stats       *ebpf.MapSpec `ebpf:"stats"`
 }
 
 // LsmVariableSpecs contains global variables before they are loaded into the kernel.
@@ -120,13 +122,14 @@ func (o *LsmObjects) Close() error {
 //
 // It can be passed to LoadLsmObjects or ebpf.CollectionSpec.LoadAndAssign.
 type LsmMaps struct {
-	Config     *ebpf.Map `ebpf:"config"`
-	DestRules  *ebpf.Map `ebpf:"dest_rules"`
-	Events     *ebpf.Map `ebpf:"events"`
-	Flows      *ebpf.Map `ebpf:"flows"`
-	ScopeRules *ebpf.Map `ebpf:"scope_rules"`
-	SockStates *ebpf.Map `ebpf:"sock_states"`
-	Stats      *ebpf.Map `ebpf:"stats"`
+	Config      *ebpf.Map `ebpf:"config"`
+	DestRules   *ebpf.Map `ebpf:"dest_rules"`
+	Events      *ebpf.Map `ebpf:"events"`
+	Flows       *ebpf.Map `ebpf:"flows"`
+	PathScratch *ebpf.Map `ebpf:"path_scratch"`
+	ScopeRules  *ebpf.Map `ebpf:"scope_rules"`
+	SockStates  *ebpf.Map `ebpf:"sock_states"`
+	Stats       *ebpf.Map `ebpf:"stats"`
 }
 
 func (m *LsmMaps) Close() error {
@@ -135,6 +138,7 @@ func (m *LsmMaps) Close() error {
 		m.DestRules,
 		m.Events,
 		m.Flows,
+		m.PathScratch,
 		m.ScopeRules,
 		m.SockStates,
 		m.Stats,

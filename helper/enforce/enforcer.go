@@ -249,7 +249,12 @@ func (e *Enforcer) install(obj backendObject, cgroupRoot string) error {
 	if err := os.MkdirAll(mapDir, 0o700); err != nil {
 		return fmt.Errorf("create pin directory: %w", err)
 	}
-	for _, ms := range spec.Maps {
+	// Pin the shared state; compiler-generated maps (.rodata and the like) belong to their programs.
+	for _, name := range mapNames {
+		ms, ok := spec.Maps[name]
+		if !ok {
+			return fmt.Errorf("map %s missing from the embedded object", name)
+		}
 		ms.Pinning = ebpf.PinByName
 	}
 	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{Maps: ebpf.MapOptions{PinPath: mapDir}})

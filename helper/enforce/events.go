@@ -53,34 +53,39 @@ func (h Hook) String() string {
 
 // Event is one attempt the kernel reported, with the identity read in the caller's own context.
 type Event struct {
-	Time     time.Time
-	Kind     EventKind
-	Verdict  Verdict
-	Hook     Hook
-	App      identity.Executable
-	Exe      string // executable path, resolved in userspace; empty if the process was gone
-	TGID     uint32 // process ID
-	PID      uint32 // thread ID
-	UID      uint32
-	GID      uint32
-	CgroupID uint64
-	Comm     string
-	Dest     netip.AddrPort // IPv4 destinations are plain IPv4 addresses
-	Proto    Protocol
-	Family   uint8 // socket family: unix.AF_INET or unix.AF_INET6
-	RuleID   uint32
+	Time    time.Time
+	Kind    EventKind
+	Verdict Verdict
+	Hook    Hook
+	App     identity.Executable
+	Exe     string // executable path: read by the kernel at the time of the call (see ExeFromKernel)
+	// ExeFromKernel is false when the kernel's path was cut short (deeper than 32 levels or longer than 512
+	// bytes) and Exe was resolved in userspace instead (empty if the process was gone by then).
+	ExeFromKernel bool
+	TGID          uint32 // process ID
+	PID           uint32 // thread ID
+	UID           uint32
+	GID           uint32
+	CgroupID      uint64
+	Comm          string
+	Dest          netip.AddrPort // IPv4 destinations are plain IPv4 addresses
+	Proto         Protocol
+	Family        uint8 // socket family: unix.AF_INET or unix.AF_INET6
+	RuleID        uint32
 }
 
-// PathResolver turns an executable identity into a path for display.
+// PathResolver turns an executable identity into a path for display, for the rare events whose kernel path
+// was cut short. Learn tells it a path the kernel reported, so later lookups need no /proc access.
 type PathResolver interface {
 	Path(tgid uint32, app identity.Executable) string
+	Learn(app identity.Executable, path string)
 }
 
 // EventReader delivers the kernel's events. One reader per system: events are consumed by whoever reads them.
 type EventReader struct {
 	rd       *ringbuf.Reader
 	resolver PathResolver
-	clock    bootClock
+	clock    kernelClock
 }
 
 // Events opens the event stream. resolver may be nil (Exe stays empty).
@@ -111,7 +116,11 @@ func (r *EventReader) Read() (Event, error) {
 	}
 	ev := decodeEvent(&raw, r.clock)
 	if r.resolver != nil {
-		ev.Exe = r.resolver.Path(ev.TGID, ev.App)
+		if ev.ExeFromKernel {
+			r.resolver.Learn(ev.App, ev.Exe)
+		} else {
+			ev.Exe = r.resolver.Path(ev.TGID, ev.App)
+		}
 	}
 	return ev, nil
 }
@@ -122,7 +131,7 @@ func (r *EventReader) SetDeadline(t time.Time) { r.rd.SetDeadline(t) }
 // Close unblocks Read.
 func (r *EventReader) Close() error { return r.rd.Close() }
 
-func decodeEvent(raw *bpf.CgroupEvent, clock bootClock) Event {
+func decodeEvent(raw *bpf.CgroupEvent, clock kernelClock) Event {
 	ev := Event{
 		Time:     clock.wall(raw.TimeNs),
 		Kind:     EventKind(raw.Kind),
@@ -140,6 +149,10 @@ func decodeEvent(raw *bpf.CgroupEvent, clock bootClock) Event {
 		Family:   raw.Family,
 		RuleID:   raw.RuleId,
 	}
+	if n := int(raw.PathLen); n > 0 && n <= len(raw.Path) && raw.PathTruncated == 0 {
+		ev.Exe = cString(raw.Path[:n])
+		ev.ExeFromKernel = true
+	}
 	return ev
 }
 
@@ -154,18 +167,21 @@ func cString(b []int8) string {
 	return string(out)
 }
 
-// bootClock converts CLOCK_BOOTTIME nanoseconds (what the programs record) to wall-clock time.
-type bootClock struct{ offset time.Duration }
+// kernelClock converts a kernel clock's nanoseconds to wall-clock time. Events carry CLOCK_BOOTTIME; flow
+// counters carry CLOCK_MONOTONIC (coarse), which is cheaper to read on every attempt.
+type kernelClock struct{ offset time.Duration }
 
-func newBootClock() bootClock {
+func newKernelClock(id int32) kernelClock {
 	var ts unix.Timespec
-	if err := unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts); err != nil {
-		return bootClock{}
+	if err := unix.ClockGettime(id, &ts); err != nil {
+		return kernelClock{}
 	}
-	return bootClock{offset: time.Duration(time.Now().UnixNano() - ts.Nano())}
+	return kernelClock{offset: time.Duration(time.Now().UnixNano() - ts.Nano())}
 }
 
-func (c bootClock) wall(ns uint64) time.Time {
+func newBootClock() kernelClock { return newKernelClock(unix.CLOCK_BOOTTIME) }
+
+func (c kernelClock) wall(ns uint64) time.Time {
 	if ns == 0 {
 		return time.Time{}
 	}

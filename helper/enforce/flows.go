@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/tattlefw/tattle/bpf"
 	"github.com/tattlefw/tattle/shared/identity"
 )
@@ -29,7 +31,7 @@ type Flow struct {
 // Flows reads the per-flow counters. The table holds the most recently active flows (LRU); the helper reads
 // it periodically instead of receiving an event per packet.
 func (e *Enforcer) Flows() ([]Flow, error) {
-	clock := newBootClock()
+	clock := newKernelClock(unix.CLOCK_MONOTONIC)
 	var (
 		k   bpf.CgroupFlowKey
 		v   bpf.CgroupFlow

@@ -57,6 +57,13 @@ func (r *Resolver) Path(tgid uint32, app identity.Executable) string {
 	return p
 }
 
+// Learn records a path reported by the kernel for app.
+func (r *Resolver) Learn(app identity.Executable, path string) {
+	if path != "" {
+		r.remember(app, path)
+	}
+}
+
 // Forget drops a cached identity (for example when its file was replaced).
 func (r *Resolver) Forget(app identity.Executable) {
 	r.mu.Lock()

@@ -147,8 +147,8 @@ func TestUndecidedAttemptsAreMarkedWithOneEventEach(t *testing.T) {
 			t.Errorf("event %d: pid %d, client was %d", i, ev.TGID, r.PID)
 		case ev.UID != wantUID:
 			t.Errorf("event %d: uid %d, want %d", i, ev.UID, wantUID)
-		case ev.Exe != c:
-			t.Errorf("event %d: exe %q, want %q", i, ev.Exe, c)
+		case ev.Exe != c || !ev.ExeFromKernel:
+			t.Errorf("event %d: exe %q (read by the kernel: %v), want %q from the kernel", i, ev.Exe, ev.ExeFromKernel, c)
 		case ev.Dest != dest:
 			t.Errorf("event %d: destination %v, want %v", i, ev.Dest, dest)
 		case ev.Proto.String() != a.proto:

@@ -115,7 +115,7 @@ cd /tmp
 suite=$?
 bench=skipped
 if [ "$TATTLE_VM_BENCH" = 1 ]; then
-	TATTLE_BENCH_ROUNDS=7 TATTLE_BENCH_CONNECTS=3000 TATTLE_BENCH_MIN_RATIO=0.75 /bin/bench.test -test.v -test.count=1 -test.timeout=10m
+	TATTLE_BENCH_ROUNDS=9 TATTLE_BENCH_CONNECTS=3000 TATTLE_BENCH_MIN_RATIO=0.60 TATTLE_BENCH_MAX_COST_SHARE=0.10 /bin/bench.test -test.v -test.count=1 -test.timeout=10m
 	bench=$?
 fi
 echo "TATTLE-VM-RESULT suite=$suite bench=$bench"
