@@ -13,7 +13,6 @@ import (
 	"github.com/cilium/ebpf"
 
 	"github.com/tattlefw/tattle/helper/enforce"
-	"github.com/tattlefw/tattle/shared/identity"
 	"github.com/tattlefw/tattle/tests/internal/testrig"
 )
 
@@ -23,9 +22,25 @@ type helperProc struct {
 	output chan string // log lines
 }
 
-func startTattled(t *testing.T, pinDir, lockFile string, extra ...string) *helperProc {
+// tattledDirs are a helper's private state and rule-group directories (never the system's).
+type tattledDirs struct{ lock, state, rules string }
+
+func newTattledDirs(t *testing.T) tattledDirs {
+	dir := t.TempDir()
+	d := tattledDirs{lock: filepath.Join(dir, "tattled.lock"), state: filepath.Join(dir, "state"), rules: filepath.Join(dir, "rules.d")}
+	if err := os.MkdirAll(d.rules, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+func (d tattledDirs) args(pinDir string) []string {
+	return []string{"-pin-dir", pinDir, "-lock-file", d.lock, "-state-dir", d.state, "-rules-dir", d.rules, "-bus", "none"}
+}
+
+func startTattled(t *testing.T, pinDir string, dirs tattledDirs, extra ...string) *helperProc {
 	t.Helper()
-	args := append([]string{"-backend", string(backend(t)), "-pin-dir", pinDir, "-lock-file", lockFile}, extra...)
+	args := append(append([]string{"-backend", string(backend(t))}, dirs.args(pinDir)...), extra...)
 	cmd := exec.Command(testrig.Build(t).Tattled, args...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
@@ -109,17 +124,17 @@ func TestRestartKeepsEnforcementAndDoesNotLoadTwice(t *testing.T) {
 	pin := testrig.PinDir("restart")
 	enforce.Uninstall(pin)
 	t.Cleanup(func() { enforce.Uninstall(pin) })
-	lock := filepath.Join(t.TempDir(), "tattled.lock")
+	dirs := newTattledDirs(t)
 	before := tattlePrograms(t)
 
-	h := startTattled(t, pin, lock)
+	h := startTattled(t, pin, dirs)
 	h.waitFor(t, "tattled running")
+	h.waitFor(t, "rules applied") // the initial, empty rule set
 	loaded := tattlePrograms(t) - before
 	if loaded < 4 {
 		t.Fatalf("tattled loaded %d programs", loaded)
 	}
 
-	// Install a verdict the way later parts of the helper will: through the pinned maps.
 	enf, err := enforce.Open(enforce.Options{Backend: backend(t), PinDir: pin, Logger: quietLogger()})
 	if err != nil {
 		t.Fatal(err)
@@ -132,14 +147,15 @@ func TestRestartKeepsEnforcementAndDoesNotLoadTwice(t *testing.T) {
 		t.Fatal(err)
 	}
 	x := newApps(t, enf)
-	if err := enf.SetDefault(enforce.Scope{App: ident(t, x.a), UID: identity.AnyUID}, enforce.Deny, 60); err != nil {
-		t.Fatal(err)
-	}
 	enf.Close()
+
+	// An administrator's rule group denying A, picked up live.
+	writeRuleGroup(t, dirs.rules, "50-deny-a.json", denyRule("deny-a", x.a))
+	h.waitFor(t, "rules applied")
 	expectDenied(t, "A with tattled running", testrig.RunApp(t, x.a, testrig.RunOpts{}, "tcp", x.srv.TCP4))
 
 	// A second helper refuses to start while one runs.
-	second := exec.Command(testrig.Build(t).Tattled, "-backend", string(backend(t)), "-pin-dir", pin, "-lock-file", lock)
+	second := exec.Command(testrig.Build(t).Tattled, append([]string{"-backend", string(backend(t))}, dirs.args(pin)...)...)
 	out, err := second.CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "already running") {
 		t.Errorf("second tattled: err=%v output=%s", err, out)
@@ -150,7 +166,7 @@ func TestRestartKeepsEnforcementAndDoesNotLoadTwice(t *testing.T) {
 	expectDenied(t, "A after tattled stopped", testrig.RunApp(t, x.a, testrig.RunOpts{}, "tcp", x.srv.TCP4))
 	expectAllowed(t, "B after tattled stopped", testrig.RunApp(t, x.b, testrig.RunOpts{}, "tcp", x.srv.TCP4), false)
 
-	h = startTattled(t, pin, lock)
+	h = startTattled(t, pin, dirs)
 	line := h.waitFor(t, "tattled running")
 	if !strings.Contains(line, "reused_pins=true") {
 		t.Errorf("restarted tattled did not reuse the pins: %s", line)
@@ -179,7 +195,7 @@ func TestRestartKeepsEnforcementAndDoesNotLoadTwice(t *testing.T) {
 	expectDenied(t, "A after tattled was killed", testrig.RunApp(t, x.a, testrig.RunOpts{}, "tcp", x.srv.TCP4))
 
 	// Uninstall detaches everything.
-	un := exec.Command(testrig.Build(t).Tattled, "-uninstall", "-pin-dir", pin, "-lock-file", lock)
+	un := exec.Command(testrig.Build(t).Tattled, append([]string{"-uninstall"}, dirs.args(pin)...)...)
 	if out, err := un.CombinedOutput(); err != nil {
 		t.Fatalf("tattled -uninstall: %v\n%s", err, out)
 	}

@@ -13,13 +13,17 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
+	"github.com/godbus/dbus/v5"
 	"golang.org/x/sys/unix"
 
+	"github.com/tattlefw/tattle/helper/daemon"
 	"github.com/tattlefw/tattle/helper/enforce"
-	"github.com/tattlefw/tattle/helper/exepath"
+	"github.com/tattlefw/tattle/helper/service"
+	"github.com/tattlefw/tattle/helper/store"
 )
 
 // version is set at build time (-ldflags "-X main.version=…").
@@ -34,6 +38,9 @@ type config struct {
 	uninstall  bool
 	status     bool
 	logLevel   string
+	stateDir   string
+	rulesDir   string
+	bus        string
 }
 
 func main() {
@@ -46,6 +53,9 @@ func main() {
 	flag.BoolVar(&cfg.uninstall, "uninstall", false, "detach all programs, remove the pins and exit")
 	flag.BoolVar(&cfg.status, "status", false, "print what is pinned and exit")
 	flag.StringVar(&cfg.logLevel, "log-level", "info", "debug, info, warn or error")
+	flag.StringVar(&cfg.stateDir, "state-dir", store.DefaultStateDir, "directory of the helper's own state (rules made through the API)")
+	flag.StringVar(&cfg.rulesDir, "rules-dir", store.DefaultAdminDir, "administrator's rule groups (*.json), reloaded when they change")
+	flag.StringVar(&cfg.bus, "bus", "system", "serve the D-Bus API on the system bus (system) or not at all (none)")
 	showVersion := flag.Bool("version", false, "print the version and exit")
 	flag.Parse()
 
@@ -95,6 +105,11 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 		return nil
 	}
 
+	rules, err := store.Open(store.Options{StateDir: cfg.stateDir, AdminDir: cfg.rulesDir, Logger: log})
+	if err != nil {
+		return err
+	}
+
 	enf, err := enforce.Open(enforce.Options{
 		Backend:    backend,
 		PinDir:     cfg.pinDir,
@@ -108,37 +123,54 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 	defer enf.Close()
 	log.Info("tattled running", "version", version, "backend", enf.Backend(), "reused_pins", enf.Reused())
 
-	events, err := enf.Events(exepath.New("/proc", exepath.DefaultCacheSize))
-	if err != nil {
+	d := daemon.New(enf, rules, log)
+	if err := d.Apply(); err != nil {
 		return err
 	}
-	done := make(chan struct{})
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make(chan error, 2)
+	if cfg.bus == "system" {
+		conn, err := dbus.ConnectSystemBus()
+		if err != nil {
+			return fmt.Errorf("connect to the system bus (use -bus none to run without the D-Bus API): %w", err)
+		}
+		defer conn.Close()
+		svc, err := service.New(service.Options{Conn: conn, Store: rules, Daemon: d, Enforcer: enf, Version: version, Logger: log})
+		if err != nil {
+			return err
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := svc.Serve(ctx); err != nil {
+				errs <- err
+				cancel()
+			}
+		}()
+	} else if cfg.bus != "none" {
+		return fmt.Errorf("-bus %q: use system or none", cfg.bus)
+	}
+	wg.Add(2)
 	go func() {
-		defer close(done)
-		logEvents(events, log)
+		defer wg.Done()
+		watchStats(ctx, enf, log)
 	}()
-	watchStats(ctx, enf, log)
-	events.Close()
-	<-done
+	go func() {
+		defer wg.Done()
+		if err := d.Run(ctx); err != nil {
+			errs <- err
+			cancel()
+		}
+	}()
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		return err
+	}
 	log.Info("tattled stopping; enforcement stays in place through the pinned programs")
 	return nil
-}
-
-// logEvents logs every event until the reader is closed. It is the placeholder consumer until the rule
-// service takes events over.
-func logEvents(events *enforce.EventReader, log *slog.Logger) {
-	for {
-		ev, err := events.Read()
-		if errors.Is(err, enforce.ErrClosed) {
-			return
-		}
-		if err != nil {
-			log.Warn("read event", "error", err)
-			continue
-		}
-		log.Debug("connection attempt", "kind", ev.Kind, "verdict", ev.Verdict, "exe", ev.Exe, "pid", ev.TGID,
-			"uid", ev.UID, "comm", ev.Comm, "dest", ev.Dest, "proto", ev.Proto, "hook", ev.Hook)
-	}
 }
 
 // watchStats reports kernel-side losses as they happen, until ctx ends.

@@ -1,0 +1,205 @@
+// Package daemon runs tattled's main loop: it keeps the kernel's verdicts equal to the rules in force
+// (recompiling when a rule group changes, a timed rule expires or an executable is replaced) and consumes the
+// kernel's events.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/tattlefw/tattle/helper/enforce"
+	"github.com/tattlefw/tattle/helper/exepath"
+	"github.com/tattlefw/tattle/helper/ruleset"
+	"github.com/tattlefw/tattle/helper/store"
+	"github.com/tattlefw/tattle/shared/identity"
+	"github.com/tattlefw/tattle/shared/rules"
+)
+
+// RecheckInterval bounds how long a replaced executable (new inode) keeps its old identity's verdicts.
+const RecheckInterval = time.Minute
+
+// Daemon ties the enforcer and the rule store together.
+type Daemon struct {
+	enf      *enforce.Enforcer
+	store    *store.Store
+	log      *slog.Logger
+	resolver *exepath.Resolver
+
+	// mu is held across compiling+installing and across deciding+installing a learned verdict, so a verdict
+	// learned from old rules can never land after the new rules were installed (which drop learned entries).
+	mu      sync.Mutex
+	current ruleset.Result
+}
+
+// New returns a daemon for an open enforcer and store.
+func New(enf *enforce.Enforcer, st *store.Store, log *slog.Logger) *Daemon {
+	return &Daemon{enf: enf, store: st, log: log, resolver: exepath.New("/proc", exepath.DefaultCacheSize)}
+}
+
+// Apply compiles the rules in force and installs the result in the kernel.
+func (d *Daemon) Apply() error {
+	var rs = d.store.Entries()
+	list := make([]rules.Rule, 0, len(rs))
+	for _, e := range rs {
+		list = append(list, e.Rule)
+	}
+	res, err := ruleset.Compile(list, time.Now(), identity.Stat)
+	if err != nil {
+		return fmt.Errorf("compile rules: %w", err)
+	}
+	d.mu.Lock()
+	err = d.enf.Replace(res.Kernel)
+	if err == nil {
+		d.current = res
+	}
+	d.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("install rules in the kernel: %w", err)
+	}
+	kernel, user := 0, 0
+	for _, p := range res.Placements {
+		switch p.Where {
+		case ruleset.InKernel:
+			kernel++
+		case ruleset.InUserspace:
+			user++
+			d.log.Debug("rule evaluated in userspace", "rule", p.RuleID, "reason", p.Reason)
+		}
+	}
+	d.log.Info("rules applied", "rules", len(rs), "in_kernel", kernel, "in_userspace", user,
+		"kernel_entries", len(res.Kernel.Defaults)+len(res.Kernel.Destinations))
+	return nil
+}
+
+// ExePath names an executable identity for display (from events seen, or from a live process).
+func (d *Daemon) ExePath(tgid uint32, app identity.Executable) string {
+	return d.resolver.Path(tgid, app)
+}
+
+// RuleName returns the rule ID behind a kernel rule number ("" if none; "learned" for per-flow verdicts the
+// helper installed after deciding in userspace).
+func (d *Daemon) RuleName(kernelID uint32) string {
+	if kernelID == learnedRuleID {
+		return "learned"
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.current.KernelIDs[kernelID]
+}
+
+// Current returns the last compilation.
+func (d *Daemon) Current() ruleset.Result {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.current
+}
+
+// Run keeps the rules applied (call Apply once first) and consumes events until ctx ends.
+func (d *Daemon) Run(ctx context.Context) error {
+	events, err := d.enf.Events(d.resolver)
+	if err != nil {
+		return err
+	}
+	var wg sync.WaitGroup
+	wg.Add(3)
+	go func() {
+		defer wg.Done()
+		d.logEvents(events)
+	}()
+	go func() {
+		defer wg.Done()
+		if err := d.store.WatchAdmin(ctx, d.reapply); err != nil {
+			d.log.Error("rule groups are not watched; changes need a restart", "error", err)
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		d.recheck(ctx)
+	}()
+	<-ctx.Done()
+	events.Close()
+	wg.Wait()
+	return nil
+}
+
+func (d *Daemon) reapply() {
+	if err := d.Apply(); err != nil {
+		d.log.Error("rules changed but could not be applied; the previous kernel rules stay", "error", err)
+	}
+}
+
+// recheck recompiles periodically: timed rules expire and executables get replaced by updates.
+func (d *Daemon) recheck(ctx context.Context) {
+	tick := time.NewTicker(RecheckInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			d.reapply()
+		}
+	}
+}
+
+func (d *Daemon) logEvents(events *enforce.EventReader) {
+	for {
+		ev, err := events.Read()
+		if errors.Is(err, enforce.ErrClosed) {
+			return
+		}
+		if err != nil {
+			d.log.Warn("read event", "error", err)
+			continue
+		}
+		d.log.Debug("connection attempt", "kind", ev.Kind, "verdict", ev.Verdict, "exe", ev.Exe, "pid", ev.TGID,
+			"uid", ev.UID, "comm", ev.Comm, "dest", ev.Dest, "proto", ev.Proto, "hook", ev.Hook)
+		if ev.Kind == enforce.EventUndecided {
+			d.decideInUserspace(ev)
+		}
+	}
+}
+
+// decideInUserspace evaluates every active rule (including those the kernel cannot match) for an attempt the
+// kernel left undecided. When a rule decides it, the verdict is installed for exactly that flow (this
+// executable and user, this address, port and protocol), so the flow's next attempt is decided in the kernel.
+// The learned entries are dropped whenever the rules are recompiled, and learned again as needed.
+func (d *Daemon) decideInUserspace(ev enforce.Event) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	cur := d.current
+	proto := ev.Proto.String()
+	flow := rules.Flow{AppPath: ev.Exe, UID: ev.UID, Addr: ev.Dest.Addr(), Port: ev.Dest.Port(), Proto: proto}
+	winner := rules.Decide(cur.Active, flow, nil, time.Now())
+	if winner == nil {
+		return
+	}
+	verdict := enforce.Allow
+	if winner.Rule.Action == "deny" {
+		verdict = enforce.Deny
+	}
+	bits := 128
+	if ev.Dest.Addr().Is4() {
+		bits = 32
+	}
+	dest := enforce.Destination{
+		Scope:  enforce.Scope{App: ev.App, UID: ev.UID},
+		Prefix: netip.PrefixFrom(ev.Dest.Addr(), bits),
+		Port:   ev.Dest.Port(),
+		Proto:  ev.Proto,
+	}
+	if err := d.enf.SetDestination(dest, verdict, learnedRuleID); err != nil {
+		d.log.Warn("install a learned verdict", "error", err)
+		return
+	}
+	d.log.Info("decided in userspace", "rule", winner.Rule.ID, "action", winner.Rule.Action, "exe", ev.Exe,
+		"uid", ev.UID, "dest", ev.Dest, "proto", proto)
+}
+
+// learnedRuleID marks kernel entries installed for one flow after a userspace decision.
+const learnedRuleID = ^uint32(0)

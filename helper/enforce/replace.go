@@ -1,0 +1,104 @@
+package enforce
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/tattlefw/tattle/bpf"
+)
+
+// Ruling is an installed verdict and the rule it came from.
+type Ruling struct {
+	Verdict Verdict
+	RuleID  uint32
+}
+
+// Verdicts is the complete kernel rule state, as the rule compiler wants it.
+type Verdicts struct {
+	Defaults     map[Scope]Ruling
+	Destinations map[Destination]Ruling
+}
+
+// Replace makes the kernel's verdicts exactly v: entries are added and changed first, stale ones removed
+// after, and cached flow verdicts are invalidated once at the end. Attempts during the update see either the
+// old or the new verdict of each entry, never an empty rule set.
+func (e *Enforcer) Replace(v Verdicts) error {
+	wantDest := map[bpf.CgroupDestKey]bpf.CgroupDestRule{}
+	destScopes := map[scopeKey]int{}
+	for d, r := range v.Destinations {
+		if r.Verdict != Allow && r.Verdict != Deny {
+			return fmt.Errorf("destination %v: verdict must be allow or deny, not %v", d, r.Verdict)
+		}
+		keys, bits, err := d.keys()
+		if err != nil {
+			return err
+		}
+		for _, k := range keys {
+			if _, dup := wantDest[k]; dup {
+				return fmt.Errorf("destination %v: given twice (protocol any overlaps tcp or udp)", d)
+			}
+			wantDest[k] = bpf.CgroupDestRule{RuleId: r.RuleID, Verdict: uint8(r.Verdict), AddrPrefix: bits}
+			destScopes[scopeKeyOf(d.Scope)]++
+		}
+	}
+	wantScope := map[scopeKey]bpf.CgroupScopeRule{}
+	for s, r := range v.Defaults {
+		if r.Verdict != Allow && r.Verdict != Deny {
+			return fmt.Errorf("default for %v: verdict must be allow or deny, not %v", s.App, r.Verdict)
+		}
+		wantScope[scopeKeyOf(s)] = bpf.CgroupScopeRule{RuleId: r.RuleID, Verdict: uint8(r.Verdict)}
+	}
+	for k, n := range destScopes {
+		sr := wantScope[k]
+		sr.HasDest = boolByte(n > 0)
+		wantScope[k] = sr
+	}
+
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	// Destinations before scopes: a scope's has_dest flag must never point at rules not yet there.
+	for k, val := range wantDest {
+		if err := e.maps.DestRules.Put(&k, &val); err != nil {
+			return fmt.Errorf("install destination verdict: %w", err)
+		}
+	}
+	for k, val := range wantScope {
+		if err := e.maps.ScopeRules.Put(&k, &val); err != nil {
+			return fmt.Errorf("install scope verdict: %w", err)
+		}
+	}
+	if err := deleteExcept(e.maps.ScopeRules, func(k *scopeKey) bool { _, ok := wantScope[*k]; return ok }); err != nil {
+		return err
+	}
+	if err := deleteExcept(e.maps.DestRules, func(k *bpf.CgroupDestKey) bool { _, ok := wantDest[*k]; return ok }); err != nil {
+		return err
+	}
+	e.destCount = destScopes
+	return e.bumpGeneration()
+}
+
+// deleteExcept removes every entry of m whose key keep rejects.
+func deleteExcept[K any](m *ebpf.Map, keep func(*K) bool) error {
+	var (
+		k     K
+		stale []K
+	)
+	val := make([]byte, m.ValueSize())
+	it := m.Iterate()
+	for it.Next(&k, &val) {
+		if !keep(&k) {
+			stale = append(stale, k)
+		}
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("list installed verdicts: %w", err)
+	}
+	for i := range stale {
+		if err := m.Delete(&stale[i]); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("remove stale verdict: %w", err)
+		}
+	}
+	return nil
+}

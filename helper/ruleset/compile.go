@@ -1,0 +1,239 @@
+// Package ruleset turns the rules in force into what the kernel enforces, and keeps the rest for the helper.
+//
+// A rule goes into the kernel maps when the kernel can match it exactly: an executable path (resolved to its
+// device and inode) or any application; an address, prefix or any remote; one port, a short range or any; TCP,
+// UDP or both. Rules about names (hosts, domains, lists), packaged-app identities and wide port ranges stay in
+// userspace and are evaluated by the helper for the attempts the kernel reports as undecided.
+//
+// Precedence must come out the same on both sides. Rules are taken in precedence order (rules.Compare); a
+// kernel-capable rule that a higher-precedence userspace rule could override is kept out of the kernel too, so
+// the kernel never decides what the helper would decide differently: those attempts reach the helper instead.
+// Where several rules compile to the same kernel entry, the one of higher precedence owns it.
+package ruleset
+
+import (
+	"fmt"
+	"net/netip"
+	"sort"
+	"time"
+
+	"github.com/tattlefw/tattle/helper/enforce"
+	"github.com/tattlefw/tattle/shared/identity"
+	"github.com/tattlefw/tattle/shared/rules"
+)
+
+// MaxExpandedPorts is the widest port range compiled into kernel entries (one per port).
+const MaxExpandedPorts = 16
+
+// Where says where a rule is enforced.
+type Where string
+
+const (
+	InKernel    Where = "kernel"
+	InUserspace Where = "userspace"
+	Inactive    Where = "inactive"
+)
+
+// Placement records where one rule went and why.
+type Placement struct {
+	RuleID string
+	Where  Where
+	Reason string // why not in the kernel (empty when it is)
+}
+
+// Result is one compilation.
+type Result struct {
+	Kernel     enforce.Verdicts
+	Active     []rules.Compiled // every active rule, highest precedence first (what the helper evaluates)
+	Placements []Placement
+	KernelIDs  map[uint32]string // kernel rule number -> rule ID, for events and counters
+}
+
+// Stat resolves an executable path to its identity.
+type Stat func(path string) (identity.Executable, error)
+
+type candidate struct {
+	c      rules.Compiled
+	scope  enforce.Scope
+	reason string // non-empty: cannot go into the kernel
+}
+
+// Compile places rules. now decides which timed rules are still active.
+func Compile(rs []rules.Rule, now time.Time, stat Stat) (Result, error) {
+	res := Result{
+		Kernel:    enforce.Verdicts{Defaults: map[enforce.Scope]enforce.Ruling{}, Destinations: map[enforce.Destination]enforce.Ruling{}},
+		KernelIDs: map[uint32]string{},
+	}
+	var cands []candidate
+	for _, r := range rs {
+		c, err := rules.Compile(r)
+		if err != nil {
+			return Result{}, fmt.Errorf("compile rule %q: %w", r.ID, err)
+		}
+		if why := inactive(r, now); why != "" {
+			res.Placements = append(res.Placements, Placement{RuleID: r.ID, Where: Inactive, Reason: why})
+			continue
+		}
+		cd := candidate{c: c}
+		cd.scope, cd.reason = kernelScope(c, stat)
+		if cd.reason == "" {
+			cd.reason = kernelReason(c)
+		}
+		cands = append(cands, cd)
+	}
+	sort.SliceStable(cands, func(i, j int) bool { return rules.Compare(&cands[i].c, &cands[j].c) < 0 })
+
+	var userspace []*rules.Compiled
+	nextID := uint32(1)
+	for i := range cands {
+		cd := &cands[i]
+		res.Active = append(res.Active, cd.c)
+		if cd.reason == "" {
+			for _, u := range userspace {
+				if overlaps(u, &cd.c) {
+					cd.reason = fmt.Sprintf("rule %q takes precedence and is evaluated in userspace", u.Rule.ID)
+					break
+				}
+			}
+		}
+		if cd.reason != "" {
+			userspace = append(userspace, &cd.c)
+			res.Placements = append(res.Placements, Placement{RuleID: cd.c.Rule.ID, Where: InUserspace, Reason: cd.reason})
+			continue
+		}
+		id := nextID
+		nextID++
+		res.KernelIDs[id] = cd.c.Rule.ID
+		install(&res.Kernel, cd, enforce.Ruling{Verdict: verdictOf(cd.c), RuleID: id})
+		res.Placements = append(res.Placements, Placement{RuleID: cd.c.Rule.ID, Where: InKernel})
+	}
+	return res, nil
+}
+
+func inactive(r rules.Rule, now time.Time) string {
+	switch {
+	case !r.Enabled:
+		return "disabled"
+	case r.Duration == "until-time" && !now.Before(r.Until):
+		return "expired " + r.Until.Format(time.RFC3339)
+	case r.Duration == "once":
+		return "applies to one connection only"
+	}
+	return ""
+}
+
+// kernelScope resolves the rule's application and owner to a kernel scope.
+func kernelScope(c rules.Compiled, stat Stat) (enforce.Scope, string) {
+	s := enforce.Scope{App: identity.Any, UID: identity.AnyUID}
+	if c.Rule.Owner != nil {
+		s.UID = *c.Rule.Owner
+	}
+	switch c.AppKind {
+	case rules.AppAny:
+	case rules.AppPath:
+		exe, err := stat(c.AppValue)
+		if err != nil {
+			return s, fmt.Sprintf("executable not found (%v); matched by path in userspace", err)
+		}
+		s.App = exe
+	default:
+		return s, "packaged-application identities are matched in userspace"
+	}
+	return s, ""
+}
+
+// kernelReason says why the rule's remote, port or protocol cannot be a kernel entry ("" when they can).
+func kernelReason(c rules.Compiled) string {
+	switch {
+	case c.Rule.Direction != "" && c.Rule.Direction != "outgoing":
+		return "only outgoing connections are enforced"
+	case c.Rule.Duration == "until-quit":
+		return "lasts until the application quits, which the helper tracks"
+	}
+	switch c.RemoteKind {
+	case rules.RemoteAny, rules.RemoteIP, rules.RemoteCIDR:
+	default:
+		return "names are matched in userspace until DNS attribution installs their addresses"
+	}
+	if c.PortLo != 0 && int(c.PortHi)-int(c.PortLo)+1 > MaxExpandedPorts {
+		return fmt.Sprintf("port range wider than %d ports", MaxExpandedPorts)
+	}
+	return ""
+}
+
+func verdictOf(c rules.Compiled) enforce.Verdict {
+	if c.Rule.Action == "deny" {
+		return enforce.Deny
+	}
+	return enforce.Allow
+}
+
+func protoOf(p string) enforce.Protocol {
+	switch p {
+	case "tcp":
+		return enforce.TCP
+	case "udp":
+		return enforce.UDP
+	}
+	return enforce.AnyProtocol
+}
+
+// install adds a kernel-capable rule's entries, leaving entries a higher-precedence rule already owns.
+func install(v *enforce.Verdicts, cd *candidate, r enforce.Ruling) {
+	c := cd.c
+	if c.RemoteKind == rules.RemoteAny && c.PortLo == 0 && c.Proto == "any" {
+		if _, taken := v.Defaults[cd.scope]; !taken {
+			v.Defaults[cd.scope] = r
+		}
+		return
+	}
+	prefix := netip.MustParsePrefix("::/0") // any address: IPv4 is kept IPv4-mapped, so this covers both
+	if c.RemoteKind != rules.RemoteAny {
+		prefix = c.Prefix
+	}
+	var ports []uint16
+	if c.PortLo == 0 {
+		ports = []uint16{0}
+	} else {
+		for p := int(c.PortLo); p <= int(c.PortHi); p++ {
+			ports = append(ports, uint16(p))
+		}
+	}
+	var protos []enforce.Protocol
+	if c.Proto == "any" {
+		protos = []enforce.Protocol{enforce.TCP, enforce.UDP}
+	} else {
+		protos = []enforce.Protocol{protoOf(c.Proto)}
+	}
+	for _, port := range ports {
+		for _, proto := range protos {
+			d := enforce.Destination{Scope: cd.scope, Prefix: prefix, Port: port, Proto: proto}
+			if _, taken := v.Destinations[d]; !taken {
+				v.Destinations[d] = r
+			}
+		}
+	}
+}
+
+// overlaps reports whether some attempt could match both u and k.
+func overlaps(u, k *rules.Compiled) bool {
+	if u.AppKind != rules.AppAny && k.AppKind != rules.AppAny &&
+		u.AppKind == k.AppKind && u.AppValue != k.AppValue {
+		return false
+	}
+	if u.Rule.Owner != nil && k.Rule.Owner != nil && *u.Rule.Owner != *k.Rule.Owner {
+		return false
+	}
+	if u.Proto != "any" && k.Proto != "any" && u.Proto != k.Proto {
+		return false
+	}
+	if u.PortLo != 0 && k.PortLo != 0 && (u.PortHi < k.PortLo || k.PortHi < u.PortLo) {
+		return false
+	}
+	uIP := u.RemoteKind == rules.RemoteIP || u.RemoteKind == rules.RemoteCIDR
+	kIP := k.RemoteKind == rules.RemoteIP || k.RemoteKind == rules.RemoteCIDR
+	if uIP && kIP && !u.Prefix.Overlaps(k.Prefix) {
+		return false
+	}
+	return true
+}

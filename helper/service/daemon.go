@@ -1,0 +1,83 @@
+package service
+
+import (
+	"github.com/godbus/dbus/v5"
+
+	"github.com/tattlefw/tattle/helper/ruleset"
+	"github.com/tattlefw/tattle/shared/api"
+)
+
+// daemonIface implements io.github.tattlefw.Tattle1.Daemon.
+type daemonIface struct{ s *Service }
+
+func (i daemonIface) Status() (api.Status, *dbus.Error) {
+	cur := i.s.daemon.Current()
+	st := api.Status{
+		Version:       i.s.version,
+		Backend:       string(i.s.enf.Backend()),
+		Mode:          i.s.store.Settings().Mode,
+		KernelEntries: uint32(len(cur.Kernel.Defaults) + len(cur.Kernel.Destinations)),
+		Problems:      uint32(len(i.s.store.Problems())),
+	}
+	for _, p := range cur.Placements {
+		if p.Where != ruleset.Inactive {
+			st.Rules++
+		}
+	}
+	if ks, err := i.s.enf.Stats(); err == nil {
+		st.EventsLost = ks.EventsLost
+	}
+	return st, nil
+}
+
+func (i daemonIface) SetMode(msg dbus.Message, sender dbus.Sender, mode string) *dbus.Error {
+	c, derr := i.s.caller(msg, sender)
+	if derr != nil {
+		return derr
+	}
+	switch mode {
+	case api.ModeAlert, api.ModeSilentAllow, api.ModeSilentDeny:
+	default:
+		return invalid("unknown mode %q: use %s, %s or %s", mode, api.ModeAlert, api.ModeSilentAllow, api.ModeSilentDeny)
+	}
+	if derr := i.s.require(c, api.ActionManageRules, "change the mode"); derr != nil {
+		return derr
+	}
+	if err := i.s.store.SetMode(mode); err != nil {
+		return failed("save the mode", err)
+	}
+	i.s.log.Info("mode changed", "mode", mode, "uid", c.uid)
+	return nil
+}
+
+// monitorIface implements io.github.tattlefw.Tattle1.Monitor.
+type monitorIface struct{ s *Service }
+
+func (i monitorIface) Flows(msg dbus.Message, sender dbus.Sender) ([]api.Flow, *dbus.Error) {
+	c, derr := i.s.caller(msg, sender)
+	if derr != nil {
+		return nil, derr
+	}
+	all, err := i.s.allowed(c, api.ActionMonitorAll, c.interactive)
+	if err != nil {
+		return nil, failed("check authorization", err)
+	}
+	flows, err := i.s.enf.Flows()
+	if err != nil {
+		return nil, failed("read flows", err)
+	}
+	out := []api.Flow{}
+	for _, f := range flows {
+		if !all && f.UID != c.uid {
+			continue
+		}
+		out = append(out, api.Flow{
+			Exe: i.s.daemon.ExePath(f.LastTGID, f.App), Dev: f.App.Dev, Ino: f.App.Ino, UID: f.UID,
+			Dest: f.Dest.String(), Protocol: f.Proto.String(),
+			Attempts: f.Attempts, Allowed: f.Allowed, Denied: f.Denied, Undecided: f.Undecided,
+			FirstSeen: f.FirstSeen.UnixMilli(), LastSeen: f.LastSeen.UnixMilli(), LastPID: f.LastTGID,
+			Verdict: f.Verdict.String(), RuleID: i.s.daemon.RuleName(f.RuleID),
+		})
+	}
+	return out, nil
+}

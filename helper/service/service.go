@@ -1,0 +1,188 @@
+// Package service is tattled's D-Bus face (shared/api): rules, monitor and daemon interfaces on the system bus,
+// every state change authorized by polkit for the calling process.
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/godbus/dbus/v5"
+	"github.com/godbus/dbus/v5/introspect"
+
+	"github.com/tattlefw/tattle/helper/daemon"
+	"github.com/tattlefw/tattle/helper/enforce"
+	"github.com/tattlefw/tattle/helper/store"
+	"github.com/tattlefw/tattle/shared/api"
+	"github.com/tattlefw/tattle/shared/rules"
+)
+
+// callTimeout bounds how long one call may wait, polkit's answer included (an interactive authentication
+// takes as long as the person needs, within this).
+const callTimeout = 5 * time.Minute
+
+// Service serves the API for one helper.
+type Service struct {
+	conn    *dbus.Conn
+	store   *store.Store
+	daemon  *daemon.Daemon
+	enf     *enforce.Enforcer
+	auth    Authorizer
+	version string
+	log     *slog.Logger
+}
+
+// Options wire a Service.
+type Options struct {
+	Conn       *dbus.Conn
+	Store      *store.Store
+	Daemon     *daemon.Daemon
+	Enforcer   *enforce.Enforcer
+	Authorizer Authorizer // Polkit{Conn} when nil
+	Version    string
+	Logger     *slog.Logger
+}
+
+// New exports the interfaces on conn. Call Serve to take the bus name.
+func New(o Options) (*Service, error) {
+	if o.Authorizer == nil {
+		o.Authorizer = Polkit{Conn: o.Conn}
+	}
+	s := &Service{conn: o.Conn, store: o.Store, daemon: o.Daemon, enf: o.Enforcer, auth: o.Authorizer,
+		version: o.Version, log: o.Logger}
+	ifaces := []struct {
+		name string
+		v    any
+	}{
+		{api.DaemonInterface, daemonIface{s}},
+		{api.RulesInterface, rulesIface{s}},
+		{api.MonitorInterface, monitorIface{s}},
+	}
+	node := &introspect.Node{Name: string(api.ObjectPath), Interfaces: []introspect.Interface{introspect.IntrospectData}}
+	for _, i := range ifaces {
+		if err := o.Conn.Export(i.v, api.ObjectPath, i.name); err != nil {
+			return nil, fmt.Errorf("export %s: %w", i.name, err)
+		}
+		in := introspect.Interface{Name: i.name, Methods: introspect.Methods(i.v)}
+		if i.name == api.RulesInterface {
+			in.Signals = []introspect.Signal{{Name: "Changed"}}
+		}
+		node.Interfaces = append(node.Interfaces, in)
+	}
+	if err := o.Conn.Export(introspect.NewIntrospectable(node), api.ObjectPath, "org.freedesktop.DBus.Introspectable"); err != nil {
+		return nil, fmt.Errorf("export introspection: %w", err)
+	}
+	return s, nil
+}
+
+// Serve takes the bus name (which is when D-Bus activation completes) and keeps it until ctx ends.
+func (s *Service) Serve(ctx context.Context) error {
+	reply, err := s.conn.RequestName(api.BusName, dbus.NameFlagDoNotQueue)
+	if err != nil {
+		return fmt.Errorf("take bus name %s: %w", api.BusName, err)
+	}
+	if reply != dbus.RequestNameReplyPrimaryOwner {
+		return fmt.Errorf("bus name %s is taken: another tattled runs, or the bus policy does not let root own it", api.BusName)
+	}
+	s.log.Info("serving on the system bus", "name", api.BusName)
+	<-ctx.Done()
+	s.conn.ReleaseName(api.BusName)
+	return nil
+}
+
+// caller is who made a call.
+type caller struct {
+	sender      string
+	uid         uint32
+	interactive bool
+}
+
+func (s *Service) caller(msg dbus.Message, sender dbus.Sender) (caller, *dbus.Error) {
+	var uid uint32
+	if err := s.conn.BusObject().Call("org.freedesktop.DBus.GetConnectionUnixUser", 0, string(sender)).Store(&uid); err != nil {
+		return caller{}, failed("identify the caller", err)
+	}
+	return caller{sender: string(sender), uid: uid, interactive: msg.Flags&dbus.FlagAllowInteractiveAuthorization != 0}, nil
+}
+
+// require checks one polkit action for the caller. Root is trusted without asking.
+func (s *Service) require(c caller, action, what string) *dbus.Error {
+	ok, err := s.allowed(c, action, c.interactive)
+	if err != nil {
+		return failed("check authorization", err)
+	}
+	if !ok {
+		hint := ""
+		if !c.interactive {
+			hint = " (the request did not allow interactive authentication)"
+		}
+		return dbus.NewError(api.ErrAccessDenied, []any{fmt.Sprintf("not authorized to %s: needs %s%s", what, action, hint)})
+	}
+	return nil
+}
+
+func (s *Service) allowed(c caller, action string, interactive bool) (bool, error) {
+	if c.uid == 0 {
+		return true, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+	defer cancel()
+	return s.auth.Authorized(ctx, c.sender, action, interactive)
+}
+
+// requireForOwners checks what changing rules of these owners needs: the caller's own rules need
+// answer-prompts; system rules and other users' rules need manage-rules.
+func (s *Service) requireForOwners(c caller, owners []*uint32) *dbus.Error {
+	needManage, needOwn := false, false
+	for _, o := range owners {
+		if o != nil && *o == c.uid {
+			needOwn = true
+		} else {
+			needManage = true
+		}
+	}
+	if needManage {
+		return s.require(c, api.ActionManageRules, "change system-wide rules or other users' rules")
+	}
+	if needOwn {
+		return s.require(c, api.ActionAnswerPrompts, "change rules for your own processes")
+	}
+	return nil
+}
+
+func failed(what string, err error) *dbus.Error {
+	return dbus.NewError(api.ErrFailed, []any{fmt.Sprintf("%s: %v", what, err)})
+}
+
+func invalid(format string, args ...any) *dbus.Error {
+	return dbus.NewError(api.ErrInvalidArgs, []any{fmt.Sprintf(format, args...)})
+}
+
+func storeError(err error) *dbus.Error {
+	switch {
+	case errors.Is(err, store.ErrReadOnly):
+		return dbus.NewError(api.ErrReadOnly, []any{err.Error()})
+	case errors.Is(err, store.ErrNotFound):
+		return dbus.NewError(api.ErrNotFound, []any{err.Error()})
+	}
+	var fe *rules.FieldError
+	if errors.As(err, &fe) || strings.Contains(err.Error(), "already used") || strings.Contains(err.Error(), "exceed") {
+		return dbus.NewError(api.ErrInvalidArgs, []any{err.Error()})
+	}
+	return failed("store the rules", err)
+}
+
+// changed recompiles, installs and announces new rules.
+func (s *Service) changed() *dbus.Error {
+	err := s.daemon.Apply()
+	if emitErr := s.conn.Emit(api.ObjectPath, api.ChangedSignal); emitErr != nil {
+		s.log.Warn("announce rule change", "error", emitErr)
+	}
+	if err != nil {
+		return failed("the rules were saved but could not be applied", err)
+	}
+	return nil
+}

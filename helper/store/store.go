@@ -1,0 +1,443 @@
+// Package store keeps Tattle's rules on disk and in memory: the rules users and prompts make (owned by the
+// helper, in its state directory) and the administrator's rule groups (read-only, /etc/tattle/rules.d/*.json,
+// reloaded when they change).
+//
+// Nothing is lost and nothing half-valid is used: a write replaces the file atomically and keeps the previous
+// good version beside it; a file that does not parse or validate is refused with a message that names the file,
+// rule and field, and the rules it held before stay in force until it is fixed.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"reflect"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+
+	"github.com/tattlefw/tattle/shared/rules"
+)
+
+// Defaults of a system installation (DESIGN.md).
+const (
+	DefaultStateDir = "/var/lib/tattle"
+	DefaultAdminDir = "/etc/tattle/rules.d"
+	userRulesFile   = "rules.json"
+)
+
+// Source says where a rule lives.
+type Source struct {
+	File     string // the file holding it
+	ReadOnly bool   // an administrator's rule group: changed by editing the file, not through the API
+}
+
+// Entry is one rule and its source.
+type Entry struct {
+	Rule   rules.Rule
+	Source Source
+}
+
+// Problem is a rule file Tattle refused. The rules it held before (if any) stay in force.
+type Problem struct {
+	File  string
+	Error string
+	Since time.Time
+}
+
+// Options configure Open.
+type Options struct {
+	StateDir string // DefaultStateDir when empty
+	AdminDir string // DefaultAdminDir when empty
+	Logger   *slog.Logger
+	Now      func() time.Time
+}
+
+// Store holds the rules. It is safe for concurrent use.
+type Store struct {
+	stateDir, adminDir string
+	log                *slog.Logger
+	now                func() time.Time
+
+	mu       sync.Mutex
+	user     []rules.Rule
+	admin    map[string][]rules.Rule // file path -> last good rules
+	problems map[string]Problem      // file path -> why it is refused now
+}
+
+// Open loads the user rules and the administrator's rule groups.
+func Open(opts Options) (*Store, error) {
+	if opts.StateDir == "" {
+		opts.StateDir = DefaultStateDir
+	}
+	if opts.AdminDir == "" {
+		opts.AdminDir = DefaultAdminDir
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	s := &Store{
+		stateDir: opts.StateDir, adminDir: opts.AdminDir, log: opts.Logger, now: opts.Now,
+		admin: map[string][]rules.Rule{}, problems: map[string]Problem{},
+	}
+	if err := os.MkdirAll(s.stateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create state directory: %w", err)
+	}
+	if err := s.loadUser(); err != nil {
+		return nil, err
+	}
+	s.ReloadAdmin()
+	return s, nil
+}
+
+func (s *Store) userPath() string { return filepath.Join(s.stateDir, userRulesFile) }
+
+// loadUser reads the helper-owned rules. A corrupted file is moved aside (never deleted) and the previous good
+// copy is used instead.
+func (s *Store) loadUser() error {
+	path := s.userPath()
+	f, err := readRuleFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err == nil {
+		s.user = f.Rules
+		return nil
+	}
+	aside := fmt.Sprintf("%s.corrupt-%d", path, s.now().Unix())
+	if rnErr := os.Rename(path, aside); rnErr != nil {
+		return fmt.Errorf("%w; and it could not be moved aside: %v", err, rnErr)
+	}
+	s.log.Error("rule file refused; kept for inspection, using the previous good copy", "error", err, "kept_as", aside)
+	s.problems[path] = Problem{File: path, Error: err.Error() + " (kept as " + aside + ")", Since: s.now()}
+	backup, bErr := readRuleFile(path + ".bak")
+	if bErr != nil {
+		if !errors.Is(bErr, os.ErrNotExist) {
+			s.log.Error("previous good copy is unusable too", "error", bErr)
+		}
+		return nil
+	}
+	s.user = backup.Rules
+	// Restore the good copy as the current file, so the next start does not repeat this.
+	return s.persistUser(s.user)
+}
+
+func readRuleFile(path string) (*rules.File, error) {
+	info, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if info.Size() > rules.MaxFileSize {
+		return nil, fmt.Errorf("%s: %d bytes is larger than the limit of %d", path, info.Size(), rules.MaxFileSize)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return rules.Parse(path, data)
+}
+
+// persistUser writes the user rules atomically, keeping the file it replaces as .bak.
+func (s *Store) persistUser(rs []rules.Rule) error {
+	data, err := rules.Marshal(&rules.File{Version: rules.FormatVersion, Rules: rs})
+	if err != nil {
+		return fmt.Errorf("encode rules: %w", err)
+	}
+	path := s.userPath()
+	if old, err := os.ReadFile(path); err == nil {
+		if _, perr := rules.Parse(path, old); perr == nil {
+			if err := writeFileAtomic(path+".bak", old, 0o600); err != nil {
+				return err
+			}
+		}
+	}
+	return writeFileAtomic(path, data, 0o600)
+}
+
+// Entries returns every rule: the administrator's groups first (by file name), then the user rules.
+func (s *Store) Entries() []Entry {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []Entry
+	files := make([]string, 0, len(s.admin))
+	for f := range s.admin {
+		files = append(files, f)
+	}
+	sort.Strings(files)
+	for _, f := range files {
+		for _, r := range s.admin[f] {
+			out = append(out, Entry{Rule: r, Source: Source{File: f, ReadOnly: true}})
+		}
+	}
+	for _, r := range s.user {
+		out = append(out, Entry{Rule: r, Source: Source{File: s.userPath()}})
+	}
+	return out
+}
+
+// Problems lists the files currently refused.
+func (s *Store) Problems() []Problem {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]Problem, 0, len(s.problems))
+	for _, p := range s.problems {
+		out = append(out, p)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].File < out[j].File })
+	return out
+}
+
+// ErrNotFound is returned for a rule ID that no user rule has.
+var ErrNotFound = errors.New("no such rule")
+
+// ErrReadOnly is returned for changes to an administrator's rule.
+var ErrReadOnly = errors.New("the rule belongs to an administrator's rule group; edit its file instead")
+
+// Add validates and stores new user rules, all or none. IDs must be unique among all rules.
+func (s *Store) Add(rs []rules.Rule) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.user)+len(rs) > rules.MaxRulesPerFile {
+		return fmt.Errorf("adding %d rules would exceed the limit of %d user rules", len(rs), rules.MaxRulesPerFile)
+	}
+	ids := s.idsLocked()
+	for i := range rs {
+		if err := rs[i].Validate(); err != nil {
+			return fmt.Errorf("rule %d: %w", i, err)
+		}
+		if src, dup := ids[rs[i].ID]; dup {
+			return fmt.Errorf("rule %d: id %q is already used (%s)", i, rs[i].ID, src)
+		}
+		ids[rs[i].ID] = "this request"
+	}
+	next := append(append([]rules.Rule(nil), s.user...), rs...)
+	if err := s.persistUser(next); err != nil {
+		return err
+	}
+	s.user = next
+	return nil
+}
+
+// Update replaces the user rule with r.ID.
+func (s *Store) Update(r rules.Rule) error {
+	if err := r.Validate(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	i := s.userIndexLocked(r.ID)
+	if i < 0 {
+		return s.notFoundLocked(r.ID)
+	}
+	next := append([]rules.Rule(nil), s.user...)
+	next[i] = r
+	if err := s.persistUser(next); err != nil {
+		return err
+	}
+	s.user = next
+	return nil
+}
+
+// Remove deletes user rules by ID, all or none.
+func (s *Store) Remove(ids []string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	drop := map[string]bool{}
+	for _, id := range ids {
+		if s.userIndexLocked(id) < 0 {
+			return s.notFoundLocked(id)
+		}
+		drop[id] = true
+	}
+	next := make([]rules.Rule, 0, len(s.user))
+	for _, r := range s.user {
+		if !drop[r.ID] {
+			next = append(next, r)
+		}
+	}
+	if err := s.persistUser(next); err != nil {
+		return err
+	}
+	s.user = next
+	return nil
+}
+
+func (s *Store) idsLocked() map[string]string {
+	ids := map[string]string{}
+	for f, rs := range s.admin {
+		for _, r := range rs {
+			ids[r.ID] = f
+		}
+	}
+	for _, r := range s.user {
+		ids[r.ID] = s.userPath()
+	}
+	return ids
+}
+
+func (s *Store) userIndexLocked(id string) int {
+	for i, r := range s.user {
+		if r.ID == id {
+			return i
+		}
+	}
+	return -1
+}
+
+func (s *Store) notFoundLocked(id string) error {
+	for f, rs := range s.admin {
+		for _, r := range rs {
+			if r.ID == id {
+				return fmt.Errorf("rule %q (%s): %w", id, f, ErrReadOnly)
+			}
+		}
+	}
+	return fmt.Errorf("rule %q: %w", id, ErrNotFound)
+}
+
+// ReloadAdmin rereads the administrator's rule groups. A file that fails keeps its previous good rules and is
+// listed in Problems; a deleted file's rules go. It reports whether the rules in force changed.
+func (s *Store) ReloadAdmin() bool {
+	paths, err := filepath.Glob(filepath.Join(s.adminDir, "*.json"))
+	if err != nil {
+		s.log.Error("list rule groups", "dir", s.adminDir, "error", err)
+		return false
+	}
+	loaded := map[string][]rules.Rule{}
+	failed := map[string]error{}
+	for _, p := range paths {
+		if strings.HasPrefix(filepath.Base(p), ".") {
+			continue
+		}
+		f, err := readRuleFile(p)
+		if err != nil {
+			failed[p] = err
+			continue
+		}
+		loaded[p] = f.Rules
+	}
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	changed := false
+	next := map[string][]rules.Rule{}
+	for p, rs := range loaded {
+		next[p] = rs
+		if !sameRules(s.admin[p], rs) {
+			changed = true
+		}
+		delete(s.problems, p)
+	}
+	for p, err := range failed {
+		if old, ok := s.admin[p]; ok {
+			next[p] = old // keep the last good rules of a file that broke
+		}
+		if prev, ok := s.problems[p]; !ok || prev.Error != err.Error() {
+			s.log.Error("rule group refused; its previous rules stay in force", "error", err)
+			s.problems[p] = Problem{File: p, Error: err.Error(), Since: s.now()}
+		}
+	}
+	for p := range s.admin {
+		if _, ok := next[p]; !ok {
+			changed = true // deleted
+		}
+	}
+	for p := range s.problems {
+		if _, ok := failed[p]; !ok && p != s.userPath() {
+			if _, exists := loaded[p]; !exists {
+				delete(s.problems, p) // a refused file that is gone is no longer a problem
+			}
+		}
+	}
+	if dup := duplicateIDs(next, s.user); dup != "" {
+		s.log.Error("rule groups share a rule ID; rules are still enforced, but the API cannot address them apart", "id", dup)
+	}
+	s.admin = next
+	return changed
+}
+
+func sameRules(a, b []rules.Rule) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if !reflect.DeepEqual(a[i], b[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func duplicateIDs(admin map[string][]rules.Rule, user []rules.Rule) string {
+	seen := map[string]bool{}
+	for _, rs := range admin {
+		for _, r := range rs {
+			if seen[r.ID] {
+				return r.ID
+			}
+			seen[r.ID] = true
+		}
+	}
+	for _, r := range user {
+		if seen[r.ID] {
+			return r.ID
+		}
+	}
+	return ""
+}
+
+// WatchAdmin reloads the administrator's rule groups when their directory changes and calls changed when the
+// rules in force did. It returns when ctx ends.
+func (s *Store) WatchAdmin(ctx context.Context, changed func()) error {
+	if err := os.MkdirAll(s.adminDir, 0o755); err != nil {
+		return fmt.Errorf("create %s: %w", s.adminDir, err)
+	}
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		return fmt.Errorf("watch %s: %w", s.adminDir, err)
+	}
+	defer w.Close()
+	if err := w.Add(s.adminDir); err != nil {
+		return fmt.Errorf("watch %s: %w", s.adminDir, err)
+	}
+	// Editors save through temporary files and renames: settle for a moment before reading.
+	const settle = 150 * time.Millisecond
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
+	if s.ReloadAdmin() {
+		changed()
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case ev, ok := <-w.Events:
+			if !ok {
+				return nil
+			}
+			if strings.HasSuffix(ev.Name, ".json") {
+				timer.Reset(settle)
+			}
+		case err, ok := <-w.Errors:
+			if !ok {
+				return nil
+			}
+			s.log.Warn("watching rule groups", "error", err)
+			timer.Reset(settle) // events may have been lost: reread everything
+		case <-timer.C:
+			if s.ReloadAdmin() {
+				changed()
+			}
+		}
+	}
+}

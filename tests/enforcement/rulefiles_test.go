@@ -1,0 +1,95 @@
+package enforcement
+
+import (
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tattlefw/tattle/helper/enforce"
+	"github.com/tattlefw/tattle/shared/rules"
+	"github.com/tattlefw/tattle/tests/internal/testrig"
+)
+
+func denyRule(id, app string) rules.Rule {
+	now := time.Now().UTC().Truncate(time.Second)
+	return rules.Rule{
+		ID: id, Application: app, Direction: "outgoing", Remote: "any", Port: "any", Protocol: "any",
+		Action: "deny", Duration: "forever", Enabled: true, Created: now, Modified: now,
+	}
+}
+
+// writeRuleGroup writes an administrator's rule group the way an editor does: a temporary file renamed.
+func writeRuleGroup(t *testing.T, dir, name string, rs ...rules.Rule) {
+	t.Helper()
+	data, err := rules.Marshal(&rules.File{Version: rules.FormatVersion, Rules: rs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeRaw(t, dir, name, data)
+}
+
+func writeRaw(t *testing.T, dir, name string, data []byte) {
+	t.Helper()
+	tmp := filepath.Join(dir, "."+name+".tmp")
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestRuleGroupsAreEnforcedLiveAndBrokenOnesKeepTheLastGood(t *testing.T) {
+	pin := testrig.PinDir("groups")
+	enforce.Uninstall(pin)
+	t.Cleanup(func() { enforce.Uninstall(pin) })
+	dirs := newTattledDirs(t)
+	h := startTattled(t, pin, dirs)
+	h.waitFor(t, "tattled running")
+	h.waitFor(t, "rules applied") // the initial, empty rule set
+	x := newApps(t, nil)
+
+	tcp4 := netip.MustParseAddrPort(x.srv.TCP4)
+	denyAPort := denyRule("deny-a-port", x.a)
+	denyAPort.Remote = tcp4.Addr().String()
+	denyAPort.Port = strconv.Itoa(int(tcp4.Port()))
+	denyAPort.Protocol = "tcp"
+	writeRuleGroup(t, dirs.rules, "10-test.json", denyAPort, denyRule("deny-b", x.b))
+	h.waitFor(t, "rules applied")
+	expectDenied(t, "A to the denied port", testrig.RunApp(t, x.a, testrig.RunOpts{}, "tcp", x.srv.TCP4))
+	expectAllowed(t, "A to another port", testrig.RunApp(t, x.a, testrig.RunOpts{}, "tcp", x.srv.TCP4b), false)
+	x.probe(t, "B", x.b, testrig.RunOpts{}, true)
+
+	// A broken edit is refused with a message naming the file; the last good rules stay enforced.
+	writeRaw(t, dirs.rules, "10-test.json", []byte(`{"version": 1, "rules": [{"id": "deny-b", "application": 7`))
+	line := h.waitFor(t, "refused")
+	if !strings.Contains(line, "10-test.json") {
+		t.Errorf("refusal does not name the file: %s", line)
+	}
+	expectDenied(t, "A after a broken edit", testrig.RunApp(t, x.a, testrig.RunOpts{}, "tcp", x.srv.TCP4))
+	x.probe(t, "B after a broken edit", x.b, testrig.RunOpts{}, true)
+
+	// The fixed file takes effect.
+	writeRuleGroup(t, dirs.rules, "10-test.json", denyRule("deny-b", x.b))
+	h.waitFor(t, "rules applied")
+	expectAllowed(t, "A after the fix", testrig.RunApp(t, x.a, testrig.RunOpts{}, "tcp", x.srv.TCP4), false)
+	x.probe(t, "B after the fix", x.b, testrig.RunOpts{}, true)
+
+	// A rule the kernel cannot match (a domain) keeps a broader rule it overrides out of the kernel: the helper
+	// decides A's attempt itself, then installs the verdict for that exact flow.
+	allowDomain := denyRule("allow-a-domain", x.a)
+	allowDomain.Action = "allow"
+	allowDomain.Remote = "domain:example.test"
+	writeRuleGroup(t, dirs.rules, "20-names.json", denyRule("deny-a-all", x.a), allowDomain)
+	h.waitFor(t, "rules applied")
+	first := testrig.RunApp(t, x.a, testrig.RunOpts{}, "tcp", x.srv.TCP4b)
+	if !first.OK {
+		t.Errorf("A's first attempt was decided in the kernel (%s) although a domain rule could override it", first.Errno)
+	}
+	h.waitFor(t, "decided in userspace")
+	expectDenied(t, "A's next attempt to the same destination", testrig.RunApp(t, x.a, testrig.RunOpts{}, "tcp", x.srv.TCP4b))
+}
