@@ -12,7 +12,8 @@
  *
  * A scope takes part only if the helper created an entry for it in scope_rules. Within a scope the
  * destination trie is consulted (longest address prefix wins; on equal prefixes an exact port beats any
- * port), then the scope's default verdict. The first scope that yields a verdict decides. No verdict means
+ * port), then the scope's default verdict. The first scope that yields a verdict decides; an ASK entry
+ * (installed where a rule only the helper can evaluate applies) ends the walk as undecided. No verdict means
  * UNDECIDED: the attempt goes through, its socket is marked so netfilter can hold its packets, and one event
  * goes to the helper.
  */
@@ -41,6 +42,7 @@ enum verdict {
 	VERDICT_NONE = 0, /* undecided */
 	VERDICT_ALLOW = 1,
 	VERDICT_DENY = 2,
+	VERDICT_ASK = 3, /* in rule maps only: stop here, the helper decides (a rule it evaluates covers this) */
 };
 
 enum hook {
@@ -322,20 +324,17 @@ static __always_inline __u8 evaluate(const struct identity *id, const struct flo
 {
 	__u8 v;
 
+	/* The first scope with something to say decides; VERDICT_ASK says "the helper decides". */
 	v = eval_scope(id->ino, id->dev, id->uid, fk, rule_id);
-	if (v)
-		return v;
-	v = eval_scope(id->ino, id->dev, ANY_UID, fk, rule_id);
-	if (v)
-		return v;
-	v = eval_scope(0, 0, id->uid, fk, rule_id);
-	if (v)
-		return v;
-	v = eval_scope(0, 0, ANY_UID, fk, rule_id);
-	if (v)
-		return v;
-	*rule_id = 0;
-	return VERDICT_NONE;
+	if (!v)
+		v = eval_scope(id->ino, id->dev, ANY_UID, fk, rule_id);
+	if (!v)
+		v = eval_scope(0, 0, id->uid, fk, rule_id);
+	if (!v)
+		v = eval_scope(0, 0, ANY_UID, fk, rule_id);
+	if (!v)
+		*rule_id = 0;
+	return v == VERDICT_ASK ? VERDICT_NONE : v;
 }
 
 /* Scratch space for building an executable path backwards, one per CPU. */

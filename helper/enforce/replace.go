@@ -28,8 +28,8 @@ func (e *Enforcer) Replace(v Verdicts) error {
 	wantDest := map[bpf.CgroupDestKey]bpf.CgroupDestRule{}
 	destScopes := map[scopeKey]int{}
 	for d, r := range v.Destinations {
-		if r.Verdict != Allow && r.Verdict != Deny {
-			return fmt.Errorf("destination %v: verdict must be allow or deny, not %v", d, r.Verdict)
+		if !r.Verdict.installable() {
+			return fmt.Errorf("destination %v: verdict must be allow, deny or ask, not %v", d, r.Verdict)
 		}
 		keys, bits, err := d.keys()
 		if err != nil {
@@ -45,8 +45,8 @@ func (e *Enforcer) Replace(v Verdicts) error {
 	}
 	wantScope := map[scopeKey]bpf.CgroupScopeRule{}
 	for s, r := range v.Defaults {
-		if r.Verdict != Allow && r.Verdict != Deny {
-			return fmt.Errorf("default for %v: verdict must be allow or deny, not %v", s.App, r.Verdict)
+		if !r.Verdict.installable() {
+			return fmt.Errorf("default for %v: verdict must be allow, deny or ask, not %v", s.App, r.Verdict)
 		}
 		wantScope[scopeKeyOf(s)] = bpf.CgroupScopeRule{RuleId: r.RuleID, Verdict: uint8(r.Verdict)}
 	}

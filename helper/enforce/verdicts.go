@@ -18,7 +18,12 @@ const (
 	Undecided Verdict = 0 // let through, mark, and tell the helper
 	Allow     Verdict = 1
 	Deny      Verdict = 2
+	// Ask, in rule maps only, ends the kernel's lookup as undecided: the helper decides, because a rule it
+	// evaluates (a hostname, say) applies there and would be overridden by less specific kernel verdicts.
+	Ask Verdict = 3
 )
+
+func (v Verdict) installable() bool { return v == Allow || v == Deny || v == Ask }
 
 func (v Verdict) String() string {
 	switch v {
@@ -28,6 +33,8 @@ func (v Verdict) String() string {
 		return "allow"
 	case Deny:
 		return "deny"
+	case Ask:
+		return "ask"
 	}
 	return fmt.Sprintf("verdict(%d)", uint8(v))
 }
@@ -76,8 +83,8 @@ func scopeKeyOf(s Scope) scopeKey {
 // SetDefault installs the verdict for everything a scope does that no destination verdict of the same scope
 // covers (for example "deny application A").
 func (e *Enforcer) SetDefault(s Scope, v Verdict, ruleID uint32) error {
-	if v != Allow && v != Deny {
-		return fmt.Errorf("default verdict for %v: must be allow or deny, not %v", s.App, v)
+	if !v.installable() {
+		return fmt.Errorf("default verdict for %v: must be allow, deny or ask, not %v", s.App, v)
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -162,8 +169,8 @@ func (e *Enforcer) SetDestination(d Destination, v Verdict, ruleID uint32) error
 	if err != nil {
 		return err
 	}
-	if v != Allow && v != Deny {
-		return fmt.Errorf("destination %v: verdict must be allow or deny, not %v", d, v)
+	if !v.installable() {
+		return fmt.Errorf("destination %v: verdict must be allow, deny or ask, not %v", d, v)
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()

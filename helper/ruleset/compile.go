@@ -53,9 +53,31 @@ type Result struct {
 type Stat func(path string) (identity.Executable, error)
 
 type candidate struct {
-	c      rules.Compiled
+	c       rules.Compiled
+	scope   enforce.Scope
+	scopeOK bool   // the application (and owner) has a kernel scope
+	missing bool   // the rule names an executable path that does not exist now
+	reason  string // non-empty: cannot go into the kernel
+}
+
+// userspaceRule is a rule the helper evaluates. When its application has a kernel scope, an ASK region in that
+// scope covers every attempt it could match, so less specific scopes' kernel verdicts cannot pre-empt it.
+type userspaceRule struct {
+	c      *rules.Compiled
 	scope  enforce.Scope
-	reason string // non-empty: cannot go into the kernel
+	carved bool
+}
+
+// scopeRank is the kernel's lookup order of scopes: lower is consulted first.
+func scopeRank(s enforce.Scope) int {
+	rank := 0
+	if s.App.IsAny() {
+		rank += 2
+	}
+	if s.UID == identity.AnyUID {
+		rank++
+	}
+	return rank
 }
 
 // Compile places rules. now decides which timed rules are still active.
@@ -76,6 +98,8 @@ func Compile(rs []rules.Rule, now time.Time, stat Stat) (Result, error) {
 		}
 		cd := candidate{c: c}
 		cd.scope, cd.reason = kernelScope(c, stat)
+		cd.scopeOK = cd.reason == ""
+		cd.missing = !cd.scopeOK && c.AppKind == rules.AppPath
 		if cd.reason == "" {
 			cd.reason = kernelReason(c)
 		}
@@ -83,21 +107,31 @@ func Compile(rs []rules.Rule, now time.Time, stat Stat) (Result, error) {
 	}
 	sort.SliceStable(cands, func(i, j int) bool { return rules.Compare(&cands[i].c, &cands[j].c) < 0 })
 
-	var userspace []*rules.Compiled
+	var userspace []userspaceRule
 	nextID := uint32(1)
 	for i := range cands {
 		cd := &cands[i]
 		res.Active = append(res.Active, cd.c)
 		if cd.reason == "" {
 			for _, u := range userspace {
-				if overlaps(u, &cd.c) {
-					cd.reason = fmt.Sprintf("rule %q takes precedence and is evaluated in userspace", u.Rule.ID)
-					break
+				if !overlaps(u.c, &cd.c) || (u.carved && scopeRank(u.scope) < scopeRank(cd.scope)) {
+					continue
 				}
+				cd.reason = fmt.Sprintf("rule %q takes precedence and is evaluated in userspace", u.c.Rule.ID)
+				break
 			}
 		}
 		if cd.reason != "" {
-			userspace = append(userspace, &cd.c)
+			u := userspaceRule{c: &cd.c, scope: cd.scope}
+			if cd.scopeOK {
+				installAsk(&res.Kernel, cd)
+				u.carved = true
+			}
+			// A rule for an executable that does not exist matches no process's kernel identity; it waits
+			// for the file (the daemon recompiles periodically) without holding other rules back.
+			if !cd.missing {
+				userspace = append(userspace, u)
+			}
 			res.Placements = append(res.Placements, Placement{RuleID: cd.c.Rule.ID, Where: InUserspace, Reason: cd.reason})
 			continue
 		}
@@ -155,6 +189,10 @@ func kernelReason(c rules.Compiled) string {
 	default:
 		return "names are matched in userspace until DNS attribution installs their addresses"
 	}
+	if c.RemoteKind != rules.RemoteAny && c.Prefix.Addr().Is6() && c.Prefix.Contains(netip.MustParseAddr("::ffff:0.0.0.0")) {
+		// The kernel keeps IPv4 addresses IPv4-mapped: such a network would also match IPv4 there.
+		return "an IPv6 network spanning the IPv4-mapped range"
+	}
 	if c.PortLo != 0 && int(c.PortHi)-int(c.PortLo)+1 > MaxExpandedPorts {
 		return fmt.Sprintf("port range wider than %d ports", MaxExpandedPorts)
 	}
@@ -176,6 +214,21 @@ func protoOf(p string) enforce.Protocol {
 		return enforce.UDP
 	}
 	return enforce.AnyProtocol
+}
+
+// installAsk covers every attempt a userspace rule could match, in its own scope, with ASK entries: names may
+// resolve to any address, and port ranges too wide to expand are covered as any port.
+func installAsk(v *enforce.Verdicts, cd *candidate) {
+	region := *cd
+	switch cd.c.RemoteKind {
+	case rules.RemoteIP, rules.RemoteCIDR:
+	default:
+		region.c.RemoteKind = rules.RemoteAny
+	}
+	if region.c.PortLo != 0 && int(region.c.PortHi)-int(region.c.PortLo)+1 > MaxExpandedPorts {
+		region.c.PortLo, region.c.PortHi = 0, 0
+	}
+	install(v, &region, enforce.Ruling{Verdict: enforce.Ask})
 }
 
 // install adds a kernel-capable rule's entries, leaving entries a higher-precedence rule already owns.

@@ -1,0 +1,261 @@
+package service
+
+import (
+	"encoding/json"
+	"errors"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/godbus/dbus/v5"
+
+	"github.com/tattlefw/tattle/shared/api"
+	"github.com/tattlefw/tattle/tests/internal/testrig"
+)
+
+const nobody = 65534
+
+// httpServer serves on a loopback port until the test ends and returns the port.
+func httpServer(t *testing.T) int {
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("hello")) })}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// curl fetches from a loopback port with the real /usr/bin/curl; it returns curl's exit code and how long it took.
+func curl(t *testing.T, port int) (int, time.Duration, string) {
+	t.Helper()
+	start := time.Now()
+	cmd := exec.Command("/usr/bin/curl", "-sS", "--max-time", "10", "http://127.0.0.1:"+strconv.Itoa(port)+"/")
+	out, err := cmd.CombinedOutput()
+	took := time.Since(start)
+	var exitErr *exec.ExitError
+	if errors.As(err, &exitErr) {
+		return exitErr.ExitCode(), took, string(out)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return 0, took, string(out)
+}
+
+func expectCurlDenied(t *testing.T, what string, port int) {
+	t.Helper()
+	code, took, out := curl(t, port)
+	if code != 7 || took > time.Second {
+		t.Errorf("%s: curl exit %d after %v (%s), want exit 7 (could not connect) at once", what, code, took, strings.TrimSpace(out))
+	}
+}
+
+func expectCurlAllowed(t *testing.T, what string, port int) {
+	t.Helper()
+	if code, _, out := curl(t, port); code != 0 || out != "hello" {
+		t.Errorf("%s: curl exit %d: %s", what, code, out)
+	}
+}
+
+func TestFirstCallActivatesTattled(t *testing.T) {
+	b := startBus(t)
+	conn := b.connect(t)
+	if _, running := b.tattledPID(t, conn); running {
+		t.Fatal("tattled runs before anyone called it")
+	}
+	out, errOut, code := b.ctl(t, 0, "status")
+	if code != 0 {
+		t.Fatalf("tattlectl status: exit %d: %s\n%s", code, errOut, b.log)
+	}
+	t.Logf("tattlectl status:\n%s", out)
+	if !strings.Contains(out, "0.1.0") || !(strings.Contains(out, "cgroup") || strings.Contains(out, "lsm")) {
+		t.Errorf("status does not report version and backend:\n%s", out)
+	}
+	if _, running := b.tattledPID(t, conn); !running {
+		t.Error("tattled is not on the bus after the call")
+	}
+	b.log.waitFor(t, "serving on the system bus", 0)
+}
+
+func TestRuleFromTattlectlStopsCurlAndSurvivesRestartAndKill(t *testing.T) {
+	b := startBus(t)
+	conn := b.connect(t)
+	port, other := httpServer(t), httpServer(t)
+	expectCurlAllowed(t, "curl before any rule", port)
+
+	out, errOut, code := b.ctl(t, 0, "rules", "add", "--deny", "--app", "/usr/bin/curl", "--remote", "127.0.0.1", "--port", strconv.Itoa(port))
+	if code != 0 {
+		t.Fatalf("rules add: exit %d: %s\n%s", code, errOut, b.log)
+	}
+	id := strings.TrimSpace(out)
+	expectCurlDenied(t, "curl to the denied port", port)
+	expectCurlAllowed(t, "curl to another port", other)
+
+	// Restart through the bus (SIGTERM, then re-activation), then kill -9: the rule stays enforced throughout.
+	pid, _ := b.tattledPID(t, conn)
+	syscall.Kill(int(pid), syscall.SIGTERM)
+	waitGone(t, conn, b)
+	expectCurlDenied(t, "curl while tattled is stopped", port)
+	if out, errOut, code := b.ctl(t, 0, "rules", "list"); code != 0 || !strings.Contains(out, id) {
+		t.Fatalf("after restart the rule %q is not listed (exit %d): %s %s", id, code, out, errOut)
+	}
+	pid, _ = b.tattledPID(t, conn)
+	syscall.Kill(int(pid), syscall.SIGKILL)
+	waitGone(t, conn, b)
+	expectCurlDenied(t, "curl after kill -9", port)
+	if out, _, code := b.ctl(t, 0, "rules", "list"); code != 0 || !strings.Contains(out, id) {
+		t.Fatalf("after kill -9 the rule %q is not listed: %s", id, out)
+	}
+	expectCurlDenied(t, "curl after re-activation", port)
+
+	if _, errOut, code := b.ctl(t, 0, "rules", "remove", id); code != 0 {
+		t.Fatalf("rules remove: exit %d: %s", code, errOut)
+	}
+	expectCurlAllowed(t, "curl after the rule was removed", port)
+}
+
+func waitGone(t *testing.T, conn *dbus.Conn, b *bus) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if _, running := b.tattledPID(t, conn); !running {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("tattled did not leave the bus:\n%s", b.log)
+}
+
+func TestUnprivilegedUser(t *testing.T) {
+	b := startBus(t)
+	srv := testrig.StartServers(t)
+	dir := testrig.AppDir(t)
+	app := testrig.CopyApp(t, testrig.Build(t).Client, dir, "user-app")
+	host, port, _ := net.SplitHostPort(srv.TCP4)
+
+	// A system-wide rule needs an administrator; there is no authentication agent, so polkit says no.
+	_, errOut, code := b.ctl(t, nobody, "rules", "add", "--deny", "--app", app, "--remote", host, "--port", port)
+	if code != 4 || !strings.Contains(errOut, "not authorized") {
+		t.Errorf("system rule as nobody: exit %d (%s), want 4 and a refusal", code, errOut)
+	}
+	// A rule for the user's own processes is theirs to make.
+	out, errOut, code := b.ctl(t, nobody, "rules", "add", "--user", "--deny", "--app", app, "--remote", host, "--port", port)
+	if code != 0 {
+		t.Fatalf("own rule as nobody: exit %d: %s\n%s", code, errOut, b.log)
+	}
+	id := strings.TrimSpace(out)
+	if r := testrig.RunApp(t, app, testrig.RunOpts{UID: nobody}, "tcp", srv.TCP4); r.OK || r.Errno != "EPERM" {
+		t.Errorf("nobody's app under nobody's deny rule: %+v", r)
+	}
+	if r := testrig.RunApp(t, app, testrig.RunOpts{}, "tcp", srv.TCP4); !r.OK {
+		t.Errorf("root's app is affected by nobody's rule: %+v", r)
+	}
+	// Root's processes' connections are not shown to nobody.
+	testrig.RunApp(t, app, testrig.RunOpts{}, "tcp", srv.TCP4b)
+	testrig.RunApp(t, app, testrig.RunOpts{UID: nobody}, "tcp", srv.TCP4b)
+	for _, who := range []struct {
+		uid       uint32
+		wantOther bool
+	}{{nobody, false}, {0, true}} {
+		out, errOut, code := b.ctl(t, who.uid, "monitor", "--once", "--json")
+		if code != 0 {
+			t.Fatalf("monitor as %d: exit %d: %s", who.uid, code, errOut)
+		}
+		var flows []api.Flow
+		if err := json.Unmarshal([]byte(strings.TrimSpace(out)), &flows); err != nil {
+			t.Fatalf("monitor --json as %d: %v: %s", who.uid, err, out)
+		}
+		own, other := 0, 0
+		for _, f := range flows {
+			if f.UID == nobody {
+				own++
+			} else {
+				other++
+			}
+		}
+		if own == 0 || (other > 0) != who.wantOther {
+			t.Errorf("monitor as uid %d: %d flows of nobody, %d of others (others expected: %v)", who.uid, own, other, who.wantOther)
+		}
+	}
+	// The user may remove their own rule, but not a system rule.
+	sysOut, _, code := b.ctl(t, 0, "rules", "add", "--deny", "--app", app, "--remote", "192.0.2.1")
+	if code != 0 {
+		t.Fatal("root could not add a system rule")
+	}
+	if _, errOut, code := b.ctl(t, nobody, "rules", "remove", strings.TrimSpace(sysOut)); code != 4 {
+		t.Errorf("nobody removed a system rule: exit %d %s", code, errOut)
+	}
+	if _, errOut, code := b.ctl(t, nobody, "rules", "remove", id); code != 0 {
+		t.Errorf("nobody could not remove their own rule: exit %d %s", code, errOut)
+	}
+}
+
+func TestHostileCallsGetErrorsNotCrashes(t *testing.T) {
+	b := startBus(t)
+	conn := b.connect(t)
+	obj := conn.Object(api.BusName, api.ObjectPath)
+	if err := obj.Call(api.DaemonInterface+".Status", 0).Err; err != nil {
+		t.Fatalf("status: %v\n%s", err, b.log)
+	}
+	pid, _ := b.tattledPID(t, conn)
+	now := time.Now().Unix()
+	good := api.Rule{ID: "ok", Application: "any", Owner: api.NoOwner, Direction: "outgoing", Remote: "any", Port: "any",
+		Protocol: "any", Action: "deny", Duration: "forever", Enabled: true, Created: now, Modified: now}
+	many := make([]api.Rule, 10000)
+	for i := range many {
+		many[i] = good
+		many[i].ID = "r" + strconv.Itoa(i)
+	}
+	huge := good
+	huge.Application = "/" + strings.Repeat("a", 1<<20)
+	badEnum := good
+	badEnum.Action = "maybe"
+	badOwner := good
+	badOwner.Owner = -7
+	badPort := good
+	badPort.Port = "99999999999999999999"
+	for _, c := range []struct {
+		name   string
+		method string
+		args   []any
+	}{
+		{"10,000 rules in one call", api.RulesInterface + ".Add", []any{many}},
+		{"a 1 MiB application path", api.RulesInterface + ".Add", []any{[]api.Rule{huge}}},
+		{"an invalid action", api.RulesInterface + ".Add", []any{[]api.Rule{badEnum}}},
+		{"an invalid owner", api.RulesInterface + ".Add", []any{[]api.Rule{badOwner}}},
+		{"a huge port", api.RulesInterface + ".Add", []any{[]api.Rule{badPort}}},
+		{"no rules", api.RulesInterface + ".Add", []any{[]api.Rule{}}},
+		{"an invalid mode", api.DaemonInterface + ".SetMode", []any{"chaos"}},
+		{"an unknown import format", api.RulesInterface + ".Import", []any{"xml", []byte("<x/>"), true}},
+		{"garbage to import", api.RulesInterface + ".Import", []any{api.FormatTattle, []byte{0xff, 0x00, '{'}, true}},
+		{"an oversized import", api.RulesInterface + ".Import", []any{api.FormatTattle, make([]byte, api.MaxImportSize+1), true}},
+		{"removing an unknown rule", api.RulesInterface + ".Remove", []any{[]string{"no-such-rule"}}},
+	} {
+		err := obj.Call(c.method, 0, c.args...).Err
+		var derr dbus.Error
+		if !errors.As(err, &derr) {
+			t.Errorf("%s: want a D-Bus error, got %v", c.name, err)
+			continue
+		}
+		t.Logf("%s: %s: %v", c.name, derr.Name, derr.Body)
+		if derr.Name != api.ErrInvalidArgs && derr.Name != api.ErrNotFound {
+			t.Errorf("%s: error %s, want %s", c.name, derr.Name, api.ErrInvalidArgs)
+		}
+	}
+	if after, ok := b.tattledPID(t, conn); !ok || after != pid {
+		t.Fatalf("tattled did not survive (pid %d -> %d, running %v):\n%s", pid, after, ok, b.log)
+	}
+	var rs []api.Rule
+	if err := obj.Call(api.RulesInterface+".List", 0).Store(&rs); err != nil || len(rs) != 0 {
+		t.Errorf("after refused calls: %d rules (%v), want none", len(rs), err)
+	}
+	_ = os.Getpid
+}
