@@ -212,10 +212,10 @@ func (s *Store) Add(rs []rules.Rule) error {
 	ids := s.idsLocked()
 	for i := range rs {
 		if err := rs[i].Validate(); err != nil {
-			return fmt.Errorf("rule %d: %w", i, err)
+			return fmt.Errorf("rule %d: %w", i+1, err)
 		}
 		if src, dup := ids[rs[i].ID]; dup {
-			return fmt.Errorf("rule %d: id %q is already used (%s)", i, rs[i].ID, src)
+			return fmt.Errorf("rule %d: id %q is already used (%s)", i+1, rs[i].ID, src)
 		}
 		ids[rs[i].ID] = "this request"
 	}

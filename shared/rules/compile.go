@@ -94,8 +94,6 @@ type Compiled struct {
 	PortLo     uint16       // inclusive range; 0,0 is any port
 	PortHi     uint16       //
 	Proto      string       // "any", "tcp" or "udp"
-
-	pattern []string // RemoteWildcard: Name as glob tokens (see globTokens), made once by Compile
 }
 
 // Compile validates r and returns its compiled form. The error is a *FieldError.
@@ -111,9 +109,6 @@ func Compile(r Rule) (Compiled, error) {
 	spec, _ := parseRemote(r.Remote)
 	c.RemoteKind, c.Prefix, c.Name = spec.kind, spec.prefix, spec.name
 	c.PortLo, c.PortHi, _ = parsePort(r.Port)
-	if c.RemoteKind == RemoteWildcard {
-		c.pattern = globTokens(c.Name)
-	}
 	return c, nil
 }
 
@@ -199,12 +194,8 @@ func (c *Compiled) matchRemote(f Flow, lists ListLookup) bool {
 			}
 		}
 	case RemoteWildcard:
-		pattern := c.pattern
-		if pattern == nil {
-			pattern = globTokens(c.Name)
-		}
 		for _, h := range f.Hostnames {
-			if h = strings.TrimSuffix(h, "."); h != "" && globMatch(pattern, strings.Split(h, ".")) {
+			if h = strings.TrimSuffix(h, "."); h != "" && wildcardMatch(c.Name, h) {
 				return true
 			}
 		}
@@ -255,53 +246,41 @@ func asciiEqualFold(a, b string) bool {
 	return true
 }
 
-// Wildcard patterns are matched as globs over labels. A "*" label (one or more labels) becomes two tokens:
-// globOne (exactly one label) and globMany (zero or more labels), which the classic linear glob algorithm
-// handles without backtracking blow-up.
-const (
-	globOne  = ""  // literal labels are never empty, so "" is free to mean "any one label"
-	globMany = "*" // literal labels never contain "*"
-)
-
-func globTokens(pattern string) []string {
-	var toks []string
-	for label := range strings.SplitSeq(pattern, ".") {
-		if label == "*" {
-			toks = append(toks, globOne, globMany)
-		} else {
-			toks = append(toks, label)
+// wildcardMatch matches host against a wildcard pattern label by label, where a "*" label stands for one or
+// more labels. It is the classic linear glob algorithm (remember the last star, let it absorb one more label
+// on a mismatch), working on byte offsets so that matching allocates nothing. Offsets past the end are
+// len+1.
+func wildcardMatch(pattern, host string) bool {
+	pEnd, hEnd := len(pattern)+1, len(host)+1
+	p, h := 0, 0
+	starP, starH := -1, 0 // pattern offset after the last star; host offset after what it absorbed
+	for h < hEnd {
+		if p < pEnd {
+			pl, pn := labelAt(pattern, p)
+			hl, hn := labelAt(host, h)
+			if pl == "*" {
+				starP, starH = pn, hn // the star takes this one label, and may take more later
+				p, h = pn, hn
+				continue
+			}
+			if asciiEqualFold(pl, hl) {
+				p, h = pn, hn
+				continue
+			}
 		}
-	}
-	return toks
-}
-
-func globMatch(pattern, labels []string) bool {
-	p, l := 0, 0
-	starP, starL := -1, 0
-	for l < len(labels) {
-		switch {
-		case p < len(pattern) && pattern[p] == globMany:
-			starP, starL = p, l
-			p++
-		case p < len(pattern) && labelMatch(pattern[p], labels[l]):
-			p++
-			l++
-		case starP >= 0:
-			starL++
-			p, l = starP+1, starL
-		default:
+		if starP < 0 {
 			return false
 		}
+		_, starH = labelAt(host, starH)
+		p, h = starP, starH
 	}
-	for p < len(pattern) && pattern[p] == globMany {
-		p++
-	}
-	return p == len(pattern)
+	return p >= pEnd
 }
 
-func labelMatch(tok, label string) bool {
-	if tok == globOne {
-		return label != ""
+// labelAt returns the label starting at off and the offset of the next one.
+func labelAt(s string, off int) (string, int) {
+	if i := strings.IndexByte(s[off:], '.'); i >= 0 {
+		return s[off : off+i], off + i + 1
 	}
-	return asciiEqualFold(tok, label)
+	return s[off:], len(s) + 1
 }

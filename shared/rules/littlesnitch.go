@@ -184,8 +184,11 @@ func (im *importer) lsRule(prefix, provenance string, i int, raw json.RawMessage
 	case strings.EqualFold(process, Any):
 		app = Any
 	default:
-		if _, _, msg := parseApplication(process); msg != "" || !strings.HasPrefix(process, "/") {
+		if !strings.HasPrefix(process, "/") {
 			return skip("its process %q is not an absolute path", short(process))
+		}
+		if _, _, msg := parseApplication(process); msg != "" {
+			return skip("its process path cannot be used: %s", msg)
 		}
 		app = process
 	}

@@ -227,8 +227,12 @@ func TestExportLittleSnitch(t *testing.T) {
 	}
 	rules := []Rule{
 		mk("path-domain", func(r *Rule) {}),
-		mk("any-net", func(r *Rule) { r.Application, r.Remote, r.Port, r.Protocol, r.Action = "any", "10.0.0.0/8", "any", "any", "deny" }),
-		mk("host-range", func(r *Rule) { r.Remote, r.Port, r.Protocol, r.Enabled = "host:api.example.com", "8000-8100", "udp", false }),
+		mk("any-net", func(r *Rule) {
+			r.Application, r.Remote, r.Port, r.Protocol, r.Action = "any", "10.0.0.0/8", "any", "any", "deny"
+		}),
+		mk("host-range", func(r *Rule) {
+			r.Remote, r.Port, r.Protocol, r.Enabled = "host:api.example.com", "8000-8100", "udp", false
+		}),
 		mk("ip", func(r *Rule) { r.Remote = "2001:db8::1" }),
 		mk("flatpak", func(r *Rule) { r.Application = "flatpak:org.mozilla.firefox" }),
 		mk("owned", func(r *Rule) { r.Owner = uid(1000) }),

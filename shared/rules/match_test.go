@@ -2,6 +2,8 @@ package rules
 
 import (
 	"net/netip"
+	"regexp"
+	"strings"
 	"testing"
 	"time"
 )
@@ -137,5 +139,44 @@ func TestMatchesHandBuiltCompiled(t *testing.T) {
 	c := Compiled{Rule: Rule{Enabled: true, Duration: DurationForever}, RemoteKind: RemoteWildcard, Name: "*.example.com"}
 	if !c.Matches(curlTo("192.0.2.1", 1, "a.example.com"), nil, t0) {
 		t.Error("wildcard without a compiled pattern does not match")
+	}
+}
+
+// TestWildcardAgainstRegexp checks the label glob against a regular expression that says the same thing,
+// for every pattern and name over a small alphabet.
+func TestWildcardAgainstRegexp(t *testing.T) {
+	labels := []string{"a", "b", "*"}
+	var patterns, names []string
+	var grow func(prefix string, n int, alphabet []string, out *[]string)
+	grow = func(prefix string, n int, alphabet []string, out *[]string) {
+		if n == 0 {
+			return
+		}
+		for _, l := range alphabet {
+			s := l
+			if prefix != "" {
+				s = prefix + "." + l
+			}
+			*out = append(*out, s)
+			grow(s, n-1, alphabet, out)
+		}
+	}
+	grow("", 4, labels, &patterns)
+	grow("", 5, labels[:2], &names)
+	for _, p := range patterns {
+		var parts []string
+		for l := range strings.SplitSeq(p, ".") {
+			if l == "*" {
+				parts = append(parts, `[^.]+(\.[^.]+)*`)
+			} else {
+				parts = append(parts, regexp.QuoteMeta(l))
+			}
+		}
+		re := regexp.MustCompile(`^` + strings.Join(parts, `\.`) + `$`)
+		for _, n := range names {
+			if got, want := wildcardMatch(p, n), re.MatchString(n); got != want {
+				t.Errorf("wildcardMatch(%q, %q) = %v, want %v", p, n, got, want)
+			}
+		}
 	}
 }

@@ -125,7 +125,7 @@ func (p *parser) parse() (*File, error) {
 		}
 		key, _ := tok.(string)
 		if seen[key] {
-			return nil, p.fail(-1, key, "appears twice; keep one", nil)
+			return nil, p.fail(-1, shortKey(key), "appears twice; keep one", nil)
 		}
 		seen[key] = true
 		switch key {
@@ -136,6 +136,10 @@ func (p *parser) parse() (*File, error) {
 			}
 			if err := json.Unmarshal(raw, &f.Version); err != nil || bytes.Equal(raw, []byte("null")) {
 				return nil, p.fail(-1, "version", fmt.Sprintf("must be the number %d, not %s", FormatVersion, shortJSON(raw)), err)
+			}
+			if f.Version != FormatVersion {
+				// Say so before reading rules written for another format, which would only give confusing errors.
+				return nil, validateFile(p.name, f)
 			}
 		case "name":
 			var raw json.RawMessage
@@ -279,7 +283,7 @@ func (p *parser) parseRule(i int, raw json.RawMessage, start int64) (Rule, error
 			if field == "owner" && strings.HasPrefix(te.Value, "number") {
 				msg = fmt.Sprintf("%s is not a user id; use a whole number from 0 to 4294967294", strings.TrimPrefix(te.Value, "number "))
 			}
-			return Rule{}, p.failRule(i, id, field, msg+" (at "+p.position(start+te.Offset)+")", err)
+			return Rule{}, p.failRule(i, id, field, msg+", at "+p.position(start+te.Offset), err)
 		}
 		return Rule{}, p.fail(i, "", "cannot be read", err)
 	}
@@ -386,11 +390,7 @@ func describeTypeError(te *json.UnmarshalTypeError) string {
 
 // shortJSON shows a raw JSON value in a message, shortened.
 func shortJSON(raw json.RawMessage) string {
-	s := string(raw)
-	if len(s) > 40 {
-		s = s[:40] + "…"
-	}
-	return s
+	return shortKey(string(raw))
 }
 
 // suggest offers the field the user probably meant: a case-insensitive match, or else the list of fields.

@@ -201,6 +201,7 @@ func TestParseErrors(t *testing.T) {
 		{"unknown top-level field", `{"version":1,"rules":[],"comment":"x"}`, []string{`field "comment"`, "not a rule file field"}},
 		{"duplicate top-level field", `{"version":1,"rules":[],"rules":[]}`, []string{`field "rules"`, "twice"}},
 		{"bad version", `{"version":2,"rules":[]}`, []string{`field "version"`, "version 2 is not supported"}},
+		{"newer format", `{"version":2,"rules":[{"id":"x","scope":"new"}]}`, []string{`field "version"`, "version 2 is not supported", "upgrade Tattle"}},
 		{"version as string", `{"version":"1","rules":[]}`, []string{`field "version"`, `not "1"`}},
 		{"version fraction", `{"version":1.5,"rules":[]}`, []string{`field "version"`, "number 1"}},
 		{"version null", `{"version":null,"rules":[]}`, []string{`field "version"`}},
