@@ -19,6 +19,7 @@ packages=(
 	gcc pkg-config git ca-certificates meson ninja-build # build
 	qemu-system-x86 busybox-static cpio                  # VM ring
 	iproute2 iptables nftables curl python3 procps      # host ring clients and netfilter
+	dbus polkitd libxml2-utils                           # service ring: a real bus and polkitd; policy checks
 )
 missing=()
 for p in "${packages[@]}"; do

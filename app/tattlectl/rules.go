@@ -1,0 +1,547 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/tattlefw/tattle/shared/api"
+	"github.com/tattlefw/tattle/shared/rules"
+)
+
+func cmdRulesList(ctx context.Context, e *env, args []string) error {
+	fs := newFlagSet("rules list")
+	asJSON := fs.Bool("json", false, "print JSON instead of a table")
+	if err := noArgs(e, "rules list", fs, args); err != nil {
+		return err
+	}
+	h, err := e.dial(false, false)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	rs, err := h.Rules(ctx)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return writeRulesJSON(e.stdout, rs)
+	}
+	return writeRulesTable(e.stdout, rs, e)
+}
+
+// addOptions are the flags of "rules add".
+type addOptions struct {
+	allow, deny   bool
+	app           string
+	remote        string
+	port          string
+	protocol      string
+	duration      string
+	until         string
+	user          bool
+	id            string
+	note          string
+	noInteractive bool
+}
+
+func parseAdd(e *env, args []string) (addOptions, error) {
+	var o addOptions
+	fs := newFlagSet("rules add")
+	fs.BoolVar(&o.allow, "allow", false, "allow the connections the rule matches")
+	fs.BoolVar(&o.deny, "deny", false, "deny the connections the rule matches")
+	fs.StringVar(&o.app, "app", rules.Any, "match connections made by the program at `PATH` (or flatpak:ID, snap:NAME, appimage:PATH, any)")
+	fs.StringVar(&o.remote, "remote", rules.Any, "match connections to `REMOTE`: any, an address, a network, host:NAME, domain:NAME, wildcard:*.NAME or list:NAME")
+	fs.StringVar(&o.port, "port", rules.Any, "match connections to remote `PORT`: 443, a range like 8000-8100, or any")
+	fs.StringVar(&o.protocol, "protocol", rules.Any, "match connections over `PROTOCOL`: tcp, udp or any")
+	fs.StringVar(&o.duration, "duration", "", "keep the rule for `DURATION`: forever, until-restart, until-time, until-quit or once (default forever)")
+	fs.StringVar(&o.until, "until", "", "end an until-time rule at `TIME` (RFC 3339) or after a duration from now (2h)")
+	fs.BoolVar(&o.user, "user", false, "cover only your own processes instead of every user's")
+	fs.StringVar(&o.id, "id", "", "give the rule this `ID` (default: made from the rule, with a random suffix)")
+	fs.StringVar(&o.note, "note", "", "keep `TEXT` as a note for people reading the rule")
+	fs.BoolVar(&o.noInteractive, "no-interactive", false, "never ask for a password")
+	pos, err := parseFlags(e, "rules add", fs, args)
+	if err != nil {
+		return o, err
+	}
+	if len(pos) > 0 {
+		return o, usagef("unexpected argument %q; every part of the rule is given with a flag", pos[0])
+	}
+	if o.allow == o.deny {
+		return o, usagef("give exactly one of --allow and --deny")
+	}
+	return o, nil
+}
+
+// buildRule turns the flags of "rules add" into a validated rule. notes are things worth telling the user
+// that do not stop the rule (a symlinked program, a path that does not exist yet).
+func buildRule(o addOptions, e *env) (r rules.Rule, notes []string, err error) {
+	now := e.now().Truncate(time.Second)
+	r = rules.Rule{
+		ID: o.id, Direction: rules.DirectionOutgoing, Remote: o.remote, Port: o.port, Protocol: o.protocol,
+		Action: rules.ActionAllow, Duration: o.duration, Enabled: true, Note: o.note, Created: now, Modified: now,
+	}
+	if o.deny {
+		r.Action = rules.ActionDeny
+	}
+	if r.Application, notes, err = resolveApp(o.app, e); err != nil {
+		return r, nil, err
+	}
+	if o.until != "" {
+		if r.Until, err = parseUntil(o.until, now); err != nil {
+			return r, nil, err
+		}
+	}
+	if r.Duration == "" {
+		r.Duration = rules.DurationForever
+		if o.until != "" {
+			r.Duration = rules.DurationUntilTime
+		}
+	}
+	if o.user {
+		uid := uint32(e.uid)
+		r.Owner = &uid
+	}
+	if r.ID == "" {
+		r.ID = generateID(r)
+	}
+	if err := r.Validate(); err != nil {
+		return r, nil, fieldUsageError(err)
+	}
+	return r, notes, nil
+}
+
+// flagOf names the flag that sets each rule field, for messages.
+var flagOf = map[string]string{
+	"id": "--id", "application": "--app", "owner": "--user", "remote": "--remote", "port": "--port",
+	"protocol": "--protocol", "action": "--allow/--deny", "duration": "--duration", "until": "--until",
+	"note": "--note",
+}
+
+// fieldUsageError says which flag a validation error is about: `--port: "99999" is out of range 1-65535`.
+func fieldUsageError(err error) error {
+	var fe *rules.FieldError
+	if !errors.As(err, &fe) {
+		return err
+	}
+	msg := fe.Msg
+	if msg == "" && fe.Err != nil {
+		msg = fe.Err.Error()
+	}
+	if f, ok := flagOf[fe.Field]; ok {
+		return usagef("%s: %s", f, msg)
+	}
+	return usagef("rule field %q: %s", fe.Field, msg)
+}
+
+// resolveApp makes --app absolute: relative paths against the working directory, bare program names through
+// PATH (as a shell would run them). Prefixed forms and "any" pass through; Validate judges the result.
+func resolveApp(app string, e *env) (string, []string, error) {
+	var notes []string
+	switch {
+	case app == rules.Any, app == "":
+		return app, nil, nil
+	case strings.HasPrefix(app, "appimage:") && !strings.HasPrefix(app, "appimage:/"):
+		abs, err := absPath(strings.TrimPrefix(app, "appimage:"), e)
+		return "appimage:" + abs, nil, err
+	case strings.HasPrefix(app, "flatpak:"), strings.HasPrefix(app, "snap:"), strings.HasPrefix(app, "appimage:"):
+		return app, nil, nil
+	case !strings.Contains(app, "/"):
+		p, err := e.lookPath(app)
+		if err != nil {
+			return "", nil, usagef("--app: %q is not a program in PATH; give its path, like /usr/bin/%s or ./%s", app, app, app)
+		}
+		abs, err := absPath(p, e)
+		if err != nil {
+			return "", nil, err
+		}
+		notes = append(notes, fmt.Sprintf("--app %s is %s", app, abs))
+		app = abs
+	default:
+		abs, err := absPath(app, e)
+		if err != nil {
+			return "", nil, err
+		}
+		app = abs
+	}
+	fi, err := e.lstat(app)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		notes = append(notes, fmt.Sprintf("%s does not exist (yet); the rule applies to it once it does", app))
+	case err == nil && fi.Mode()&os.ModeSymlink != 0:
+		if target, err := filepath.EvalSymlinks(app); err == nil {
+			notes = append(notes, fmt.Sprintf("%s is a symbolic link to %s; programs are known by the file they run, so you may want --app %s", app, target, target))
+		}
+	}
+	return app, notes, nil
+}
+
+func absPath(p string, e *env) (string, error) {
+	if filepath.IsAbs(p) {
+		return filepath.Clean(p), nil
+	}
+	wd, err := e.getwd()
+	if err != nil {
+		return "", fmt.Errorf("cannot make %q absolute: %w", p, err)
+	}
+	return filepath.Join(wd, p), nil
+}
+
+// parseUntil reads --until: an RFC 3339 time, or a duration from now.
+func parseUntil(s string, now time.Time) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t, nil
+	}
+	if d, err := time.ParseDuration(strings.TrimPrefix(s, "+")); err == nil && d > 0 {
+		return now.Add(d), nil
+	}
+	return time.Time{}, usagef(`--until: %q is not a time; write it like 2030-01-01T00:00:00Z (RFC 3339) or as a duration from now like 2h or 90m`, s)
+}
+
+// generateID makes a readable id from the rule ("deny-curl-example-com-443-k7q2mx"): the random suffix keeps
+// it unique, the rest lets people tell rules apart in a list.
+func generateID(r rules.Rule) string {
+	parts := []string{r.Action}
+	app := r.Application
+	if i := strings.LastIndexAny(app, "/:"); i >= 0 {
+		app = app[i+1:]
+	}
+	parts = append(parts, idSlug(app, 20))
+	if r.Remote != rules.Any {
+		remote := r.Remote
+		if _, after, ok := strings.Cut(remote, ":"); ok && !strings.Contains(after, ":") {
+			remote = after // drop "host:", "domain:"...; but not from IPv6 addresses
+		}
+		parts = append(parts, idSlug(remote, 20))
+	}
+	if r.Port != rules.Any {
+		parts = append(parts, idSlug(r.Port, 11))
+	}
+	var id []string
+	for _, p := range parts {
+		if p != "" {
+			id = append(id, p)
+		}
+	}
+	return strings.Join(append(id, randomSuffix(6)), "-")
+}
+
+// idSlug keeps letters and digits, turning other runs into one '-'.
+func idSlug(s string, max int) string {
+	var b strings.Builder
+	dash := false
+	for _, c := range strings.ToLower(s) {
+		if c >= 'a' && c <= 'z' || c >= '0' && c <= '9' {
+			if dash && b.Len() > 0 {
+				b.WriteByte('-')
+			}
+			dash = false
+			b.WriteRune(c)
+		} else {
+			dash = true
+		}
+		if b.Len() >= max {
+			break
+		}
+	}
+	return strings.Trim(b.String(), "-")
+}
+
+func randomSuffix(n int) string {
+	const alphabet = "abcdefghijkmnpqrstuvwxyz23456789" // no 0/o, 1/l: ids get read aloud and retyped
+	b := make([]byte, n)
+	rand.Read(b)
+	for i := range b {
+		b[i] = alphabet[int(b[i])%len(alphabet)]
+	}
+	return string(b)
+}
+
+func cmdRulesAdd(ctx context.Context, e *env, args []string) error {
+	o, err := parseAdd(e, args)
+	if err != nil {
+		return err
+	}
+	r, notes, err := buildRule(o, e)
+	if err != nil {
+		return err
+	}
+	for _, n := range notes {
+		fmt.Fprintf(e.stderr, "tattlectl: note: %s\n", n)
+	}
+	h, err := e.dial(true, o.noInteractive)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	ids, err := h.AddRules(ctx, []api.Rule{api.FromRule(r, "", false)})
+	if err != nil {
+		return err
+	}
+	for _, id := range ids {
+		fmt.Fprintln(e.stdout, id)
+	}
+	return nil
+}
+
+// idArgs parses the commands that take rule ids.
+func idArgs(e *env, name string, args []string) (ids []string, noInteractive bool, err error) {
+	fs := newFlagSet(name)
+	fs.BoolVar(&noInteractive, "no-interactive", false, "never ask for a password")
+	ids, err = parseFlags(e, name, fs, args)
+	if err == nil && len(ids) == 0 {
+		err = usagef("give the id of at least one rule ('tattlectl rules list' shows them)")
+	}
+	return ids, noInteractive, err
+}
+
+func cmdRulesRemove(ctx context.Context, e *env, args []string) error {
+	ids, ni, err := idArgs(e, "rules remove", args)
+	if err != nil {
+		return err
+	}
+	h, err := e.dial(true, ni)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	return h.RemoveRules(ctx, ids)
+}
+
+func cmdRulesEnable(ctx context.Context, e *env, args []string) error {
+	return setEnabled(ctx, e, "rules enable", args, true)
+}
+
+func cmdRulesDisable(ctx context.Context, e *env, args []string) error {
+	return setEnabled(ctx, e, "rules disable", args, false)
+}
+
+func setEnabled(ctx context.Context, e *env, name string, args []string, on bool) error {
+	ids, ni, err := idArgs(e, name, args)
+	if err != nil {
+		return err
+	}
+	h, err := e.dial(true, ni)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	for _, id := range ids {
+		if err := h.SetEnabled(ctx, id, on); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+var formats = []string{api.FormatTattle, api.FormatLittleSnitch, api.FormatOpenSnitch}
+
+func checkFormat(f string) error {
+	for _, k := range formats {
+		if f == k {
+			return nil
+		}
+	}
+	return usagef("--format: %q is not a format; use %s", f, strings.Join(formats, ", "))
+}
+
+// importOptions are the flags and argument of "rules import".
+type importOptions struct {
+	format        string
+	user          bool
+	file          string
+	noInteractive bool
+}
+
+func parseImport(e *env, args []string) (importOptions, error) {
+	var o importOptions
+	fs := newFlagSet("rules import")
+	fs.StringVar(&o.format, "format", "", "read the file as `FORMAT`: tattle, lsrules (Little Snitch) or opensnitch (default: recognised from the file)")
+	fs.BoolVar(&o.user, "user", false, "make the rules cover only your own processes instead of every user's")
+	fs.BoolVar(&o.noInteractive, "no-interactive", false, "never ask for a password")
+	pos, err := parseFlags(e, "rules import", fs, args)
+	if err != nil {
+		return o, err
+	}
+	if len(pos) != 1 {
+		return o, usagef("give one file to import (or - for standard input)")
+	}
+	o.file = pos[0]
+	if o.format != "" {
+		return o, checkFormat(o.format)
+	}
+	return o, nil
+}
+
+func cmdRulesImport(ctx context.Context, e *env, args []string) error {
+	o, err := parseImport(e, args)
+	if err != nil {
+		return err
+	}
+	data, err := readInput(e, o.file)
+	if err != nil {
+		return err
+	}
+	if o.format == "" {
+		if o.format, err = guessFormat(o.file, data); err != nil {
+			return err
+		}
+	}
+	h, err := e.dial(true, o.noInteractive)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	n, skipped, err := h.Import(ctx, o.format, data, !o.user)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "imported %d %s from %s (%s)\n", n, plural(int(n), "rule", "rules"), displayName(o.file), o.format)
+	for _, s := range skipped {
+		fmt.Fprintf(e.stderr, "tattlectl: skipped: %s\n", oneLine(s))
+	}
+	return nil
+}
+
+// readInput reads an import file ("-": standard input), refusing more than the helper accepts.
+func readInput(e *env, name string) ([]byte, error) {
+	var data []byte
+	var err error
+	if name == "-" {
+		data, err = io.ReadAll(io.LimitReader(e.stdin, api.MaxImportSize+1))
+	} else {
+		data, err = e.readFile(name)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > api.MaxImportSize {
+		return nil, fmt.Errorf("%s is larger than the %d MiB one import may be; split it", displayName(name), api.MaxImportSize>>20)
+	}
+	return data, nil
+}
+
+func displayName(file string) string {
+	if file == "-" {
+		return "standard input"
+	}
+	return file
+}
+
+// exportOptions are the flags and argument of "rules export".
+type exportOptions struct {
+	format string
+	file   string
+}
+
+func parseExport(e *env, args []string) (exportOptions, error) {
+	var o exportOptions
+	fs := newFlagSet("rules export")
+	fs.StringVar(&o.format, "format", "", "write `FORMAT`: tattle, lsrules (Little Snitch) or opensnitch (default: lsrules for *.lsrules, else tattle)")
+	pos, err := parseFlags(e, "rules export", fs, args)
+	if err != nil {
+		return o, err
+	}
+	switch len(pos) {
+	case 0:
+		o.file = "-"
+	case 1:
+		o.file = pos[0]
+	default:
+		return o, usagef("give at most one file to write (- or nothing for standard output)")
+	}
+	if o.format == "" {
+		o.format = api.FormatTattle
+		if strings.EqualFold(filepath.Ext(o.file), ".lsrules") {
+			o.format = api.FormatLittleSnitch
+		}
+		return o, nil
+	}
+	return o, checkFormat(o.format)
+}
+
+func cmdRulesExport(ctx context.Context, e *env, args []string) error {
+	o, err := parseExport(e, args)
+	if err != nil {
+		return err
+	}
+	h, err := e.dial(false, false)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	data, skipped, err := h.Export(ctx, o.format)
+	if err != nil {
+		return err
+	}
+	for _, s := range skipped {
+		fmt.Fprintf(e.stderr, "tattlectl: skipped: %s\n", oneLine(s))
+	}
+	if o.file == "-" {
+		_, err = e.stdout.Write(data)
+		return err
+	}
+	if err := e.writeFile(o.file, data); err != nil {
+		return err
+	}
+	return nil
+}
+
+func cmdMode(ctx context.Context, e *env, args []string) error {
+	fs := newFlagSet("mode")
+	noInteractive := fs.Bool("no-interactive", false, "never ask for a password")
+	pos, err := parseFlags(e, "mode", fs, args)
+	if err != nil {
+		return err
+	}
+	modes := []string{api.ModeAlert, api.ModeSilentAllow, api.ModeSilentDeny}
+	switch {
+	case len(pos) > 1:
+		return usagef("give one mode: %s", strings.Join(modes, ", "))
+	case len(pos) == 1:
+		ok := false
+		for _, m := range modes {
+			ok = ok || pos[0] == m
+		}
+		if !ok {
+			return usagef("%q is not a mode; use %s", pos[0], strings.Join(modes, ", "))
+		}
+	}
+	h, err := e.dial(len(pos) == 1, *noInteractive)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	if len(pos) == 1 {
+		return h.SetMode(ctx, pos[0])
+	}
+	st, err := h.Status(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(e.stdout, st.Mode)
+	return nil
+}
+
+// noArgs parses a command that takes flags only.
+func noArgs(e *env, name string, fs *flag.FlagSet, args []string) error {
+	pos, err := parseFlags(e, name, fs, args)
+	if err == nil && len(pos) > 0 {
+		err = usagef("unexpected argument %q", pos[0])
+	}
+	return err
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
