@@ -34,11 +34,14 @@ type Daemon struct {
 	// learned from old rules can never land after the new rules were installed (which drop learned entries).
 	mu      sync.Mutex
 	current ruleset.Result
+
+	applied chan struct{} // signalled after each Apply, so the expiry timer follows new rules
 }
 
 // New returns a daemon for an open enforcer and store.
 func New(enf *enforce.Enforcer, st *store.Store, log *slog.Logger) *Daemon {
-	return &Daemon{enf: enf, store: st, log: log, resolver: exepath.New("/proc", exepath.DefaultCacheSize)}
+	return &Daemon{enf: enf, store: st, log: log, resolver: exepath.New("/proc", exepath.DefaultCacheSize),
+		applied: make(chan struct{}, 1)}
 }
 
 // Apply compiles the rules in force and installs the result in the kernel.
@@ -60,6 +63,10 @@ func (d *Daemon) Apply() error {
 	d.mu.Unlock()
 	if err != nil {
 		return fmt.Errorf("install rules in the kernel: %w", err)
+	}
+	select {
+	case d.applied <- struct{}{}:
+	default:
 	}
 	kernel, user := 0, 0
 	for _, p := range res.Placements {
@@ -133,18 +140,40 @@ func (d *Daemon) reapply() {
 	}
 }
 
-// recheck recompiles periodically: timed rules expire and executables get replaced by updates.
+// recheck recompiles when the next timed rule expires, and at least every RecheckInterval, when replaced
+// executables (new inodes) get their rules again.
 func (d *Daemon) recheck(ctx context.Context) {
-	tick := time.NewTicker(RecheckInterval)
-	defer tick.Stop()
+	timer := time.NewTimer(d.untilNextCheck(time.Now()))
+	defer timer.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-tick.C:
+		case <-timer.C:
 			d.reapply()
+		case <-d.applied:
+		}
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
+		timer.Reset(d.untilNextCheck(time.Now()))
+	}
+}
+
+// untilNextCheck is the time to the earliest expiry of an active until-time rule, capped at RecheckInterval.
+func (d *Daemon) untilNextCheck(now time.Time) time.Duration {
+	wait := RecheckInterval
+	for _, c := range d.Current().Active {
+		if c.Rule.Duration == rules.DurationUntilTime {
+			if left := c.Rule.Until.Sub(now); left < wait {
+				wait = max(left, 10*time.Millisecond)
+			}
 		}
 	}
+	return wait
 }
 
 func (d *Daemon) logEvents(events *enforce.EventReader) {

@@ -110,7 +110,13 @@ func (s *Store) loadUser() error {
 		return nil
 	}
 	if err == nil {
-		s.user = f.Rules
+		for _, r := range f.Rules {
+			if durable(r) {
+				s.user = append(s.user, r)
+			} else {
+				s.log.Warn("dropping a rule that was to last only until a restart", "rule", r.ID, "file", path)
+			}
+		}
 		return nil
 	}
 	aside := fmt.Sprintf("%s.corrupt-%d", path, s.now().Unix())
@@ -146,8 +152,19 @@ func readRuleFile(path string) (*rules.File, error) {
 	return rules.Parse(path, data)
 }
 
-// persistUser writes the user rules atomically, keeping the file it replaces as .bak.
-func (s *Store) persistUser(rs []rules.Rule) error {
+// durable reports whether a rule outlives the helper: "until-restart" and "once" rules live in memory only.
+func durable(r rules.Rule) bool {
+	return r.Duration != rules.DurationUntilRestart && r.Duration != rules.DurationOnce
+}
+
+// persistUser writes the durable user rules atomically, keeping the file it replaces as .bak.
+func (s *Store) persistUser(all []rules.Rule) error {
+	rs := make([]rules.Rule, 0, len(all))
+	for _, r := range all {
+		if durable(r) {
+			rs = append(rs, r)
+		}
+	}
 	data, err := rules.Marshal(&rules.File{Version: rules.FormatVersion, Rules: rs})
 	if err != nil {
 		return fmt.Errorf("encode rules: %w", err)

@@ -83,6 +83,29 @@ func TestUserRulesPersistAtomicallyAndSurviveReopen(t *testing.T) {
 	}
 }
 
+func TestUntilRestartRulesAreNeverWritten(t *testing.T) {
+	s, state, admin := open(t)
+	temp := rule("temp", "/usr/bin/curl", "allow")
+	temp.Duration = rules.DurationUntilRestart
+	if err := s.Add([]rules.Rule{rule("kept", "/usr/bin/wget", "deny"), temp}); err != nil {
+		t.Fatal(err)
+	}
+	if got := ids(s.Entries()); got != "kept,temp" {
+		t.Errorf("in force now: %s", got)
+	}
+	data, _ := os.ReadFile(filepath.Join(state, "rules.json"))
+	if strings.Contains(string(data), "temp") {
+		t.Errorf("an until-restart rule was written to disk:\n%s", data)
+	}
+	s2, err := Open(Options{StateDir: state, AdminDir: admin, Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := ids(s2.Entries()); got != "kept" {
+		t.Errorf("after a restart: %s, want only the durable rule", got)
+	}
+}
+
 func TestInvalidChangesAreRefusedAndChangeNothing(t *testing.T) {
 	s, _, admin := open(t)
 	if err := os.WriteFile(filepath.Join(admin, "10-admin.json"), groupFile(t, rule("admin-1", "any", "deny")), 0o644); err != nil {

@@ -93,3 +93,27 @@ func TestRuleGroupsAreEnforcedLiveAndBrokenOnesKeepTheLastGood(t *testing.T) {
 	h.waitFor(t, "decided in userspace")
 	expectDenied(t, "A's next attempt to the same destination", testrig.RunApp(t, x.a, testrig.RunOpts{}, "tcp", x.srv.TCP4b))
 }
+
+func TestTimedRuleExpiresOnTime(t *testing.T) {
+	pin := testrig.PinDir("timed")
+	enforce.Uninstall(pin)
+	t.Cleanup(func() { enforce.Uninstall(pin) })
+	dirs := newTattledDirs(t)
+	h := startTattled(t, pin, dirs)
+	h.waitFor(t, "rules applied")
+	x := newApps(t, nil)
+
+	timed := denyRule("deny-a-briefly", x.a)
+	timed.Duration = rules.DurationUntilTime
+	timed.Until = time.Now().Add(2 * time.Second).UTC().Truncate(time.Second).Add(time.Second)
+	writeRuleGroup(t, dirs.rules, "30-timed.json", timed)
+	h.waitFor(t, "rules applied")
+	expectDenied(t, "A while the timed rule lasts", testrig.RunApp(t, x.a, testrig.RunOpts{}, "tcp", x.srv.TCP4))
+	time.Sleep(time.Until(timed.Until))
+	h.waitFor(t, "rules applied")
+	expired := time.Since(timed.Until)
+	expectAllowed(t, "A after the timed rule expired", testrig.RunApp(t, x.a, testrig.RunOpts{}, "tcp", x.srv.TCP4), false)
+	if expired > time.Second {
+		t.Errorf("the rule was lifted %v after it expired", expired)
+	}
+}
