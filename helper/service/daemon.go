@@ -3,6 +3,7 @@ package service
 import (
 	"github.com/godbus/dbus/v5"
 
+	"github.com/tattlefw/tattle/helper/enforce"
 	"github.com/tattlefw/tattle/helper/ruleset"
 	"github.com/tattlefw/tattle/shared/api"
 )
@@ -46,6 +47,7 @@ func (i daemonIface) SetMode(msg dbus.Message, sender dbus.Sender, mode string) 
 	if err := i.s.store.SetMode(mode); err != nil {
 		return failed("save the mode", err)
 	}
+	i.s.props.SetMust(api.DaemonInterface, "Mode", mode)
 	i.s.log.Info("mode changed", "mode", mode, "uid", c.uid)
 	return nil
 }
@@ -68,16 +70,36 @@ func (i monitorIface) Flows(msg dbus.Message, sender dbus.Sender) ([]api.Flow, *
 	}
 	out := []api.Flow{}
 	for _, f := range flows {
-		if !all && f.UID != c.uid {
-			continue
+		if all || f.UID == c.uid {
+			out = append(out, i.s.wireFlow(f))
 		}
-		out = append(out, api.Flow{
-			Exe: i.s.daemon.ExePath(f.LastTGID, f.App), Dev: f.App.Dev, Ino: f.App.Ino, UID: f.UID,
-			Dest: f.Dest.String(), Protocol: f.Proto.String(),
-			Attempts: f.Attempts, Allowed: f.Allowed, Denied: f.Denied, Undecided: f.Undecided,
-			FirstSeen: f.FirstSeen.UnixMilli(), LastSeen: f.LastSeen.UnixMilli(), LastPID: f.LastTGID,
-			Verdict: f.Verdict.String(), RuleID: i.s.daemon.RuleName(f.RuleID),
-		})
 	}
 	return out, nil
+}
+
+func (s *Service) wireFlow(f enforce.Flow) api.Flow {
+	return api.Flow{
+		Exe: s.daemon.ExePath(f.LastTGID, f.App), Dev: f.App.Dev, Ino: f.App.Ino, UID: f.UID,
+		Dest: f.Dest.String(), Protocol: f.Proto.String(),
+		Attempts: f.Attempts, Allowed: f.Allowed, Denied: f.Denied, Undecided: f.Undecided,
+		FirstSeen: f.FirstSeen.UnixMilli(), LastSeen: f.LastSeen.UnixMilli(), LastPID: f.LastTGID,
+		Verdict: f.Verdict.String(), RuleID: s.daemon.RuleName(f.RuleID),
+	}
+}
+
+func (i monitorIface) Subscribe(msg dbus.Message, sender dbus.Sender) *dbus.Error {
+	c, derr := i.s.caller(msg, sender)
+	if derr != nil {
+		return derr
+	}
+	all, err := i.s.allowed(c, api.ActionMonitorAll, c.interactive)
+	if err != nil {
+		return failed("check authorization", err)
+	}
+	return i.s.monitor.subscribe(subscriber{name: c.sender, uid: c.uid, all: all})
+}
+
+func (i monitorIface) Unsubscribe(sender dbus.Sender) *dbus.Error {
+	i.s.monitor.unsubscribe(string(sender))
+	return nil
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/godbus/dbus/v5"
 	"github.com/godbus/dbus/v5/introspect"
+	"github.com/godbus/dbus/v5/prop"
 
 	"github.com/tattlefw/tattle/helper/daemon"
 	"github.com/tattlefw/tattle/helper/enforce"
@@ -33,6 +34,8 @@ type Service struct {
 	auth    Authorizer
 	version string
 	log     *slog.Logger
+	props   *prop.Properties
+	monitor *monitor
 }
 
 // Options wire a Service.
@@ -52,7 +55,16 @@ func New(o Options) (*Service, error) {
 		o.Authorizer = Polkit{Conn: o.Conn}
 	}
 	s := &Service{conn: o.Conn, store: o.Store, daemon: o.Daemon, enf: o.Enforcer, auth: o.Authorizer,
-		version: o.Version, log: o.Logger}
+		version: o.Version, log: o.Logger, monitor: newMonitor()}
+	props, err := prop.Export(o.Conn, api.ObjectPath, prop.Map{api.DaemonInterface: {
+		"Version": {Value: o.Version, Emit: prop.EmitConst},
+		"Backend": {Value: string(o.Enforcer.Backend()), Emit: prop.EmitConst},
+		"Mode":    {Value: o.Store.Settings().Mode, Emit: prop.EmitTrue},
+	}})
+	if err != nil {
+		return nil, fmt.Errorf("export properties: %w", err)
+	}
+	s.props = props
 	ifaces := []struct {
 		name string
 		v    any
@@ -61,14 +73,19 @@ func New(o Options) (*Service, error) {
 		{api.RulesInterface, rulesIface{s}},
 		{api.MonitorInterface, monitorIface{s}},
 	}
-	node := &introspect.Node{Name: string(api.ObjectPath), Interfaces: []introspect.Interface{introspect.IntrospectData}}
+	node := &introspect.Node{Name: string(api.ObjectPath), Interfaces: []introspect.Interface{introspect.IntrospectData, prop.IntrospectData}}
 	for _, i := range ifaces {
 		if err := o.Conn.Export(i.v, api.ObjectPath, i.name); err != nil {
 			return nil, fmt.Errorf("export %s: %w", i.name, err)
 		}
 		in := introspect.Interface{Name: i.name, Methods: introspect.Methods(i.v)}
-		if i.name == api.RulesInterface {
+		switch i.name {
+		case api.RulesInterface:
 			in.Signals = []introspect.Signal{{Name: "Changed"}}
+		case api.DaemonInterface:
+			in.Properties = props.Introspection(api.DaemonInterface)
+		case api.MonitorInterface:
+			in.Signals = []introspect.Signal{{Name: "FlowsChanged", Args: []introspect.Arg{{Name: "flows", Type: dbus.SignatureOf([]api.Flow{}).String()}}}}
 		}
 		node.Interfaces = append(node.Interfaces, in)
 	}
@@ -88,7 +105,7 @@ func (s *Service) Serve(ctx context.Context) error {
 		return fmt.Errorf("bus name %s is taken: another tattled runs, or the bus policy does not let root own it", api.BusName)
 	}
 	s.log.Info("serving on the system bus", "name", api.BusName)
-	<-ctx.Done()
+	s.runMonitor(ctx)
 	s.conn.ReleaseName(api.BusName)
 	return nil
 }

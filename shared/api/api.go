@@ -4,6 +4,7 @@
 // Object /io/github/tattlefw/Tattle1 on the system bus name io.github.tattlefw.Tattle1 implements:
 //
 //	io.github.tattlefw.Tattle1.Daemon
+//	    properties Version s, Backend s, Mode s   (org.freedesktop.DBus.Properties; Mode emits changes)
 //	    Status() -> (Status)                      anyone
 //	    SetMode(s mode)                            manage-rules
 //	io.github.tattlefw.Tattle1.Rules
@@ -18,6 +19,9 @@
 //	    signal Changed()
 //	io.github.tattlefw.Tattle1.Monitor
 //	    Flows() -> a(Flow)                         the caller's processes; everyone's with monitor-all
+//	    Subscribe(), Unsubscribe()                 start or stop FlowsChanged for the caller (same visibility)
+//	    signal FlowsChanged(a(Flow))               unicast to each subscriber, at most once a second, with the
+//	                                               flows whose attempts changed since the last batch
 //
 // Every call that changes state checks polkit for the caller (subject: its bus name), honouring the message's
 // allow-interactive-authorization flag. Root is always authorized.

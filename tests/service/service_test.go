@@ -259,3 +259,66 @@ func TestHostileCallsGetErrorsNotCrashes(t *testing.T) {
 	}
 	_ = os.Getpid
 }
+
+func TestDaemonPropertiesAndBatchedMonitorSignals(t *testing.T) {
+	b := startBus(t)
+	conn := b.connect(t)
+	obj := conn.Object(api.BusName, api.ObjectPath)
+	for name, want := range map[string]string{"Version": "0.1.0-dev", "Mode": "alert"} {
+		v, err := obj.GetProperty(api.DaemonInterface + "." + name)
+		if err != nil || v.Value() != want {
+			t.Errorf("property %s = %v (%v), want %q", name, v, err, want)
+		}
+	}
+	if err := obj.Call(api.DaemonInterface+".SetMode", 0, api.ModeSilentDeny).Err; err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := obj.GetProperty(api.DaemonInterface + ".Mode"); v.Value() != api.ModeSilentDeny {
+		t.Errorf("Mode after SetMode: %v", v)
+	}
+
+	signals := make(chan *dbus.Signal, 100)
+	conn.Signal(signals)
+	if err := obj.Call(api.MonitorInterface+".Subscribe", 0).Err; err != nil {
+		t.Fatal(err)
+	}
+	srv := testrig.StartServers(t)
+	app := testrig.CopyApp(t, testrig.Build(t).Client, testrig.AppDir(t), "monitored-app")
+	// Keep connecting for 4 s: the subscriber must see the app's flow, in at most one batch a second.
+	stop := time.Now().Add(4 * time.Second)
+	start := time.Now()
+	for time.Now().Before(stop) {
+		testrig.RunApp(t, app, testrig.RunOpts{}, "tcp", srv.TCP4)
+	}
+	batches, seen := 0, uint64(0)
+	deadline := time.After(2 * time.Second)
+collect:
+	for {
+		select {
+		case sig := <-signals:
+			if sig.Name != api.MonitorInterface+".FlowsChanged" {
+				continue
+			}
+			batches++
+			var flows []api.Flow
+			if err := dbus.Store(sig.Body, &flows); err != nil {
+				t.Fatal(err)
+			}
+			for _, f := range flows {
+				if f.Exe == app && f.Dest == srv.TCP4 {
+					seen = f.Attempts
+				}
+			}
+		case <-deadline:
+			break collect
+		}
+	}
+	elapsed := time.Since(start)
+	t.Logf("%d batches in %v; the app's flow reached %d attempts", batches, elapsed.Round(time.Millisecond), seen)
+	if seen == 0 {
+		t.Error("no FlowsChanged batch carried the monitored app's flow")
+	}
+	if max := int(elapsed/time.Second) + 1; batches > max {
+		t.Errorf("%d batches in %v: more than one a second", batches, elapsed)
+	}
+}
