@@ -10,7 +10,6 @@
 package install
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -27,6 +26,7 @@ import (
 	"github.com/godbus/dbus/v5"
 
 	"github.com/tattlefw/tattle/shared/api"
+	"github.com/tattlefw/tattle/tests/internal/testrig"
 )
 
 const prefix = "/usr"
@@ -417,65 +417,11 @@ func TestPolkitPolicy(t *testing.T) {
 // startBus runs dbus-daemon with Debian's system bus defaults plus the installed Tattle policy.
 func startBus(t *testing.T, tr *tree) string {
 	t.Helper()
-	daemon, err := exec.LookPath("dbus-daemon")
-	if err != nil {
+	if _, err := exec.LookPath("dbus-daemon"); err != nil {
 		t.Skip("dbus-daemon is not installed (Debian package dbus): the bus policy was not tried on a real bus")
 	}
-	dir := t.TempDir()
-	conf := filepath.Join(dir, "system.conf")
-	policy := tr.path(tr.files[api.BusName+".conf"])
-	// The defaults of /usr/share/dbus-1/system.conf: nobody may own names or call methods unless a policy
-	// file says so.
-	err = os.WriteFile(conf, []byte(`<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>system</type>
-  <listen>unix:path=`+filepath.Join(dir, "system_bus_socket")+`</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <deny own="*"/>
-    <deny send_type="method_call"/>
-    <allow send_type="signal"/>
-    <allow send_requested_reply="true" send_type="method_return"/>
-    <allow send_requested_reply="true" send_type="error"/>
-    <allow receive_type="method_call"/>
-    <allow receive_type="method_return"/>
-    <allow receive_type="error"/>
-    <allow receive_type="signal"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Introspectable"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Properties"/>
-  </policy>
-  <include>`+policy+`</include>
-</busconfig>
-`), 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(daemon, "--config-file="+conf, "--nofork", "--print-address=1")
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-		if t.Failed() {
-			t.Logf("dbus-daemon: %s", stderr.Bytes())
-		}
-	})
-	line, err := bufio.NewReader(out).ReadString('\n')
-	if err != nil {
-		cmd.Process.Kill()
-		cmd.Wait()
-		t.Fatalf("dbus-daemon did not start with the installed policy: %v\n%s", err, stderr.Bytes())
-	}
-	return strings.TrimSpace(line)
+	b := testrig.StartSystemBus(t, testrig.BusOptions{Policies: []string{tr.path(tr.files[api.BusName+".conf"])}})
+	return b.Address
 }
 
 // stub answers two methods the way tattled would.

@@ -73,7 +73,7 @@ func TestFirstCallActivatesTattled(t *testing.T) {
 	}
 	out, errOut, code := b.ctl(t, 0, "status")
 	if code != 0 {
-		t.Fatalf("tattlectl status: exit %d: %s\n%s", code, errOut, b.log)
+		t.Fatalf("tattlectl status: exit %d: %s\n%s", code, errOut, b.Log)
 	}
 	t.Logf("tattlectl status:\n%s", out)
 	if !strings.Contains(out, "0.1.0") || !(strings.Contains(out, "cgroup") || strings.Contains(out, "lsm")) {
@@ -82,7 +82,7 @@ func TestFirstCallActivatesTattled(t *testing.T) {
 	if _, running := b.tattledPID(t, conn); !running {
 		t.Error("tattled is not on the bus after the call")
 	}
-	b.log.waitFor(t, "serving on the system bus", 0)
+	b.Log.WaitFor(t, "serving on the system bus", 0)
 }
 
 func TestRuleFromTattlectlStopsCurlAndSurvivesRestartAndKill(t *testing.T) {
@@ -93,7 +93,7 @@ func TestRuleFromTattlectlStopsCurlAndSurvivesRestartAndKill(t *testing.T) {
 
 	out, errOut, code := b.ctl(t, 0, "rules", "add", "--deny", "--app", "/usr/bin/curl", "--remote", "127.0.0.1", "--port", strconv.Itoa(port))
 	if code != 0 {
-		t.Fatalf("rules add: exit %d: %s\n%s", code, errOut, b.log)
+		t.Fatalf("rules add: exit %d: %s\n%s", code, errOut, b.Log)
 	}
 	id := strings.TrimSpace(out)
 	expectCurlDenied(t, "curl to the denied port", port)
@@ -131,7 +131,7 @@ func waitGone(t *testing.T, conn *dbus.Conn, b *bus) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	t.Fatalf("tattled did not leave the bus:\n%s", b.log)
+	t.Fatalf("tattled did not leave the bus:\n%s", b.Log)
 }
 
 func TestUnprivilegedUser(t *testing.T) {
@@ -149,7 +149,7 @@ func TestUnprivilegedUser(t *testing.T) {
 	// A rule for the user's own processes is theirs to make.
 	out, errOut, code := b.ctl(t, nobody, "rules", "add", "--user", "--deny", "--app", app, "--remote", host, "--port", port)
 	if code != 0 {
-		t.Fatalf("own rule as nobody: exit %d: %s\n%s", code, errOut, b.log)
+		t.Fatalf("own rule as nobody: exit %d: %s\n%s", code, errOut, b.Log)
 	}
 	id := strings.TrimSpace(out)
 	if r := testrig.RunApp(t, app, testrig.RunOpts{UID: nobody}, "tcp", srv.TCP4); r.OK || r.Errno != "EPERM" {
@@ -203,7 +203,7 @@ func TestHostileCallsGetErrorsNotCrashes(t *testing.T) {
 	conn := b.connect(t)
 	obj := conn.Object(api.BusName, api.ObjectPath)
 	if err := obj.Call(api.DaemonInterface+".Status", 0).Err; err != nil {
-		t.Fatalf("status: %v\n%s", err, b.log)
+		t.Fatalf("status: %v\n%s", err, b.Log)
 	}
 	pid, _ := b.tattledPID(t, conn)
 	now := time.Now().Unix()
@@ -251,7 +251,7 @@ func TestHostileCallsGetErrorsNotCrashes(t *testing.T) {
 		}
 	}
 	if after, ok := b.tattledPID(t, conn); !ok || after != pid {
-		t.Fatalf("tattled did not survive (pid %d -> %d, running %v):\n%s", pid, after, ok, b.log)
+		t.Fatalf("tattled did not survive (pid %d -> %d, running %v):\n%s", pid, after, ok, b.Log)
 	}
 	var rs []api.Rule
 	if err := obj.Call(api.RulesInterface+".List", 0).Store(&rs); err != nil || len(rs) != 0 {
