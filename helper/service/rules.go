@@ -39,12 +39,12 @@ func (i rulesIface) List(msg dbus.Message, sender dbus.Sender) ([]api.Rule, *dbu
 }
 
 // fromWire converts and validates rules from a call, filling in times.
-func fromWire(ws []api.Rule, now time.Time) ([]rules.Rule, *dbus.Error) {
+func fromWire(ws []api.Rule, now time.Time, limit int) ([]rules.Rule, *dbus.Error) {
 	if len(ws) == 0 {
 		return nil, invalid("no rules given")
 	}
-	if len(ws) > api.MaxRulesPerCall {
-		return nil, invalid("%d rules in one call; the limit is %d: split the request or import a file", len(ws), api.MaxRulesPerCall)
+	if len(ws) > limit {
+		return nil, invalid("%d rules in one call; the limit is %d: split the request or import a file", len(ws), limit)
 	}
 	out := make([]rules.Rule, 0, len(ws))
 	for n, w := range ws {
@@ -64,6 +64,25 @@ func fromWire(ws []api.Rule, now time.Time) ([]rules.Rule, *dbus.Error) {
 	return out, nil
 }
 
+// checkQuota refuses to let any one user own more than api.MaxRulesPerUser rules after adding rs.
+func (s *Service) checkQuota(rs []rules.Rule) *dbus.Error {
+	count := map[uint32]int{}
+	for _, e := range s.store.Entries() {
+		if e.Rule.Owner != nil && !e.Source.ReadOnly {
+			count[*e.Rule.Owner]++
+		}
+	}
+	for _, r := range rs {
+		if r.Owner == nil {
+			continue
+		}
+		if count[*r.Owner]++; count[*r.Owner] > api.MaxRulesPerUser {
+			return invalid("user %d would own more than %d rules; remove some first", *r.Owner, api.MaxRulesPerUser)
+		}
+	}
+	return nil
+}
+
 func owners(rs []rules.Rule) []*uint32 {
 	out := make([]*uint32, len(rs))
 	for i := range rs {
@@ -77,11 +96,14 @@ func (i rulesIface) Add(msg dbus.Message, sender dbus.Sender, ws []api.Rule) ([]
 	if derr != nil {
 		return nil, derr
 	}
-	rs, derr := fromWire(ws, time.Now().UTC().Truncate(time.Second))
+	rs, derr := fromWire(ws, time.Now().UTC().Truncate(time.Second), api.MaxRulesPerCall)
 	if derr != nil {
 		return nil, derr
 	}
 	if derr := i.s.requireForOwners(c, owners(rs)); derr != nil {
+		return nil, derr
+	}
+	if derr := i.s.checkQuota(rs); derr != nil {
 		return nil, derr
 	}
 	if err := i.s.store.Add(rs); err != nil {
@@ -118,7 +140,7 @@ func (i rulesIface) Update(msg dbus.Message, sender dbus.Sender, w api.Rule) *db
 	if derr != nil {
 		return derr
 	}
-	rs, derr := fromWire([]api.Rule{w}, time.Now().UTC().Truncate(time.Second))
+	rs, derr := fromWire([]api.Rule{w}, time.Now().UTC().Truncate(time.Second), 1)
 	if derr != nil {
 		return derr
 	}
@@ -226,11 +248,14 @@ func (i rulesIface) Import(msg dbus.Message, sender dbus.Sender, format string, 
 	for n, r := range rs {
 		ws[n] = api.FromRule(r, "", false)
 	}
-	valid, derr := fromWire(ws, now)
+	valid, derr := fromWire(ws, now, rules.MaxRulesPerFile)
 	if derr != nil {
 		return 0, nil, derr
 	}
 	if derr := i.s.requireForOwners(c, owners(valid)); derr != nil {
+		return 0, nil, derr
+	}
+	if derr := i.s.checkQuota(valid); derr != nil {
 		return 0, nil, derr
 	}
 	if err := i.s.store.Add(valid); err != nil {

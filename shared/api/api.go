@@ -59,6 +59,8 @@ const (
 const (
 	MaxRulesPerCall = 1000
 	MaxImportSize   = 16 << 20
+	// MaxRulesPerUser bounds the rules one user may own, so one account cannot use up the rule store.
+	MaxRulesPerUser = 2000
 )
 
 // Import and export formats.

@@ -3,9 +3,9 @@ package service
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
-	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -257,7 +257,30 @@ func TestHostileCallsGetErrorsNotCrashes(t *testing.T) {
 	if err := obj.Call(api.RulesInterface+".List", 0).Store(&rs); err != nil || len(rs) != 0 {
 		t.Errorf("after refused calls: %d rules (%v), want none", len(rs), err)
 	}
-	_ = os.Getpid
+
+	// Flooding: one user may own at most api.MaxRulesPerUser rules, so nobody can fill the store for all.
+	batch := func(from, n int) []api.Rule {
+		out := make([]api.Rule, n)
+		for i := range out {
+			out[i] = good
+			out[i].ID = "flood-" + strconv.Itoa(from+i)
+			out[i].Owner = 4242
+		}
+		return out
+	}
+	for from := 0; from < api.MaxRulesPerUser; from += api.MaxRulesPerCall {
+		if err := obj.Call(api.RulesInterface+".Add", 0, batch(from, api.MaxRulesPerCall)).Err; err != nil {
+			t.Fatalf("adding rules %d..: %v", from, err)
+		}
+	}
+	err := obj.Call(api.RulesInterface+".Add", 0, batch(api.MaxRulesPerUser, 1)).Err
+	var derr dbus.Error
+	if !errors.As(err, &derr) || derr.Name != api.ErrInvalidArgs || !strings.Contains(fmt.Sprint(derr.Body), "more than") {
+		t.Errorf("rule %d of one user: %v, want a quota error", api.MaxRulesPerUser+1, err)
+	}
+	if after, ok := b.tattledPID(t, conn); !ok || after != pid {
+		t.Fatalf("tattled did not survive the flood:\n%s", b.Log)
+	}
 }
 
 func TestDaemonPropertiesAndBatchedMonitorSignals(t *testing.T) {
