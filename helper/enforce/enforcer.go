@@ -328,6 +328,64 @@ func (e *Enforcer) reattach(obj backendObject) error {
 	return nil
 }
 
+// OpenPinned takes the programs and maps an earlier run pinned under pinDir, without loading or attaching
+// anything; it fails when nothing (or an incomplete set) is pinned there.
+func OpenPinned(pinDir string, log *slog.Logger) (*Enforcer, error) {
+	have, ok := readPinMeta(pinDir)
+	if !ok {
+		return nil, fmt.Errorf("nothing is pinned under %s: tattled has not attached its programs", pinDir)
+	}
+	backend := backendName(have.Backend)
+	obj, err := objectFor(backend)
+	if err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	e := &Enforcer{backend: backend, pinDir: pinDir, links: map[string]link.Link{}, log: log, reused: true}
+	if err := e.reattach(obj); err != nil {
+		e.Close()
+		return nil, err
+	}
+	if err := e.loadDestCounts(); err != nil {
+		e.Close()
+		return nil, err
+	}
+	return e, nil
+}
+
+// CurrentBuild reports whether the pinned programs are the ones this binary carries.
+func (e *Enforcer) CurrentBuild() bool {
+	have, ok := readPinMeta(e.pinDir)
+	if !ok {
+		return false
+	}
+	obj, err := objectFor(e.backend)
+	return err == nil && have.Hash == obj.hash && have.Layout == layoutVersion
+}
+
+// Entries counts the installed verdicts: scopes and destination entries.
+func (e *Enforcer) Entries() (scopes, destinations int, err error) {
+	count := func(m *ebpf.Map) (int, error) {
+		n := 0
+		k := make([]byte, m.KeySize())
+		v := make([]byte, m.ValueSize())
+		it := m.Iterate()
+		for it.Next(&k, &v) {
+			n++
+		}
+		return n, it.Err()
+	}
+	if scopes, err = count(e.maps.ScopeRules); err != nil {
+		return 0, 0, fmt.Errorf("count scopes: %w", err)
+	}
+	if destinations, err = count(e.maps.DestRules); err != nil {
+		return 0, 0, fmt.Errorf("count destinations: %w", err)
+	}
+	return scopes, destinations, nil
+}
+
 // Uninstall detaches every Tattle program and removes the pins. Enforcement stops.
 func Uninstall(pinDir string) error {
 	if pinDir == "" {

@@ -154,6 +154,12 @@ func TestRestartKeepsEnforcementAndDoesNotLoadTwice(t *testing.T) {
 	h.waitFor(t, "rules applied")
 	expectDenied(t, "A with tattled running", testrig.RunApp(t, x.a, testrig.RunOpts{}, "tcp", x.srv.TCP4))
 
+	// -status describes what enforces, without touching it.
+	st, err := exec.Command(testrig.Build(t).Tattled, "-status", "-pin-dir", pin).CombinedOutput()
+	if err != nil || !strings.Contains(string(st), "enforcing with the "+string(enf.Backend())) || !strings.Contains(string(st), "1 scopes") {
+		t.Errorf("tattled -status: %v\n%s", err, st)
+	}
+
 	// A second helper refuses to start while one runs.
 	second := exec.Command(testrig.Build(t).Tattled, append([]string{"-backend", string(backend(t))}, dirs.args(pin)...)...)
 	out, err := second.CombinedOutput()

@@ -87,8 +87,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 		return fmt.Errorf("-mark %#x: must be a non-zero 32-bit value", cfg.mark)
 	}
 	if cfg.status {
-		fmt.Printf("pinned: %v (%s)\n", enforce.Installed(cfg.pinDir), cfg.pinDir)
-		return nil
+		return printStatus(cfg.pinDir)
 	}
 
 	lock, err := takeLock(cfg.lockFile)
@@ -218,4 +217,38 @@ func takeLock(path string) (*os.File, error) {
 	f.Truncate(0)
 	f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
 	return f, nil
+}
+
+// printStatus describes what is pinned and enforcing, without changing anything.
+func printStatus(pinDir string) error {
+	enf, err := enforce.OpenPinned(pinDir, slog.New(slog.DiscardHandler))
+	if err != nil {
+		fmt.Printf("not enforcing: %v\n", err)
+		return nil
+	}
+	defer enf.Close()
+	fmt.Printf("enforcing with the %s backend, pinned under %s", enf.Backend(), pinDir)
+	if !enf.CurrentBuild() {
+		fmt.Print(" (from another build: the next start replaces them)")
+	}
+	fmt.Println()
+	progs, err := enf.ProgramIDs()
+	if err != nil {
+		return err
+	}
+	for _, p := range progs {
+		fmt.Printf("  program %-22s id %d\n", p.Name, p.ID)
+	}
+	scopes, dests, err := enf.Entries()
+	if err != nil {
+		return err
+	}
+	fmt.Printf("verdicts: %d scopes, %d destination entries\n", scopes, dests)
+	st, err := enf.Stats()
+	if err != nil {
+		return err
+	}
+	fmt.Printf("kernel counters: %d events lost, %d flows not recorded, %d marks failed, %d attempts without an executable\n",
+		st.EventsLost, st.FlowsFull, st.MarkFailed, st.NoIdentity)
+	return nil
 }
