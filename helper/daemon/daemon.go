@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/netip"
 	"sync"
 	"time"
 
@@ -46,6 +45,9 @@ func New(enf *enforce.Enforcer, st *store.Store, log *slog.Logger) *Daemon {
 
 // Apply compiles the rules in force and installs the result in the kernel.
 func (d *Daemon) Apply() error {
+	// Held from the snapshot to the install, so two changes applied at once cannot leave the older installed.
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	var rs = d.store.Entries()
 	list := make([]rules.Rule, 0, len(rs))
 	for _, e := range rs {
@@ -55,15 +57,10 @@ func (d *Daemon) Apply() error {
 	if err != nil {
 		return fmt.Errorf("compile rules: %w", err)
 	}
-	d.mu.Lock()
-	err = d.enf.Replace(res.Kernel)
-	if err == nil {
-		d.current = res
-	}
-	d.mu.Unlock()
-	if err != nil {
+	if err := d.enf.Replace(res.Kernel); err != nil {
 		return fmt.Errorf("install rules in the kernel: %w", err)
 	}
+	d.current = res
 	select {
 	case d.applied <- struct{}{}:
 	default:
@@ -89,7 +86,7 @@ func (d *Daemon) ExePath(tgid uint32, app identity.Executable) string {
 }
 
 // RuleName returns the rule ID behind a kernel rule number ("" if none; "learned" for per-flow verdicts the
-// helper installed after deciding in userspace).
+// helper cached after deciding in userspace).
 func (d *Daemon) RuleName(kernelID uint32) string {
 	if kernelID == learnedRuleID {
 		return "learned"
@@ -195,40 +192,83 @@ func (d *Daemon) logEvents(events *enforce.EventReader) {
 }
 
 // decideInUserspace evaluates every active rule (including those the kernel cannot match) for an attempt the
-// kernel left undecided. When a rule decides it, the verdict is installed for exactly that flow (this
-// executable and user, this address, port and protocol), so the flow's next attempt is decided in the kernel.
-// The learned entries are dropped whenever the rules are recompiled, and learned again as needed.
+// kernel left undecided. When a rule decides it, the verdict is cached in the kernel's flow table for exactly
+// that flow (this executable and user, this address, port and protocol), so the flow's next attempts are
+// decided in the kernel; any rule change drops it.
+//
+// A verdict is learned only when no rule of higher precedence could have applied with facts the helper does
+// not have yet (the host name an address was looked up for, a packaged app's identity): otherwise the flow stays
+// undecided, rather than a lower rule being cached over one that might have won.
 func (d *Daemon) decideInUserspace(ev enforce.Event) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	cur := d.current
+	now := time.Now()
 	proto := ev.Proto.String()
-	flow := rules.Flow{AppPath: ev.Exe, UID: ev.UID, Addr: ev.Dest.Addr(), Port: ev.Dest.Port(), Proto: proto}
-	winner := rules.Decide(cur.Active, flow, nil, time.Now())
+	flow := rules.Flow{AppPath: pathFor(cur, ev), UID: ev.UID, Addr: ev.Dest.Addr(), Port: ev.Dest.Port(), Proto: proto}
+	winner := rules.Decide(cur.Active, flow, nil, now)
 	if winner == nil {
 		return
 	}
+	if blocker := unknowable(cur.Active, winner, flow, now); blocker != "" {
+		d.log.Debug("left undecided: a rule of higher precedence needs facts not known yet", "rule", blocker,
+			"exe", ev.Exe, "dest", ev.Dest, "proto", proto)
+		return
+	}
 	verdict := enforce.Allow
-	if winner.Rule.Action == "deny" {
+	if winner.Rule.Action == rules.ActionDeny {
 		verdict = enforce.Deny
 	}
-	bits := 128
-	if ev.Dest.Addr().Is4() {
-		bits = 32
-	}
-	dest := enforce.Destination{
-		Scope:  enforce.Scope{App: ev.App, UID: ev.UID},
-		Prefix: netip.PrefixFrom(ev.Dest.Addr(), bits),
-		Port:   ev.Dest.Port(),
-		Proto:  ev.Proto,
-	}
-	if err := d.enf.SetDestination(dest, verdict, learnedRuleID); err != nil {
-		d.log.Warn("install a learned verdict", "error", err)
+	if err := d.enf.LearnFlow(ev.App, ev.UID, ev.Dest, ev.Proto, verdict, learnedRuleID); err != nil {
+		d.log.Warn("cache a verdict decided in userspace", "error", err)
 		return
 	}
 	d.log.Info("decided in userspace", "rule", winner.Rule.ID, "action", winner.Rule.Action, "exe", ev.Exe,
 		"uid", ev.UID, "dest", ev.Dest, "proto", proto)
 }
 
-// learnedRuleID marks kernel entries installed for one flow after a userspace decision.
+// pathFor names the event's executable for path rules by its identity, never by the path string it reported
+// (which a process can make up with its own mount namespace): a rule path whose file is this executable.
+func pathFor(cur ruleset.Result, ev enforce.Event) string {
+	paths := cur.Paths[ev.App]
+	if len(paths) == 0 {
+		return ""
+	}
+	for _, p := range paths {
+		if p == ev.Exe {
+			return p
+		}
+	}
+	return paths[0]
+}
+
+// unknowable returns the ID of a rule of higher precedence than winner that could match f if the facts the
+// helper lacks (names, packaged identities) were known, or "".
+func unknowable(active []rules.Compiled, winner *rules.Compiled, f rules.Flow, now time.Time) string {
+	for i := range active {
+		c := &active[i]
+		if c.Rule.ID == winner.Rule.ID {
+			return ""
+		}
+		r := c.Rule
+		relaxed := false
+		switch c.RemoteKind {
+		case rules.RemoteHost, rules.RemoteDomain, rules.RemoteWildcard, rules.RemoteList:
+			r.Remote, relaxed = rules.Any, true
+		}
+		switch c.AppKind {
+		case rules.AppFlatpak, rules.AppSnap, rules.AppImage:
+			r.Application, relaxed = rules.Any, true
+		}
+		if !relaxed {
+			continue
+		}
+		if rc, err := rules.Compile(r); err == nil && rc.Matches(f, nil, now) {
+			return c.Rule.ID
+		}
+	}
+	return ""
+}
+
+// learnedRuleID marks flow verdicts the helper cached after deciding in userspace.
 const learnedRuleID = ^uint32(0)

@@ -1,10 +1,12 @@
 package enforce
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"time"
 
+	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
 
 	"github.com/tattlefw/tattle/bpf"
@@ -90,4 +92,33 @@ func (e *Enforcer) Stats() (Stats, error) {
 		}
 	}
 	return s, nil
+}
+
+// LearnFlow caches a verdict the helper decided for one flow, so the flow's next attempts are decided in the
+// kernel. It lives in the bounded flow table, not in the rule maps, and is valid only for the current rules
+// generation: any rule change drops it, and the helper decides again under the new rules.
+func (e *Enforcer) LearnFlow(app identity.Executable, uid uint32, dest netip.AddrPort, proto Protocol, v Verdict, ruleID uint32) error {
+	if v != Allow && v != Deny {
+		return fmt.Errorf("learned verdict must be allow or deny, not %v", v)
+	}
+	if proto != TCP && proto != UDP {
+		return fmt.Errorf("learned flows are tcp or udp, not %v", proto)
+	}
+	k := bpf.CgroupFlowKey{Ino: app.Ino, Dev: app.KernelDev(), Uid: uid, Addr: dest.Addr().As16(), Port: dest.Port(), Proto: uint8(proto)}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var cfg bpf.CgroupConfig
+	if err := e.maps.Config.Lookup(uint32(0), &cfg); err != nil {
+		return fmt.Errorf("read kernel config: %w", err)
+	}
+	var f bpf.CgroupFlow
+	if err := e.maps.Flows.Lookup(&k, &f); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return fmt.Errorf("read flow: %w", err)
+	}
+	f.Verdict, f.RuleId, f.Generation = uint8(v), ruleID, cfg.Generation
+	// Counters the kernel adds meanwhile may be lost in this read-modify-write; the verdict is what counts.
+	if err := e.maps.Flows.Put(&k, &f); err != nil {
+		return fmt.Errorf("cache a learned verdict: %w", err)
+	}
+	return nil
 }

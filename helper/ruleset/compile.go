@@ -14,6 +14,7 @@ package ruleset
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"sort"
 	"time"
 
@@ -24,6 +25,11 @@ import (
 
 // MaxExpandedPorts is the widest port range compiled into kernel entries (one per port).
 const MaxExpandedPorts = 16
+
+// MaxKernelDestinations is the destination entries compiled rules may use: half the kernel map, so that
+// replacing one rule set by another (new entries go in before stale ones go out) always fits. Rules beyond
+// it are evaluated by the helper.
+const MaxKernelDestinations = 131072
 
 // Where says where a rule is enforced.
 type Where string
@@ -47,6 +53,10 @@ type Result struct {
 	Active     []rules.Compiled // every active rule, highest precedence first (what the helper evaluates)
 	Placements []Placement
 	KernelIDs  map[uint32]string // kernel rule number -> rule ID, for events and counters
+	// Paths lists, per executable identity, the rule paths that name it. The helper matches path rules by
+	// identity: a path reported from another mount namespace (a bind mount over /usr/bin/firefox, say) must
+	// not borrow firefox's rules, and a rule naming a symlink must match the program it points to.
+	Paths map[identity.Executable][]string
 }
 
 // Stat resolves an executable path to its identity.
@@ -85,6 +95,7 @@ func Compile(rs []rules.Rule, now time.Time, stat Stat) (Result, error) {
 	res := Result{
 		Kernel:    enforce.Verdicts{Defaults: map[enforce.Scope]enforce.Ruling{}, Destinations: map[enforce.Destination]enforce.Ruling{}},
 		KernelIDs: map[uint32]string{},
+		Paths:     map[identity.Executable][]string{},
 	}
 	var cands []candidate
 	for _, r := range rs {
@@ -98,6 +109,9 @@ func Compile(rs []rules.Rule, now time.Time, stat Stat) (Result, error) {
 		}
 		cd := candidate{c: c}
 		cd.scope, cd.reason = kernelScope(c, stat)
+		if c.AppKind == rules.AppPath && cd.reason == "" && !slices.Contains(res.Paths[cd.scope.App], c.AppValue) {
+			res.Paths[cd.scope.App] = append(res.Paths[cd.scope.App], c.AppValue)
+		}
 		cd.scopeOK = cd.reason == ""
 		cd.missing = !cd.scopeOK && c.AppKind == rules.AppPath
 		if cd.reason == "" {
@@ -123,15 +137,29 @@ func Compile(rs []rules.Rule, now time.Time, stat Stat) (Result, error) {
 		}
 		if cd.reason != "" {
 			u := userspaceRule{c: &cd.c, scope: cd.scope}
-			if cd.scopeOK {
+			switch {
+			case cd.scopeOK:
 				installAsk(&res.Kernel, cd)
 				u.carved = true
+			case cd.c.Rule.Owner != nil && !cd.missing:
+				// A user's rule for a packaged app: the kernel cannot tell the app apart, but it can tell the
+				// user. Asking for that user's attempts in the region keeps everyone else's rules in the kernel.
+				owned := *cd
+				owned.scope = enforce.Scope{App: identity.Any, UID: *cd.c.Rule.Owner}
+				installAsk(&res.Kernel, &owned)
+				u.scope, u.carved = owned.scope, true
 			}
 			// A rule for an executable that does not exist matches no process's kernel identity; it waits
 			// for the file (the daemon recompiles periodically) without holding other rules back.
 			if !cd.missing {
 				userspace = append(userspace, u)
 			}
+			res.Placements = append(res.Placements, Placement{RuleID: cd.c.Rule.ID, Where: InUserspace, Reason: cd.reason})
+			continue
+		}
+		if n := entriesOf(&cd.c); len(res.Kernel.Destinations)+n > MaxKernelDestinations {
+			cd.reason = fmt.Sprintf("the kernel's rule table holds %d entries; this rule needs %d more", MaxKernelDestinations, n)
+			userspace = append(userspace, userspaceRule{c: &cd.c, scope: cd.scope})
 			res.Placements = append(res.Placements, Placement{RuleID: cd.c.Rule.ID, Where: InUserspace, Reason: cd.reason})
 			continue
 		}
@@ -150,8 +178,10 @@ func inactive(r rules.Rule, now time.Time) string {
 		return "disabled"
 	case r.Duration == "until-time" && !now.Before(r.Until):
 		return "expired " + r.Until.Format(time.RFC3339)
-	case r.Duration == "once":
+	case r.Duration == rules.DurationOnce:
 		return "applies to one connection only"
+	case r.Duration == rules.DurationUntilQuit:
+		return "lasts until the application quits: takes effect once the helper tracks applications' processes"
 	}
 	return ""
 }
@@ -181,8 +211,6 @@ func kernelReason(c rules.Compiled) string {
 	switch {
 	case c.Rule.Direction != "" && c.Rule.Direction != "outgoing":
 		return "only outgoing connections are enforced"
-	case c.Rule.Duration == "until-quit":
-		return "lasts until the application quits, which the helper tracks"
 	}
 	switch c.RemoteKind {
 	case rules.RemoteAny, rules.RemoteIP, rules.RemoteCIDR:
@@ -214,6 +242,21 @@ func protoOf(p string) enforce.Protocol {
 		return enforce.UDP
 	}
 	return enforce.AnyProtocol
+}
+
+// entriesOf is how many destination entries a kernel-capable rule compiles to.
+func entriesOf(c *rules.Compiled) int {
+	if c.RemoteKind == rules.RemoteAny && c.PortLo == 0 && c.Proto == "any" {
+		return 0 // a scope default
+	}
+	n := 1
+	if c.PortLo != 0 {
+		n = int(c.PortHi) - int(c.PortLo) + 1
+	}
+	if c.Proto == "any" {
+		n *= 2
+	}
+	return n
 }
 
 // installAsk covers every attempt a userspace rule could match, in its own scope, with ASK entries: names may
@@ -270,9 +313,13 @@ func install(v *enforce.Verdicts, cd *candidate, r enforce.Ruling) {
 
 // overlaps reports whether some attempt could match both u and k.
 func overlaps(u, k *rules.Compiled) bool {
-	if u.AppKind != rules.AppAny && k.AppKind != rules.AppAny &&
-		u.AppKind == k.AppKind && u.AppValue != k.AppValue {
-		return false
+	if u.AppKind != rules.AppAny && k.AppKind != rules.AppAny {
+		// Different values of one kind name different applications. An executable path and a packaged
+		// identity are taken as different too: a sandboxed app's processes run its own files, which host path
+		// rules (resolved to host inodes) do not name.
+		if u.AppKind != k.AppKind || u.AppValue != k.AppValue {
+			return false
+		}
 	}
 	if u.Rule.Owner != nil && k.Rule.Owner != nil && *u.Rule.Owner != *k.Rule.Owner {
 		return false

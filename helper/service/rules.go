@@ -64,25 +64,6 @@ func fromWire(ws []api.Rule, now time.Time, limit int) ([]rules.Rule, *dbus.Erro
 	return out, nil
 }
 
-// checkQuota refuses to let any one user own more than api.MaxRulesPerUser rules after adding rs.
-func (s *Service) checkQuota(rs []rules.Rule) *dbus.Error {
-	count := map[uint32]int{}
-	for _, e := range s.store.Entries() {
-		if e.Rule.Owner != nil && !e.Source.ReadOnly {
-			count[*e.Rule.Owner]++
-		}
-	}
-	for _, r := range rs {
-		if r.Owner == nil {
-			continue
-		}
-		if count[*r.Owner]++; count[*r.Owner] > api.MaxRulesPerUser {
-			return invalid("user %d would own more than %d rules; remove some first", *r.Owner, api.MaxRulesPerUser)
-		}
-	}
-	return nil
-}
-
 func owners(rs []rules.Rule) []*uint32 {
 	out := make([]*uint32, len(rs))
 	for i := range rs {
@@ -101,9 +82,6 @@ func (i rulesIface) Add(msg dbus.Message, sender dbus.Sender, ws []api.Rule) ([]
 		return nil, derr
 	}
 	if derr := i.s.requireForOwners(c, owners(rs)); derr != nil {
-		return nil, derr
-	}
-	if derr := i.s.checkQuota(rs); derr != nil {
 		return nil, derr
 	}
 	if err := i.s.store.Add(rs); err != nil {
@@ -238,11 +216,23 @@ func (i rulesIface) Import(msg dbus.Message, sender dbus.Sender, format string, 
 	if len(rs) == 0 {
 		return 0, nonNil(skipped), nil
 	}
+	taken := map[string]bool{}
 	for n := range rs {
 		if !system {
 			uid := c.uid
 			rs[n].Owner = &uid
 		}
+		// Imported ids come from the source (group names, rule names), so another import may have used them:
+		// such a rule gets the next free id instead of failing the whole import.
+		id := rs[n].ID
+		for k := 2; taken[id] || i.s.store.HasID(id); k++ {
+			id = fmt.Sprintf("%s-%d", rs[n].ID, k)
+		}
+		if id != rs[n].ID {
+			skipped = append(skipped, fmt.Sprintf("rule %q was imported as %q: the id was taken", rs[n].ID, id))
+			rs[n].ID = id
+		}
+		taken[id] = true
 	}
 	ws := make([]api.Rule, len(rs))
 	for n, r := range rs {
@@ -253,9 +243,6 @@ func (i rulesIface) Import(msg dbus.Message, sender dbus.Sender, format string, 
 		return 0, nil, derr
 	}
 	if derr := i.s.requireForOwners(c, owners(valid)); derr != nil {
-		return 0, nil, derr
-	}
-	if derr := i.s.checkQuota(valid); derr != nil {
 		return 0, nil, derr
 	}
 	if err := i.s.store.Add(valid); err != nil {

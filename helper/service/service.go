@@ -180,6 +180,8 @@ func invalid(format string, args ...any) *dbus.Error {
 
 func storeError(err error) *dbus.Error {
 	switch {
+	case errors.Is(err, store.ErrQuota):
+		return dbus.NewError(api.ErrInvalidArgs, []any{err.Error()})
 	case errors.Is(err, store.ErrReadOnly):
 		return dbus.NewError(api.ErrReadOnly, []any{err.Error()})
 	case errors.Is(err, store.ErrNotFound):

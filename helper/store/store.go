@@ -57,6 +57,9 @@ type Options struct {
 	AdminDir string // DefaultAdminDir when empty
 	Logger   *slog.Logger
 	Now      func() time.Time
+	// MaxRulesPerOwner bounds the user rules any one uid may own (0: no bound beyond the file's), so that one
+	// account cannot fill the store for everyone.
+	MaxRulesPerOwner int
 }
 
 // Store holds the rules. It is safe for concurrent use.
@@ -64,6 +67,7 @@ type Store struct {
 	stateDir, adminDir string
 	log                *slog.Logger
 	now                func() time.Time
+	perOwner           int
 
 	mu       sync.Mutex
 	user     []rules.Rule
@@ -86,7 +90,7 @@ func Open(opts Options) (*Store, error) {
 		opts.Now = time.Now
 	}
 	s := &Store{
-		stateDir: opts.StateDir, adminDir: opts.AdminDir, log: opts.Logger, now: opts.Now,
+		stateDir: opts.StateDir, adminDir: opts.AdminDir, log: opts.Logger, now: opts.Now, perOwner: opts.MaxRulesPerOwner,
 		admin: map[string][]rules.Rule{}, problems: map[string]Problem{},
 	}
 	if err := os.MkdirAll(s.stateDir, 0o700); err != nil {
@@ -152,9 +156,14 @@ func readRuleFile(path string) (*rules.File, error) {
 	return rules.Parse(path, data)
 }
 
-// durable reports whether a rule outlives the helper: "until-restart" and "once" rules live in memory only.
+// durable reports whether a rule outlives the helper: "until-restart", "until-quit" and "once" rules live in
+// memory only.
 func durable(r rules.Rule) bool {
-	return r.Duration != rules.DurationUntilRestart && r.Duration != rules.DurationOnce
+	switch r.Duration {
+	case rules.DurationUntilRestart, rules.DurationUntilQuit, rules.DurationOnce:
+		return false
+	}
+	return true
 }
 
 // persistUser writes the durable user rules atomically, keeping the file it replaces as .bak.
@@ -236,12 +245,34 @@ func (s *Store) Add(rs []rules.Rule) error {
 		}
 		ids[rs[i].ID] = "this request"
 	}
+	if s.perOwner > 0 {
+		owned := map[uint32]int{}
+		for _, r := range append(append([]rules.Rule(nil), s.user...), rs...) {
+			if r.Owner == nil {
+				continue
+			}
+			if owned[*r.Owner]++; owned[*r.Owner] > s.perOwner {
+				return fmt.Errorf("user %d would own more than %d rules: %w", *r.Owner, s.perOwner, ErrQuota)
+			}
+		}
+	}
 	next := append(append([]rules.Rule(nil), s.user...), rs...)
 	if err := s.persistUser(next); err != nil {
 		return err
 	}
 	s.user = next
 	return nil
+}
+
+// ErrQuota is returned when a user would own more rules than allowed.
+var ErrQuota = errors.New("remove some of that user's rules first")
+
+// HasID reports whether any rule (a user's or an administrator's) has id.
+func (s *Store) HasID(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.idsLocked()[id]
+	return ok
 }
 
 // Update replaces the user rule with r.ID.

@@ -24,6 +24,7 @@ import (
 	"github.com/tattlefw/tattle/helper/enforce"
 	"github.com/tattlefw/tattle/helper/service"
 	"github.com/tattlefw/tattle/helper/store"
+	"github.com/tattlefw/tattle/shared/api"
 )
 
 // version is set at build time (-ldflags "-X main.version=…").
@@ -104,7 +105,8 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 		return nil
 	}
 
-	rules, err := store.Open(store.Options{StateDir: cfg.stateDir, AdminDir: cfg.rulesDir, Logger: log})
+	rules, err := store.Open(store.Options{StateDir: cfg.stateDir, AdminDir: cfg.rulesDir, Logger: log,
+		MaxRulesPerOwner: api.MaxRulesPerUser})
 	if err != nil {
 		return err
 	}
@@ -124,7 +126,8 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 
 	d := daemon.New(enf, rules, log)
 	if err := d.Apply(); err != nil {
-		return err
+		// Keep running: the pinned verdicts still enforce, and the API must stay up to repair the rules.
+		log.Error("the rules could not be applied; the kernel keeps its previous verdicts", "error", err)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
