@@ -20,6 +20,7 @@ packages=(
 	qemu-system-x86 busybox-static cpio                  # VM ring
 	iproute2 iptables nftables curl python3 procps      # host ring clients and netfilter
 	dbus polkitd libxml2-utils                           # service ring: a real bus and polkitd; policy checks
+	btrfs-progs                                          # identities on btrfs subvolumes
 )
 missing=()
 for p in "${packages[@]}"; do

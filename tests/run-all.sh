@@ -11,7 +11,7 @@ cd "$root"
 bash tests/install-deps.sh
 export PATH=/usr/local/go/bin:$PATH
 # Every ring must run: a missing privilege or kernel fails the run instead of skipping tests.
-export TATTLE_REQUIRE_ROOT=1 TATTLE_REQUIRE_VM=1
+export TATTLE_REQUIRE_ROOT=1 TATTLE_REQUIRE_VM=1 TATTLE_REQUIRE_BTRFS=1
 export TATTLE_RESULTS_DIR="$root/tests/output"
 mkdir -p "$TATTLE_RESULTS_DIR"
 

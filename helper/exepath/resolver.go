@@ -110,20 +110,22 @@ func (r *Resolver) remember(app identity.Executable, path string) {
 
 // fromProc reads /proc/TGID/exe and checks it is the identity the kernel reported.
 func (r *Resolver) fromProc(tgid uint32, app identity.Executable) (string, error) {
-	exe := filepath.Join(r.procRoot, strconv.FormatUint(uint64(tgid), 10), "exe")
-	var st unix.Stat_t
-	if err := unix.Stat(exe, &st); err != nil {
-		return "", fmt.Errorf("inspect %s: %w", exe, err)
+	dir := filepath.Join(r.procRoot, strconv.FormatUint(uint64(tgid), 10))
+	exe := filepath.Join(dir, "exe")
+	// The executable's mount is in the process's own mount table (it may live in another namespace).
+	same := func() bool {
+		got, err := identity.StatIn(exe, filepath.Join(dir, "mountinfo"))
+		return err == nil && got == app
 	}
-	if st.Dev != app.Dev || st.Ino != app.Ino {
-		return "", fmt.Errorf("process %d now runs another executable", tgid)
+	if !same() {
+		return "", fmt.Errorf("process %d is gone or runs another executable", tgid)
 	}
 	target, err := readlink(exe)
 	if err != nil {
 		return "", err
 	}
 	// Check again: the process may have exec'd between the stat and the readlink.
-	if err := unix.Stat(exe, &st); err != nil || st.Dev != app.Dev || st.Ino != app.Ino {
+	if !same() {
 		return "", fmt.Errorf("process %d changed executable while being inspected", tgid)
 	}
 	return target, nil
