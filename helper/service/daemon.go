@@ -96,7 +96,15 @@ func (i monitorIface) Subscribe(msg dbus.Message, sender dbus.Sender) *dbus.Erro
 	if err != nil {
 		return failed("check authorization", err)
 	}
-	return i.s.monitor.subscribe(subscriber{name: c.sender, uid: c.uid, all: all})
+	if derr := i.s.monitor.subscribe(subscriber{name: c.sender, uid: c.uid, all: all}); derr != nil {
+		return derr
+	}
+	// A client that left during the polkit check would never be seen leaving: drop it now.
+	var has bool
+	if err := i.s.conn.BusObject().Call("org.freedesktop.DBus.NameHasOwner", 0, c.sender).Store(&has); err == nil && !has {
+		i.s.monitor.unsubscribe(c.sender)
+	}
+	return nil
 }
 
 func (i monitorIface) Unsubscribe(sender dbus.Sender) *dbus.Error {

@@ -16,6 +16,7 @@ import (
 const (
 	batchInterval  = time.Second // at most one FlowsChanged per subscriber per interval
 	maxSubscribers = 64
+	maxPerUID      = 8 // so one user cannot take every slot
 	maxBatch       = 1000 // flows per signal; more are split over several signals
 )
 
@@ -47,8 +48,16 @@ func newMonitor() *monitor {
 func (m *monitor) subscribe(s subscriber) *dbus.Error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if _, ok := m.subs[s.name]; !ok && len(m.subs) >= maxSubscribers {
-		return dbus.NewError(api.ErrFailed, []any{fmt.Sprintf("%d monitors are subscribed already; poll Flows instead", maxSubscribers)})
+	if _, ok := m.subs[s.name]; !ok {
+		mine := 0
+		for _, o := range m.subs {
+			if o.uid == s.uid {
+				mine++
+			}
+		}
+		if len(m.subs) >= maxSubscribers || mine >= maxPerUID {
+			return dbus.NewError(api.ErrFailed, []any{fmt.Sprintf("too many monitors are subscribed (%d of yours, %d in all); poll Flows instead", mine, len(m.subs))})
+		}
 	}
 	m.subs[s.name] = s
 	return nil

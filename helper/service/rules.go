@@ -186,6 +186,15 @@ func (i rulesIface) Import(msg dbus.Message, sender dbus.Sender, format string, 
 	if len(data) > api.MaxImportSize {
 		return 0, nil, invalid("%d bytes to import; the limit is %d", len(data), api.MaxImportSize)
 	}
+	// Authorize before parsing: parsing a large file is the expensive part.
+	uid := c.uid
+	owner := &uid
+	if system {
+		owner = nil
+	}
+	if derr := i.s.requireForOwners(c, []*uint32{owner}); derr != nil {
+		return 0, nil, derr
+	}
 	now := time.Now().UTC().Truncate(time.Second)
 	var (
 		rs      []rules.Rule

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -343,5 +345,59 @@ collect:
 	}
 	if max := int(elapsed/time.Second) + 1; batches > max {
 		t.Errorf("%d batches in %v: more than one a second", batches, elapsed)
+	}
+}
+
+func TestImportsThroughTheBus(t *testing.T) {
+	b := startBus(t)
+	group := filepath.Join(testrig.AppDir(t), "blocklist.lsrules") // readable by the unprivileged user too
+	if err := os.WriteFile(group, []byte(`{
+  "name": "Blocklist",
+  "description": "test group",
+  "rules": [
+    {"action": "deny", "process": "any", "remote-hosts": ["ads.example", "track.example"], "ports": "443", "protocol": "tcp"},
+    {"action": "allow", "process": "/usr/bin/curl", "remote-addresses": "192.0.2.0/24"},
+    {"action": "allow", "process": "any", "remote": "local-net", "direction": "incoming"}
+  ]
+}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(group, 0o644)
+
+	out, errOut, code := b.ctl(t, 0, "rules", "import", "--format", "lsrules", group)
+	if code != 0 || !strings.Contains(out, "imported 3 rules") || !strings.Contains(errOut, "skipped") {
+		t.Fatalf("root import: exit %d\n%s\n%s", code, out, errOut)
+	}
+	// The same group again, by a user for their own processes: ids are taken, so the rules are renamed.
+	out, errOut, code = b.ctl(t, nobody, "rules", "import", "--user", "--format", "lsrules", group)
+	if code != 0 || !strings.Contains(out, "imported 3 rules") || !strings.Contains(errOut, "the id was taken") {
+		t.Fatalf("user import: exit %d\n%s\n%s", code, out, errOut)
+	}
+	// A user may not import system-wide rules.
+	if _, errOut, code := b.ctl(t, nobody, "--no-interactive", "rules", "import", "--format", "lsrules", group); code != 4 {
+		t.Errorf("system import as nobody: exit %d (%s), want 4", code, errOut)
+	}
+	listOut, _, code := b.ctl(t, 0, "rules", "list", "--json")
+	if code != 0 {
+		t.Fatal("rules list failed")
+	}
+	var rs []struct {
+		ID    string  `json:"id"`
+		Owner *uint32 `json:"owner"`
+	}
+	if err := json.Unmarshal([]byte(listOut), &rs); err != nil {
+		t.Fatalf("rules list --json: %v\n%s", err, listOut)
+	}
+	system, owned := 0, 0
+	for _, r := range rs {
+		switch {
+		case r.Owner == nil:
+			system++
+		case *r.Owner == nobody:
+			owned++
+		}
+	}
+	if system != 3 || owned != 3 {
+		t.Errorf("after the imports: %d system rules and %d of nobody's, want 3 and 3:\n%s", system, owned, listOut)
 	}
 }
