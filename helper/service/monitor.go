@@ -16,7 +16,7 @@ import (
 const (
 	batchInterval  = time.Second // at most one FlowsChanged per subscriber per interval
 	maxSubscribers = 64
-	maxPerUID      = 8 // so one user cannot take every slot
+	maxPerUID      = 8    // so one user cannot take every slot
 	maxBatch       = 1000 // flows per signal; more are split over several signals
 )
 
