@@ -32,10 +32,11 @@ func (i daemonIface) Status() (api.Status, *dbus.Error) {
 }
 
 func (i daemonIface) SetMode(msg dbus.Message, sender dbus.Sender, mode string) *dbus.Error {
-	c, derr := i.s.caller(msg, sender)
+	c, release, derr := i.s.caller(msg, sender)
 	if derr != nil {
 		return derr
 	}
+	defer release()
 	switch mode {
 	case api.ModeAlert, api.ModeSilentAllow, api.ModeSilentDeny:
 	default:
@@ -56,10 +57,11 @@ func (i daemonIface) SetMode(msg dbus.Message, sender dbus.Sender, mode string) 
 type monitorIface struct{ s *Service }
 
 func (i monitorIface) Flows(msg dbus.Message, sender dbus.Sender) ([]api.Flow, *dbus.Error) {
-	c, derr := i.s.caller(msg, sender)
+	c, release, derr := i.s.caller(msg, sender)
 	if derr != nil {
 		return nil, derr
 	}
+	defer release()
 	all, err := i.s.allowed(c, api.ActionMonitorAll, c.interactive)
 	if err != nil {
 		return nil, failed("check authorization", err)
@@ -88,10 +90,11 @@ func (s *Service) wireFlow(f enforce.Flow) api.Flow {
 }
 
 func (i monitorIface) Subscribe(msg dbus.Message, sender dbus.Sender) *dbus.Error {
-	c, derr := i.s.caller(msg, sender)
+	c, release, derr := i.s.caller(msg, sender)
 	if derr != nil {
 		return derr
 	}
+	defer release()
 	all, err := i.s.allowed(c, api.ActionMonitorAll, c.interactive)
 	if err != nil {
 		return failed("check authorization", err)

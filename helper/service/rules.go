@@ -6,6 +6,7 @@ import (
 
 	"github.com/godbus/dbus/v5"
 
+	"github.com/tattlefw/tattle/helper/store"
 	"github.com/tattlefw/tattle/shared/api"
 	"github.com/tattlefw/tattle/shared/rules"
 )
@@ -24,10 +25,11 @@ func (s *Service) mayManage(c caller) bool {
 }
 
 func (i rulesIface) List(msg dbus.Message, sender dbus.Sender) ([]api.Rule, *dbus.Error) {
-	c, derr := i.s.caller(msg, sender)
+	c, release, derr := i.s.caller(msg, sender)
 	if derr != nil {
 		return nil, derr
 	}
+	defer release()
 	manage := i.s.mayManage(c)
 	out := []api.Rule{}
 	for _, e := range i.s.store.Entries() {
@@ -73,10 +75,11 @@ func owners(rs []rules.Rule) []*uint32 {
 }
 
 func (i rulesIface) Add(msg dbus.Message, sender dbus.Sender, ws []api.Rule) ([]string, *dbus.Error) {
-	c, derr := i.s.caller(msg, sender)
+	c, release, derr := i.s.caller(msg, sender)
 	if derr != nil {
 		return nil, derr
 	}
+	defer release()
 	rs, derr := fromWire(ws, time.Now().UTC().Truncate(time.Second), api.MaxRulesPerCall)
 	if derr != nil {
 		return nil, derr
@@ -110,10 +113,11 @@ func (s *Service) find(id string) (rules.Rule, *dbus.Error) {
 }
 
 func (i rulesIface) Update(msg dbus.Message, sender dbus.Sender, w api.Rule) *dbus.Error {
-	c, derr := i.s.caller(msg, sender)
+	c, release, derr := i.s.caller(msg, sender)
 	if derr != nil {
 		return derr
 	}
+	defer release()
 	old, derr := i.s.find(w.ID)
 	if derr != nil {
 		return derr
@@ -122,36 +126,52 @@ func (i rulesIface) Update(msg dbus.Message, sender dbus.Sender, w api.Rule) *db
 	if derr != nil {
 		return derr
 	}
-	rs[0].Created = old.Created
 	if derr := i.s.requireForOwners(c, []*uint32{old.Owner, rs[0].Owner}); derr != nil {
 		return derr
 	}
-	if err := i.s.store.Update(rs[0]); err != nil {
+	err := i.s.store.Modify(w.ID, func(cur rules.Rule) (rules.Rule, error) {
+		if !sameOwner(cur.Owner, old.Owner) {
+			return cur, fmt.Errorf("rule %q: %w", w.ID, store.ErrChanged)
+		}
+		next := rs[0]
+		next.Created = cur.Created
+		return next, nil
+	})
+	if err != nil {
 		return storeError(err)
 	}
 	return i.s.changed()
 }
 
 func (i rulesIface) Remove(msg dbus.Message, sender dbus.Sender, ids []string) *dbus.Error {
-	c, derr := i.s.caller(msg, sender)
+	c, release, derr := i.s.caller(msg, sender)
 	if derr != nil {
 		return derr
 	}
+	defer release()
 	if len(ids) == 0 || len(ids) > api.MaxRulesPerCall {
 		return invalid("give between 1 and %d rule ids", api.MaxRulesPerCall)
 	}
-	var os []*uint32
+	var callOwners []*uint32
+	authorized := map[string]*uint32{}
 	for _, id := range ids {
 		r, derr := i.s.find(id)
 		if derr != nil {
 			return derr
 		}
-		os = append(os, r.Owner)
+		callOwners = append(callOwners, r.Owner)
+		authorized[id] = r.Owner
 	}
-	if derr := i.s.requireForOwners(c, os); derr != nil {
+	if derr := i.s.requireForOwners(c, callOwners); derr != nil {
 		return derr
 	}
-	if err := i.s.store.Remove(ids); err != nil {
+	err := i.s.store.RemoveIf(ids, func(cur rules.Rule) error {
+		if !sameOwner(cur.Owner, authorized[cur.ID]) {
+			return fmt.Errorf("rule %q: %w", cur.ID, store.ErrChanged)
+		}
+		return nil
+	})
+	if err != nil {
 		return storeError(err)
 	}
 	i.s.log.Info("rules removed", "ids", ids, "uid", c.uid)
@@ -159,10 +179,11 @@ func (i rulesIface) Remove(msg dbus.Message, sender dbus.Sender, ids []string) *
 }
 
 func (i rulesIface) SetEnabled(msg dbus.Message, sender dbus.Sender, id string, enabled bool) *dbus.Error {
-	c, derr := i.s.caller(msg, sender)
+	c, release, derr := i.s.caller(msg, sender)
 	if derr != nil {
 		return derr
 	}
+	defer release()
 	r, derr := i.s.find(id)
 	if derr != nil {
 		return derr
@@ -170,19 +191,26 @@ func (i rulesIface) SetEnabled(msg dbus.Message, sender dbus.Sender, id string, 
 	if derr := i.s.requireForOwners(c, []*uint32{r.Owner}); derr != nil {
 		return derr
 	}
-	r.Enabled = enabled
-	r.Modified = time.Now().UTC().Truncate(time.Second)
-	if err := i.s.store.Update(r); err != nil {
+	err := i.s.store.Modify(id, func(cur rules.Rule) (rules.Rule, error) {
+		if !sameOwner(cur.Owner, r.Owner) {
+			return cur, fmt.Errorf("rule %q: %w", id, store.ErrChanged)
+		}
+		cur.Enabled = enabled
+		cur.Modified = time.Now().UTC().Truncate(time.Second)
+		return cur, nil
+	})
+	if err != nil {
 		return storeError(err)
 	}
 	return i.s.changed()
 }
 
 func (i rulesIface) Import(msg dbus.Message, sender dbus.Sender, format string, data []byte, system bool) (uint32, []string, *dbus.Error) {
-	c, derr := i.s.caller(msg, sender)
+	c, release, derr := i.s.caller(msg, sender)
 	if derr != nil {
 		return 0, nil, derr
 	}
+	defer release()
 	if len(data) > api.MaxImportSize {
 		return 0, nil, invalid("%d bytes to import; the limit is %d", len(data), api.MaxImportSize)
 	}
@@ -260,6 +288,10 @@ func (i rulesIface) Import(msg dbus.Message, sender dbus.Sender, format string, 
 	return uint32(len(valid)), nonNil(skipped), i.s.changed()
 }
 
+func sameOwner(a, b *uint32) bool {
+	return (a == nil) == (b == nil) && (a == nil || *a == *b)
+}
+
 func nonNil(s []string) []string {
 	if s == nil {
 		return []string{}
@@ -268,10 +300,11 @@ func nonNil(s []string) []string {
 }
 
 func (i rulesIface) Export(msg dbus.Message, sender dbus.Sender, format string) ([]byte, []string, *dbus.Error) {
-	c, derr := i.s.caller(msg, sender)
+	c, release, derr := i.s.caller(msg, sender)
 	if derr != nil {
 		return nil, nil, derr
 	}
+	defer release()
 	manage := i.s.mayManage(c)
 	var rs []rules.Rule
 	for _, e := range i.s.store.Entries() {

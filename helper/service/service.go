@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/godbus/dbus/v5"
@@ -36,6 +37,9 @@ type Service struct {
 	log     *slog.Logger
 	props   *prop.Properties
 	monitor *monitor
+
+	callsMu sync.Mutex
+	calls   map[uint32]int // calls in progress per uid
 }
 
 // Options wire a Service.
@@ -55,7 +59,7 @@ func New(o Options) (*Service, error) {
 		o.Authorizer = Polkit{Conn: o.Conn}
 	}
 	s := &Service{conn: o.Conn, store: o.Store, daemon: o.Daemon, enf: o.Enforcer, auth: o.Authorizer,
-		version: o.Version, log: o.Logger, monitor: newMonitor()}
+		version: o.Version, log: o.Logger, monitor: newMonitor(), calls: map[uint32]int{}}
 	props, err := prop.Export(o.Conn, api.ObjectPath, prop.Map{api.DaemonInterface: {
 		"Version": {Value: o.Version, Emit: prop.EmitConst},
 		"Backend": {Value: string(o.Enforcer.Backend()), Emit: prop.EmitConst},
@@ -117,13 +121,35 @@ type caller struct {
 	interactive bool
 }
 
-func (s *Service) caller(msg dbus.Message, sender dbus.Sender) (caller, *dbus.Error) {
+// caller identifies who made a call and admits it: each user (root aside) may have at most maxCallsPerUID
+// calls in progress, so one account cannot pile up work or stalled authentications. The returned function
+// ends the call's admission.
+func (s *Service) caller(msg dbus.Message, sender dbus.Sender) (caller, func(), *dbus.Error) {
 	var uid uint32
 	if err := s.conn.BusObject().Call("org.freedesktop.DBus.GetConnectionUnixUser", 0, string(sender)).Store(&uid); err != nil {
-		return caller{}, failed("identify the caller", err)
+		return caller{}, nil, failed("identify the caller", err)
 	}
-	return caller{sender: string(sender), uid: uid, interactive: msg.Flags&dbus.FlagAllowInteractiveAuthorization != 0}, nil
+	c := caller{sender: string(sender), uid: uid, interactive: msg.Flags&dbus.FlagAllowInteractiveAuthorization != 0}
+	if uid == 0 {
+		return c, func() {}, nil
+	}
+	s.callsMu.Lock()
+	defer s.callsMu.Unlock()
+	if s.calls[uid] >= maxCallsPerUID {
+		return caller{}, nil, dbus.NewError(api.ErrFailed, []any{fmt.Sprintf("%d of your calls are still in progress; wait for them", maxCallsPerUID)})
+	}
+	s.calls[uid]++
+	return c, func() {
+		s.callsMu.Lock()
+		defer s.callsMu.Unlock()
+		if s.calls[uid]--; s.calls[uid] <= 0 {
+			delete(s.calls, uid)
+		}
+	}, nil
 }
+
+// maxCallsPerUID bounds one user's calls in progress.
+const maxCallsPerUID = 16
 
 // require checks one polkit action for the caller. Root is trusted without asking.
 func (s *Service) require(c caller, action, what string) *dbus.Error {
@@ -182,6 +208,8 @@ func storeError(err error) *dbus.Error {
 	switch {
 	case errors.Is(err, store.ErrQuota):
 		return dbus.NewError(api.ErrInvalidArgs, []any{err.Error()})
+	case errors.Is(err, store.ErrChanged):
+		return dbus.NewError(api.ErrFailed, []any{err.Error()})
 	case errors.Is(err, store.ErrReadOnly):
 		return dbus.NewError(api.ErrReadOnly, []any{err.Error()})
 	case errors.Is(err, store.ErrNotFound):

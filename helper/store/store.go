@@ -264,6 +264,9 @@ func (s *Store) Add(rs []rules.Rule) error {
 	return nil
 }
 
+// ErrChanged is returned when a rule changed between a caller's authorization and its change.
+var ErrChanged = errors.New("the rule was changed meanwhile; look at it again and retry")
+
 // ErrQuota is returned when a user would own more rules than allowed.
 var ErrQuota = errors.New("remove some of that user's rules first")
 
@@ -277,14 +280,27 @@ func (s *Store) HasID(id string) bool {
 
 // Update replaces the user rule with r.ID.
 func (s *Store) Update(r rules.Rule) error {
-	if err := r.Validate(); err != nil {
-		return err
-	}
+	return s.Modify(r.ID, func(rules.Rule) (rules.Rule, error) { return r, nil })
+}
+
+// Modify replaces the user rule with id by what change makes of it, atomically: change sees the rule as it is
+// at that moment (so a caller can check it is still what it authorized) and may refuse with an error.
+func (s *Store) Modify(id string, change func(old rules.Rule) (rules.Rule, error)) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	i := s.userIndexLocked(r.ID)
+	i := s.userIndexLocked(id)
 	if i < 0 {
-		return s.notFoundLocked(r.ID)
+		return s.notFoundLocked(id)
+	}
+	r, err := change(s.user[i])
+	if err != nil {
+		return err
+	}
+	if r.ID != id {
+		return fmt.Errorf("rule %q: the id cannot change (to %q)", id, r.ID)
+	}
+	if err := r.Validate(); err != nil {
+		return err
 	}
 	next := append([]rules.Rule(nil), s.user...)
 	next[i] = r
@@ -297,12 +313,21 @@ func (s *Store) Update(r rules.Rule) error {
 
 // Remove deletes user rules by ID, all or none.
 func (s *Store) Remove(ids []string) error {
+	return s.RemoveIf(ids, func(rules.Rule) error { return nil })
+}
+
+// RemoveIf deletes user rules by ID, all or none, after check accepted each as it is at that moment.
+func (s *Store) RemoveIf(ids []string, check func(rules.Rule) error) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	drop := map[string]bool{}
 	for _, id := range ids {
-		if s.userIndexLocked(id) < 0 {
+		i := s.userIndexLocked(id)
+		if i < 0 {
 			return s.notFoundLocked(id)
+		}
+		if err := check(s.user[i]); err != nil {
+			return err
 		}
 		drop[id] = true
 	}

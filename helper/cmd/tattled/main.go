@@ -199,7 +199,8 @@ func watchStats(ctx context.Context, enf *enforce.Enforcer, log *slog.Logger) {
 	}
 }
 
-// takeLock makes sure only one helper manages the pinned programs at a time.
+// takeLock makes sure only one helper manages the pinned programs at a time. A helper that is still shutting
+// down (it has left the bus, so D-Bus activation already starts the next one) is given lockWait to finish.
 func takeLock(path string) (*os.File, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("create lock directory: %w", err)
@@ -208,7 +209,15 @@ func takeLock(path string) (*os.File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open lock %s: %w", path, err)
 	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+	deadline := time.Now().Add(lockWait)
+	for {
+		err = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		if err == nil || !errors.Is(err, unix.EWOULDBLOCK) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err != nil {
 		holder, _ := os.ReadFile(path)
 		f.Close()
 		if errors.Is(err, unix.EWOULDBLOCK) {
@@ -221,6 +230,9 @@ func takeLock(path string) (*os.File, error) {
 	f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
 	return f, nil
 }
+
+// lockWait is how long a starting helper waits for a stopping one.
+const lockWait = 10 * time.Second
 
 // printStatus describes what is pinned and enforcing, without changing anything.
 func printStatus(pinDir string) error {
