@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"runtime"
 	"strconv"
 	"time"
 
@@ -34,6 +35,8 @@ type Result struct {
 }
 
 func main() {
+	// prctl(PR_SET_NAME) renames the calling thread only: keep every action on that thread.
+	runtime.LockOSThread()
 	comm := flag.String("comm", "", "rename the process (comm) before acting")
 	flag.Parse()
 	if *comm != "" {
