@@ -213,16 +213,16 @@ func generateID(r rules.Rule) string {
 	if i := strings.LastIndexAny(app, "/:"); i >= 0 {
 		app = app[i+1:]
 	}
-	parts = append(parts, idSlug(app, 20))
+	parts = append(parts, rules.Slug(app, 20))
 	if r.Remote != rules.Any {
 		remote := r.Remote
 		if _, after, ok := strings.Cut(remote, ":"); ok && !strings.Contains(after, ":") {
 			remote = after // drop "host:", "domain:"...; but not from IPv6 addresses
 		}
-		parts = append(parts, idSlug(remote, 20))
+		parts = append(parts, rules.Slug(remote, 20))
 	}
 	if r.Port != rules.Any {
-		parts = append(parts, idSlug(r.Port, 11))
+		parts = append(parts, rules.Slug(r.Port, 11))
 	}
 	var id []string
 	for _, p := range parts {
@@ -231,27 +231,6 @@ func generateID(r rules.Rule) string {
 		}
 	}
 	return strings.Join(append(id, randomSuffix(6)), "-")
-}
-
-// idSlug keeps letters and digits, turning other runs into one '-'.
-func idSlug(s string, max int) string {
-	var b strings.Builder
-	dash := false
-	for _, c := range strings.ToLower(s) {
-		if c >= 'a' && c <= 'z' || c >= '0' && c <= '9' {
-			if dash && b.Len() > 0 {
-				b.WriteByte('-')
-			}
-			dash = false
-			b.WriteRune(c)
-		} else {
-			dash = true
-		}
-		if b.Len() >= max {
-			break
-		}
-	}
-	return strings.Trim(b.String(), "-")
 }
 
 func randomSuffix(n int) string {

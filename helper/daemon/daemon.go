@@ -53,7 +53,7 @@ func (d *Daemon) Apply() error {
 	for _, e := range rs {
 		list = append(list, e.Rule)
 	}
-	res, err := ruleset.Compile(list, time.Now(), identity.Stat)
+	res, err := ruleset.Compile(list, time.Now(), identity.ReadMounts("/proc/self/mountinfo").Stat)
 	if err != nil {
 		return fmt.Errorf("compile rules: %w", err)
 	}

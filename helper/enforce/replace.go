@@ -59,28 +59,49 @@ func (e *Enforcer) Replace(v Verdicts) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	// Destinations before scopes: a scope's has_dest flag must never point at rules not yet there.
-	for k, val := range wantDest {
-		if err := e.maps.DestRules.Put(&k, &val); err != nil {
-			return fmt.Errorf("install destination verdict: %w", err)
-		}
+	changed, err := putChanged(e.maps.DestRules, wantDest)
+	if err != nil {
+		return fmt.Errorf("install destination verdict: %w", err)
 	}
-	for k, val := range wantScope {
-		if err := e.maps.ScopeRules.Put(&k, &val); err != nil {
-			return fmt.Errorf("install scope verdict: %w", err)
-		}
+	n, err := putChanged(e.maps.ScopeRules, wantScope)
+	if err != nil {
+		return fmt.Errorf("install scope verdict: %w", err)
 	}
-	if err := deleteExcept(e.maps.ScopeRules, func(k *scopeKey) bool { _, ok := wantScope[*k]; return ok }); err != nil {
+	changed += n
+	if n, err = deleteExcept(e.maps.ScopeRules, func(k *scopeKey) bool { _, ok := wantScope[*k]; return ok }); err != nil {
 		return err
 	}
-	if err := deleteExcept(e.maps.DestRules, func(k *bpf.CgroupDestKey) bool { _, ok := wantDest[*k]; return ok }); err != nil {
+	changed += n
+	if n, err = deleteExcept(e.maps.DestRules, func(k *bpf.CgroupDestKey) bool { _, ok := wantDest[*k]; return ok }); err != nil {
 		return err
 	}
+	changed += n
 	e.destCount = destScopes
+	if changed == 0 {
+		// Nothing moved (a periodic recheck, say): cached flow verdicts, learned ones included, stay valid.
+		return nil
+	}
 	return e.bumpGeneration()
 }
 
-// deleteExcept removes every entry of m whose key keep rejects.
-func deleteExcept[K any](m *ebpf.Map, keep func(*K) bool) error {
+// putChanged writes the entries of want that m does not already hold with the same value, and counts them.
+func putChanged[K, V comparable](m *ebpf.Map, want map[K]V) (int, error) {
+	n := 0
+	for k, v := range want {
+		var cur V
+		if err := m.Lookup(&k, &cur); err == nil && cur == v {
+			continue
+		}
+		if err := m.Put(&k, &v); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
+}
+
+// deleteExcept removes every entry of m whose key keep rejects, and counts them.
+func deleteExcept[K any](m *ebpf.Map, keep func(*K) bool) (int, error) {
 	var (
 		k     K
 		stale []K
@@ -93,12 +114,12 @@ func deleteExcept[K any](m *ebpf.Map, keep func(*K) bool) error {
 		}
 	}
 	if err := it.Err(); err != nil {
-		return fmt.Errorf("list installed verdicts: %w", err)
+		return 0, fmt.Errorf("list installed verdicts: %w", err)
 	}
 	for i := range stale {
 		if err := m.Delete(&stale[i]); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-			return fmt.Errorf("remove stale verdict: %w", err)
+			return 0, fmt.Errorf("remove stale verdict: %w", err)
 		}
 	}
-	return nil
+	return len(stale), nil
 }

@@ -113,8 +113,9 @@ func (r *Resolver) fromProc(tgid uint32, app identity.Executable) (string, error
 	dir := filepath.Join(r.procRoot, strconv.FormatUint(uint64(tgid), 10))
 	exe := filepath.Join(dir, "exe")
 	// The executable's mount is in the process's own mount table (it may live in another namespace).
+	mounts := identity.ReadMounts(filepath.Join(dir, "mountinfo"))
 	same := func() bool {
-		got, err := identity.StatIn(exe, filepath.Join(dir, "mountinfo"))
+		got, err := mounts.Stat(exe)
 		return err == nil && got == app
 	}
 	if !same() {

@@ -100,16 +100,11 @@ func (i rulesIface) Add(msg dbus.Message, sender dbus.Sender, ws []api.Rule) ([]
 
 // find returns the user rule with id, or a D-Bus error (read-only admin rules included).
 func (s *Service) find(id string) (rules.Rule, *dbus.Error) {
-	for _, e := range s.store.Entries() {
-		if e.Rule.ID != id {
-			continue
-		}
-		if e.Source.ReadOnly {
-			return rules.Rule{}, dbus.NewError(api.ErrReadOnly, []any{fmt.Sprintf("rule %q belongs to %s; edit that file instead", id, e.Source.File)})
-		}
-		return e.Rule, nil
+	r, err := s.store.UserRule(id)
+	if err != nil {
+		return rules.Rule{}, storeError(err)
 	}
-	return rules.Rule{}, dbus.NewError(api.ErrNotFound, []any{fmt.Sprintf("no rule has id %q", id)})
+	return r, nil
 }
 
 func (i rulesIface) Update(msg dbus.Message, sender dbus.Sender, w api.Rule) *dbus.Error {

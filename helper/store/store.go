@@ -283,6 +283,16 @@ func (s *Store) Update(r rules.Rule) error {
 	return s.Modify(r.ID, func(rules.Rule) (rules.Rule, error) { return r, nil })
 }
 
+// UserRule returns the user rule with id; an administrator's rule gives ErrReadOnly, an unknown id ErrNotFound.
+func (s *Store) UserRule(id string) (rules.Rule, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if i := s.userIndexLocked(id); i >= 0 {
+		return s.user[i], nil
+	}
+	return rules.Rule{}, s.notFoundLocked(id)
+}
+
 // Modify replaces the user rule with id by what change makes of it, atomically: change sees the rule as it is
 // at that moment (so a caller can check it is still what it authorized) and may refuse with an error.
 func (s *Store) Modify(id string, change func(old rules.Rule) (rules.Rule, error)) error {

@@ -39,54 +39,59 @@ func Stat(path string) (Executable, error) {
 
 // StatIn is Stat with the mount table of another process (/proc/PID/mountinfo), for paths that are that
 // process's, such as /proc/PID/exe.
+func StatIn(path, mountinfo string) (Executable, error) {
+	return ReadMounts(mountinfo).Stat(path)
+}
+
+// Mounts is a snapshot of one mount table: the file system device of each mount, by mount ID. Read it once to
+// identify many files.
+type Mounts struct{ devs map[uint64]uint64 }
+
+// ReadMounts reads a mountinfo file. An unreadable one gives an empty table (Stat then falls back to st_dev).
+func ReadMounts(mountinfo string) Mounts {
+	m := Mounts{devs: map[uint64]uint64{}}
+	data, err := os.ReadFile(mountinfo)
+	if err != nil {
+		return m
+	}
+	// "36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw": mount ID 36, device 98:0.
+	for _, line := range strings.Split(string(data), "\n") {
+		fields := strings.Fields(line)
+		if len(fields) < 3 {
+			continue
+		}
+		id, err := strconv.ParseUint(fields[0], 10, 64)
+		if err != nil {
+			continue
+		}
+		major, minor, ok := strings.Cut(fields[2], ":")
+		ma, err1 := strconv.ParseUint(major, 10, 32)
+		mi, err2 := strconv.ParseUint(minor, 10, 32)
+		if ok && err1 == nil && err2 == nil {
+			m.devs[id] = unix.Mkdev(uint32(ma), uint32(mi))
+		}
+	}
+	return m
+}
+
+// Stat identifies the executable at path (following symlinks, as exec does) as the kernel sees it.
 //
 // The device is the file system's own (super_block.s_dev, which the kernel programs read), not st_dev: the two
 // differ on btrfs, where stat reports each subvolume's anonymous device. The mount table names the file
 // system's device for the mount the file is on (statx's mount ID); st_dev is the fallback where statx cannot
 // tell the mount (kernels before 5.8).
-func StatIn(path, mountinfo string) (Executable, error) {
+func (m Mounts) Stat(path string) (Executable, error) {
 	var stx unix.Statx_t
-	err := unix.Statx(unix.AT_FDCWD, path, 0, unix.STATX_INO|unix.STATX_MNT_ID, &stx)
-	if err != nil {
+	if err := unix.Statx(unix.AT_FDCWD, path, 0, unix.STATX_INO|unix.STATX_MNT_ID, &stx); err != nil {
 		return Executable{}, fmt.Errorf("identify executable %s: %w", path, err)
 	}
 	e := Executable{Dev: unix.Mkdev(stx.Dev_major, stx.Dev_minor), Ino: stx.Ino}
 	if stx.Mask&unix.STATX_MNT_ID != 0 {
-		if dev, ok := mountDevice(mountinfo, stx.Mnt_id); ok {
+		if dev, ok := m.devs[stx.Mnt_id]; ok {
 			e.Dev = dev
 		}
 	}
 	return e, nil
-}
-
-// mountDevice finds the device of the file system mounted as mount ID id in a mountinfo file:
-// "36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw" has ID 36 and device 98:0.
-func mountDevice(mountinfo string, id uint64) (uint64, bool) {
-	data, err := os.ReadFile(mountinfo)
-	if err != nil {
-		return 0, false
-	}
-	want := strconv.FormatUint(id, 10) + " "
-	for _, line := range strings.Split(string(data), "\n") {
-		if !strings.HasPrefix(line, want) {
-			continue
-		}
-		fields := strings.Fields(line)
-		if len(fields) < 3 {
-			return 0, false
-		}
-		major, minor, ok := strings.Cut(fields[2], ":")
-		if !ok {
-			return 0, false
-		}
-		ma, err1 := strconv.ParseUint(major, 10, 32)
-		mi, err2 := strconv.ParseUint(minor, 10, 32)
-		if err1 != nil || err2 != nil {
-			return 0, false
-		}
-		return unix.Mkdev(uint32(ma), uint32(mi)), true
-	}
-	return 0, false
 }
 
 // FromKernel converts the kernel's internal dev_t (major << 20 | minor, as in super_block.s_dev).

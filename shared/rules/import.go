@@ -98,8 +98,9 @@ func decodeTop(file string, data []byte) (map[string]json.RawMessage, error) {
 	return top, nil
 }
 
-// slug makes an id part from free text: lower-case letters and digits, other runs become one '-'.
-func slug(s string, max int) string {
+// Slug makes an id part from free text: lower-case letters and digits, other runs become one '-', at most
+// max bytes.
+func Slug(s string, max int) string {
 	var b strings.Builder
 	dash := false
 	for _, c := range strings.ToLower(s) {
@@ -121,11 +122,11 @@ func slug(s string, max int) string {
 
 // groupSlug names an imported group for rule ids: its own name, else the file's, else "group".
 func groupSlug(groupName, file string) string {
-	if s := slug(groupName, 24); s != "" {
+	if s := Slug(groupName, 24); s != "" {
 		return s
 	}
 	base := filepath.Base(file)
-	if s := slug(strings.TrimSuffix(base, filepath.Ext(base)), 24); s != "" {
+	if s := Slug(strings.TrimSuffix(base, filepath.Ext(base)), 24); s != "" {
 		return s
 	}
 	return "group"

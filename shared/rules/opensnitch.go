@@ -316,7 +316,7 @@ func osID(ruleName, file string) string {
 		base := filepath.Base(file)
 		src = strings.TrimSuffix(base, filepath.Ext(base))
 	}
-	s := slug(src, 40)
+	s := Slug(src, 40)
 	if s == "" {
 		s = "rule"
 	}
