@@ -9,4 +9,16 @@ require (
 	golang.org/x/sys v0.50.0
 )
 
+require (
+	github.com/florianl/go-nfqueue/v2 v2.0.0 // indirect
+	github.com/google/go-cmp v0.7.0 // indirect
+	github.com/google/nftables v0.3.0 // indirect
+	github.com/gotk3/gotk3 v0.6.3 // indirect
+	github.com/mdlayher/netlink v1.7.3-0.20250113171957-fbb4dce95f42 // indirect
+	github.com/mdlayher/socket v0.5.1 // indirect
+	github.com/miekg/dns v1.1.73 // indirect
+	golang.org/x/net v0.57.0 // indirect
+	golang.org/x/sync v0.22.0 // indirect
+)
+
 tool github.com/cilium/ebpf/cmd/bpf2go

@@ -22,6 +22,8 @@ type statusJSON struct {
 	KernelEntries uint32 `json:"kernel_entries"`
 	Problems      uint32 `json:"problems"`
 	EventsLost    uint64 `json:"events_lost"`
+	Pending       uint32 `json:"pending"`
+	Holding       string `json:"holding"`
 }
 
 func writeStatusJSON(w io.Writer, st api.Status) error {
@@ -38,6 +40,8 @@ func writeStatus(w io.Writer, st api.Status, problems []api.Problem) error {
 	fmt.Fprintf(tw, "Kernel entries:\t%d\n", st.KernelEntries)
 	fmt.Fprintf(tw, "Problems:\t%d\n", st.Problems)
 	fmt.Fprintf(tw, "Events lost:\t%d\n", st.EventsLost)
+	fmt.Fprintf(tw, "Holding:\t%s\n", cell(st.Holding))
+	fmt.Fprintf(tw, "Questions open:\t%d\n", st.Pending)
 	if err := tw.Flush(); err != nil {
 		return err
 	}

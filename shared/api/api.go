@@ -4,9 +4,12 @@
 // Object /io/github/tattlefw/Tattle1 on the system bus name io.github.tattlefw.Tattle1 implements:
 //
 //	io.github.tattlefw.Tattle1.Daemon
-//	    properties Version s, Backend s, Mode s   (org.freedesktop.DBus.Properties; Mode emits changes)
+//	    properties Version s, Backend s, Mode s, Pending u   (org.freedesktop.DBus.Properties; Mode and
+//	                                               Pending emit changes)
 //	    Status() -> (Status)                      anyone
 //	    SetMode(s mode)                            manage-rules
+//	    Settings() -> (Settings)                   anyone
+//	    SetSettings(Settings)                      manage-rules
 //	io.github.tattlefw.Tattle1.Rules
 //	    List() -> a(Rule)                          system rules and the caller's own; all with manage-rules
 //	    Add(a(Rule)) -> as ids                     own rules: answer-prompts; system or others': manage-rules
@@ -22,6 +25,23 @@
 //	    Subscribe(), Unsubscribe()                 start or stop FlowsChanged for the caller (same visibility)
 //	    signal FlowsChanged(a(Flow))               unicast to each subscriber, at most once a second, with the
 //	                                               flows whose attempts changed since the last batch
+//	io.github.tattlefw.Tattle1.Prompts
+//	    RegisterAgent(o path)                      answer-prompts; the caller answers questions about its
+//	                                               uid's processes (root's agent also those of users without one)
+//	    UnregisterAgent(o path)                    the agent's own connection only
+//	    Pending() -> a(Question)                   open questions about the caller's processes (all with
+//	                                               manage-rules)
+//
+// An agent exports io.github.tattlefw.Tattle1.Agent at the path it registered:
+//
+//	Ask(Question) -> (Answer)                  returns when the user has answered; the helper waits until the
+//	                                           question's Deadline (then applies the default once) and treats an
+//	                                           error reply or the agent leaving the bus the same way
+//	Cancel(t id)                               the question was settled without this agent (timeout, the app
+//	                                           gave up, a rule decided it): close its window
+//
+// The most recently registered agent of a uid is asked; when it leaves the bus the one registered before it
+// takes over. An agent never sees a question about another user's process unless it runs as root.
 //
 // Every call that changes state checks polkit for the caller (subject: its bus name), honouring the message's
 // allow-interactive-authorization flag. Root is always authorized.
@@ -36,6 +56,8 @@ const (
 	DaemonInterface  = BusName + ".Daemon"
 	RulesInterface   = BusName + ".Rules"
 	MonitorInterface = BusName + ".Monitor"
+	PromptsInterface = BusName + ".Prompts"
+	AgentInterface   = BusName + ".Agent"
 	ChangedSignal    = RulesInterface + ".Changed"
 )
 
@@ -77,6 +99,75 @@ const (
 	ModeSilentDeny  = "silent-deny"
 )
 
+// Default actions for questions nobody answered in time.
+const (
+	DefaultAllow = "allow"
+	DefaultDeny  = "deny"
+)
+
+// Fail policies: what happens to undecided connections while tattled is not running. Connections of
+// applications a rule already denies something are always held back (dropped); the policy is for the rest.
+const (
+	FailPass = "pass" // let them through unasked
+	FailDrop = "drop" // drop their packets until tattled is back (TCP retries, so an answer then still counts)
+)
+
+// Scopes of an answer: which of the application's connections the resulting rule covers.
+const (
+	ScopeHost   = "host"   // this host (its name when known, else its address), this port and protocol
+	ScopeDomain = "domain" // every host in the host's domain, any port (needs a known host name)
+	ScopePort   = "port"   // any host, this port and protocol
+	ScopeAny    = "any"    // any connection
+)
+
+// Settings are the helper's settings. SetSettings validates them whole; an invalid value changes nothing.
+type Settings struct {
+	Mode            string // ModeAlert, ModeSilentAllow or ModeSilentDeny
+	DefaultAction   string // DefaultAllow or DefaultDeny: applied once when a question goes unanswered
+	QuestionTimeout uint32 // seconds a question waits for an answer, MinQuestionTimeout..MaxQuestionTimeout
+	FailPolicy      string // FailPass or FailDrop
+	HistoryDays     uint32 // days of connection history kept, 1..MaxHistoryDays
+}
+
+// Bounds of Settings.
+const (
+	MinQuestionTimeout = 1
+	MaxQuestionTimeout = 3600
+	MaxHistoryDays     = 3650
+)
+
+// Question asks an agent whether an application may make a connection. Several held attempts of one
+// application to one destination share one question.
+type Question struct {
+	ID       uint64
+	Exe      string // executable path
+	Dev      uint64 // executable identity (device, inode)
+	Ino      uint64
+	Package  string // "flatpak:ID", "snap:NAME" or "appimage:PATH" when the process runs in one, else ""
+	Via      string // the script an interpreter runs, when known
+	PID      uint32
+	UID      uint32
+	User     string // the user's name, or the uid in decimal
+	Comm     string // the process's name for itself (shown, never trusted)
+	Host     string // the host name the application looked up, "" when unknown
+	Addr     string // the destination address
+	Port     uint16
+	Protocol string // tcp or udp
+	Created  int64  // Unix milliseconds
+	Deadline int64  // Unix milliseconds: the default applies then
+	Default  string // DefaultAllow or DefaultDeny
+	Attempts uint32 // held attempts sharing this question so far
+}
+
+// Answer is a user's decision. Duration and Until take the values of shared/rules (rules.DurationOnce …);
+// Until is Unix seconds, for rules.DurationUntilTime only.
+type Answer struct {
+	Action   string // rules.ActionAllow or rules.ActionDeny
+	Scope    string // ScopeHost, ScopeDomain, ScopePort or ScopeAny
+	Duration string
+	Until    int64
+}
+
 // NoOwner in Rule.Owner marks a system rule (applies to every user).
 const NoOwner int64 = -1
 
@@ -110,6 +201,8 @@ type Status struct {
 	KernelEntries uint32
 	Problems      uint32
 	EventsLost    uint64
+	Pending       uint32 // open questions
+	Holding       string // how held connections reach the helper: "nftables queue", "xtables NFQUEUE" or "off: <why>"
 }
 
 // Problem is a rule file the helper refused; the rules it held before stay in force.
