@@ -21,6 +21,8 @@ packages=(
 	iproute2 iptables nftables curl python3 procps      # host ring clients and netfilter
 	dbus polkitd libxml2-utils                           # service ring: a real bus and polkitd; policy checks
 	btrfs-progs                                          # identities on btrfs subvolumes
+	gettext locales                                      # translations: msgfmt; de_DE.UTF-8 compiled by tests (localedef)
+	desktop-file-utils appstream                         # desktop entry and AppStream metainfo validation
 )
 missing=()
 for p in "${packages[@]}"; do
