@@ -12,7 +12,7 @@ static __always_inline int handle(struct bpf_sock_addr *ctx, __u8 family, __u8 h
 	struct bpf_sock *sk = ctx->sk;
 	struct identity id;
 	struct flow_key fk = {};
-	__u8 verdict;
+	__u8 verdict, strict;
 
 	if (ctx->protocol != IPPROTO_TCP && ctx->protocol != IPPROTO_UDP)
 		return 1;
@@ -21,11 +21,11 @@ static __always_inline int handle(struct bpf_sock_addr *ctx, __u8 family, __u8 h
 		return 1;
 	}
 	flow_from_sock_addr(&fk, ctx, family);
-	verdict = decide(&id, &fk, family, hook);
+	verdict = decide(&id, &fk, family, hook, &strict);
 	if (verdict == VERDICT_DENY)
 		return 0;
 	if (sk) {
-		note_decision(sk, verdict);
+		note_decision(sk, verdict, &id, strict);
 		apply_mark(ctx, sk);
 	}
 	return 1;

@@ -18,6 +18,10 @@ type CgroupConfig struct {
 	Generation uint64
 	Mark       uint32
 	Flags      uint32
+	StrictMark uint32
+	TokenMask  uint32
+	TokenShift uint32
+	Pad        uint32
 }
 
 type CgroupDestKey struct {
@@ -77,7 +81,8 @@ type CgroupFlow struct {
 	RuleId      uint32
 	LastTgid    uint32
 	Verdict     uint8
-	Pad         [7]uint8
+	Strict      uint8
+	Pad         [6]uint8
 }
 
 type CgroupFlowKey struct {
@@ -109,14 +114,17 @@ type CgroupScopeRule struct {
 	RuleId  uint32
 	Verdict uint8
 	HasDest uint8
-	Pad     uint16
+	HasDeny uint8
+	Pad     uint8
 }
 
 type CgroupSockState struct {
 	_        structs.HostLayout
-	WantMark uint8
+	WantBits uint32
+	HasBits  uint32
+	Saved    uint32
 	HasMark  uint8
-	Pad      uint16
+	Pad      [3]uint8
 }
 
 // Names of all BPF objects in the ELF.

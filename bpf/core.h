@@ -16,6 +16,14 @@
  * (installed where a rule only the helper can evaluate applies) ends the walk as undecided. No verdict means
  * UNDECIDED: the attempt goes through, its socket is marked so netfilter can hold its packets, and one event
  * goes to the helper.
+ *
+ * The mark on an undecided socket has three parts, all inside the bits the helper configured as Tattle's:
+ *   held    always: netfilter queues the socket's new packets to the helper
+ *   strict  the application has a deny rule somewhere: its undecided packets are dropped, never passed, while
+ *           no helper is reading the queue
+ *   token   a hash of the identity (executable, uid), so the helper ties a queued packet to the application
+ *           that sent it even when two applications of one user reach one destination at the same moment
+ * The application's own bits under that mask are saved in the socket's storage and put back once decided.
  */
 #ifndef TATTLE_CORE_H
 #define TATTLE_CORE_H
@@ -79,7 +87,8 @@ struct scope_rule {
 	__u32 rule_id;
 	__u8 verdict;  /* default verdict of the scope, VERDICT_NONE if it only has destination rules */
 	__u8 has_dest; /* destination rules exist for this scope */
-	__u16 _pad;
+	__u8 has_deny; /* a verdict of this scope denies something: its undecided packets are held strictly */
+	__u8 _pad;
 };
 
 /* LPM key: the scope and port are matched exactly (they are always inside the prefix), the address by prefix.
@@ -123,13 +132,18 @@ struct flow {
 	__u32 rule_id;
 	__u32 last_tgid;
 	__u8 verdict;
-	__u8 _pad[7];
+	__u8 strict; /* computed with the verdict: the application has a deny rule (see the mark above) */
+	__u8 _pad[6];
 };
 
 struct config {
-	__u64 generation; /* bumped by the helper after every rule change */
-	__u32 mark;       /* SO_MARK bits set on undecided sockets */
+	__u64 generation;  /* bumped by the helper after every rule change */
+	__u32 mark;        /* SO_MARK bit set on every undecided socket ("held") */
 	__u32 flags;
+	__u32 strict_mark; /* SO_MARK bit added for applications with a deny rule */
+	__u32 token_mask;  /* contiguous SO_MARK bits carrying the identity token */
+	__u32 token_shift; /* position of the lowest token bit */
+	__u32 _pad;
 };
 
 #define EXE_PATH_SIZE 512 /* power of two: offsets are masked with EXE_PATH_SIZE - 1 */
@@ -162,9 +176,11 @@ struct event {
 
 /* Per-socket state, only for sockets that were ever undecided. */
 struct sock_state {
-	__u8 want_mark; /* the last decision on this socket was UNDECIDED */
-	__u8 has_mark;  /* Tattle's mark bits are currently set on the socket */
-	__u16 _pad;
+	__u32 want_bits; /* Tattle's bits the socket should carry: 0 once decided */
+	__u32 has_bits;  /* Tattle's bits it carries now */
+	__u32 saved;     /* the application's own bits under Tattle's mask, put back when the mark is cleared */
+	__u8 has_mark;   /* has_bits is set on the socket (and saved holds the application's bits) */
+	__u8 _pad[3];
 };
 
 struct identity {
@@ -290,15 +306,18 @@ static __always_inline struct dest_rule *best_dest(struct dest_key *k, __u16 por
 	return exact;
 }
 
-/* Evaluates one scope. Returns the verdict (VERDICT_NONE if the scope has nothing to say). */
+/* Evaluates one scope. Returns the verdict (VERDICT_NONE if the scope has nothing to say). Sets *strict when
+ * the scope belongs to one application and denies something. */
 static __always_inline __u8 eval_scope(__u64 ino, __u32 dev, __u32 uid, const struct flow_key *fk,
-				       __u32 *rule_id)
+				       __u32 *rule_id, __u8 *strict)
 {
 	struct scope_key sk = {.ino = ino, .dev = dev, .uid = uid};
 	struct scope_rule *scope = bpf_map_lookup_elem(&scope_rules, &sk);
 
 	if (!scope)
 		return VERDICT_NONE;
+	if (ino && scope->has_deny)
+		*strict = 1;
 	if (scope->has_dest) {
 		struct dest_key dk = {
 			.prefixlen = DEST_MAX_BITS,
@@ -320,18 +339,19 @@ static __always_inline __u8 eval_scope(__u64 ino, __u32 dev, __u32 uid, const st
 	return scope->verdict;
 }
 
-static __always_inline __u8 evaluate(const struct identity *id, const struct flow_key *fk, __u32 *rule_id)
+static __always_inline __u8 evaluate(const struct identity *id, const struct flow_key *fk, __u32 *rule_id,
+				     __u8 *strict)
 {
 	__u8 v;
 
 	/* The first scope with something to say decides; VERDICT_ASK says "the helper decides". */
-	v = eval_scope(id->ino, id->dev, id->uid, fk, rule_id);
+	v = eval_scope(id->ino, id->dev, id->uid, fk, rule_id, strict);
 	if (!v)
-		v = eval_scope(id->ino, id->dev, ANY_UID, fk, rule_id);
+		v = eval_scope(id->ino, id->dev, ANY_UID, fk, rule_id, strict);
 	if (!v)
-		v = eval_scope(0, 0, id->uid, fk, rule_id);
+		v = eval_scope(0, 0, id->uid, fk, rule_id, strict);
 	if (!v)
-		v = eval_scope(0, 0, ANY_UID, fk, rule_id);
+		v = eval_scope(0, 0, ANY_UID, fk, rule_id, strict);
 	if (!v)
 		*rule_id = 0;
 	return v == VERDICT_ASK ? VERDICT_NONE : v;
@@ -472,14 +492,18 @@ static __always_inline void emit_event(const struct identity *id, const struct f
 	bpf_ringbuf_submit(e, 0);
 }
 
-/* Decides one attempt and accounts for it. Returns a verdict. */
-static __always_inline __u8 decide(const struct identity *id, struct flow_key *fk, __u8 family, __u8 hook)
+/* Decides one attempt and accounts for it. Returns a verdict; *strict tells whether the application has a deny
+ * rule (for the mark of an undecided socket). */
+static __always_inline __u8 decide(const struct identity *id, struct flow_key *fk, __u8 family, __u8 hook,
+				   __u8 *strict)
 {
 	__u32 zero = 0, rule_id = 0;
 	struct config *cfg = bpf_map_lookup_elem(&config, &zero);
 	struct flow *f;
 	__u64 now = monotonic_ns();
 	__u8 verdict, is_new = 0;
+
+	*strict = 0;
 
 	if (!cfg)
 		return VERDICT_ALLOW;
@@ -492,13 +516,15 @@ static __always_inline __u8 decide(const struct identity *id, struct flow_key *f
 	if (f && f->generation == cfg->generation) {
 		verdict = f->verdict;
 		rule_id = f->rule_id;
+		*strict = f->strict;
 	} else {
 		__u64 generation = cfg->generation;
 
-		verdict = evaluate(id, fk, &rule_id);
+		verdict = evaluate(id, fk, &rule_id, strict);
 		if (f) {
 			f->verdict = verdict;
 			f->rule_id = rule_id;
+			f->strict = *strict;
 			f->generation = generation;
 		} else {
 			struct flow init = {
@@ -506,6 +532,7 @@ static __always_inline __u8 decide(const struct identity *id, struct flow_key *f
 				.generation = generation,
 				.rule_id = rule_id,
 				.verdict = verdict,
+				.strict = *strict,
 			};
 			if (bpf_map_update_elem(&flows, fk, &init, BPF_NOEXIST) == 0)
 				is_new = 1;
@@ -533,48 +560,69 @@ static __always_inline __u8 decide(const struct identity *id, struct flow_key *f
 	return verdict;
 }
 
-/* Remembers on the socket whether its last decision was UNDECIDED, so the marking step can set or clear the
- * mark. Sockets never undecided get no storage at all. */
-static __always_inline void note_decision(void *sk, __u8 verdict)
+/* The identity token: a 64-bit multiplicative hash of (executable, uid), its top bits placed under the token
+ * mask. helper/enforce.Token computes the same. */
+static __always_inline __u32 identity_token(const struct identity *id, const struct config *cfg)
+{
+	__u64 h = id->ino * 0x9E3779B97F4A7C15ull;
+
+	h ^= ((__u64)id->dev << 32 | id->uid) * 0xC2B2AE3D27D4EB4Full;
+	h *= 0x165667B19E3779F9ull;
+	return ((__u32)(h >> 32) << (cfg->token_shift & 31)) & cfg->token_mask;
+}
+
+/* Remembers on the socket which of Tattle's mark bits it should carry, so the marking step can set or clear
+ * them. Sockets never undecided get no storage at all. */
+static __always_inline void note_decision(void *sk, __u8 verdict, const struct identity *id, __u8 strict)
 {
 	struct sock_state *st;
+	__u32 zero = 0;
+	struct config *cfg;
 
 	if (verdict == VERDICT_NONE) {
+		cfg = bpf_map_lookup_elem(&config, &zero);
+		if (!cfg || !cfg->mark)
+			return;
 		st = bpf_sk_storage_get(&sock_states, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 		if (st)
-			st->want_mark = 1;
+			st->want_bits = cfg->mark | (strict ? cfg->strict_mark : 0) | identity_token(id, cfg);
 		return;
 	}
 	st = bpf_sk_storage_get(&sock_states, sk, 0, 0);
 	if (st)
-		st->want_mark = 0;
+		st->want_bits = 0;
 }
 
 /* Applies the socket's wanted mark from a cgroup sock_addr program (the only kind that may set SO_MARK).
- * Tattle's bits are OR-ed into any mark the application set itself, and removed again once decided. sk is
- * ctx->sk read once by the caller: re-deriving it from ctx makes clang emit a pointer the verifier refuses. */
+ * Tattle's bits replace whatever the application had under Tattle's mask (saved, and put back once decided);
+ * its other bits stay. sk is ctx->sk read once by the caller: re-deriving it from ctx makes clang emit a pointer
+ * the verifier refuses. */
 static __always_inline void apply_mark(struct bpf_sock_addr *ctx, struct bpf_sock *sk)
 {
 	struct sock_state *st;
-	__u32 zero = 0, cur = 0, next;
+	__u32 zero = 0, cur = 0, next, ours;
 	struct config *cfg;
 
 	if (!sk)
 		return;
 	st = bpf_sk_storage_get(&sock_states, sk, 0, 0);
-	if (!st || st->want_mark == st->has_mark)
+	if (!st || (st->want_bits == st->has_bits && (st->want_bits != 0) == (st->has_mark != 0)))
 		return;
 	cfg = bpf_map_lookup_elem(&config, &zero);
 	if (!cfg || !cfg->mark)
 		return;
+	ours = cfg->mark | cfg->strict_mark | cfg->token_mask;
 	if (bpf_getsockopt(ctx, SOL_SOCKET, SO_MARK, &cur, sizeof(cur)))
 		cur = 0;
-	next = st->want_mark ? (cur | cfg->mark) : (cur & ~cfg->mark);
+	if (!st->has_mark)
+		st->saved = cur & ours;
+	next = (cur & ~ours) | (st->want_bits ? st->want_bits : st->saved);
 	if (bpf_setsockopt(ctx, SOL_SOCKET, SO_MARK, &next, sizeof(next))) {
 		count(STAT_MARK_FAILED);
 		return;
 	}
-	st->has_mark = st->want_mark;
+	st->has_bits = st->want_bits;
+	st->has_mark = st->want_bits != 0;
 }
 
 /* Fills the destination of a flow from a cgroup sock_addr context. */

@@ -47,7 +47,7 @@ static __always_inline int handle(struct socket *sock, const void *address, int 
 	struct identity id;
 	struct flow_key fk = {};
 	__u16 family, proto;
-	__u8 verdict;
+	__u8 verdict, strict;
 
 	if (!sk)
 		return 0;
@@ -64,10 +64,10 @@ static __always_inline int handle(struct socket *sock, const void *address, int 
 		count(STAT_NO_IDENTITY);
 		return 0;
 	}
-	verdict = decide(&id, &fk, family, hook);
+	verdict = decide(&id, &fk, family, hook, &strict);
 	if (verdict == VERDICT_DENY)
 		return -EPERM;
-	note_decision(sk, verdict);
+	note_decision(sk, verdict, &id, strict);
 	return 0;
 }
 

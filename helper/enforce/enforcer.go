@@ -19,11 +19,8 @@ import (
 // DefaultPinDir is where Tattle pins its programs, links and maps.
 const DefaultPinDir = "/sys/fs/bpf/tattle"
 
-// DefaultMark is the SO_MARK bit set on undecided sockets. Tattle ORs it into any mark a program set itself.
-const DefaultMark uint32 = 0x10000000
-
 // layoutVersion changes whenever the pinned maps' meaning changes in a way a newer helper cannot reuse.
-const layoutVersion = 1
+const layoutVersion = 2
 
 // Options configure Open.
 type Options struct {
@@ -31,7 +28,7 @@ type Options struct {
 	PinDir     string  // DefaultPinDir when empty
 	CgroupRoot string  // found in /proc/self/mountinfo when empty
 	SecurityFS string  // DefaultSecurityFS when empty
-	Mark       uint32  // DefaultMark when zero
+	Marks      Marks   // DefaultMarks when zero
 	Logger     *slog.Logger
 }
 
@@ -45,8 +42,8 @@ func (o *Options) fill() {
 	if o.SecurityFS == "" {
 		o.SecurityFS = DefaultSecurityFS
 	}
-	if o.Mark == 0 {
-		o.Mark = DefaultMark
+	if o.Marks == (Marks{}) {
+		o.Marks = DefaultMarks
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -87,6 +84,7 @@ type Enforcer struct {
 	mu sync.Mutex // serialises rule changes (dest counts and generation bumps)
 	// destCount counts destination rules per scope, so a scope's has_dest flag is cleared with its last rule.
 	destCount map[scopeKey]int
+	marks     Marks
 }
 
 // Backend reports which backend enforces.
@@ -181,7 +179,7 @@ func open(opts Options, backend Backend) (*Enforcer, error) {
 			err := e.reattach(obj)
 			if err == nil {
 				e.reused = true
-				if err := e.finishOpen(opts.Mark); err != nil {
+				if err := e.finishOpen(opts.Marks); err != nil {
 					return nil, err
 				}
 				opts.Logger.Info("reusing pinned programs", "backend", backend, "pin_dir", opts.PinDir)
@@ -216,7 +214,7 @@ func open(opts Options, backend Backend) (*Enforcer, error) {
 		detachLinks(opts.PinDir)
 		return nil, err
 	}
-	if err := e.finishOpen(opts.Mark); err != nil {
+	if err := e.finishOpen(opts.Marks); err != nil {
 		return nil, err
 	}
 	if err := writePinMeta(opts.PinDir, want); err != nil {
@@ -228,8 +226,8 @@ func open(opts Options, backend Backend) (*Enforcer, error) {
 }
 
 // finishOpen configures the kernel side and reads back what is installed; it closes e on failure.
-func (e *Enforcer) finishOpen(mark uint32) error {
-	if err := e.setMark(mark); err != nil {
+func (e *Enforcer) finishOpen(marks Marks) error {
+	if err := e.setMarks(marks); err != nil {
 		e.Close()
 		return err
 	}

@@ -27,6 +27,7 @@ type Verdicts struct {
 func (e *Enforcer) Replace(v Verdicts) error {
 	wantDest := map[bpf.CgroupDestKey]bpf.CgroupDestRule{}
 	destScopes := map[scopeKey]int{}
+	denyScopes := map[scopeKey]bool{}
 	for d, r := range v.Destinations {
 		if !r.Verdict.installable() {
 			return fmt.Errorf("destination %v: verdict must be allow, deny or ask, not %v", d, r.Verdict)
@@ -41,6 +42,9 @@ func (e *Enforcer) Replace(v Verdicts) error {
 			}
 			wantDest[k] = bpf.CgroupDestRule{RuleId: r.RuleID, Verdict: uint8(r.Verdict), AddrPrefix: bits}
 			destScopes[scopeKeyOf(d.Scope)]++
+			if r.Verdict == Deny {
+				denyScopes[scopeKeyOf(d.Scope)] = true
+			}
 		}
 	}
 	wantScope := map[scopeKey]bpf.CgroupScopeRule{}
@@ -49,11 +53,22 @@ func (e *Enforcer) Replace(v Verdicts) error {
 			return fmt.Errorf("default for %v: verdict must be allow, deny or ask, not %v", s.App, r.Verdict)
 		}
 		wantScope[scopeKeyOf(s)] = bpf.CgroupScopeRule{RuleId: r.RuleID, Verdict: uint8(r.Verdict)}
+		if r.Verdict == Deny {
+			denyScopes[scopeKeyOf(s)] = true
+		}
 	}
 	for k, n := range destScopes {
 		sr := wantScope[k]
 		sr.HasDest = boolByte(n > 0)
 		wantScope[k] = sr
+	}
+	// The kernel holds an application's undecided packets strictly (dropped while no helper runs) once any of
+	// its verdicts denies something.
+	for k := range denyScopes {
+		if sr, ok := wantScope[k]; ok && k.Ino != 0 {
+			sr.HasDeny = 1
+			wantScope[k] = sr
+		}
 	}
 
 	e.mu.Lock()

@@ -96,6 +96,9 @@ func (e *Enforcer) SetDefault(s Scope, v Verdict, ruleID uint32) error {
 	cur.Verdict = uint8(v)
 	cur.RuleId = ruleID
 	cur.HasDest = boolByte(e.destCount[k] > 0)
+	if v == Deny && k.Ino != 0 {
+		cur.HasDeny = 1 // kept until Replace recomputes it: holding strictly is the safe side
+	}
 	if err := e.maps.ScopeRules.Put(&k, &cur); err != nil {
 		return fmt.Errorf("install default verdict for %v: %w", s, err)
 	}
@@ -194,6 +197,16 @@ func (e *Enforcer) SetDestination(d Destination, v Verdict, ruleID uint32) error
 			}
 		}
 	}
+	if sk := scopeKeyOf(d.Scope); v == Deny && sk.Ino != 0 {
+		var cur bpf.CgroupScopeRule
+		if err := e.maps.ScopeRules.Lookup(&sk, &cur); err != nil {
+			return fmt.Errorf("read scope: %w", err)
+		}
+		cur.HasDeny = 1 // kept until Replace recomputes it: holding strictly is the safe side
+		if err := e.maps.ScopeRules.Put(&sk, &cur); err != nil {
+			return fmt.Errorf("update scope: %w", err)
+		}
+	}
 	return e.bumpGeneration()
 }
 
@@ -286,29 +299,27 @@ func (e *Enforcer) bumpGeneration() error {
 	return nil
 }
 
-func (e *Enforcer) setMark(mark uint32) error {
+func (e *Enforcer) setMarks(m Marks) error {
+	if err := m.Validate(); err != nil {
+		return err
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	var cfg bpf.CgroupConfig
 	if err := e.maps.Config.Lookup(uint32(0), &cfg); err != nil {
 		return fmt.Errorf("read kernel config: %w", err)
 	}
-	cfg.Mark = mark
+	cfg.Mark, cfg.StrictMark, cfg.TokenMask, cfg.TokenShift = m.Held, m.Strict, m.Token, m.tokenShift()
 	cfg.Generation++
 	if err := e.maps.Config.Put(uint32(0), &cfg); err != nil {
 		return fmt.Errorf("write kernel config: %w", err)
 	}
+	e.marks = m
 	return nil
 }
 
-// Mark returns the SO_MARK bits set on undecided sockets.
-func (e *Enforcer) Mark() (uint32, error) {
-	var cfg bpf.CgroupConfig
-	if err := e.maps.Config.Lookup(uint32(0), &cfg); err != nil {
-		return 0, fmt.Errorf("read kernel config: %w", err)
-	}
-	return cfg.Mark, nil
-}
+// Marks returns the SO_MARK layout of undecided sockets.
+func (e *Enforcer) Marks() Marks { return e.marks }
 
 // ClearAll removes every verdict: all attempts become undecided.
 func (e *Enforcer) ClearAll() error {

@@ -38,7 +38,9 @@ func main() {
 	// prctl(PR_SET_NAME) renames the calling thread only: keep every action on that thread.
 	runtime.LockOSThread()
 	comm := flag.String("comm", "", "rename the process (comm) before acting")
+	ownMark := flag.Uint("mark", 0, "SO_MARK the application sets on its own socket before connecting (needs CAP_NET_ADMIN)")
 	flag.Parse()
+	appMark = uint32(*ownMark)
 	if *comm != "" {
 		if err := unix.Prctl(unix.PR_SET_NAME, uintptr(unsafeBytePtr(*comm)), 0, 0, 0); err != nil {
 			fail(fmt.Errorf("set comm: %w", err))
@@ -46,7 +48,7 @@ func main() {
 	}
 	args := flag.Args()
 	if len(args) != 2 {
-		fail(errors.New("usage: tattle-testclient [-comm NAME] tcp|udp ADDR:PORT | bench COUNT"))
+		fail(errors.New("usage: tattle-testclient [-comm NAME] [-mark N] tcp|udp ADDR:PORT | bench COUNT"))
 	}
 	var res Result
 	switch args[0] {
@@ -96,6 +98,19 @@ func record(res *Result, err error) {
 	}
 }
 
+// appMark is set once from the command line before any socket is made.
+var appMark uint32
+
+// setOwnMark gives the socket the mark an application chose itself, as VPN clients do.
+func setOwnMark(fd int) {
+	if appMark == 0 {
+		return
+	}
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_MARK, int(appMark)); err != nil {
+		fail(fmt.Errorf("set SO_MARK: %w", err))
+	}
+}
+
 func dial(typ int, addr string) Result {
 	sa, family, err := sockaddr(addr)
 	if err != nil {
@@ -106,6 +121,7 @@ func dial(typ int, addr string) Result {
 		fail(err)
 	}
 	defer unix.Close(fd)
+	setOwnMark(fd)
 	var res Result
 	start := time.Now()
 	err = unix.Connect(fd, sa)
@@ -125,6 +141,7 @@ func sendUDP(addr string) Result {
 		fail(err)
 	}
 	defer unix.Close(fd)
+	setOwnMark(fd)
 	var res Result
 	start := time.Now()
 	err = unix.Sendto(fd, []byte("tattle"), 0, sa)

@@ -95,10 +95,7 @@ func (l *eventLog) of(t *testing.T, app identity.Executable, want int) []enforce
 func TestUndecidedAttemptsAreMarkedWithOneEventEach(t *testing.T) {
 	enf := openEnforcer(t, "undecided")
 	x := newApps(t, enf)
-	mark, err := enf.Mark()
-	if err != nil {
-		t.Fatal(err)
-	}
+	marks := enf.Marks()
 	log := recordEvents(t, enf)
 
 	// Nothing decides for C: every attempt goes through, marked, and is reported once.
@@ -115,13 +112,19 @@ func TestUndecidedAttemptsAreMarkedWithOneEventEach(t *testing.T) {
 		{"udp", x.srv.UDP6, testrig.RunOpts{}},
 		{"tcp", x.srv.TCP4, testrig.RunOpts{UID: nobody}},
 		{"tcp", x.srv.TCP4, testrig.RunOpts{Comm: "renamed"}},
+		// The application's own mark: bits outside Tattle's mask stay; those inside are replaced while held.
+		{"tcp", x.srv.TCP4, testrig.RunOpts{Mark: 0x0100002a}},
 	}
 	results := make([]testrig.Result, len(attempts))
 	for i, a := range attempts {
 		results[i] = testrig.RunApp(t, c, a.opts, a.proto, a.addr)
 		expectAllowed(t, "undecided "+a.proto+" "+a.addr, results[i], a.proto == "udp")
-		if results[i].Mark&mark != mark {
-			t.Errorf("attempt %d: socket mark %#x lacks Tattle's undecided mark %#x", i, results[i].Mark, mark)
+		// Held, and the token of this application and user: netfilter queues the packets and the helper
+		// tells whose they are. Not strict: the application has no deny rule.
+		want := marks.Held | marks.TokenOf(cID, a.opts.UID) | a.opts.Mark&^marks.All()
+		if results[i].Mark != want {
+			t.Errorf("attempt %d: socket mark %#x, want %#x (held %#x, token %#x, own %#x)", i, results[i].Mark, want,
+				marks.Held, marks.TokenOf(cID, a.opts.UID), a.opts.Mark)
 		}
 	}
 	events := log.of(t, cID, len(attempts))
@@ -169,8 +172,22 @@ func TestUndecidedAttemptsAreMarkedWithOneEventEach(t *testing.T) {
 	}
 	r := testrig.RunApp(t, c, testrig.RunOpts{}, "tcp", x.srv.TCP4)
 	expectAllowed(t, "C after allow", r, false)
-	if r.Mark&mark != 0 {
-		t.Errorf("allowed socket carries the undecided mark %#x", r.Mark)
+	if r.Mark&marks.All() != 0 {
+		t.Errorf("allowed socket carries Tattle's mark bits %#x", r.Mark)
+	}
+
+	// An application a rule denies something is held strictly: its undecided packets never pass unasked,
+	// even while no helper runs.
+	d := testrig.CopyApp(t, testrig.Build(t).Client, x.dir, "app-strict")
+	dID := ident(t, d)
+	if err := enf.SetDestination(enforce.Destination{Scope: enforce.Scope{App: dID, UID: identity.AnyUID},
+		Prefix: netip.MustParsePrefix("192.0.2.0/24"), Proto: enforce.TCP}, enforce.Deny, 41); err != nil {
+		t.Fatal(err)
+	}
+	r = testrig.RunApp(t, d, testrig.RunOpts{}, "tcp", x.srv.TCP4)
+	expectAllowed(t, "strict app, undecided destination", r, false)
+	if want := marks.Held | marks.Strict | marks.TokenOf(dID, 0); r.Mark != want {
+		t.Errorf("strictly held socket: mark %#x, want %#x", r.Mark, want)
 	}
 	st, err := enf.Stats()
 	if err != nil {

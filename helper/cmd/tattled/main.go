@@ -34,7 +34,6 @@ type config struct {
 	backend    string
 	pinDir     string
 	cgroupRoot string
-	mark       uint
 	lockFile   string
 	uninstall  bool
 	status     bool
@@ -49,7 +48,6 @@ func main() {
 	flag.StringVar(&cfg.backend, "backend", "auto", "kernel backend: auto, lsm or cgroup")
 	flag.StringVar(&cfg.pinDir, "pin-dir", enforce.DefaultPinDir, "bpffs directory for pinned programs and maps")
 	flag.StringVar(&cfg.cgroupRoot, "cgroup-root", "", "cgroup v2 root to attach to (default: found in /proc/self/mountinfo)")
-	flag.UintVar(&cfg.mark, "mark", uint(enforce.DefaultMark), "SO_MARK bits set on undecided sockets")
 	flag.StringVar(&cfg.lockFile, "lock-file", "/run/tattle/tattled.lock", "lock that keeps a second helper from starting")
 	flag.BoolVar(&cfg.uninstall, "uninstall", false, "detach all programs, remove the pins and exit")
 	flag.BoolVar(&cfg.status, "status", false, "print what is pinned and exit")
@@ -84,9 +82,6 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	if cfg.mark == 0 || cfg.mark > 0xffffffff {
-		return fmt.Errorf("-mark %#x: must be a non-zero 32-bit value", cfg.mark)
-	}
 	if cfg.status {
 		return printStatus(cfg.pinDir)
 	}
@@ -115,7 +110,6 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 		Backend:    backend,
 		PinDir:     cfg.pinDir,
 		CgroupRoot: cfg.cgroupRoot,
-		Mark:       uint32(cfg.mark),
 		Logger:     log,
 	})
 	if err != nil {

@@ -155,6 +155,7 @@ func (r Result) Elapsed() time.Duration { return time.Duration(r.ElapsedUS) * ti
 type RunOpts struct {
 	UID  uint32 // run as this user (0: root)
 	Comm string // rename the process before acting
+	Mark uint32 // SO_MARK the application sets on its socket itself
 }
 
 // RunApp runs the application at path (a copy or link of the test client) with args and returns its report.
@@ -164,6 +165,9 @@ func RunApp(t testing.TB, path string, opts RunOpts, args ...string) Result {
 	defer cancel()
 	if opts.Comm != "" {
 		args = append([]string{"-comm", opts.Comm}, args...)
+	}
+	if opts.Mark != 0 {
+		args = append([]string{"-mark", fmt.Sprint(opts.Mark)}, args...)
 	}
 	cmd := exec.CommandContext(ctx, path, args...)
 	if opts.UID != 0 {
