@@ -1,0 +1,298 @@
+// Package traytest plays the desktop's part for tests of the tray: a private session bus (a real
+// dbus-daemon) and a StatusNotifierWatcher that records the items registering with it, the way a panel's
+// watcher (KDE's, GNOME's AppIndicator extension) does.
+package traytest
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/godbus/dbus/v5"
+	"github.com/godbus/dbus/v5/introspect"
+
+	"github.com/tattlefw/tattle/app/tray"
+)
+
+// sessionBusConfig is a session bus on a private socket that starts no services: a test sees only the
+// peers it started itself.
+const sessionBusConfig = `<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>session</type>
+  <listen>unix:path=%s</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow send_destination="*" eavesdrop="true"/>
+    <allow eavesdrop="true"/>
+    <allow own="*"/>
+  </policy>
+</busconfig>
+`
+
+// SessionBus starts a dbus-daemon for the test's lifetime (stopped by its PID) and returns its address,
+// for dbus.Connect and DBUS_SESSION_BUS_ADDRESS.
+func SessionBus(tb testing.TB) string {
+	tb.Helper()
+	daemon, err := exec.LookPath("dbus-daemon")
+	if err != nil {
+		tb.Fatal("dbus-daemon is missing (apt-get install dbus)")
+	}
+	dir := tb.TempDir()
+	socket := filepath.Join(dir, "session_bus_socket")
+	conf := filepath.Join(dir, "session.conf")
+	if err := os.WriteFile(conf, []byte(fmt.Sprintf(sessionBusConfig, socket)), 0o644); err != nil {
+		tb.Fatal(err)
+	}
+	cmd := exec.Command(daemon, "--config-file="+conf, "--nofork", "--nopidfile", "--nosyslog", "--print-address")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		tb.Fatalf("starting dbus-daemon: %v", err)
+	}
+	tb.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+	})
+	// The daemon prints its address once it listens.
+	line := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		if sc.Scan() {
+			line <- sc.Text()
+		}
+		close(line)
+		for sc.Scan() {
+		}
+	}()
+	select {
+	case addr, ok := <-line:
+		if !ok || addr == "" {
+			tb.Fatalf("dbus-daemon printed no address: %s", stderr.String())
+		}
+		return strings.TrimSpace(addr)
+	case <-time.After(10 * time.Second):
+		tb.Fatalf("dbus-daemon did not start within 10 s: %s", stderr.String())
+	}
+	return ""
+}
+
+// Connect opens a connection to the bus at address, closed when the test ends.
+func Connect(tb testing.TB, address string) *dbus.Conn {
+	tb.Helper()
+	conn, err := dbus.Connect(address)
+	if err != nil {
+		tb.Fatalf("connecting to the session bus %s: %v", address, err)
+	}
+	tb.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+// ItemRef says where a registered item lives.
+type ItemRef struct {
+	Bus  string          // its bus name (well-known or unique)
+	Path dbus.ObjectPath // its StatusNotifierItem object
+}
+
+// Watcher is a StatusNotifierWatcher on its own connection.
+type Watcher struct {
+	conn *dbus.Conn
+
+	mu    sync.Mutex
+	items []ItemRef
+	host  bool
+	added chan ItemRef
+	gone  chan ItemRef
+}
+
+// StartWatcher owns org.kde.StatusNotifierWatcher on the bus at address. host says whether a tray host (the
+// part that draws items) is registered with it, as IsStatusNotifierHostRegistered reports.
+func StartWatcher(tb testing.TB, address string, host bool) *Watcher {
+	tb.Helper()
+	conn, err := dbus.Connect(address)
+	if err != nil {
+		tb.Fatalf("watcher: connecting: %v", err)
+	}
+	w := &Watcher{conn: conn, host: host, added: make(chan ItemRef, 16), gone: make(chan ItemRef, 16)}
+	tb.Cleanup(w.Stop)
+	conn.Export(watcherMethods{w}, tray.WatcherPath, tray.WatcherInterface)
+	conn.Export(watcherProps{w}, tray.WatcherPath, "org.freedesktop.DBus.Properties")
+	conn.Export(introspect.Introspectable(watcherXML), tray.WatcherPath, "org.freedesktop.DBus.Introspectable")
+	// Items leave when their connection or name goes away.
+	if err := conn.AddMatchSignal(dbus.WithMatchSender("org.freedesktop.DBus"),
+		dbus.WithMatchMember("NameOwnerChanged")); err != nil {
+		tb.Fatalf("watcher: %v", err)
+	}
+	signals := make(chan *dbus.Signal, 64)
+	conn.Signal(signals)
+	go func() {
+		for sig := range signals {
+			if sig.Name != "org.freedesktop.DBus.NameOwnerChanged" || len(sig.Body) != 3 {
+				continue
+			}
+			name, _ := sig.Body[0].(string)
+			newOwner, _ := sig.Body[2].(string)
+			if newOwner == "" {
+				w.drop(name)
+			}
+		}
+	}()
+	reply, err := conn.RequestName(tray.WatcherName, dbus.NameFlagDoNotQueue)
+	if err != nil || reply != dbus.RequestNameReplyPrimaryOwner {
+		tb.Fatalf("watcher: owning %s: reply %v, %v", tray.WatcherName, reply, err)
+	}
+	return w
+}
+
+func (w *Watcher) drop(name string) {
+	w.mu.Lock()
+	kept := w.items[:0]
+	var removed []ItemRef
+	for _, it := range w.items {
+		if it.Bus == name {
+			removed = append(removed, it)
+		} else {
+			kept = append(kept, it)
+		}
+	}
+	w.items = kept
+	w.mu.Unlock()
+	for _, it := range removed {
+		w.conn.Emit(tray.WatcherPath, tray.WatcherInterface+".StatusNotifierItemUnregistered", it.Bus+string(it.Path))
+		w.gone <- it
+	}
+}
+
+// Stop leaves the bus, as a panel does when it exits.
+func (w *Watcher) Stop() { w.conn.Close() }
+
+// Items are the items registered now.
+func (w *Watcher) Items() []ItemRef {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]ItemRef(nil), w.items...)
+}
+
+// WaitItem waits for the next item to register.
+func (w *Watcher) WaitItem(tb testing.TB, timeout time.Duration) ItemRef {
+	tb.Helper()
+	select {
+	case it := <-w.added:
+		return it
+	case <-time.After(timeout):
+		tb.Fatalf("no StatusNotifierItem registered within %v", timeout)
+	}
+	return ItemRef{}
+}
+
+// WaitGone waits for a registered item to leave the bus.
+func (w *Watcher) WaitGone(tb testing.TB, timeout time.Duration) ItemRef {
+	tb.Helper()
+	select {
+	case it := <-w.gone:
+		return it
+	case <-time.After(timeout):
+		tb.Fatalf("no StatusNotifierItem left within %v", timeout)
+	}
+	return ItemRef{}
+}
+
+// SetHost registers or unregisters the tray host, with the signal a real watcher sends.
+func (w *Watcher) SetHost(host bool) error {
+	w.mu.Lock()
+	w.host = host
+	w.mu.Unlock()
+	signal := ".StatusNotifierHostUnregistered"
+	if host {
+		signal = ".StatusNotifierHostRegistered"
+	}
+	return w.conn.Emit(tray.WatcherPath, tray.WatcherInterface+signal)
+}
+
+type watcherMethods struct{ w *Watcher }
+
+// RegisterStatusNotifierItem accepts a bus name (the item is at /StatusNotifierItem) or an object path
+// (the item is at that path on the caller's connection), as the protocol allows.
+func (m watcherMethods) RegisterStatusNotifierItem(sender dbus.Sender, service string) *dbus.Error {
+	ref := ItemRef{Bus: service, Path: tray.ItemPath}
+	if strings.HasPrefix(service, "/") {
+		ref = ItemRef{Bus: string(sender), Path: dbus.ObjectPath(service)}
+	}
+	m.w.mu.Lock()
+	m.w.items = append(m.w.items, ref)
+	m.w.mu.Unlock()
+	m.w.conn.Emit(tray.WatcherPath, tray.WatcherInterface+".StatusNotifierItemRegistered", ref.Bus+string(ref.Path))
+	m.w.added <- ref
+	return nil
+}
+
+func (m watcherMethods) RegisterStatusNotifierHost(service string) *dbus.Error {
+	m.w.SetHost(true)
+	return nil
+}
+
+type watcherProps struct{ w *Watcher }
+
+func (p watcherProps) all() map[string]dbus.Variant {
+	p.w.mu.Lock()
+	defer p.w.mu.Unlock()
+	names := []string{}
+	for _, it := range p.w.items {
+		names = append(names, it.Bus+string(it.Path))
+	}
+	return map[string]dbus.Variant{
+		"RegisteredStatusNotifierItems":  dbus.MakeVariant(names),
+		"IsStatusNotifierHostRegistered": dbus.MakeVariant(p.w.host),
+		"ProtocolVersion":                dbus.MakeVariant(int32(0)),
+	}
+}
+
+func (p watcherProps) Get(iface, name string) (dbus.Variant, *dbus.Error) {
+	v, ok := p.all()[name]
+	if iface != tray.WatcherInterface || !ok {
+		return dbus.Variant{}, dbus.NewError("org.freedesktop.DBus.Error.UnknownProperty", []any{iface + "." + name})
+	}
+	return v, nil
+}
+
+func (p watcherProps) GetAll(iface string) (map[string]dbus.Variant, *dbus.Error) {
+	if iface != tray.WatcherInterface {
+		return nil, dbus.NewError("org.freedesktop.DBus.Error.UnknownInterface", []any{iface})
+	}
+	return p.all(), nil
+}
+
+func (p watcherProps) Set(iface, name string, v dbus.Variant) *dbus.Error {
+	return dbus.NewError("org.freedesktop.DBus.Error.PropertyReadOnly", []any{name})
+}
+
+const watcherXML = `<node>` + introspect.IntrospectDeclarationString + `
+<interface name="org.kde.StatusNotifierWatcher">
+<method name="RegisterStatusNotifierItem"><arg name="service" type="s" direction="in"/></method>
+<method name="RegisterStatusNotifierHost"><arg name="service" type="s" direction="in"/></method>
+<property name="RegisteredStatusNotifierItems" type="as" access="read"/>
+<property name="IsStatusNotifierHostRegistered" type="b" access="read"/>
+<property name="ProtocolVersion" type="i" access="read"/>
+<signal name="StatusNotifierItemRegistered"><arg type="s"/></signal>
+<signal name="StatusNotifierItemUnregistered"><arg type="s"/></signal>
+<signal name="StatusNotifierHostRegistered"/>
+<signal name="StatusNotifierHostUnregistered"/>
+</interface></node>`
