@@ -1,0 +1,82 @@
+package client
+
+import (
+	"context"
+
+	"github.com/godbus/dbus/v5"
+
+	"github.com/tattlefw/tattle/shared/api"
+)
+
+// WatchFlows subscribes to the helper's FlowsChanged signals (Monitor.Subscribe) and delivers each batch of
+// changed flows on the returned channel until ctx ends; then it unsubscribes and closes the channel. Batches
+// are never dropped: a reader that falls behind slows down only this client's signal queue.
+func (c *Client) WatchFlows(ctx context.Context) (<-chan []api.Flow, error) {
+	opts := []dbus.MatchOption{
+		dbus.WithMatchSender(api.BusName),
+		dbus.WithMatchObjectPath(api.ObjectPath),
+		dbus.WithMatchInterface(api.MonitorInterface),
+		dbus.WithMatchMember("FlowsChanged"),
+	}
+	if err := c.conn.AddMatchSignalContext(ctx, opts...); err != nil {
+		return nil, callError(ctx, "org.freedesktop.DBus.AddMatch", err, c.opts.Timeout)
+	}
+	sigs := make(chan *dbus.Signal, 64)
+	c.conn.Signal(sigs)
+	if err := c.call(ctx, api.MonitorInterface+".Subscribe", false, nil); err != nil {
+		c.conn.RemoveSignal(sigs)
+		c.conn.RemoveMatchSignal(opts...)
+		return nil, err
+	}
+	out := make(chan []api.Flow, 16)
+	owner := c.helperOwner(ctx)
+	go func() {
+		defer close(out)
+		defer func() {
+			c.conn.RemoveSignal(sigs)
+			c.conn.RemoveMatchSignal(opts...)
+			// ctx is over; unsubscribe with a short call of its own.
+			uctx, cancel := context.WithTimeout(context.Background(), c.opts.Timeout)
+			defer cancel()
+			c.call(uctx, api.MonitorInterface+".Unsubscribe", false, nil)
+		}()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case s, ok := <-sigs:
+				if !ok {
+					return
+				}
+				if s.Name != api.MonitorInterface+".FlowsChanged" || s.Path != api.ObjectPath || len(s.Body) != 1 {
+					continue
+				}
+				// Signals may be sent by anyone on the bus: take flows only from the helper itself.
+				if s.Sender != owner {
+					if owner = c.helperOwner(ctx); s.Sender != owner {
+						continue
+					}
+				}
+				var flows []api.Flow
+				if err := dbus.Store(s.Body, &flows); err != nil {
+					continue
+				}
+				select {
+				case out <- flows:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}
+	}()
+	return out, nil
+}
+
+// helperOwner is the unique bus name of the running helper, "" when none runs.
+func (c *Client) helperOwner(ctx context.Context) string {
+	ctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
+	defer cancel()
+	var owner string
+	c.conn.BusObject().CallWithContext(ctx, "org.freedesktop.DBus.GetNameOwner", 0, api.BusName).Store(&owner)
+	return owner
+}

@@ -1,0 +1,375 @@
+// Package alert is the window that asks the user about a held connection. One window shows the oldest open
+// question and says how many more wait. It stays above other windows and marks itself urgent, but takes no
+// keyboard focus until the user clicks it, so typing elsewhere never lands in it by accident; then its
+// mnemonics (Alt+A allow, Alt+D deny) work. A countdown shows when the default applies.
+package alert
+
+import (
+	"fmt"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/gotk3/gotk3/gdk"
+	"github.com/gotk3/gotk3/glib"
+	"github.com/gotk3/gotk3/gtk"
+
+	"github.com/tattlefw/tattle/app/i18n"
+	"github.com/tattlefw/tattle/app/tattle/desktop"
+	"github.com/tattlefw/tattle/app/tattle/ui"
+	"github.com/tattlefw/tattle/shared/api"
+	"github.com/tattlefw/tattle/shared/rules"
+)
+
+// ForTime is how long an answer "for a time" lasts.
+const ForTime = time.Hour
+
+// Window is the alert. Use it on the main loop only.
+type Window struct {
+	win     *gtk.Window
+	entries *desktop.Index
+	answer  func(id uint64, a api.Answer)
+
+	current  *api.Question
+	icon     *gtk.Image
+	title    *gtk.Label
+	values   map[string]*gtk.Label
+	scope    *gtk.ComboBoxText
+	duration *gtk.ComboBoxText
+	countdn  *gtk.Label
+	more     *gtk.Label
+	allow    *gtk.Button
+	deny     *gtk.Button
+	ticking  bool
+}
+
+// New builds the (hidden) alert window. answer is called when the user decides.
+func New(app *gtk.Application, entries *desktop.Index, answer func(id uint64, a api.Answer)) *Window {
+	w := &Window{entries: entries, answer: answer, values: map[string]*gtk.Label{}}
+	w.win, _ = gtk.WindowNew(gtk.WINDOW_TOPLEVEL)
+	app.AddWindow(w.win)
+	w.win.SetTitle(i18n.T("Tattle: allow this connection?"))
+	w.win.SetRole("tattle-alert")
+	w.win.SetResizable(false)
+	w.win.SetKeepAbove(true)
+	w.win.SetTypeHint(gdk.WINDOW_TYPE_HINT_DIALOG)
+	w.win.SetSkipTaskbarHint(false)
+	w.win.SetIconName("io.github.tattlefw.Tattle")
+	w.win.Connect("delete-event", func() bool {
+		// Closing the window is not an answer: the question keeps waiting (the default applies at its deadline).
+		w.win.Hide()
+		return true
+	})
+	// A click on the window means the user is now dealing with it: let it take the keyboard.
+	w.win.AddEvents(int(gdk.BUTTON_PRESS_MASK))
+	w.win.Connect("button-press-event", func() bool {
+		w.takeFocus()
+		return false
+	})
+
+	box, _ := gtk.BoxNew(gtk.ORIENTATION_VERTICAL, 12)
+	box.SetMarginStart(18)
+	box.SetMarginEnd(18)
+	box.SetMarginTop(18)
+	box.SetMarginBottom(18)
+	w.win.Add(box)
+
+	head, _ := gtk.BoxNew(gtk.ORIENTATION_HORIZONTAL, 12)
+	w.icon, _ = gtk.ImageNewFromIconName("application-x-executable", gtk.ICON_SIZE_DIALOG)
+	w.icon.SetPixelSize(48)
+	head.PackStart(w.icon, false, false, 0)
+	w.title, _ = gtk.LabelNew("")
+	w.title.SetLineWrap(true)
+	w.title.SetMaxWidthChars(44)
+	w.title.SetXAlign(0)
+	head.PackStart(w.title, true, true, 0)
+	box.PackStart(head, false, false, 0)
+
+	grid, _ := gtk.GridNew()
+	grid.SetRowSpacing(4)
+	grid.SetColumnSpacing(12)
+	row := 0
+	addValue := func(key, label string) {
+		l, _ := gtk.LabelNew(label)
+		l.SetXAlign(1)
+		l.SetYAlign(0)
+		if sc, err := l.GetStyleContext(); err == nil {
+			sc.AddClass("dim-label")
+		}
+		v, _ := gtk.LabelNew("")
+		v.SetXAlign(0)
+		v.SetSelectable(true)
+		v.SetCanFocus(false)
+		v.SetLineWrap(true)
+		v.SetMaxWidthChars(48)
+		grid.Attach(l, 0, row, 1, 1)
+		grid.Attach(v, 1, row, 1, 1)
+		w.values[key] = v
+		row++
+	}
+	addValue("dest", i18n.T("Destination"))
+	addValue("proto", i18n.T("Protocol"))
+	addValue("path", i18n.T("Path"))
+	addValue("via", i18n.T("Via"))
+	addValue("pid", i18n.T("Process"))
+	addValue("user", i18n.T("User"))
+	box.PackStart(grid, false, false, 0)
+
+	choices, _ := gtk.GridNew()
+	choices.SetRowSpacing(6)
+	choices.SetColumnSpacing(12)
+	w.scope, _ = gtk.ComboBoxTextNew()
+	w.duration, _ = gtk.ComboBoxTextNew()
+	for _, d := range []struct{ id, label string }{
+		{rules.DurationOnce, i18n.T("Once")},
+		{rules.DurationUntilQuit, i18n.T("Until the application quits")},
+		{rules.DurationUntilRestart, i18n.T("Until restart")},
+		{rules.DurationUntilTime, i18n.T("For one hour")},
+		{rules.DurationForever, i18n.T("Forever")},
+	} {
+		w.duration.Append(d.id, d.label)
+	}
+	ui.SetAccessible(w.scope, i18n.T("Scope"), "")
+	ui.SetAccessible(w.duration, i18n.T("Duration"), "")
+	sl, _ := gtk.LabelNewWithMnemonic(i18n.T("_Connections"))
+	sl.SetMnemonicWidget(w.scope)
+	sl.SetXAlign(1)
+	dl, _ := gtk.LabelNewWithMnemonic(i18n.T("_For"))
+	dl.SetMnemonicWidget(w.duration)
+	dl.SetXAlign(1)
+	choices.Attach(sl, 0, 0, 1, 1)
+	choices.Attach(w.scope, 1, 0, 1, 1)
+	choices.Attach(dl, 0, 1, 1, 1)
+	choices.Attach(w.duration, 1, 1, 1, 1)
+	box.PackStart(choices, false, false, 0)
+
+	w.countdn, _ = gtk.LabelNew("")
+	w.countdn.SetXAlign(0)
+	w.more, _ = gtk.LabelNew("")
+	w.more.SetXAlign(0)
+	if sc, err := w.more.GetStyleContext(); err == nil {
+		sc.AddClass("dim-label")
+	}
+	box.PackStart(w.countdn, false, false, 0)
+	box.PackStart(w.more, false, false, 0)
+
+	buttons, _ := gtk.BoxNew(gtk.ORIENTATION_HORIZONTAL, 12)
+	buttons.SetHomogeneous(true)
+	w.deny, _ = gtk.ButtonNewWithMnemonic(i18n.T("_Deny"))
+	w.allow, _ = gtk.ButtonNewWithMnemonic(i18n.T("_Allow"))
+	if sc, err := w.deny.GetStyleContext(); err == nil {
+		sc.AddClass("destructive-action")
+	}
+	if sc, err := w.allow.GetStyleContext(); err == nil {
+		sc.AddClass("suggested-action")
+	}
+	ui.SetAccessible(w.allow, i18n.T("Allow"), "")
+	ui.SetAccessible(w.deny, i18n.T("Deny"), "")
+	w.deny.Connect("clicked", func() { w.decide(rules.ActionDeny) })
+	w.allow.Connect("clicked", func() { w.decide(rules.ActionAllow) })
+	buttons.PackStart(w.deny, true, true, 0)
+	buttons.PackStart(w.allow, true, true, 0)
+	box.PackEnd(buttons, false, false, 0)
+	box.ShowAll()
+	return w
+}
+
+// Update shows the oldest of the open questions, or hides the window when there are none.
+func (w *Window) Update(queue []api.Question) {
+	if len(queue) == 0 {
+		w.current = nil
+		w.win.Hide()
+		return
+	}
+	q := queue[0]
+	if w.current == nil || w.current.ID != q.ID {
+		w.show(q)
+	}
+	if n := len(queue) - 1; n > 0 {
+		w.more.SetText(fmt.Sprintf(i18n.N("%d more waiting", "%d more waiting", n), n))
+		w.more.Show()
+	} else {
+		w.more.SetText("")
+	}
+	w.win.SetUrgencyHint(true)
+}
+
+// Current is the question shown, if any.
+func (w *Window) Current() (api.Question, bool) {
+	if w.current == nil {
+		return api.Question{}, false
+	}
+	return *w.current, true
+}
+
+func (w *Window) show(q api.Question) {
+	w.current = &q
+	name, icon := filepath.Base(q.Exe), "application-x-executable"
+	if e, ok := w.entries.Lookup(q.Exe); ok {
+		name = e.Name
+		if e.Icon != "" && !filepath.IsAbs(e.Icon) {
+			icon = e.Icon
+		}
+	}
+	w.icon.SetFromIconName(icon, gtk.ICON_SIZE_DIALOG)
+	dest := q.Addr
+	if q.Host != "" {
+		dest = q.Host
+	}
+	w.title.SetMarkup(fmt.Sprintf(i18n.T("<b>%s</b> wants to connect to <b>%s</b>"),
+		glib.MarkupEscapeText(name), glib.MarkupEscapeText(dest)))
+	where := net(q)
+	if q.Host != "" {
+		where = q.Host + " (" + where + ")"
+	}
+	w.values["dest"].SetText(where)
+	w.values["proto"].SetText(protoName(q.Protocol))
+	path := q.Exe
+	if q.Package != "" {
+		path += " · " + q.Package
+	}
+	w.values["path"].SetText(path)
+	via := q.Via
+	if via == "" {
+		via = "—"
+	}
+	w.values["via"].SetText(via)
+	w.values["pid"].SetText(fmt.Sprintf("%s (%s %d)", q.Comm, i18n.T("PID"), q.PID))
+	w.values["user"].SetText(q.User)
+
+	w.scope.RemoveAll()
+	host := q.Host
+	if host == "" {
+		host = q.Addr
+	}
+	w.scope.Append(api.ScopeHost, fmt.Sprintf(i18n.T("To %s on port %d"), host, q.Port))
+	if q.Host != "" {
+		w.scope.Append(api.ScopeDomain, fmt.Sprintf(i18n.T("To any host in %s"), Domain(q.Host)))
+	}
+	w.scope.Append(api.ScopePort, fmt.Sprintf(i18n.T("To any host on port %d"), q.Port))
+	w.scope.Append(api.ScopeAny, i18n.T("Any connection"))
+	w.scope.SetActiveID(api.ScopeHost)
+	w.duration.SetActiveID(rules.DurationForever)
+
+	// Shown without taking the keyboard: typing elsewhere goes on undisturbed until the user clicks here.
+	w.win.SetAcceptFocus(false)
+	w.win.SetFocusOnMap(false)
+	w.placeOnActiveMonitor()
+	w.win.ShowAll()
+	w.updateCountdown()
+	if !w.ticking {
+		w.ticking = true
+		glib.TimeoutAdd(250, func() bool {
+			if w.current == nil {
+				w.ticking = false
+				return false
+			}
+			w.updateCountdown()
+			return true
+		})
+	}
+}
+
+// placeOnActiveMonitor moves the window to the top right of the monitor with the pointer (X11; Wayland
+// compositors place windows themselves).
+func (w *Window) placeOnActiveMonitor() {
+	display, err := gdk.DisplayGetDefault()
+	if err != nil {
+		return
+	}
+	seat, err := display.GetDefaultSeat()
+	if err != nil {
+		return
+	}
+	pointer, err := seat.GetPointer()
+	if err != nil {
+		return
+	}
+	var x, y int
+	if err := pointer.GetPosition(nil, &x, &y); err != nil {
+		return
+	}
+	mon, err := display.GetMonitorAtPoint(x, y)
+	if err != nil || mon == nil {
+		return
+	}
+	area := mon.GetWorkarea()
+	width, _ := w.win.GetSize()
+	if width < 420 {
+		width = 420
+	}
+	w.win.Move(area.GetX()+area.GetWidth()-width-24, area.GetY()+24)
+}
+
+func (w *Window) takeFocus() {
+	if w.current == nil {
+		return
+	}
+	w.win.SetAcceptFocus(true)
+	w.win.PresentWithTime(gdk.CURRENT_TIME)
+}
+
+func (w *Window) updateCountdown() {
+	if w.current == nil {
+		return
+	}
+	left := time.Until(time.UnixMilli(w.current.Deadline)).Round(time.Second)
+	if left < 0 {
+		left = 0
+	}
+	secs := int(left / time.Second)
+	if w.current.Default == api.DefaultAllow {
+		w.countdn.SetText(fmt.Sprintf(i18n.N("Allowed once in %d second unless you decide", "Allowed once in %d seconds unless you decide", secs), secs))
+	} else {
+		w.countdn.SetText(fmt.Sprintf(i18n.N("Denied once in %d second unless you decide", "Denied once in %d seconds unless you decide", secs), secs))
+	}
+}
+
+func (w *Window) decide(action string) {
+	if w.current == nil {
+		return
+	}
+	a := api.Answer{Action: action, Scope: w.scope.GetActiveID(), Duration: w.duration.GetActiveID()}
+	if a.Duration == rules.DurationUntilTime {
+		a.Until = time.Now().Add(ForTime).Unix()
+	}
+	id := w.current.ID
+	w.current = nil
+	w.answer(id, a)
+}
+
+// Domain is the registrable-looking part of a host name shown for the domain scope: the last two labels
+// ("www.example.com" -> "example.com"); the helper decides what the rule covers.
+func Domain(host string) string {
+	dots := 0
+	for i := len(host) - 1; i >= 0; i-- {
+		if host[i] == '.' {
+			dots++
+			if dots == 2 {
+				return host[i+1:]
+			}
+		}
+	}
+	return host
+}
+
+func net(q api.Question) string {
+	addr := q.Addr
+	for i := 0; i < len(addr); i++ {
+		if addr[i] == ':' {
+			addr = "[" + addr + "]"
+			break
+		}
+	}
+	return addr + ":" + strconv.Itoa(int(q.Port))
+}
+
+func protoName(p string) string {
+	switch p {
+	case "tcp":
+		return "TCP"
+	case "udp":
+		return "UDP"
+	}
+	return p
+}

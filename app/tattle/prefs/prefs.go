@@ -1,0 +1,126 @@
+// Package prefs is the Preferences page: the helper's settings (mode, default action, question timeout,
+// fail policy, history retention), read with Daemon.Settings and written whole with SetSettings, which
+// needs an administrator (polkit manage-rules). Failures show in the page's message bar.
+package prefs
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/gotk3/gotk3/gtk"
+
+	"github.com/tattlefw/tattle/app/client"
+	"github.com/tattlefw/tattle/app/i18n"
+	"github.com/tattlefw/tattle/app/tattle/ui"
+	"github.com/tattlefw/tattle/shared/api"
+)
+
+// Page is the Preferences page.
+type Page struct {
+	Widget *gtk.Box
+
+	ctx      context.Context
+	cl       *client.Client
+	msg      *ui.MessageBar
+	mode     *gtk.ComboBoxText
+	defAct   *gtk.ComboBoxText
+	timeout  *gtk.SpinButton
+	fail     *gtk.ComboBoxText
+	history  *gtk.SpinButton
+	apply    *gtk.Button
+	settings api.Settings
+}
+
+// New builds the page.
+func New(ctx context.Context, cl *client.Client) *Page {
+	p := &Page{ctx: ctx, cl: cl, msg: ui.NewMessageBar()}
+	grid, _ := gtk.GridNew()
+	grid.SetRowSpacing(12)
+	grid.SetColumnSpacing(18)
+	grid.SetHAlign(gtk.ALIGN_CENTER)
+	grid.SetMarginTop(24)
+	row := 0
+	add := func(label, help string, w gtk.IWidget) {
+		l, _ := gtk.LabelNewWithMnemonic(label)
+		l.SetXAlign(1)
+		l.SetMnemonicWidget(w)
+		grid.Attach(l, 0, row, 1, 1)
+		grid.Attach(w, 1, row, 1, 1)
+		h, _ := gtk.LabelNew(help)
+		h.SetXAlign(0)
+		h.SetLineWrap(true)
+		h.SetMaxWidthChars(60)
+		if sc, err := h.GetStyleContext(); err == nil {
+			sc.AddClass("dim-label")
+		}
+		grid.Attach(h, 1, row+1, 1, 1)
+		row += 2
+	}
+	combo := func(items ...[2]string) *gtk.ComboBoxText {
+		c, _ := gtk.ComboBoxTextNew()
+		for _, it := range items {
+			c.Append(it[0], it[1])
+		}
+		return c
+	}
+	p.mode = combo([2]string{api.ModeAlert, i18n.T("Alert: ask about new connections")},
+		[2]string{api.ModeSilentAllow, i18n.T("Silent, allow: allow new connections and log them")},
+		[2]string{api.ModeSilentDeny, i18n.T("Silent, deny: deny new connections and log them")})
+	add(i18n.T("_Mode"), i18n.T("What happens when an application connects somewhere no rule covers."), p.mode)
+	p.defAct = combo([2]string{api.DefaultDeny, i18n.T("Deny")}, [2]string{api.DefaultAllow, i18n.T("Allow")})
+	add(i18n.T("_Unanswered questions"), i18n.T("Applied once when nobody answers a question in time."), p.defAct)
+	p.timeout, _ = gtk.SpinButtonNewWithRange(api.MinQuestionTimeout, api.MaxQuestionTimeout, 1)
+	add(i18n.T("Question _timeout (seconds)"), i18n.T("How long a held connection waits for an answer."), p.timeout)
+	p.fail = combo([2]string{api.FailPass, i18n.T("Let new connections through")}, [2]string{api.FailDrop, i18n.T("Hold new connections back")})
+	add(i18n.T("While the service is _stopped"), i18n.T("What happens to connections no rule decides while tattled is not running."), p.fail)
+	p.history, _ = gtk.SpinButtonNewWithRange(1, api.MaxHistoryDays, 1)
+	add(i18n.T("Keep _history (days)"), i18n.T("Connection history older than this is deleted."), p.history)
+
+	p.apply, _ = gtk.ButtonNewWithMnemonic(i18n.T("_Apply"))
+	if sc, err := p.apply.GetStyleContext(); err == nil {
+		sc.AddClass("suggested-action")
+	}
+	p.apply.SetHAlign(gtk.ALIGN_END)
+	p.apply.Connect("clicked", func() { p.save() })
+	grid.Attach(p.apply, 1, row, 1, 1)
+
+	p.Widget, _ = gtk.BoxNew(gtk.ORIENTATION_VERTICAL, 0)
+	p.Widget.PackStart(p.msg.Bar, false, false, 0)
+	p.Widget.PackStart(grid, false, false, 0)
+	return p
+}
+
+// Load reads the settings from the helper.
+func (p *Page) Load() {
+	ui.Background(func() (api.Settings, error) { return p.cl.Settings(p.ctx) }, func(s api.Settings, err error) {
+		if err != nil {
+			p.apply.SetSensitive(false)
+			p.msg.Show(gtk.MESSAGE_ERROR, fmt.Sprintf(i18n.T("Cannot read the settings from the Tattle service: %v"), err))
+			return
+		}
+		p.settings = s
+		p.apply.SetSensitive(true)
+		p.mode.SetActiveID(s.Mode)
+		p.defAct.SetActiveID(s.DefaultAction)
+		p.timeout.SetValue(float64(s.QuestionTimeout))
+		p.fail.SetActiveID(s.FailPolicy)
+		p.history.SetValue(float64(s.HistoryDays))
+	})
+}
+
+func (p *Page) save() {
+	s := api.Settings{Mode: p.mode.GetActiveID(), DefaultAction: p.defAct.GetActiveID(),
+		QuestionTimeout: uint32(p.timeout.GetValueAsInt()), FailPolicy: p.fail.GetActiveID(), HistoryDays: uint32(p.history.GetValueAsInt())}
+	ui.Background(func() (struct{}, error) { return struct{}{}, p.cl.SetSettings(p.ctx, s) }, func(_ struct{}, err error) {
+		if err != nil {
+			msg := fmt.Sprintf(i18n.T("The settings were not changed: %v"), err)
+			if client.KindOf(err) == client.AccessDenied {
+				msg = i18n.T("The settings were not changed: changing them needs an administrator's password, and no authentication agent of the desktop answered (is a polkit agent running in this session?).")
+			}
+			p.msg.Show(gtk.MESSAGE_ERROR, msg)
+			return
+		}
+		p.settings = s
+		p.msg.Show(gtk.MESSAGE_INFO, i18n.T("Settings saved."))
+	})
+}

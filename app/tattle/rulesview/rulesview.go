@@ -1,0 +1,489 @@
+// Package rulesview is the Rules page: the helper's rules grouped by application, with a filter, an enable
+// toggle per rule, an add/edit dialog that validates with shared/rules exactly as the helper does, delete,
+// and import/export through the desktop's file chooser. Changes the helper refuses (no polkit agent to ask
+// for an administrator's password, an invalid rule) are shown in the page's message bar.
+package rulesview
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/gotk3/gotk3/glib"
+	"github.com/gotk3/gotk3/gtk"
+
+	"github.com/tattlefw/tattle/app/client"
+	"github.com/tattlefw/tattle/app/i18n"
+	"github.com/tattlefw/tattle/app/tattle/ui"
+	"github.com/tattlefw/tattle/shared/api"
+)
+
+const (
+	colIcon = iota
+	colName
+	colEnabled
+	colToggleVisible
+	colRemote
+	colPort
+	colProto
+	colAction
+	colDuration
+	colScope
+	colNote
+	colID
+	colVisible
+)
+
+// Page is the Rules page.
+type Page struct {
+	Widget *gtk.Box
+
+	ctx    context.Context
+	cl     *client.Client
+	parent *gtk.Window
+	msg    *ui.MessageBar
+	store  *gtk.TreeStore
+	view   *gtk.TreeView
+	search *gtk.SearchEntry
+	rules  map[string]api.Rule
+	uid    uint32
+}
+
+// New builds the page. parent is the window dialogs belong to.
+func New(ctx context.Context, cl *client.Client, parent *gtk.Window) *Page {
+	p := &Page{ctx: ctx, cl: cl, parent: parent, msg: ui.NewMessageBar(), rules: map[string]api.Rule{}, uid: uint32(os.Getuid())}
+	p.store, _ = gtk.TreeStoreNew(glib.TYPE_STRING, glib.TYPE_STRING, glib.TYPE_BOOLEAN, glib.TYPE_BOOLEAN,
+		glib.TYPE_STRING, glib.TYPE_STRING, glib.TYPE_STRING, glib.TYPE_STRING, glib.TYPE_STRING, glib.TYPE_STRING,
+		glib.TYPE_STRING, glib.TYPE_STRING, glib.TYPE_BOOLEAN)
+	filter, _ := p.store.ToTreeModel().FilterNew(nil)
+	filter.SetVisibleColumn(colVisible)
+	p.view, _ = gtk.TreeViewNewWithModel(filter)
+	ui.SetAccessible(p.view, i18n.T("Rules"), "")
+
+	tr, _ := gtk.CellRendererToggleNew()
+	tc, _ := gtk.TreeViewColumnNewWithAttribute(i18n.T("On"), tr, "active", colEnabled)
+	tc.AddAttribute(tr, "visible", colToggleVisible)
+	tr.Connect("toggled", func(_ *gtk.CellRendererToggle, path string) {
+		fp, err := gtk.TreePathNewFromString(path)
+		if err != nil {
+			return
+		}
+		it, err := filter.GetIter(fp)
+		if err != nil {
+			return
+		}
+		p.toggle(p.idAt(filter.ToTreeModel(), it))
+	})
+
+	name, _ := gtk.TreeViewColumnNew()
+	name.SetTitle(i18n.T("Application / Remote"))
+	name.SetExpand(true)
+	ir, _ := gtk.CellRendererPixbufNew()
+	name.PackStart(ir, false)
+	name.AddAttribute(ir, "icon-name", colIcon)
+	nr, _ := gtk.CellRendererTextNew()
+	nr.SetProperty("ellipsize", 3)
+	name.PackStart(nr, true)
+	name.AddAttribute(nr, "text", colName)
+	p.view.AppendColumn(name)
+	p.view.AppendColumn(tc)
+	p.view.SetExpanderColumn(name)
+	for _, c := range []struct {
+		title string
+		col   int
+	}{{i18n.T("Port"), colPort}, {i18n.T("Protocol"), colProto}, {i18n.T("Action"), colAction},
+		{i18n.T("Duration"), colDuration}, {i18n.T("Applies to"), colScope}, {i18n.T("Note"), colNote}} {
+		r, _ := gtk.CellRendererTextNew()
+		col, _ := gtk.TreeViewColumnNewWithAttribute(c.title, r, "text", c.col)
+		col.SetResizable(true)
+		p.view.AppendColumn(col)
+	}
+	p.view.Connect("row-activated", func() { p.edit() })
+
+	p.search, _ = gtk.SearchEntryNew()
+	p.search.SetPlaceholderText(i18n.T("Filter rules"))
+	p.search.SetHExpand(true)
+	p.search.Connect("search-changed", func() { p.applyFilter() })
+
+	button := func(icon, tip string, f func()) *gtk.Button {
+		b, _ := gtk.ButtonNewFromIconName(icon, gtk.ICON_SIZE_BUTTON)
+		b.SetTooltipText(tip)
+		ui.SetAccessible(b, tip, "")
+		b.Connect("clicked", f)
+		return b
+	}
+	bar, _ := gtk.BoxNew(gtk.ORIENTATION_HORIZONTAL, 6)
+	bar.SetMarginStart(6)
+	bar.SetMarginEnd(6)
+	bar.SetMarginTop(6)
+	bar.SetMarginBottom(6)
+	bar.PackStart(p.search, true, true, 0)
+	bar.PackStart(button("list-add-symbolic", i18n.T("Add rule"), func() { p.add() }), false, false, 0)
+	bar.PackStart(button("document-edit-symbolic", i18n.T("Edit rule"), func() { p.edit() }), false, false, 0)
+	bar.PackStart(button("list-remove-symbolic", i18n.T("Delete rule"), func() { p.remove() }), false, false, 0)
+	bar.PackStart(button("document-open-symbolic", i18n.T("Import rules"), func() { p.importRules() }), false, false, 0)
+	bar.PackStart(button("document-save-symbolic", i18n.T("Export rules"), func() { p.exportRules() }), false, false, 0)
+
+	scroll, _ := gtk.ScrolledWindowNew(nil, nil)
+	scroll.SetVExpand(true)
+	scroll.Add(p.view)
+	p.Widget, _ = gtk.BoxNew(gtk.ORIENTATION_VERTICAL, 0)
+	p.Widget.PackStart(p.msg.Bar, false, false, 0)
+	p.Widget.PackStart(bar, false, false, 0)
+	p.Widget.PackStart(scroll, true, true, 0)
+	return p
+}
+
+// Watch reloads the list now and whenever the helper's rules change, until the page's context ends.
+func (p *Page) Watch() {
+	p.Reload()
+	ch, err := p.cl.WatchChanged(p.ctx)
+	if err != nil {
+		p.msg.Show(gtk.MESSAGE_WARNING, i18n.T("Rule changes made elsewhere will not show until you reopen Tattle: ")+err.Error())
+		return
+	}
+	go func() {
+		for range ch {
+			glib.IdleAdd(func() { p.Reload() })
+		}
+	}()
+}
+
+// Reload fetches the rules.
+func (p *Page) Reload() {
+	ui.Background(func() ([]api.Rule, error) { return p.cl.Rules(p.ctx) }, func(rs []api.Rule, err error) {
+		if err != nil {
+			p.msg.Show(gtk.MESSAGE_ERROR, i18n.T("Cannot list the rules: ")+err.Error())
+			return
+		}
+		p.show(rs)
+	})
+}
+
+// Count is the number of rules shown.
+func (p *Page) Count() int { return len(p.rules) }
+
+func (p *Page) show(rs []api.Rule) {
+	p.store.Clear()
+	p.rules = map[string]api.Rule{}
+	groups := map[string][]api.Rule{}
+	for _, r := range rs {
+		p.rules[r.ID] = r
+		groups[r.Application] = append(groups[r.Application], r)
+	}
+	apps := make([]string, 0, len(groups))
+	for a := range groups {
+		apps = append(apps, a)
+	}
+	sort.Strings(apps)
+	for _, a := range apps {
+		parent := &gtk.TreeIter{}
+		label := a
+		if a == "any" {
+			label = i18n.T("Any application")
+		}
+		p.store.InsertWithValues(parent, nil, -1, []int{colIcon, colName, colToggleVisible, colVisible},
+			[]any{"application-x-executable", label, false, true})
+		for _, r := range groups[a] {
+			icon := "object-select-symbolic"
+			if r.Action == "deny" {
+				icon = "action-unavailable-symbolic"
+			}
+			scope := i18n.T("You")
+			if r.Owner == api.NoOwner {
+				scope = i18n.T("Everyone (system)")
+			} else if r.Owner != int64(p.uid) {
+				scope = fmt.Sprintf(i18n.T("User %d"), r.Owner)
+			}
+			if r.ReadOnly {
+				scope += " · " + i18n.T("administrator's file")
+			}
+			p.store.InsertWithValues(&gtk.TreeIter{}, parent, -1,
+				[]int{colIcon, colName, colEnabled, colToggleVisible, colRemote, colPort, colProto, colAction, colDuration, colScope, colNote, colID, colVisible},
+				[]any{icon, remoteLabel(r.Remote), r.Enabled, true, r.Remote, r.Port, r.Protocol, actionLabel(r.Action),
+					durationLabel(r.Duration), scope, r.Note, r.ID, true})
+		}
+	}
+	p.view.ExpandAll()
+	p.applyFilter()
+}
+
+// applyFilter shows rules (and their applications) whose text contains the filter.
+func (p *Page) applyFilter() {
+	text, _ := p.search.GetText()
+	text = strings.ToLower(strings.TrimSpace(text))
+	m := p.store.ToTreeModel()
+	it, ok := m.GetIterFirst()
+	for ok {
+		appV, _ := m.GetValue(it, colName)
+		app, _ := appV.GetString()
+		any := false
+		child := &gtk.TreeIter{}
+		cok := m.IterChildren(it, child)
+		for cok {
+			id := p.idAt(m, child)
+			r := p.rules[id]
+			show := text == "" || strings.Contains(strings.ToLower(strings.Join([]string{app, r.Application, r.Remote, r.Port, r.Protocol, r.Action, r.Note, r.ID}, " ")), text)
+			p.store.SetValue(child, colVisible, show)
+			any = any || show
+			cok = m.IterNext(child)
+		}
+		p.store.SetValue(it, colVisible, any)
+		ok = m.IterNext(it)
+	}
+}
+
+func (p *Page) idAt(m *gtk.TreeModel, it *gtk.TreeIter) string {
+	v, err := m.GetValue(it, colID)
+	if err != nil {
+		return ""
+	}
+	s, _ := v.GetString()
+	return s
+}
+
+func (p *Page) selectedID() string {
+	sel, _ := p.view.GetSelection()
+	model, it, ok := sel.GetSelected()
+	if !ok {
+		return ""
+	}
+	return p.idAt(model.(*gtk.TreeModel), it)
+}
+
+// report shows what a change call returned: nothing on success, else why it failed and what to do.
+func (p *Page) report(what string, err error) {
+	if err == nil {
+		p.msg.Hide()
+		p.Reload()
+		return
+	}
+	p.msg.Show(gtk.MESSAGE_ERROR, explain(what, err))
+}
+
+// explain turns a failed change into a message a person can act on.
+func explain(what string, err error) string {
+	switch client.KindOf(err) {
+	case client.AccessDenied:
+		return fmt.Sprintf(i18n.T("%s: not authorized. Changing rules for everyone needs an administrator's password, and no authentication agent of the desktop answered (is a polkit agent running in this session?). Details: %v"), what, err)
+	case client.ReadOnly:
+		return fmt.Sprintf(i18n.T("%s: this rule comes from an administrator's rule file; change that file instead. Details: %v"), what, err)
+	case client.Unreachable:
+		return fmt.Sprintf(i18n.T("%s: the Tattle service is not running or not answering. Details: %v"), what, err)
+	}
+	return fmt.Sprintf("%s: %v", what, err)
+}
+
+func (p *Page) toggle(id string) {
+	r, ok := p.rules[id]
+	if !ok {
+		return
+	}
+	if r.ReadOnly {
+		p.msg.Show(gtk.MESSAGE_INFO, i18n.T("This rule comes from an administrator's rule file; change that file to switch it."))
+		return
+	}
+	ui.Background(func() (struct{}, error) { return struct{}{}, p.cl.SetEnabled(p.ctx, id, !r.Enabled) },
+		func(_ struct{}, err error) { p.report(i18n.T("Switching the rule"), err) })
+}
+
+func (p *Page) add() {
+	r, ok := runDialog(p.parent, nil, p.uid)
+	if !ok {
+		return
+	}
+	ui.Background(func() ([]string, error) { return p.cl.AddRules(p.ctx, []api.Rule{r}) },
+		func(_ []string, err error) { p.report(i18n.T("Adding the rule"), err) })
+}
+
+func (p *Page) edit() {
+	r, ok := p.rules[p.selectedID()]
+	if !ok {
+		return
+	}
+	if r.ReadOnly {
+		p.msg.Show(gtk.MESSAGE_INFO, fmt.Sprintf(i18n.T("This rule comes from the administrator's file %s; change that file to edit it."), r.Source))
+		return
+	}
+	nr, ok := runDialog(p.parent, &r, p.uid)
+	if !ok {
+		return
+	}
+	ui.Background(func() (struct{}, error) { return struct{}{}, p.cl.UpdateRule(p.ctx, nr) },
+		func(_ struct{}, err error) { p.report(i18n.T("Changing the rule"), err) })
+}
+
+func (p *Page) remove() {
+	id := p.selectedID()
+	r, ok := p.rules[id]
+	if !ok {
+		return
+	}
+	d := gtk.MessageDialogNew(p.parent, gtk.DIALOG_MODAL|gtk.DIALOG_DESTROY_WITH_PARENT, gtk.MESSAGE_QUESTION, gtk.BUTTONS_NONE,
+		"%s", fmt.Sprintf(i18n.T("Delete the rule for %s to %s?"), r.Application, r.Remote))
+	d.AddButton(i18n.T("_Cancel"), gtk.RESPONSE_CANCEL)
+	d.AddButton(i18n.T("_Delete"), gtk.RESPONSE_ACCEPT)
+	resp := d.Run()
+	d.Destroy()
+	if resp != gtk.RESPONSE_ACCEPT {
+		return
+	}
+	ui.Background(func() (struct{}, error) { return struct{}{}, p.cl.RemoveRules(p.ctx, []string{id}) },
+		func(_ struct{}, err error) { p.report(i18n.T("Deleting the rule"), err) })
+}
+
+// formats offered by import and export, with their file patterns.
+var formats = []struct{ id, pattern string }{
+	{api.FormatTattle, "*.json"}, {api.FormatLittleSnitch, "*.lsrules"}, {api.FormatOpenSnitch, "*.json"},
+}
+
+func formatName(id string) string {
+	switch id {
+	case api.FormatLittleSnitch:
+		return i18n.T("Little Snitch rule group (.lsrules)")
+	case api.FormatOpenSnitch:
+		return i18n.T("OpenSnitch rule (.json)")
+	}
+	return i18n.T("Tattle rules (.json)")
+}
+
+// chooseFormat asks which format (and, for import, whether the rules are for everyone).
+func (p *Page) chooseFormat(title string, withSystem bool) (string, bool, bool) {
+	d, _ := gtk.DialogNewWithButtons(title, p.parent, gtk.DIALOG_MODAL|gtk.DIALOG_DESTROY_WITH_PARENT,
+		[]any{i18n.T("_Cancel"), gtk.RESPONSE_CANCEL}, []any{i18n.T("_Continue"), gtk.RESPONSE_ACCEPT})
+	area, _ := d.GetContentArea()
+	area.SetSpacing(8)
+	area.SetMarginStart(12)
+	area.SetMarginEnd(12)
+	area.SetMarginTop(12)
+	combo, _ := gtk.ComboBoxTextNew()
+	for _, f := range formats {
+		combo.Append(f.id, formatName(f.id))
+	}
+	combo.SetActiveID(api.FormatTattle)
+	area.Add(combo)
+	sys, _ := gtk.CheckButtonNewWithMnemonic(i18n.T("Rules for _all users (needs an administrator)"))
+	if withSystem {
+		area.Add(sys)
+	}
+	d.ShowAll()
+	resp := d.Run()
+	f, system := combo.GetActiveID(), sys.GetActive()
+	d.Destroy()
+	return f, system, resp == gtk.RESPONSE_ACCEPT
+}
+
+func (p *Page) importRules() {
+	format, system, ok := p.chooseFormat(i18n.T("Import rules"), true)
+	if !ok {
+		return
+	}
+	fc, err := gtk.FileChooserNativeDialogNew(i18n.T("Import rules"), p.parent, gtk.FILE_CHOOSER_ACTION_OPEN, i18n.T("_Import"), i18n.T("_Cancel"))
+	if err != nil {
+		return
+	}
+	defer fc.Destroy()
+	if gtk.ResponseType(fc.Run()) != gtk.RESPONSE_ACCEPT {
+		return
+	}
+	path := fc.GetFilename()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		p.msg.Show(gtk.MESSAGE_ERROR, fmt.Sprintf(i18n.T("Cannot read %s: %v"), path, err))
+		return
+	}
+	type result struct {
+		n       uint32
+		skipped []string
+	}
+	ui.Background(func() (result, error) {
+		n, skipped, err := p.cl.Import(p.ctx, format, data, system)
+		return result{n, skipped}, err
+	}, func(r result, err error) {
+		if err != nil {
+			p.report(i18n.T("Importing rules"), err)
+			return
+		}
+		p.Reload()
+		text := fmt.Sprintf(i18n.N("Imported %d rule from %s.", "Imported %d rules from %s.", int(r.n)), r.n, filepath.Base(path))
+		if len(r.skipped) > 0 {
+			text += " " + i18n.T("Left out:") + "\n" + strings.Join(r.skipped, "\n")
+		}
+		p.msg.Show(gtk.MESSAGE_INFO, text)
+	})
+}
+
+func (p *Page) exportRules() {
+	format, _, ok := p.chooseFormat(i18n.T("Export rules"), false)
+	if !ok {
+		return
+	}
+	fc, err := gtk.FileChooserNativeDialogNew(i18n.T("Export rules"), p.parent, gtk.FILE_CHOOSER_ACTION_SAVE, i18n.T("_Export"), i18n.T("_Cancel"))
+	if err != nil {
+		return
+	}
+	defer fc.Destroy()
+	fc.SetDoOverwriteConfirmation(true)
+	ext := ".json"
+	if format == api.FormatLittleSnitch {
+		ext = ".lsrules"
+	}
+	fc.SetCurrentName("tattle-rules" + ext)
+	if gtk.ResponseType(fc.Run()) != gtk.RESPONSE_ACCEPT {
+		return
+	}
+	path := fc.GetFilename()
+	type result struct {
+		data    []byte
+		skipped []string
+	}
+	ui.Background(func() (result, error) {
+		data, skipped, err := p.cl.Export(p.ctx, format)
+		return result{data, skipped}, err
+	}, func(r result, err error) {
+		if err != nil {
+			p.report(i18n.T("Exporting rules"), err)
+			return
+		}
+		if err := os.WriteFile(path, r.data, 0o644); err != nil {
+			p.msg.Show(gtk.MESSAGE_ERROR, fmt.Sprintf(i18n.T("Cannot write %s: %v"), path, err))
+			return
+		}
+		text := fmt.Sprintf(i18n.T("Exported the rules to %s."), path)
+		if len(r.skipped) > 0 {
+			text += " " + i18n.T("Left out:") + "\n" + strings.Join(r.skipped, "\n")
+		}
+		p.msg.Show(gtk.MESSAGE_INFO, text)
+	})
+}
+
+func remoteLabel(remote string) string {
+	if remote == "any" {
+		return i18n.T("Any destination")
+	}
+	return remote
+}
+
+func actionLabel(a string) string {
+	if a == "deny" {
+		return i18n.T("Deny")
+	}
+	return i18n.T("Allow")
+}
+
+func durationLabel(d string) string {
+	switch d {
+	case "once":
+		return i18n.T("Once")
+	case "until-quit":
+		return i18n.T("Until the application quits")
+	case "until-restart":
+		return i18n.T("Until restart")
+	case "until-time":
+		return i18n.T("Until a time")
+	}
+	return i18n.T("Forever")
+}

@@ -1,0 +1,215 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/godbus/dbus/v5"
+	"github.com/gotk3/gotk3/glib"
+	"github.com/gotk3/gotk3/gtk"
+
+	"github.com/tattlefw/tattle/app/client"
+	"github.com/tattlefw/tattle/app/i18n"
+	"github.com/tattlefw/tattle/app/tattle/agent"
+	"github.com/tattlefw/tattle/app/tattle/alert"
+	"github.com/tattlefw/tattle/app/tattle/desktop"
+	"github.com/tattlefw/tattle/app/tattle/monitor"
+	"github.com/tattlefw/tattle/app/tattle/prefs"
+	"github.com/tattlefw/tattle/app/tattle/rulesview"
+	"github.com/tattlefw/tattle/app/tattle/stall"
+	"github.com/tattlefw/tattle/app/tattle/ui"
+	"github.com/tattlefw/tattle/shared/api"
+)
+
+// session is the running app: its window, its connection to tattled and its agent. Everything here runs on
+// the GTK main loop unless noted.
+type session struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	log    *slog.Logger
+	app    *gtk.Application
+	cl     *client.Client
+	win    *gtk.ApplicationWindow
+	stack  *gtk.Stack
+	msg    *ui.MessageBar
+	mon    *monitor.Monitor
+	rules  *rulesview.Page
+	prefs  *prefs.Page
+	alert  *alert.Window
+	agent  *agent.Agent
+}
+
+func startSession(parent context.Context, app *gtk.Application, log *slog.Logger) *session {
+	ctx, cancel := context.WithCancel(parent)
+	s := &session{ctx: ctx, cancel: cancel, log: log, app: app, msg: ui.NewMessageBar()}
+	// The app stays running with its window closed: it is the agent that asks about new connections.
+	app.Hold()
+	entries := desktop.Load(desktop.DataDirs())
+
+	quit := glib.SimpleActionNew("quit", nil)
+	quit.Connect("activate", func() { app.Quit() })
+	app.AddAction(quit)
+	app.SetAccelsForAction("app.quit", []string{"<Primary>q"})
+
+	cl, err := client.Connect(client.Options{Interactive: true})
+	s.cl = cl
+	s.buildWindow(entries)
+	if err != nil {
+		s.msg.Show(gtk.MESSAGE_ERROR, fmt.Sprintf(i18n.T("Cannot reach the system bus, so Tattle cannot talk to its service: %v"), err))
+		return s
+	}
+	s.alert = alert.New(app, entries, func(id uint64, a api.Answer) {
+		if !s.agent.Answer(id, a) {
+			log.Info("question was settled before the answer", "id", id)
+		}
+	})
+	s.agent = agent.New(ctx, log, func() {
+		glib.IdleAdd(func() { s.questionsChanged() })
+	})
+	if err := s.agent.Export(cl.Conn()); err != nil {
+		s.msg.Show(gtk.MESSAGE_ERROR, err.Error())
+	} else {
+		go s.keepRegistered()
+	}
+	go s.feedMonitor()
+	s.rules.Watch()
+	s.prefs.Load()
+	if path := os.Getenv("TATTLE_STALL_FILE"); path != "" {
+		if err := stall.Start(path, func() (int, int) { return s.mon.Len(), s.mon.Queued() }); err != nil {
+			log.Warn("stall probe", "error", err)
+		}
+	}
+	return s
+}
+
+func (s *session) buildWindow(entries *desktop.Index) {
+	s.win, _ = gtk.ApplicationWindowNew(s.app)
+	s.win.SetTitle(i18n.T("Tattle"))
+	s.win.SetDefaultSize(1180, 680)
+	s.win.SetIconName(AppID)
+	s.win.Connect("delete-event", func() bool {
+		s.win.Hide()
+		return true
+	})
+
+	s.stack, _ = gtk.StackNew()
+	s.stack.SetTransitionType(gtk.STACK_TRANSITION_TYPE_CROSSFADE)
+	s.mon = monitor.New(entries)
+	s.rules = rulesview.New(s.ctx, s.cl, &s.win.Window)
+	s.prefs = prefs.New(s.ctx, s.cl)
+	s.stack.AddTitled(s.mon.Widget, "monitor", i18n.T("Monitor"))
+	s.stack.AddTitled(s.rules.Widget, "rules", i18n.T("Rules"))
+	s.stack.AddTitled(s.prefs.Widget, "preferences", i18n.T("Preferences"))
+
+	switcher, _ := gtk.StackSwitcherNew()
+	switcher.SetStack(s.stack)
+	header, _ := gtk.HeaderBarNew()
+	header.SetShowCloseButton(true)
+	header.SetCustomTitle(switcher)
+	s.win.SetTitlebar(header)
+
+	box, _ := gtk.BoxNew(gtk.ORIENTATION_VERTICAL, 0)
+	box.PackStart(s.msg.Bar, false, false, 0)
+	box.PackStart(s.stack, true, true, 0)
+	s.win.Add(box)
+	box.ShowAll()
+	// Tests and the tray open a page directly: TATTLE_PAGE=rules|preferences.
+	if page := os.Getenv("TATTLE_PAGE"); page != "" {
+		s.stack.SetVisibleChildName(page)
+	}
+}
+
+func (s *session) present() {
+	s.win.Present()
+}
+
+func (s *session) stop() {
+	if s.cl != nil && s.agent != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		s.cl.UnregisterAgent(ctx, agent.Path)
+		cancel()
+	}
+	s.cancel()
+}
+
+// questionsChanged shows the oldest open question (or hides the alert) and teaches the monitor host names.
+func (s *session) questionsChanged() {
+	q := s.agent.Queue()
+	for _, x := range q {
+		s.mon.LearnHost(x.Addr, x.Host)
+	}
+	s.alert.Update(q)
+}
+
+// feedMonitor streams flows into the monitor: subscribe first, then take a snapshot, so no change falls
+// between the two. Runs on its own goroutine until the session ends.
+func (s *session) feedMonitor() {
+	batches, err := s.cl.WatchFlows(s.ctx)
+	if err != nil {
+		s.showError(i18n.T("Live connection updates are not available: "), err)
+	}
+	snap, err := s.cl.Flows(s.ctx)
+	if err != nil {
+		s.showError(i18n.T("Cannot read connections from the Tattle service: "), err)
+	} else {
+		s.mon.Push(snap)
+	}
+	if batches == nil {
+		return
+	}
+	for b := range batches {
+		s.mon.Push(b)
+	}
+}
+
+func (s *session) showError(prefix string, err error) {
+	glib.IdleAdd(func() { s.msg.Show(gtk.MESSAGE_ERROR, prefix+err.Error()) })
+}
+
+// keepRegistered registers the agent now and again whenever tattled (re)starts, until the session ends.
+func (s *session) keepRegistered() {
+	conn := s.cl.Conn()
+	opts := []dbus.MatchOption{dbus.WithMatchInterface("org.freedesktop.DBus"), dbus.WithMatchMember("NameOwnerChanged"),
+		dbus.WithMatchArg(0, api.BusName)}
+	if err := conn.AddMatchSignalContext(s.ctx, opts...); err != nil {
+		s.log.Warn("cannot follow tattled restarts", "error", err)
+	}
+	sigs := make(chan *dbus.Signal, 8)
+	conn.Signal(sigs)
+	defer conn.RemoveSignal(sigs)
+	s.register()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case sig := <-sigs:
+			if sig.Name != "org.freedesktop.DBus.NameOwnerChanged" || len(sig.Body) != 3 {
+				continue
+			}
+			if name, _ := sig.Body[0].(string); name != api.BusName {
+				continue
+			}
+			if owner, _ := sig.Body[2].(string); owner != "" {
+				s.register()
+			}
+		}
+	}
+}
+
+func (s *session) register() {
+	err := s.cl.RegisterAgent(s.ctx, agent.Path)
+	if err == nil {
+		s.log.Info("registered as agent", "path", agent.Path)
+		return
+	}
+	s.log.Warn("cannot register as agent", "error", err)
+	var e *client.Error
+	if errors.As(err, &e) && client.KindOf(err) == client.Unreachable {
+		return // registered when tattled starts
+	}
+	s.showError(i18n.T("Tattle cannot ask you about new connections (the service refused this app as its agent): "), err)
+}
