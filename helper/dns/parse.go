@@ -83,6 +83,9 @@ func Parse(msg []byte, cut bool) (Answer, error) {
 // record's TTL is the smallest along its chain, since the mapping ends when any link does.
 func Records(query string, rrs []mdns.RR) []Record {
 	query = Normalize(query)
+	if query == "" {
+		return nil // the root has no addresses; a record for "" would match no rule and mislead the display
+	}
 	var out []Record
 	var chain []string
 	name, ttl := query, uint32(1<<31-1)
