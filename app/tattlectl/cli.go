@@ -51,6 +51,8 @@ type env struct {
 	terminal       bool       // stdout is a terminal (monitor redraws in place)
 	termRows       func() int // rows of the terminal, 0 when unknown
 	noInteractive  bool       // --no-interactive, before the command
+	// dialClient connects a full client (the agent exports an object on its connection).
+	dialClient func(interactive bool) (*client.Client, error)
 }
 
 func systemEnv() *env {
@@ -65,6 +67,9 @@ func systemEnv() *env {
 				return agentHelper{Helper: c, stop: startTTYAgent()}, nil
 			}
 			return c, nil
+		},
+		dialClient: func(interactive bool) (*client.Client, error) {
+			return client.Connect(client.Options{Interactive: interactive})
 		},
 		now:      time.Now,
 		uid:      os.Getuid(),
@@ -144,6 +149,7 @@ func init() {
 		{"rules import", "[--format tattle|lsrules|opensnitch] [--user] FILE|-", "import rules from Tattle, Little Snitch or OpenSnitch files", cmdRulesImport},
 		{"rules export", "[--format tattle|lsrules|opensnitch] [FILE|-]", "write the rules you may see to FILE (default: standard output)", cmdRulesExport},
 		{"monitor", "[--json] [--interval 1s] [--once]", "show the connections programs make, refreshed until Ctrl-C", cmdMonitor},
+		{"agent", "[--json]", "answer questions about your programs' connections in this terminal", cmdAgent},
 		{"mode", "[alert|silent-allow|silent-deny]", "show or set what happens to connections no rule decides", cmdMode},
 		{"version", "", "print tattlectl's version", cmdVersion},
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/tattlefw/tattle/helper/enforce"
 	"github.com/tattlefw/tattle/helper/exepath"
+	"github.com/tattlefw/tattle/helper/hold"
 	"github.com/tattlefw/tattle/helper/ruleset"
 	"github.com/tattlefw/tattle/helper/store"
 	"github.com/tattlefw/tattle/shared/identity"
@@ -35,7 +36,15 @@ type Daemon struct {
 	current ruleset.Result
 
 	applied chan struct{} // signalled after each Apply, so the expiry timer follows new rules
+
+	hold holding // holding undecided connections; inactive until StartHolding
+
+	// onRulesChanged announces rule changes the helper made itself (answers, until-quit endings).
+	onRulesChanged func()
 }
+
+// OnRulesChanged sets what announces rule changes the helper makes itself. Call before Run.
+func (d *Daemon) OnRulesChanged(f func()) { d.onRulesChanged = f }
 
 // New returns a daemon for an open enforcer and store.
 func New(enf *enforce.Enforcer, st *store.Store, log *slog.Logger) *Daemon {
@@ -110,6 +119,17 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return err
 	}
 	var wg sync.WaitGroup
+	if d.hold.holder != nil {
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			d.hold.holder.Run(ctx)
+		}()
+		go func() {
+			defer wg.Done()
+			d.watchUntilQuit(ctx)
+		}()
+	}
 	wg.Add(3)
 	go func() {
 		defer wg.Done()
@@ -127,6 +147,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}()
 	<-ctx.Done()
 	events.Close()
+	if d.hold.queue != nil {
+		d.hold.queue.Close()
+	}
 	wg.Wait()
 	return nil
 }
@@ -185,9 +208,19 @@ func (d *Daemon) logEvents(events *enforce.EventReader) {
 		}
 		d.log.Debug("connection attempt", "kind", ev.Kind, "verdict", ev.Verdict, "exe", ev.Exe, "pid", ev.TGID,
 			"uid", ev.UID, "comm", ev.Comm, "dest", ev.Dest, "proto", ev.Proto, "hook", ev.Hook)
-		if ev.Kind == enforce.EventUndecided {
-			d.decideInUserspace(ev)
+		if ev.Kind != enforce.EventUndecided {
+			continue
 		}
+		key := hold.Key{App: ev.App, UID: ev.UID, Dest: ev.Dest, Proto: ev.Proto}
+		v, decided := d.decideInUserspace(ev)
+		if d.hold.holder == nil {
+			continue
+		}
+		if decided {
+			d.hold.holder.Decided(key, v)
+			continue
+		}
+		d.hold.holder.Attempt(hold.Attempt{Key: key, PID: ev.TGID, Exe: ev.Exe, Comm: ev.Comm, Time: ev.Time})
 	}
 }
 
@@ -199,21 +232,21 @@ func (d *Daemon) logEvents(events *enforce.EventReader) {
 // A verdict is learned only when no rule of higher precedence could have applied with facts the helper does
 // not have yet (the host name an address was looked up for, a packaged app's identity): otherwise the flow stays
 // undecided, rather than a lower rule being cached over one that might have won.
-func (d *Daemon) decideInUserspace(ev enforce.Event) {
+func (d *Daemon) decideInUserspace(ev enforce.Event) (enforce.Verdict, bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	cur := d.current
 	now := time.Now()
 	proto := ev.Proto.String()
-	flow := rules.Flow{AppPath: pathFor(cur, ev), UID: ev.UID, Addr: ev.Dest.Addr(), Port: ev.Dest.Port(), Proto: proto}
+	flow := rules.Flow{AppPath: pathFor(cur, ev.App, ev.Exe), UID: ev.UID, Addr: ev.Dest.Addr(), Port: ev.Dest.Port(), Proto: proto}
 	winner := rules.Decide(cur.Active, flow, nil, now)
 	if winner == nil {
-		return
+		return enforce.Undecided, false
 	}
 	if blocker := unknowable(cur.Active, winner, flow, now); blocker != "" {
 		d.log.Debug("left undecided: a rule of higher precedence needs facts not known yet", "rule", blocker,
 			"exe", ev.Exe, "dest", ev.Dest, "proto", proto)
-		return
+		return enforce.Undecided, false
 	}
 	verdict := enforce.Allow
 	if winner.Rule.Action == rules.ActionDeny {
@@ -221,21 +254,21 @@ func (d *Daemon) decideInUserspace(ev enforce.Event) {
 	}
 	if err := d.enf.LearnFlow(ev.App, ev.UID, ev.Dest, ev.Proto, verdict, learnedRuleID); err != nil {
 		d.log.Warn("cache a verdict decided in userspace", "error", err)
-		return
 	}
 	d.log.Info("decided in userspace", "rule", winner.Rule.ID, "action", winner.Rule.Action, "exe", ev.Exe,
 		"uid", ev.UID, "dest", ev.Dest, "proto", proto)
+	return verdict, true
 }
 
 // pathFor names the event's executable for path rules by its identity, never by the path string it reported
 // (which a process can make up with its own mount namespace): a rule path whose file is this executable.
-func pathFor(cur ruleset.Result, ev enforce.Event) string {
-	paths := cur.Paths[ev.App]
+func pathFor(cur ruleset.Result, app identity.Executable, exe string) string {
+	paths := cur.Paths[app]
 	if len(paths) == 0 {
 		return ""
 	}
 	for _, p := range paths {
-		if p == ev.Exe {
+		if p == exe {
 			return p
 		}
 	}

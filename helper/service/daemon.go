@@ -25,6 +25,8 @@ func (i daemonIface) Status() (api.Status, *dbus.Error) {
 			st.Rules++
 		}
 	}
+	st.Pending = uint32(i.s.daemon.PendingCount())
+	st.Holding = i.s.daemon.Holding()
 	if ks, err := i.s.enf.Stats(); err == nil {
 		st.EventsLost = ks.EventsLost
 	}

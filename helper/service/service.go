@@ -37,6 +37,7 @@ type Service struct {
 	log     *slog.Logger
 	props   *prop.Properties
 	monitor *monitor
+	agents  agents
 
 	callsMu sync.Mutex
 	calls   map[uint32]int // calls in progress per uid
@@ -64,6 +65,7 @@ func New(o Options) (*Service, error) {
 		"Version": {Value: o.Version, Emit: prop.EmitConst},
 		"Backend": {Value: string(o.Enforcer.Backend()), Emit: prop.EmitConst},
 		"Mode":    {Value: o.Store.Settings().Mode, Emit: prop.EmitTrue},
+		"Pending": {Value: uint32(0), Emit: prop.EmitTrue},
 	}})
 	if err != nil {
 		return nil, fmt.Errorf("export properties: %w", err)
@@ -76,6 +78,7 @@ func New(o Options) (*Service, error) {
 		{api.DaemonInterface, daemonIface{s}},
 		{api.RulesInterface, rulesIface{s}},
 		{api.MonitorInterface, monitorIface{s}},
+		{api.PromptsInterface, promptsIface{s}},
 	}
 	node := &introspect.Node{Name: string(api.ObjectPath), Interfaces: []introspect.Interface{introspect.IntrospectData, prop.IntrospectData}}
 	for _, i := range ifaces {
@@ -220,6 +223,14 @@ func storeError(err error) *dbus.Error {
 		return dbus.NewError(api.ErrInvalidArgs, []any{err.Error()})
 	}
 	return failed("store the rules", err)
+}
+
+// AnnounceRulesChanged tells clients the rules changed (the helper changed them itself: an answer, an
+// application that quit).
+func (s *Service) AnnounceRulesChanged() {
+	if err := s.conn.Emit(api.ObjectPath, api.ChangedSignal); err != nil {
+		s.log.Warn("announce rule change", "error", err)
+	}
 }
 
 // changed recompiles, installs and announces new rules.

@@ -7,22 +7,52 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"github.com/tattlefw/tattle/shared/api"
 )
 
-// Settings are the helper's own settings, kept in its state directory.
-type Settings struct {
-	Mode string `json:"mode"` // alert, silent-allow or silent-deny
+// settingsFile is the on-disk form of api.Settings; fields missing from an older file take their defaults.
+type settingsFile struct {
+	Mode            string `json:"mode"`
+	DefaultAction   string `json:"default_action,omitempty"`
+	QuestionTimeout uint32 `json:"question_timeout,omitempty"`
+	FailPolicy      string `json:"fail_policy,omitempty"`
+	HistoryDays     uint32 `json:"history_days,omitempty"`
+}
+
+// DefaultSettings are used until something is saved.
+func DefaultSettings() api.Settings {
+	return api.Settings{Mode: api.ModeAlert, DefaultAction: api.DefaultDeny, QuestionTimeout: 30,
+		FailPolicy: api.FailPass, HistoryDays: 30}
 }
 
 // Modes lists the values Settings.Mode may hold.
-func Modes() []string { return []string{"alert", "silent-allow", "silent-deny"} }
+func Modes() []string { return []string{api.ModeAlert, api.ModeSilentAllow, api.ModeSilentDeny} }
 
-// defaultSettings are used until something is saved.
-func defaultSettings() Settings { return Settings{Mode: "alert"} }
+// ValidateSettings checks every field; its error names the field and the values it may take.
+func ValidateSettings(st api.Settings) error {
+	if !oneOf(st.Mode, Modes()...) {
+		return fmt.Errorf("mode %q: use one of %v", st.Mode, Modes())
+	}
+	if !oneOf(st.DefaultAction, api.DefaultAllow, api.DefaultDeny) {
+		return fmt.Errorf("default action %q: use allow or deny", st.DefaultAction)
+	}
+	if st.QuestionTimeout < api.MinQuestionTimeout || st.QuestionTimeout > api.MaxQuestionTimeout {
+		return fmt.Errorf("question timeout %d s: use %d to %d seconds", st.QuestionTimeout, api.MinQuestionTimeout,
+			api.MaxQuestionTimeout)
+	}
+	if !oneOf(st.FailPolicy, api.FailPass, api.FailDrop) {
+		return fmt.Errorf("fail policy %q: use pass or drop", st.FailPolicy)
+	}
+	if st.HistoryDays < 1 || st.HistoryDays > api.MaxHistoryDays {
+		return fmt.Errorf("history retention %d days: use 1 to %d", st.HistoryDays, api.MaxHistoryDays)
+	}
+	return nil
+}
 
-func validMode(m string) bool {
-	for _, v := range Modes() {
-		if m == v {
+func oneOf(v string, allowed ...string) bool {
+	for _, a := range allowed {
+		if v == a {
 			return true
 		}
 	}
@@ -33,45 +63,64 @@ func (s *Store) settingsPath() string { return filepath.Join(s.stateDir, "settin
 
 // Settings returns the saved settings (the defaults when none are saved, or when the file is unreadable,
 // which is then listed in Problems).
-func (s *Store) Settings() Settings {
+func (s *Store) Settings() api.Settings {
 	data, err := os.ReadFile(s.settingsPath())
 	if errors.Is(err, os.ErrNotExist) {
-		return defaultSettings()
+		return DefaultSettings()
 	}
-	var st Settings
+	st := DefaultSettings()
 	if err == nil {
+		var f settingsFile
 		dec := json.NewDecoder(bytes.NewReader(data))
 		dec.DisallowUnknownFields()
-		err = dec.Decode(&st)
-		if err == nil && !validMode(st.Mode) {
-			err = fmt.Errorf("mode %q is not one of %v", st.Mode, Modes())
+		if err = dec.Decode(&f); err == nil {
+			st.Mode = f.Mode
+			if f.DefaultAction != "" {
+				st.DefaultAction = f.DefaultAction
+			}
+			if f.QuestionTimeout != 0 {
+				st.QuestionTimeout = f.QuestionTimeout
+			}
+			if f.FailPolicy != "" {
+				st.FailPolicy = f.FailPolicy
+			}
+			if f.HistoryDays != 0 {
+				st.HistoryDays = f.HistoryDays
+			}
+			err = ValidateSettings(st)
 		}
 	}
 	if err != nil {
 		s.mu.Lock()
 		s.problems[s.settingsPath()] = Problem{File: s.settingsPath(), Error: err.Error() + "; using the defaults", Since: s.now()}
 		s.mu.Unlock()
-		return defaultSettings()
+		return DefaultSettings()
 	}
 	return st
 }
 
-// SetMode saves the mode.
-func (s *Store) SetMode(mode string) error {
-	if !validMode(mode) {
-		return fmt.Errorf("mode %q: use one of %v", mode, Modes())
+// SetSettings validates and saves the settings whole: an invalid value changes nothing.
+func (s *Store) SetSettings(st api.Settings) error {
+	if err := ValidateSettings(st); err != nil {
+		return err
 	}
-	st := s.Settings()
-	st.Mode = mode
-	data, err := json.MarshalIndent(st, "", "  ")
+	data, err := json.MarshalIndent(settingsFile{Mode: st.Mode, DefaultAction: st.DefaultAction,
+		QuestionTimeout: st.QuestionTimeout, FailPolicy: st.FailPolicy, HistoryDays: st.HistoryDays}, "", "  ")
 	if err != nil {
 		return err
 	}
 	if err := writeFileAtomic(s.settingsPath(), append(data, '\n'), 0o600); err != nil {
-		return err
+		return fmt.Errorf("save settings: %w", err)
 	}
 	s.mu.Lock()
 	delete(s.problems, s.settingsPath())
 	s.mu.Unlock()
 	return nil
+}
+
+// SetMode saves the mode, keeping the other settings.
+func (s *Store) SetMode(mode string) error {
+	st := s.Settings()
+	st.Mode = mode
+	return s.SetSettings(st)
 }

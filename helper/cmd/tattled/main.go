@@ -22,6 +22,7 @@ import (
 
 	"github.com/tattlefw/tattle/helper/daemon"
 	"github.com/tattlefw/tattle/helper/enforce"
+	"github.com/tattlefw/tattle/helper/netfilter"
 	"github.com/tattlefw/tattle/helper/service"
 	"github.com/tattlefw/tattle/helper/store"
 	"github.com/tattlefw/tattle/shared/api"
@@ -41,6 +42,9 @@ type config struct {
 	stateDir   string
 	rulesDir   string
 	bus        string
+	hold       bool
+	nftTable   string
+	queue      uint
 }
 
 func main() {
@@ -55,6 +59,9 @@ func main() {
 	flag.StringVar(&cfg.stateDir, "state-dir", store.DefaultStateDir, "directory of the helper's own state (rules made through the API)")
 	flag.StringVar(&cfg.rulesDir, "rules-dir", store.DefaultAdminDir, "administrator's rule groups (*.json), reloaded when they change")
 	flag.StringVar(&cfg.bus, "bus", "system", "serve the D-Bus API on the system bus (system) or not at all (none)")
+	flag.BoolVar(&cfg.hold, "hold", true, "hold undecided connections in a netfilter queue while their owner decides")
+	flag.StringVar(&cfg.nftTable, "nft-table", netfilter.DefaultTable, "nftables table (family inet) for holding")
+	flag.UintVar(&cfg.queue, "queue", uint(netfilter.DefaultQueue), "netfilter queue number for holding")
 	showVersion := flag.Bool("version", false, "print the version and exit")
 	flag.Parse()
 
@@ -96,6 +103,9 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 		if err := enforce.Uninstall(cfg.pinDir); err != nil {
 			return fmt.Errorf("uninstall: %w", err)
 		}
+		if err := netfilter.Uninstall(cfg.nftTable); err != nil {
+			return fmt.Errorf("uninstall: %w", err)
+		}
 		log.Info("detached and unpinned all programs", "pin_dir", cfg.pinDir)
 		return nil
 	}
@@ -127,6 +137,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 	defer cancel()
 	var wg sync.WaitGroup
 	errs := make(chan error, 2)
+	var asker daemon.Asker = noAgents{}
 	if cfg.bus == "system" {
 		conn, err := dbus.ConnectSystemBus()
 		if err != nil {
@@ -137,6 +148,8 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 		if err != nil {
 			return err
 		}
+		asker = svc
+		d.OnRulesChanged(svc.AnnounceRulesChanged)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -147,6 +160,15 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 		}()
 	} else if cfg.bus != "none" {
 		return fmt.Errorf("-bus %q: use system or none", cfg.bus)
+	}
+	if cfg.hold {
+		if cfg.queue == 0 || cfg.queue > 65535 {
+			return fmt.Errorf("-queue %d: use 1 to 65535", cfg.queue)
+		}
+		if err := d.StartHolding(ctx, daemon.HoldOptions{Table: cfg.nftTable, Queue: uint16(cfg.queue), Asker: asker}); err != nil {
+			// Keep enforcing what the rules decide; undecided connections pass unasked, as Status says.
+			log.Error("undecided connections cannot be held; they pass unasked", "error", err)
+		}
 	}
 	wg.Add(2)
 	go func() {
@@ -168,6 +190,15 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 	log.Info("tattled stopping; enforcement stays in place through the pinned programs")
 	return nil
 }
+
+// noAgents answers for a helper without the D-Bus API: nobody can be asked, so the default applies.
+type noAgents struct{}
+
+func (noAgents) Ask(context.Context, api.Question) (api.Answer, error) {
+	return api.Answer{}, errors.New("the helper runs without its D-Bus API (-bus none): nobody can be asked")
+}
+
+func (noAgents) PendingChanged(int) {}
 
 // watchStats reports kernel-side losses as they happen, until ctx ends.
 func watchStats(ctx context.Context, enf *enforce.Enforcer, log *slog.Logger) {

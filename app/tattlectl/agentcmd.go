@@ -1,0 +1,288 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/godbus/dbus/v5"
+
+	"github.com/tattlefw/tattle/app/client"
+	"github.com/tattlefw/tattle/shared/api"
+	"github.com/tattlefw/tattle/shared/rules"
+)
+
+// agentPath is where tattlectl exports its agent on its own connection.
+const agentPath = dbus.ObjectPath("/io/github/tattlefw/tattlectl/Agent")
+
+const agentKeys = `Answer with keys, then Enter:  a allow   d deny
+  scope:     h this host (default)   o this domain   p this port   n any connection
+  duration:  1 once   q until the app quits   r until restart   t<time> for a time (t30m, t2h)   f forever (default)
+  e.g. "a" allows this host forever, "d n q" denies everything until the app quits.`
+
+// parseAnswer reads one line of keys (or words) into an answer. Scope and duration default to this host and
+// forever.
+func parseAnswer(line string, now time.Time) (api.Answer, error) {
+	ans := api.Answer{Scope: api.ScopeHost, Duration: rules.DurationForever}
+	for _, tok := range strings.Fields(strings.ToLower(line)) {
+		switch tok {
+		case "a", "allow":
+			ans.Action = rules.ActionAllow
+		case "d", "deny":
+			ans.Action = rules.ActionDeny
+		case "h", "host":
+			ans.Scope = api.ScopeHost
+		case "o", "domain":
+			ans.Scope = api.ScopeDomain
+		case "p", "port":
+			ans.Scope = api.ScopePort
+		case "n", "any":
+			ans.Scope = api.ScopeAny
+		case "1", "once":
+			ans.Duration, ans.Until = rules.DurationOnce, 0
+		case "q", "until-quit":
+			ans.Duration, ans.Until = rules.DurationUntilQuit, 0
+		case "r", "until-restart":
+			ans.Duration, ans.Until = rules.DurationUntilRestart, 0
+		case "f", "forever":
+			ans.Duration, ans.Until = rules.DurationForever, 0
+		default:
+			if len(tok) > 1 && tok[0] == 't' {
+				d, err := time.ParseDuration(tok[1:])
+				if err != nil || d < time.Second || d > 10*365*24*time.Hour {
+					return ans, fmt.Errorf("%q: give a time such as t30m or t2h", tok)
+				}
+				ans.Duration, ans.Until = rules.DurationUntilTime, now.Add(d).Unix()
+				continue
+			}
+			return ans, fmt.Errorf("%q is not a key", tok)
+		}
+	}
+	if ans.Action == "" {
+		return ans, errors.New("say a (allow) or d (deny)")
+	}
+	return ans, nil
+}
+
+// askedQuestion is one question waiting for the terminal.
+type askedQuestion struct {
+	q         api.Question
+	answer    chan api.Answer
+	cancelled chan struct{}
+	once      sync.Once
+}
+
+// termAgent implements io.github.tattlefw.Tattle1.Agent for a terminal: questions queue up and are shown one at
+// a time.
+type termAgent struct {
+	ctx     context.Context
+	mu      sync.Mutex
+	waiting []*askedQuestion
+	notify  chan struct{}
+}
+
+func (a *termAgent) Ask(q api.Question) (api.Answer, *dbus.Error) {
+	aq := &askedQuestion{q: q, answer: make(chan api.Answer, 1), cancelled: make(chan struct{})}
+	a.mu.Lock()
+	a.waiting = append(a.waiting, aq)
+	a.mu.Unlock()
+	a.poke()
+	select {
+	case ans := <-aq.answer:
+		return ans, nil
+	case <-aq.cancelled:
+		return api.Answer{}, dbus.NewError(api.ErrFailed, []any{"the question was settled elsewhere"})
+	case <-a.ctx.Done():
+		return api.Answer{}, dbus.NewError(api.ErrFailed, []any{"the agent is stopping"})
+	}
+}
+
+func (a *termAgent) Cancel(id uint64) *dbus.Error {
+	a.mu.Lock()
+	for _, aq := range a.waiting {
+		if aq.q.ID == id {
+			aq.once.Do(func() { close(aq.cancelled) })
+		}
+	}
+	a.mu.Unlock()
+	a.poke()
+	return nil
+}
+
+func (a *termAgent) poke() {
+	select {
+	case a.notify <- struct{}{}:
+	default:
+	}
+}
+
+// next returns the oldest question still open, dropping cancelled ones, and how many wait behind it.
+func (a *termAgent) next() (*askedQuestion, int) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	kept := a.waiting[:0]
+	for _, aq := range a.waiting {
+		select {
+		case <-aq.cancelled:
+		default:
+			kept = append(kept, aq)
+		}
+	}
+	a.waiting = kept
+	if len(kept) == 0 {
+		return nil, 0
+	}
+	return kept[0], len(kept) - 1
+}
+
+func (a *termAgent) done(aq *askedQuestion) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for i, cur := range a.waiting {
+		if cur == aq {
+			a.waiting = append(a.waiting[:i:i], a.waiting[i+1:]...)
+			return
+		}
+	}
+}
+
+func cmdAgent(ctx context.Context, e *env, args []string) error {
+	fs := newFlagSet("agent")
+	asJSON := fs.Bool("json", false, "print questions as JSON lines (for scripts); answers are still keys")
+	noInteractive := fs.Bool("no-interactive", false, "never ask for a password")
+	pos, err := parseFlags(e, "agent", fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 0 {
+		return &usageError{cmd: "agent", msg: "agent takes no arguments"}
+	}
+	c, err := e.connectClient(!*noInteractive && !e.noInteractive)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ag := &termAgent{ctx: ctx, notify: make(chan struct{}, 1)}
+	if err := c.Conn().Export(ag, agentPath, api.AgentInterface); err != nil {
+		return fmt.Errorf("export the agent: %w", err)
+	}
+	if err := c.RegisterAgent(ctx, agentPath); err != nil {
+		return err
+	}
+	defer c.UnregisterAgent(context.Background(), agentPath)
+	if !*asJSON {
+		fmt.Fprintf(e.stdout, "Answering questions about %s's connections. Ctrl-D or Ctrl-C ends.\n%s\n", e.userLabel(uint32(e.uid)), agentKeys)
+	} else {
+		writeJSONLine(e.stdout, map[string]any{"event": "registered"})
+	}
+
+	lines := make(chan string)
+	go func() {
+		// Owned by this command: it ends at EOF, which also ends the command.
+		defer close(lines)
+		sc := bufio.NewScanner(e.stdin)
+		for sc.Scan() {
+			select {
+			case lines <- sc.Text():
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	var current *askedQuestion
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		if current == nil {
+			var behind int
+			if current, behind = ag.next(); current != nil {
+				showQuestion(e.stdout, current.q, behind, *asJSON, e.now())
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case line, ok := <-lines:
+			if !ok {
+				return nil
+			}
+			if current == nil {
+				if strings.TrimSpace(line) != "" {
+					fmt.Fprintln(e.stderr, "no question is open")
+				}
+				continue
+			}
+			ans, err := parseAnswer(line, e.now())
+			if err != nil {
+				fmt.Fprintf(e.stderr, "%v\n%s\n", err, agentKeys)
+				continue
+			}
+			select {
+			case <-current.cancelled:
+				fmt.Fprintf(e.stdout, "question %d was settled elsewhere before your answer\n", current.q.ID)
+			default:
+				current.answer <- ans
+				if *asJSON {
+					writeJSONLine(e.stdout, map[string]any{"event": "answered", "id": current.q.ID, "answer": ans})
+				} else {
+					fmt.Fprintf(e.stdout, "answered: %s, %s, %s\n", ans.Action, ans.Scope, ans.Duration)
+				}
+			}
+			ag.done(current)
+			current = nil
+		case <-ag.notify:
+			if current != nil {
+				select {
+				case <-current.cancelled:
+					if *asJSON {
+						writeJSONLine(e.stdout, map[string]any{"event": "cancelled", "id": current.q.ID})
+					} else {
+						fmt.Fprintf(e.stdout, "question %d was settled without you (timed out, or decided elsewhere)\n", current.q.ID)
+					}
+					ag.done(current)
+					current = nil
+				default:
+				}
+			}
+		case <-tick.C:
+		}
+	}
+}
+
+func showQuestion(w io.Writer, q api.Question, behind int, asJSON bool, now time.Time) {
+	if asJSON {
+		writeJSONLine(w, map[string]any{"event": "question", "question": q, "waiting": behind})
+		return
+	}
+	dest := q.Addr
+	if q.Host != "" {
+		dest = q.Host + " (" + q.Addr + ")"
+	}
+	fmt.Fprintf(w, "\nQuestion %d: %s wants to connect\n", q.ID, oneLine(q.Exe))
+	fmt.Fprintf(w, "  process:  pid %d (%s), user %s\n", q.PID, oneLine(q.Comm), oneLine(q.User))
+	if q.Via != "" {
+		fmt.Fprintf(w, "  via:      %s\n", oneLine(q.Via))
+	}
+	fmt.Fprintf(w, "  to:       %s port %d %s\n", oneLine(dest), q.Port, q.Protocol)
+	left := time.UnixMilli(q.Deadline).Sub(now).Round(time.Second)
+	fmt.Fprintf(w, "  if unanswered: %s in %s\n", q.Default, left)
+	if behind > 0 {
+		fmt.Fprintf(w, "  %d more waiting\n", behind)
+	}
+	fmt.Fprint(w, "> ")
+}
+
+// connectClient connects for the agent, which needs the connection itself to export its object.
+func (e *env) connectClient(interactive bool) (*client.Client, error) {
+	if e.dialClient == nil {
+		return nil, errors.New("this build cannot run an agent")
+	}
+	return e.dialClient(interactive)
+}

@@ -1,0 +1,180 @@
+package testrig
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/godbus/dbus/v5"
+
+	"github.com/tattlefw/tattle/helper/enforce"
+)
+
+// RepoRoot is the checkout (tests run two levels below it, in tests/NAME).
+func RepoRoot(t testing.TB) string {
+	root, err := filepath.Abs(filepath.Join("..", ".."))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return root
+}
+
+// TattleBus is a private system bus with polkitd on it and Tattle's activation file in its service directory.
+type TattleBus struct {
+	*SystemBus
+	Tattled TattledConfig
+}
+
+// TattledConfig is how the bus activates tattled: private pins, state, rules, lock, netfilter table and
+// queue, so tests never touch a helper the machine itself runs.
+type TattledConfig struct {
+	Exe, PinDir, StateDir, RulesDir, LockFile string
+	Extra                                     []string // more flags
+}
+
+// StartTattleBus starts a private system bus with polkitd on it and Tattle's activation file in its service
+// directory; tattled is activated by the first call. name keeps its pins apart from other tests'. extra are
+// further tattled flags.
+func StartTattleBus(t *testing.T, name string, extra ...string) *TattleBus {
+	t.Helper()
+	if _, err := os.Stat("/usr/lib/polkit-1/polkitd"); err != nil {
+		t.Fatal("polkitd is missing (apt-get install polkitd)")
+	}
+	root := RepoRoot(t)
+
+	// polkitd reads actions only from its own directory: install Tattle's there for the test's lifetime.
+	policy := "/usr/share/polkit-1/actions/io.github.tattlefw.tattle.policy"
+	data, err := os.ReadFile(filepath.Join(root, "data", "io.github.tattlefw.tattle.policy"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(policy); os.IsNotExist(err) {
+		if err := os.WriteFile(policy, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.Remove(policy) })
+	}
+
+	// tattled, activated by the bus from this service file: private pins, state, rules and lock.
+	b := &TattleBus{}
+	dir := t.TempDir()
+	b.Tattled = TattledConfig{Exe: Build(t).Tattled, PinDir: PinDir(name),
+		StateDir: filepath.Join(dir, "state"), RulesDir: filepath.Join(dir, "rules.d"), LockFile: filepath.Join(dir, "tattled.lock"),
+		Extra: extra}
+	enforce.Uninstall(b.Tattled.PinDir)
+	t.Cleanup(func() { enforce.Uninstall(b.Tattled.PinDir) })
+	service := fmt.Sprintf("[D-BUS Service]\nName=io.github.tattlefw.Tattle1\nExec=%s\nUser=root\nSystemdService=tattled.service\n",
+		strings.Join(b.Tattled.Args(), " "))
+	b.SystemBus = StartSystemBus(t, BusOptions{
+		// The real policies: polkit's as Debian installs it, Tattle's from the checkout.
+		Policies: []string{"/usr/share/dbus-1/system.d/org.freedesktop.PolicyKit1.conf", filepath.Join(root, "data", "io.github.tattlefw.Tattle1.conf")},
+		Services: map[string]string{"io.github.tattlefw.Tattle1.service": service},
+	})
+
+	b.Start(t, "/usr/lib/polkit-1/polkitd", "--no-debug")
+	conn := b.Connect(t)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var has bool
+		conn.BusObject().Call("org.freedesktop.DBus.NameHasOwner", 0, "org.freedesktop.PolicyKit1").Store(&has)
+		if has {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("polkitd did not take its name:\n%s", b.Log)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return b
+}
+
+// Args is tattled's command line.
+func (c TattledConfig) Args() []string {
+	return append([]string{c.Exe, "-backend", envOr("TATTLE_BACKEND", "auto"), "-pin-dir", c.PinDir, "-state-dir", c.StateDir,
+		"-rules-dir", c.RulesDir, "-lock-file", c.LockFile, "-bus", "system", "-log-level", "debug"}, c.Extra...)
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+// Connect connects to the bus for the test's lifetime.
+func (b *TattleBus) Connect(t *testing.T) *dbus.Conn {
+	t.Helper()
+	conn, err := dbus.Connect(b.Address)
+	if err != nil {
+		t.Fatalf("connect to the test bus: %v", err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+// TattledPID returns the PID of the activated helper (the owner of its bus name).
+func (b *TattleBus) TattledPID(t *testing.T, conn *dbus.Conn) (uint32, bool) {
+	var pid uint32
+	err := conn.BusObject().Call("org.freedesktop.DBus.GetConnectionUnixProcessID", 0, "io.github.tattlefw.Tattle1").Store(&pid)
+	return pid, err == nil
+}
+
+// Ctl runs tattlectl on the test bus, as uid (0: root). It returns stdout, stderr and the exit code.
+func (b *TattleBus) Ctl(t *testing.T, uid uint32, args ...string) (string, string, int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, Tattlectl(t), args...)
+	cmd.Env = b.Env
+	if uid != 0 {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: uid}}
+	}
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	code := 0
+	if exitErr, ok := err.(*exec.ExitError); ok {
+		code = exitErr.ExitCode()
+	} else if err != nil {
+		t.Fatalf("run tattlectl %v: %v", args, err)
+	}
+	return stdout.String(), stderr.String(), code
+}
+
+var (
+	ctlOnce sync.Once
+	ctlPath string
+	ctlErr  error
+)
+
+// Tattlectl builds the CLI once (TATTLE_TATTLECTL overrides).
+func Tattlectl(t testing.TB) string {
+	ctlOnce.Do(func() {
+		if p := os.Getenv("TATTLE_TATTLECTL"); p != "" {
+			ctlPath = p
+			return
+		}
+		dir, err := os.MkdirTemp("", "tattlectl-")
+		if err != nil {
+			ctlErr = err
+			return
+		}
+		os.Chmod(dir, 0o755)
+		ctlPath = filepath.Join(dir, "tattlectl")
+		cmd := exec.Command("go", "build", "-o", ctlPath, "github.com/tattlefw/tattle/app/tattlectl")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			ctlErr = fmt.Errorf("build tattlectl: %v\n%s", err, out)
+		}
+	})
+	if ctlErr != nil {
+		t.Fatal(ctlErr)
+	}
+	return ctlPath
+}
