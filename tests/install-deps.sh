@@ -22,7 +22,7 @@ packages=(
 	dbus polkitd libxml2-utils                           # service ring: a real bus and polkitd; policy checks
 	btrfs-progs                                          # identities on btrfs subvolumes
 	gettext locales                                      # translations: msgfmt; de_DE.UTF-8 compiled by tests (localedef)
-	desktop-file-utils appstream                         # desktop entry and AppStream metainfo validation
+	desktop-file-utils appstream librsvg2-bin            # desktop entry and AppStream metainfo validation; icons rendered
 )
 missing=()
 for p in "${packages[@]}"; do
