@@ -33,6 +33,10 @@ echo "== fuzzing the rule parser and importers (bounded time each)"
 for target in FuzzParse FuzzImportLittleSnitch FuzzImportOpenSnitch; do
 	go test -run='^$' -fuzz="^${target}\$" -fuzztime="${TATTLE_FUZZ_TIME:-20s}" ./shared/rules/ 2>&1 | tail -n 3
 done
+echo "== fuzzing the DNS answer, resolved monitor and named list parsers"
+for pt in FuzzParse:./helper/dns/ FuzzResult:./helper/resolvedmon/ FuzzParse:./helper/lists/; do
+	go test -run='^$' -fuzz="^${pt%%:*}\$" -fuzztime="${TATTLE_FUZZ_TIME:-20s}" "${pt#*:}" 2>&1 | tail -n 3
+done
 
 echo "== all rings: go test (packages one at a time, so only one test's programs are attached at once)"
 log="$TATTLE_RESULTS_DIR/go-test.log"
