@@ -55,6 +55,21 @@ func startSession(parent context.Context, app *gtk.Application, log *slog.Logger
 	app.AddAction(quit)
 	app.SetAccelsForAction("app.quit", []string{"<Primary>q"})
 
+	// show-page opens the window on a page (monitor, rules, preferences): used by the tray's menu, by other
+	// programs through org.gtk.Actions on the session bus, and by Alt+1..3.
+	showPage := glib.SimpleActionNew("show-page", glib.VARIANT_TYPE_STRING)
+	// gotk3 hands the GVariant parameter over already converted to a Go string.
+	showPage.Connect("activate", func(_ *glib.SimpleAction, page string) {
+		if page != "" {
+			s.stack.SetVisibleChildName(page)
+		}
+		s.present()
+	})
+	app.AddAction(showPage)
+	for i, page := range []string{"monitor", "rules", "preferences"} {
+		app.SetAccelsForAction(fmt.Sprintf("app.show-page('%s')", page), []string{fmt.Sprintf("<Alt>%d", i+1)})
+	}
+
 	cl, err := client.Connect(client.Options{Interactive: true})
 	s.cl = cl
 	s.buildWindow(entries)
@@ -91,6 +106,7 @@ func (s *session) buildWindow(entries *desktop.Index) {
 	s.win.SetTitle(i18n.T("Tattle"))
 	s.win.SetDefaultSize(1180, 680)
 	s.win.SetIconName(AppID)
+	ui.SetAccessible(s.win, i18n.T("Tattle"), "")
 	s.win.Connect("delete-event", func() bool {
 		s.win.Hide()
 		return true
@@ -111,6 +127,7 @@ func (s *session) buildWindow(entries *desktop.Index) {
 	header.SetShowCloseButton(true)
 	header.SetCustomTitle(switcher)
 	s.win.SetTitlebar(header)
+	header.ShowAll()
 
 	box, _ := gtk.BoxNew(gtk.ORIENTATION_VERTICAL, 0)
 	box.PackStart(s.msg.Bar, false, false, 0)
@@ -140,7 +157,7 @@ func (s *session) stop() {
 func (s *session) questionsChanged() {
 	q := s.agent.Queue()
 	for _, x := range q {
-		s.mon.LearnHost(x.Addr, x.Host)
+		s.mon.LearnHost(x)
 	}
 	s.alert.Update(q)
 }
@@ -211,5 +228,7 @@ func (s *session) register() {
 	if errors.As(err, &e) && client.KindOf(err) == client.Unreachable {
 		return // registered when tattled starts
 	}
-	s.showError(i18n.T("Tattle cannot ask you about new connections (the service refused this app as its agent): "), err)
+	glib.IdleAdd(func() {
+		s.msg.Show(gtk.MESSAGE_WARNING, i18n.T("Tattle cannot ask you about new connections: the Tattle service did not accept this app as the one to ask. Connections no rule covers get the default answer. Check that tattled is up to date and running."))
+	})
 }

@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -169,14 +170,19 @@ func CheckQuestion(q api.Question) string {
 	switch {
 	case q.Exe == "":
 		return "the question names no executable"
-	case q.Addr == "":
-		return "the question names no destination address"
+	case !validAddr(q.Addr):
+		return fmt.Sprintf("the question's destination %q is not an IP address", q.Addr)
 	case q.Protocol != rules.ProtocolTCP && q.Protocol != rules.ProtocolUDP:
 		return fmt.Sprintf("unknown protocol %q", q.Protocol)
 	case q.Default != api.DefaultAllow && q.Default != api.DefaultDeny:
 		return fmt.Sprintf("unknown default %q", q.Default)
 	}
 	return ""
+}
+
+func validAddr(s string) bool {
+	_, err := netip.ParseAddr(s)
+	return err == nil
 }
 
 // dbusAgent is the exported method set (kept apart so that Agent's own methods are not exported).

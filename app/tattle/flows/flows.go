@@ -61,12 +61,12 @@ type Change struct {
 type Model struct {
 	apps  map[AppKey]*App
 	dests map[DestKey]*Dest
-	hosts map[string]string // address -> host name
+	hosts map[DestKey]string // host names learned from questions, by flow
 }
 
 // New returns an empty model.
 func New() *Model {
-	return &Model{apps: map[AppKey]*App{}, dests: map[DestKey]*Dest{}, hosts: map[string]string{}}
+	return &Model{apps: map[AppKey]*App{}, dests: map[DestKey]*Dest{}, hosts: map[DestKey]string{}}
 }
 
 // Len is the number of flows.
@@ -102,7 +102,7 @@ func (m *Model) Apply(flows []api.Flow) Change {
 		var before api.Flow
 		if d == nil {
 			addr, port := splitDest(f.Dest)
-			d = &Dest{Key: k, Addr: addr, Port: port, Host: m.hosts[addr]}
+			d = &Dest{Key: k, Addr: addr, Port: port, Host: m.hosts[k]}
 			m.dests[k] = d
 			a.Dests++
 			ch.NewDests = append(ch.NewDests, d)
@@ -131,21 +131,26 @@ func (m *Model) Apply(flows []api.Flow) Change {
 	return ch
 }
 
-// LearnHost records that addr is the host name host (from a question), and returns the flows it renames.
-func (m *Model) LearnHost(addr, host string) []*Dest {
-	if addr == "" || host == "" || m.hosts[addr] == host {
+// LearnHost records the host name the application looked up for one flow (a question names it), and
+// returns the flow when the model holds it. Names are kept per flow, not per address: many hosts share an
+// address (CDNs, loopback), and only the question knows which one this application meant.
+func (m *Model) LearnHost(k DestKey, host string) []*Dest {
+	if host == "" || m.hosts[k] == host {
 		return nil
 	}
-	m.hosts[addr] = host
-	var out []*Dest
-	for _, d := range m.dests {
-		if d.Addr == addr {
-			d.Host = host
-			out = append(out, d)
-		}
+	if len(m.hosts) >= maxHosts {
+		clear(m.hosts)
 	}
-	return out
+	m.hosts[k] = host
+	if d := m.dests[k]; d != nil {
+		d.Host = host
+		return []*Dest{d}
+	}
+	return nil
 }
+
+// maxHosts bounds the learned names (a flood of questions must not grow the app without bound).
+const maxHosts = 100000
 
 // Tick closes one history sample for every application and returns those whose history changed.
 func (m *Model) Tick() []*App {

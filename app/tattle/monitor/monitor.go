@@ -6,6 +6,7 @@ package monitor
 
 import (
 	"fmt"
+	"net/netip"
 	"os/user"
 	"path/filepath"
 	"strconv"
@@ -42,6 +43,9 @@ const (
 // Budget bounds the time one main-loop slice spends merging flows, so that input and drawing stay smooth
 // however many flows arrive at once; the rest waits for the next slice.
 const Budget = 8 * time.Millisecond
+
+// ExpandBelow: applications that appear while the monitor holds at most this many flows are shown expanded.
+const ExpandBelow = 100
 
 const (
 	sparkW, sparkH = 60, 16
@@ -205,9 +209,15 @@ func (m *Monitor) Push(fs []api.Flow) {
 	m.inboxMu.Unlock()
 }
 
-// LearnHost shows host instead of addr in destination rows (from a question naming both).
-func (m *Monitor) LearnHost(addr, host string) {
-	for _, d := range m.model.LearnHost(addr, host) {
+// LearnHost shows the host name a question names in the row of the flow it asks about.
+func (m *Monitor) LearnHost(q api.Question) {
+	addr, err := netip.ParseAddr(q.Addr)
+	if q.Host == "" || err != nil {
+		return
+	}
+	key := flows.DestKey{App: flows.AppKey{Exe: q.Exe, Dev: q.Dev, Ino: q.Ino, UID: q.UID},
+		Dest: netip.AddrPortFrom(addr, q.Port).String(), Protocol: q.Protocol}
+	for _, d := range m.model.LearnHost(key, q.Host) {
 		if r := m.rows[m.destIDs[d.Key]]; r != nil {
 			m.store.SetValue(r.iter, colName, destName(d))
 		}
@@ -292,10 +302,29 @@ func (m *Monitor) apply(ch flows.Change) {
 			m.showDetail()
 		}
 	}
+	// Small sets are shown whole: expand new applications while the monitor holds few flows.
+	if m.model.Len() <= ExpandBelow {
+		for _, a := range ch.NewApps {
+			m.expand(m.rows[m.appIDs[a.Key]])
+		}
+	}
 	for _, a := range ch.ChangedApps {
 		r := m.rows[m.appIDs[a.Key]]
 		m.store.SetValue(r.iter, colAttempts, strconv.FormatUint(a.Attempts, 10))
 		m.store.SetValue(r.iter, colLast, clock(a.LastSeen))
+	}
+}
+
+func (m *Monitor) expand(r *row) {
+	if r == nil {
+		return
+	}
+	it, ok := m.filterM.ConvertChildIterToIter(r.iter)
+	if !ok {
+		return
+	}
+	if path, err := m.filterM.ToTreeModel().GetPath(it); err == nil {
+		m.view.ExpandRow(path, false)
 	}
 }
 
@@ -342,14 +371,27 @@ func (m *Monitor) tick() {
 		if r == nil {
 			continue
 		}
-		img := flows.Sparkline(a.History, sparkW, sparkH, [3]byte{0x35, 0x84, 0xe4})
-		if pb, err := gdk.PixbufNewFromBytes(img, gdk.COLORSPACE_RGB, true, 8, sparkW, sparkH, sparkW*4); err == nil {
+		if pb := sparkPixbuf(a.History); pb != nil {
 			m.store.SetValue(r.iter, colSpark, pb)
 		}
 	}
 	if r := m.rows[m.selected]; r != nil {
 		m.showDetail()
 	}
+}
+
+// sparkPixbuf renders a history into a new pixbuf (gdk_pixbuf_new owns the pixels; rows may be padded).
+func sparkPixbuf(history []uint64) *gdk.Pixbuf {
+	img := flows.Sparkline(history, sparkW, sparkH, [3]byte{0x35, 0x84, 0xe4})
+	pb, err := gdk.PixbufNew(gdk.COLORSPACE_RGB, true, 8, sparkW, sparkH)
+	if err != nil {
+		return nil
+	}
+	px, stride := pb.GetPixels(), pb.GetRowstride()
+	for y := 0; y < sparkH; y++ {
+		copy(px[y*stride:y*stride+sparkW*4], img[y*sparkW*4:(y+1)*sparkW*4])
+	}
+	return pb
 }
 
 func (m *Monitor) updateStatus() {

@@ -1,0 +1,103 @@
+#!/usr/bin/python3
+"""Reads and drives the tattle app through the accessibility tree (AT-SPI), as a screen reader would.
+
+Usage (DBUS_SESSION_BUS_ADDRESS must be the app's session bus):
+  atspi.py names APP [MAXCELLS]          print JSON: every showing accessible's [role, name]
+  atspi.py wait APP ROLE NAME TIMEOUT    wait until a showing accessible with that role and name exists
+  atspi.py click APP ROLE NAME           run the first action ("click"/"press") of that accessible
+  atspi.py select APP ROLE NAME          select that item (combo box entries, list items)
+Roles are pyatspi role names as printed by `names` ("push button", "table cell", ...).
+"""
+import json
+import sys
+import time
+
+import pyatspi
+
+
+def app_named(name):
+    desktop = pyatspi.Registry.getDesktop(0)
+    for i in range(desktop.childCount):
+        a = desktop.getChildAtIndex(i)
+        if a is not None and a.name == name:
+            return a
+    return None
+
+
+def walk(acc, maxcells, out, depth=0):
+    """Yields showing accessibles, at most maxcells children of any one table."""
+    if acc is None or depth > 60:
+        return
+    try:
+        states = acc.getState()
+        role = acc.getRoleName()
+        n = acc.childCount
+    except Exception:
+        return
+    if not states.contains(pyatspi.STATE_SHOWING) and role not in ("application", "frame", "window", "dialog"):
+        return
+    out.append(acc)
+    if role in ("tree table", "table"):
+        n = min(n, maxcells)
+    for i in range(n):
+        try:
+            c = acc.getChildAtIndex(i)
+        except Exception:
+            continue
+        walk(c, maxcells, out, depth + 1)
+
+
+def find(appname, role, name, maxcells=4000):
+    a = app_named(appname)
+    if a is None:
+        return None
+    found = []
+    walk(a, maxcells, found)
+    for acc in found:
+        try:
+            if acc.getRoleName() == role and acc.name == name:
+                return acc
+        except Exception:
+            continue
+    return None
+
+
+def main():
+    cmd, appname = sys.argv[1], sys.argv[2]
+    if cmd == "names":
+        maxcells = int(sys.argv[3]) if len(sys.argv) > 3 else 4000
+        a = app_named(appname)
+        if a is None:
+            print("null")
+            return 0
+        found = []
+        walk(a, maxcells, found)
+        print(json.dumps([[x.getRoleName(), x.name] for x in found]))
+        return 0
+    role, name = sys.argv[3], sys.argv[4]
+    if cmd == "wait":
+        deadline = time.time() + float(sys.argv[5])
+        while time.time() < deadline:
+            if find(appname, role, name) is not None:
+                return 0
+            time.sleep(0.2)
+        print("not found: %s %r" % (role, name), file=sys.stderr)
+        return 1
+    acc = find(appname, role, name)
+    if acc is None:
+        print("not found: %s %r" % (role, name), file=sys.stderr)
+        return 1
+    if cmd == "click":
+        action = acc.queryAction()
+        action.doAction(0)
+        return 0
+    if cmd == "select":
+        parent = acc.parent
+        parent.querySelection().selectChild(acc.getIndexInParent())
+        return 0
+    print("unknown command " + cmd, file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,547 @@
+// Package gui tests the GTK app `tattle` as a user meets it: a real session (session bus, accessibility
+// bus, an X server with a window manager or a headless Wayland compositor), the real system bus with polkitd
+// and the real tattled, real client programs making connections on loopback, and the app driven and read
+// through the accessibility tree (AT-SPI). Screenshots go to $TATTLE_RESULTS_DIR/screenshots.
+package gui
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/godbus/dbus/v5"
+
+	"github.com/tattlefw/tattle/app/i18n/i18ntest"
+	"github.com/tattlefw/tattle/helper/enforce"
+	"github.com/tattlefw/tattle/shared/api"
+	"github.com/tattlefw/tattle/tests/internal/testrig"
+)
+
+func TestMain(m *testing.M) { os.Exit(testrig.Main(m)) }
+
+func repoRoot(t testing.TB) string {
+	root, err := filepath.Abs(filepath.Join("..", ".."))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return root
+}
+
+// resultsDir is where screenshots and measurements go.
+func resultsDir(t testing.TB) string {
+	dir := os.Getenv("TATTLE_RESULTS_DIR")
+	if dir == "" {
+		dir = filepath.Join(repoRoot(t), "tests", "output")
+	}
+	return dir
+}
+
+// proc starts a process with env, logging its output to log, and stops it by PID when the test ends.
+func proc(t testing.TB, log *testrig.LogTail, env []string, dir string, extra []*os.File, name string, args ...string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	cmd.Env = env
+	cmd.Dir = dir
+	cmd.ExtraFiles = extra
+	out, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout = cmd.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	go func() {
+		sc := bufio.NewScanner(out)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			log.Add(filepath.Base(name) + ": " + sc.Text())
+		}
+	}()
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+	})
+	return cmd
+}
+
+func waitFile(t testing.TB, path string, what string, log *testrig.LogTail) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		if _, err := os.Stat(path); err == nil {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("%s did not start (no %s):\n%s", what, path, log)
+}
+
+// Session is a desktop session of one display kind: "x11" (Xvfb + openbox) or "wayland" (weston headless).
+type Session struct {
+	Kind string
+	Env  []string // for processes of the session (the app, the AT-SPI script)
+	Log  *testrig.LogTail
+	dir  string
+}
+
+// StartSession starts a session bus, the accessibility bus and the display server.
+func StartSession(t *testing.T, kind string) *Session {
+	t.Helper()
+	s := &Session{Kind: kind, Log: &testrig.LogTail{}}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("session log:\n%s", s.Log)
+		}
+	})
+	dir, err := os.MkdirTemp("", "tattle-gui-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(dir, 0o700) // XDG_RUNTIME_DIR must be private
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	s.dir = dir
+	base := []string{}
+	for _, e := range os.Environ() {
+		k, _, _ := strings.Cut(e, "=")
+		switch k {
+		case "DISPLAY", "WAYLAND_DISPLAY", "DBUS_SESSION_BUS_ADDRESS", "XDG_RUNTIME_DIR", "GDK_BACKEND", "NO_AT_BRIDGE",
+			"LANG", "LC_ALL", "LC_MESSAGES", "LANGUAGE", "XDG_DATA_HOME":
+			continue
+		}
+		base = append(base, e)
+	}
+	busAddr := "unix:path=" + filepath.Join(dir, "session-bus")
+	base = append(base, "XDG_RUNTIME_DIR="+dir, "DBUS_SESSION_BUS_ADDRESS="+busAddr, "XDG_DATA_HOME="+filepath.Join(dir, "data"),
+		"GTK_THEME=Adwaita", "LANG=C.UTF-8")
+	proc(t, s.Log, base, dir, nil, "dbus-daemon", "--session", "--nofork", "--nopidfile", "--nosyslog", "--address="+busAddr)
+	waitFile(t, filepath.Join(dir, "session-bus"), "the session bus", s.Log)
+	proc(t, s.Log, base, dir, nil, "/usr/libexec/at-spi-bus-launcher", "--launch-immediately")
+
+	switch kind {
+	case "x11":
+		r, w, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		proc(t, s.Log, base, dir, []*os.File{w}, "Xvfb", "-displayfd", "3", "-screen", "0", "1280x800x24", "-nolisten", "tcp", "-noreset")
+		w.Close()
+		num, err := bufio.NewReader(r).ReadString('\n')
+		r.Close()
+		if err != nil {
+			t.Fatalf("Xvfb did not report its display: %v\n%s", err, s.Log)
+		}
+		display := ":" + strings.TrimSpace(num)
+		s.Env = append(base, "DISPLAY="+display, "GDK_BACKEND=x11")
+		proc(t, s.Log, s.Env, dir, nil, "openbox", "--sm-disable")
+		time.Sleep(300 * time.Millisecond) // openbox takes over the root window
+	case "wayland":
+		proc(t, s.Log, base, dir, nil, "weston", "--backend=headless-backend.so", "--use-pixman", "--width=1280", "--height=800",
+			"--socket=tattle-wayland", "--idle-time=0", "--debug") // --debug: allows weston-screenshooter
+		waitFile(t, filepath.Join(dir, "tattle-wayland"), "weston", s.Log)
+		s.Env = append(base, "WAYLAND_DISPLAY=tattle-wayland", "GDK_BACKEND=wayland")
+	default:
+		t.Fatalf("unknown session kind %q", kind)
+	}
+	return s
+}
+
+// Screenshot saves the whole screen as results/screenshots/name.png and returns its path.
+func (s *Session) Screenshot(t *testing.T, name string) string {
+	t.Helper()
+	dir := filepath.Join(resultsDir(t), "screenshots")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	dst := filepath.Join(dir, name+".png")
+	time.Sleep(700 * time.Millisecond) // let the last frame be drawn
+	switch s.Kind {
+	case "x11":
+		cmd := exec.Command("import", "-window", "root", dst)
+		cmd.Env = s.Env
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("screenshot: %v\n%s", err, out)
+		}
+	case "wayland":
+		tmp := t.TempDir()
+		cmd := exec.Command("weston-screenshooter")
+		cmd.Env, cmd.Dir = s.Env, tmp
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		cmd = exec.CommandContext(ctx, "weston-screenshooter")
+		cmd.Env, cmd.Dir = s.Env, tmp
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("screenshot: %v\n%s", err, out)
+		}
+		files, _ := filepath.Glob(filepath.Join(tmp, "*.png"))
+		if len(files) != 1 {
+			t.Fatalf("weston-screenshooter wrote %v", files)
+		}
+		data, err := os.ReadFile(files[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(dst, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("screenshot %s", dst)
+	return dst
+}
+
+// atspi runs tests/gui/atspi.py in the session.
+func (s *Session) atspi(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "/usr/bin/python3", append([]string{filepath.Join(repoRoot(t), "tests", "gui", "atspi.py")}, args...)...)
+	cmd.Env = s.Env
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return string(out), fmt.Errorf("atspi.py %v: %v: %s", args, err, stderr.String())
+	}
+	return string(out), nil
+}
+
+// WaitFor waits until the app shows an accessible with role and name.
+func (s *Session) WaitFor(t *testing.T, role, name string, timeout time.Duration) {
+	t.Helper()
+	if _, err := s.atspi(t, "wait", "tattle", role, name, strconv.Itoa(int(timeout/time.Second))); err != nil {
+		names, _ := s.atspi(t, "names", "tattle", "200")
+		t.Fatalf("the app did not show %s %q: %v\nshowing: %s\nlog:\n%s", role, name, err, names, s.Log)
+	}
+}
+
+// WaitForText waits until the app shows an accessible with role whose name contains text.
+func (s *Session) WaitForText(t *testing.T, role, text string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var names [][2]string
+	for time.Now().Before(deadline) {
+		names = s.Names(t)
+		if hasName(names, role, text) {
+			return
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	t.Fatalf("the app did not show a %s with %q; it shows:\n%s", role, text, dumpNames(names))
+}
+
+// Click activates the accessible with role and name.
+func (s *Session) Click(t *testing.T, role, name string) {
+	t.Helper()
+	if _, err := s.atspi(t, "click", "tattle", role, name); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// ShowPage switches the app's window to a page through its "show-page" action on the session bus
+// (org.gtk.Actions, as `gapplication action` or the tray would).
+func (s *Session) ShowPage(t *testing.T, page string) {
+	t.Helper()
+	var addr string
+	for _, e := range s.Env {
+		if v, ok := strings.CutPrefix(e, "DBUS_SESSION_BUS_ADDRESS="); ok {
+			addr = v
+		}
+	}
+	conn, err := dbus.Connect(addr)
+	if err != nil {
+		t.Fatalf("connect to the session bus: %v", err)
+	}
+	defer conn.Close()
+	call := conn.Object("io.github.tattlefw.Tattle", "/io/github/tattlefw/Tattle").Call("org.gtk.Actions.Activate", 0,
+		"show-page", []dbus.Variant{dbus.MakeVariant(page)}, map[string]dbus.Variant{})
+	if call.Err != nil {
+		t.Fatalf("activate show-page(%s): %v", page, call.Err)
+	}
+}
+
+// Names returns [role, name] of everything the app shows.
+func (s *Session) Names(t *testing.T) [][2]string {
+	t.Helper()
+	out, err := s.atspi(t, "names", "tattle", "4000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names [][2]string
+	if err := json.Unmarshal([]byte(out), &names); err != nil {
+		t.Fatalf("atspi.py names: %v: %q", err, out)
+	}
+	return names
+}
+
+// Helper is the real tattled on a private system bus with polkitd.
+type Helper struct {
+	*testrig.SystemBus
+	Conn *dbus.Conn
+}
+
+// StartHelper starts the system bus, polkitd and tattled (private pins, state and rules).
+func StartHelper(t *testing.T) *Helper {
+	t.Helper()
+	if _, err := os.Stat("/usr/lib/polkit-1/polkitd"); err != nil {
+		t.Fatal("polkitd is missing (apt-get install polkitd)")
+	}
+	root := repoRoot(t)
+	policy := "/usr/share/polkit-1/actions/io.github.tattlefw.tattle.policy"
+	if _, err := os.Stat(policy); os.IsNotExist(err) {
+		data, err := os.ReadFile(filepath.Join(root, "data", "io.github.tattlefw.tattle.policy"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(policy, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.Remove(policy) })
+	}
+	bus := testrig.StartSystemBus(t, testrig.BusOptions{
+		Policies: []string{"/usr/share/dbus-1/system.d/org.freedesktop.PolicyKit1.conf", filepath.Join(root, "data", "io.github.tattlefw.Tattle1.conf")},
+	})
+	h := &Helper{SystemBus: bus}
+	conn, err := dbus.Connect(bus.Address)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	h.Conn = conn
+	bus.Start(t, "/usr/lib/polkit-1/polkitd", "--no-debug")
+	h.waitName(t, "org.freedesktop.PolicyKit1")
+
+	dir := t.TempDir()
+	pins := testrig.PinDir("gui")
+	enforce.Uninstall(pins)
+	t.Cleanup(func() { enforce.Uninstall(pins) })
+	bus.Start(t, testrig.Build(t).Tattled, "-backend", "auto", "-pin-dir", pins, "-state-dir", filepath.Join(dir, "state"),
+		"-rules-dir", filepath.Join(dir, "rules.d"), "-lock-file", filepath.Join(dir, "tattled.lock"), "-bus", "system", "-log-level", "info")
+	h.waitName(t, api.BusName)
+	return h
+}
+
+func (h *Helper) waitName(t *testing.T, name string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		var has bool
+		h.Conn.BusObject().Call("org.freedesktop.DBus.NameHasOwner", 0, name).Store(&has)
+		if has {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("%s did not appear on the system bus:\n%s", name, h.Log)
+}
+
+// SetMode switches the helper's mode.
+func (h *Helper) SetMode(t *testing.T, mode string) {
+	t.Helper()
+	if err := h.Conn.Object(api.BusName, api.ObjectPath).Call(api.DaemonInterface+".SetMode", 0, mode).Err; err != nil {
+		t.Fatalf("SetMode %s: %v", mode, err)
+	}
+}
+
+// HasPrompts reports whether the helper implements the Prompts interface (connection holding and agents).
+func (h *Helper) HasPrompts(t *testing.T) bool {
+	var xml string
+	if err := h.Conn.Object(api.BusName, api.ObjectPath).Call("org.freedesktop.DBus.Introspectable.Introspect", 0).Store(&xml); err != nil {
+		t.Fatalf("introspect tattled: %v", err)
+	}
+	return strings.Contains(xml, api.PromptsInterface)
+}
+
+// AppOwner returns the unique bus name the process pid uses on the system bus.
+func (h *Helper) AppOwner(t *testing.T, pid int) string {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		var names []string
+		h.Conn.BusObject().Call("org.freedesktop.DBus.ListNames", 0).Store(&names)
+		for _, n := range names {
+			if !strings.HasPrefix(n, ":") {
+				continue
+			}
+			var p uint32
+			if h.Conn.BusObject().Call("org.freedesktop.DBus.GetConnectionUnixProcessID", 0, n).Store(&p) == nil && int(p) == pid {
+				return n
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("the app (pid %d) is not on the system bus", pid)
+	return ""
+}
+
+var (
+	appOnce sync.Once
+	appPath string
+	appErr  error
+)
+
+// appBinary builds the app once per test binary.
+func appBinary(t *testing.T) string {
+	appOnce.Do(func() {
+		if p := os.Getenv("TATTLE_APP"); p != "" {
+			appPath = p
+			return
+		}
+		dir, err := os.MkdirTemp("", "tattle-app-")
+		if err != nil {
+			appErr = err
+			return
+		}
+		appPath = filepath.Join(dir, "tattle")
+		cmd := exec.Command("go", "build", "-o", appPath, "github.com/tattlefw/tattle/app/tattle")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=1")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			appErr = fmt.Errorf("build the app: %v\n%s", err, out)
+		}
+	})
+	if appErr != nil {
+		t.Fatal(appErr)
+	}
+	return appPath
+}
+
+// Lang is how the app is localized in a test.
+type Lang struct {
+	Name string            // "en" or "de"
+	Env  []string          // LANG, LOCPATH, TATTLE_LOCALEDIR
+	T    func(string) string // the translation the app should show
+}
+
+// English is the untranslated app.
+func English() Lang {
+	return Lang{Name: "en", Env: []string{"LANG=C.UTF-8"}, T: func(s string) string { return s }}
+}
+
+// German compiles de_DE.UTF-8 and po/de.po for the app; it skips the test when po/de.po is not there yet.
+func German(t *testing.T) Lang {
+	t.Helper()
+	po := filepath.Join(repoRoot(t), "po", "de.po")
+	if _, err := os.Stat(po); err != nil {
+		t.Skipf("no German translation yet (%s): %v", po, err)
+	}
+	locpath := i18ntest.Locale(t, "de_DE.UTF-8")
+	cat := i18ntest.Catalog(t, "", "tattle", "de", po)
+	msgs := readPO(t, po)
+	return Lang{Name: "de", Env: []string{"LANG=de_DE.UTF-8", "LANGUAGE=de", "LOCPATH=" + locpath, "TATTLE_LOCALEDIR=" + cat},
+		T: func(s string) string {
+			if m := msgs[s]; m != "" {
+				return m
+			}
+			return s
+		}}
+}
+
+// readPO reads the singular msgid -> msgstr pairs of a .po file (enough to know what the app should show).
+func readPO(t *testing.T, path string) map[string]string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	var id, str *strings.Builder
+	var cur *strings.Builder
+	flush := func() {
+		if id != nil && str != nil {
+			out[id.String()] = str.String()
+		}
+		id, str, cur = nil, nil, nil
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		line = strings.TrimSpace(line)
+		switch {
+		case strings.HasPrefix(line, "msgid "):
+			flush()
+			id = &strings.Builder{}
+			cur = id
+			line = strings.TrimPrefix(line, "msgid ")
+		case strings.HasPrefix(line, "msgstr "):
+			str = &strings.Builder{}
+			cur = str
+			line = strings.TrimPrefix(line, "msgstr ")
+		case strings.HasPrefix(line, "msgid_plural"), strings.HasPrefix(line, "msgstr["):
+			cur = nil
+			continue
+		case strings.HasPrefix(line, "\""):
+		default:
+			continue
+		}
+		if cur != nil {
+			if s, err := strconv.Unquote(line); err == nil {
+				cur.WriteString(s)
+			}
+		}
+	}
+	flush()
+	return out
+}
+
+// App is a running tattle.
+type App struct {
+	Cmd   *exec.Cmd
+	Owner string // its unique name on the system bus
+}
+
+// StartApp runs the app in the session against the helper's bus, with extra environment.
+func StartApp(t *testing.T, s *Session, h *Helper, lang Lang, extra ...string) *App {
+	t.Helper()
+	env := append(append(append([]string{}, s.Env...), "DBUS_SYSTEM_BUS_ADDRESS="+h.Address), lang.Env...)
+	env = append(env, extra...)
+	cmd := proc(t, s.Log, env, s.dir, nil, appBinary(t))
+	a := &App{Cmd: cmd}
+	s.WaitFor(t, "frame", lang.T("Tattle"), 30*time.Second)
+	a.Owner = h.AppOwner(t, cmd.Process.Pid)
+	return a
+}
+
+// hasName reports whether names holds an accessible with that role whose name contains want.
+func hasName(names [][2]string, role, want string) bool {
+	for _, n := range names {
+		if (role == "" || n[0] == role) && strings.Contains(n[1], want) {
+			return true
+		}
+	}
+	return false
+}
+
+func dumpNames(names [][2]string) string {
+	var b strings.Builder
+	seen := map[string]bool{}
+	var lines []string
+	for _, n := range names {
+		l := n[0] + ": " + n[1]
+		if !seen[l] {
+			seen[l] = true
+			lines = append(lines, l)
+		}
+	}
+	sort.Strings(lines)
+	for _, l := range lines {
+		b.WriteString(l + "\n")
+	}
+	return b.String()
+}
+
+var _ = io.EOF
