@@ -370,3 +370,41 @@ func TestCaptureGetent(t *testing.T) {
 		t.Errorf("captured getent's answer with cookie %d to %v, want a cookie and an address of %v", p.SocketCookie, p.LocalAddr, n.hostV4)
 	}
 }
+
+// TestCaptureLoopback needs nothing but loopback (no netns, no tools), so it also runs in a minimal VM: a
+// server on 127.0.0.53:53 and on [::1]:53 if those are free, a query from the test process, the captured
+// answer compared with what the client received.
+func TestCaptureLoopback(t *testing.T) {
+	c := openCapture(t)
+	var servers []netip.Addr
+	for _, a := range []netip.Addr{netip.MustParseAddr("127.0.0.53"), netip.IPv6Loopback()} {
+		pc, err := net.ListenPacket("udp", netip.AddrPortFrom(a, 53).String())
+		if err != nil {
+			t.Logf("%v:53 is not free (%v); not testing it", a, err)
+			continue
+		}
+		srv := &dns.Server{PacketConn: pc, Handler: zoneHandler(t)}
+		started := make(chan struct{})
+		srv.NotifyStartedFunc = func() { close(started) }
+		go srv.ActivateAndServe()
+		<-started
+		t.Cleanup(func() { srv.Shutdown() })
+		servers = append(servers, a)
+	}
+	if len(servers) == 0 {
+		t.Fatal("neither 127.0.0.53:53 nor [::1]:53 is free for the test server")
+	}
+	ch := packets(t, c, servers...)
+	for _, s := range servers {
+		answer, local, cookie := query(t, s, "www.tattle.test.", dns.TypeA, 0)
+		p := next(t, ch)
+		got := new(dns.Msg)
+		if err := got.Unpack(p.Payload); err != nil {
+			t.Fatalf("captured payload does not parse: %v", err)
+		}
+		if got.String() != answer.String() || p.LocalAddr != local || p.SocketCookie != cookie || p.Truncated {
+			t.Errorf("captured %v -> %v cookie %d truncated %v:\n%s\nwant -> %v cookie %d:\n%s",
+				p.Server, p.LocalAddr, p.SocketCookie, p.Truncated, got, local, cookie, answer)
+		}
+	}
+}
