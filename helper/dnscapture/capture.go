@@ -8,6 +8,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"os"
 	"time"
@@ -122,6 +123,7 @@ func (c *Capture) Read() (Packet, error) {
 		p, err := decode(rec.RawSample, c.bootOffset)
 		if err != nil {
 			// A record the program wrote but this code cannot read means a build mismatch; say so and skip it.
+			slog.Warn("skipping an unreadable DNS capture record", "err", err)
 			continue
 		}
 		return p, nil
