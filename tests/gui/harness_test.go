@@ -425,8 +425,8 @@ func appBinary(t *testing.T) string {
 
 // Lang is how the app is localized in a test.
 type Lang struct {
-	Name string            // "en" or "de"
-	Env  []string          // LANG, LOCPATH, TATTLE_LOCALEDIR
+	Name string              // "en" or "de"
+	Env  []string            // LANG, LOCPATH, TATTLE_LOCALEDIR
 	T    func(string) string // the translation the app should show
 }
 
