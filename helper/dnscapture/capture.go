@@ -172,6 +172,15 @@ func decode(raw []byte, bootOffset time.Duration) (Packet, error) {
 	}, nil
 }
 
+// Unread is how many bytes of captured answers wait in the ring buffer. It takes no lock, so it can be
+// asked while another goroutine is blocked in Read.
+//
+// Ordering: the program submits an answer before the kernel queues it to the receiving socket, so an
+// application cannot have read its answer (and connected) before the answer is in the ring buffer. A
+// decision about a connection that may depend on a fresh answer should therefore wait while Unread is not
+// zero (and until the reader has applied the last record it took) before looking up names.
+func (c *Capture) Unread() int { return c.reader.AvailableBytes() }
+
 // Stats reads the program's counters.
 func (c *Capture) Stats() (Stats, error) {
 	var s Stats

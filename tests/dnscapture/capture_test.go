@@ -408,3 +408,36 @@ func TestCaptureLoopback(t *testing.T) {
 		}
 	}
 }
+
+// TestCaptureBeforeDelivery: by the time a client holds its answer, the answer is already in the ring
+// buffer — the property the helper relies on to decide a connection made right after a lookup by its name.
+func TestCaptureBeforeDelivery(t *testing.T) {
+	c := openCapture(t)
+	pc, err := net.ListenPacket("udp", "127.0.0.53:53")
+	if err != nil {
+		t.Fatalf("127.0.0.53:53 is not free: %v", err)
+	}
+	srv := &dns.Server{PacketConn: pc, Handler: zoneHandler(t)}
+	started := make(chan struct{})
+	srv.NotifyStartedFunc = func() { close(started) }
+	go srv.ActivateAndServe()
+	<-started
+	defer srv.Shutdown()
+	server := netip.MustParseAddr("127.0.0.53")
+	const n = 500
+	for i := range n {
+		_, local, _ := query(t, server, "www.tattle.test.", dns.TypeA, 0)
+		if c.Unread() == 0 {
+			t.Fatalf("query %d: the client has its answer but the ring buffer is empty", i)
+		}
+		for {
+			p, err := c.Read()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p.LocalAddr == local {
+				break
+			}
+		}
+	}
+}
