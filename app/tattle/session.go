@@ -41,6 +41,7 @@ type session struct {
 	prefs  *prefs.Page
 	alert  *alert.Window
 	agent  *agent.Agent
+	tray   *trayUI // nil without a session bus
 }
 
 func startSession(parent context.Context, app *gtk.Application, log *slog.Logger) *session {
@@ -89,6 +90,10 @@ func startSession(parent context.Context, app *gtk.Application, log *slog.Logger
 		s.msg.Show(gtk.MESSAGE_ERROR, err.Error())
 	} else {
 		go s.keepRegistered()
+	}
+	s.startTray()
+	if s.tray != nil {
+		s.tray.update(nil)
 	}
 	go s.feedMonitor()
 	s.rules.Watch()
@@ -150,6 +155,9 @@ func (s *session) stop() {
 		s.cl.UnregisterAgent(ctx, agent.Path)
 		cancel()
 	}
+	if s.tray != nil {
+		s.tray.close()
+	}
 	s.cancel()
 }
 
@@ -160,6 +168,9 @@ func (s *session) questionsChanged() {
 		s.mon.LearnHost(x)
 	}
 	s.alert.Update(q)
+	if s.tray != nil {
+		s.tray.update(q)
+	}
 }
 
 // feedMonitor streams flows into the monitor: subscribe first, then take a snapshot, so no change falls

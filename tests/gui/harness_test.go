@@ -260,13 +260,7 @@ func (s *Session) Click(t *testing.T, role, name string) {
 // (org.gtk.Actions, as `gapplication action` or the tray would).
 func (s *Session) ShowPage(t *testing.T, page string) {
 	t.Helper()
-	var addr string
-	for _, e := range s.Env {
-		if v, ok := strings.CutPrefix(e, "DBUS_SESSION_BUS_ADDRESS="); ok {
-			addr = v
-		}
-	}
-	conn, err := dbus.Connect(addr)
+	conn, err := dbus.Connect(s.SessionBus())
 	if err != nil {
 		t.Fatalf("connect to the session bus: %v", err)
 	}
@@ -276,6 +270,16 @@ func (s *Session) ShowPage(t *testing.T, page string) {
 	if call.Err != nil {
 		t.Fatalf("activate show-page(%s): %v", page, call.Err)
 	}
+}
+
+// SessionBus is the session bus address.
+func (s *Session) SessionBus() string {
+	for _, e := range s.Env {
+		if v, ok := strings.CutPrefix(e, "DBUS_SESSION_BUS_ADDRESS="); ok {
+			return v
+		}
+	}
+	return ""
 }
 
 // Names returns [role, name] of everything the app shows.

@@ -13,6 +13,7 @@ import (
 	"github.com/godbus/dbus/v5"
 
 	"github.com/tattlefw/tattle/app/client"
+	"github.com/tattlefw/tattle/app/tray/traytest"
 	"github.com/tattlefw/tattle/shared/api"
 	"github.com/tattlefw/tattle/tests/internal/testrig"
 )
@@ -100,6 +101,22 @@ func question(id uint64, exe, host, addr string, port uint16, proto string) api.
 		Deadline: now.Add(2 * time.Minute).UnixMilli(), Default: api.DefaultDeny, Attempts: 1}
 }
 
+// trayStatus reads the Status property of the app's tray item, as a panel does.
+func trayStatus(t *testing.T, s *Session, item traytest.ItemRef) string {
+	t.Helper()
+	conn, err := dbus.Connect(s.SessionBus())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	v, err := conn.Object(item.Bus, item.Path).GetProperty("org.kde.StatusNotifierItem.Status")
+	if err != nil {
+		t.Fatalf("tray item status: %v", err)
+	}
+	st, _ := v.Value().(string)
+	return st
+}
+
 // TestScreens shows the app's three faces (monitor with live data, rules, the alert) under X11 and Wayland,
 // in English and German, saving screenshots, and checks through AT-SPI what a user would read there.
 func TestScreens(t *testing.T) {
@@ -124,7 +141,23 @@ func screens(t *testing.T, kind string, lang Lang) {
 	s := StartSession(t, kind)
 	w := makeWorld(t, s, h)
 	w.traffic(t)
+	// X11 runs without a tray (the app must say so once); Wayland with a StatusNotifierWatcher and host,
+	// as a panel provides.
+	var watcher *traytest.Watcher
+	if kind == "wayland" {
+		watcher = traytest.StartWatcher(t, s.SessionBus(), true)
+	}
 	app := StartApp(t, s, h, lang)
+	noTray := lang.T("No system tray was found, so Tattle shows no icon there. It keeps running and asks about new connections; open this window again from the applications menu.")
+	var item traytest.ItemRef
+	if watcher != nil {
+		item = watcher.WaitItem(t, 20*time.Second)
+		if st := trayStatus(t, s, item); st != "Active" {
+			t.Errorf("tray item status = %q before any question, want Active", st)
+		}
+	} else {
+		s.WaitFor(t, "label", noTray, 20*time.Second)
+	}
 	name := kind + "-" + lang.Name
 
 	// Monitor: the applications (by their .desktop name, else the binary) and their destinations.
@@ -182,6 +215,14 @@ func screens(t *testing.T, kind string, lang Lang) {
 		}
 	}
 	s.Screenshot(t, name+"-alert")
+	if watcher != nil {
+		if st := trayStatus(t, s, item); st != "NeedsAttention" {
+			t.Errorf("tray item status = %q while questions wait, want NeedsAttention", st)
+		}
+		if names := s.Names(t); hasName(names, "label", noTray) {
+			t.Errorf("the app says no tray was found while a watcher and host run")
+		}
+	}
 
 	// Answer the first through the accessibility tree: the helper's call returns the user's answer.
 	s.Click(t, "push button", lang.T("Allow"))

@@ -194,6 +194,15 @@ func (w *Window) Update(queue []api.Question) {
 	w.win.SetUrgencyHint(true)
 }
 
+// Reopen shows the window again after the user closed it while a question waits (from the tray's menu).
+func (w *Window) Reopen() {
+	if w.current == nil {
+		return
+	}
+	w.win.ShowAll()
+	w.takeFocus()
+}
+
 // Current is the question shown, if any.
 func (w *Window) Current() (api.Question, bool) {
 	if w.current == nil {

@@ -1,0 +1,175 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/godbus/dbus/v5"
+	"github.com/gotk3/gotk3/glib"
+	"github.com/gotk3/gotk3/gtk"
+
+	"github.com/tattlefw/tattle/app/i18n"
+	"github.com/tattlefw/tattle/app/tray"
+	"github.com/tattlefw/tattle/shared/api"
+)
+
+// trayUI keeps the tray item in step with the app: its icon (normal, question waiting, silent mode) and
+// its menu (open the monitor, the mode, the questions waiting, quit). All its methods run on the main loop.
+type trayUI struct {
+	s       *session
+	t       *tray.Tray
+	conn    *dbus.Conn
+	mode    string
+	told    bool // the user was told that no tray shows the item
+	pending []api.Question
+}
+
+// startTray puts Tattle in the desktop's tray, on its own connection to the session bus. Without a session
+// bus or a tray the app keeps working, and says so once.
+func (s *session) startTray() {
+	conn, err := dbus.SessionBusPrivate()
+	if err == nil {
+		if err = conn.Auth(nil); err == nil {
+			err = conn.Hello()
+		}
+	}
+	if err != nil {
+		s.log.Warn("no session bus for the tray icon", "error", err)
+		if conn != nil {
+			conn.Close()
+		}
+		return
+	}
+	u := &trayUI{s: s, conn: conn}
+	t, err := tray.New(s.ctx, conn, tray.Options{
+		ID:         AppID,
+		Title:      i18n.T("Tattle"),
+		OnActivate: func() { glib.IdleAdd(func() { s.present() }) },
+		OnAvailable: func(available bool) {
+			glib.IdleAdd(func() { u.availability(available) })
+		},
+		Logger: s.log,
+	})
+	if err != nil {
+		s.log.Warn("no tray icon", "error", err)
+		conn.Close()
+		return
+	}
+	u.t = t
+	s.tray = u
+	u.refreshMode()
+	glib.TimeoutAdd(10000, func() bool {
+		if s.ctx.Err() != nil {
+			return false
+		}
+		u.refreshMode()
+		return true
+	})
+}
+
+func (u *trayUI) close() {
+	if u.t != nil {
+		u.t.Close()
+	}
+	u.conn.Close()
+}
+
+func (u *trayUI) availability(available bool) {
+	if available || u.told {
+		return
+	}
+	u.told = true
+	u.s.log.Info("no tray shows Tattle's icon")
+	u.s.msg.Show(gtk.MESSAGE_INFO, i18n.T("No system tray was found, so Tattle shows no icon there. It keeps running and asks about new connections; open this window again from the applications menu."))
+}
+
+// refreshMode reads the helper's mode (it may be changed elsewhere, by tattlectl say).
+func (u *trayUI) refreshMode() {
+	go func() {
+		ctx, cancel := context.WithTimeout(u.s.ctx, 10*time.Second)
+		defer cancel()
+		st, err := u.s.cl.Status(ctx)
+		if err != nil {
+			return
+		}
+		glib.IdleAdd(func() {
+			if st.Mode != u.mode {
+				u.mode = st.Mode
+				u.update(u.pending)
+			}
+		})
+	}()
+}
+
+// update shows the questions waiting and the mode.
+func (u *trayUI) update(pending []api.Question) {
+	u.pending = pending
+	state := tray.Normal
+	switch {
+	case len(pending) > 0:
+		state = tray.Question
+	case u.mode == api.ModeSilentAllow || u.mode == api.ModeSilentDeny:
+		state = tray.Silent
+	}
+	u.t.SetState(state)
+	tip := ""
+	if len(pending) > 0 {
+		tip = fmt.Sprintf(i18n.N("%d question waiting", "%d questions waiting", len(pending)), len(pending))
+	}
+	u.t.SetToolTip("", tip)
+
+	s := u.s
+	onMain := func(f func()) func() { return func() { glib.IdleAdd(f) } }
+	modeItem := func(label, mode string) tray.Item {
+		return tray.Item{Label: label, Toggle: tray.Radio, Checked: u.mode == mode, OnClick: onMain(func() { u.setMode(mode) })}
+	}
+	items := []tray.Item{
+		{Label: i18n.T("_Open Monitor"), OnClick: onMain(func() {
+			s.stack.SetVisibleChildName("monitor")
+			s.present()
+		})},
+		{Label: i18n.T("_Mode"), Children: []tray.Item{
+			modeItem(i18n.T("Alert"), api.ModeAlert),
+			modeItem(i18n.T("Silent, allow"), api.ModeSilentAllow),
+			modeItem(i18n.T("Silent, deny"), api.ModeSilentDeny),
+		}},
+		{Separator: true},
+	}
+	if len(pending) == 0 {
+		items = append(items, tray.Item{Label: i18n.T("No questions waiting"), Disabled: true})
+	}
+	for i, q := range pending {
+		if i == 10 {
+			items = append(items, tray.Item{Label: fmt.Sprintf(i18n.T("and %d more"), len(pending)-10), Disabled: true})
+			break
+		}
+		dest := q.Host
+		if dest == "" {
+			dest = q.Addr
+		}
+		items = append(items, tray.Item{Label: fmt.Sprintf(i18n.T("%s to %s port %d"), filepath.Base(q.Exe), dest, q.Port),
+			OnClick: onMain(func() {
+				s.alert.Update(s.agent.Queue())
+				s.alert.Reopen()
+			})})
+	}
+	items = append(items, tray.Item{Separator: true}, tray.Item{Label: i18n.T("_Quit Tattle"), OnClick: onMain(func() { s.app.Quit() })})
+	u.t.SetMenu(items)
+}
+
+func (u *trayUI) setMode(mode string) {
+	go func() {
+		err := u.s.cl.SetMode(u.s.ctx, mode)
+		glib.IdleAdd(func() {
+			if err != nil {
+				u.s.msg.Show(gtk.MESSAGE_ERROR, fmt.Sprintf(i18n.T("The mode was not changed: %v"), err))
+				u.s.present()
+				return
+			}
+			u.mode = mode
+			u.update(u.pending)
+		})
+	}()
+}
