@@ -102,7 +102,9 @@ func New(entries *desktop.Index) *Monitor {
 	m.filterM.SetVisibleColumn(colVisible)
 	m.view, _ = gtk.TreeViewNewWithModel(m.filterM)
 	m.view.SetEnableSearch(false)
-	m.view.SetFixedHeightMode(false)
+	// Every row has the same height: GTK then never measures rows one by one, which is what keeps thousands of
+	// flows cheap (fixed-height mode needs fixed-width columns; they stay resizable).
+	m.view.SetFixedHeightMode(true)
 	ui.SetAccessible(m.view, i18n.T("Connections"), "")
 
 	// Application / destination column: icon + name.
@@ -110,6 +112,8 @@ func New(entries *desktop.Index) *Monitor {
 	name.SetTitle(i18n.T("Application / Destination"))
 	name.SetExpand(true)
 	name.SetResizable(true)
+	name.SetSizing(gtk.TREE_VIEW_COLUMN_FIXED)
+	name.SetFixedWidth(230)
 	icon, _ := gtk.CellRendererPixbufNew()
 	name.PackStart(icon, false)
 	name.AddAttribute(icon, "icon-name", colIcon)
@@ -120,22 +124,28 @@ func New(entries *desktop.Index) *Monitor {
 	m.view.AppendColumn(name)
 	m.view.SetExpanderColumn(name)
 
+	fixed := func(c *gtk.TreeViewColumn, title string) {
+		c.SetResizable(true)
+		c.SetSizing(gtk.TREE_VIEW_COLUMN_FIXED)
+		// Wide enough for the title or its values, whichever is wider.
+		c.SetFixedWidth(max(60, 8*len([]rune(title))+16))
+		m.view.AppendColumn(c)
+	}
 	addText := func(title string, col int) {
 		r, _ := gtk.CellRendererTextNew()
 		c, _ := gtk.TreeViewColumnNewWithAttribute(title, r, "text", col)
-		c.SetResizable(true)
-		m.view.AppendColumn(c)
+		fixed(c, title)
 	}
 	addText(i18n.T("Port"), colPort)
 	addText(i18n.T("Protocol"), colProto)
 	vr, _ := gtk.CellRendererPixbufNew()
 	vc, _ := gtk.TreeViewColumnNewWithAttribute(i18n.T("Verdict"), vr, "icon-name", colVerdict)
-	m.view.AppendColumn(vc)
+	fixed(vc, i18n.T("Verdict"))
 	addText(i18n.T("Attempts"), colAttempts)
 	addText(i18n.T("Last seen"), colLast)
 	sr, _ := gtk.CellRendererPixbufNew()
 	sc, _ := gtk.TreeViewColumnNewWithAttribute(i18n.T("Activity"), sr, "pixbuf", colSpark)
-	m.view.AppendColumn(sc)
+	fixed(sc, i18n.T("Activity"))
 
 	sel, _ := m.view.GetSelection()
 	sel.Connect("changed", func() { m.selectionChanged(sel) })
@@ -194,7 +204,7 @@ func New(entries *desktop.Index) *Monitor {
 	m.Widget, _ = gtk.PanedNew(gtk.ORIENTATION_HORIZONTAL)
 	m.Widget.Pack1(left, true, false)
 	m.Widget.Pack2(m.detail.grid, false, false)
-	m.Widget.SetPosition(760)
+	m.Widget.SetPosition(800)
 	m.updateStatus()
 
 	glib.TimeoutAdd(drainEvery, func() bool { m.drain(); return true })
@@ -244,7 +254,7 @@ func (m *Monitor) drain() {
 		return
 	}
 	start := time.Now()
-	const slice = 100
+	const slice = 20
 	i := 0
 	for i < len(queued) && time.Since(start) < Budget {
 		n := min(slice, len(queued)-i)
