@@ -1,0 +1,139 @@
+package gui
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tattlefw/tattle/tests/internal/testrig"
+)
+
+var (
+	ctlOnce sync.Once
+	ctlPath string
+	ctlErr  error
+)
+
+// tattlectl builds the CLI once.
+func tattlectl(t *testing.T) string {
+	ctlOnce.Do(func() {
+		if p := os.Getenv("TATTLE_TATTLECTL"); p != "" {
+			ctlPath = p
+			return
+		}
+		dir, err := os.MkdirTemp("", "tattlectl-")
+		if err != nil {
+			ctlErr = err
+			return
+		}
+		ctlPath = filepath.Join(dir, "tattlectl")
+		if out, err := exec.Command("go", "build", "-o", ctlPath, "github.com/tattlefw/tattle/app/tattlectl").CombinedOutput(); err != nil {
+			ctlErr = fmt.Errorf("build tattlectl: %v\n%s", err, out)
+		}
+	})
+	if ctlErr != nil {
+		t.Fatal(ctlErr)
+	}
+	return ctlPath
+}
+
+// startClient runs the application at path connecting to addr, in the background; its report arrives on
+// the channel (a zero Result with Error set when it could not run).
+func startClient(path, addr string) <-chan testrig.Result {
+	out := make(chan testrig.Result, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+		defer cancel()
+		var stderr strings.Builder
+		cmd := exec.CommandContext(ctx, path, "tcp", addr)
+		cmd.Stderr = &stderr
+		data, err := cmd.Output()
+		var r testrig.Result
+		if err != nil {
+			r.Error = fmt.Sprintf("%v: %s", err, stderr.String())
+		} else if err := json.Unmarshal(data, &r); err != nil {
+			r.Error = fmt.Sprintf("bad report %q: %v", data, err)
+		}
+		out <- r
+	}()
+	return out
+}
+
+// TestAllowForeverEndToEnd is the whole path of a first connection: the app registers as the agent of the
+// real helper; a real program connects to a destination no rule covers and its connection is held; the
+// alert appears; Allow (forever) is pressed through the accessibility tree; the SAME connection completes;
+// the new rule is listed in the app's Rules page and by tattlectl.
+func TestAllowForeverEndToEnd(t *testing.T) {
+	h := StartHelper(t)
+	if !h.HasPrompts(t) {
+		t.Skip("needs Prompts in the helper")
+	}
+	s := StartSession(t, "x11")
+	StartApp(t, s, h, English())
+	s.Log.WaitFor(t, "registered as agent", 0)
+
+	servers := testrig.StartServers(t)
+	app := testrig.CopyApp(t, testrig.Build(t).Client, testrig.AppDir(t), "newapp")
+	asked := time.Now()
+	result := startClient(app, servers.TCP4)
+
+	// The alert names the program and where it connects.
+	s.WaitFor(t, "label", app, 30*time.Second)
+	names := s.Names(t)
+	if !hasName(names, "label", servers.TCP4) {
+		t.Errorf("the alert does not show the destination %s; it shows:\n%s", servers.TCP4, dumpNames(names))
+	}
+	select {
+	case r := <-result:
+		t.Fatalf("the connection ended before anyone answered: %+v", r)
+	default:
+	}
+	s.Screenshot(t, "x11-en-alert-end-to-end")
+	s.Click(t, "push button", "Allow")
+
+	select {
+	case r := <-result:
+		if !r.OK {
+			t.Fatalf("the held connection did not complete after Allow: %+v", r)
+		}
+		t.Logf("the held connect() completed %v after it started (it waited for the answer)", r.Elapsed().Round(time.Millisecond))
+		if r.Elapsed() < 200*time.Millisecond {
+			t.Errorf("connect() took %v: it was not held for the answer", r.Elapsed())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the client did not finish %v after the question:\n%s\n%s", time.Since(asked), s.Log, h.Log)
+	}
+
+	// The rule is in the app's Rules page ...
+	s.ShowPage(t, "rules")
+	s.WaitFor(t, "table cell", app, 20*time.Second)
+	names = s.Names(t)
+	for _, want := range []string{"Allow", "Forever"} {
+		if !hasName(names, "table cell", want) {
+			t.Errorf("the Rules page does not show %q for the new rule; it shows:\n%s", want, dumpNames(names))
+		}
+	}
+	s.Screenshot(t, "x11-en-rules-after-allow")
+
+	// ... and tattlectl lists it.
+	cmd := exec.Command(tattlectl(t), "rules", "list")
+	cmd.Env = h.Env
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("tattlectl rules list: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), app) {
+		t.Errorf("tattlectl rules list does not list a rule for %s:\n%s", app, out)
+	}
+	// A second connection is decided in the kernel, without a question.
+	if r := testrig.RunApp(t, app, testrig.RunOpts{}, "tcp", servers.TCP4); !r.OK || r.Elapsed() > 100*time.Millisecond {
+		t.Errorf("the second connection after Allow forever: %+v (took %v)", r, r.Elapsed())
+	}
+}
