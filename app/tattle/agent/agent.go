@@ -23,8 +23,9 @@ import (
 const Path = dbus.ObjectPath("/io/github/tattlefw/Tattle/Agent")
 
 // MaxQueued bounds the open questions one agent holds; further ones are refused (the helper then applies
-// its default), so a flood of new connections cannot grow the app without bound.
-const MaxQueued = 256
+// its default), so a flood of new connections cannot grow the app without bound. It stays under the system
+// bus's limit of 128 calls awaiting a reply per connection (max_replies_per_connection in system.conf).
+const MaxQueued = 100
 
 // ErrNoAnswer is the D-Bus error an unanswered question ends with.
 const ErrNoAnswer = api.BusName + ".Agent.Error.NoAnswer"

@@ -159,17 +159,47 @@ func parse(path, id string, langs []string) (Entry, []string, bool) {
 	return e, progs, e.Name != "" && len(progs) > 0
 }
 
-// execProgram is the program an Exec line runs, skipping an "env VAR=x" prefix.
+// execProgram is the program an Exec line runs, skipping an "env VAR=x" prefix. Arguments may be quoted
+// with double quotes, inside which a backslash escapes the next character (Desktop Entry Specification).
 func execProgram(execLine string) string {
-	fields := strings.Fields(execLine)
-	for i := 0; i < len(fields); i++ {
-		f := strings.Trim(fields[i], `"`)
-		if filepath.Base(f) == "env" || strings.Contains(f, "=") && !strings.HasPrefix(f, "/") {
+	for i, f := range splitExec(execLine) {
+		if filepath.Base(f) == "env" && i == 0 || strings.Contains(f, "=") && !strings.HasPrefix(f, "/") {
 			continue
 		}
 		return f
 	}
 	return ""
+}
+
+func splitExec(line string) []string {
+	var out []string
+	var cur strings.Builder
+	in, quoted, started := false, false, false
+	for i := 0; i < len(line); i++ {
+		c := line[i]
+		switch {
+		case quoted && c == '\\' && i+1 < len(line):
+			i++
+			cur.WriteByte(line[i])
+		case c == '"':
+			quoted = !quoted
+			started = true
+		case !quoted && (c == ' ' || c == '\t'):
+			if in || started {
+				out = append(out, cur.String())
+				cur.Reset()
+			}
+			in, started = false, false
+			continue
+		default:
+			cur.WriteByte(c)
+		}
+		in = true
+	}
+	if in || started {
+		out = append(out, cur.String())
+	}
+	return out
 }
 
 // resolve is the paths an entry's program may appear as: itself, found through PATH, and its real path.

@@ -259,7 +259,7 @@ func Sparkline(history []uint64, w, h int, rgb [3]byte) []byte {
 		if v == 0 {
 			continue
 		}
-		bar := int((v*uint64(h-1) + peak - 1) / peak)
+		bar := int((v*uint64(h) + peak - 1) / peak)
 		bar = max(bar, 1)
 		for y := h - bar; y < h; y++ {
 			o := (y*w + x) * 4

@@ -1,0 +1,86 @@
+package desktop
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+func write(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestLookup(t *testing.T) {
+	t.Setenv("LANG", "de_DE.UTF-8")
+	t.Setenv("LC_ALL", "")
+	t.Setenv("LC_MESSAGES", "")
+	bin := t.TempDir()
+	// A real executable and a symbolic link to it, as /usr/bin/firefox -> /usr/lib/firefox/firefox.
+	real := filepath.Join(bin, "browser-real")
+	write(t, real, "#!/bin/sh\n")
+	os.Chmod(real, 0o755)
+	link := filepath.Join(bin, "browser")
+	if err := os.Symlink(real, link); err != nil {
+		t.Fatal(err)
+	}
+	tool := filepath.Join(bin, "tool")
+	write(t, tool, "#!/bin/sh\n")
+	os.Chmod(tool, 0o755)
+	t.Setenv("PATH", bin)
+
+	home, system := t.TempDir(), t.TempDir()
+	write(t, filepath.Join(system, "applications", "org.example.Browser.desktop"),
+		"[Desktop Entry]\nType=Application\nName=Browser\nName[de]=Netzbetrachter\nIcon=web-browser\nExec="+link+" %u\n\n[Desktop Action new]\nName=Other\nExec=/bin/false\n")
+	write(t, filepath.Join(system, "applications", "kde", "tool.desktop"),
+		"[Desktop Entry]\nType=Application\nName=Tool\nIcon=tool\nExec=env FOO=1 tool --flag\n")
+	write(t, filepath.Join(system, "applications", "hidden.desktop"),
+		"[Desktop Entry]\nType=Application\nName=Hidden\nHidden=true\nExec=/bin/hidden\n")
+	// The user's own entry overrides the system's for the same program.
+	write(t, filepath.Join(home, "applications", "mytool.desktop"),
+		"[Desktop Entry]\nType=Application\nName=My Tool\nIcon=mytool\nTryExec=tool\nExec=tool\n")
+
+	ix := Load([]string{home, system})
+	for _, c := range []struct {
+		exe, name, icon, id string
+	}{
+		{real, "Netzbetrachter", "web-browser", "org.example.Browser.desktop"},
+		{link, "Netzbetrachter", "web-browser", "org.example.Browser.desktop"},
+		{tool, "My Tool", "mytool", "mytool.desktop"},
+	} {
+		e, ok := ix.Lookup(c.exe)
+		if !ok || e.Name != c.name || e.Icon != c.icon || e.ID != c.id {
+			t.Errorf("Lookup(%s) = %+v, %v; want %s, %s, %s", c.exe, e, ok, c.name, c.icon, c.id)
+		}
+	}
+	if e, ok := ix.Lookup("/bin/hidden"); ok {
+		t.Errorf("a hidden entry was found: %+v", e)
+	}
+	if e, ok := ix.Lookup("/bin/false"); ok {
+		t.Errorf("a desktop action's Exec was taken for the application: %+v", e)
+	}
+	var nilIndex *Index
+	if _, ok := nilIndex.Lookup(tool); ok {
+		t.Errorf("a nil index found something")
+	}
+}
+
+func TestExecProgram(t *testing.T) {
+	for in, want := range map[string]string{
+		"firefox %u":                 "firefox",
+		`"/opt/My App/app" --x`:      `/opt/My App/app`,
+		`"/opt/a\"b" x`:              `/opt/a"b`,
+		"env GDK_BACKEND=x11 foo %F": "foo",
+		"/usr/bin/env A=1 B=2 /x/y":  "/x/y",
+		"":                           "",
+	} {
+		if got := execProgram(in); got != want {
+			t.Errorf("execProgram(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
