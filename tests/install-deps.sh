@@ -23,6 +23,8 @@ packages=(
 	btrfs-progs                                          # identities on btrfs subvolumes
 	gettext locales                                      # translations: msgfmt; de_DE.UTF-8 compiled by tests (localedef)
 	desktop-file-utils appstream librsvg2-bin            # desktop entry and AppStream metainfo validation; icons rendered
+	xvfb xdotool imagemagick                             # tray test: a real panel on a private X server, clicked, screenshot
+	haskell-status-notifier-item-utils haskell-gtk-sni-tray-utils # a real StatusNotifierWatcher and GTK tray panel
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -216,11 +216,15 @@ func (t *Tray) SetState(s State) error {
 	t.state = s
 	status := t.statusLocked()
 	t.mu.Unlock()
+	// Some hosts (gtk-sni-tray) answer NewIcon with two fetches whose results they apply in no fixed order,
+	// one of them carrying the icon name they had cached before: the stale icon can win. So the icon is
+	// announced first and once more after the status and tooltip, when every fetch sees the new name.
+	// AttentionIconName never changes, so NewAttentionIcon is not sent.
 	return errors.Join(
 		t.emit("NewIcon"),
-		t.emit("NewAttentionIcon"),
 		t.emit("NewStatus", status),
 		t.emit("NewToolTip"),
+		t.emit("NewIcon"),
 	)
 }
 

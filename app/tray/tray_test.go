@@ -110,6 +110,26 @@ func (h *host) wantSignal(t *testing.T, name string) []any {
 	}
 }
 
+// wantSignals waits until each of the named signals has arrived, in any order, and returns their bodies.
+func (h *host) wantSignals(t *testing.T, names ...string) map[string][]any {
+	t.Helper()
+	got := map[string][]any{}
+	deadline := time.After(wait)
+	for len(got) < len(names) {
+		select {
+		case sig := <-h.signals:
+			for _, n := range names {
+				if sig.Name == n {
+					got[n] = sig.Body
+				}
+			}
+		case <-deadline:
+			t.Fatalf("signals %v: only %d arrived within %v", names, len(got), wait)
+		}
+	}
+	return got
+}
+
 // menuItem is a decoded dbusmenu layout node.
 type menuItem struct {
 	ID       int32
@@ -206,8 +226,8 @@ func TestItemWithWatcher(t *testing.T) {
 		if err := tr.SetState(s.state); err != nil {
 			t.Fatalf("SetState(%v): %v", s.state, err)
 		}
-		h.wantSignal(t, tray.ItemInterface+".NewIcon")
-		if body := h.wantSignal(t, tray.ItemInterface+".NewStatus"); len(body) != 1 || body[0] != s.status {
+		got := h.wantSignals(t, tray.ItemInterface+".NewStatus", tray.ItemInterface+".NewIcon")
+		if body := got[tray.ItemInterface+".NewStatus"]; len(body) != 1 || body[0] != s.status {
 			t.Errorf("NewStatus after SetState(%v) = %v, want %q", s.state, body, s.status)
 		}
 		p := h.props(t)
