@@ -20,14 +20,15 @@ import (
 	"github.com/tattlefw/tattle/app/tray/traytest"
 )
 
-// resultsDir is where screenshots go: $TATTLE_RESULTS_DIR/desktop (CI artifacts), else tests/output/desktop.
+// resultsDir is where screenshots go, beside the GUI tests' ones: $TATTLE_RESULTS_DIR/screenshots (CI
+// artifacts), else tests/output/screenshots.
 func resultsDir(t *testing.T) string {
 	t.Helper()
 	dir := os.Getenv("TATTLE_RESULTS_DIR")
 	if dir == "" {
 		dir = filepath.Join(repoRoot(t), "tests", "output")
 	}
-	dir = filepath.Join(dir, "desktop")
+	dir = filepath.Join(dir, "screenshots")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -135,7 +136,7 @@ func darkPixels(img image.Image, r image.Rectangle) int {
 // watcher) and gtk-sni-tray-standalone (a GTK panel that draws items and shows their menus with
 // libdbusmenu-gtk3, the reference dbusmenu client) run on a private X server and session bus. The panel
 // must draw Tattle's icon, a click on it must reach the app, its menu must open and a chosen entry must run
-// the app's callback. Screenshots land in tests/output/desktop.
+// the app's callback. Screenshots land in tests/output/screenshots (x11-tray-*.png).
 func TestTrayInRealPanel(t *testing.T) {
 	watcherBin := tool(t, "status-notifier-watcher", "haskell-status-notifier-item-utils")
 	panelBin := tool(t, "gtk-sni-tray-standalone", "haskell-gtk-sni-tray-utils")
@@ -212,25 +213,25 @@ func TestTrayInRealPanel(t *testing.T) {
 	bar := image.Rect(0, 0, 480, 320)
 	var img image.Image
 	for i := 0; ; i++ {
-		img = screenshot(t, env, filepath.Join(out, "tray-normal.png"))
+		img = screenshot(t, env, filepath.Join(out, "x11-tray-normal.png"))
 		if darkPixels(img, bar) > 40 {
 			break
 		}
 		if i == 100 {
 			t.Fatalf("the panel shows no icon after 10 s (%d dark pixels in the bar); see %s", darkPixels(img, bar),
-				filepath.Join(out, "tray-normal.png"))
+				filepath.Join(out, "x11-tray-normal.png"))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
 	time.Sleep(500 * time.Millisecond) // let the first draw finish
-	img = screenshot(t, env, filepath.Join(out, "tray-normal.png"))
+	img = screenshot(t, env, filepath.Join(out, "x11-tray-normal.png"))
 	normal := darkPixels(img, bar)
 	if err := tr.SetState(tray.Question); err != nil {
 		t.Fatal(err)
 	}
 	// The question icon adds a filled badge: more dark pixels once the panel has redrawn.
 	for i := 0; ; i++ {
-		img = screenshot(t, env, filepath.Join(out, "tray-question.png"))
+		img = screenshot(t, env, filepath.Join(out, "x11-tray-question.png"))
 		if n := darkPixels(img, bar); n > normal+10 {
 			t.Logf("icon pixels: normal %d, question waiting %d", normal, n)
 			break
@@ -247,7 +248,7 @@ func TestTrayInRealPanel(t *testing.T) {
 	}
 	question := darkPixels(img, bar)
 	for i := 0; ; i++ {
-		silent := screenshot(t, env, filepath.Join(out, "tray-silent.png"))
+		silent := screenshot(t, env, filepath.Join(out, "x11-tray-silent.png"))
 		if n := darkPixels(silent, bar); n < normal-10 {
 			t.Logf("icon pixels: silent %d", n)
 			img = silent
@@ -274,9 +275,9 @@ func TestTrayInRealPanel(t *testing.T) {
 	// The right button opens the menu the panel built from GetLayout; the first entry is chosen by keyboard.
 	run(t, "", env, xdotool, "mousemove", fmt.Sprint(x), fmt.Sprint(y), "click", "3")
 	time.Sleep(700 * time.Millisecond)
-	menuShot := screenshot(t, env, filepath.Join(out, "tray-menu.png"))
+	menuShot := screenshot(t, env, filepath.Join(out, "x11-tray-menu.png"))
 	if darkPixels(menuShot, bar) < darkPixels(img, bar)+50 {
-		t.Errorf("no menu under the icon after a right click; see %s", filepath.Join(out, "tray-menu.png"))
+		t.Errorf("no menu under the icon after a right click; see %s", filepath.Join(out, "x11-tray-menu.png"))
 	}
 	run(t, "", env, xdotool, "key", "Down", "Return")
 	select {
