@@ -37,6 +37,8 @@ echo "== fuzzing the DNS answer, resolved monitor and named list parsers"
 for pt in FuzzParse:./helper/dns/ FuzzResult:./helper/resolvedmon/ FuzzParse:./helper/lists/; do
 	go test -run='^$' -fuzz="^${pt%%:*}\$" -fuzztime="${TATTLE_FUZZ_TIME:-20s}" "${pt#*:}" 2>&1 | tail -n 3
 done
+echo "== fuzzing the translation extractor (Go literal -> PO string round trip)"
+go test -run='^$' -fuzz='^FuzzExtractRoundTrip$' -fuzztime="${TATTLE_FUZZ_TIME:-20s}" ./app/i18n/extract/ 2>&1 | tail -n 3
 
 echo "== all rings: go test (packages one at a time, so only one test's programs are attached at once)"
 log="$TATTLE_RESULTS_DIR/go-test.log"
