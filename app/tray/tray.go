@@ -97,6 +97,7 @@ type Tray struct {
 	menu      *menuTree
 	available bool
 	closed    bool
+	recall    *time.Timer // announces the icon once more after a change (see SetState)
 
 	calls   chan func() // callbacks, run in order by runCallbacks
 	signals chan *dbus.Signal
@@ -215,17 +216,35 @@ func (t *Tray) SetState(s State) error {
 	}
 	t.state = s
 	status := t.statusLocked()
+	// Hosts fetch what each signal announces; some (gtk-sni-tray) apply the results in no fixed order, and
+	// a result built before they learned the new icon name can win and leave the old icon drawn. The icon
+	// is announced first, and once more a moment later, when every fetch sees the new name, so such hosts
+	// settle on the right icon. AttentionIconName never changes, so NewAttentionIcon is not sent.
+	if t.recall == nil {
+		t.recall = time.AfterFunc(reannounce, t.announceIcon)
+	} else {
+		t.recall.Reset(reannounce)
+	}
 	t.mu.Unlock()
-	// Some hosts (gtk-sni-tray) answer NewIcon with two fetches whose results they apply in no fixed order,
-	// one of them carrying the icon name they had cached before: the stale icon can win. So the icon is
-	// announced first and once more after the status and tooltip, when every fetch sees the new name.
-	// AttentionIconName never changes, so NewAttentionIcon is not sent.
 	return errors.Join(
 		t.emit("NewIcon"),
 		t.emit("NewStatus", status),
 		t.emit("NewToolTip"),
-		t.emit("NewIcon"),
 	)
+}
+
+// reannounce is how long after a state change the icon is announced again.
+const reannounce = 500 * time.Millisecond
+
+func (t *Tray) announceIcon() {
+	t.mu.Lock()
+	closed := t.closed
+	t.mu.Unlock()
+	if !closed {
+		if err := t.emit("NewIcon"); err != nil {
+			t.log.Debug("announcing the icon again", "err", err)
+		}
+	}
 }
 
 // State is the state the icon shows.
@@ -277,6 +296,9 @@ func (t *Tray) Close() error {
 		return nil
 	}
 	t.closed = true
+	if t.recall != nil {
+		t.recall.Stop()
+	}
 	t.mu.Unlock()
 	t.cancel()
 	t.wg.Wait()

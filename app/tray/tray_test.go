@@ -236,6 +236,17 @@ func TestItemWithWatcher(t *testing.T) {
 				p["Status"].Value(), p["IconName"].Value(), s.status, s.icon)
 		}
 	}
+	// The icon is announced again shortly after a change, so hosts that raced on the first announcement
+	// settle on the new icon.
+	if err := tr.SetState(tray.Question); err != nil {
+		t.Fatal(err)
+	}
+	h.wantSignal(t, tray.ItemInterface+".NewIcon")
+	start := time.Now()
+	h.wantSignal(t, tray.ItemInterface+".NewIcon")
+	if d := time.Since(start); d < 200*time.Millisecond {
+		t.Errorf("second NewIcon %v after the first; want it a moment later", d)
+	}
 	if err := tr.SetToolTip("", "2 questions waiting"); err != nil {
 		t.Fatal(err)
 	}
