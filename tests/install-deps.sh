@@ -25,6 +25,8 @@ packages=(
 	desktop-file-utils appstream librsvg2-bin            # desktop entry and AppStream metainfo validation; icons rendered
 	xvfb xdotool imagemagick                             # tray test: a real panel on a private X server, clicked, screenshot
 	haskell-status-notifier-item-utils haskell-gtk-sni-tray-utils # a real StatusNotifierWatcher and GTK tray panel
+	libgtk-3-dev adwaita-icon-theme fonts-dejavu-core fonts-cantarell # the GTK app (gotk3 via cgo), its icons and fonts
+	weston openbox at-spi2-core python3-pyatspi         # GUI tests: Wayland (headless) and X11 sessions, driven through AT-SPI
 )
 missing=()
 for p in "${packages[@]}"; do
