@@ -134,6 +134,14 @@ func TestScreens(t *testing.T) {
 }
 
 func screens(t *testing.T, kind string, lang Lang) {
+	if lang.Name != "en" {
+		// The assertions below look for these words in the user's language: they must be translated.
+		for _, msgid := range []string{"Attempts", "Last seen", "Allowed", "Denied", "Allow", "Deny", "Any application"} {
+			if lang.T(msgid) == msgid {
+				t.Errorf("po/%s.po does not translate %q", lang.Name, msgid)
+			}
+		}
+	}
 	h := StartHelper(t)
 	// The helper's programs see every process on this machine: in silent-allow mode it asks nobody about
 	// other tests' connections (the questions here come from the test itself).
