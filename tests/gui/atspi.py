@@ -6,6 +6,7 @@ Usage (DBUS_SESSION_BUS_ADDRESS must be the app's session bus):
   atspi.py wait APP ROLE NAME TIMEOUT    wait until a showing accessible with that role and name exists
   atspi.py click APP ROLE NAME           run the first action ("click"/"press") of that accessible
   atspi.py select APP ROLE NAME          select that item (combo box entries, list items)
+  atspi.py setvalue APP ROLE NAME VALUE  set the value of a spin button or slider
 Roles are pyatspi role names as printed by `names` ("push button", "table cell", ...).
 """
 import json
@@ -90,6 +91,9 @@ def main():
     if cmd == "click":
         action = acc.queryAction()
         action.doAction(0)
+        return 0
+    if cmd == "setvalue":
+        acc.queryValue().currentValue = float(sys.argv[5])
         return 0
     if cmd == "select":
         parent = acc.parent

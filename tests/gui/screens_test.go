@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -200,6 +201,24 @@ func screens(t *testing.T, kind string, lang Lang) {
 		}
 	}
 	s.Screenshot(t, name+"-rules")
+
+	// Preferences: the helper's settings; a changed timeout is written to the helper when applied.
+	s.ShowPage(t, "preferences")
+	timeout := strings.ReplaceAll(lang.T("Question _timeout (seconds)"), "_", "")
+	s.WaitFor(t, "spin button", timeout, 10*time.Second)
+	if _, err := s.atspi(t, "setvalue", "tattle", "spin button", timeout, "42"); err != nil {
+		t.Fatal(err)
+	}
+	s.Click(t, "push button", strings.ReplaceAll(lang.T("_Apply"), "_", ""))
+	s.WaitFor(t, "label", lang.T("Settings saved."), 10*time.Second)
+	var st api.Settings
+	if err := h.Conn.Object(api.BusName, api.ObjectPath).Call(api.DaemonInterface+".Settings", 0).Store(&st); err != nil {
+		t.Fatal(err)
+	}
+	if st.QuestionTimeout != 42 || st.Mode != api.ModeSilentAllow {
+		t.Errorf("settings after Apply: %+v, want a 42 s timeout and the mode unchanged", st)
+	}
+	s.Screenshot(t, name+"-preferences")
 	s.ShowPage(t, "monitor")
 
 	// Alert: two questions, one window, the second counted as waiting.

@@ -3,6 +3,7 @@ package desktop
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -83,4 +84,21 @@ func TestExecProgram(t *testing.T) {
 			t.Errorf("execProgram(%q) = %q, want %q", in, got, want)
 		}
 	}
+}
+
+// FuzzExecProgram: any Exec line yields a program name without panicking, and a plain absolute path as
+// the first word is found as written.
+func FuzzExecProgram(f *testing.F) {
+	for _, s := range []string{"firefox %u", `"/opt/My App/app" --x`, "env A=1 foo", `"unterminated`, `"a\"b" c`, "\t \\", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, line string) {
+		p := execProgram(line)
+		if len(p) > len(line) {
+			t.Fatalf("execProgram(%q) = %q: longer than its input", line, p)
+		}
+		if !strings.ContainsAny(line, "\"\\= \t") && strings.HasPrefix(line, "/") && p != line {
+			t.Fatalf("execProgram(%q) = %q", line, p)
+		}
+	})
 }

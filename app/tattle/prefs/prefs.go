@@ -6,6 +6,7 @@ package prefs
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/gotk3/gotk3/gtk"
 
@@ -44,6 +45,7 @@ func New(ctx context.Context, cl *client.Client) *Page {
 		l, _ := gtk.LabelNewWithMnemonic(label)
 		l.SetXAlign(1)
 		l.SetMnemonicWidget(w)
+		ui.SetAccessible(w, strings.ReplaceAll(label, "_", ""), help)
 		grid.Attach(l, 0, row, 1, 1)
 		grid.Attach(w, 1, row, 1, 1)
 		h, _ := gtk.LabelNew(help)
