@@ -77,6 +77,8 @@ type Monitor struct {
 	destIDs map[flows.DestKey]string
 	nextID  int
 
+	nShown   int // destinations the filter shows
+
 	selected string
 	detail   *detail
 	status   *gtk.Label
@@ -297,6 +299,7 @@ func (m *Monitor) apply(ch flows.Change) {
 		m.rows[id] = r
 		m.destIDs[d.Key] = id
 		if r.shown {
+			m.nShown++
 			m.setAppShown(ar, ar.nShown+1)
 		}
 	}
@@ -343,8 +346,10 @@ func (m *Monitor) setDestShown(r *row, shown bool) {
 	m.store.SetValue(r.iter, colVisible, shown)
 	ar := m.rows[m.appIDs[r.dest.Key.App]]
 	if shown {
+		m.nShown++
 		m.setAppShown(ar, ar.nShown+1)
 	} else {
+		m.nShown--
 		m.setAppShown(ar, ar.nShown-1)
 	}
 }
@@ -405,12 +410,7 @@ func sparkPixbuf(history []uint64) *gdk.Pixbuf {
 }
 
 func (m *Monitor) updateStatus() {
-	shown := 0
-	for _, r := range m.rows {
-		if r.dest != nil && r.shown {
-			shown++
-		}
-	}
+	shown := m.nShown
 	m.status.SetText(fmt.Sprintf(i18n.N("%d connection shown of %d", "%d connections shown of %d", shown), shown, m.model.Len()))
 }
 
