@@ -80,3 +80,9 @@ func (c *Client) helperOwner(ctx context.Context) string {
 	c.conn.BusObject().CallWithContext(ctx, "org.freedesktop.DBus.GetNameOwner", 0, api.BusName).Store(&owner)
 	return owner
 }
+
+// Resubscribe asks a restarted helper for FlowsChanged again (a helper forgets its subscribers when it
+// stops); the channel WatchFlows returned keeps delivering.
+func (c *Client) Resubscribe(ctx context.Context) error {
+	return c.call(ctx, api.MonitorInterface+".Subscribe", false, nil)
+}

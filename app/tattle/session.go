@@ -75,7 +75,7 @@ func startSession(parent context.Context, app *gtk.Application, log *slog.Logger
 	s.cl = cl
 	s.buildWindow(entries)
 	if err != nil {
-		s.msg.Show(gtk.MESSAGE_ERROR, fmt.Sprintf(i18n.T("Cannot reach the system bus, so Tattle cannot talk to its service: %v"), err))
+		s.msg.Show(gtk.MESSAGE_ERROR, fmt.Sprintf(i18n.T("Cannot reach the system bus, so Tattle cannot talk to its service: %s"), err))
 		return s
 	}
 	s.alert = alert.New(app, entries, func(id uint64, a api.Answer) {
@@ -174,24 +174,44 @@ func (s *session) questionsChanged() {
 }
 
 // feedMonitor streams flows into the monitor: subscribe first, then take a snapshot, so no change falls
-// between the two. Runs on its own goroutine until the session ends.
+// between the two. Without the subscription (the helper refused it: too many monitors) it polls instead.
+// Runs on its own goroutine until the session ends.
 func (s *session) feedMonitor() {
 	batches, err := s.cl.WatchFlows(s.ctx)
 	if err != nil {
-		s.showError(i18n.T("Live connection updates are not available: "), err)
+		s.log.Warn("no live flow updates; polling", "error", err)
 	}
-	snap, err := s.cl.Flows(s.ctx)
-	if err != nil {
-		s.showError(i18n.T("Cannot read connections from the Tattle service: "), err)
-	} else {
-		s.mon.Push(snap)
-	}
+	s.snapshot()
 	if batches == nil {
-		return
+		tick := time.NewTicker(pollEvery)
+		defer tick.Stop()
+		for {
+			select {
+			case <-s.ctx.Done():
+				return
+			case <-tick.C:
+				s.snapshot()
+			}
+		}
 	}
 	for b := range batches {
 		s.mon.Push(b)
 	}
+}
+
+// pollEvery is how often flows are read when the helper sends no FlowsChanged.
+const pollEvery = 2 * time.Second
+
+// snapshot reads every flow once.
+func (s *session) snapshot() {
+	snap, err := s.cl.Flows(s.ctx)
+	if err != nil {
+		if s.ctx.Err() == nil {
+			s.showError(i18n.T("Cannot read connections from the Tattle service: "), err)
+		}
+		return
+	}
+	s.mon.Push(snap)
 }
 
 func (s *session) showError(prefix string, err error) {
@@ -222,7 +242,12 @@ func (s *session) keepRegistered() {
 				continue
 			}
 			if owner, _ := sig.Body[2].(string); owner != "" {
+				// tattled (re)started: it knows neither this agent nor this monitor.
 				s.register()
+				if err := s.cl.Resubscribe(s.ctx); err != nil {
+					s.log.Warn("cannot resubscribe to flow updates", "error", err)
+				}
+				s.snapshot()
 			}
 		}
 	}

@@ -164,7 +164,7 @@ func (u *trayUI) setMode(mode string) {
 		err := u.s.cl.SetMode(u.s.ctx, mode)
 		glib.IdleAdd(func() {
 			if err != nil {
-				u.s.msg.Show(gtk.MESSAGE_ERROR, fmt.Sprintf(i18n.T("The mode was not changed: %v"), err))
+				u.s.msg.Show(gtk.MESSAGE_ERROR, fmt.Sprintf(i18n.T("The mode was not changed: %s"), err))
 				u.s.present()
 				return
 			}

@@ -97,7 +97,7 @@ func (p *Page) Load() {
 	ui.Background(func() (api.Settings, error) { return p.cl.Settings(p.ctx) }, func(s api.Settings, err error) {
 		if err != nil {
 			p.apply.SetSensitive(false)
-			p.msg.Show(gtk.MESSAGE_ERROR, fmt.Sprintf(i18n.T("Cannot read the settings from the Tattle service: %v"), err))
+			p.msg.Show(gtk.MESSAGE_ERROR, fmt.Sprintf(i18n.T("Cannot read the settings from the Tattle service: %s"), err))
 			return
 		}
 		p.settings = s
@@ -115,7 +115,7 @@ func (p *Page) save() {
 		QuestionTimeout: uint32(p.timeout.GetValueAsInt()), FailPolicy: p.fail.GetActiveID(), HistoryDays: uint32(p.history.GetValueAsInt())}
 	ui.Background(func() (struct{}, error) { return struct{}{}, p.cl.SetSettings(p.ctx, s) }, func(_ struct{}, err error) {
 		if err != nil {
-			msg := fmt.Sprintf(i18n.T("The settings were not changed: %v"), err)
+			msg := fmt.Sprintf(i18n.T("The settings were not changed: %s"), err)
 			if client.KindOf(err) == client.AccessDenied {
 				msg = i18n.T("The settings were not changed: changing them needs an administrator's password, and no authentication agent of the desktop answered (is a polkit agent running in this session?).")
 			}

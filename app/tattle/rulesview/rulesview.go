@@ -268,11 +268,11 @@ func (p *Page) report(what string, err error) {
 func explain(what string, err error) string {
 	switch client.KindOf(err) {
 	case client.AccessDenied:
-		return fmt.Sprintf(i18n.T("%s: not authorized. Changing rules for everyone needs an administrator's password, and no authentication agent of the desktop answered (is a polkit agent running in this session?). Details: %v"), what, err)
+		return fmt.Sprintf(i18n.T("%s: not authorized. Changing rules for everyone needs an administrator's password, and no authentication agent of the desktop answered (is a polkit agent running in this session?). Details: %s"), what, err)
 	case client.ReadOnly:
-		return fmt.Sprintf(i18n.T("%s: this rule comes from an administrator's rule file; change that file instead. Details: %v"), what, err)
+		return fmt.Sprintf(i18n.T("%s: this rule comes from an administrator's rule file; change that file instead. Details: %s"), what, err)
 	case client.Unreachable:
-		return fmt.Sprintf(i18n.T("%s: the Tattle service is not running or not answering. Details: %v"), what, err)
+		return fmt.Sprintf(i18n.T("%s: the Tattle service is not running or not answering. Details: %s"), what, err)
 	}
 	return fmt.Sprintf("%s: %v", what, err)
 }
@@ -392,7 +392,7 @@ func (p *Page) importRules() {
 	path := fc.GetFilename()
 	data, err := os.ReadFile(path)
 	if err != nil {
-		p.msg.Show(gtk.MESSAGE_ERROR, fmt.Sprintf(i18n.T("Cannot read %s: %v"), path, err))
+		p.msg.Show(gtk.MESSAGE_ERROR, fmt.Sprintf(i18n.T("Cannot read %s: %s"), path, err))
 		return
 	}
 	type result struct {
@@ -449,7 +449,7 @@ func (p *Page) exportRules() {
 			return
 		}
 		if err := os.WriteFile(path, r.data, 0o644); err != nil {
-			p.msg.Show(gtk.MESSAGE_ERROR, fmt.Sprintf(i18n.T("Cannot write %s: %v"), path, err))
+			p.msg.Show(gtk.MESSAGE_ERROR, fmt.Sprintf(i18n.T("Cannot write %s: %s"), path, err))
 			return
 		}
 		text := fmt.Sprintf(i18n.T("Exported the rules to %s."), path)
