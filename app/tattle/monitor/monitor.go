@@ -77,7 +77,7 @@ type Monitor struct {
 	destIDs map[flows.DestKey]string
 	nextID  int
 
-	nShown   int // destinations the filter shows
+	nShown int // destinations the filter shows
 
 	selected string
 	detail   *detail
