@@ -126,6 +126,12 @@ func (s *session) buildWindow(entries *desktop.Index) {
 	s.stack.AddTitled(s.rules.Widget, "rules", i18n.T("Rules"))
 	s.stack.AddTitled(s.prefs.Widget, "preferences", i18n.T("Preferences"))
 
+	// The settings may change elsewhere (tattlectl, the tray): read them again whenever the page is opened.
+	s.stack.Connect("notify::visible-child-name", func() {
+		if s.stack.GetVisibleChildName() == "preferences" && s.cl != nil {
+			s.prefs.Load()
+		}
+	})
 	switcher, _ := gtk.StackSwitcherNew()
 	switcher.SetStack(s.stack)
 	header, _ := gtk.HeaderBarNew()
