@@ -206,6 +206,7 @@ func screens(t *testing.T, kind string, lang Lang) {
 	s.ShowPage(t, "preferences")
 	timeout := strings.ReplaceAll(lang.T("Question _timeout (seconds)"), "_", "")
 	s.WaitFor(t, "spin button", timeout, 10*time.Second)
+	time.Sleep(500 * time.Millisecond) // the page re-reads the settings when opened; let that land first
 	if _, err := s.atspi(t, "setvalue", "tattle", "spin button", timeout, "42"); err != nil {
 		t.Fatal(err)
 	}
