@@ -196,6 +196,15 @@ func cmdAgent(ctx context.Context, e *env, args []string) error {
 			}
 		}
 	}()
+	// A helper that stops (restart, crash) forgets its agents: register again with the next one, which the
+	// registration call itself starts when the bus activates it.
+	helperGone := make(chan *dbus.Signal, 8)
+	c.Conn().Signal(helperGone)
+	defer c.Conn().RemoveSignal(helperGone)
+	if err := c.Conn().AddMatchSignal(dbus.WithMatchInterface("org.freedesktop.DBus"),
+		dbus.WithMatchMember("NameOwnerChanged"), dbus.WithMatchArg(0, api.BusName)); err != nil {
+		fmt.Fprintf(e.stderr, "will not notice tattled restarting: %v\n", err)
+	}
 	var current *askedQuestion
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
@@ -251,9 +260,40 @@ func cmdAgent(ctx context.Context, e *env, args []string) error {
 				default:
 				}
 			}
+		case sig := <-helperGone:
+			if len(sig.Body) != 3 || sig.Body[0] != api.BusName || sig.Body[2] != "" {
+				continue
+			}
+			if *asJSON {
+				writeJSONLine(e.stdout, map[string]any{"event": "helper-stopped"})
+			} else {
+				fmt.Fprintln(e.stdout, "tattled stopped; registering with the next one")
+			}
+			if err := reregister(ctx, c); err != nil {
+				return err
+			}
+			if *asJSON {
+				writeJSONLine(e.stdout, map[string]any{"event": "registered"})
+			}
 		case <-tick.C:
 		}
 	}
+}
+
+// reregister registers the agent with a new helper, retrying for a while (it may be starting).
+func reregister(ctx context.Context, c *client.Client) error {
+	var err error
+	for try := 0; try < 20; try++ {
+		if err = c.RegisterAgent(ctx, agentPath); err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("register with the restarted helper: %w", err)
 }
 
 func showQuestion(w io.Writer, q api.Question, behind int, asJSON bool, now time.Time) {

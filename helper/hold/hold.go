@@ -173,6 +173,8 @@ func (h *Holder) packetKeyOf(k Key) PacketKey {
 // briefly for its event.
 func (h *Holder) Packet(p netfilter.Packet) {
 	pk := h.PacketKeyOf(p)
+	h.env.Log.Debug("packet held", "id", p.ID, "token", fmt.Sprintf("%#x", pk.Token), "uid", pk.UID, "has_uid", p.HasUID,
+		"dst", pk.Dest, "proto", pk.Proto)
 	h.mu.Lock()
 	if qs := h.byPacket[pk]; len(qs) > 0 {
 		q := qs[0]
@@ -462,6 +464,8 @@ func (h *Holder) sweep(now time.Time) {
 
 // release gives a packet its verdict: Allow accepts, Deny refuses (reset), anything else drops.
 func (h *Holder) release(p netfilter.Packet, v enforce.Verdict) {
+	h.env.Log.Debug("held packet released", "id", p.ID, "verdict", v, "dst", p.Headers.Dst, "mark", fmt.Sprintf("%#x", p.Mark),
+		"held_for", time.Since(p.Time))
 	var err error
 	switch v {
 	case enforce.Allow:

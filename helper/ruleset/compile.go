@@ -180,8 +180,6 @@ func inactive(r rules.Rule, now time.Time) string {
 		return "expired " + r.Until.Format(time.RFC3339)
 	case r.Duration == rules.DurationOnce:
 		return "applies to one connection only"
-	case r.Duration == rules.DurationUntilQuit:
-		return "lasts until the application quits: takes effect once the helper tracks applications' processes"
 	}
 	return ""
 }

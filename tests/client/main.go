@@ -38,6 +38,7 @@ func main() {
 	// prctl(PR_SET_NAME) renames the calling thread only: keep every action on that thread.
 	runtime.LockOSThread()
 	comm := flag.String("comm", "", "rename the process (comm) before acting")
+	linger := flag.Duration("linger", 0, "stay alive this long after reporting (an application that keeps running)")
 	ownMark := flag.Uint("mark", 0, "SO_MARK the application sets on its own socket before connecting (needs CAP_NET_ADMIN)")
 	flag.Parse()
 	appMark = uint32(*ownMark)
@@ -68,6 +69,7 @@ func main() {
 	res.PID = os.Getpid()
 	out, _ := json.Marshal(res)
 	fmt.Println(string(out))
+	time.Sleep(*linger)
 }
 
 func fail(err error) {

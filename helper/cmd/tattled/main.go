@@ -138,29 +138,23 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 	var wg sync.WaitGroup
 	errs := make(chan error, 2)
 	var asker daemon.Asker = noAgents{}
+	var svc *service.Service
 	if cfg.bus == "system" {
 		conn, err := dbus.ConnectSystemBus()
 		if err != nil {
 			return fmt.Errorf("connect to the system bus (use -bus none to run without the D-Bus API): %w", err)
 		}
 		defer conn.Close()
-		svc, err := service.New(service.Options{Conn: conn, Store: rules, Daemon: d, Enforcer: enf, Version: version, Logger: log})
+		svc, err = service.New(service.Options{Conn: conn, Store: rules, Daemon: d, Enforcer: enf, Version: version, Logger: log})
 		if err != nil {
 			return err
 		}
 		asker = svc
 		d.OnRulesChanged(svc.AnnounceRulesChanged)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := svc.Serve(ctx); err != nil {
-				errs <- err
-				cancel()
-			}
-		}()
 	} else if cfg.bus != "none" {
 		return fmt.Errorf("-bus %q: use system or none", cfg.bus)
 	}
+	// Holding starts before the bus name is taken: a client that can reach the helper finds it holding.
 	if cfg.hold {
 		if cfg.queue == 0 || cfg.queue > 65535 {
 			return fmt.Errorf("-queue %d: use 1 to 65535", cfg.queue)
@@ -169,6 +163,16 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 			// Keep enforcing what the rules decide; undecided connections pass unasked, as Status says.
 			log.Error("undecided connections cannot be held; they pass unasked", "error", err)
 		}
+	}
+	if svc != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := svc.Serve(ctx); err != nil {
+				errs <- err
+				cancel()
+			}
+		}()
 	}
 	wg.Add(2)
 	go func() {

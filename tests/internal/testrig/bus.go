@@ -3,6 +3,7 @@ package testrig
 import (
 	"bufio"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -99,7 +100,9 @@ func StartSystemBus(t testing.TB, o BusOptions) *SystemBus {
 	b.Start(t, daemon, "--config-file="+conf, "--nofork", "--nopidfile", "--nosyslog")
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		if _, err := os.Stat(socket); err == nil {
+		// The socket file exists from bind(); only a successful connect says the bus listens.
+		if c, err := net.Dial("unix", socket); err == nil {
+			c.Close()
 			return b
 		}
 		if time.Now().After(deadline) {

@@ -1,0 +1,493 @@
+package hold
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/godbus/dbus/v5"
+
+	"github.com/tattlefw/tattle/shared/api"
+	"github.com/tattlefw/tattle/shared/rules"
+	"github.com/tattlefw/tattle/tests/internal/testrig"
+)
+
+// Must show 1: the first connect waits; Allow after ~2 s completes that same connect.
+func TestAllowCompletesTheHeldConnection(t *testing.T) {
+	r := newRig(t, "hold-allow", api.Settings{})
+	srv := r.ns.tcpServer(t)
+	ag := r.startAgent(t)
+
+	py := python(t, srv, 30*time.Second)
+	q := ag.next(t, "question", 10*time.Second).Question
+	if !strings.HasPrefix(filepath.Base(q.Exe), "python3") || q.Addr != r.ns.peerAddr || q.Protocol != "tcp" || q.PID == 0 || q.User != "root" {
+		t.Errorf("question does not describe the python client: %+v", q)
+	}
+	time.Sleep(2 * time.Second)
+	if py.exited() {
+		t.Fatalf("the held connect returned before the answer: %s", py.out.String())
+	}
+	answered := ag.answer(t, "a")
+	word, returned := parsePy(t, py.wait(t, 10*time.Second))
+	if word != "ok" {
+		t.Fatalf("allowed connect: %s at %v, answered at %v (want ok)\n%s", word, returned, answered, r.Log)
+	}
+	latency := returned.Sub(answered)
+	report.add(t, "answer Allow -> the held connect() returned in %v (goal < 50ms); it had waited %v",
+		latency.Round(100*time.Microsecond), returned.Sub(time.UnixMilli(q.Created)).Round(time.Millisecond))
+	if latency > 500*time.Millisecond {
+		t.Errorf("connect returned %v after the answer", latency)
+	}
+
+	// Forever: a rule for this host; the next connection asks nothing and goes through at once.
+	if !hasRule(r.rules(t), rules.ActionAllow, q.Exe, q.Addr) {
+		t.Errorf("no allow rule for %s -> %s: %+v", q.Exe, q.Addr, r.rules(t))
+	}
+	py2 := python(t, srv, 5*time.Second)
+	if word, _ := parsePy(t, py2.wait(t, 10*time.Second)); word != "ok" {
+		t.Errorf("second connection: %s", word)
+	}
+	ag.quiet(t, time.Second)
+}
+
+func median(v []float64) float64 {
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	return s[len(s)/2]
+}
+
+func hasRule(rs []api.Rule, action, exe, remote string) bool {
+	for _, rl := range rs {
+		if rl.Action == action && rl.Application == exe && rl.Remote == remote {
+			return true
+		}
+	}
+	return false
+}
+
+// Must show 2: Deny makes the held connection fail fast, and the next attempt fails in the kernel unasked.
+func TestDenyFailsFastThenInTheKernel(t *testing.T) {
+	r := newRig(t, "hold-deny", api.Settings{})
+	srv := r.ns.tcpServer(t)
+	ag := r.startAgent(t)
+
+	curl := start(t, "curl", "-sS", "--max-time", "30", "-o", "/dev/null", "http://"+srv+"/")
+	q := ag.next(t, "question", 10*time.Second).Question
+	if filepath.Base(q.Exe) != "curl" {
+		t.Errorf("question about %q, want curl", q.Exe)
+	}
+	time.Sleep(time.Second)
+	answered := ag.answer(t, "d")
+	out := curl.wait(t, 10*time.Second)
+	failedAfter := curl.end.Sub(answered)
+	code := curl.cmd.ProcessState.ExitCode()
+	report.add(t, "answer Deny -> curl exited %d after %v (goal < 1s): %s", code, failedAfter.Round(time.Millisecond), strings.TrimSpace(out))
+	if code != 7 || failedAfter > time.Second {
+		t.Errorf("curl exit %d after %v, want 7 (connection refused) within 1s: %s", code, failedAfter, out)
+	}
+
+	// The verdict is in the kernel: curl fails at once with no question.
+	again := start(t, "curl", "-sS", "--max-time", "10", "-o", "/dev/null", "http://"+srv+"/")
+	t0 := time.Now()
+	out = again.wait(t, 10*time.Second)
+	if code := again.cmd.ProcessState.ExitCode(); code != 7 || again.end.Sub(t0) > time.Second {
+		t.Errorf("second curl: exit %d after %v (%s), want 7 at once", code, again.end.Sub(t0), out)
+	}
+	if !strings.Contains(out, "Couldn't connect") && !strings.Contains(out, "Failed to connect") {
+		t.Logf("second curl said: %s", out)
+	}
+	ag.quiet(t, time.Second)
+	if n := len(r.pending(t)); n != 0 {
+		t.Errorf("%d questions open after a denied flow's retry", n)
+	}
+}
+
+// Must show 3: an open question stalls nothing else, and 200 attempts of 20 applications make 20 questions.
+func TestQuestionsAreIndependentAndShared(t *testing.T) {
+	r := newRig(t, "hold-independent", api.Settings{QuestionTimeout: 15})
+	srv := r.ns.tcpServer(t)
+	dir := testrig.AppDir(t)
+	bin := testrig.Build(t).Client
+
+	// 20 applications whose loopback connections are allowed by rule.
+	var benchApps []string
+	for i := 0; i < 20; i++ {
+		app := testrig.CopyApp(t, bin, dir, fmt.Sprintf("bench-%02d", i))
+		benchApps = append(benchApps, app)
+		if _, errOut, code := r.Ctl(t, 0, "rules", "add", "--allow", "--app", app, "--remote", "127.0.0.0/8"); code != 0 {
+			t.Fatalf("add rule: %s", errOut)
+		}
+	}
+	rate := func() float64 {
+		var wg sync.WaitGroup
+		rates := make([]float64, len(benchApps))
+		for i, app := range benchApps {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				res := testClient(t, app, "bench", "2000")
+				if !res.OK {
+					t.Errorf("bench %s: %s", app, res.Error)
+				}
+				rates[i] = res.Rate
+			}()
+		}
+		wg.Wait()
+		sum := 0.0
+		for _, v := range rates {
+			sum += v
+		}
+		return sum
+	}
+	ag := r.startAgent(t)
+	// Rounds alternate around the open question; medians damp the scheduler's noise on two cores.
+	bases := []float64{rate(), rate()}
+	asker := testrig.CopyApp(t, bin, dir, "asker")
+	held := start(t, asker, "tcp", srv)
+	ag.next(t, "question", 10*time.Second)
+	durings := []float64{rate(), rate(), rate()}
+	if held.exited() {
+		t.Fatalf("the held connection ended while its question was open: %s", held.out.String())
+	}
+	if n := len(r.pending(t)); n != 1 {
+		t.Errorf("%d questions open during the measurement, want 1", n)
+	}
+	ag.answer(t, "a 1")
+	held.wait(t, 10*time.Second)
+	bases = append(bases, rate())
+	base, during := median(bases), median(durings)
+	ratio := during / base
+	report.add(t, "20 allowed applications' connect rate with one question open / with none: %.3f (medians %.0f vs %.0f connects/s; rounds open %v, none %v)",
+		ratio, during, base, durings, bases)
+	if ratio < 0.8 {
+		t.Errorf("connect rate fell to %.2f of normal while a question was open", ratio)
+	}
+
+	// 20 identities x 10 concurrent attempts: one question each.
+	var clients []*started
+	for i := 0; i < 20; i++ {
+		app := testrig.CopyApp(t, bin, dir, fmt.Sprintf("burst-%02d", i))
+		for j := 0; j < 10; j++ {
+			clients = append(clients, start(t, app, "tcp", srv))
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	var qs []api.Question
+	for time.Now().Before(deadline) {
+		if qs = r.pending(t); len(qs) >= 20 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	time.Sleep(time.Second) // stragglers would show up as extra questions
+	qs = r.pending(t)
+	attempts := uint32(0)
+	for _, q := range qs {
+		attempts += q.Attempts
+	}
+	report.add(t, "200 concurrent undecided connections from 20 applications -> %d questions (%d attempts joined them)", len(qs), attempts)
+	if len(qs) != 20 {
+		t.Errorf("%d questions for 20 applications", len(qs))
+	}
+	// Answer every one (the agent shows them one at a time); all 200 connections complete.
+	for i := 0; i < 20; i++ {
+		ag.next(t, "question", 20*time.Second)
+		ag.answer(t, "a 1")
+	}
+	failed := 0
+	for _, c := range clients {
+		var res testrig.Result
+		json.Unmarshal([]byte(c.wait(t, 20*time.Second)), &res)
+		if !res.OK {
+			failed++
+		}
+	}
+	if failed != 0 {
+		t.Errorf("%d of 200 held connections failed after Allow", failed)
+	}
+}
+
+// Must show 4: a datagram to an undecided destination is held and delivered after Allow.
+func TestUDPDatagramIsHeldThenDelivered(t *testing.T) {
+	r := newRig(t, "hold-udp", api.Settings{})
+	srv := r.ns.udpServer(t)
+	ag := r.startAgent(t)
+	app := testrig.CopyApp(t, testrig.Build(t).Client, testrig.AppDir(t), "udp-app")
+	c := start(t, app, "udp", srv) // waits up to 2 s for the echo
+	q := ag.next(t, "question", 5*time.Second).Question
+	if q.Protocol != "udp" || q.Addr != r.ns.peerAddr {
+		t.Errorf("question: %+v", q)
+	}
+	time.Sleep(300 * time.Millisecond)
+	ag.answer(t, "a")
+	var res testrig.Result
+	if err := json.Unmarshal([]byte(c.wait(t, 10*time.Second)), &res); err != nil {
+		t.Fatal(err)
+	}
+	if !res.OK || !res.Echoed {
+		t.Errorf("held datagram not delivered after Allow: %+v", res)
+	}
+}
+
+// Must show 5: no answer in time, or the agent leaving, applies the default once and makes no rule.
+func TestUnansweredQuestionsApplyTheDefaultOnce(t *testing.T) {
+	r := newRig(t, "hold-default", api.Settings{QuestionTimeout: 2, DefaultAction: api.DefaultDeny})
+	srv := r.ns.tcpServer(t)
+	app := testrig.CopyApp(t, testrig.Build(t).Client, testrig.AppDir(t), "unanswered")
+
+	t.Run("timeout", func(t *testing.T) {
+		ag := r.startAgent(t)
+		c := start(t, app, "tcp", srv)
+		q := ag.next(t, "question", 5*time.Second).Question
+		ag.next(t, "cancelled", 5*time.Second)
+		out := c.wait(t, 5*time.Second)
+		var res testrig.Result
+		json.Unmarshal([]byte(out), &res)
+		waited := c.end.Sub(time.UnixMilli(q.Created))
+		report.add(t, "unanswered for %ds -> default deny: %s after %v", 2, res.Errno, waited.Round(time.Millisecond))
+		if res.OK || res.Errno != "ECONNREFUSED" || waited < 1800*time.Millisecond || waited > 3500*time.Millisecond {
+			t.Errorf("after the timeout: %+v after %v, want ECONNREFUSED after ~2s", res, waited)
+		}
+		if hasApp(r.rules(t), app) {
+			t.Errorf("the default made a rule: %+v", r.rules(t))
+		}
+		// Once: the next attempt asks again.
+		c2 := start(t, app, "tcp", srv)
+		ag.next(t, "question", 5*time.Second)
+		ag.answer(t, "a 1")
+		c2.wait(t, 5*time.Second)
+		ag.stop()
+	})
+	t.Run("agent-leaves", func(t *testing.T) {
+		ag := r.startAgent(t)
+		c := start(t, app, "tcp", srv)
+		ag.next(t, "question", 5*time.Second)
+		killed := time.Now()
+		ag.stop() // kill -9 of the agent, by its PID
+		out := c.wait(t, 5*time.Second)
+		var res testrig.Result
+		json.Unmarshal([]byte(out), &res)
+		report.add(t, "agent killed mid-question -> default deny after %v: %s", c.end.Sub(killed).Round(time.Millisecond), res.Errno)
+		if res.OK || c.end.Sub(killed) > time.Second {
+			t.Errorf("after the agent left: %+v after %v, want refused within 1s", res, c.end.Sub(killed))
+		}
+		if hasApp(r.rules(t), app) {
+			t.Errorf("the default made a rule: %+v", r.rules(t))
+		}
+	})
+	t.Run("no-agent", func(t *testing.T) {
+		res := testClient(t, app, "tcp", srv)
+		if res.OK || res.Errno != "ECONNREFUSED" || res.Elapsed() > time.Second {
+			t.Errorf("with no agent: %+v, want refused at once", res)
+		}
+	})
+}
+
+// testAgent is an agent written in the test that answers only when told, and never follows a helper restart:
+// it keeps a question open across kill -9.
+type testAgent struct {
+	asked chan askCall
+	stop  chan struct{}
+}
+
+// askCall is one Ask in progress; the test answers it on reply.
+type askCall struct {
+	q     api.Question
+	reply chan api.Answer
+}
+
+func (a *testAgent) Ask(q api.Question) (api.Answer, *dbus.Error) {
+	c := askCall{q: q, reply: make(chan api.Answer, 1)}
+	a.asked <- c
+	select {
+	case ans := <-c.reply:
+		return ans, nil
+	case <-a.stop:
+		return api.Answer{}, dbus.NewError(api.ErrFailed, []any{"the test ended"})
+	}
+}
+
+func (a *testAgent) Cancel(id uint64) *dbus.Error { return nil }
+
+func registerTestAgent(t *testing.T, r *rig, conn *dbus.Conn) *testAgent {
+	t.Helper()
+	a := &testAgent{asked: make(chan askCall, 16), stop: make(chan struct{})}
+	t.Cleanup(func() { close(a.stop) })
+	path := dbus.ObjectPath("/test/agent")
+	conn.Export(a, path, api.AgentInterface)
+	if err := conn.Object(api.BusName, api.ObjectPath).Call(api.PromptsInterface+".RegisterAgent", 0, path).Err; err != nil {
+		t.Fatalf("register: %v", err)
+	}
+	return a
+}
+
+// Must show 6: kill -9 of tattled while flows are held follows the fail policy; after restart, held flows are
+// asked again and decided rules still apply.
+func TestKilledHelperFollowsTheFailPolicy(t *testing.T) {
+	for _, policy := range []string{api.FailPass, api.FailDrop} {
+		t.Run(policy, func(t *testing.T) {
+			r := newRig(t, "hold-fail-"+policy, api.Settings{FailPolicy: policy, QuestionTimeout: 60})
+			srv := r.ns.tcpServer(t)
+			dir := testrig.AppDir(t)
+			bin := testrig.Build(t).Client
+			denied := testrig.CopyApp(t, bin, dir, "denied")
+			if _, errOut, code := r.Ctl(t, 0, "rules", "add", "--deny", "--app", denied); code != 0 {
+				t.Fatalf("add rule: %s", errOut)
+			}
+			conn := r.Connect(t)
+			ag := registerTestAgent(t, r, conn)
+			held := python(t, srv, 30*time.Second)
+			q := (<-ag.asked).q
+			pid, ok := r.TattledPID(t, conn)
+			if !ok {
+				t.Fatal("no helper")
+			}
+			killed := time.Now()
+			syscall.Kill(int(pid), syscall.SIGKILL)
+
+			// While no helper runs: rules still enforce in the kernel.
+			if res := testClient(t, denied, "tcp", srv); res.Errno != "EPERM" {
+				t.Errorf("denied application while the helper is down: %+v, want EPERM", res)
+			}
+			switch policy {
+			case api.FailPass:
+				word, at := parsePy(t, held.wait(t, 10*time.Second))
+				report.add(t, "fail policy pass: the held connection went through %v after kill -9 (%s)", at.Sub(killed).Round(time.Millisecond), word)
+				if word != "ok" {
+					t.Errorf("held connection with fail policy pass: %s", word)
+				}
+			case api.FailDrop:
+				time.Sleep(4 * time.Second)
+				if held.exited() {
+					t.Fatalf("held connection ended while no helper ran (policy drop): %s", held.out.String())
+				}
+				// The next helper (activated by this call) asks again, for the same application.
+				r.Ctl(t, 0, "status")
+				if err := conn.Object(api.BusName, api.ObjectPath).Call(api.PromptsInterface+".RegisterAgent", 0, dbus.ObjectPath("/test/agent")).Err; err != nil {
+					t.Fatalf("register with the new helper: %v", err)
+				}
+				var again askCall
+				select {
+				case again = <-ag.asked:
+				case <-time.After(15 * time.Second):
+					t.Fatalf("the held connection was not asked about again after the restart:\n%s", r.Log)
+				}
+				if again.q.Exe != q.Exe || again.q.Addr != q.Addr || again.q.Port != q.Port {
+					t.Errorf("asked again about %+v, first %+v", again.q, q)
+				}
+				again.reply <- api.Answer{Action: rules.ActionAllow, Scope: api.ScopeHost, Duration: rules.DurationOnce}
+				word, at := parsePy(t, held.wait(t, 10*time.Second))
+				report.add(t, "fail policy drop: held across kill -9, asked again by the next helper, allowed: %s %v after the kill", word, at.Sub(killed).Round(time.Millisecond))
+				if word != "ok" {
+					t.Errorf("held connection after restart and Allow: %s", word)
+				}
+			}
+		})
+	}
+}
+
+// Must show 7: the durations.
+func TestAnswerDurations(t *testing.T) {
+	r := newRig(t, "hold-durations", api.Settings{})
+	srv := r.ns.tcpServer(t)
+	dir := testrig.AppDir(t)
+	bin := testrig.Build(t).Client
+	ag := r.startAgent(t)
+
+	ask := func(t *testing.T, app string, keys string, args ...string) {
+		t.Helper()
+		c := start(t, app, append(args, "tcp", srv)...)
+		ag.next(t, "question", 5*time.Second)
+		ag.answer(t, keys)
+		var res testrig.Result
+		json.Unmarshal([]byte(strings.SplitN(c.wait(t, 30*time.Second)+"\n", "\n", 2)[0]), &res)
+		if !res.OK {
+			t.Fatalf("allowed connection failed: %+v", res)
+		}
+	}
+	unasked := func(t *testing.T, app string) {
+		t.Helper()
+		if res := testClient(t, app, "tcp", srv); !res.OK {
+			t.Errorf("connection under the rule: %+v", res)
+		}
+		ag.quiet(t, 500*time.Millisecond)
+	}
+	asksAgain := func(t *testing.T, app string) {
+		t.Helper()
+		c := start(t, app, "tcp", srv)
+		ag.next(t, "question", 5*time.Second)
+		ag.answer(t, "d 1")
+		c.wait(t, 5*time.Second)
+	}
+
+	t.Run("once", func(t *testing.T) {
+		app := testrig.CopyApp(t, bin, dir, "once")
+		ask(t, app, "a 1")
+		asksAgain(t, app)
+	})
+	t.Run("until-quit", func(t *testing.T) {
+		app := testrig.CopyApp(t, bin, dir, "until-quit")
+		// The first process stays alive: the rule lasts while it runs.
+		first := start(t, app, "-linger", "4s", "tcp", srv)
+		ag.next(t, "question", 5*time.Second)
+		ag.answer(t, "a q")
+		time.Sleep(300 * time.Millisecond)
+		unasked(t, app)
+		first.wait(t, 10*time.Second)
+		deadline := time.Now().Add(5 * time.Second)
+		for hasApp(r.rules(t), app) {
+			if time.Now().After(deadline) {
+				t.Fatalf("until-quit rule outlived its application: %+v", r.rules(t))
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		asksAgain(t, app)
+	})
+	t.Run("until-time", func(t *testing.T) {
+		app := testrig.CopyApp(t, bin, dir, "until-time")
+		ask(t, app, "a t3s")
+		unasked(t, app)
+		time.Sleep(3500 * time.Millisecond)
+		asksAgain(t, app)
+	})
+	t.Run("forever", func(t *testing.T) {
+		app := testrig.CopyApp(t, bin, dir, "forever")
+		ask(t, app, "a")
+		data, err := os.ReadFile(filepath.Join(r.Tattled.StateDir, "rules.json"))
+		if err != nil || !strings.Contains(string(data), app) {
+			t.Fatalf("forever rule not persisted (%v): %s", err, data)
+		}
+		// Survives a restart of the helper.
+		conn := r.Connect(t)
+		if pid, ok := r.TattledPID(t, conn); ok {
+			syscall.Kill(int(pid), syscall.SIGTERM)
+		}
+		time.Sleep(time.Second)
+		r.Ctl(t, 0, "status")
+		unasked(t, app)
+	})
+	var names []string
+	for _, rl := range r.rules(t) {
+		names = append(names, rl.Duration+":"+filepath.Base(rl.Application))
+	}
+	sort.Strings(names)
+	t.Logf("rules at the end: %v", names)
+	_ = context.Background
+}
+
+func hasApp(rs []api.Rule, app string) bool {
+	for _, rl := range rs {
+		if rl.Application == app {
+			return true
+		}
+	}
+	return false
+}
