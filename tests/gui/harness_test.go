@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -246,6 +247,46 @@ func (s *Session) WaitForText(t *testing.T, role, text string, timeout time.Dura
 		time.Sleep(300 * time.Millisecond)
 	}
 	t.Fatalf("the app did not show a %s with %q; it shows:\n%s", role, text, dumpNames(names))
+}
+
+// ClickWindow clicks into the X11 window with that title (a real pointer click through the X server).
+func (s *Session) ClickWindow(t *testing.T, title string) {
+	t.Helper()
+	find := exec.Command("xdotool", "search", "--name", "^"+regexp.QuoteMeta(title)+"$")
+	find.Env = s.Env
+	out, err := find.Output()
+	ids := strings.Fields(string(out))
+	if err != nil || len(ids) == 0 {
+		t.Fatalf("no X11 window titled %q: %v", title, err)
+	}
+	click := exec.Command("xdotool", "mousemove", "--window", ids[len(ids)-1], "20", "20", "click", "1")
+	click.Env = s.Env
+	if out, err := click.CombinedOutput(); err != nil {
+		t.Fatalf("xdotool click: %v\n%s", err, out)
+	}
+}
+
+// States returns the AT-SPI states of the accessible with role and name ("active", "showing"...).
+func (s *Session) States(t *testing.T, role, name string) []string {
+	t.Helper()
+	out, err := s.atspi(t, "states", "tattle", role, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var states []string
+	if err := json.Unmarshal([]byte(out), &states); err != nil {
+		t.Fatalf("atspi.py states: %v: %q", err, out)
+	}
+	return states
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
 }
 
 // Click activates the accessible with role and name.

@@ -243,6 +243,25 @@ func screens(t *testing.T, kind string, lang Lang) {
 		}
 	}
 	s.Screenshot(t, name+"-alert")
+	alertTitle := lang.T("Tattle: allow this connection?")
+	if kind == "x11" {
+		// The alert is above the main window but has not taken the keyboard from it ...
+		if st := s.States(t, "frame", alertTitle); contains(st, "active") {
+			t.Errorf("the alert took the focus when it appeared: states %v", st)
+		}
+		if st := s.States(t, "frame", lang.T("Tattle")); !contains(st, "active") {
+			t.Errorf("the window the user was in lost the focus to the alert: states %v", st)
+		}
+		// ... until the user clicks it.
+		s.ClickWindow(t, alertTitle)
+		deadline := time.Now().Add(5 * time.Second)
+		for !contains(s.States(t, "frame", alertTitle), "active") {
+			if time.Now().After(deadline) {
+				t.Fatalf("the alert did not take the focus when clicked: %v", s.States(t, "frame", alertTitle))
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
 	if watcher != nil {
 		if st := trayStatus(t, s, item); st != "NeedsAttention" {
 			t.Errorf("tray item status = %q while questions wait, want NeedsAttention", st)
