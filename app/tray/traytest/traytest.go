@@ -131,7 +131,7 @@ func StartWatcher(tb testing.TB, address string, host bool) *Watcher {
 	if err != nil {
 		tb.Fatalf("watcher: connecting: %v", err)
 	}
-	w := &Watcher{conn: conn, host: host, added: make(chan ItemRef, 16), gone: make(chan ItemRef, 16)}
+	w := &Watcher{conn: conn, host: host, added: make(chan ItemRef, 64), gone: make(chan ItemRef, 64)}
 	tb.Cleanup(w.Stop)
 	conn.Export(watcherMethods{w}, tray.WatcherPath, tray.WatcherInterface)
 	conn.Export(watcherProps{w}, tray.WatcherPath, "org.freedesktop.DBus.Properties")
@@ -177,7 +177,16 @@ func (w *Watcher) drop(name string) {
 	w.mu.Unlock()
 	for _, it := range removed {
 		w.conn.Emit(tray.WatcherPath, tray.WatcherInterface+".StatusNotifierItemUnregistered", it.Bus+string(it.Path))
-		w.gone <- it
+		notify(w.gone, it)
+	}
+}
+
+// notify records an event for WaitItem/WaitGone without ever blocking the bus's handlers (a test that
+// does not wait for events would otherwise stall the watcher after 64 of them).
+func notify(ch chan ItemRef, it ItemRef) {
+	select {
+	case ch <- it:
+	default:
 	}
 }
 
@@ -240,7 +249,7 @@ func (m watcherMethods) RegisterStatusNotifierItem(sender dbus.Sender, service s
 	m.w.items = append(m.w.items, ref)
 	m.w.mu.Unlock()
 	m.w.conn.Emit(tray.WatcherPath, tray.WatcherInterface+".StatusNotifierItemRegistered", ref.Bus+string(ref.Path))
-	m.w.added <- ref
+	notify(m.w.added, ref)
 	return nil
 }
 
