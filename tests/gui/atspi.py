@@ -100,8 +100,16 @@ def main():
         acc.queryValue().currentValue = float(sys.argv[5])
         return 0
     if cmd == "select":
+        # Cells of a column with several renderers sit inside a container cell: climb to the table.
+        while acc.parent is not None and acc.parent.getRoleName() == "table cell":
+            acc = acc.parent
         parent = acc.parent
-        parent.querySelection().selectChild(acc.getIndexInParent())
+        index = acc.getIndexInParent()
+        if parent.getRoleName() in ("tree table", "table"):
+            table = parent.queryTable()
+            table.addRowSelection(table.getRowAtIndex(index))
+        else:
+            parent.querySelection().selectChild(index)
         return 0
     print("unknown command " + cmd, file=sys.stderr)
     return 2

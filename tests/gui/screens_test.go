@@ -189,6 +189,11 @@ func screens(t *testing.T, kind string, lang Lang) {
 			t.Errorf("no %q (%s) on the monitor page; it shows:\n%s", lang.T(label), label, dumpNames(names))
 		}
 	}
+	// Selecting a connection fills the detail pane.
+	if _, err := s.atspi(t, "select", "tattle", "table cell", "::1"); err != nil {
+		t.Fatal(err)
+	}
+	s.WaitForText(t, "label", w.browser, 10*time.Second)
 	s.Screenshot(t, name+"-monitor")
 
 	// Rules: grouped by application, the rules added through the helper.

@@ -6,6 +6,7 @@ package monitor
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
 	"os/user"
 	"path/filepath"
@@ -592,7 +593,11 @@ func (m *Monitor) showDetail() {
 	if r.dest != nil {
 		key = r.dest.Key.App
 		f := r.dest.Flow
-		d.values["dest"].SetText(destName(r.dest) + ":" + strconv.Itoa(int(r.dest.Port)))
+		where := net.JoinHostPort(r.dest.Addr, strconv.Itoa(int(r.dest.Port)))
+		if r.dest.Host != "" {
+			where = r.dest.Host + " (" + where + ")"
+		}
+		d.values["dest"].SetText(where)
 		d.values["proto"].SetText(f.Protocol)
 		d.values["verdict"].SetText(verdictText(f))
 		d.values["rule"].SetText(f.RuleID)
