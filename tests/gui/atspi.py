@@ -7,6 +7,7 @@ Usage (DBUS_SESSION_BUS_ADDRESS must be the app's session bus):
   atspi.py click APP ROLE NAME           run the first action ("click"/"press") of that accessible
   atspi.py select APP ROLE NAME          select that item (combo box entries, list items)
   atspi.py setvalue APP ROLE NAME VALUE  set the value of a spin button or slider
+  atspi.py settext APP ROLE NAME TEXT    replace the text of an entry
   atspi.py states APP ROLE NAME          print JSON: the accessible's states ("active", "focused", ...)
 Roles are pyatspi role names as printed by `names` ("push button", "table cell", ...).
 """
@@ -95,6 +96,9 @@ def main():
         return 0
     if cmd == "states":
         print(json.dumps([pyatspi.stateToString(x) for x in acc.getState().getStates()]))
+        return 0
+    if cmd == "settext":
+        acc.queryEditableText().setTextContents(sys.argv[5])
         return 0
     if cmd == "setvalue":
         acc.queryValue().currentValue = float(sys.argv[5])

@@ -1,0 +1,86 @@
+package gui
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tattlefw/tattle/app/client"
+	"github.com/tattlefw/tattle/shared/api"
+)
+
+// TestRuleDialog adds a rule through the Rules page's dialog as a user would: an invalid remote is refused
+// in the dialog with the validator's message (the helper's own rules), the corrected rule reaches the
+// helper, and deleting it (with confirmation) removes it there too.
+func TestRuleDialog(t *testing.T) {
+	h := StartHelper(t)
+	h.SetMode(t, api.ModeSilentAllow)
+	s := StartSession(t, "x11")
+	StartApp(t, s, h, English())
+	s.ShowPage(t, "rules")
+
+	s.Click(t, "push button", "Add rule")
+	s.WaitFor(t, "dialog", "New rule", 10*time.Second)
+	set := func(field, text string) {
+		t.Helper()
+		if _, err := s.atspi(t, "settext", "tattle", "text", field, text); err != nil {
+			t.Fatal(err)
+		}
+	}
+	set("Application", "/usr/bin/curl")
+	set("Remote", "host:bad host")
+	set("Port", "443")
+	s.Click(t, "push button", "Save")
+	s.WaitForText(t, "label", `field "remote"`, 10*time.Second)
+
+	set("Remote", "host:example.com")
+	set("Note", "added in the dialog")
+	s.Click(t, "push button", "Save")
+	s.WaitFor(t, "table cell", "added in the dialog", 10*time.Second)
+
+	cl, err := client.Dial(h.Address, client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	rs, err := cl.Rules(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var added *api.Rule
+	for i := range rs {
+		if rs[i].Note == "added in the dialog" {
+			added = &rs[i]
+		}
+	}
+	if added == nil || added.Application != "/usr/bin/curl" || added.Remote != "host:example.com" || added.Port != "443" ||
+		added.Action != "allow" || added.Duration != "forever" || added.Owner != 0 || !added.Enabled {
+		t.Fatalf("the helper holds %+v, want the rule made in the dialog", added)
+	}
+	if !strings.HasPrefix(added.ID, "allow-curl-example-com-") {
+		t.Errorf("rule id %q", added.ID)
+	}
+
+	// Delete it: select its row, confirm.
+	if _, err := s.atspi(t, "select", "tattle", "table cell", "added in the dialog"); err != nil {
+		t.Fatal(err)
+	}
+	s.Click(t, "push button", "Delete rule")
+	s.WaitFor(t, "push button", "Delete", 10*time.Second)
+	s.Click(t, "push button", "Delete")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		rs, err = cl.Rules(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(rs) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the rule was not deleted: %+v", rs)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
