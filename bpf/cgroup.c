@@ -21,6 +21,7 @@ static __always_inline int handle(struct bpf_sock_addr *ctx, __u8 family, __u8 h
 		return 1;
 	}
 	flow_from_sock_addr(&fk, ctx, family);
+	note_dns_socket(ctx, &id);
 	verdict = decide(&id, &fk, family, hook, &strict);
 	if (verdict == VERDICT_DENY)
 		return 0;

@@ -44,6 +44,15 @@ type CgroupDestRule struct {
 	Pad        uint16
 }
 
+type CgroupDnsSock struct {
+	_    structs.HostLayout
+	Ino  uint64
+	Dev  uint32
+	Uid  uint32
+	Tgid uint32
+	Pad  uint32
+}
+
 type CgroupEvent struct {
 	_             structs.HostLayout
 	TimeNs        uint64
@@ -133,6 +142,7 @@ type CgroupSockState struct {
 const (
 	CgroupMapConfig          = "config"
 	CgroupMapDestRules       = "dest_rules"
+	CgroupMapDnsSocks        = "dns_socks"
 	CgroupMapEvents          = "events"
 	CgroupMapFlows           = "flows"
 	CgroupMapPathScratch     = "path_scratch"
@@ -199,6 +209,7 @@ type CgroupProgramSpecs struct {
 type CgroupMapSpecs struct {
 	Config      *ebpf.MapSpec `ebpf:"config"`
 	DestRules   *ebpf.MapSpec `ebpf:"dest_rules"`
+	DnsSocks    *ebpf.MapSpec `ebpf:"dns_socks"`
 	Events      *ebpf.MapSpec `ebpf:"events"`
 	Flows       *ebpf.MapSpec `ebpf:"flows"`
 	PathScratch *ebpf.MapSpec `ebpf:"path_scratch"`
@@ -235,6 +246,7 @@ func (o *CgroupObjects) Close() error {
 type CgroupMaps struct {
 	Config      *ebpf.Map `ebpf:"config"`
 	DestRules   *ebpf.Map `ebpf:"dest_rules"`
+	DnsSocks    *ebpf.Map `ebpf:"dns_socks"`
 	Events      *ebpf.Map `ebpf:"events"`
 	Flows       *ebpf.Map `ebpf:"flows"`
 	PathScratch *ebpf.Map `ebpf:"path_scratch"`
@@ -247,6 +259,7 @@ func (m *CgroupMaps) Close() error {
 	return _CgroupClose(
 		m.Config,
 		m.DestRules,
+		m.DnsSocks,
 		m.Events,
 		m.Flows,
 		m.PathScratch,

@@ -242,6 +242,23 @@ struct {
 	__type(value, struct sock_state);
 } sock_states SEC(".maps");
 
+/* Who owns each socket that sent a DNS query (to port 53): the DNS capture program (dns.c) sees answers with
+ * the receiving socket's cookie only, and the helper finds the application through this map. */
+struct dns_sock {
+	__u64 ino;
+	__u32 dev;
+	__u32 uid;
+	__u32 tgid;
+	__u32 _pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64); /* socket cookie */
+	__type(value, struct dns_sock);
+} dns_socks SEC(".maps");
+
 /* The time stamp for flow counters, read on every attempt. cgroup programs use the coarse clock (a plain
  * memory read); LSM programs may not (bpf_ktime_get_coarse_ns is refused for tracing types), so they read the
  * precise one. Both count CLOCK_MONOTONIC. */
@@ -623,6 +640,18 @@ static __always_inline void apply_mark(struct bpf_sock_addr *ctx, struct bpf_soc
 	}
 	st->has_bits = st->want_bits;
 	st->has_mark = st->want_bits != 0;
+}
+
+/* Records the owner of a socket that sends to port 53, for attributing its DNS answers. */
+static __always_inline void note_dns_socket(struct bpf_sock_addr *ctx, const struct identity *id)
+{
+	struct dns_sock ds = {.ino = id->ino, .dev = id->dev, .uid = id->uid, .tgid = id->tgid};
+	__u64 cookie;
+
+	if (ctx->user_port != bpf_htons(53))
+		return;
+	cookie = bpf_get_socket_cookie(ctx);
+	bpf_map_update_elem(&dns_socks, &cookie, &ds, BPF_ANY);
 }
 
 /* Fills the destination of a flow from a cgroup sock_addr context. */

@@ -104,31 +104,41 @@ int BPF_PROG(tattle_lsm_sendmsg, struct socket *sock, struct msghdr *msg, int si
 	return handle(sock, name, msg->msg_namelen, HOOK_SENDMSG);
 }
 
-/* The marking half: sets or clears the undecided mark the LSM hook asked for. Never denies. */
+/* The marking half: sets or clears the undecided mark the LSM hook asked for, and notes DNS queries' sockets.
+ * Never denies. */
+static __always_inline void mark_and_note(struct bpf_sock_addr *ctx)
+{
+	struct identity id;
+
+	apply_mark(ctx, ctx->sk);
+	if (ctx->user_port == bpf_htons(53) && read_identity(&id))
+		note_dns_socket(ctx, &id);
+}
+
 SEC("cgroup/connect4")
 int tattle_mark_connect4(struct bpf_sock_addr *ctx)
 {
-	apply_mark(ctx, ctx->sk);
+	mark_and_note(ctx);
 	return 1;
 }
 
 SEC("cgroup/connect6")
 int tattle_mark_connect6(struct bpf_sock_addr *ctx)
 {
-	apply_mark(ctx, ctx->sk);
+	mark_and_note(ctx);
 	return 1;
 }
 
 SEC("cgroup/sendmsg4")
 int tattle_mark_sendmsg4(struct bpf_sock_addr *ctx)
 {
-	apply_mark(ctx, ctx->sk);
+	mark_and_note(ctx);
 	return 1;
 }
 
 SEC("cgroup/sendmsg6")
 int tattle_mark_sendmsg6(struct bpf_sock_addr *ctx)
 {
-	apply_mark(ctx, ctx->sk);
+	mark_and_note(ctx);
 	return 1;
 }

@@ -18,6 +18,7 @@ import (
 const (
 	LsmMapConfig              = "config"
 	LsmMapDestRules           = "dest_rules"
+	LsmMapDnsSocks            = "dns_socks"
 	LsmMapEvents              = "events"
 	LsmMapFlows               = "flows"
 	LsmMapPathScratch         = "path_scratch"
@@ -88,6 +89,7 @@ type LsmProgramSpecs struct {
 type LsmMapSpecs struct {
 	Config      *ebpf.MapSpec `ebpf:"config"`
 	DestRules   *ebpf.MapSpec `ebpf:"dest_rules"`
+	DnsSocks    *ebpf.MapSpec `ebpf:"dns_socks"`
 	Events      *ebpf.MapSpec `ebpf:"events"`
 	Flows       *ebpf.MapSpec `ebpf:"flows"`
 	PathScratch *ebpf.MapSpec `ebpf:"path_scratch"`
@@ -124,6 +126,7 @@ func (o *LsmObjects) Close() error {
 type LsmMaps struct {
 	Config      *ebpf.Map `ebpf:"config"`
 	DestRules   *ebpf.Map `ebpf:"dest_rules"`
+	DnsSocks    *ebpf.Map `ebpf:"dns_socks"`
 	Events      *ebpf.Map `ebpf:"events"`
 	Flows       *ebpf.Map `ebpf:"flows"`
 	PathScratch *ebpf.Map `ebpf:"path_scratch"`
@@ -136,6 +139,7 @@ func (m *LsmMaps) Close() error {
 	return _LsmClose(
 		m.Config,
 		m.DestRules,
+		m.DnsSocks,
 		m.Events,
 		m.Flows,
 		m.PathScratch,

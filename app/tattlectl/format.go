@@ -24,6 +24,7 @@ type statusJSON struct {
 	EventsLost    uint64 `json:"events_lost"`
 	Pending       uint32 `json:"pending"`
 	Holding       string `json:"holding"`
+	Names         string `json:"names"`
 }
 
 func writeStatusJSON(w io.Writer, st api.Status) error {
@@ -41,6 +42,7 @@ func writeStatus(w io.Writer, st api.Status, problems []api.Problem) error {
 	fmt.Fprintf(tw, "Problems:\t%d\n", st.Problems)
 	fmt.Fprintf(tw, "Events lost:\t%d\n", st.EventsLost)
 	fmt.Fprintf(tw, "Holding:\t%s\n", cell(st.Holding))
+	fmt.Fprintf(tw, "Host names:\t%s\n", cell(st.Names))
 	fmt.Fprintf(tw, "Questions open:\t%d\n", st.Pending)
 	if err := tw.Flush(); err != nil {
 		return err

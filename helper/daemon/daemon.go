@@ -37,7 +37,8 @@ type Daemon struct {
 
 	applied chan struct{} // signalled after each Apply, so the expiry timer follows new rules
 
-	hold holding // holding undecided connections; inactive until StartHolding
+	hold  holding // holding undecided connections; inactive until StartHolding
+	names names   // names learned from DNS; guarded by mu
 
 	// onRulesChanged announces rule changes the helper made itself (answers, until-quit endings).
 	onRulesChanged func()
@@ -66,10 +67,25 @@ func (d *Daemon) Apply() error {
 	if err != nil {
 		return fmt.Errorf("compile rules: %w", err)
 	}
-	if err := d.enf.Replace(res.Kernel); err != nil {
+	// Addresses learned for name rules go in with the compiled entries, recomputed for the new rules.
+	learnedNow := d.learnedVerdicts(res, time.Now())
+	want := res.Kernel
+	if len(learnedNow) > 0 {
+		want = enforce.Verdicts{Defaults: res.Kernel.Defaults, Destinations: make(map[enforce.Destination]enforce.Ruling, len(res.Kernel.Destinations)+len(learnedNow))}
+		for k, v := range res.Kernel.Destinations {
+			want.Destinations[k] = v
+		}
+		for k, l := range learnedNow {
+			want.Destinations[k] = l.ruling
+		}
+	}
+	if err := d.enf.Replace(want); err != nil {
 		return fmt.Errorf("install rules in the kernel: %w", err)
 	}
 	d.current = res
+	if d.names.installed != nil {
+		d.names.installed = learnedNow
+	}
 	select {
 	case d.applied <- struct{}{}:
 	default:
@@ -119,6 +135,17 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return err
 	}
 	var wg sync.WaitGroup
+	if d.names.capture != nil {
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			d.readAnswers()
+		}()
+		go func() {
+			defer wg.Done()
+			d.expireNames(ctx)
+		}()
+	}
 	if d.hold.holder != nil {
 		wg.Add(2)
 		go func() {
@@ -147,6 +174,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}()
 	<-ctx.Done()
 	events.Close()
+	if d.names.capture != nil {
+		d.names.capture.Close()
+	}
 	if d.hold.queue != nil {
 		d.hold.queue.Close()
 	}
@@ -212,6 +242,8 @@ func (d *Daemon) logEvents(events *enforce.EventReader) {
 			continue
 		}
 		key := hold.Key{App: ev.App, UID: ev.UID, Dest: ev.Dest, Proto: ev.Proto}
+		// An attempt made right after its lookup must be decided with that name.
+		d.catchUpNames()
 		v, decided := d.decideInUserspace(ev)
 		if d.hold.holder == nil {
 			continue
@@ -220,7 +252,8 @@ func (d *Daemon) logEvents(events *enforce.EventReader) {
 			d.hold.holder.Decided(key, v)
 			continue
 		}
-		d.hold.holder.Attempt(hold.Attempt{Key: key, PID: ev.TGID, Exe: ev.Exe, Comm: ev.Comm, Time: ev.Time})
+		d.hold.holder.Attempt(hold.Attempt{Key: key, PID: ev.TGID, Exe: ev.Exe, Comm: ev.Comm, Time: ev.Time,
+			Host: d.HostFor(ev.App, ev.UID, ev.Dest.Addr())})
 	}
 }
 
@@ -238,7 +271,8 @@ func (d *Daemon) decideInUserspace(ev enforce.Event) (enforce.Verdict, bool) {
 	cur := d.current
 	now := time.Now()
 	proto := ev.Proto.String()
-	flow := rules.Flow{AppPath: pathFor(cur, ev.App, ev.Exe), UID: ev.UID, Addr: ev.Dest.Addr(), Port: ev.Dest.Port(), Proto: proto}
+	flow := rules.Flow{AppPath: pathFor(cur, ev.App, ev.Exe), UID: ev.UID, Addr: ev.Dest.Addr(), Port: ev.Dest.Port(), Proto: proto,
+		Hostnames: d.hostnamesFor(appKey{App: ev.App, UID: ev.UID}, ev.Dest.Addr(), now)}
 	winner := rules.Decide(cur.Active, flow, nil, now)
 	if winner == nil {
 		return enforce.Undecided, false
@@ -286,7 +320,12 @@ func unknowable(active []rules.Compiled, winner *rules.Compiled, f rules.Flow, n
 		r := c.Rule
 		relaxed := false
 		switch c.RemoteKind {
-		case rules.RemoteHost, rules.RemoteDomain, rules.RemoteWildcard, rules.RemoteList:
+		case rules.RemoteHost, rules.RemoteDomain, rules.RemoteWildcard:
+			// With the names the application looked up known, such a rule either matched or does not.
+			if len(f.Hostnames) == 0 {
+				r.Remote, relaxed = rules.Any, true
+			}
+		case rules.RemoteList:
 			r.Remote, relaxed = rules.Any, true
 		}
 		switch c.AppKind {

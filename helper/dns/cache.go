@@ -274,6 +274,23 @@ func (c *Cache[K]) Match(p Pattern, now time.Time) []Entry[K] {
 	return out
 }
 
+// MatchFunc returns the live entries whose name, or a name in whose CNAME chain, match reports true: for
+// installing the addresses of a new or changed name rule.
+func (c *Cache[K]) MatchFunc(match func(name string) bool, now time.Time) []Entry[K] {
+	var out []Entry[K]
+	for _, es := range c.byName {
+		for _, e := range es {
+			if !e.Expires.After(now) {
+				continue
+			}
+			if match(e.Name) || slices.ContainsFunc(e.Canonical, match) {
+				out = append(out, e.Entry)
+			}
+		}
+	}
+	return out
+}
+
 // expiryHeap orders entries by expiry, soonest first.
 type expiryHeap[K comparable] []*entry[K]
 

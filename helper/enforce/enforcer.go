@@ -59,17 +59,18 @@ type maps struct {
 	Events     *ebpf.Map `ebpf:"events"`
 	Stats      *ebpf.Map `ebpf:"stats"`
 	SockStates *ebpf.Map `ebpf:"sock_states"`
+	DNSSocks   *ebpf.Map `ebpf:"dns_socks"`
 }
 
 func (m *maps) close() {
-	for _, mp := range []*ebpf.Map{m.Config, m.ScopeRules, m.DestRules, m.Flows, m.Events, m.Stats, m.SockStates} {
+	for _, mp := range []*ebpf.Map{m.Config, m.ScopeRules, m.DestRules, m.Flows, m.Events, m.Stats, m.SockStates, m.DNSSocks} {
 		if mp != nil {
 			mp.Close()
 		}
 	}
 }
 
-var mapNames = []string{"config", "scope_rules", "dest_rules", "flows", "events", "stats", "sock_states"}
+var mapNames = []string{"config", "scope_rules", "dest_rules", "flows", "events", "stats", "sock_states", "dns_socks"}
 
 // Enforcer is a handle on Tattle's kernel state. Closing it leaves enforcement in place (everything is
 // pinned); Uninstall removes it.
@@ -315,6 +316,7 @@ func (e *Enforcer) reattach(obj backendObject) error {
 	ms := map[string]**ebpf.Map{
 		"config": &e.maps.Config, "scope_rules": &e.maps.ScopeRules, "dest_rules": &e.maps.DestRules,
 		"flows": &e.maps.Flows, "events": &e.maps.Events, "stats": &e.maps.Stats, "sock_states": &e.maps.SockStates,
+		"dns_socks": &e.maps.DNSSocks,
 	}
 	for name, dst := range ms {
 		m, err := ebpf.LoadPinnedMap(filepath.Join(e.pinDir, "maps", name), nil)

@@ -345,3 +345,91 @@ func (e *Enforcer) ClearAll() error {
 	e.destCount = map[scopeKey]int{}
 	return e.bumpGeneration()
 }
+
+// DNSSocket returns who owns the socket with this cookie, if it sent a DNS query (to port 53) recently.
+func (e *Enforcer) DNSSocket(cookie uint64) (app identity.Executable, uid, tgid uint32, ok bool) {
+	var ds bpf.CgroupDnsSock
+	if err := e.maps.DNSSocks.Lookup(&cookie, &ds); err != nil {
+		return identity.Executable{}, 0, 0, false
+	}
+	return identity.FromKernel(ds.Dev, ds.Ino), ds.Uid, ds.Tgid, true
+}
+
+// SetLearnedDestination installs a destination verdict learned from DNS (a name rule's address) without
+// invalidating cached flow verdicts: a new, more specific entry only decides what was undecided or asked before
+// (the helper checks that no other entry of the scope covers the address). Removing one must invalidate them:
+// ClearLearnedDestinations does.
+func (e *Enforcer) SetLearnedDestination(d Destination, v Verdict, ruleID uint32) error {
+	keys, bits, err := d.keys()
+	if err != nil {
+		return err
+	}
+	if v != Allow && v != Deny {
+		return fmt.Errorf("learned destination %v: verdict must be allow or deny, not %v", d, v)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for i := range keys {
+		var old bpf.CgroupDestRule
+		existed := e.maps.DestRules.Lookup(&keys[i], &old) == nil
+		val := bpf.CgroupDestRule{RuleId: ruleID, Verdict: uint8(v), AddrPrefix: bits}
+		if err := e.maps.DestRules.Put(&keys[i], &val); err != nil {
+			return fmt.Errorf("install learned destination %v: %w", d, err)
+		}
+		if !existed {
+			sk := scopeKeyOf(d.Scope)
+			e.destCount[sk]++
+			if err := e.syncScope(sk, false); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// ClearLearnedDestinations removes learned destination verdicts and invalidates cached flow verdicts once.
+func (e *Enforcer) ClearLearnedDestinations(ds []Destination) error {
+	if len(ds) == 0 {
+		return nil
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, d := range ds {
+		keys, _, err := d.keys()
+		if err != nil {
+			return err
+		}
+		for i := range keys {
+			err := e.maps.DestRules.Delete(&keys[i])
+			if errors.Is(err, ebpf.ErrKeyNotExist) {
+				continue
+			}
+			if err != nil {
+				return fmt.Errorf("remove learned destination %v: %w", d, err)
+			}
+			sk := scopeKeyOf(d.Scope)
+			if e.destCount[sk]--; e.destCount[sk] <= 0 {
+				delete(e.destCount, sk)
+			}
+			if err := e.syncScope(sk, false); err != nil {
+				return err
+			}
+		}
+	}
+	return e.bumpGeneration()
+}
+
+// HasDestination reports whether a destination entry is installed (for tests and diagnostics).
+func (e *Enforcer) HasDestination(d Destination) (Verdict, bool, error) {
+	keys, _, err := d.keys()
+	if err != nil {
+		return 0, false, err
+	}
+	var r bpf.CgroupDestRule
+	if err := e.maps.DestRules.Lookup(&keys[0], &r); errors.Is(err, ebpf.ErrKeyNotExist) {
+		return 0, false, nil
+	} else if err != nil {
+		return 0, false, err
+	}
+	return Verdict(r.Verdict), true, nil
+}

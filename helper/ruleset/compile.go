@@ -57,6 +57,22 @@ type Result struct {
 	// identity: a path reported from another mount namespace (a bind mount over /usr/bin/firefox, say) must
 	// not borrow firefox's rules, and a rule naming a symlink must match the program it points to.
 	Paths map[identity.Executable][]string
+	// Names are the host, domain and wildcard rules whose learned addresses the helper may install in the
+	// kernel, highest precedence first.
+	Names []NameRule
+}
+
+// NameRule is a rule about names whose addresses, once learned from DNS, become kernel entries in its scope.
+type NameRule struct {
+	Rule     *rules.Compiled
+	Scope    enforce.Scope
+	Ports    []uint16 // 0: any port
+	Protos   []enforce.Protocol
+	Verdict  enforce.Verdict
+	KernelID uint32
+	// Blocked names a rule of higher precedence, evaluated in userspace, that could also match this rule's
+	// attempts for reasons other than names: the kernel must keep asking, so no address is installed.
+	Blocked string
 }
 
 // Stat resolves an executable path to its identity.
@@ -141,6 +157,11 @@ func Compile(rs []rules.Rule, now time.Time, stat Stat) (Result, error) {
 			case cd.scopeOK:
 				installAsk(&res.Kernel, cd)
 				u.carved = true
+				if nr, ok := nameRule(cd, userspace, nextID); ok {
+					res.KernelIDs[nextID] = cd.c.Rule.ID
+					nextID++
+					res.Names = append(res.Names, nr)
+				}
 			case cd.c.Rule.Owner != nil && !cd.missing:
 				// A user's rule for a packaged app: the kernel cannot tell the app apart, but it can tell the
 				// user. Asking for that user's attempts in the region keeps everyone else's rules in the kernel.
@@ -255,6 +276,46 @@ func entriesOf(c *rules.Compiled) int {
 		n *= 2
 	}
 	return n
+}
+
+// nameRule describes a host, domain or wildcard rule for installing learned addresses, if it is one whose
+// remote is the only thing the kernel cannot match.
+func nameRule(cd *candidate, higher []userspaceRule, id uint32) (NameRule, bool) {
+	switch cd.c.RemoteKind {
+	case rules.RemoteHost, rules.RemoteDomain, rules.RemoteWildcard:
+	default:
+		return NameRule{}, false
+	}
+	if cd.c.Rule.Direction != "" && cd.c.Rule.Direction != rules.DirectionOutgoing {
+		return NameRule{}, false
+	}
+	if cd.c.PortLo != 0 && int(cd.c.PortHi)-int(cd.c.PortLo)+1 > MaxExpandedPorts {
+		return NameRule{}, false
+	}
+	nr := NameRule{Rule: &cd.c, Scope: cd.scope, Verdict: verdictOf(cd.c), KernelID: id}
+	if cd.c.PortLo == 0 {
+		nr.Ports = []uint16{0}
+	} else {
+		for p := int(cd.c.PortLo); p <= int(cd.c.PortHi); p++ {
+			nr.Ports = append(nr.Ports, uint16(p))
+		}
+	}
+	if cd.c.Proto == "any" {
+		nr.Protos = []enforce.Protocol{enforce.TCP, enforce.UDP}
+	} else {
+		nr.Protos = []enforce.Protocol{protoOf(cd.c.Proto)}
+	}
+	for _, u := range higher {
+		switch u.c.RemoteKind {
+		case rules.RemoteHost, rules.RemoteDomain, rules.RemoteWildcard:
+			continue // decided by the names themselves: the helper checks them per address
+		}
+		if overlaps(u.c, &cd.c) {
+			nr.Blocked = u.c.Rule.ID
+			break
+		}
+	}
+	return nr, true
 }
 
 // installAsk covers every attempt a userspace rule could match, in its own scope, with ASK entries: names may

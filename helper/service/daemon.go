@@ -27,6 +27,7 @@ func (i daemonIface) Status() (api.Status, *dbus.Error) {
 	}
 	st.Pending = uint32(i.s.daemon.PendingCount())
 	st.Holding = i.s.daemon.Holding()
+	st.Names = i.s.daemon.NameSource()
 	if ks, err := i.s.enf.Stats(); err == nil {
 		st.EventsLost = ks.EventsLost
 	}
@@ -84,7 +85,7 @@ func (i monitorIface) Flows(msg dbus.Message, sender dbus.Sender) ([]api.Flow, *
 func (s *Service) wireFlow(f enforce.Flow) api.Flow {
 	return api.Flow{
 		Exe: s.daemon.ExePath(f.LastTGID, f.App), Dev: f.App.Dev, Ino: f.App.Ino, UID: f.UID,
-		Dest: f.Dest.String(), Protocol: f.Proto.String(),
+		Dest: f.Dest.String(), Host: s.daemon.HostFor(f.App, f.UID, f.Dest.Addr()), Protocol: f.Proto.String(),
 		Attempts: f.Attempts, Allowed: f.Allowed, Denied: f.Denied, Undecided: f.Undecided,
 		FirstSeen: f.FirstSeen.UnixMilli(), LastSeen: f.LastSeen.UnixMilli(), LastPID: f.LastTGID,
 		Verdict: f.Verdict.String(), RuleID: s.daemon.RuleName(f.RuleID),

@@ -203,6 +203,7 @@ type Status struct {
 	EventsLost    uint64
 	Pending       uint32 // open questions
 	Holding       string // how held connections reach the helper: "nftables queue", "xtables NFQUEUE" or "off: <why>"
+	Names         string // how host names are learned, or "off: <why>"
 }
 
 // Problem is a rule file the helper refused; the rules it held before stay in force.
@@ -219,6 +220,7 @@ type Flow struct {
 	Ino       uint64
 	UID       uint32
 	Dest      string // address:port
+	Host      string // the host name the application looked up for the address, "" when unknown
 	Protocol  string
 	Attempts  uint64
 	Allowed   uint64

@@ -174,6 +174,16 @@ func (c *Compiled) Matches(f Flow, lists ListLookup, now time.Time) bool {
 	return c.matchRemote(f, lists)
 }
 
+// MatchesName reports whether a host, domain or wildcard rule's remote covers name (the rule's other fields
+// are not looked at). Rules of other remote kinds match no name.
+func (c *Compiled) MatchesName(name string) bool {
+	switch c.RemoteKind {
+	case RemoteHost, RemoteDomain, RemoteWildcard:
+		return c.matchRemote(Flow{Hostnames: []string{name}}, nil)
+	}
+	return false
+}
+
 func (c *Compiled) matchRemote(f Flow, lists ListLookup) bool {
 	addr := f.Addr.Unmap().WithZone("")
 	switch c.RemoteKind {

@@ -43,6 +43,8 @@ type config struct {
 	rulesDir   string
 	bus        string
 	hold       bool
+	names      bool
+	dnsGrace   time.Duration
 	nftTable   string
 	queue      uint
 }
@@ -60,6 +62,8 @@ func main() {
 	flag.StringVar(&cfg.rulesDir, "rules-dir", store.DefaultAdminDir, "administrator's rule groups (*.json), reloaded when they change")
 	flag.StringVar(&cfg.bus, "bus", "system", "serve the D-Bus API on the system bus (system) or not at all (none)")
 	flag.BoolVar(&cfg.hold, "hold", true, "hold undecided connections in a netfilter queue while their owner decides")
+	flag.BoolVar(&cfg.names, "names", true, "learn host names from DNS answers to local programs (for name rules and display)")
+	flag.DurationVar(&cfg.dnsGrace, "dns-grace", 10*time.Second, "how long a learned address outlives its DNS answer's TTL")
 	flag.StringVar(&cfg.nftTable, "nft-table", netfilter.DefaultTable, "nftables table (family inet) for holding")
 	flag.UintVar(&cfg.queue, "queue", uint(netfilter.DefaultQueue), "netfilter queue number for holding")
 	showVersion := flag.Bool("version", false, "print the version and exit")
@@ -153,6 +157,13 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 		d.OnRulesChanged(svc.AnnounceRulesChanged)
 	} else if cfg.bus != "none" {
 		return fmt.Errorf("-bus %q: use system or none", cfg.bus)
+	}
+	if cfg.names {
+		if err := d.StartNames(ctx, cfg.cgroupRoot, cfg.dnsGrace); err != nil {
+			log.Error("host names cannot be learned; name rules match nothing and addresses are shown", "error", err)
+		} else if err := d.Apply(); err != nil {
+			log.Error("the rules could not be applied with learned names", "error", err)
+		}
 	}
 	// Holding starts before the bus name is taken: a client that can reach the helper finds it holding.
 	if cfg.hold {

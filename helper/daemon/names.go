@@ -1,0 +1,312 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/tattlefw/tattle/helper/dns"
+	"github.com/tattlefw/tattle/helper/dnscapture"
+	"github.com/tattlefw/tattle/helper/enforce"
+	"github.com/tattlefw/tattle/helper/ruleset"
+	"github.com/tattlefw/tattle/shared/identity"
+)
+
+// appKey names who looked a name up: an executable run by a user. The zero value stands for "unknown".
+type appKey struct {
+	App identity.Executable
+	UID uint32
+}
+
+// learned is an address a name rule's verdict is installed for, until its last supporting answer expires.
+type learned struct {
+	ruling  enforce.Ruling
+	expires time.Time
+}
+
+// names is what the helper learned from DNS, and the kernel entries it made of it. Guarded by Daemon.mu.
+type names struct {
+	capture *dnscapture.Capture
+	cache   *dns.Cache[appKey]
+	// installed are the learned destination entries in the kernel now.
+	installed map[enforce.Destination]learned
+	source    string // how names are learned, or why not
+}
+
+// StartNames opens the DNS capture so the helper learns which names applications looked up. Call before Run.
+// Without it (or when it fails) name rules match nothing and the helper shows addresses only.
+// grace is added to every answer's TTL (0: dns.DefaultGrace).
+func (d *Daemon) StartNames(ctx context.Context, cgroupRoot string, grace time.Duration) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.names.cache = dns.NewCache[appKey](dns.CacheConfig{Grace: grace})
+	d.names.installed = map[enforce.Destination]learned{}
+	if cgroupRoot == "" {
+		root, err := enforce.CgroupV2Root("/proc/self/mountinfo")
+		if err != nil {
+			d.names.source = "off: " + err.Error()
+			return err
+		}
+		cgroupRoot = root
+	}
+	c, err := dnscapture.Open(ctx, cgroupRoot)
+	if err != nil {
+		d.names.source = "off: " + err.Error()
+		return err
+	}
+	d.names.capture = c
+	d.names.source = "DNS answers to local sockets (cgroup_skb capture)"
+	return nil
+}
+
+// NameSource says how the helper learns names, or why it does not.
+func (d *Daemon) NameSource() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.names.source == "" {
+		return "off: not started"
+	}
+	return d.names.source
+}
+
+// readAnswers consumes captured DNS answers until the capture is closed.
+func (d *Daemon) readAnswers() {
+	for {
+		p, err := d.names.capture.Read()
+		if errors.Is(err, dnscapture.ErrClosed) {
+			return
+		}
+		if err != nil {
+			d.log.Warn("read a captured DNS answer", "error", err)
+			continue
+		}
+		d.learnAnswer(p)
+	}
+}
+
+// learnAnswer records an answer's mappings for the application whose socket received it, and installs the
+// addresses of the name rules they match.
+func (d *Daemon) learnAnswer(p dnscapture.Packet) {
+	ans, err := dns.Parse(p.Payload, p.Truncated)
+	if err != nil {
+		d.log.Debug("unparsable DNS answer", "error", err, "server", p.Server)
+		return
+	}
+	if len(ans.Records) == 0 {
+		return
+	}
+	key := appKey{UID: p.UID}
+	if app, uid, _, ok := d.enf.DNSSocket(p.SocketCookie); ok {
+		key = appKey{App: app, UID: uid}
+	}
+	now := time.Now()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.names.cache.AddAnswer(key, ans, now)
+	for _, rec := range ans.Records {
+		d.log.Debug("name learned", "name", rec.Query, "canonical", rec.Canonical, "addr", rec.Addr, "ttl", rec.TTL,
+			"exe", key.App, "uid", key.UID)
+		d.installNamesFor(rec.Addr, now)
+	}
+}
+
+// hostnamesFor returns the names an application learned for addr (else any application's), with the CNAME
+// chains they led through: the name asked for first, for display.
+func (d *Daemon) hostnamesFor(key appKey, addr netip.Addr, now time.Time) []string {
+	if d.names.cache == nil {
+		return nil
+	}
+	es := d.names.cache.Lookup(key, addr, now)
+	if len(es) == 0 {
+		es = d.names.cache.LookupAll(addr, now)
+	}
+	var out []string
+	for _, e := range es {
+		for _, n := range append([]string{e.Name}, e.Canonical...) {
+			if !slices.Contains(out, n) {
+				out = append(out, n)
+			}
+		}
+	}
+	return out
+}
+
+// wantedFor computes the learned entries for addr from the current rules: for every name the address is known
+// by (any application's lookups, CNAME chains included), the highest-precedence name rule matching it claims
+// the address in its scope, unless the kernel already has an entry there that covers the address (it comes
+// from a rule of higher precedence) or a higher rule evaluated in userspace could match too.
+func (d *Daemon) wantedFor(res ruleset.Result, addr netip.Addr, now time.Time) map[enforce.Destination]learned {
+	out := map[enforce.Destination]learned{}
+	es := d.names.cache.LookupAll(addr, now)
+	if len(es) == 0 {
+		return out
+	}
+	var hostnames []string
+	expires := time.Time{}
+	for _, e := range es {
+		for _, n := range append([]string{e.Name}, e.Canonical...) {
+			if !slices.Contains(hostnames, n) {
+				hostnames = append(hostnames, n)
+			}
+		}
+		if e.Expires.After(expires) {
+			expires = e.Expires
+		}
+	}
+	bits := 32
+	if addr.Is6() {
+		bits = 128
+	}
+	prefix := netip.PrefixFrom(addr, bits)
+	claimed := map[enforce.Scope]bool{}
+	for _, nr := range res.Names {
+		if nr.Blocked != "" || claimed[nr.Scope] {
+			continue
+		}
+		if !matchesAny(nr, hostnames) {
+			continue
+		}
+		// The first (highest) matching rule of a scope decides it; lower ones there never apply.
+		claimed[nr.Scope] = true
+		for _, port := range nr.Ports {
+			for _, proto := range nr.Protos {
+				dst := enforce.Destination{Scope: nr.Scope, Prefix: prefix, Port: port, Proto: proto}
+				if coveredByKernelRule(res.Kernel, dst) {
+					continue
+				}
+				out[dst] = learned{ruling: enforce.Ruling{Verdict: nr.Verdict, RuleID: nr.KernelID}, expires: expires}
+			}
+		}
+	}
+	return out
+}
+
+func matchesAny(nr ruleset.NameRule, hostnames []string) bool {
+	for _, h := range hostnames {
+		if nr.Rule.MatchesName(h) {
+			return true
+		}
+	}
+	return false
+}
+
+// coveredByKernelRule reports whether a compiled (non-ask) kernel entry of the same scope and protocol
+// covers dst's address and port: that entry comes from a rule of higher precedence (lower ones overlapping a
+// name rule are kept out of the kernel), so a more specific learned entry must not shadow it.
+func coveredByKernelRule(v enforce.Verdicts, dst enforce.Destination) bool {
+	for d, r := range v.Destinations {
+		if r.Verdict == enforce.Ask || d.Scope != dst.Scope || d.Proto != dst.Proto {
+			continue
+		}
+		if d.Port != 0 && dst.Port != 0 && d.Port != dst.Port {
+			continue
+		}
+		p := d.Prefix
+		a := dst.Prefix.Addr()
+		if p.Addr().Is4In6() && a.Is4() {
+			a = netip.AddrFrom16(a.As16())
+		}
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// installNamesFor brings the kernel's learned entries for addr up to date. Callers hold d.mu.
+func (d *Daemon) installNamesFor(addr netip.Addr, now time.Time) {
+	want := d.wantedFor(d.current, addr, now)
+	for dst, l := range want {
+		cur, ok := d.names.installed[dst]
+		if ok && cur.ruling == l.ruling {
+			d.names.installed[dst] = l // a longer expiry
+			continue
+		}
+		if err := d.enf.SetLearnedDestination(dst, l.ruling.Verdict, l.ruling.RuleID); err != nil {
+			d.log.Warn("install a learned address", "dest", dst, "error", err)
+			continue
+		}
+		d.names.installed[dst] = l
+	}
+}
+
+// learnedVerdicts recomputes every learned entry for new rules (Apply merges them into the kernel's verdicts).
+// Callers hold d.mu.
+func (d *Daemon) learnedVerdicts(res ruleset.Result, now time.Time) map[enforce.Destination]learned {
+	all := map[enforce.Destination]learned{}
+	if d.names.cache == nil || len(res.Names) == 0 {
+		return all
+	}
+	seen := map[netip.Addr]bool{}
+	for _, nr := range res.Names {
+		for _, e := range d.names.cache.MatchFunc(nr.Rule.MatchesName, now) {
+			if seen[e.Addr] {
+				continue
+			}
+			seen[e.Addr] = true
+			for dst, l := range d.wantedFor(res, e.Addr, now) {
+				all[dst] = l
+			}
+		}
+	}
+	return all
+}
+
+// expireNames drops names whose TTL (and grace) ended, and the kernel entries they supported.
+func (d *Daemon) expireNames(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			d.mu.Lock()
+			d.names.cache.Expire(now)
+			var gone []enforce.Destination
+			for dst, l := range d.names.installed {
+				if !l.expires.After(now) {
+					gone = append(gone, dst)
+				}
+			}
+			if len(gone) > 0 {
+				if err := d.enf.ClearLearnedDestinations(gone); err != nil {
+					d.log.Warn("remove expired learned addresses", "error", err)
+				} else {
+					for _, dst := range gone {
+						delete(d.names.installed, dst)
+					}
+					d.log.Debug("learned addresses expired", "entries", len(gone))
+				}
+			}
+			d.mu.Unlock()
+		}
+	}
+}
+
+// HostFor returns the name an application looked up for addr (else any application's), "" when none is known.
+func (d *Daemon) HostFor(app identity.Executable, uid uint32, addr netip.Addr) string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.names.cache == nil {
+		return ""
+	}
+	if ns := d.names.cache.Names(appKey{App: app, UID: uid}, addr, time.Now()); len(ns) > 0 {
+		return ns[0]
+	}
+	return ""
+}
+
+// catchUpNames waits briefly for captured answers not read yet, so an attempt made right after its lookup is
+// decided with the name it looked up.
+func (d *Daemon) catchUpNames() {
+	if d.names.capture == nil {
+		return
+	}
+	deadline := time.Now().Add(50 * time.Millisecond)
+	for d.names.capture.Unread() > 0 && time.Now().Before(deadline) {
+		time.Sleep(200 * time.Microsecond)
+	}
+}
