@@ -8,8 +8,8 @@ import (
 	"github.com/godbus/dbus/v5/introspect"
 )
 
-// pixmap is one ARGB32 image of the protocol's a(iiay) icons; Tattle sends themed names only, so these
-// lists stay empty (hosts then load the named icon from the theme).
+// pixmap is one ARGB32 image of the protocol's a(iiay) icons. Hosts draw the themed icon named in IconName
+// and fall back to these when they cannot find it.
 type pixmap struct {
 	Width, Height int32
 	Data          []byte
@@ -71,11 +71,11 @@ func (t *Tray) itemProps() map[string]dbus.Variant {
 		"Status":              dbus.MakeVariant(t.statusLocked()),
 		"WindowId":            dbus.MakeVariant(int32(0)),
 		"IconName":            dbus.MakeVariant(t.iconLocked()),
-		"IconPixmap":          dbus.MakeVariant([]pixmap{}),
+		"IconPixmap":          dbus.MakeVariant(t.pixmaps[t.state]),
 		"OverlayIconName":     dbus.MakeVariant(""),
 		"OverlayIconPixmap":   dbus.MakeVariant([]pixmap{}),
 		"AttentionIconName":   dbus.MakeVariant(t.opts.QuestionIcon),
-		"AttentionIconPixmap": dbus.MakeVariant([]pixmap{}),
+		"AttentionIconPixmap": dbus.MakeVariant(t.pixmaps[Question]),
 		"AttentionMovieName":  dbus.MakeVariant(""),
 		"ToolTip":             dbus.MakeVariant(toolTip{IconName: t.iconLocked(), Pixmaps: []pixmap{}, Title: t.tipTitle, Text: t.tipText}),
 		"ItemIsMenu":          dbus.MakeVariant(false),

@@ -88,7 +88,8 @@ type Tray struct {
 	conn    *dbus.Conn
 	opts    Options
 	log     *slog.Logger
-	service string // what we registered with the watcher: our well-known name, or ItemPath if we have none
+	service string      // what we registered with the watcher: our well-known name, or ItemPath if we have none
+	pixmaps [3][]pixmap // fallback images by State, for hosts that cannot find the themed icons
 
 	mu        sync.Mutex
 	state     State
@@ -132,6 +133,10 @@ func New(ctx context.Context, conn *dbus.Conn, opts Options) (*Tray, error) {
 	}
 	if t.log == nil {
 		t.log = slog.Default()
+	}
+	var err error
+	if t.pixmaps, err = defaultPixmaps(opts); err != nil {
+		return nil, err
 	}
 	t.log = t.log.With("component", "tray")
 	t.ctx, t.cancel = context.WithCancel(ctx)

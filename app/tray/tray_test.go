@@ -3,6 +3,8 @@ package tray_test
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -130,6 +132,30 @@ func (h *host) wantSignals(t *testing.T, names ...string) map[string][]any {
 	return got
 }
 
+// checkPixmaps checks the fallback images a host reads: ARGB32 at 16 to 48 pixels, visible (opaque pixels
+// in the middle), and, for the question state, with an orange badge at the top right.
+func checkPixmaps(t *testing.T, v dbus.Variant, question bool) {
+	t.Helper()
+	list, ok := v.Value().([][]any)
+	if !ok || len(list) != 4 {
+		t.Fatalf("pixmaps = %T (%d), want 4 (iiay) images", v.Value(), len(list))
+	}
+	for _, pm := range list {
+		w, h, data := pm[0].(int32), pm[1].(int32), pm[2].([]byte)
+		if w != h || w < 16 || w > 48 || len(data) != int(4*w*h) {
+			t.Errorf("pixmap %dx%d with %d bytes, want square ARGB32 of 16..48", w, h, len(data))
+			continue
+		}
+		at := func(x, y int32) []byte { i := 4 * (y*w + x); return data[i : i+4] }
+		if a := at(w/2, w/2)[0]; a == 0 {
+			t.Errorf("%dx%d pixmap is transparent in the middle (the eye)", w, h)
+		}
+		if badge := at(w*25/32, w*7/32); question && w == 48 && !(badge[0] > 200 && badge[1] > 200 && badge[3] < 80) {
+			t.Errorf("question pixmap at the badge is ARGB %v, want opaque orange", badge)
+		}
+	}
+}
+
 // menuItem is a decoded dbusmenu layout node.
 type menuItem struct {
 	ID       int32
@@ -177,7 +203,15 @@ func find(m menuItem, label string) (menuItem, bool) {
 	return menuItem{}, false
 }
 
+// iconsNotInstalled hides any installed Tattle icons from the tray (it sends fallback images only for icons
+// it cannot find), so the tests do not depend on what this machine has installed.
+func iconsNotInstalled(t *testing.T) {
+	t.Setenv("XDG_DATA_HOME", t.TempDir())
+	t.Setenv("XDG_DATA_DIRS", t.TempDir())
+}
+
 func TestItemWithWatcher(t *testing.T) {
+	iconsNotInstalled(t)
 	bus := traytest.SessionBus(t)
 	watcher := traytest.StartWatcher(t, bus, true)
 	conn := traytest.Connect(t, bus)
@@ -208,6 +242,8 @@ func TestItemWithWatcher(t *testing.T) {
 			t.Errorf("property %s = %#v, want %#v", name, got, want)
 		}
 	}
+	checkPixmaps(t, p["IconPixmap"], false)
+	checkPixmaps(t, p["AttentionIconPixmap"], true)
 	if tip, ok := p["ToolTip"].Value().([]any); !ok || len(tip) != 4 || tip[2] != "Tattle" {
 		t.Errorf("ToolTip = %#v, want (icon, pixmaps, \"Tattle\", text)", p["ToolTip"].Value())
 	}
@@ -373,6 +409,7 @@ func TestItemWithWatcher(t *testing.T) {
 // Without a watcher the app learns it once, everything else keeps working, and a tray that appears later
 // picks the item up.
 func TestNoWatcher(t *testing.T) {
+	iconsNotInstalled(t)
 	bus := traytest.SessionBus(t)
 	conn := traytest.Connect(t, bus)
 	ev := newEvents()
@@ -414,6 +451,54 @@ func TestNoWatcher(t *testing.T) {
 		t.Fatal(err)
 	}
 	ev.wantAvailable(t, false)
+}
+
+// pixmapCounts starts a tray with opts and returns how many fallback images it offers for the normal icon
+// and for the attention (question) icon.
+func pixmapCounts(t *testing.T, opts tray.Options) (normal, attention int) {
+	t.Helper()
+	bus := traytest.SessionBus(t)
+	w := traytest.StartWatcher(t, bus, true)
+	tr, err := tray.New(context.Background(), traytest.Connect(t, bus), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	ref := w.WaitItem(t, wait)
+	var all map[string]dbus.Variant
+	if err := traytest.Connect(t, bus).Object(ref.Bus, ref.Path).Call("org.freedesktop.DBus.Properties.GetAll", 0,
+		tray.ItemInterface).Store(&all); err != nil {
+		t.Fatal(err)
+	}
+	n, _ := all["IconPixmap"].Value().([][]any)
+	a, _ := all["AttentionIconPixmap"].Value().([][]any)
+	return len(n), len(a)
+}
+
+// An app that names icons of its own gets no fallback images of Tattle's.
+func TestCustomIconsHaveNoPixmaps(t *testing.T) {
+	iconsNotInstalled(t)
+	if n, _ := pixmapCounts(t, tray.Options{ID: "x", NormalIcon: "other-symbolic"}); n != 0 {
+		t.Errorf("IconPixmap has %d images for a custom icon, want none", n)
+	}
+}
+
+// Installed icons are left to the host's icon theme; only the ones it cannot find get fallback images.
+func TestInstalledIconsHaveNoPixmaps(t *testing.T) {
+	share := t.TempDir()
+	dir := filepath.Join(share, "icons", "hicolor", "symbolic", "apps")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, tray.IconNormal+".svg"), []byte("<svg/>"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("XDG_DATA_HOME", t.TempDir())
+	t.Setenv("XDG_DATA_DIRS", share)
+	n, a := pixmapCounts(t, tray.Options{ID: "x"})
+	if n != 0 || a != 4 {
+		t.Errorf("normal icon installed, question icon not: %d and %d images, want 0 and 4", n, a)
+	}
 }
 
 // Two trays on one bus (two app instances, or the tests of two packages) get distinct names.

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/xml"
 	"fmt"
+	"image"
 	"image/png"
 	"os"
 	"os/exec"
@@ -287,4 +288,60 @@ func opaqueFraction(t *testing.T, path string) float64 {
 		}
 	}
 	return float64(painted) / float64(b.Dx()*b.Dy())
+}
+
+// The tray's fallback pixmaps (app/tray/pixmaps, embedded in the binary) are what pixmaps/gen.sh renders from
+// the current symbolic icons: an icon changed without `go generate ./app/tray` fails here.
+func TestTrayPixmapsCurrent(t *testing.T) {
+	tool(t, "rsvg-convert", "librsvg2-bin")
+	root := repoRoot(t)
+	fresh := t.TempDir()
+	run(t, root, nil, "sh", filepath.Join(root, "app", "tray", "pixmaps", "gen.sh"), fresh)
+	files, err := filepath.Glob(filepath.Join(fresh, "*.png"))
+	if err != nil || len(files) != 12 {
+		t.Fatalf("gen.sh rendered %d images (%v), want 12", len(files), err)
+	}
+	for _, f := range files {
+		committed := filepath.Join(root, "app", "tray", "pixmaps", filepath.Base(f))
+		a, b := decodePNG(t, committed), decodePNG(t, f)
+		if a.Bounds() != b.Bounds() {
+			t.Errorf("%s: %v, a fresh render is %v", filepath.Base(f), a.Bounds(), b.Bounds())
+			continue
+		}
+		differ := 0
+		for y := a.Bounds().Min.Y; y < a.Bounds().Max.Y; y++ {
+			for x := a.Bounds().Min.X; x < a.Bounds().Max.X; x++ {
+				r1, g1, b1, a1 := a.At(x, y).RGBA()
+				r2, g2, b2, a2 := b.At(x, y).RGBA()
+				if absDiff(r1, r2) > 0x800 || absDiff(g1, g2) > 0x800 || absDiff(b1, b2) > 0x800 || absDiff(a1, a2) > 0x800 {
+					differ++
+				}
+			}
+		}
+		if differ > 0 {
+			t.Errorf("app/tray/pixmaps/%s differs from a fresh render in %d pixels: run go generate ./app/tray",
+				filepath.Base(f), differ)
+		}
+	}
+}
+
+func decodePNG(t *testing.T, path string) image.Image {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, err := png.Decode(f)
+	if err != nil {
+		t.Fatalf("decoding %s: %v", path, err)
+	}
+	return img
+}
+
+func absDiff(a, b uint32) uint32 {
+	if a > b {
+		return a - b
+	}
+	return b - a
 }

@@ -138,42 +138,9 @@ func darkPixels(img image.Image, r image.Rectangle) int {
 // must draw Tattle's icon, a click on it must reach the app, its menu must open and a chosen entry must run
 // the app's callback. Screenshots land in tests/output/screenshots (x11-tray-*.png).
 func TestTrayInRealPanel(t *testing.T) {
-	watcherBin := tool(t, "status-notifier-watcher", "haskell-status-notifier-item-utils")
-	panelBin := tool(t, "gtk-sni-tray-standalone", "haskell-gtk-sni-tray-utils")
 	xdotool := tool(t, "xdotool", "xdotool")
-	root := repoRoot(t)
 	out := resultsDir(t)
-
-	// The icons as installed: a data directory with hicolor/.../io.github.tattlefw.Tattle*.svg.
-	share := filepath.Join(t.TempDir(), "share")
-	for _, dir := range []string{"scalable/apps", "symbolic/apps"} {
-		src := filepath.Join(root, "data", "icons", "hicolor", dir)
-		dst := filepath.Join(share, "icons", "hicolor", dir)
-		if err := os.MkdirAll(dst, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		entries, err := os.ReadDir(src)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, e := range entries {
-			data, err := os.ReadFile(filepath.Join(src, e.Name()))
-			if err != nil {
-				t.Fatal(err)
-			}
-			os.WriteFile(filepath.Join(dst, e.Name()), data, 0o644)
-		}
-	}
-
-	display := startXvfb(t, "480x320")
-	bus := traytest.SessionBus(t)
-	env := append(os.Environ(), "DISPLAY="+display, "DBUS_SESSION_BUS_ADDRESS="+bus, "GDK_BACKEND=x11",
-		"NO_AT_BRIDGE=1", "XDG_DATA_DIRS="+share+":/usr/local/share:/usr/share", "GTK_THEME=Adwaita")
-	conn := traytest.Connect(t, bus)
-
-	startProcess(t, env, watcherBin)
-	waitForName(t, conn, tray.WatcherName)
-	startProcess(t, env, panelBin, "--log-level", "DEBUG", "--top", "--beginning", "--size", "40", "--color", "#ffffff", "--no-strut")
+	env, conn := startPanel(t, true)
 
 	available := make(chan bool, 8)
 	clicked := make(chan string, 8)
@@ -288,6 +255,109 @@ func TestTrayInRealPanel(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("choosing \"Open Monitor\" in the panel's menu did not run its callback")
 	}
+}
+
+// startPanel starts a private X server and session bus with a real watcher and panel on them, and returns
+// the environment of that session and a connection to its bus. installIcons puts Tattle's icons where the
+// panel looks for themed icons (XDG_DATA_DIRS), as an installed app would have them.
+func startPanel(t *testing.T, installIcons bool) ([]string, *dbus.Conn) {
+	t.Helper()
+	watcherBin := tool(t, "status-notifier-watcher", "haskell-status-notifier-item-utils")
+	panelBin := tool(t, "gtk-sni-tray-standalone", "haskell-gtk-sni-tray-utils")
+	root := repoRoot(t)
+	share := filepath.Join(t.TempDir(), "share")
+	if installIcons {
+		for _, dir := range []string{"scalable/apps", "symbolic/apps"} {
+			src := filepath.Join(root, "data", "icons", "hicolor", dir)
+			dst := filepath.Join(share, "icons", "hicolor", dir)
+			if err := os.MkdirAll(dst, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			entries, err := os.ReadDir(src)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range entries {
+				data, err := os.ReadFile(filepath.Join(src, e.Name()))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(filepath.Join(dst, e.Name()), data, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+	// The tray runs in this process and offers fallback pixmaps only for icons it cannot find: let it look
+	// where the panel looks (and nowhere this machine may have Tattle installed).
+	t.Setenv("XDG_DATA_HOME", t.TempDir())
+	if installIcons {
+		t.Setenv("XDG_DATA_DIRS", share)
+	} else {
+		t.Setenv("XDG_DATA_DIRS", t.TempDir())
+	}
+	display := startXvfb(t, "480x320")
+	bus := traytest.SessionBus(t)
+	env := append(os.Environ(), "DISPLAY="+display, "DBUS_SESSION_BUS_ADDRESS="+bus, "GDK_BACKEND=x11",
+		"NO_AT_BRIDGE=1", "XDG_DATA_DIRS="+share+":/usr/local/share:/usr/share", "GTK_THEME=Adwaita")
+	conn := traytest.Connect(t, bus)
+	startProcess(t, env, watcherBin)
+	waitForName(t, conn, tray.WatcherName)
+	startProcess(t, env, panelBin, "--log-level", "DEBUG", "--top", "--beginning", "--size", "40",
+		"--color", "#ffffff", "--no-strut")
+	return env, conn
+}
+
+// Where the panel cannot find the themed icon (the app runs uninstalled), it draws the item's fallback
+// pixmaps: blue, with an orange badge while a question waits.
+func TestTrayPixmapFallbackInRealPanel(t *testing.T) {
+	out := resultsDir(t)
+	env, conn := startPanel(t, false)
+	available := make(chan bool, 8)
+	tr, err := tray.New(context.Background(), conn, tray.Options{ID: appID, Title: "Tattle",
+		OnAvailable: func(ok bool) { available <- ok }})
+	if err != nil {
+		t.Fatalf("tray.New: %v", err)
+	}
+	defer tr.Close()
+	screen := image.Rect(0, 0, 480, 320)
+	blue := func(r, g, b uint32) bool { return b > 0xb000 && r < 0x8000 }
+	orange := func(r, g, b uint32) bool { return r > 0xc000 && g < 0x8000 && b < 0x4000 }
+	waitFor := func(name string, what func(r, g, b uint32) bool, min int) {
+		t.Helper()
+		path := filepath.Join(out, name)
+		for i := 0; ; i++ {
+			n := countPixels(screenshot(t, env, path), screen, what)
+			if n >= min {
+				t.Logf("%s: %d matching pixels", name, n)
+				return
+			}
+			if i == 100 {
+				t.Fatalf("the panel did not draw the fallback pixmap within 10 s (%d matching pixels); see %s", n, path)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	waitFor("x11-tray-pixmap-normal.png", blue, 200)
+	if err := tr.SetState(tray.Question); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("x11-tray-pixmap-question.png", orange, 200)
+}
+
+// countPixels counts the pixels in r whose colour satisfies match (16-bit channels).
+func countPixels(img image.Image, r image.Rectangle, match func(r, g, b uint32) bool) int {
+	n := 0
+	r = r.Intersect(img.Bounds())
+	for y := r.Min.Y; y < r.Max.Y; y++ {
+		for x := r.Min.X; x < r.Max.X; x++ {
+			cr, cg, cb, _ := img.At(x, y).RGBA()
+			if match(cr, cg, cb) {
+				n++
+			}
+		}
+	}
+	return n
 }
 
 func waitForName(t *testing.T, conn *dbus.Conn, name string) {
