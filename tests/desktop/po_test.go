@@ -219,3 +219,40 @@ func TestGermanKeepsFormatDirectives(t *testing.T) {
 		}
 	}
 }
+
+// meson's maintainer targets keep the template right: tattle-pot writes what the extractor writes, and
+// tattle-update-po leaves a current template and a complete translation as they are. Run in a copy of the
+// tree, since both targets write into the source directory.
+func TestMesonTranslationTargets(t *testing.T) {
+	meson := tool(t, "meson", "meson")
+	tool(t, "ninja", "ninja-build")
+	root := repoRoot(t)
+	work := filepath.Join(t.TempDir(), "src")
+	copyTree(t, root, work)
+	// A template with a string too few, as after adding one to the code.
+	pot := filepath.Join(work, "po", "tattle.pot")
+	original, err := os.ReadFile(pot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(pot, []byte(strings.Replace(string(original), `msgid "Application Firewall"`, `msgid "Stale"`, 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	build := filepath.Join(t.TempDir(), "build")
+	env := append(os.Environ(), "PATH="+filepath.Dir(goTool(t))+":"+os.Getenv("PATH"))
+	run(t, work, env, meson, "setup", build, work)
+	run(t, work, env, "ninja", "-C", build, "tattle-pot")
+	if got, _ := os.ReadFile(pot); string(got) != string(original) {
+		t.Fatal("ninja tattle-pot did not write the extractor's template")
+	}
+	po := filepath.Join(work, "po", "de.po")
+	before := readPO(t, po)
+	run(t, work, env, "ninja", "-C", build, "tattle-update-po")
+	if got, _ := os.ReadFile(pot); string(got) != string(original) {
+		t.Fatal("ninja tattle-update-po changed the template")
+	}
+	after := readPO(t, po)
+	if fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Errorf("ninja tattle-update-po changed the messages of a complete de.po (%d before, %d after)", len(before), len(after))
+	}
+}
