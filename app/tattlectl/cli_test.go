@@ -359,7 +359,8 @@ func TestRulesJSON(t *testing.T) {
 
 func TestStatus(t *testing.T) {
 	te := newTestEnv(t)
-	te.h.status = api.Status{Version: "0.1.0", Backend: "cgroup", Mode: "alert", Rules: 12, KernelEntries: 30, Problems: 1, EventsLost: 5}
+	te.h.status = api.Status{Version: "0.1.0", Backend: "cgroup", Mode: "alert", Rules: 12, KernelEntries: 30, Problems: 1, EventsLost: 5,
+		Pending: 2, Holding: "xtables NFQUEUE", Names: "DNS answers to local sockets (cgroup_skb capture)"}
 	te.h.problems = []api.Problem{{File: "/etc/tattle/rules.d/bad.json", Error: `rule 2: field "port": "x" is not a port`}}
 	if code := te.run("status"); code != 0 {
 		t.Fatalf("exit %d: %s", code, te.err)
@@ -371,13 +372,16 @@ Rules:           12
 Kernel entries:  30
 Problems:        1
 Events lost:     5
+Holding:         xtables NFQUEUE
+Host names:      DNS answers to local sockets (cgroup_skb capture)
+Questions open:  2
   /etc/tattle/rules.d/bad.json: rule 2: field "port": "x" is not a port
 `
 	if te.out.String() != want {
 		t.Errorf("status:\n%s\nwant:\n%s", te.out, want)
 	}
 	te.run("status", "--json")
-	if want := `{"version":"0.1.0","backend":"cgroup","mode":"alert","rules":12,"kernel_entries":30,"problems":1,"events_lost":5}` + "\n"; te.out.String() != want {
+	if want := `{"version":"0.1.0","backend":"cgroup","mode":"alert","rules":12,"kernel_entries":30,"problems":1,"events_lost":5,"pending":2,"holding":"xtables NFQUEUE","names":"DNS answers to local sockets (cgroup_skb capture)"}` + "\n"; te.out.String() != want {
 		t.Errorf("status --json: %s\nwant %s", te.out, want)
 	}
 }

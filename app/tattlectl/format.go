@@ -126,6 +126,7 @@ type flowJSON struct {
 	UID         uint32 `json:"uid"`
 	User        string `json:"user,omitempty"`
 	Destination string `json:"destination"`
+	Host        string `json:"host,omitempty"`
 	Protocol    string `json:"protocol"`
 	Attempts    uint64 `json:"attempts"`
 	Allowed     uint64 `json:"allowed"`
@@ -150,7 +151,7 @@ func writeFlowsJSON(w io.Writer, flows []api.Flow, e *env) error {
 	out := make([]flowJSON, 0, len(flows))
 	for _, f := range flows {
 		out = append(out, flowJSON{
-			Exe: f.Exe, Dev: f.Dev, Ino: f.Ino, UID: f.UID, User: e.userName(f.UID), Destination: f.Dest,
+			Exe: f.Exe, Dev: f.Dev, Ino: f.Ino, UID: f.UID, User: e.userName(f.UID), Destination: f.Dest, Host: f.Host,
 			Protocol: f.Protocol, Attempts: f.Attempts, Allowed: f.Allowed, Denied: f.Denied, Undecided: f.Undecided,
 			Verdict: f.Verdict, RuleID: f.RuleID, FirstSeen: msTime(f.FirstSeen), LastSeen: msTime(f.LastSeen),
 			LastPID: f.LastPID,
@@ -174,7 +175,7 @@ func writeFlowsTable(w io.Writer, flows []api.Flow, e *env, max int) error {
 		if exe == "" {
 			exe = fmt.Sprintf("(unknown, inode %d:%d)", f.Dev, f.Ino)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\n", cell(exe), cell(e.userLabel(f.UID)), cell(f.Dest),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\n", cell(exe), cell(e.userLabel(f.UID)), cell(destLabel(f)),
 			cell(f.Protocol), f.Attempts, f.Allowed, f.Denied, f.Undecided, cell(f.Verdict), seenLabel(f.LastSeen, now))
 	}
 	if len(shown) < len(flows) {
@@ -225,4 +226,12 @@ func oneLine(s string) string {
 		}
 		return c
 	}, s)
+}
+
+// destLabel shows a destination with the host name the program looked up, when known.
+func destLabel(f api.Flow) string {
+	if f.Host == "" {
+		return f.Dest
+	}
+	return f.Host + " (" + f.Dest + ")"
 }

@@ -179,14 +179,14 @@ type rig struct {
 	api *client.Client
 }
 
-func newRig(t *testing.T, name string, st api.Settings) *rig {
+func newRig(t *testing.T, name string, st api.Settings, extra ...string) *rig {
 	t.Helper()
 	if _, err := exec.LookPath("ip"); err != nil {
 		t.Fatal("ip is missing (apt-get install iproute2)")
 	}
 	netfilter.Uninstall(testTable)
 	t.Cleanup(func() { netfilter.Uninstall(testTable) })
-	r := &rig{TattleBus: testrig.StartTattleBus(t, name, "-nft-table", testTable, "-queue", testQueue), ns: newNetns(t)}
+	r := &rig{TattleBus: testrig.StartTattleBus(t, name, append([]string{"-nft-table", testTable, "-queue", testQueue}, extra...)...), ns: newNetns(t)}
 	c, err := client.Dial(r.Address, client.Options{})
 	if err != nil {
 		t.Fatal(err)

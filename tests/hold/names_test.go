@@ -1,0 +1,352 @@
+package hold
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	mdns "github.com/miekg/dns"
+
+	"github.com/tattlefw/tattle/helper/enforce"
+	"github.com/tattlefw/tattle/shared/api"
+	"github.com/tattlefw/tattle/shared/identity"
+	"github.com/tattlefw/tattle/tests/internal/testrig"
+)
+
+// Names used by the DNS tests. Every address in 10.201.0.0/16 (allowed.test) and 10.202.0.0/16 (blocked.test)
+// is local inside the namespace, so any of them reaches the namespace's server.
+const (
+	allowedNet = "10.201.0.0/16"
+	blockedNet = "10.202.0.0/16"
+)
+
+// dnsServer answers A queries in the namespace on port 53 from a table the test fills; unknown names get
+// NXDOMAIN. It also serves one TCP port on every address of the namespace.
+type dnsServer struct {
+	addr    string // DNS server address (the namespace's veth address)
+	tcpPort int
+	records map[string][]mdns.RR
+}
+
+func (n *netns) startDNS(t *testing.T, records map[string][]mdns.RR) *dnsServer {
+	t.Helper()
+	run := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %v: %v\n%s", args, err, out)
+		}
+	}
+	for _, p := range []string{allowedNet, blockedNet} {
+		run("-n", n.name, "route", "add", "local", p, "dev", "lo")
+		run("route", "replace", p, "via", n.peerAddr)
+		t.Cleanup(func() { exec.Command("ip", "route", "del", p).Run() })
+	}
+	s := &dnsServer{addr: n.peerAddr, records: records}
+	var pc net.PacketConn
+	var ln net.Listener
+	n.inside(t, func() {
+		var err error
+		if pc, err = net.ListenPacket("udp4", n.peerAddr+":53"); err != nil {
+			t.Errorf("dns listen: %v", err)
+		}
+		if ln, err = net.Listen("tcp4", "0.0.0.0:0"); err != nil {
+			t.Errorf("listen: %v", err)
+		}
+	})
+	if pc == nil || ln == nil {
+		t.FailNow()
+	}
+	s.tcpPort = ln.Addr().(*net.TCPAddr).Port
+	srv := &mdns.Server{PacketConn: pc, Handler: mdns.HandlerFunc(func(w mdns.ResponseWriter, q *mdns.Msg) {
+		m := new(mdns.Msg)
+		m.SetReply(q)
+		rrs, ok := s.records[strings.ToLower(q.Question[0].Name)]
+		if !ok || q.Question[0].Qtype != mdns.TypeA {
+			if !ok {
+				m.Rcode = mdns.RcodeNameError
+			}
+		} else {
+			m.Answer = rrs
+		}
+		w.WriteMsg(m)
+	})}
+	go srv.ActivateAndServe()
+	t.Cleanup(func() { srv.Shutdown(); ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	return s
+}
+
+func a(name string, ttl uint32, ip string) mdns.RR {
+	return &mdns.A{Hdr: mdns.RR_Header{Name: mdns.Fqdn(name), Rrtype: mdns.TypeA, Class: mdns.ClassINET, Ttl: ttl}, A: net.ParseIP(ip)}
+}
+
+func cname(name string, ttl uint32, target string) mdns.RR {
+	return &mdns.CNAME{Hdr: mdns.RR_Header{Name: mdns.Fqdn(name), Rrtype: mdns.TypeCNAME, Class: mdns.ClassINET, Ttl: ttl}, Target: mdns.Fqdn(target)}
+}
+
+// pyResolveConnect resolves each name with the C library (getaddrinfo, through a resolv.conf naming the test's
+// server) and connects at once, printing "name addr outcome" per line.
+const pyResolveConnect = `
+import socket, sys, errno
+port = int(sys.argv[1])
+for name in sys.argv[2:]:
+    try:
+        addr = socket.getaddrinfo(name, port, socket.AF_INET, socket.SOCK_STREAM)[0][4][0]
+    except OSError as e:
+        print(name, "-", "resolve-failed"); continue
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.settimeout(5)
+    try:
+        s.connect((addr, port)); out = "ok"
+    except socket.timeout:
+        out = "timeout"
+    except OSError as e:
+        out = errno.errorcode.get(e.errno, str(e.errno))
+    s.close()
+    print(name, addr, out, flush=True)
+`
+
+// resolveAndConnect runs the python client in a private mount namespace whose /etc/resolv.conf names the test's
+// DNS server (the machine's own file is untouched).
+func (s *dnsServer) resolveAndConnect(t *testing.T, names ...string) map[string][2]string {
+	t.Helper()
+	dir := t.TempDir()
+	resolv := filepath.Join(dir, "resolv.conf")
+	os.WriteFile(resolv, []byte("nameserver "+s.addr+"\noptions timeout:2 attempts:1\n"), 0o644)
+	script := filepath.Join(dir, "client.py")
+	os.WriteFile(script, []byte(pyResolveConnect), 0o644)
+	args := append([]string{"-m", "--propagation", "private", "sh", "-c",
+		`mount --bind "$0" /etc/resolv.conf && exec python3 "$@"`, resolv, script, fmt.Sprint(s.tcpPort)}, names...)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "unshare", args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("client: %v\n%s", err, out)
+	}
+	res := map[string][2]string{}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 3 {
+			res[f[0]] = [2]string{f[1], f[2]}
+		}
+	}
+	return res
+}
+
+func newNamesRig(t *testing.T, records map[string][]mdns.RR, extra ...string) (*rig, *dnsServer) {
+	t.Helper()
+	r := newRig(t, "names", api.Settings{}, extra...)
+	s := r.ns.startDNS(t, records)
+	// DNS to the test's server is allowed by address (ranks above every name rule).
+	for _, args := range [][]string{
+		{"rules", "add", "--allow", "--app", "any", "--remote", s.addr, "--port", "53", "--protocol", "udp"},
+		{"rules", "add", "--allow", "--app", "any", "--remote", "domain:allowed.test"},
+		{"rules", "add", "--deny", "--app", "any", "--remote", "domain:blocked.test"},
+	} {
+		if _, errOut, code := r.Ctl(t, 0, args...); code != 0 {
+			t.Fatalf("%v: %s", args, errOut)
+		}
+	}
+	return r, s
+}
+
+// Issue 5, must show 1: names learned from a real lookup; domain rules enforced in the kernel.
+func TestDomainRulesEnforcedInTheKernel(t *testing.T) {
+	r, s := newNamesRig(t, map[string][]mdns.RR{
+		"www.allowed.test.": {a("www.allowed.test", 300, "10.201.0.10")},
+		"ads.blocked.test.": {a("ads.blocked.test", 300, "10.202.0.10")},
+	})
+	ag := r.startAgent(t)
+	res := s.resolveAndConnect(t, "www.allowed.test", "ads.blocked.test")
+	if got := res["www.allowed.test"]; got != [2]string{"10.201.0.10", "ok"} {
+		t.Errorf("www.allowed.test: %v, want connected", got)
+	}
+	if got := res["ads.blocked.test"]; got[0] != "10.202.0.10" || (got[1] != "EPERM" && got[1] != "ECONNREFUSED") {
+		t.Errorf("ads.blocked.test: %v, want refused", got)
+	}
+	ag.quiet(t, 500*time.Millisecond)
+
+	// Now both addresses are in the kernel: blocked is EPERM at once, from any process, with no question.
+	pin, err := enforce.OpenPinned(r.Tattled.PinDir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pin.Close()
+	anyScope := enforce.Scope{App: identity.Any, UID: identity.AnyUID}
+	for _, c := range []struct {
+		addr string
+		want enforce.Verdict
+	}{{"10.201.0.10", enforce.Allow}, {"10.202.0.10", enforce.Deny}} {
+		v, ok, err := pin.HasDestination(enforce.Destination{Scope: anyScope, Prefix: netip.MustParsePrefix(c.addr + "/32"), Proto: enforce.TCP})
+		if err != nil || !ok || v != c.want {
+			t.Errorf("kernel entry for %s: %v %v %v, want %v", c.addr, v, ok, err, c.want)
+		}
+	}
+	app := testrig.CopyApp(t, testrig.Build(t).Client, testrig.AppDir(t), "any-app")
+	blocked := testClient(t, app, "tcp", fmt.Sprintf("10.202.0.10:%d", s.tcpPort))
+	if blocked.Errno != "EPERM" || blocked.Elapsed() > 100*time.Millisecond {
+		t.Errorf("blocked address from another app: %+v, want EPERM at once", blocked)
+	}
+	allowed := testClient(t, app, "tcp", fmt.Sprintf("10.201.0.10:%d", s.tcpPort))
+	if !allowed.OK {
+		t.Errorf("allowed address: %+v", allowed)
+	}
+	ag.quiet(t, 500*time.Millisecond)
+
+	// The monitor shows the name the application asked for.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	flows, err := r.api.Flows(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hosts := map[string]string{}
+	for _, f := range flows {
+		hosts[f.Dest] = f.Host
+	}
+	if h := hosts[fmt.Sprintf("10.201.0.10:%d", s.tcpPort)]; h != "www.allowed.test" {
+		t.Errorf("flow to 10.201.0.10 shows host %q, want www.allowed.test (flows %v)", h, hosts)
+	}
+}
+
+// Issue 5, must show 2: a rule on the canonical name and a rule on the alias: a name rule matches the name asked
+// for or any name of its CNAME chain; the more specific rule wins (an exact host beats a domain).
+func TestCNAMEChains(t *testing.T) {
+	r, s := newNamesRig(t, map[string][]mdns.RR{
+		// asked for under allowed.test, but its canonical name is a host the user denies
+		"cdn.allowed.test.": {cname("cdn.allowed.test", 300, "tracker.example.test"), a("tracker.example.test", 300, "10.201.0.20")},
+		// asked for under blocked.test, its canonical name allowed by an exact host rule
+		"mail.blocked.test.": {cname("mail.blocked.test", 300, "mx.example.test"), a("mx.example.test", 300, "10.202.0.20")},
+	})
+	for _, args := range [][]string{
+		{"rules", "add", "--deny", "--app", "any", "--remote", "host:tracker.example.test"},
+		{"rules", "add", "--allow", "--app", "any", "--remote", "host:mx.example.test"},
+	} {
+		if _, errOut, code := r.Ctl(t, 0, args...); code != 0 {
+			t.Fatalf("%v: %s", args, errOut)
+		}
+	}
+	ag := r.startAgent(t)
+	res := s.resolveAndConnect(t, "cdn.allowed.test", "mail.blocked.test")
+	if got := res["cdn.allowed.test"]; got[1] == "ok" {
+		t.Errorf("cdn.allowed.test (CNAME to a denied host): %v, want refused", got)
+	}
+	if got := res["mail.blocked.test"]; got[1] != "ok" {
+		t.Errorf("mail.blocked.test (CNAME to an allowed host): %v, want connected", got)
+	}
+	ag.quiet(t, 500*time.Millisecond)
+}
+
+// Issue 5, must show 3: TTL expiry removes the address from the kernel map; a later connection is undecided.
+func TestLearnedAddressesExpire(t *testing.T) {
+	r, s := newNamesRig(t, map[string][]mdns.RR{
+		"short.allowed.test.": {a("short.allowed.test", 2, "10.201.0.30")},
+	}, "-dns-grace", "1s")
+	ag := r.startAgent(t)
+	res := s.resolveAndConnect(t, "short.allowed.test")
+	if got := res["short.allowed.test"]; got[1] != "ok" {
+		t.Fatalf("short.allowed.test: %v", got)
+	}
+	pin, err := enforce.OpenPinned(r.Tattled.PinDir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pin.Close()
+	dst := enforce.Destination{Scope: enforce.Scope{App: identity.Any, UID: identity.AnyUID}, Prefix: netip.MustParsePrefix("10.201.0.30/32"), Proto: enforce.TCP}
+	if _, ok, _ := pin.HasDestination(dst); !ok {
+		t.Fatal("no kernel entry after the lookup")
+	}
+	learnedAt := time.Now()
+	for {
+		if _, ok, _ := pin.HasDestination(dst); !ok {
+			break
+		}
+		if time.Since(learnedAt) > 10*time.Second {
+			t.Fatal("the kernel entry outlived TTL 2s + grace 1s by far")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	report.add(t, "a learned address (TTL 2s, grace 1s) left the kernel map %v after the lookup", time.Since(learnedAt).Round(100*time.Millisecond))
+	// Without the name, the address is undecided: the next connection is asked about.
+	app := testrig.CopyApp(t, testrig.Build(t).Client, testrig.AppDir(t), "after-expiry")
+	c := start(t, app, "tcp", fmt.Sprintf("10.201.0.30:%d", s.tcpPort))
+	q := ag.next(t, "question", 5*time.Second).Question
+	if q.Addr != "10.201.0.30" || q.Host != "" {
+		t.Errorf("question after expiry: %+v", q)
+	}
+	ag.answer(t, "a 1")
+	c.wait(t, 5*time.Second)
+}
+
+// Issue 5, must show 4: connecting microseconds after the answer is decided by the name rule, never asked.
+func TestConnectRacingItsLookupIsDecidedByName(t *testing.T) {
+	const rounds = 1000
+	records := map[string][]mdns.RR{}
+	var names []string
+	for i := 0; i < rounds/2; i++ {
+		an := fmt.Sprintf("r%d.allowed.test", i)
+		bn := fmt.Sprintf("r%d.blocked.test", i)
+		records[an+"."] = []mdns.RR{a(an, 300, fmt.Sprintf("10.201.%d.%d", 1+i/200, 1+i%200))}
+		records[bn+"."] = []mdns.RR{a(bn, 300, fmt.Sprintf("10.202.%d.%d", 1+i/200, 1+i%200))}
+		names = append(names, an, bn)
+	}
+	r, s := newNamesRig(t, records)
+	ag := r.startAgent(t)
+	start := time.Now()
+	res := s.resolveAndConnect(t, names...)
+	wrong := 0
+	kernel, held := 0, 0
+	for _, n := range names {
+		got := res[n]
+		switch {
+		case strings.HasSuffix(n, ".allowed.test"):
+			if got[1] != "ok" {
+				wrong++
+				t.Logf("%s: %v", n, got)
+			}
+		default:
+			switch got[1] {
+			case "EPERM":
+				kernel++
+			case "ECONNREFUSED":
+				held++
+			default:
+				wrong++
+				t.Logf("%s: %v", n, got)
+			}
+		}
+	}
+	questions := 0
+	deadline := time.After(time.Second)
+wait:
+	for {
+		select {
+		case ev := <-ag.events:
+			if ev.Event == "question" {
+				questions++
+			}
+		case <-deadline:
+			break wait
+		}
+	}
+	report.add(t, "%d lookups each followed at once by a connect (%v): %d questions, %d wrong verdicts; blocked ones refused in the kernel %d, held and refused by the helper %d",
+		rounds, time.Since(start).Round(time.Millisecond), questions, wrong, kernel, held)
+	if questions != 0 || wrong != 0 || len(res) != rounds {
+		t.Errorf("%d questions, %d wrong verdicts, %d of %d answered", questions, wrong, len(res), rounds)
+	}
+}
