@@ -14,6 +14,7 @@ import (
 	"github.com/tattlefw/tattle/helper/enforce"
 	"github.com/tattlefw/tattle/helper/exepath"
 	"github.com/tattlefw/tattle/helper/hold"
+	"github.com/tattlefw/tattle/helper/lists"
 	"github.com/tattlefw/tattle/helper/ruleset"
 	"github.com/tattlefw/tattle/helper/store"
 	"github.com/tattlefw/tattle/shared/identity"
@@ -39,6 +40,9 @@ type Daemon struct {
 
 	hold  holding // holding undecided connections; inactive until StartHolding
 	names names   // names learned from DNS; guarded by mu
+
+	lists    *lists.Set     // named lists for list rules; nil when none are defined. Set before Run.
+	listCfgs []lists.Config // their definitions
 
 	// onRulesChanged announces rule changes the helper made itself (answers, until-quit endings).
 	onRulesChanged func()
@@ -144,6 +148,13 @@ func (d *Daemon) Run(ctx context.Context) error {
 		go func() {
 			defer wg.Done()
 			d.expireNames(ctx)
+		}()
+	}
+	if d.lists != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d.refreshLists(ctx)
 		}()
 	}
 	if d.hold.holder != nil {
@@ -273,11 +284,11 @@ func (d *Daemon) decideInUserspace(ev enforce.Event) (enforce.Verdict, bool) {
 	proto := ev.Proto.String()
 	flow := rules.Flow{AppPath: pathFor(cur, ev.App, ev.Exe), UID: ev.UID, Addr: ev.Dest.Addr(), Port: ev.Dest.Port(), Proto: proto,
 		Hostnames: d.hostnamesFor(appKey{App: ev.App, UID: ev.UID}, ev.Dest.Addr(), now)}
-	winner := rules.Decide(cur.Active, flow, nil, now)
+	winner := rules.Decide(cur.Active, flow, d.lookupList(), now)
 	if winner == nil {
 		return enforce.Undecided, false
 	}
-	if blocker := unknowable(cur.Active, winner, flow, now); blocker != "" {
+	if blocker := unknowable(cur.Active, winner, flow, d.lookupList(), now); blocker != "" {
 		d.log.Debug("left undecided: a rule of higher precedence needs facts not known yet", "rule", blocker,
 			"exe", ev.Exe, "dest", ev.Dest, "proto", proto)
 		return enforce.Undecided, false
@@ -311,7 +322,7 @@ func pathFor(cur ruleset.Result, app identity.Executable, exe string) string {
 
 // unknowable returns the ID of a rule of higher precedence than winner that could match f if the facts the
 // helper lacks (names, packaged identities) were known, or "".
-func unknowable(active []rules.Compiled, winner *rules.Compiled, f rules.Flow, now time.Time) string {
+func unknowable(active []rules.Compiled, winner *rules.Compiled, f rules.Flow, lists rules.ListLookup, now time.Time) string {
 	for i := range active {
 		c := &active[i]
 		if c.Rule.ID == winner.Rule.ID {
@@ -326,7 +337,10 @@ func unknowable(active []rules.Compiled, winner *rules.Compiled, f rules.Flow, n
 				r.Remote, relaxed = rules.Any, true
 			}
 		case rules.RemoteList:
-			r.Remote, relaxed = rules.Any, true
+			// A list may hold names: without the flow's names (or without the list) it might still match.
+			if len(f.Hostnames) == 0 || lists == nil {
+				r.Remote, relaxed = rules.Any, true
+			}
 		}
 		switch c.AppKind {
 		case rules.AppFlatpak, rules.AppSnap, rules.AppImage:

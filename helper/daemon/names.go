@@ -12,6 +12,7 @@ import (
 	"github.com/tattlefw/tattle/helper/enforce"
 	"github.com/tattlefw/tattle/helper/ruleset"
 	"github.com/tattlefw/tattle/shared/identity"
+	"github.com/tattlefw/tattle/shared/rules"
 )
 
 // appKey names who looked a name up: an executable run by a user. The zero value stands for "unknown".
@@ -165,7 +166,7 @@ func (d *Daemon) wantedFor(res ruleset.Result, addr netip.Addr, now time.Time) m
 		if nr.Blocked != "" || claimed[nr.Scope] {
 			continue
 		}
-		if !matchesAny(nr, hostnames) {
+		if !d.nameRuleMatches(nr, hostnames) {
 			continue
 		}
 		// The first (highest) matching rule of a scope decides it; lower ones there never apply.
@@ -183,13 +184,21 @@ func (d *Daemon) wantedFor(res ruleset.Result, addr netip.Addr, now time.Time) m
 	return out
 }
 
-func matchesAny(nr ruleset.NameRule, hostnames []string) bool {
+// nameRuleMatches reports whether a name rule covers one of the names (a list rule: whether its list holds one).
+func (d *Daemon) nameRuleMatches(nr ruleset.NameRule, hostnames []string) bool {
 	for _, h := range hostnames {
-		if nr.Rule.MatchesName(h) {
+		if d.nameMatches(nr, h) {
 			return true
 		}
 	}
 	return false
+}
+
+func (d *Daemon) nameMatches(nr ruleset.NameRule, name string) bool {
+	if nr.Rule.RemoteKind == rules.RemoteList {
+		return d.lists != nil && d.lists.Lookup(nr.Rule.Name, name, netip.Addr{})
+	}
+	return nr.Rule.MatchesName(name)
 }
 
 // coveredByKernelRule reports whether a compiled (non-ask) kernel entry of the same scope and protocol
@@ -241,7 +250,7 @@ func (d *Daemon) learnedVerdicts(res ruleset.Result, now time.Time) map[enforce.
 	}
 	seen := map[netip.Addr]bool{}
 	for _, nr := range res.Names {
-		for _, e := range d.names.cache.MatchFunc(nr.Rule.MatchesName, now) {
+		for _, e := range d.names.cache.MatchFunc(func(name string) bool { return d.nameMatches(nr, name) }, now) {
 			if seen[e.Addr] {
 				continue
 			}

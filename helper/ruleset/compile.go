@@ -62,7 +62,7 @@ type Result struct {
 	Names []NameRule
 }
 
-// NameRule is a rule about names whose addresses, once learned from DNS, become kernel entries in its scope.
+// NameRule is a rule about names (host, domain, wildcard or a list of them) whose addresses, once learned from DNS, become kernel entries in its scope.
 type NameRule struct {
 	Rule     *rules.Compiled
 	Scope    enforce.Scope
@@ -282,7 +282,7 @@ func entriesOf(c *rules.Compiled) int {
 // remote is the only thing the kernel cannot match.
 func nameRule(cd *candidate, higher []userspaceRule, id uint32) (NameRule, bool) {
 	switch cd.c.RemoteKind {
-	case rules.RemoteHost, rules.RemoteDomain, rules.RemoteWildcard:
+	case rules.RemoteHost, rules.RemoteDomain, rules.RemoteWildcard, rules.RemoteList:
 	default:
 		return NameRule{}, false
 	}
@@ -307,7 +307,7 @@ func nameRule(cd *candidate, higher []userspaceRule, id uint32) (NameRule, bool)
 	}
 	for _, u := range higher {
 		switch u.c.RemoteKind {
-		case rules.RemoteHost, rules.RemoteDomain, rules.RemoteWildcard:
+		case rules.RemoteHost, rules.RemoteDomain, rules.RemoteWildcard, rules.RemoteList:
 			continue // decided by the names themselves: the helper checks them per address
 		}
 		if overlaps(u.c, &cd.c) {

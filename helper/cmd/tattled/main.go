@@ -45,6 +45,7 @@ type config struct {
 	hold       bool
 	names      bool
 	dnsGrace   time.Duration
+	listsDir   string
 	nftTable   string
 	queue      uint
 }
@@ -63,6 +64,7 @@ func main() {
 	flag.StringVar(&cfg.bus, "bus", "system", "serve the D-Bus API on the system bus (system) or not at all (none)")
 	flag.BoolVar(&cfg.hold, "hold", true, "hold undecided connections in a netfilter queue while their owner decides")
 	flag.BoolVar(&cfg.names, "names", true, "learn host names from DNS answers to local programs (for name rules and display)")
+	flag.StringVar(&cfg.listsDir, "lists-dir", daemon.DefaultListsDir, "definitions of the named lists list rules use (NAME.json)")
 	flag.DurationVar(&cfg.dnsGrace, "dns-grace", 10*time.Second, "how long a learned address outlives its DNS answer's TTL")
 	flag.StringVar(&cfg.nftTable, "nft-table", netfilter.DefaultTable, "nftables table (family inet) for holding")
 	flag.UintVar(&cfg.queue, "queue", uint(netfilter.DefaultQueue), "netfilter queue number for holding")
@@ -158,11 +160,24 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 	} else if cfg.bus != "none" {
 		return fmt.Errorf("-bus %q: use system or none", cfg.bus)
 	}
+	listCfgs, listErrs := daemon.ReadListConfigs(cfg.listsDir, cfg.stateDir)
+	for _, err := range listErrs {
+		log.Error("list definition refused; its list rules match nothing", "error", err)
+	}
+	if len(listCfgs) > 0 {
+		if err := d.StartLists(ctx, listCfgs); err != nil {
+			log.Error("lists not loaded", "error", err)
+		}
+	}
 	if cfg.names {
 		if err := d.StartNames(ctx, cfg.cgroupRoot, cfg.dnsGrace); err != nil {
 			log.Error("host names cannot be learned; name rules match nothing and addresses are shown", "error", err)
-		} else if err := d.Apply(); err != nil {
-			log.Error("the rules could not be applied with learned names", "error", err)
+		}
+	}
+	if len(listCfgs) > 0 || cfg.names {
+		// Name and list rules compile differently once names and lists are known.
+		if err := d.Apply(); err != nil {
+			log.Error("the rules could not be applied", "error", err)
 		}
 	}
 	// Holding starts before the bus name is taken: a client that can reach the helper finds it holding.
