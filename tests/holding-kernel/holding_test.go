@@ -1,0 +1,306 @@
+package holdingkernel
+
+import (
+	"net"
+	"net/netip"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/google/nftables/expr"
+	"golang.org/x/sys/unix"
+
+	"github.com/tattlefw/tattle/helper/netfilter"
+)
+
+// Queue numbers of the tests, added to this run's base (newRig).
+const (
+	idxMethod = iota
+	idxTCP
+	idxUDP
+	idxPass
+	idxDrop
+	idxSendto
+)
+
+// The issue: "Use the native nftables queue expression where the kernel has it and the xt NFQUEUE target
+// otherwise". Install's answer is checked against what the kernel holds in the chain.
+func TestQueueMethod(t *testing.T) {
+	r := newRig(t, "method", idxMethod, true)
+	exprs := holdChainExprs(t, r.rules.Table)
+	var native, xt int
+	for _, e := range exprs {
+		switch e := e.(type) {
+		case *expr.Queue:
+			native++
+			if e.Num != r.rules.Queue {
+				t.Errorf("queue expression sends to %d, want %d", e.Num, r.rules.Queue)
+			}
+		case *expr.Target:
+			if e.Name == "NFQUEUE" {
+				xt++
+			}
+		}
+	}
+	reportLine(t, "kernel %s backend %s: method %q; hold chain: %s", kernelRelease(), r.enf.Backend(), r.method,
+		describeExprs(exprs))
+	// Two queueing rules: strict (never bypassed) and held.
+	switch r.method {
+	case netfilter.MethodNative:
+		if native != 2 || xt != 0 {
+			t.Errorf("method %q but the kernel's hold chain has %d queue expressions and %d NFQUEUE targets", r.method, native, xt)
+		}
+	case netfilter.MethodXtables:
+		if xt != 2 || native != 0 {
+			t.Errorf("method %q but the kernel's hold chain has %d queue expressions and %d NFQUEUE targets", r.method, native, xt)
+		}
+	default:
+		t.Errorf("unknown method %q", r.method)
+	}
+	want := map[string]netfilter.Method{"native": netfilter.MethodNative, "xtables": netfilter.MethodXtables}
+	if exp := os.Getenv("TATTLE_EXPECT_NFT_QUEUE"); exp != "" {
+		if m, ok := want[exp]; !ok {
+			t.Errorf("TATTLE_EXPECT_NFT_QUEUE=%q: want native or xtables", exp)
+		} else if r.method != m {
+			t.Errorf("installed with %q on kernel %s, want %q", r.method, kernelRelease(), m)
+		}
+	} else {
+		t.Logf("TATTLE_EXPECT_NFT_QUEUE is not set: method not asserted")
+	}
+}
+
+// A held connect() waits for the verdict: Accept completes the same connect, Refuse makes it fail with
+// ECONNREFUSED at once.
+func TestHeldTCP(t *testing.T) {
+	r := newRig(t, "tcp", idxTCP, false)
+	q := r.openQueue(t)
+	for _, f := range families {
+		t.Run(f.name+"/accept", func(t *testing.T) {
+			srv := startTCP(t, f.tcp, f.addr)
+			c := startApp(t, r.held, "tcp", srv.addr)
+			p := q.next(t, unix.IPPROTO_TCP, srv.addr)
+			r.checkMark(t, p, r.held, false)
+			time.Sleep(time.Until(p.Time.Add(holdFor)))
+			if c.exitedWithin(0) {
+				t.Fatalf("connect returned while its SYN was held: %s", c.stdout.String())
+			}
+			if n := arrivals(srv.accepts); n != 0 {
+				t.Fatalf("server accepted %d connections while the SYN was held", n)
+			}
+			verdict := time.Now()
+			if err := q.q.Accept(p.ID); err != nil {
+				t.Fatal(err)
+			}
+			var established time.Time
+			select {
+			case established = <-srv.accepts:
+			case <-time.After(packetWait):
+				t.Fatal("the server never saw the accepted connection")
+			}
+			res := c.result(t)
+			if !res.OK {
+				t.Fatalf("accepted connect failed: %s %s", res.Errno, res.Error)
+			}
+			if res.Elapsed() < holdFor-50*time.Millisecond {
+				t.Errorf("connect returned after %v, before the verdict (held %v)", res.Elapsed(), holdFor)
+			}
+			if n := arrivals(srv.accepts); n != 0 {
+				t.Errorf("server saw %d more connections: the held one should be the only one", n)
+			}
+			reportLine(t, "tcp %s held %v then accepted: the same connect() returned ok after %v; verdict to "+
+				"handshake seen by the server %v; verdict to client exit %v; mark %#x",
+				f.name, holdFor, res.Elapsed().Round(time.Millisecond), established.Sub(verdict).Round(time.Microsecond),
+				c.exited.Sub(verdict).Round(time.Millisecond), p.Mark)
+		})
+		t.Run(f.name+"/refuse", func(t *testing.T) {
+			srv := startTCP(t, f.tcp, f.addr)
+			c := startApp(t, r.strict, "tcp", srv.addr)
+			p := q.next(t, unix.IPPROTO_TCP, srv.addr)
+			r.checkMark(t, p, r.strict, true)
+			time.Sleep(time.Until(p.Time.Add(holdFor)))
+			if c.exitedWithin(0) {
+				t.Fatalf("connect returned while its SYN was held: %s", c.stdout.String())
+			}
+			verdict := time.Now()
+			if err := q.q.Refuse(p.ID, p.Mark|testMarks.Deny); err != nil {
+				t.Fatal(err)
+			}
+			if !c.exitedWithin(refuseLimit) {
+				t.Fatalf("refused connect still blocked %v after the verdict", refuseLimit)
+			}
+			res := c.result(t)
+			if res.OK || res.Errno != "ECONNREFUSED" {
+				t.Fatalf("refused connect: ok=%v errno %q (%s), want ECONNREFUSED", res.OK, res.Errno, res.Error)
+			}
+			if n := arrivals(srv.accepts); n != 0 {
+				t.Errorf("server accepted %d connections of a refused client", n)
+			}
+			reportLine(t, "tcp %s (strict app) held %v then refused: connect() failed with %s after %v; verdict "+
+				"to client exit %v; mark %#x", f.name, holdFor, res.Errno, res.Elapsed().Round(time.Millisecond),
+				c.exited.Sub(verdict).Round(time.Millisecond), p.Mark)
+		})
+	}
+}
+
+// A held datagram is delivered once accepted; the client sees the echo. The socket is connected first
+// (connect() marks it, as a resolver's socket is), so the datagram carries the mark.
+func TestHeldUDP(t *testing.T) {
+	r := newRig(t, "udp", idxUDP, false)
+	q := r.openQueue(t)
+	for _, f := range families {
+		t.Run(f.name, func(t *testing.T) {
+			srv := startUDP(t, f.udp, f.addr)
+			c := startUDPApp(t, r.udp, "connected", srv.addr, 3*time.Second, srv.addr)
+			p := q.next(t, unix.IPPROTO_UDP, srv.addr)
+			r.checkMark(t, p, r.udp, false)
+			time.Sleep(time.Until(p.Time.Add(holdFor)))
+			if n := arrivals(srv.got); n != 0 {
+				t.Fatalf("server received %d datagrams while the first was held", n)
+			}
+			verdict := time.Now()
+			if err := q.q.Accept(p.ID); err != nil {
+				t.Fatal(err)
+			}
+			var delivered time.Time
+			select {
+			case delivered = <-srv.got:
+			case <-time.After(packetWait):
+				t.Fatal("the accepted datagram never reached the server")
+			}
+			res := c.udpResult(t)
+			if len(res.Echoed) != 1 || !res.Echoed[0] {
+				t.Fatalf("accepted datagram: echo received %v", res.Echoed)
+			}
+			reportLine(t, "udp %s (connected socket) held %v then accepted: delivered %v after the verdict, "+
+				"client got the echo; mark %#x", f.name, holdFor, delivered.Sub(verdict).Round(time.Microsecond), p.Mark)
+		})
+	}
+}
+
+// knownBugsEnv makes tests of known, reported defects fail instead of skip.
+const knownBugsEnv = "TATTLE_KNOWN_BUGS"
+
+// The first datagram sendto() sends from an unconnected socket must be held like any other (DESIGN.md: "a
+// process calls connect() or sendmsg() to an unconnected UDP destination"). Known defect: the kernel copies
+// the socket's mark into the datagram before the cgroup sendmsg hook runs (udp_sendmsg: ipcm_init_sk, then
+// BPF_CGROUP_RUN_PROG_UDP4_SENDMSG_LOCK), so the mark that hook sets arrives one datagram late, and that first
+// datagram leaves unheld; once answered, the flow is established and later datagrams to the same
+// destination are not new either. A second datagram to another destination proves the socket was marked.
+// The outcome is always reported; the test skips unless TATTLE_KNOWN_BUGS=1.
+func TestHeldUDPUnconnectedSendto(t *testing.T) {
+	r := newRig(t, "sendto", idxSendto, false)
+	q := r.openQueue(t)
+	for _, f := range families {
+		t.Run(f.name, func(t *testing.T) {
+			first, second := startUDP(t, f.udp, f.addr), startUDP(t, f.udp, f.addr)
+			c := startUDPApp(t, r.udp, "sendto2", first.addr, time.Second, second.addr)
+			var firstHeld bool
+			var p netfilter.Packet
+			select {
+			case p = <-q.packets:
+			case <-time.After(packetWait):
+				t.Fatal("nothing was queued")
+			}
+			if p.Headers.Dst == netip.MustParseAddrPort(first.addr) {
+				firstHeld = true
+				r.checkMark(t, p, r.udp, false)
+				q.q.Accept(p.ID)
+				p = q.next(t, unix.IPPROTO_UDP, second.addr)
+			} else if p.Headers.Dst != netip.MustParseAddrPort(second.addr) {
+				t.Fatalf("unexpected packet queued: %+v", p.Headers)
+			}
+			// The second datagram, to a new destination, is held: the socket carries the mark by then.
+			r.checkMark(t, p, r.udp, false)
+			q.q.Accept(p.ID)
+			res := c.udpResult(t)
+			if len(res.Echoed) != 2 || !res.Echoed[0] || !res.Echoed[1] {
+				t.Errorf("echoes received %v, want both", res.Echoed)
+			}
+			if firstHeld {
+				reportLine(t, "udp %s unconnected sendto: the first datagram was held, as was the second to a new "+
+					"destination", f.name)
+				return
+			}
+			reportLine(t, "udp %s unconnected sendto: KNOWN DEFECT: the first datagram left unheld (delivered, no "+
+				"packet queued); the second, to a new destination, was held with mark %#x", f.name, p.Mark)
+			msg := "the first datagram of an unconnected UDP socket was not held: the cgroup sendmsg hook's mark " +
+				"reaches only later datagrams"
+			if os.Getenv(knownBugsEnv) == "1" {
+				t.Error(msg)
+			} else {
+				t.Skip("known defect (run with " + knownBugsEnv + "=1 to fail): " + msg)
+			}
+		})
+	}
+}
+
+// noReader runs the fail-policy cases with no process reading the queue.
+func noReader(t *testing.T, r *rig, pass bool) {
+	outcome := map[bool]string{true: "passed", false: "dropped"}
+	// The test process itself is allowed: it is never marked, so never held, whatever the policy.
+	t.Run("unmarked", func(t *testing.T) {
+		srv := startTCP(t, "tcp4", "127.0.0.1:0")
+		c, err := net.DialTimeout("tcp4", srv.addr, 5*time.Second)
+		if err != nil {
+			t.Fatalf("an allowed, unmarked process could not connect: %v", err)
+		}
+		c.Close()
+	})
+	for _, a := range []struct {
+		name     string
+		app, udp app
+		passes   bool
+	}{{"held", r.held, r.udp, pass}, {"strict", r.strict, r.strictUDP, false}} {
+		t.Run(a.name+"/tcp", func(t *testing.T) {
+			srv := startTCP(t, "tcp4", "127.0.0.1:0")
+			c := startApp(t, a.app, "tcp", srv.addr)
+			if a.passes {
+				res := c.result(t)
+				if !res.OK {
+					t.Fatalf("connect failed with no queue reader (pass when absent): %s %s", res.Errno, res.Error)
+				}
+				if res.Mark&testMarks.Held == 0 {
+					t.Errorf("socket mark %#x lacks the held bit: the test did not exercise holding", res.Mark)
+				}
+				reportLine(t, "no reader, pass-when-absent=%v: %s app tcp connect passed in %v", pass, a.name,
+					res.Elapsed().Round(time.Millisecond))
+				return
+			}
+			if !c.stillBlocked(watchFor) {
+				t.Fatalf("connect returned with no queue reader, want its SYN dropped: %s", c.stdout.String())
+			}
+			if n := arrivals(srv.accepts); n != 0 {
+				t.Errorf("server accepted %d connections", n)
+			}
+			reportLine(t, "no reader, pass-when-absent=%v: %s app tcp connect dropped (still blocked after %v)",
+				pass, a.name, watchFor)
+		})
+		t.Run(a.name+"/udp", func(t *testing.T) {
+			srv := startUDP(t, "udp4", "127.0.0.1:0")
+			res := startUDPApp(t, a.udp, "connected", srv.addr, time.Second, srv.addr).udpResult(t)
+			if res.Mark&testMarks.Held == 0 {
+				t.Errorf("socket mark %#x lacks the held bit: the test did not exercise holding", res.Mark)
+			}
+			echoed := len(res.Echoed) == 1 && res.Echoed[0]
+			if echoed != a.passes {
+				t.Errorf("echo received = %v, want %v (datagram %s)", echoed, a.passes, outcome[a.passes])
+			}
+			if got := arrivals(srv.got) > 0; got != a.passes {
+				t.Errorf("server received the datagram = %v, want %v", got, a.passes)
+			}
+			reportLine(t, "no reader, pass-when-absent=%v: %s app udp datagram (connected socket) %s", pass, a.name,
+				outcome[echoed])
+		})
+	}
+}
+
+// With no helper reading the queue and the fail policy "pass", held packets pass; strictly held ones (an
+// application with a deny rule) are still dropped.
+func TestNoReaderPasses(t *testing.T) {
+	noReader(t, newRig(t, "pass", idxPass, true), true)
+}
+
+// With no helper reading the queue and the fail policy "drop", held and strictly held packets are dropped.
+func TestNoReaderDrops(t *testing.T) {
+	noReader(t, newRig(t, "drop", idxDrop, false), false)
+}
