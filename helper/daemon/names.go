@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/netip"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/tattlefw/tattle/helper/dns"
@@ -30,6 +31,9 @@ type learned struct {
 // names is what the helper learned from DNS, and the kernel entries it made of it. Guarded by Daemon.mu.
 type names struct {
 	capture *dnscapture.Capture
+	// read and done count answers taken from the capture and answers learned: equal when nothing is in
+	// between (atomics: catchUpNames reads them without d.mu).
+	read, done atomic.Uint64
 	cache   *dns.Cache[appKey]
 	// installed are the learned destination entries in the kernel now.
 	installed map[enforce.Destination]learned
@@ -83,7 +87,9 @@ func (d *Daemon) readAnswers() {
 			d.log.Warn("read a captured DNS answer", "error", err)
 			continue
 		}
+		d.names.read.Add(1)
 		d.learnAnswer(p)
+		d.names.done.Add(1)
 	}
 }
 
@@ -314,8 +320,10 @@ func (d *Daemon) catchUpNames() {
 	if d.names.capture == nil {
 		return
 	}
+	// An answer is in the ring before its application can read it, so everything the attempt could depend on
+	// is either unread or being learned now.
 	deadline := time.Now().Add(50 * time.Millisecond)
-	for d.names.capture.Unread() > 0 && time.Now().Before(deadline) {
-		time.Sleep(200 * time.Microsecond)
+	for (d.names.capture.Unread() > 0 || d.names.read.Load() != d.names.done.Load()) && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Microsecond)
 	}
 }

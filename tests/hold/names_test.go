@@ -350,3 +350,69 @@ wait:
 		t.Errorf("%d questions, %d wrong verdicts, %d of %d answered", questions, wrong, len(res), rounds)
 	}
 }
+
+// Issue 5, must show 5: a blocklist of 100,000 domains loads in bounded time and memory, blocks a listed name,
+// and allowed flows stay in the kernel (connect rate with the list rule vs without).
+func TestBlocklistOf100000Domains(t *testing.T) {
+	dir := t.TempDir()
+	var b strings.Builder
+	b.WriteString("# test blocklist in hosts-file format\n")
+	for i := 0; i < 100000; i++ {
+		fmt.Fprintf(&b, "0.0.0.0 ad%d.tracker.test\n", i)
+	}
+	listFile := filepath.Join(dir, "ads.hosts")
+	if err := os.WriteFile(listFile, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	defs := filepath.Join(dir, "lists.d")
+	os.MkdirAll(defs, 0o755)
+	os.WriteFile(filepath.Join(defs, "ads.json"), []byte(`{"location": "`+listFile+`"}`), 0o644)
+
+	r, s := newNamesRig(t, map[string][]mdns.RR{
+		"ad77777.tracker.test.": {a("ad77777.tracker.test", 300, "10.202.7.7")},
+		"www.allowed.test.":     {a("www.allowed.test", 300, "10.201.7.7")},
+	}, "-lists-dir", defs)
+	r.Ctl(t, 0, "status") // activates the helper, which loads the list before it serves
+	line := r.Log.Line(r.Log.WaitFor(t, "list loaded", 0))
+	report.add(t, "100,000-domain hosts file: %s", line[strings.Index(line, "msg="):])
+	out, _, code := r.Ctl(t, 0, "rules", "add", "--deny", "--app", "any", "--remote", "list:ads")
+	if code != 0 {
+		t.Fatal(out)
+	}
+	listRule := strings.TrimSpace(out)
+	ag := r.startAgent(t)
+	res := s.resolveAndConnect(t, "ad77777.tracker.test", "www.allowed.test")
+	if got := res["ad77777.tracker.test"]; got[1] != "EPERM" && got[1] != "ECONNREFUSED" {
+		t.Errorf("listed name: %v, want refused", got)
+	}
+	if got := res["www.allowed.test"]; got[1] != "ok" {
+		t.Errorf("unlisted allowed name: %v", got)
+	}
+	ag.quiet(t, 500*time.Millisecond)
+
+	// An application allowed by its own rule never leaves the kernel, list or not.
+	bench := testrig.CopyApp(t, testrig.Build(t).Client, testrig.AppDir(t), "bench-list")
+	if _, errOut, code := r.Ctl(t, 0, "rules", "add", "--allow", "--app", bench); code != 0 {
+		t.Fatal(errOut)
+	}
+	rate := func() float64 {
+		res := testClient(t, bench, "bench", "20000")
+		if !res.OK {
+			t.Fatalf("bench: %+v", res)
+		}
+		return res.Rate
+	}
+	var with, without []float64
+	for round := 0; round < 3; round++ {
+		with = append(with, rate())
+		r.Ctl(t, 0, "rules", "disable", listRule)
+		without = append(without, rate())
+		r.Ctl(t, 0, "rules", "enable", listRule)
+	}
+	ratio := median(with) / median(without)
+	report.add(t, "allowed application's connect rate with the 100,000-domain list rule / without: %.3f (medians %.0f vs %.0f connects/s)",
+		ratio, median(with), median(without))
+	if ratio < 0.85 {
+		t.Errorf("connect rate with the list rule fell to %.2f", ratio)
+	}
+}

@@ -180,6 +180,16 @@ func (l *LogTail) WaitFor(t testing.TB, s string, from int) int {
 	return 0
 }
 
+// Line returns line n (counting from 1, as WaitFor's result).
+func (l *LogTail) Line(n int) string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if n < 1 || n > len(l.lines) {
+		return ""
+	}
+	return l.lines[n-1]
+}
+
 func (l *LogTail) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
