@@ -26,6 +26,7 @@ import (
 
 	"github.com/tattlefw/tattle/app/i18n/i18ntest"
 	"github.com/tattlefw/tattle/helper/enforce"
+	"github.com/tattlefw/tattle/helper/netfilter"
 	"github.com/tattlefw/tattle/shared/api"
 	"github.com/tattlefw/tattle/tests/internal/testrig"
 )
@@ -378,7 +379,12 @@ func StartHelper(t *testing.T) *Helper {
 	pins := testrig.PinDir("gui")
 	enforce.Uninstall(pins)
 	t.Cleanup(func() { enforce.Uninstall(pins) })
-	bus.Start(t, testrig.Build(t).Tattled, "-backend", "auto", "-pin-dir", pins, "-state-dir", filepath.Join(dir, "state"),
+	// Its own netfilter table and queue, removed afterwards: a table left behind would keep sending marked
+	// packets to a queue nobody reads.
+	netfilter.Uninstall(guiTable)
+	t.Cleanup(func() { netfilter.Uninstall(guiTable) })
+	bus.Start(t, testrig.Build(t).Tattled, "-backend", "auto", "-pin-dir", pins, "-nft-table", guiTable, "-queue", guiQueue,
+		"-state-dir", filepath.Join(dir, "state"),
 		"-rules-dir", filepath.Join(dir, "rules.d"), "-lock-file", filepath.Join(dir, "tattled.lock"), "-bus", "system", "-log-level", "info")
 	h.waitName(t, api.BusName)
 	return h
@@ -405,6 +411,12 @@ func (h *Helper) SetMode(t *testing.T, mode string) {
 		t.Fatalf("SetMode %s: %v", mode, err)
 	}
 }
+
+// The GUI tests' netfilter table and queue (other rings use their own).
+const (
+	guiTable = "tattle_test_gui"
+	guiQueue = "7461"
+)
 
 // HasPrompts reports whether the helper implements the Prompts interface (connection holding and agents).
 func (h *Helper) HasPrompts(t *testing.T) bool {

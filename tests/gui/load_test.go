@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -84,7 +86,21 @@ func TestMonitorLoad(t *testing.T) {
 		}
 	}
 	rampDone := time.Now()
-	// Steady load: loadRate attempts a second, spread over the flows, in 10 ms steps.
+	// Steady load: loadRate attempts a second, spread over the flows, in 10 ms steps, made by a few workers so
+	// that one slow connect() does not hold the rate back.
+	ports := make(chan int, loadRate)
+	var done atomic.Int64
+	var workers sync.WaitGroup
+	for w := 0; w < 8; w++ {
+		workers.Add(1)
+		go func() {
+			defer workers.Done()
+			for p := range ports {
+				connectOnce(p)
+				done.Add(1)
+			}
+		}()
+	}
 	tick := time.NewTicker(10 * time.Millisecond)
 	next, sent := 0, 0
 	for now := range tick.C {
@@ -93,11 +109,14 @@ func TestMonitorLoad(t *testing.T) {
 		}
 		want := int(now.Sub(rampDone).Seconds() * loadRate)
 		for ; sent < want; sent++ {
-			connectOnce(loadPortBase + next)
+			ports <- loadPortBase + next
 			next = (next + 1) % loadFlows
 		}
 	}
 	tick.Stop()
+	close(ports)
+	workers.Wait()
+	sent = int(done.Load())
 	loadEnd := time.Now()
 
 	// Wait until the monitor holds every flow and has merged everything it received.
