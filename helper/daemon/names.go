@@ -34,7 +34,7 @@ type names struct {
 	// read and done count answers taken from the capture and answers learned: equal when nothing is in
 	// between (atomics: catchUpNames reads them without d.mu).
 	read, done atomic.Uint64
-	cache   *dns.Cache[appKey]
+	cache      *dns.Cache[appKey]
 	// installed are the learned destination entries in the kernel now.
 	installed map[enforce.Destination]learned
 	source    string // how names are learned, or why not
