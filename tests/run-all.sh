@@ -33,8 +33,8 @@ echo "== fuzzing the rule parser and importers (bounded time each)"
 for target in FuzzParse FuzzImportLittleSnitch FuzzImportOpenSnitch; do
 	go test -run='^$' -fuzz="^${target}\$" -fuzztime="${TATTLE_FUZZ_TIME:-20s}" ./shared/rules/ 2>&1 | tail -n 3
 done
-echo "== fuzzing the DNS answer, resolved monitor and named list parsers"
-for pt in FuzzParse:./helper/dns/ FuzzResult:./helper/resolvedmon/ FuzzParse:./helper/lists/; do
+echo "== fuzzing the DNS answer, resolved monitor, named list and held packet parsers"
+for pt in FuzzParse:./helper/dns/ FuzzResult:./helper/resolvedmon/ FuzzParse:./helper/lists/ FuzzParseHeaders:./helper/netfilter/; do
 	go test -run='^$' -fuzz="^${pt%%:*}\$" -fuzztime="${TATTLE_FUZZ_TIME:-20s}" "${pt#*:}" 2>&1 | tail -n 3
 done
 echo "== fuzzing the translation extractor (Go literal -> PO string round trip)"
@@ -46,7 +46,7 @@ rc=0
 go test -v -p 1 -count=1 -timeout 40m ./... >"$log" 2>&1 || rc=$?
 grep -E '^(ok|FAIL|panic:|--- FAIL|\s+--- FAIL|\s+[a-z_]+_test\.go:[0-9]+:)' "$log" || true
 echo "== benchmark reports"
-cat "$TATTLE_RESULTS_DIR"/bench-*.txt 2>/dev/null || echo "(none)"
+cat "$TATTLE_RESULTS_DIR"/bench-*.txt "$TATTLE_RESULTS_DIR"/hold.txt 2>/dev/null || echo "(none)"
 echo "full test log: $log"
 passed=$(grep -cE '^\s*--- PASS' "$log" || true)
 failed=$(grep -cE '^\s*--- FAIL' "$log" || true)

@@ -93,6 +93,11 @@ func (q *Queue) Start(ctx context.Context, log *slog.Logger, handle func(Packet)
 		if errors.As(err, &opErr) && (opErr.Timeout() || errors.Is(opErr.Err, unix.ENOBUFS)) {
 			return 0
 		}
+		if errors.Is(err, unix.ENOENT) {
+			// A verdict for a packet the kernel no longer holds (its device went away, say).
+			log.Debug("netfilter queue: verdict for a packet no longer queued", "error", err)
+			return 0
+		}
 		log.Warn("netfilter queue: read failed", "error", err)
 		return 0
 	}
