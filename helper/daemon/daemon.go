@@ -90,6 +90,10 @@ func (d *Daemon) Apply() error {
 	if d.names.installed != nil {
 		d.names.installed = learnedNow
 	}
+	if d.hold.holder != nil {
+		// Open questions the new rules decide are settled now (in the holder's goroutine: deciding takes d.mu).
+		d.hold.holder.Recheck(d.decideAttempt)
+	}
 	select {
 	case d.applied <- struct{}{}:
 	default:

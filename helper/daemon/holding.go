@@ -201,6 +201,11 @@ func (d *Daemon) resolvePacket(p netfilter.Packet, pk hold.PacketKey) (hold.Atte
 	return a, v, true
 }
 
+// decideAttempt decides a held attempt by the rules in force, as for its kernel event.
+func (d *Daemon) decideAttempt(a hold.Attempt) (enforce.Verdict, bool) {
+	return d.decideInUserspace(enforce.Event{App: a.App, UID: a.UID, Dest: a.Dest, Proto: a.Proto, Exe: a.Exe})
+}
+
 func comm(pid uint32) string {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
 	if err != nil {

@@ -102,6 +102,8 @@ type question struct {
 	pk       PacketKey
 	packets  []netfilter.Packet
 	deadline time.Time
+	cancel   context.CancelFunc // ends the agent's Ask when a rule settles the question first
+	ruled    enforce.Verdict    // the verdict of that rule (Undecided while none); guarded by Holder.mu
 }
 
 type orphan struct {
@@ -259,19 +261,57 @@ func (h *Holder) Attempt(a Attempt) {
 		User: h.userName(a.UID), Comm: a.Comm, Host: a.Host, Addr: a.Dest.Addr().String(), Port: a.Dest.Port(),
 		Protocol: a.Proto.String(), Created: now.UnixMilli(), Deadline: q.deadline.UnixMilli(),
 		Default: st.DefaultAction, Attempts: 1}
+	helperCtx := h.ctx
+	ctx, cancel := context.WithDeadline(helperCtx, q.deadline)
+	q.cancel = cancel
 	h.questions[a.Key] = q
 	h.byPacket[q.pk] = append(h.byPacket[q.pk], q)
 	h.perUser[a.UID]++
 	q.packets = append(q.packets, h.takeOrphans(q.pk)...)
-	ctx := h.ctx
 	n := len(h.questions)
 	h.wg.Add(1)
 	h.mu.Unlock()
 	h.changed(n)
 	go func() {
 		defer h.wg.Done()
-		h.ask(ctx, q, st)
+		defer cancel()
+		h.ask(ctx, helperCtx, q, st)
 	}()
+}
+
+// Recheck settles open questions that the rules now decide (a rule was added, maybe by another answer):
+// decide evaluates an attempt as for a kernel event. Their agents' questions are withdrawn.
+func (h *Holder) Recheck(decide func(Attempt) (enforce.Verdict, bool)) {
+	h.mu.Lock()
+	if len(h.questions) == 0 || h.ctx.Err() != nil {
+		h.mu.Unlock()
+		return
+	}
+	open := make([]*question, 0, len(h.questions))
+	for _, q := range h.questions {
+		open = append(open, q)
+	}
+	h.wg.Add(1)
+	h.mu.Unlock()
+	go func() {
+		defer h.wg.Done()
+		h.recheck(open, decide)
+	}()
+}
+
+func (h *Holder) recheck(open []*question, decide func(Attempt) (enforce.Verdict, bool)) {
+	for _, q := range open {
+		v, ok := decide(q.attempt)
+		if !ok {
+			continue
+		}
+		h.mu.Lock()
+		if q.ruled == enforce.Undecided {
+			q.ruled = v
+		}
+		h.mu.Unlock()
+		q.cancel()
+	}
 }
 
 // Pending lists the open questions, those of uid only unless all is set.
@@ -294,16 +334,20 @@ func (h *Holder) Count() int {
 	return len(h.questions)
 }
 
-func (h *Holder) ask(ctx context.Context, q *question, st api.Settings) {
-	askCtx, cancel := context.WithDeadline(ctx, q.deadline)
-	defer cancel()
+// ask runs one question; ctx ends at its deadline, when the helper stops (helperCtx), or when a rule settles it.
+func (h *Holder) ask(ctx, helperCtx context.Context, q *question, st api.Settings) {
 	h.mu.Lock()
 	snapshot := q.api
 	h.mu.Unlock()
-	ans, err := h.env.Ask(askCtx, snapshot)
+	ans, err := h.env.Ask(ctx, snapshot)
+	h.mu.Lock()
+	ruled := q.ruled
+	h.mu.Unlock()
 	v, how := defaultVerdict(st), ""
 	switch {
-	case ctx.Err() != nil:
+	case ruled != enforce.Undecided:
+		v, how = ruled, "settled by a rule made meanwhile"
+	case helperCtx.Err() != nil:
 		// The helper is stopping: the packets are dropped with the queue, and TCP brings them back to the
 		// next helper, which asks again.
 		h.finish(q, enforce.Undecided, false)

@@ -491,3 +491,51 @@ func hasApp(rs []api.Rule, app string) bool {
 	}
 	return false
 }
+
+// A rule made while a question is open (by an administrator, or by answering another question) settles it: the
+// held connection completes and the agent's question is withdrawn.
+func TestRuleMadeMeanwhileSettlesOpenQuestions(t *testing.T) {
+	r := newRig(t, "hold-recheck", api.Settings{})
+	srv := r.ns.tcpServer(t)
+	srv2 := r.ns.tcpServer(t)
+	ag := r.startAgent(t)
+	app := testrig.CopyApp(t, testrig.Build(t).Client, testrig.AppDir(t), "recheck")
+
+	first := start(t, app, "tcp", srv)
+	ag.next(t, "question", 5*time.Second)
+	second := start(t, app, "tcp", srv2)
+	deadline := time.Now().Add(5 * time.Second)
+	for len(r.pending(t)) < 2 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n := len(r.pending(t)); n != 2 {
+		t.Fatalf("%d questions open, want 2", n)
+	}
+	// Answering the first with "any connection, forever" covers the second too.
+	answered := ag.answer(t, "a n")
+	for _, c := range []*started{first, second} {
+		var res testrig.Result
+		json.Unmarshal([]byte(c.wait(t, 5*time.Second)), &res)
+		if !res.OK {
+			t.Errorf("held connection after the covering answer: %+v", res)
+		}
+	}
+	report.add(t, "a second open question settled by the first answer's rule in %v", second.end.Sub(answered).Round(time.Millisecond))
+	if n := len(r.pending(t)); n != 0 {
+		t.Errorf("%d questions still open", n)
+	}
+
+	// An administrator's rule settles an open question the same way.
+	other := testrig.CopyApp(t, testrig.Build(t).Client, testrig.AppDir(t), "recheck-admin")
+	c := start(t, other, "tcp", srv)
+	ag.next(t, "question", 5*time.Second)
+	if _, errOut, code := r.Ctl(t, 0, "rules", "add", "--deny", "--app", other); code != 0 {
+		t.Fatal(errOut)
+	}
+	ag.next(t, "cancelled", 5*time.Second)
+	var res testrig.Result
+	json.Unmarshal([]byte(c.wait(t, 5*time.Second)), &res)
+	if res.OK || res.Errno != "ECONNREFUSED" {
+		t.Errorf("held connection after a deny rule: %+v, want refused", res)
+	}
+}
