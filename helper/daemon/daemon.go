@@ -144,11 +144,21 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	var wg sync.WaitGroup
 	if d.names.capture != nil {
-		wg.Add(2)
+		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			d.readAnswers()
 		}()
+	}
+	if d.names.resolved != "" {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d.followResolved(ctx)
+		}()
+	}
+	if d.names.cache != nil {
+		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			d.expireNames(ctx)

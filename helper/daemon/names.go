@@ -11,6 +11,7 @@ import (
 	"github.com/tattlefw/tattle/helper/dns"
 	"github.com/tattlefw/tattle/helper/dnscapture"
 	"github.com/tattlefw/tattle/helper/enforce"
+	"github.com/tattlefw/tattle/helper/resolvedmon"
 	"github.com/tattlefw/tattle/helper/ruleset"
 	"github.com/tattlefw/tattle/shared/identity"
 	"github.com/tattlefw/tattle/shared/rules"
@@ -38,6 +39,7 @@ type names struct {
 	// installed are the learned destination entries in the kernel now.
 	installed map[enforce.Destination]learned
 	source    string // how names are learned, or why not
+	resolved  string // systemd-resolved's monitor socket, when it is there
 }
 
 // StartNames opens the DNS capture so the helper learns which names applications looked up. Call before Run.
@@ -48,22 +50,47 @@ func (d *Daemon) StartNames(ctx context.Context, cgroupRoot string, grace time.D
 	defer d.mu.Unlock()
 	d.names.cache = dns.NewCache[appKey](dns.CacheConfig{Grace: grace})
 	d.names.installed = map[enforce.Destination]learned{}
+	var captureErr error
 	if cgroupRoot == "" {
-		root, err := enforce.CgroupV2Root("/proc/self/mountinfo")
-		if err != nil {
-			d.names.source = "off: " + err.Error()
-			return err
-		}
-		cgroupRoot = root
+		cgroupRoot, captureErr = enforce.CgroupV2Root("/proc/self/mountinfo")
 	}
-	c, err := dnscapture.Open(ctx, cgroupRoot)
-	if err != nil {
-		d.names.source = "off: " + err.Error()
-		return err
+	if captureErr == nil {
+		d.names.capture, captureErr = dnscapture.Open(ctx, cgroupRoot)
 	}
-	d.names.capture = c
-	d.names.source = "DNS answers to local sockets (cgroup_skb capture)"
+	// Programs resolving through systemd-resolved's NSS module send no port-53 packets of their own; its
+	// monitor tells what they looked up.
+	src := dns.CheckSources(captureErr, resolvedmon.SocketPath)
+	if src.Resolved {
+		d.names.resolved = src.Socket
+	}
+	d.names.source = src.Message()
+	if !src.Any() {
+		d.names.source = "off: " + src.Message()
+		return errors.New(src.Message())
+	}
+	d.log.Info("learning host names", "sources", src.Message())
 	return nil
+}
+
+// followResolved learns what systemd-resolved resolves, for as long as ctx lasts. Its results do not say which
+// program asked, so they count for every program.
+func (d *Daemon) followResolved(ctx context.Context) {
+	err := resolvedmon.Run(ctx, d.names.resolved, time.Second, func(r resolvedmon.Result) {
+		now := time.Now()
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		for _, rec := range r.Records() {
+			d.names.cache.Add(appKey{}, rec, now)
+			d.installNamesFor(rec.Addr, now)
+		}
+	}, func(err error) {
+		if err != nil {
+			d.log.Warn("systemd-resolved's monitor", "error", err)
+		}
+	})
+	if err != nil && ctx.Err() == nil {
+		d.log.Error("systemd-resolved refused the monitor subscription; names resolved through it are not learned", "error", err)
+	}
 }
 
 // NameSource says how the helper learns names, or why it does not.
