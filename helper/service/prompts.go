@@ -12,8 +12,11 @@ import (
 	"github.com/tattlefw/tattle/shared/api"
 )
 
-// maxAgents bounds registered agents (each connection may register one).
-const maxAgents = 256
+// maxAgents bounds registered agents (each connection may register one), maxAgentsPerUID one user's.
+const (
+	maxAgents       = 256
+	maxAgentsPerUID = 8
+)
 
 // ErrNoAgent is returned by Ask when nobody can answer for the question's user.
 var ErrNoAgent = errors.New("no agent is registered for this user")
@@ -42,6 +45,15 @@ func (a *agents) add(ag agent) error {
 	}
 	if len(a.list) >= maxAgents {
 		return fmt.Errorf("%d agents are registered; no more are taken", maxAgents)
+	}
+	mine := 0
+	for _, cur := range a.list {
+		if cur.uid == ag.uid {
+			mine++
+		}
+	}
+	if mine >= maxAgentsPerUID && ag.uid != 0 {
+		return fmt.Errorf("you have %d agents registered already; close one first", mine)
 	}
 	a.list = append(a.list, ag)
 	return nil
