@@ -240,6 +240,15 @@ func TestHostileCallsGetErrorsNotCrashes(t *testing.T) {
 		{"garbage to import", api.RulesInterface + ".Import", []any{api.FormatTattle, []byte{0xff, 0x00, '{'}, true}},
 		{"an oversized import", api.RulesInterface + ".Import", []any{api.FormatTattle, make([]byte, api.MaxImportSize+1), true}},
 		{"removing an unknown rule", api.RulesInterface + ".Remove", []any{[]string{"no-such-rule"}}},
+		{"settings with an unknown mode", api.DaemonInterface + ".SetSettings", []any{api.Settings{Mode: "chaos",
+			DefaultAction: api.DefaultDeny, QuestionTimeout: 30, FailPolicy: api.FailPass, HistoryDays: 30}}},
+		{"settings with a zero timeout", api.DaemonInterface + ".SetSettings", []any{api.Settings{Mode: api.ModeAlert,
+			DefaultAction: api.DefaultDeny, QuestionTimeout: 0, FailPolicy: api.FailPass, HistoryDays: 30}}},
+		{"settings with a day-long timeout", api.DaemonInterface + ".SetSettings", []any{api.Settings{Mode: api.ModeAlert,
+			DefaultAction: api.DefaultDeny, QuestionTimeout: 86400, FailPolicy: api.FailPass, HistoryDays: 30}}},
+		{"settings with an unknown fail policy", api.DaemonInterface + ".SetSettings", []any{api.Settings{Mode: api.ModeAlert,
+			DefaultAction: api.DefaultAllow, QuestionTimeout: 30, FailPolicy: "maybe", HistoryDays: 30}}},
+		{"unregistering an agent never registered", api.PromptsInterface + ".UnregisterAgent", []any{dbus.ObjectPath("/no/agent")}},
 	} {
 		err := obj.Call(c.method, 0, c.args...).Err
 		var derr dbus.Error
@@ -258,6 +267,10 @@ func TestHostileCallsGetErrorsNotCrashes(t *testing.T) {
 	var rs []api.Rule
 	if err := obj.Call(api.RulesInterface+".List", 0).Store(&rs); err != nil || len(rs) != 0 {
 		t.Errorf("after refused calls: %d rules (%v), want none", len(rs), err)
+	}
+	var st api.Settings
+	if err := obj.Call(api.DaemonInterface+".Settings", 0).Store(&st); err != nil || st.Mode != api.ModeAlert || st.QuestionTimeout != 30 {
+		t.Errorf("after refused settings: %+v (%v), want the defaults kept", st, err)
 	}
 
 	// Flooding: one user may own at most api.MaxRulesPerUser rules, so nobody can fill the store for all.
