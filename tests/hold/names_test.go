@@ -27,15 +27,16 @@ const (
 	blockedNet = "10.202.0.0/16"
 )
 
-// dnsServer answers A queries in the namespace on port 53 from a table the test fills; unknown names get
-// NXDOMAIN. It also serves one TCP port on every address of the namespace.
+// dnsServer answers A queries on port 53 in one namespace from a table the test fills (unknown names get
+// NXDOMAIN). The hosts it names live in a second namespace, which serves one TCP port on every address of
+// allowed.test's and blocked.test's networks.
 type dnsServer struct {
 	addr    string // DNS server address (the namespace's veth address)
 	tcpPort int
 	records map[string][]mdns.RR
 }
 
-func (n *netns) startDNS(t *testing.T, records map[string][]mdns.RR) *dnsServer {
+func (n *netns) startDNS(t *testing.T, hosts *netns, records map[string][]mdns.RR) *dnsServer {
 	t.Helper()
 	run := func(args ...string) {
 		t.Helper()
@@ -44,8 +45,8 @@ func (n *netns) startDNS(t *testing.T, records map[string][]mdns.RR) *dnsServer 
 		}
 	}
 	for _, p := range []string{allowedNet, blockedNet} {
-		run("-n", n.name, "route", "add", "local", p, "dev", "lo")
-		run("route", "replace", p, "via", n.peerAddr)
+		run("-n", hosts.name, "route", "add", "local", p, "dev", "lo")
+		run("route", "replace", p, "via", hosts.peerAddr)
 		t.Cleanup(func() { exec.Command("ip", "route", "del", p).Run() })
 	}
 	s := &dnsServer{addr: n.peerAddr, records: records}
@@ -56,6 +57,9 @@ func (n *netns) startDNS(t *testing.T, records map[string][]mdns.RR) *dnsServer 
 		if pc, err = net.ListenPacket("udp4", n.peerAddr+":53"); err != nil {
 			t.Errorf("dns listen: %v", err)
 		}
+	})
+	hosts.inside(t, func() {
+		var err error
 		if ln, err = net.Listen("tcp4", "0.0.0.0:0"); err != nil {
 			t.Errorf("listen: %v", err)
 		}
@@ -151,7 +155,7 @@ func (s *dnsServer) resolveAndConnect(t *testing.T, names ...string) map[string]
 func newNamesRig(t *testing.T, records map[string][]mdns.RR, extra ...string) (*rig, *dnsServer) {
 	t.Helper()
 	r := newRig(t, "names", api.Settings{}, extra...)
-	s := r.ns.startDNS(t, records)
+	s := r.ns.startDNS(t, newNetns(t, 1), records)
 	// DNS to the test's server is allowed by address (ranks above every name rule).
 	for _, args := range [][]string{
 		{"rules", "add", "--allow", "--app", "any", "--remote", s.addr, "--port", "53", "--protocol", "udp"},

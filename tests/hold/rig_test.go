@@ -66,10 +66,12 @@ type netns struct {
 	fd       int
 }
 
-func newNetns(t *testing.T) *netns {
+// newNetns makes namespace number i (0, 1, …) of the test, on its own /30 link.
+func newNetns(t *testing.T, i int) *netns {
 	t.Helper()
-	n := &netns{name: fmt.Sprintf("tattle-hold-%d", os.Getpid()), hostAddr: "10.199.7.1", peerAddr: "10.199.7.2"}
-	hostIf, peerIf := fmt.Sprintf("th%d", os.Getpid()%100000), "eth0"
+	n := &netns{name: fmt.Sprintf("tattle-hold-%d-%d", os.Getpid(), i),
+		hostAddr: fmt.Sprintf("10.199.%d.1", 7+i), peerAddr: fmt.Sprintf("10.199.%d.2", 7+i)}
+	hostIf, peerIf := fmt.Sprintf("th%d-%d", os.Getpid()%100000, i), "eth0"
 	run := func(args ...string) {
 		t.Helper()
 		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
@@ -186,7 +188,7 @@ func newRig(t *testing.T, name string, st api.Settings, extra ...string) *rig {
 	}
 	netfilter.Uninstall(testTable)
 	t.Cleanup(func() { netfilter.Uninstall(testTable) })
-	r := &rig{TattleBus: testrig.StartTattleBus(t, name, append([]string{"-nft-table", testTable, "-queue", testQueue}, extra...)...), ns: newNetns(t)}
+	r := &rig{TattleBus: testrig.StartTattleBus(t, name, append([]string{"-nft-table", testTable, "-queue", testQueue}, extra...)...), ns: newNetns(t, 0)}
 	c, err := client.Dial(r.Address, client.Options{})
 	if err != nil {
 		t.Fatal(err)
