@@ -17,7 +17,7 @@ fi
 packages=(
 	clang-16 llvm-16 libbpf-dev linux-libc-dev bpftool   # BPF objects (go generate ./bpf/...)
 	gcc pkg-config git ca-certificates meson ninja-build # build
-	qemu-system-x86 busybox-static cpio                  # VM ring
+	qemu-system-x86 busybox-static cpio xz-utils         # VM ring (xz: unpack trixie's .ko.xz modules for the initramfs)
 	iproute2 iptables nftables curl python3 procps      # host ring clients and netfilter
 	dbus polkitd libxml2-utils                           # service ring: a real bus and polkitd; policy checks
 	btrfs-progs                                          # identities on btrfs subvolumes
