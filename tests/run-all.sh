@@ -41,6 +41,8 @@ for pt in FuzzParse:./helper/dns/ FuzzResult:./helper/resolvedmon/ FuzzParse:./h
 done
 echo "== fuzzing the translation extractor (Go literal -> PO string round trip)"
 go test -run='^$' -fuzz='^FuzzExtractRoundTrip$' -fuzztime="${TATTLE_FUZZ_TIME:-20s}" ./app/i18n/extract/ 2>&1 | tail -n 3
+echo "== fuzzing the kernel module info reader of the VM ring's initramfs"
+go test -run='^$' -fuzz='^FuzzModinfoDepends$' -fuzztime="${TATTLE_FUZZ_TIME:-20s}" ./tests/vm/ 2>&1 | tail -n 3
 
 echo "== all rings: go test (packages one at a time, so only one test's programs are attached at once)"
 log="$TATTLE_RESULTS_DIR/go-test.log"

@@ -105,7 +105,9 @@ func modinfoDepends(ko []byte) ([]string, error) {
 	for _, kv := range bytes.Split(data, []byte{0}) {
 		if v, ok := bytes.CutPrefix(kv, []byte("depends=")); ok && len(v) > 0 {
 			for _, d := range strings.Split(string(v), ",") {
-				deps = append(deps, strings.ReplaceAll(d, "-", "_"))
+				if d != "" {
+					deps = append(deps, strings.ReplaceAll(d, "-", "_"))
+				}
 			}
 		}
 	}

@@ -49,3 +49,19 @@ func TestHoldingModulesResolve(t *testing.T) {
 		})
 	}
 }
+
+// modinfoDepends reads module files from kernel packages: malformed input must give an error, never a panic.
+func FuzzModinfoDepends(f *testing.F) {
+	f.Add([]byte{})
+	f.Add([]byte("\x7fELF\x02\x01\x01"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		deps, err := modinfoDepends(data)
+		if err == nil {
+			for _, d := range deps {
+				if d == "" {
+					t.Errorf("empty dependency name from %d bytes", len(data))
+				}
+			}
+		}
+	})
+}
