@@ -13,11 +13,12 @@ import (
 
 // holdingModules are the netfilter modules connection holding needs on Debian's kernels, where they are all
 // modules: nf_tables with the native queue expression, conntrack state matching, the reject expression of the
-// refuse chain, and the xtables NFQUEUE target through nft_compat (the fallback). Their dependencies are
+// refuse chain, the xtables NFQUEUE target through nft_compat (the fallback), and the socket expression
+// (nft_socket) that tests/holding-kernel's candidate fix for unconnected UDP uses. Their dependencies are
 // resolved from each module's own modinfo, since the kernel packages ship no modules.dep (depmod runs at
 // install time).
 var holdingModules = []string{
-	"nfnetlink_queue", "nft_queue", "nft_ct", "nft_reject_inet", "nft_compat", "xt_NFQUEUE",
+	"nfnetlink_queue", "nft_queue", "nft_ct", "nft_reject_inet", "nft_compat", "xt_NFQUEUE", "nft_socket",
 }
 
 // kernelModules is one kernel's module tree as unpacked by fetch-kernels.sh.
