@@ -291,9 +291,10 @@ func (t *Tray) SetMenu(items []Item) error {
 	return nil
 }
 
-// Close removes the item from the tray and the bus and stops the Tray's goroutines. The connection stays
-// open. Callbacks already queued are dropped. Call it also when the context given to New has ended (that
-// stops the goroutines but leaves the item exported).
+// Close removes the item from the tray and the bus and stops the Tray's goroutines, waiting for a callback
+// that is running, so it must not be called from a callback itself (hop to the main loop first, as a menu's
+// Quit does anyway). The connection stays open. Callbacks still queued are dropped. Call Close also when
+// the context given to New has ended (that stops the goroutines but leaves the item exported).
 func (t *Tray) Close() error {
 	t.mu.Lock()
 	if t.closed {
