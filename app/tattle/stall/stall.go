@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/gotk3/gotk3/glib"
+	"golang.org/x/sys/unix"
 )
 
 // Interval is how often the probe asks to run.
@@ -20,8 +21,22 @@ const Interval = 5 * time.Millisecond
 type Sample struct {
 	Time     int64   `json:"time"`       // Unix milliseconds at the end of the second
 	MaxGapMS float64 `json:"max_gap_ms"` // longest time between two runs of the probe, minus Interval
+	// GapCPUMS is the CPU time the main thread used during that longest gap: close to MaxGapMS when the app
+	// itself was busy, far below it when the thread was waiting for a CPU (a loaded machine).
+	GapCPUMS float64 `json:"gap_cpu_ms"`
 	Flows    int     `json:"flows"`      // flows in the monitor's model
 	Queued   int     `json:"queued"`     // flows received but not yet merged
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// threadCPU is the CPU time (user + system) of the calling thread: the GTK main thread, where the probe runs.
+func threadCPU() time.Duration {
+	var ru unix.Rusage
+	if unix.Getrusage(unix.RUSAGE_THREAD, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // Start runs the probe on the default main context until the process exits, appending samples to path.
@@ -31,20 +46,20 @@ func Start(path string, stats func() (flows, queued int)) error {
 	if err != nil {
 		return fmt.Errorf("open the stall file: %w", err)
 	}
-	last := time.Now()
+	last, lastCPU := time.Now(), threadCPU()
 	windowStart := last
-	var worst time.Duration
+	var worst, worstCPU time.Duration
 	enc := json.NewEncoder(f)
 	glib.TimeoutAddPriority(uint(Interval/time.Millisecond), glib.PRIORITY_DEFAULT, func() bool {
-		now := time.Now()
+		now, cpu := time.Now(), threadCPU()
 		if gap := now.Sub(last) - Interval; gap > worst {
-			worst = gap
+			worst, worstCPU = gap, cpu-lastCPU
 		}
-		last = now
+		last, lastCPU = now, cpu
 		if now.Sub(windowStart) >= time.Second {
 			fl, q := stats()
-			enc.Encode(Sample{Time: now.UnixMilli(), MaxGapMS: float64(worst.Microseconds()) / 1000, Flows: fl, Queued: q})
-			worst = 0
+			enc.Encode(Sample{Time: now.UnixMilli(), MaxGapMS: ms(worst), GapCPUMS: ms(worstCPU), Flows: fl, Queued: q})
+			worst, worstCPU = 0, 0
 			windowStart = now
 		}
 		return true
