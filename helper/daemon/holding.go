@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -52,7 +53,9 @@ func (d *Daemon) StartHolding(ctx context.Context, o HoldOptions) error {
 	d.hold.rules = netfilter.Rules{Table: o.Table, Queue: o.Queue, Held: marks.Held, Strict: marks.Strict,
 		Deny: marks.Deny, PassWhenAbsent: st.FailPolicy == api.FailPass}
 	method, err := netfilter.Install(d.hold.rules)
-	if err != nil {
+	if errors.Is(err, netfilter.ErrNoSocketMark) {
+		d.log.Warn("the first datagram of an unconnected UDP socket to an undecided destination is not held", "error", err)
+	} else if err != nil {
 		d.setHoldingOff(err.Error())
 		return err
 	}
@@ -118,7 +121,7 @@ func (d *Daemon) SettingsChanged() error {
 	if r == d.hold.rules {
 		return nil
 	}
-	if _, err := netfilter.Install(r); err != nil {
+	if _, err := netfilter.Install(r); err != nil && !errors.Is(err, netfilter.ErrNoSocketMark) {
 		return err
 	}
 	d.hold.rules = r

@@ -67,16 +67,29 @@ func Install(r Rules) (Method, error) {
 	if r.Held == 0 || r.Deny == 0 {
 		return "", errors.New("netfilter rules: the held and deny marks must be set")
 	}
-	errNative := install(r, MethodNative)
-	if errNative == nil {
-		return MethodNative, nil
+	var errs []error
+	for _, m := range []Method{MethodNative, MethodXtables} {
+		// Without nft_socket the first datagram of an unconnected UDP socket slips through unheld (see
+		// copySocketMark); everything else still works, so that is the last resort.
+		for _, copyMark := range []bool{true, false} {
+			err := install(r, m, copyMark)
+			if err == nil {
+				if !copyMark {
+					return m, fmt.Errorf("%w (%v)", ErrNoSocketMark, errs[len(errs)-1])
+				}
+				return m, nil
+			}
+			errs = append(errs, err)
+		}
 	}
-	if errXt := install(r, MethodXtables); errXt != nil {
-		return "", fmt.Errorf("install netfilter rules (native queue: %v; xtables NFQUEUE: %w); "+
-			"the kernel needs nf_tables with nft_queue, or nft_compat with xt_NFQUEUE", errNative, errXt)
-	}
-	return MethodXtables, nil
+	return "", fmt.Errorf("install netfilter rules (%w); the kernel needs nf_tables with nft_queue, or nft_compat "+
+		"with xt_NFQUEUE", errors.Join(errs...))
 }
+
+// ErrNoSocketMark comes with a working Method when the kernel lacks the socket expression (nft_socket): the
+// rules are in place, but the first datagram an unconnected UDP socket sends to an undecided destination is not
+// held.
+var ErrNoSocketMark = errors.New("netfilter rules installed without the socket mark copy (nft_socket missing)")
 
 // Uninstall removes Tattle's table. A table that is not there is not an error.
 func Uninstall(table string) error {
@@ -119,7 +132,7 @@ func Installed(table string) (bool, error) {
 	return false, nil
 }
 
-func install(r Rules, m Method) error {
+func install(r Rules, m Method, copyMark bool) error {
 	c, err := nftables.New()
 	if err != nil {
 		return fmt.Errorf("open nftables: %w", err)
@@ -135,6 +148,9 @@ func install(r Rules, m Method) error {
 	refuse := c.AddChain(&nftables.Chain{Name: "refuse", Table: t, Type: nftables.ChainTypeFilter,
 		Hooknum: nftables.ChainHookOutput, Priority: nftables.ChainPriorityFilter})
 
+	if copyMark {
+		c.AddRule(&nftables.Rule{Table: t, Chain: hold, Exprs: copySocketMark(r.Held)})
+	}
 	if r.Strict != 0 {
 		c.AddRule(&nftables.Rule{Table: t, Chain: hold,
 			Exprs: concat(markHas(r.Strict), ctNew(), queue(m, r.Queue, false))})
@@ -167,6 +183,26 @@ func markHas(bit uint32) []expr.Any {
 		&expr.Meta{Key: expr.MetaKeyMARK, Register: 1},
 		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: b, Xor: make([]byte, 4)},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: b},
+	}
+}
+
+// copySocketMark gives a UDP packet its socket's mark when the socket is held but the packet is not. The
+// cgroup sendmsg hook marks an unconnected socket during the very sendmsg whose datagram it decides, after the
+// kernel took the packet's mark from the socket, so without this the first datagram would leave unmarked.
+func copySocketMark(held uint32) []expr.Any {
+	b := binary.NativeEndian.AppendUint32(nil, held)
+	zero := make([]byte, 4)
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_UDP}},
+		&expr.Meta{Key: expr.MetaKeyMARK, Register: 1},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: b, Xor: zero},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: zero},
+		&expr.Socket{Key: expr.SocketKeyMark, Register: 1},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: b, Xor: zero},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: b},
+		&expr.Socket{Key: expr.SocketKeyMark, Register: 1},
+		&expr.Meta{Key: expr.MetaKeyMARK, SourceRegister: true, Register: 1},
 	}
 }
 

@@ -226,8 +226,11 @@ func TestUDPDatagramIsHeldThenDelivered(t *testing.T) {
 	if q.Protocol != "udp" || q.Addr != r.ns.peerAddr {
 		t.Errorf("question: %+v", q)
 	}
-	time.Sleep(300 * time.Millisecond)
-	ag.answer(t, "a")
+	time.Sleep(time.Second)
+	if c.exited() {
+		t.Fatalf("the client got its echo before the answer: the datagram was not held: %s", c.out.String())
+	}
+	answered := ag.answer(t, "a")
 	var res testrig.Result
 	if err := json.Unmarshal([]byte(c.wait(t, 10*time.Second)), &res); err != nil {
 		t.Fatal(err)
@@ -235,6 +238,8 @@ func TestUDPDatagramIsHeldThenDelivered(t *testing.T) {
 	if !res.OK || !res.Echoed {
 		t.Errorf("held datagram not delivered after Allow: %+v", res)
 	}
+	report.add(t, "a datagram held %v until Allow, echoed %v after the answer", time.Since(time.UnixMilli(q.Created)).Round(time.Millisecond),
+		c.end.Sub(answered).Round(100*time.Microsecond))
 }
 
 // Must show 5: no answer in time, or the agent leaving, applies the default once and makes no rule.
