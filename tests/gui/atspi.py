@@ -8,6 +8,7 @@ Usage (DBUS_SESSION_BUS_ADDRESS must be the app's session bus):
   atspi.py select APP ROLE NAME          select that item (combo box entries, list items)
   atspi.py setvalue APP ROLE NAME VALUE  set the value of a spin button or slider
   atspi.py settext APP ROLE NAME TEXT    replace the text of an entry
+  atspi.py settext-within APP CROLE CNAME ROLE NAME TEXT   the same, for an entry inside a container
   atspi.py states APP ROLE NAME          print JSON: the accessible's states ("active", "focused", ...)
 Roles are pyatspi role names as printed by `names` ("push button", "table cell", ...).
 """
@@ -65,8 +66,30 @@ def find(appname, role, name, maxcells=4000):
     return None
 
 
+def find_within(appname, crole, cname, role, name):
+    container = find(appname, crole, cname)
+    if container is None:
+        return None
+    found = []
+    walk(container, 4000, found)
+    for acc in found:
+        try:
+            if acc.getRoleName() == role and acc.name == name:
+                return acc
+        except Exception:
+            continue
+    return None
+
+
 def main():
     cmd, appname = sys.argv[1], sys.argv[2]
+    if cmd == "settext-within":
+        acc = find_within(appname, sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6])
+        if acc is None:
+            print("not found: %s %r in %s %r" % (sys.argv[5], sys.argv[6], sys.argv[3], sys.argv[4]), file=sys.stderr)
+            return 1
+        acc.queryEditableText().setTextContents(sys.argv[7])
+        return 0
     if cmd == "names":
         maxcells = int(sys.argv[3]) if len(sys.argv) > 3 else 4000
         a = app_named(appname)

@@ -267,6 +267,26 @@ func (s *Session) ClickWindow(t *testing.T, title string) {
 	}
 }
 
+// Keys presses keys in the X11 session's focused window ("ctrl+l", "Return").
+func (s *Session) Keys(t *testing.T, keys ...string) {
+	t.Helper()
+	cmd := exec.Command("xdotool", append([]string{"key", "--delay", "50"}, keys...)...)
+	cmd.Env = s.Env
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("xdotool key %v: %v\n%s", keys, err, out)
+	}
+}
+
+// Type types text into the X11 session's focused window.
+func (s *Session) Type(t *testing.T, text string) {
+	t.Helper()
+	cmd := exec.Command("xdotool", "type", "--delay", "20", text)
+	cmd.Env = s.Env
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("xdotool type: %v\n%s", err, out)
+	}
+}
+
 // States returns the AT-SPI states of the accessible with role and name ("active", "showing"...).
 func (s *Session) States(t *testing.T, role, name string) []string {
 	t.Helper()
