@@ -53,10 +53,19 @@ func resultsDir(t testing.TB) string {
 // proc starts a process with env, logging its output to log, and stops it by PID when the test ends.
 func proc(t testing.TB, log *testrig.LogTail, env []string, dir string, extra []*os.File, name string, args ...string) *exec.Cmd {
 	t.Helper()
+	return procAs(t, nil, log, env, dir, extra, name, args...)
+}
+
+// procAs is proc for a process running as another user (cred nil: as the test).
+func procAs(t testing.TB, cred *syscall.Credential, log *testrig.LogTail, env []string, dir string, extra []*os.File, name string, args ...string) *exec.Cmd {
+	t.Helper()
 	cmd := exec.Command(name, args...)
 	cmd.Env = env
 	cmd.Dir = dir
 	cmd.ExtraFiles = extra
+	if cred != nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	}
 	out, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -104,12 +113,23 @@ type Session struct {
 	Env  []string // for processes of the session (the app, the AT-SPI script)
 	Log  *testrig.LogTail
 	dir  string
+	cred *syscall.Credential // the session's user, nil for root
 }
 
 // StartSession starts a session bus, the accessibility bus and the display server.
 func StartSession(t *testing.T, kind string) *Session {
 	t.Helper()
+	return StartSessionAs(t, kind, 0)
+}
+
+// StartSessionAs starts a session of the user uid (0: root): its session and accessibility buses and the
+// app run as that user; the display server and window manager run as root.
+func StartSessionAs(t *testing.T, kind string, uid uint32) *Session {
+	t.Helper()
 	s := &Session{Kind: kind, Log: &testrig.LogTail{}}
+	if uid != 0 {
+		s.cred = &syscall.Credential{Uid: uid, Gid: uid}
+	}
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("session log:\n%s", s.Log)
@@ -122,22 +142,32 @@ func StartSession(t *testing.T, kind string) *Session {
 	os.Chmod(dir, 0o700) // XDG_RUNTIME_DIR must be private
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	s.dir = dir
+	home := filepath.Join(dir, "home")
+	os.MkdirAll(filepath.Join(dir, "data"), 0o755)
+	os.MkdirAll(home, 0o700)
+	if uid != 0 {
+		for _, p := range []string{dir, home, filepath.Join(dir, "data")} {
+			if err := os.Chown(p, int(uid), int(uid)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
 	base := []string{}
 	for _, e := range os.Environ() {
 		k, _, _ := strings.Cut(e, "=")
 		switch k {
 		case "DISPLAY", "WAYLAND_DISPLAY", "DBUS_SESSION_BUS_ADDRESS", "XDG_RUNTIME_DIR", "GDK_BACKEND", "NO_AT_BRIDGE",
-			"LANG", "LC_ALL", "LC_MESSAGES", "LANGUAGE", "XDG_DATA_HOME":
+			"LANG", "LC_ALL", "LC_MESSAGES", "LANGUAGE", "XDG_DATA_HOME", "HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME":
 			continue
 		}
 		base = append(base, e)
 	}
 	busAddr := "unix:path=" + filepath.Join(dir, "session-bus")
 	base = append(base, "XDG_RUNTIME_DIR="+dir, "DBUS_SESSION_BUS_ADDRESS="+busAddr, "XDG_DATA_HOME="+filepath.Join(dir, "data"),
-		"GTK_THEME=Adwaita", "LANG=C.UTF-8")
-	proc(t, s.Log, base, dir, nil, "dbus-daemon", "--session", "--nofork", "--nopidfile", "--nosyslog", "--address="+busAddr)
+		"HOME="+home, "GTK_THEME=Adwaita", "LANG=C.UTF-8")
+	procAs(t, s.cred, s.Log, base, dir, nil, "dbus-daemon", "--session", "--nofork", "--nopidfile", "--nosyslog", "--address="+busAddr)
 	waitFile(t, filepath.Join(dir, "session-bus"), "the session bus", s.Log)
-	proc(t, s.Log, base, dir, nil, "/usr/libexec/at-spi-bus-launcher", "--launch-immediately")
+	procAs(t, s.cred, s.Log, base, dir, nil, "/usr/libexec/at-spi-bus-launcher", "--launch-immediately")
 
 	switch kind {
 	case "x11":
@@ -217,6 +247,9 @@ func (s *Session) atspi(t *testing.T, args ...string) (string, error) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "/usr/bin/python3", append([]string{filepath.Join(repoRoot(t), "tests", "gui", "atspi.py")}, args...)...)
 	cmd.Env = s.Env
+	if s.cred != nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: s.cred}
+	}
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -487,6 +520,7 @@ func appBinary(t *testing.T) string {
 			appErr = err
 			return
 		}
+		os.Chmod(dir, 0o755) // sessions of other users run it too
 		appPath = filepath.Join(dir, "tattle")
 		cmd := exec.Command("go", "build", "-o", appPath, "github.com/tattlefw/tattle/app/tattle")
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=1")
@@ -586,7 +620,7 @@ func StartApp(t *testing.T, s *Session, h *Helper, lang Lang, extra ...string) *
 	t.Helper()
 	env := append(append(append([]string{}, s.Env...), "DBUS_SYSTEM_BUS_ADDRESS="+h.Address), lang.Env...)
 	env = append(env, extra...)
-	cmd := proc(t, s.Log, env, s.dir, nil, appBinary(t))
+	cmd := procAs(t, s.cred, s.Log, env, s.dir, nil, appBinary(t))
 	a := &App{Cmd: cmd}
 	s.WaitFor(t, "frame", lang.T("Tattle"), 30*time.Second)
 	a.Owner = h.AppOwner(t, cmd.Process.Pid)
