@@ -287,7 +287,8 @@ func installSocketMarkCopy(t *testing.T, table string) {
 		&expr.Meta{Key: expr.MetaKeyMARK, SourceRegister: true, Register: 1},
 	}})
 	if err := c.Flush(); err != nil {
-		t.Fatalf("install the socket mark copy (needs nft_socket): %v", err)
+		// A demonstration for the fix, not a requirement of the kernel: without nft_socket it cannot run.
+		t.Skipf("cannot install the socket mark copy (the kernel needs nft_socket): %v", err)
 	}
 	t.Cleanup(func() {
 		c.DelTable(tb)
