@@ -14,7 +14,7 @@ import (
 // holdingModules are the netfilter modules connection holding needs on Debian's kernels, where they are all
 // modules: nf_tables with the native queue expression, conntrack state matching, the reject expression of the
 // refuse chain, the xtables NFQUEUE target through nft_compat (the fallback), and the socket expression
-// (nft_socket) that tests/holding-kernel's candidate fix for unconnected UDP uses. Their dependencies are
+// (nft_socket) with which the hold chain copies a socket's mark into its first UDP datagram. Their dependencies are
 // resolved from each module's own modinfo, since the kernel packages ship no modules.dep (depmod runs at
 // install time).
 var holdingModules = []string{
