@@ -189,11 +189,29 @@ func screens(t *testing.T, kind string, lang Lang) {
 			t.Errorf("no %q (%s) on the monitor page; it shows:\n%s", lang.T(label), label, dumpNames(names))
 		}
 	}
-	// Selecting a connection fills the detail pane.
+	// The search narrows the list to one application; selecting its connection fills the detail pane.
+	search := lang.T("Search connections")
+	if _, err := s.atspi(t, "settext", "tattle", "text", search, "webbrowser"); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for names = s.Names(t); hasName(names, "table cell", "fetcher"); names = s.Names(t) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the search for webbrowser still shows fetcher:\n%s", dumpNames(names))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if !hasName(names, "table cell", browserName) {
+		t.Fatalf("the search for webbrowser hides it:\n%s", dumpNames(names))
+	}
 	if _, err := s.atspi(t, "select", "tattle", "table cell", "::1"); err != nil {
 		t.Fatal(err)
 	}
 	s.WaitForText(t, "label", w.browser, 10*time.Second)
+	if _, err := s.atspi(t, "settext", "tattle", "text", search, ""); err != nil {
+		t.Fatal(err)
+	}
+	s.WaitFor(t, "table cell", "fetcher", 10*time.Second)
 	s.Screenshot(t, name+"-monitor")
 
 	// Rules: grouped by application, the rules added through the helper.
