@@ -118,6 +118,47 @@ func trayStatus(t *testing.T, s *Session, item traytest.ItemRef) string {
 	return st
 }
 
+// trayMenu returns the labels of the tray item's menu (com.canonical.dbusmenu), as a panel reads them.
+func trayMenu(t *testing.T, s *Session, item traytest.ItemRef) []string {
+	t.Helper()
+	conn, err := dbus.Connect(s.SessionBus())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	v, err := conn.Object(item.Bus, item.Path).GetProperty("org.kde.StatusNotifierItem.Menu")
+	if err != nil {
+		t.Fatalf("tray item menu: %v", err)
+	}
+	path, _ := v.Value().(dbus.ObjectPath)
+	call := conn.Object(item.Bus, path).Call("com.canonical.dbusmenu.GetLayout", 0, int32(0), int32(-1), []string{})
+	if call.Err != nil {
+		t.Fatalf("GetLayout: %v", call.Err)
+	}
+	var labels []string
+	var walk func(v any)
+	walk = func(v any) {
+		switch x := v.(type) {
+		case dbus.Variant:
+			walk(x.Value())
+		case map[string]dbus.Variant:
+			if l, ok := x["label"].Value().(string); ok {
+				labels = append(labels, l)
+			}
+		case []any:
+			for _, e := range x {
+				walk(e)
+			}
+		case []dbus.Variant:
+			for _, e := range x {
+				walk(e)
+			}
+		}
+	}
+	walk(call.Body)
+	return labels
+}
+
 // TestScreens shows the app's three faces (monitor with live data, rules, the alert) under X11 and Wayland,
 // in English and German, saving screenshots, and checks through AT-SPI what a user would read there.
 func TestScreens(t *testing.T) {
@@ -288,6 +329,17 @@ func screens(t *testing.T, kind string, lang Lang) {
 	if watcher != nil {
 		if st := trayStatus(t, s, item); st != "NeedsAttention" {
 			t.Errorf("tray item status = %q while questions wait, want NeedsAttention", st)
+		}
+		// The tray's menu lists the waiting questions and the mode.
+		labels := trayMenu(t, s, item)
+		for _, want := range []string{lang.T("_Open Monitor"), lang.T("Alert"), "webbrowser", "fetcher", lang.T("_Quit Tattle")} {
+			found := false
+			for _, l := range labels {
+				found = found || strings.Contains(l, want)
+			}
+			if !found {
+				t.Errorf("the tray menu has no %q: %q", want, labels)
+			}
 		}
 		if names := s.Names(t); hasName(names, "label", noTray) {
 			t.Errorf("the app says no tray was found while a watcher and host run")
