@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -266,8 +265,7 @@ func (s *session) register() {
 		return
 	}
 	s.log.Warn("cannot register as agent", "error", err)
-	var e *client.Error
-	if errors.As(err, &e) && client.KindOf(err) == client.Unreachable {
+	if client.KindOf(err) == client.Unreachable {
 		return // registered when tattled starts
 	}
 	glib.IdleAdd(func() {
