@@ -47,7 +47,7 @@ type Dest struct {
 	Key  DestKey
 	Addr string // the address alone
 	Port uint16
-	Host string // host name when known (from a question about it), else ""
+	Host string // host name the application looked up, when known (from the helper, or a question), else ""
 	Flow api.Flow
 }
 
@@ -117,6 +117,9 @@ func (m *Model) Apply(flows []api.Flow) Change {
 			ch.ChangedDests = append(ch.ChangedDests, d)
 		}
 		d.Flow = f
+		if f.Host != "" {
+			d.Host = f.Host // the helper learned it from the application's own DNS answer
+		}
 		a.Attempts += f.Attempts - before.Attempts
 		a.Allowed += f.Allowed - before.Allowed
 		a.Denied += f.Denied - before.Denied
