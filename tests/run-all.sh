@@ -14,7 +14,8 @@ export PATH=/usr/local/go/bin:$PATH
 export TATTLE_REQUIRE_ROOT=1 TATTLE_REQUIRE_VM=1 TATTLE_REQUIRE_BTRFS=1
 # The host kernel lacks nft_queue: holding must use the xtables NFQUEUE target here (the VM boots expect native).
 # Which queue method the host's kernel must give: native where its configuration has nft_queue.
-kconfig() { { zcat /proc/config.gz 2>/dev/null || cat "/boot/config-$(uname -r)" 2>/dev/null; } | grep -q "^$1=[ym]"; }
+kernel_config=$(zcat /proc/config.gz 2>/dev/null || cat "/boot/config-$(uname -r)" 2>/dev/null || true)
+kconfig() { grep -q "^$1=[ym]" <<<"$kernel_config"; }
 if kconfig CONFIG_NFT_QUEUE; then host_queue=native; else host_queue=xtables; fi
 export TATTLE_EXPECT_NFT_QUEUE=${TATTLE_EXPECT_NFT_QUEUE:-$host_queue}
 export TATTLE_RESULTS_DIR="$root/tests/output"
