@@ -302,8 +302,11 @@ func showQuestion(w io.Writer, q api.Question, behind int, asJSON bool, now time
 		return
 	}
 	dest := q.Addr
-	if q.Host != "" {
+	switch {
+	case q.Host != "":
 		dest = q.Host + " (" + q.Addr + ")"
+	case q.Reverse != "":
+		dest = q.Addr + " (reverse name " + q.Reverse + ", not what the program looked up)"
 	}
 	fmt.Fprintf(w, "\nQuestion %d: %s wants to connect\n", q.ID, oneLine(q.Exe))
 	fmt.Fprintf(w, "  process:  pid %d (%s), user %s\n", q.PID, oneLine(q.Comm), oneLine(q.User))

@@ -127,6 +127,7 @@ type flowJSON struct {
 	User        string `json:"user,omitempty"`
 	Destination string `json:"destination"`
 	Host        string `json:"host,omitempty"`
+	Reverse     string `json:"reverse_name,omitempty"`
 	Protocol    string `json:"protocol"`
 	Attempts    uint64 `json:"attempts"`
 	Allowed     uint64 `json:"allowed"`
@@ -151,7 +152,7 @@ func writeFlowsJSON(w io.Writer, flows []api.Flow, e *env) error {
 	out := make([]flowJSON, 0, len(flows))
 	for _, f := range flows {
 		out = append(out, flowJSON{
-			Exe: f.Exe, Dev: f.Dev, Ino: f.Ino, UID: f.UID, User: e.userName(f.UID), Destination: f.Dest, Host: f.Host,
+			Exe: f.Exe, Dev: f.Dev, Ino: f.Ino, UID: f.UID, User: e.userName(f.UID), Destination: f.Dest, Host: f.Host, Reverse: f.Reverse,
 			Protocol: f.Protocol, Attempts: f.Attempts, Allowed: f.Allowed, Denied: f.Denied, Undecided: f.Undecided,
 			Verdict: f.Verdict, RuleID: f.RuleID, FirstSeen: msTime(f.FirstSeen), LastSeen: msTime(f.LastSeen),
 			LastPID: f.LastPID,
@@ -230,8 +231,11 @@ func oneLine(s string) string {
 
 // destLabel shows a destination with the host name the program looked up, when known.
 func destLabel(f api.Flow) string {
-	if f.Host == "" {
-		return f.Dest
+	switch {
+	case f.Host != "":
+		return f.Host + " (" + f.Dest + ")"
+	case f.Reverse != "":
+		return f.Dest + " (reverse name " + f.Reverse + ")"
 	}
-	return f.Host + " (" + f.Dest + ")"
+	return f.Dest
 }

@@ -277,8 +277,12 @@ func (d *Daemon) logEvents(events *enforce.EventReader) {
 			d.hold.holder.Decided(key, v)
 			continue
 		}
-		d.hold.holder.Attempt(hold.Attempt{Key: key, PID: ev.TGID, Exe: ev.Exe, Comm: ev.Comm, Time: ev.Time,
-			Host: d.HostFor(ev.App, ev.UID, ev.Dest.Addr())})
+		a := hold.Attempt{Key: key, PID: ev.TGID, Exe: ev.Exe, Comm: ev.Comm, Time: ev.Time,
+			Host: d.HostFor(ev.App, ev.UID, ev.Dest.Addr())}
+		if a.Host == "" {
+			a.Reverse = d.ReverseFor(ev.Dest.Addr())
+		}
+		d.hold.holder.Attempt(a)
 	}
 }
 

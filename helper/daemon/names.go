@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"os"
+	"strings"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -40,7 +42,20 @@ type names struct {
 	installed map[enforce.Destination]learned
 	source    string // how names are learned, or why not
 	resolved  string // systemd-resolved's monitor socket, when it is there
+	// reverse holds reverse names (PTR answers seen on the wire) until their TTL + grace; hosts those of
+	// /etc/hosts. Both are for display only.
+	reverse map[netip.Addr]reverseName
+	hosts   map[netip.Addr]string
+	grace   time.Duration
 }
+
+type reverseName struct {
+	name    string
+	expires time.Time
+}
+
+// maxReverse bounds the reverse names kept.
+const maxReverse = 20000
 
 // StartNames opens the DNS capture so the helper learns which names applications looked up. Call before Run.
 // Without it (or when it fails) name rules match nothing and the helper shows addresses only.
@@ -50,6 +65,12 @@ func (d *Daemon) StartNames(ctx context.Context, cgroupRoot string, grace time.D
 	defer d.mu.Unlock()
 	d.names.cache = dns.NewCache[appKey](dns.CacheConfig{Grace: grace})
 	d.names.installed = map[enforce.Destination]learned{}
+	d.names.reverse = map[netip.Addr]reverseName{}
+	d.names.hosts = readHostsFile("/etc/hosts")
+	if grace <= 0 {
+		grace = dns.DefaultGrace
+	}
+	d.names.grace = grace
 	var captureErr error
 	if cgroupRoot == "" {
 		cgroupRoot, captureErr = enforce.CgroupV2Root("/proc/self/mountinfo")
@@ -123,6 +144,10 @@ func (d *Daemon) readAnswers() {
 // learnAnswer records an answer's mappings for the application whose socket received it, and installs the
 // addresses of the name rules they match.
 func (d *Daemon) learnAnswer(p dnscapture.Packet) {
+	if revs := dns.ParseReverse(p.Payload, p.Truncated); len(revs) > 0 {
+		d.learnReverse(revs)
+		return
+	}
 	ans, err := dns.Parse(p.Payload, p.Truncated)
 	if err != nil {
 		d.log.Debug("unparsable DNS answer", "error", err, "server", p.Server)
@@ -326,6 +351,61 @@ func (d *Daemon) expireNames(ctx context.Context) {
 			d.mu.Unlock()
 		}
 	}
+}
+
+// learnReverse keeps reverse names seen in PTR answers.
+func (d *Daemon) learnReverse(revs []dns.Reverse) {
+	now := time.Now()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if len(d.names.reverse)+len(revs) > maxReverse {
+		for a, r := range d.names.reverse {
+			if !r.expires.After(now) || len(d.names.reverse) > maxReverse/2 {
+				delete(d.names.reverse, a)
+			}
+		}
+	}
+	for _, r := range revs {
+		d.names.reverse[r.Addr.Unmap()] = reverseName{name: r.Name, expires: now.Add(r.TTL + d.names.grace)}
+	}
+}
+
+// ReverseFor returns a reverse name for addr (a PTR answer seen on the wire, else /etc/hosts), "" when none is
+// known. For display only, marked as a reverse name.
+func (d *Daemon) ReverseFor(addr netip.Addr) string {
+	addr = addr.Unmap()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if r, ok := d.names.reverse[addr]; ok && r.expires.After(time.Now()) {
+		return r.name
+	}
+	return d.names.hosts[addr]
+}
+
+// readHostsFile maps each address in a hosts file to its first name.
+func readHostsFile(path string) map[netip.Addr]string {
+	out := map[netip.Addr]string{}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return out
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if i := strings.IndexByte(line, '#'); i >= 0 {
+			line = line[:i]
+		}
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		a, err := netip.ParseAddr(f[0])
+		if err != nil {
+			continue
+		}
+		if _, seen := out[a.Unmap()]; !seen {
+			out[a.Unmap()] = strings.ToLower(f[1])
+		}
+	}
+	return out
 }
 
 // HostFor returns the name an application looked up for addr (else any application's), "" when none is known.

@@ -177,6 +177,11 @@ func FuzzParse(f *testing.F) {
 	f.Add(big, false)
 	f.Add(big[:300], true)
 	f.Fuzz(func(t *testing.T, msg []byte, cut bool) {
+		for _, r := range ParseReverse(msg, cut) {
+			if !r.Addr.IsValid() || r.Name == "" {
+				t.Fatalf("bad reverse record %+v", r)
+			}
+		}
 		a, err := Parse(msg, cut)
 		if err != nil {
 			return

@@ -50,11 +50,12 @@ type Key struct {
 // Attempt is one undecided attempt as the kernel reported it.
 type Attempt struct {
 	Key
-	PID  uint32
-	Exe  string
-	Comm string
-	Host string // the host name the application looked up, when known
-	Time time.Time
+	PID     uint32
+	Exe     string
+	Comm    string
+	Host    string // the host name the application looked up, when known
+	Reverse string // else the address's reverse name, when known (display only)
+	Time    time.Time
 }
 
 // PacketVerdicts takes the holder's verdicts on queued packets (netfilter.Queue).
@@ -258,7 +259,7 @@ func (h *Holder) Attempt(a Attempt) {
 	now := time.Now()
 	q := &question{attempt: a, pk: h.packetKeyOf(a.Key), deadline: now.Add(timeout)}
 	q.api = api.Question{ID: h.nextID, Exe: a.Exe, Dev: a.App.Dev, Ino: a.App.Ino, PID: a.PID, UID: a.UID,
-		User: h.userName(a.UID), Comm: a.Comm, Host: a.Host, Addr: a.Dest.Addr().String(), Port: a.Dest.Port(),
+		User: h.userName(a.UID), Comm: a.Comm, Host: a.Host, Reverse: a.Reverse, Addr: a.Dest.Addr().String(), Port: a.Dest.Port(),
 		Protocol: a.Proto.String(), Created: now.UnixMilli(), Deadline: q.deadline.UnixMilli(),
 		Default: st.DefaultAction, Attempts: 1}
 	helperCtx := h.ctx

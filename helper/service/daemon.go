@@ -83,9 +83,13 @@ func (i monitorIface) Flows(msg dbus.Message, sender dbus.Sender) ([]api.Flow, *
 }
 
 func (s *Service) wireFlow(f enforce.Flow) api.Flow {
+	host, reverse := s.daemon.HostFor(f.App, f.UID, f.Dest.Addr()), ""
+	if host == "" {
+		reverse = s.daemon.ReverseFor(f.Dest.Addr())
+	}
 	return api.Flow{
 		Exe: s.daemon.ExePath(f.LastTGID, f.App), Dev: f.App.Dev, Ino: f.App.Ino, UID: f.UID,
-		Dest: f.Dest.String(), Host: s.daemon.HostFor(f.App, f.UID, f.Dest.Addr()), Protocol: f.Proto.String(),
+		Dest: f.Dest.String(), Host: host, Reverse: reverse, Protocol: f.Proto.String(),
 		Attempts: f.Attempts, Allowed: f.Allowed, Denied: f.Denied, Undecided: f.Undecided,
 		FirstSeen: f.FirstSeen.UnixMilli(), LastSeen: f.LastSeen.UnixMilli(), LastPID: f.LastTGID,
 		Verdict: f.Verdict.String(), RuleID: s.daemon.RuleName(f.RuleID),

@@ -139,17 +139,20 @@ const (
 // Question asks an agent whether an application may make a connection. Several held attempts of one
 // application to one destination share one question.
 type Question struct {
-	ID       uint64
-	Exe      string // executable path
-	Dev      uint64 // executable identity (device, inode)
-	Ino      uint64
-	Package  string // "flatpak:ID", "snap:NAME" or "appimage:PATH" when the process runs in one, else ""
-	Via      string // the script an interpreter runs, when known
-	PID      uint32
-	UID      uint32
-	User     string // the user's name, or the uid in decimal
-	Comm     string // the process's name for itself (shown, never trusted)
-	Host     string // the host name the application looked up, "" when unknown
+	ID      uint64
+	Exe     string // executable path
+	Dev     uint64 // executable identity (device, inode)
+	Ino     uint64
+	Package string // "flatpak:ID", "snap:NAME" or "appimage:PATH" when the process runs in one, else ""
+	Via     string // the script an interpreter runs, when known
+	PID     uint32
+	UID     uint32
+	User    string // the user's name, or the uid in decimal
+	Comm    string // the process's name for itself (shown, never trusted)
+	Host    string // the host name the application looked up, "" when unknown
+	// Reverse is, when Host is "", the address's reverse name (a PTR answer seen on the wire, or /etc/hosts),
+	// to be shown marked as such: whoever controls the address chooses it, so it never decides anything.
+	Reverse  string
 	Addr     string // the destination address
 	Port     uint16
 	Protocol string // tcp or udp
@@ -221,6 +224,7 @@ type Flow struct {
 	UID       uint32
 	Dest      string // address:port
 	Host      string // the host name the application looked up for the address, "" when unknown
+	Reverse   string // when Host is "": the address's reverse name, shown marked as such (see Question)
 	Protocol  string
 	Attempts  uint64
 	Allowed   uint64

@@ -72,11 +72,10 @@ func (n *netns) startDNS(t *testing.T, hosts *netns, records map[string][]mdns.R
 		m := new(mdns.Msg)
 		m.SetReply(q)
 		rrs, ok := s.records[strings.ToLower(q.Question[0].Name)]
-		if !ok || q.Question[0].Qtype != mdns.TypeA {
-			if !ok {
-				m.Rcode = mdns.RcodeNameError
-			}
-		} else {
+		switch {
+		case !ok:
+			m.Rcode = mdns.RcodeNameError
+		case rrs[0].Header().Rrtype == q.Question[0].Qtype || rrs[0].Header().Rrtype == mdns.TypeCNAME:
 			m.Answer = rrs
 		}
 		w.WriteMsg(m)
@@ -97,6 +96,11 @@ func (n *netns) startDNS(t *testing.T, hosts *netns, records map[string][]mdns.R
 
 func a(name string, ttl uint32, ip string) mdns.RR {
 	return &mdns.A{Hdr: mdns.RR_Header{Name: mdns.Fqdn(name), Rrtype: mdns.TypeA, Class: mdns.ClassINET, Ttl: ttl}, A: net.ParseIP(ip)}
+}
+
+func ptr(addr string, ttl uint32, name string) mdns.RR {
+	arpa, _ := mdns.ReverseAddr(addr)
+	return &mdns.PTR{Hdr: mdns.RR_Header{Name: arpa, Rrtype: mdns.TypePTR, Class: mdns.ClassINET, Ttl: ttl}, Ptr: mdns.Fqdn(name)}
 }
 
 func cname(name string, ttl uint32, target string) mdns.RR {
@@ -419,4 +423,29 @@ func TestBlocklistOf100000Domains(t *testing.T) {
 	if ratio < 0.85 {
 		t.Errorf("connect rate with the list rule fell to %.2f", ratio)
 	}
+}
+
+// Reverse names: with no name looked up, a question shows the address's reverse name (from a PTR answer some
+// program received), marked as such, and rules about names never match it.
+func TestReverseNameShownNeverMatched(t *testing.T) {
+	arpa, _ := mdns.ReverseAddr("10.201.0.99")
+	r, s := newNamesRig(t, map[string][]mdns.RR{arpa: {ptr("10.201.0.99", 300, "printer.allowed.test")}})
+	ag := r.startAgent(t)
+	dir := t.TempDir()
+	resolv := filepath.Join(dir, "resolv.conf")
+	os.WriteFile(resolv, []byte("nameserver "+s.addr+"\n"), 0o644)
+	out, err := exec.Command("unshare", "-m", "--propagation", "private", "sh", "-c",
+		`mount --bind "$0" /etc/resolv.conf && exec python3 -c 'import socket; print(socket.gethostbyaddr("10.201.0.99")[0])'`,
+		resolv).CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != "printer.allowed.test" {
+		t.Fatalf("reverse lookup: %v %s", err, out)
+	}
+	app := testrig.CopyApp(t, testrig.Build(t).Client, testrig.AppDir(t), "by-address")
+	c := start(t, app, "tcp", fmt.Sprintf("10.201.0.99:%d", s.tcpPort))
+	q := ag.next(t, "question", 5*time.Second).Question
+	if q.Host != "" || q.Reverse != "printer.allowed.test" || q.Addr != "10.201.0.99" {
+		t.Errorf("question: host %q reverse %q addr %q, want no host and the reverse name", q.Host, q.Reverse, q.Addr)
+	}
+	ag.answer(t, "d 1")
+	c.wait(t, 5*time.Second)
 }
