@@ -76,6 +76,13 @@ func (d *Daemon) StartHolding(ctx context.Context, o HoldOptions) error {
 		},
 		Resolve:  d.resolvePacket,
 		UserName: userName,
+		Decide:   d.decideAttempt,
+		Names: func(a hold.Attempt) (string, string) {
+			if h := d.HostFor(a.App, a.UID, a.Dest.Addr()); h != "" {
+				return h, ""
+			}
+			return "", d.ReverseFor(a.Dest.Addr())
+		},
 		Changed:  o.Asker.PendingChanged,
 	})
 	if err := q.Start(ctx, d.log, d.hold.holder.Packet); err != nil {

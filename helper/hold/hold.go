@@ -36,6 +36,7 @@ const (
 	settledMemory          = 10 * time.Second       // late packets of a settled question get its verdict
 	maxSettled             = 16384
 	sweepInterval          = 50 * time.Millisecond
+	preAskPause            = 20 * time.Millisecond // lets DNS answers being learned catch up before asking
 	defaultQuestionTimeout = 30 * time.Second
 )
 
@@ -85,6 +86,11 @@ type Env struct {
 	Resolve func(p netfilter.Packet, k PacketKey) (a Attempt, v enforce.Verdict, ok bool)
 	// UserName names a uid for questions.
 	UserName func(uid uint32) string
+	// Decide decides an attempt by the rules as for its kernel event (ok false: no rule decides). The holder
+	// calls it once more just before asking, when a name the attempt depends on may have been learned since.
+	Decide func(a Attempt) (v enforce.Verdict, ok bool)
+	// Names returns the host name (or else the reverse name) known now for an attempt's destination.
+	Names func(a Attempt) (host, reverse string)
 	// Changed is called (without locks held) when the number of open questions changed.
 	Changed func(pending int)
 }
@@ -117,6 +123,22 @@ type settled struct {
 	until   time.Time
 }
 
+// settledKey names what a remembered verdict covers: a whole flow (Src zero: a rule decided it, so every
+// attempt gets the same), or one socket's packets (a verdict for this connection only: once, or the default).
+type settledKey struct {
+	PacketKey
+	Src netip.AddrPort
+}
+
+// remembering says how far a question's verdict reaches beyond its own packets.
+type remembering int
+
+const (
+	rememberNothing remembering = iota // the helper is stopping
+	rememberSockets                    // only the held sockets' late packets (once, the default)
+	rememberFlow                       // every attempt of the flow (a rule decides it from now on anyway)
+)
+
 // Holder keeps the questions and their packets.
 type Holder struct {
 	env Env
@@ -126,7 +148,7 @@ type Holder struct {
 	questions map[Key]*question
 	byPacket  map[PacketKey][]*question
 	orphans   []orphan
-	settled   map[PacketKey]settled
+	settled   map[settledKey]settled
 	perUser   map[uint32]int
 
 	ctx context.Context
@@ -139,7 +161,7 @@ func New(env Env) *Holder {
 		env.Log = slog.Default()
 	}
 	return &Holder{env: env, questions: map[Key]*question{}, byPacket: map[PacketKey][]*question{},
-		settled: map[PacketKey]settled{}, perUser: map[uint32]int{}, ctx: context.Background()}
+		settled: map[settledKey]settled{}, perUser: map[uint32]int{}, ctx: context.Background()}
 }
 
 // Run sweeps waiting packets until ctx ends, then waits for the questions' goroutines, which end with it.
@@ -190,10 +212,12 @@ func (h *Holder) Packet(p netfilter.Packet) {
 		h.mu.Unlock()
 		return
 	}
-	if s, ok := h.settled[pk]; ok && time.Now().Before(s.until) {
-		h.mu.Unlock()
-		h.release(p, s.verdict)
-		return
+	for _, k := range []settledKey{{pk, p.Headers.Src}, {PacketKey: pk}} {
+		if s, ok := h.settled[k]; ok && time.Now().Before(s.until) {
+			h.mu.Unlock()
+			h.release(p, s.verdict)
+			return
+		}
 	}
 	if len(h.orphans) >= MaxOrphans {
 		h.mu.Unlock()
@@ -209,7 +233,7 @@ func (h *Holder) Packet(p netfilter.Packet) {
 func (h *Holder) Decided(k Key, v enforce.Verdict) {
 	pk := h.packetKeyOf(k)
 	h.mu.Lock()
-	h.remember(pk, v)
+	h.remember(settledKey{PacketKey: pk}, v)
 	waiting := h.takeOrphans(pk)
 	h.mu.Unlock()
 	for _, p := range waiting {
@@ -337,21 +361,44 @@ func (h *Holder) Count() int {
 
 // ask runs one question; ctx ends at its deadline, when the helper stops (helperCtx), or when a rule settles it.
 func (h *Holder) ask(ctx, helperCtx context.Context, q *question, st api.Settings) {
+	// An attempt can reach the helper a moment before the DNS answer it depends on is learned: decide once
+	// more after a short pause, before bothering anyone, and name the destination with what is known then.
+	if h.env.Decide != nil {
+		select {
+		case <-time.After(preAskPause):
+		case <-ctx.Done():
+		}
+		if v, ok := h.env.Decide(q.attempt); ok && helperCtx.Err() == nil {
+			h.env.Log.Info("question settled", "id", q.api.ID, "verdict", v, "how", "decided by the rules once names caught up",
+				"exe", q.attempt.Exe, "uid", q.attempt.UID, "dest", q.attempt.Dest, "proto", q.attempt.Proto)
+			h.finish(q, v, rememberFlow)
+			return
+		}
+	}
 	h.mu.Lock()
+	if h.env.Names != nil && q.api.Host == "" {
+		h.mu.Unlock()
+		host, rev := h.env.Names(q.attempt)
+		h.mu.Lock()
+		q.api.Host, q.api.Reverse = host, rev
+		if host != "" {
+			q.api.Reverse = ""
+		}
+	}
 	snapshot := q.api
 	h.mu.Unlock()
 	ans, err := h.env.Ask(ctx, snapshot)
 	h.mu.Lock()
 	ruled := q.ruled
 	h.mu.Unlock()
-	v, how := defaultVerdict(st), ""
+	v, how, reach := defaultVerdict(st), "", rememberSockets
 	switch {
 	case ruled != enforce.Undecided:
-		v, how = ruled, "settled by a rule made meanwhile"
+		v, how, reach = ruled, "settled by a rule made meanwhile", rememberFlow
 	case helperCtx.Err() != nil:
 		// The helper is stopping: the packets are dropped with the queue, and TCP brings them back to the
 		// next helper, which asks again.
-		h.finish(q, enforce.Undecided, false)
+		h.finish(q, enforce.Undecided, rememberNothing)
 		return
 	case err != nil:
 		how = "no answer: " + err.Error()
@@ -368,16 +415,18 @@ func (h *Holder) ask(ctx, helperCtx context.Context, q *question, st api.Setting
 		if ans.Duration != rules.DurationOnce {
 			if cerr := h.env.Commit(q.attempt, ans); cerr != nil {
 				h.env.Log.Error("the answer's rule could not be made; applying the answer once", "error", cerr)
+			} else {
+				reach = rememberFlow
 			}
 		}
 	}
 	h.env.Log.Info("question settled", "id", q.api.ID, "verdict", v, "how", how, "exe", q.attempt.Exe,
 		"uid", q.attempt.UID, "dest", q.attempt.Dest, "proto", q.attempt.Proto)
-	h.finish(q, v, true)
+	h.finish(q, v, reach)
 }
 
 // finish closes a question and gives its packets the verdict (Undecided: drop).
-func (h *Holder) finish(q *question, v enforce.Verdict, remember bool) {
+func (h *Holder) finish(q *question, v enforce.Verdict, reach remembering) {
 	h.mu.Lock()
 	delete(h.questions, q.attempt.Key)
 	qs := h.byPacket[q.pk]
@@ -395,11 +444,16 @@ func (h *Holder) finish(q *question, v enforce.Verdict, remember bool) {
 	if h.perUser[q.attempt.UID]--; h.perUser[q.attempt.UID] <= 0 {
 		delete(h.perUser, q.attempt.UID)
 	}
-	if remember {
-		h.remember(q.pk, v)
-	}
 	packets := append(q.packets, h.takeOrphans(q.pk)...)
 	q.packets = nil
+	switch reach {
+	case rememberFlow:
+		h.remember(settledKey{PacketKey: q.pk}, v)
+	case rememberSockets:
+		for _, p := range packets {
+			h.remember(settledKey{q.pk, p.Headers.Src}, v)
+		}
+	}
 	n := len(h.questions)
 	h.mu.Unlock()
 	for _, p := range packets {
@@ -409,7 +463,7 @@ func (h *Holder) finish(q *question, v enforce.Verdict, remember bool) {
 }
 
 // remember keeps a settled verdict for late packets of the same flow. Callers hold h.mu.
-func (h *Holder) remember(pk PacketKey, v enforce.Verdict) {
+func (h *Holder) remember(k settledKey, v enforce.Verdict) {
 	if len(h.settled) >= maxSettled {
 		now := time.Now()
 		for k, s := range h.settled {
@@ -421,7 +475,7 @@ func (h *Holder) remember(pk PacketKey, v enforce.Verdict) {
 			return
 		}
 	}
-	h.settled[pk] = settled{verdict: v, until: time.Now().Add(settledMemory)}
+	h.settled[k] = settled{verdict: v, until: time.Now().Add(settledMemory)}
 }
 
 // takeOrphans removes and returns the waiting packets of pk. Callers hold h.mu.
@@ -479,7 +533,7 @@ func (h *Holder) sweep(now time.Time) {
 		}
 		if v == enforce.Allow || v == enforce.Deny {
 			h.mu.Lock()
-			h.remember(pk, v)
+			h.remember(settledKey{PacketKey: pk}, v)
 			h.mu.Unlock()
 			for _, p := range ps {
 				h.release(p, v)
