@@ -83,7 +83,7 @@ func (d *Daemon) StartHolding(ctx context.Context, o HoldOptions) error {
 			}
 			return "", d.ReverseFor(a.Dest.Addr())
 		},
-		Changed:  o.Asker.PendingChanged,
+		Changed: o.Asker.PendingChanged,
 	})
 	if err := q.Start(ctx, d.log, d.hold.holder.Packet); err != nil {
 		q.Close()

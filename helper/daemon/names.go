@@ -5,8 +5,8 @@ import (
 	"errors"
 	"net/netip"
 	"os"
-	"strings"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
