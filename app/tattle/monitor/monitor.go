@@ -430,8 +430,12 @@ func (m *Monitor) appLabel(k flows.AppKey) (name, icon string) {
 }
 
 func destName(d *flows.Dest) string {
-	if d.Host != "" {
+	switch {
+	case d.Host != "":
 		return d.Host + " (" + d.Addr + ")"
+	case d.Flow.Reverse != "":
+		// TRANSLATORS: an address nobody looked up by name, then the name its owner published for it
+		return fmt.Sprintf(i18n.T("%s (reverse name %s)"), d.Addr, d.Flow.Reverse)
 	}
 	return d.Addr
 }
@@ -594,8 +598,11 @@ func (m *Monitor) showDetail() {
 		key = r.dest.Key.App
 		f := r.dest.Flow
 		where := net.JoinHostPort(r.dest.Addr, strconv.Itoa(int(r.dest.Port)))
-		if r.dest.Host != "" {
+		switch {
+		case r.dest.Host != "":
 			where = r.dest.Host + " (" + where + ")"
+		case f.Reverse != "":
+			where = fmt.Sprintf(i18n.T("%s (reverse name %s)"), where, f.Reverse)
 		}
 		d.values["dest"].SetText(where)
 		d.values["proto"].SetText(f.Protocol)
