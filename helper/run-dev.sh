@@ -35,12 +35,13 @@ start_app() {
 	uid=$(id -u "$user")
 	runtime=/run/user/$uid
 	local env=(XDG_RUNTIME_DIR="$runtime" DBUS_SESSION_BUS_ADDRESS="unix:path=$runtime/bus")
-	[ -n "${DISPLAY:-}" ] && env+=(DISPLAY="$DISPLAY")
-	[ -n "${XAUTHORITY:-}" ] && env+=(XAUTHORITY="$XAUTHORITY")
+	local wayland=""
+	if [ -n "${DISPLAY:-}" ]; then env+=(DISPLAY="$DISPLAY"); fi
+	if [ -n "${XAUTHORITY:-}" ]; then env+=(XAUTHORITY="$XAUTHORITY"); fi
 	for w in "$runtime"/wayland-[0-9]; do
-		[ -S "$w" ] && env+=(WAYLAND_DISPLAY="$(basename "$w")") && break
+		if [ -S "$w" ]; then wayland=$(basename "$w"); env+=(WAYLAND_DISPLAY="$wayland"); break; fi
 	done
-	if [ -z "${DISPLAY:-}" ] && ! printf '%s\n' "${env[@]}" | grep -q '^WAYLAND_DISPLAY='; then
+	if [ -z "${DISPLAY:-}" ] && [ -z "$wayland" ]; then
 		echo "no desktop session found for $user: start the app there with: tattle"
 		return
 	fi
@@ -63,6 +64,6 @@ if [ -S /run/dbus/system_bus_socket ]; then
 	bus=system
 	dbus-send --system --type=method_call --dest=org.freedesktop.DBus / org.freedesktop.DBus.ReloadConfig || true
 fi
-[ "$bus" = system ] && start_app
+if [ "$bus" = system ]; then start_app; fi
 echo "no systemd here: running $tattled in the foreground (D-Bus API: $bus)"
 exec "$tattled" -bus "$bus" -log-level debug
