@@ -98,7 +98,14 @@ def main():
             return 0
         found = []
         walk(a, maxcells, found)
-        print(json.dumps([[x.getRoleName(), x.name] for x in found]))
+        # The monitor replaces rows as flows change: an object may be gone by the time it is read.
+        names = []
+        for x in found:
+            try:
+                names.append([x.getRoleName(), x.name])
+            except Exception:
+                continue
+        print(json.dumps(names))
         return 0
     role, name = sys.argv[3], sys.argv[4]
     if cmd == "wait":
