@@ -166,20 +166,12 @@ func (d Destination) keys() ([]bpf.CgroupDestKey, uint8, error) {
 	return keys, uint8(bits), nil
 }
 
-// SetDestination installs a destination verdict, replacing one for the same destination.
-func (e *Enforcer) SetDestination(d Destination, v Verdict, ruleID uint32) error {
-	keys, bits, err := d.keys()
-	if err != nil {
-		return err
-	}
-	if !v.installable() {
-		return fmt.Errorf("destination %v: verdict must be allow, deny or ask, not %v", d, v)
-	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
+// putDestination writes a destination's entries and keeps its scope's count and has_dest flag right. Callers
+// hold e.mu.
+func (e *Enforcer) putDestination(d Destination, keys []bpf.CgroupDestKey, bits uint8, v Verdict, ruleID uint32) error {
 	for i := range keys {
-		existed := true
 		var old bpf.CgroupDestRule
+		existed := true
 		if err := e.maps.DestRules.Lookup(&keys[i], &old); errors.Is(err, ebpf.ErrKeyNotExist) {
 			existed = false
 		} else if err != nil {
@@ -197,27 +189,16 @@ func (e *Enforcer) SetDestination(d Destination, v Verdict, ruleID uint32) error
 			}
 		}
 	}
-	if sk := scopeKeyOf(d.Scope); v == Deny && sk.Ino != 0 {
-		var cur bpf.CgroupScopeRule
-		if err := e.maps.ScopeRules.Lookup(&sk, &cur); err != nil {
-			return fmt.Errorf("read scope: %w", err)
-		}
-		cur.HasDeny = 1 // kept until Replace recomputes it: holding strictly is the safe side
-		if err := e.maps.ScopeRules.Put(&sk, &cur); err != nil {
-			return fmt.Errorf("update scope: %w", err)
-		}
-	}
-	return e.bumpGeneration()
+	return nil
 }
 
-// ClearDestination removes a destination verdict. Removing one that is not installed is not an error.
-func (e *Enforcer) ClearDestination(d Destination) error {
+// removeDestination deletes a destination's entries (absent ones are fine) and keeps its scope right. Callers
+// hold e.mu.
+func (e *Enforcer) removeDestination(d Destination) error {
 	keys, _, err := d.keys()
 	if err != nil {
 		return err
 	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
 	for i := range keys {
 		err := e.maps.DestRules.Delete(&keys[i])
 		if errors.Is(err, ebpf.ErrKeyNotExist) {
@@ -233,6 +214,43 @@ func (e *Enforcer) ClearDestination(d Destination) error {
 		if err := e.syncScope(sk, false); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// SetDestination installs a destination verdict, replacing one for the same destination.
+func (e *Enforcer) SetDestination(d Destination, v Verdict, ruleID uint32) error {
+	keys, bits, err := d.keys()
+	if err != nil {
+		return err
+	}
+	if !v.installable() {
+		return fmt.Errorf("destination %v: verdict must be allow, deny or ask, not %v", d, v)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if err := e.putDestination(d, keys, bits, v, ruleID); err != nil {
+		return err
+	}
+	if sk := scopeKeyOf(d.Scope); v == Deny && sk.Ino != 0 {
+		var cur bpf.CgroupScopeRule
+		if err := e.maps.ScopeRules.Lookup(&sk, &cur); err != nil {
+			return fmt.Errorf("read scope: %w", err)
+		}
+		cur.HasDeny = 1 // kept until Replace recomputes it: holding strictly is the safe side
+		if err := e.maps.ScopeRules.Put(&sk, &cur); err != nil {
+			return fmt.Errorf("update scope: %w", err)
+		}
+	}
+	return e.bumpGeneration()
+}
+
+// ClearDestination removes a destination verdict. Removing one that is not installed is not an error.
+func (e *Enforcer) ClearDestination(d Destination) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if err := e.removeDestination(d); err != nil {
+		return err
 	}
 	return e.bumpGeneration()
 }
@@ -369,22 +387,7 @@ func (e *Enforcer) SetLearnedDestination(d Destination, v Verdict, ruleID uint32
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	for i := range keys {
-		var old bpf.CgroupDestRule
-		existed := e.maps.DestRules.Lookup(&keys[i], &old) == nil
-		val := bpf.CgroupDestRule{RuleId: ruleID, Verdict: uint8(v), AddrPrefix: bits}
-		if err := e.maps.DestRules.Put(&keys[i], &val); err != nil {
-			return fmt.Errorf("install learned destination %v: %w", d, err)
-		}
-		if !existed {
-			sk := scopeKeyOf(d.Scope)
-			e.destCount[sk]++
-			if err := e.syncScope(sk, false); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
+	return e.putDestination(d, keys, bits, v, ruleID)
 }
 
 // ClearLearnedDestinations removes learned destination verdicts and invalidates cached flow verdicts once.
@@ -395,25 +398,8 @@ func (e *Enforcer) ClearLearnedDestinations(ds []Destination) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for _, d := range ds {
-		keys, _, err := d.keys()
-		if err != nil {
+		if err := e.removeDestination(d); err != nil {
 			return err
-		}
-		for i := range keys {
-			err := e.maps.DestRules.Delete(&keys[i])
-			if errors.Is(err, ebpf.ErrKeyNotExist) {
-				continue
-			}
-			if err != nil {
-				return fmt.Errorf("remove learned destination %v: %w", d, err)
-			}
-			sk := scopeKeyOf(d.Scope)
-			if e.destCount[sk]--; e.destCount[sk] <= 0 {
-				delete(e.destCount, sk)
-			}
-			if err := e.syncScope(sk, false); err != nil {
-				return err
-			}
 		}
 	}
 	return e.bumpGeneration()

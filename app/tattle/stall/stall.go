@@ -24,8 +24,8 @@ type Sample struct {
 	// GapCPUMS is the CPU time the main thread used during that longest gap: close to MaxGapMS when the app
 	// itself was busy, far below it when the thread was waiting for a CPU (a loaded machine).
 	GapCPUMS float64 `json:"gap_cpu_ms"`
-	Flows    int     `json:"flows"`      // flows in the monitor's model
-	Queued   int     `json:"queued"`     // flows received but not yet merged
+	Flows    int     `json:"flows"`  // flows in the monitor's model
+	Queued   int     `json:"queued"` // flows received but not yet merged
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
