@@ -25,6 +25,7 @@ import (
 	"github.com/tattlefw/tattle/helper/netfilter"
 	"github.com/tattlefw/tattle/helper/service"
 	"github.com/tattlefw/tattle/helper/store"
+	"github.com/tattlefw/tattle/helper/systemd"
 	"github.com/tattlefw/tattle/shared/api"
 )
 
@@ -80,7 +81,8 @@ func main() {
 		fmt.Fprintf(os.Stderr, "tattled: bad -log-level %q: use debug, info, warn or error\n", cfg.logLevel)
 		os.Exit(2)
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	// Under systemd, structured journal entries; elsewhere (run-dev.sh, tests) text on stderr.
+	log := slog.New(systemd.LogHandler(level, systemd.StderrHandler(level)))
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -145,8 +147,9 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 	errs := make(chan error, 2)
 	var asker daemon.Asker = noAgents{}
 	var svc *service.Service
+	var conn *dbus.Conn
 	if cfg.bus == "system" {
-		conn, err := dbus.ConnectSystemBus()
+		conn, err = dbus.ConnectSystemBus()
 		if err != nil {
 			return fmt.Errorf("connect to the system bus (use -bus none to run without the D-Bus API): %w", err)
 		}
@@ -200,7 +203,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 			}
 		}()
 	}
-	wg.Add(2)
+	wg.Add(3)
 	go func() {
 		defer wg.Done()
 		watchStats(ctx, enf, log)
@@ -212,12 +215,66 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 			cancel()
 		}
 	}()
+	go func() {
+		defer wg.Done()
+		if err := systemd.Watchdog(ctx, func() error { return healthy(d, enf, conn) }, log); err != nil {
+			log.Warn("no watchdog pings", "error", err)
+		}
+	}()
+	// Ready once clients can reach the helper: with the API, when the bus name is ours.
+	if conn == nil || waitForName(ctx, conn, api.BusName) {
+		status := statusLine(d, enf, rules)
+		if err := systemd.Ready(status); err != nil {
+			log.Warn("readiness not reported", "error", err)
+		}
+		log.Info("ready", "status", status)
+	}
+	<-ctx.Done()
+	_ = systemd.Stopping("stopping; the pinned programs keep enforcing")
 	wg.Wait()
 	close(errs)
 	if err := <-errs; err != nil {
 		return err
 	}
 	log.Info("tattled stopping; enforcement stays in place through the pinned programs")
+	return nil
+}
+
+// waitForName waits until conn owns name (Serve takes it), or ctx ends.
+func waitForName(ctx context.Context, conn *dbus.Conn, name string) bool {
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		for _, n := range conn.Names() {
+			if n == name {
+				return true
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-tick.C:
+		}
+	}
+}
+
+// statusLine is what `systemctl status tattled` shows under the unit's name.
+func statusLine(d *daemon.Daemon, enf *enforce.Enforcer, rules *store.Store) string {
+	return fmt.Sprintf("enforcing with the %s backend; %d rules; holding: %s", enf.Backend(), len(rules.Entries()), d.Holding())
+}
+
+// healthy is the watchdog's check of the main loops: the daemon's lock can be taken (rule changes, learned
+// verdicts and answers all go through it), the holding state answers, the kernel's maps can be read and the
+// bus connection is up. A check that hangs stops the pings, which is the point.
+func healthy(d *daemon.Daemon, enf *enforce.Enforcer, conn *dbus.Conn) error {
+	d.Current()
+	d.PendingCount()
+	if _, err := enf.Stats(); err != nil {
+		return fmt.Errorf("read the kernel's counters: %w", err)
+	}
+	if conn != nil && !conn.Connected() {
+		return errors.New("the system bus connection is closed")
+	}
 	return nil
 }
 
