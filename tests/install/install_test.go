@@ -204,7 +204,12 @@ func TestSystemdUnit(t *testing.T) {
 	checkNoPlaceholders(t, tr.path(unit))
 	u := parseUnit(t, tr.path(unit))
 	tattled := tr.files["tattled"]
-	u.want(t, "Service", "Type", "dbus")
+	// Ready through sd_notify once the bus name is taken; watchdog pings while the main loops answer.
+	u.want(t, "Service", "Type", "notify")
+	u.want(t, "Service", "NotifyAccess", "main")
+	if len(u["Service"]["WatchdogSec"]) != 1 {
+		t.Errorf("WatchdogSec = %v, want one value (a hung helper is restarted)", u["Service"]["WatchdogSec"])
+	}
 	u.want(t, "Service", "BusName", api.BusName)
 	u.want(t, "Service", "ExecStart", tattled)
 	u.want(t, "Service", "NoNewPrivileges", "yes")
