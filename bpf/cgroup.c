@@ -6,6 +6,7 @@
  * every attempt themselves. Used where BPF LSM is not enabled. A denied attempt gets EPERM from the kernel.
  */
 #include "core.h"
+#include "process.h"
 
 static __always_inline int handle(struct bpf_sock_addr *ctx, __u8 family, __u8 hook)
 {

@@ -78,6 +78,26 @@ type CgroupEvent struct {
 	Path          [512]int8
 }
 
+type CgroupExecEvent struct {
+	_             structs.HostLayout
+	Cookie        uint64
+	ExeIno        uint64
+	ExeDev        uint32
+	Tgid          uint32
+	Uid           uint32
+	Kind          uint32
+	ArgsLen       uint16
+	CwdLen        uint16
+	FilenameLen   uint16
+	Shebang       uint8
+	ArgsTruncated uint8
+	CwdTruncated  uint8
+	Pad           [7]uint8
+	Filename      [256]int8
+	Args          [1024]int8
+	Cwd           [512]int8
+}
+
 type CgroupFlow struct {
 	_           structs.HostLayout
 	Attempts    uint64
@@ -103,6 +123,25 @@ type CgroupFlowKey struct {
 	Port  uint16
 	Proto uint8
 	Pad   [5]uint8
+}
+
+type CgroupInterp struct {
+	_    structs.HostLayout
+	Kind uint32
+	Pad  uint32
+}
+
+type CgroupInterpKey struct {
+	_   structs.HostLayout
+	Ino uint64
+	Dev uint32
+	Pad uint32
+}
+
+type CgroupInterpOptKey struct {
+	_    structs.HostLayout
+	Kind uint32
+	Opt  [12]int8
 }
 
 type CgroupPathScratch struct {
@@ -136,6 +175,14 @@ type CgroupSockState struct {
 	Pad      [3]uint8
 }
 
+type CgroupVia struct {
+	_      structs.HostLayout
+	Ino    uint64
+	Dev    uint32
+	State  uint32
+	Cookie uint64
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
@@ -144,13 +191,19 @@ const (
 	CgroupMapDestRules       = "dest_rules"
 	CgroupMapDnsSocks        = "dns_socks"
 	CgroupMapEvents          = "events"
+	CgroupMapExecEvents      = "exec_events"
 	CgroupMapFlows           = "flows"
+	CgroupMapInterpOpts      = "interp_opts"
+	CgroupMapInterpreters    = "interpreters"
 	CgroupMapPathScratch     = "path_scratch"
 	CgroupMapScopeRules      = "scope_rules"
 	CgroupMapSockStates      = "sock_states"
 	CgroupMapStats           = "stats"
+	CgroupMapVias            = "vias"
 	CgroupProgTattleConnect4 = "tattle_connect4"
 	CgroupProgTattleConnect6 = "tattle_connect6"
+	CgroupProgTattleExec     = "tattle_exec"
+	CgroupProgTattleFork     = "tattle_fork"
 	CgroupProgTattleSendmsg4 = "tattle_sendmsg4"
 	CgroupProgTattleSendmsg6 = "tattle_sendmsg6"
 )
@@ -199,6 +252,8 @@ type CgroupSpecs struct {
 type CgroupProgramSpecs struct {
 	TattleConnect4 *ebpf.ProgramSpec `ebpf:"tattle_connect4"`
 	TattleConnect6 *ebpf.ProgramSpec `ebpf:"tattle_connect6"`
+	TattleExec     *ebpf.ProgramSpec `ebpf:"tattle_exec"`
+	TattleFork     *ebpf.ProgramSpec `ebpf:"tattle_fork"`
 	TattleSendmsg4 *ebpf.ProgramSpec `ebpf:"tattle_sendmsg4"`
 	TattleSendmsg6 *ebpf.ProgramSpec `ebpf:"tattle_sendmsg6"`
 }
@@ -207,15 +262,19 @@ type CgroupProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type CgroupMapSpecs struct {
-	Config      *ebpf.MapSpec `ebpf:"config"`
-	DestRules   *ebpf.MapSpec `ebpf:"dest_rules"`
-	DnsSocks    *ebpf.MapSpec `ebpf:"dns_socks"`
-	Events      *ebpf.MapSpec `ebpf:"events"`
-	Flows       *ebpf.MapSpec `ebpf:"flows"`
-	PathScratch *ebpf.MapSpec `ebpf:"path_scratch"`
-	ScopeRules  *ebpf.MapSpec `ebpf:"scope_rules"`
-	SockStates  *ebpf.MapSpec `ebpf:"sock_states"`
-	Stats       *ebpf.MapSpec `ebpf:"stats"`
+	Config       *ebpf.MapSpec `ebpf:"config"`
+	DestRules    *ebpf.MapSpec `ebpf:"dest_rules"`
+	DnsSocks     *ebpf.MapSpec `ebpf:"dns_socks"`
+	Events       *ebpf.MapSpec `ebpf:"events"`
+	ExecEvents   *ebpf.MapSpec `ebpf:"exec_events"`
+	Flows        *ebpf.MapSpec `ebpf:"flows"`
+	InterpOpts   *ebpf.MapSpec `ebpf:"interp_opts"`
+	Interpreters *ebpf.MapSpec `ebpf:"interpreters"`
+	PathScratch  *ebpf.MapSpec `ebpf:"path_scratch"`
+	ScopeRules   *ebpf.MapSpec `ebpf:"scope_rules"`
+	SockStates   *ebpf.MapSpec `ebpf:"sock_states"`
+	Stats        *ebpf.MapSpec `ebpf:"stats"`
+	Vias         *ebpf.MapSpec `ebpf:"vias"`
 }
 
 // CgroupVariableSpecs contains global variables before they are loaded into the kernel.
@@ -244,15 +303,19 @@ func (o *CgroupObjects) Close() error {
 //
 // It can be passed to LoadCgroupObjects or ebpf.CollectionSpec.LoadAndAssign.
 type CgroupMaps struct {
-	Config      *ebpf.Map `ebpf:"config"`
-	DestRules   *ebpf.Map `ebpf:"dest_rules"`
-	DnsSocks    *ebpf.Map `ebpf:"dns_socks"`
-	Events      *ebpf.Map `ebpf:"events"`
-	Flows       *ebpf.Map `ebpf:"flows"`
-	PathScratch *ebpf.Map `ebpf:"path_scratch"`
-	ScopeRules  *ebpf.Map `ebpf:"scope_rules"`
-	SockStates  *ebpf.Map `ebpf:"sock_states"`
-	Stats       *ebpf.Map `ebpf:"stats"`
+	Config       *ebpf.Map `ebpf:"config"`
+	DestRules    *ebpf.Map `ebpf:"dest_rules"`
+	DnsSocks     *ebpf.Map `ebpf:"dns_socks"`
+	Events       *ebpf.Map `ebpf:"events"`
+	ExecEvents   *ebpf.Map `ebpf:"exec_events"`
+	Flows        *ebpf.Map `ebpf:"flows"`
+	InterpOpts   *ebpf.Map `ebpf:"interp_opts"`
+	Interpreters *ebpf.Map `ebpf:"interpreters"`
+	PathScratch  *ebpf.Map `ebpf:"path_scratch"`
+	ScopeRules   *ebpf.Map `ebpf:"scope_rules"`
+	SockStates   *ebpf.Map `ebpf:"sock_states"`
+	Stats        *ebpf.Map `ebpf:"stats"`
+	Vias         *ebpf.Map `ebpf:"vias"`
 }
 
 func (m *CgroupMaps) Close() error {
@@ -261,11 +324,15 @@ func (m *CgroupMaps) Close() error {
 		m.DestRules,
 		m.DnsSocks,
 		m.Events,
+		m.ExecEvents,
 		m.Flows,
+		m.InterpOpts,
+		m.Interpreters,
 		m.PathScratch,
 		m.ScopeRules,
 		m.SockStates,
 		m.Stats,
+		m.Vias,
 	)
 }
 
@@ -281,6 +348,8 @@ type CgroupVariables struct {
 type CgroupPrograms struct {
 	TattleConnect4 *ebpf.Program `ebpf:"tattle_connect4"`
 	TattleConnect6 *ebpf.Program `ebpf:"tattle_connect6"`
+	TattleExec     *ebpf.Program `ebpf:"tattle_exec"`
+	TattleFork     *ebpf.Program `ebpf:"tattle_fork"`
 	TattleSendmsg4 *ebpf.Program `ebpf:"tattle_sendmsg4"`
 	TattleSendmsg6 *ebpf.Program `ebpf:"tattle_sendmsg6"`
 }
@@ -289,6 +358,8 @@ func (p *CgroupPrograms) Close() error {
 	return _CgroupClose(
 		p.TattleConnect4,
 		p.TattleConnect6,
+		p.TattleExec,
+		p.TattleFork,
 		p.TattleSendmsg4,
 		p.TattleSendmsg6,
 	)

@@ -68,7 +68,8 @@ enum stat_index {
 	STAT_FLOWS_FULL = 1,   /* a new flow could not be recorded */
 	STAT_MARK_FAILED = 2,  /* SO_MARK could not be set on an undecided socket */
 	STAT_NO_IDENTITY = 3,  /* attempt without a user executable (kernel threads) */
-	STAT_MAX = 4,
+	STAT_EXEC_LOST = 4,    /* an interpreter's exec could not be reported: it stays unidentified */
+	STAT_MAX = 5,
 };
 
 #define ANY_UID 0xffffffffu
@@ -259,6 +260,100 @@ struct {
 	__type(value, struct dns_sock);
 } dns_socks SEC(".maps");
 
+/*
+ * Scripts ("via"). A process that runs an interpreter (helper-filled interpreters map: python, node, perl, sh …)
+ * is identified by the script it was started on rather than by the interpreter, so two scripts of one
+ * interpreter are two applications. The exec hook (process.h) records every such process in vias, by tgid:
+ *
+ *   no script (python3 -c, a REPL)  resolved at once: the identity is the interpreter's own
+ *   a script                        pending: the identity is VIA_UNIDENTIFIED until the helper, told through
+ *                                   exec_events, resolves the script in the process's own mount namespace and
+ *                                   writes the identity it derives from (interpreter, script): device 0, which no
+ *                                   file system has, and a hash of both as the inode
+ *
+ * Children inherit their parent's entry at fork; exec replaces it. An interpreter process without an entry
+ * (started before Tattle, or its entry evicted) is VIA_UNIDENTIFIED too, never the bare interpreter: no rule
+ * matches it and the helper resolves it, so losing track of a script can only ask, never borrow the
+ * interpreter's rules.
+ */
+#define VIA_UNIDENTIFIED_INO 1 /* with dev 0 */
+
+enum via_state {
+	VIA_PENDING = 1,  /* waiting for the helper */
+	VIA_RESOLVED = 2, /* ino/dev hold the identity */
+};
+
+struct interp_key {
+	__u64 ino;
+	__u32 dev;
+	__u32 _pad;
+};
+
+struct interp {
+	__u32 kind; /* shared/identity's interpreter kind */
+	__u32 _pad;
+};
+
+/* An option of one interpreter kind that means "no script" when it comes first (python3 -c, node -e). */
+struct interp_opt_key {
+	__u32 kind;
+	char opt[12];
+};
+
+struct via {
+	__u64 ino; /* identity the connect hooks use for the process */
+	__u32 dev;
+	__u32 state;
+	__u64 cookie; /* the exec this entry comes from (boot time ns), shared by the children it forks */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct interp_key);
+	__type(value, struct interp);
+} interpreters SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, struct interp_opt_key);
+	__type(value, __u8);
+} interp_opts SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u32); /* tgid */
+	__type(value, struct via);
+} vias SEC(".maps");
+
+/* Looks the caller's process up among scripts: replaces the identity by the script's (or the unidentified
+ * one). Costs one hash lookup for every process, two for an interpreter without an entry. */
+static __always_inline void apply_via(__u64 *ino, __u32 *dev, __u32 tgid)
+{
+	struct via *v = bpf_map_lookup_elem(&vias, &tgid);
+	struct interp_key k;
+
+	if (v) {
+		if (v->state == VIA_RESOLVED) {
+			*ino = v->ino;
+			*dev = v->dev;
+		} else {
+			*ino = VIA_UNIDENTIFIED_INO;
+			*dev = 0;
+		}
+		return;
+	}
+	k.ino = *ino;
+	k.dev = *dev;
+	k._pad = 0;
+	if (bpf_map_lookup_elem(&interpreters, &k)) {
+		*ino = VIA_UNIDENTIFIED_INO;
+		*dev = 0;
+	}
+}
+
 /* The time stamp for flow counters, read on every attempt. cgroup programs use the coarse clock (a plain
  * memory read); LSM programs may not (bpf_ktime_get_coarse_ns is refused for tracing types), so they read the
  * precise one. Both count CLOCK_MONOTONIC. */
@@ -295,6 +390,7 @@ static __always_inline int read_identity(struct identity *id)
 	id->tgid = task->tgid;
 	id->pid = task->pid;
 	id->task = task;
+	apply_via(&id->ino, &id->dev, id->tgid);
 	return 1;
 }
 
@@ -445,38 +541,56 @@ static long path_step(__u32 i, void *ctx)
 	return 0;
 }
 
-/* Writes the path of the caller's executable into e->path by walking its dentries and mounts, in the caller's
- * own context: unlike /proc/PID/exe read later, it cannot miss a process that exits at once. Paths are
- * relative to the caller's mount namespace (a Flatpak app's /app/bin/x reads as such). Only events pay for
- * this, never the decision path. */
-static __always_inline void read_exe_path(struct task_struct *task, struct event *e)
+/* Writes the path of a dentry on a mount into out (EXE_PATH_SIZE bytes, no NUL) by walking dentries and mounts
+ * up to the root of the caller's mount namespace, in the caller's own context. Sets *len (0 when cut short)
+ * and *truncated. */
+static __always_inline void read_path(struct dentry *dentry, struct vfsmount *vfsmnt, char *out, __u16 *out_len,
+				      __u8 *truncated)
 {
 	__u32 zero = 0, len;
 	struct path_scratch *s = bpf_map_lookup_elem(&path_scratch, &zero);
-	struct file *exe = BPF_CORE_READ(task, mm, exe_file);
 	struct path_walk w = {.off = EXE_PATH_SIZE};
 
-	e->path_len = 0;
-	e->path_truncated = 0;
-	if (!s || !exe)
+	*out_len = 0;
+	*truncated = 0;
+	if (!s || !dentry || !vfsmnt)
 		return;
-	w.d = BPF_CORE_READ(exe, f_path.dentry);
-	w.vmnt = BPF_CORE_READ(exe, f_path.mnt);
+	w.d = dentry;
+	w.vmnt = vfsmnt;
 	w.mnt = (struct mount *)((void *)w.vmnt - bpf_core_field_offset(struct mount, mnt));
 	bpf_loop(EXE_PATH_DEPTH, path_step, &w, 0);
 	if (!w.done || w.truncated) {
-		e->path_truncated = 1;
+		*truncated = 1;
 		return;
 	}
 	/* Masked so the verifier sees the bound on the very register passed as the size (a compare gets applied
 	 * to a copy by clang). A path of exactly EXE_PATH_SIZE bytes counts as cut short. */
 	len = (EXE_PATH_SIZE - w.off) & (EXE_PATH_SIZE - 1);
 	if (!len) {
-		e->path_truncated = 1;
+		*truncated = 1;
 		return;
 	}
-	bpf_probe_read_kernel(e->path, len, &s->buf[w.off & (EXE_PATH_SIZE - 1)]);
+	bpf_probe_read_kernel(out, len, &s->buf[w.off & (EXE_PATH_SIZE - 1)]);
+	*out_len = len;
+}
+
+/* Writes the path of the caller's executable into e->path: unlike /proc/PID/exe read later, it cannot miss a
+ * process that exits at once. Paths are relative to the caller's mount namespace (a Flatpak app's /app/bin/x
+ * reads as such). Only events pay for this, never the decision path. */
+static __always_inline void read_exe_path(struct task_struct *task, struct event *e)
+{
+	struct file *exe = BPF_CORE_READ(task, mm, exe_file);
+	__u16 len = 0;
+	__u8 truncated = 0;
+
+	if (!exe) {
+		e->path_len = 0;
+		e->path_truncated = 0;
+		return;
+	}
+	read_path(BPF_CORE_READ(exe, f_path.dentry), BPF_CORE_READ(exe, f_path.mnt), e->path, &len, &truncated);
 	e->path_len = len;
+	e->path_truncated = truncated;
 }
 
 static __always_inline void emit_event(const struct identity *id, const struct flow_key *fk, __u8 family,

@@ -6,5 +6,5 @@
 // from the cgroup object, and shared.
 package bpf
 
-//go:generate go tool bpf2go -cc clang-16 -target bpfel -type event Cgroup cgroup.c -- -I/usr/include/x86_64-linux-gnu -Wall -Werror
+//go:generate go tool bpf2go -cc clang-16 -target bpfel -type event -type exec_event Cgroup cgroup.c -- -I/usr/include/x86_64-linux-gnu -Wall -Werror
 //go:generate go tool bpf2go -cc clang-16 -target bpfel -no-global-types Lsm lsm.c -- -I/usr/include/x86_64-linux-gnu -Wall -Werror

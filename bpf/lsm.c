@@ -9,6 +9,7 @@
  */
 #define TATTLE_LSM
 #include "core.h"
+#include "process.h"
 #include <bpf/bpf_tracing.h>
 
 /* Fills the destination of a flow from a kernel copy of the caller's sockaddr. Returns 0 for addresses that

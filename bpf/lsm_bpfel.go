@@ -20,11 +20,17 @@ const (
 	LsmMapDestRules           = "dest_rules"
 	LsmMapDnsSocks            = "dns_socks"
 	LsmMapEvents              = "events"
+	LsmMapExecEvents          = "exec_events"
 	LsmMapFlows               = "flows"
+	LsmMapInterpOpts          = "interp_opts"
+	LsmMapInterpreters        = "interpreters"
 	LsmMapPathScratch         = "path_scratch"
 	LsmMapScopeRules          = "scope_rules"
 	LsmMapSockStates          = "sock_states"
 	LsmMapStats               = "stats"
+	LsmMapVias                = "vias"
+	LsmProgTattleExec         = "tattle_exec"
+	LsmProgTattleFork         = "tattle_fork"
 	LsmProgTattleLsmConnect   = "tattle_lsm_connect"
 	LsmProgTattleLsmSendmsg   = "tattle_lsm_sendmsg"
 	LsmProgTattleMarkConnect4 = "tattle_mark_connect4"
@@ -75,6 +81,8 @@ type LsmSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type LsmProgramSpecs struct {
+	TattleExec         *ebpf.ProgramSpec `ebpf:"tattle_exec"`
+	TattleFork         *ebpf.ProgramSpec `ebpf:"tattle_fork"`
 	TattleLsmConnect   *ebpf.ProgramSpec `ebpf:"tattle_lsm_connect"`
 	TattleLsmSendmsg   *ebpf.ProgramSpec `ebpf:"tattle_lsm_sendmsg"`
 	TattleMarkConnect4 *ebpf.ProgramSpec `ebpf:"tattle_mark_connect4"`
@@ -87,15 +95,19 @@ type LsmProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type LsmMapSpecs struct {
-	Config      *ebpf.MapSpec `ebpf:"config"`
-	DestRules   *ebpf.MapSpec `ebpf:"dest_rules"`
-	DnsSocks    *ebpf.MapSpec `ebpf:"dns_socks"`
-	Events      *ebpf.MapSpec `ebpf:"events"`
-	Flows       *ebpf.MapSpec `ebpf:"flows"`
-	PathScratch *ebpf.MapSpec `ebpf:"path_scratch"`
-	ScopeRules  *ebpf.MapSpec `ebpf:"scope_rules"`
-	SockStates  *ebpf.MapSpec `ebpf:"sock_states"`
-	Stats       *ebpf.MapSpec `ebpf:"stats"`
+	Config       *ebpf.MapSpec `ebpf:"config"`
+	DestRules    *ebpf.MapSpec `ebpf:"dest_rules"`
+	DnsSocks     *ebpf.MapSpec `ebpf:"dns_socks"`
+	Events       *ebpf.MapSpec `ebpf:"events"`
+	ExecEvents   *ebpf.MapSpec `ebpf:"exec_events"`
+	Flows        *ebpf.MapSpec `ebpf:"flows"`
+	InterpOpts   *ebpf.MapSpec `ebpf:"interp_opts"`
+	Interpreters *ebpf.MapSpec `ebpf:"interpreters"`
+	PathScratch  *ebpf.MapSpec `ebpf:"path_scratch"`
+	ScopeRules   *ebpf.MapSpec `ebpf:"scope_rules"`
+	SockStates   *ebpf.MapSpec `ebpf:"sock_states"`
+	Stats        *ebpf.MapSpec `ebpf:"stats"`
+	Vias         *ebpf.MapSpec `ebpf:"vias"`
 }
 
 // LsmVariableSpecs contains global variables before they are loaded into the kernel.
@@ -124,15 +136,19 @@ func (o *LsmObjects) Close() error {
 //
 // It can be passed to LoadLsmObjects or ebpf.CollectionSpec.LoadAndAssign.
 type LsmMaps struct {
-	Config      *ebpf.Map `ebpf:"config"`
-	DestRules   *ebpf.Map `ebpf:"dest_rules"`
-	DnsSocks    *ebpf.Map `ebpf:"dns_socks"`
-	Events      *ebpf.Map `ebpf:"events"`
-	Flows       *ebpf.Map `ebpf:"flows"`
-	PathScratch *ebpf.Map `ebpf:"path_scratch"`
-	ScopeRules  *ebpf.Map `ebpf:"scope_rules"`
-	SockStates  *ebpf.Map `ebpf:"sock_states"`
-	Stats       *ebpf.Map `ebpf:"stats"`
+	Config       *ebpf.Map `ebpf:"config"`
+	DestRules    *ebpf.Map `ebpf:"dest_rules"`
+	DnsSocks     *ebpf.Map `ebpf:"dns_socks"`
+	Events       *ebpf.Map `ebpf:"events"`
+	ExecEvents   *ebpf.Map `ebpf:"exec_events"`
+	Flows        *ebpf.Map `ebpf:"flows"`
+	InterpOpts   *ebpf.Map `ebpf:"interp_opts"`
+	Interpreters *ebpf.Map `ebpf:"interpreters"`
+	PathScratch  *ebpf.Map `ebpf:"path_scratch"`
+	ScopeRules   *ebpf.Map `ebpf:"scope_rules"`
+	SockStates   *ebpf.Map `ebpf:"sock_states"`
+	Stats        *ebpf.Map `ebpf:"stats"`
+	Vias         *ebpf.Map `ebpf:"vias"`
 }
 
 func (m *LsmMaps) Close() error {
@@ -141,11 +157,15 @@ func (m *LsmMaps) Close() error {
 		m.DestRules,
 		m.DnsSocks,
 		m.Events,
+		m.ExecEvents,
 		m.Flows,
+		m.InterpOpts,
+		m.Interpreters,
 		m.PathScratch,
 		m.ScopeRules,
 		m.SockStates,
 		m.Stats,
+		m.Vias,
 	)
 }
 
@@ -159,6 +179,8 @@ type LsmVariables struct {
 //
 // It can be passed to LoadLsmObjects or ebpf.CollectionSpec.LoadAndAssign.
 type LsmPrograms struct {
+	TattleExec         *ebpf.Program `ebpf:"tattle_exec"`
+	TattleFork         *ebpf.Program `ebpf:"tattle_fork"`
 	TattleLsmConnect   *ebpf.Program `ebpf:"tattle_lsm_connect"`
 	TattleLsmSendmsg   *ebpf.Program `ebpf:"tattle_lsm_sendmsg"`
 	TattleMarkConnect4 *ebpf.Program `ebpf:"tattle_mark_connect4"`
@@ -169,6 +191,8 @@ type LsmPrograms struct {
 
 func (p *LsmPrograms) Close() error {
 	return _LsmClose(
+		p.TattleExec,
+		p.TattleFork,
 		p.TattleLsmConnect,
 		p.TattleLsmSendmsg,
 		p.TattleMarkConnect4,

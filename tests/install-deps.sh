@@ -21,6 +21,7 @@ packages=(
 	iproute2 iptables nftables curl python3 procps      # host ring clients and netfilter
 	dbus polkitd libxml2-utils                           # service ring: a real bus and polkitd; policy checks
 	btrfs-progs                                          # identities on btrfs subvolumes
+	nodejs squashfs-tools squashfuse bubblewrap dpkg-dev # identity ring: node scripts, snap/AppImage images, a Flatpak-like sandbox, test packages
 	gettext locales                                      # translations: msgfmt; de_DE.UTF-8 compiled by tests (localedef)
 	desktop-file-utils appstream librsvg2-bin            # desktop entry and AppStream metainfo validation; icons rendered
 	xvfb xdotool imagemagick                             # tray test: a real panel on a private X server, clicked, screenshot

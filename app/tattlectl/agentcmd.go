@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/tattlefw/tattle/app/client"
 	"github.com/tattlefw/tattle/shared/api"
+	"github.com/tattlefw/tattle/shared/identity"
 	"github.com/tattlefw/tattle/shared/rules"
 )
 
@@ -312,6 +314,8 @@ func showQuestion(w io.Writer, q api.Question, behind int, asJSON bool, now time
 	fmt.Fprintf(w, "  process:  pid %d (%s), user %s\n", q.PID, oneLine(q.Comm), oneLine(q.User))
 	if q.Via != "" {
 		fmt.Fprintf(w, "  via:      %s\n", oneLine(q.Via))
+	} else if _, ok := identity.InterpreterNamed(filepath.Base(q.Exe)); ok {
+		fmt.Fprintf(w, "  via:      no script: the interpreter itself (a command line, a REPL or standard input)\n")
 	}
 	fmt.Fprintf(w, "  to:       %s port %d %s\n", oneLine(dest), q.Port, q.Protocol)
 	left := time.UnixMilli(q.Deadline).Sub(now).Round(time.Second)

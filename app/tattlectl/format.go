@@ -84,10 +84,18 @@ func writeRulesTable(w io.Writer, rs []api.Rule, e *env) error {
 			enabled = "no"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", cell(r.ID), enabled, cell(r.Action),
-			cell(r.Application), cell(r.Remote), cell(r.Port), cell(r.Protocol), ownerLabel(r.Owner, e),
+			cell(appLabel(r.Application, r.Via)), cell(r.Remote), cell(r.Port), cell(r.Protocol), ownerLabel(r.Owner, e),
 			durationLabel(r, e.now().Location()), sourceLabel(r))
 	}
 	return tw.Flush()
+}
+
+// appLabel shows an interpreter with its script as "python3 via /home/u/tool.py".
+func appLabel(app, via string) string {
+	if via == "" {
+		return app
+	}
+	return app + " via " + via
 }
 
 func ownerLabel(owner int64, e *env) string {
@@ -121,6 +129,7 @@ func sourceLabel(r api.Rule) string {
 // flowJSON is a flow in "monitor --json".
 type flowJSON struct {
 	Exe         string `json:"exe"`
+	Via         string `json:"via,omitempty"`
 	Dev         uint64 `json:"dev"`
 	Ino         uint64 `json:"ino"`
 	UID         uint32 `json:"uid"`
@@ -152,7 +161,7 @@ func writeFlowsJSON(w io.Writer, flows []api.Flow, e *env) error {
 	out := make([]flowJSON, 0, len(flows))
 	for _, f := range flows {
 		out = append(out, flowJSON{
-			Exe: f.Exe, Dev: f.Dev, Ino: f.Ino, UID: f.UID, User: e.userName(f.UID), Destination: f.Dest, Host: f.Host, Reverse: f.Reverse,
+			Exe: f.Exe, Via: f.Via, Dev: f.Dev, Ino: f.Ino, UID: f.UID, User: e.userName(f.UID), Destination: f.Dest, Host: f.Host, Reverse: f.Reverse,
 			Protocol: f.Protocol, Attempts: f.Attempts, Allowed: f.Allowed, Denied: f.Denied, Undecided: f.Undecided,
 			Verdict: f.Verdict, RuleID: f.RuleID, FirstSeen: msTime(f.FirstSeen), LastSeen: msTime(f.LastSeen),
 			LastPID: f.LastPID,
@@ -176,6 +185,7 @@ func writeFlowsTable(w io.Writer, flows []api.Flow, e *env, max int) error {
 		if exe == "" {
 			exe = fmt.Sprintf("(unknown, inode %d:%d)", f.Dev, f.Ino)
 		}
+		exe = appLabel(exe, f.Via)
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\n", cell(exe), cell(e.userLabel(f.UID)), cell(destLabel(f)),
 			cell(f.Protocol), f.Attempts, f.Allowed, f.Denied, f.Undecided, cell(f.Verdict), seenLabel(f.LastSeen, now))
 	}

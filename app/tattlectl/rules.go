@@ -41,6 +41,7 @@ func cmdRulesList(ctx context.Context, e *env, args []string) error {
 type addOptions struct {
 	allow, deny   bool
 	app           string
+	via           string
 	remote        string
 	port          string
 	protocol      string
@@ -58,6 +59,7 @@ func parseAdd(e *env, args []string) (addOptions, error) {
 	fs.BoolVar(&o.allow, "allow", false, "allow the connections the rule matches")
 	fs.BoolVar(&o.deny, "deny", false, "deny the connections the rule matches")
 	fs.StringVar(&o.app, "app", rules.Any, "match connections made by the program at `PATH` (or flatpak:ID, snap:NAME, appimage:PATH, any)")
+	fs.StringVar(&o.via, "via", "", "match only when the interpreter --app runs the script at `PATH` (python3 via tool.py)")
 	fs.StringVar(&o.remote, "remote", rules.Any, "match connections to `REMOTE`: any, an address, a network, host:NAME, domain:NAME, wildcard:*.NAME or list:NAME")
 	fs.StringVar(&o.port, "port", rules.Any, "match connections to remote `PORT`: 443, a range like 8000-8100, or any")
 	fs.StringVar(&o.protocol, "protocol", rules.Any, "match connections over `PROTOCOL`: tcp, udp or any")
@@ -94,6 +96,14 @@ func buildRule(o addOptions, e *env) (r rules.Rule, notes []string, err error) {
 	if r.Application, notes, err = resolveApp(o.app, e); err != nil {
 		return r, nil, err
 	}
+	if o.via != "" {
+		if r.Via, err = absPath(o.via, e); err != nil {
+			return r, nil, err
+		}
+		if r.Via != o.via {
+			notes = append(notes, fmt.Sprintf("--via %s is %s", o.via, r.Via))
+		}
+	}
 	if o.until != "" {
 		if r.Until, err = parseUntil(o.until, now); err != nil {
 			return r, nil, err
@@ -120,7 +130,7 @@ func buildRule(o addOptions, e *env) (r rules.Rule, notes []string, err error) {
 
 // flagOf names the flag that sets each rule field, for messages.
 var flagOf = map[string]string{
-	"id": "--id", "application": "--app", "owner": "--user", "remote": "--remote", "port": "--port",
+	"id": "--id", "application": "--app", "via": "--via", "owner": "--user", "remote": "--remote", "port": "--port",
 	"protocol": "--protocol", "action": "--allow/--deny", "duration": "--duration", "until": "--until",
 	"note": "--note",
 }

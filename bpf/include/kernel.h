@@ -52,6 +52,22 @@ struct file {
 
 struct mm_struct {
 	struct file *exe_file;
+	unsigned long arg_start;
+	unsigned long arg_end;
+};
+
+/* The new program of an exec: the file the kernel runs last (the interpreter of a script), the path exec was
+ * called with, and the interpreter's path (the same pointer as filename unless a binfmt handler such as
+ * binfmt_script changed it). */
+struct linux_binprm {
+	struct file *file;
+	const char *filename;
+	const char *interp;
+};
+
+struct fs_struct {
+	struct path root;
+	struct path pwd;
 };
 
 struct kernfs_node {
@@ -71,6 +87,7 @@ struct task_struct {
 	int tgid;
 	struct mm_struct *mm;
 	struct css_set *cgroups;
+	struct fs_struct *fs;
 	char comm[16];
 };
 

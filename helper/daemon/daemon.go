@@ -16,7 +16,9 @@ import (
 	"github.com/tattlefw/tattle/helper/hold"
 	"github.com/tattlefw/tattle/helper/lists"
 	"github.com/tattlefw/tattle/helper/ruleset"
+	"github.com/tattlefw/tattle/helper/scripts"
 	"github.com/tattlefw/tattle/helper/store"
+	"github.com/tattlefw/tattle/shared/api"
 	"github.com/tattlefw/tattle/shared/identity"
 	"github.com/tattlefw/tattle/shared/rules"
 )
@@ -30,6 +32,7 @@ type Daemon struct {
 	store    *store.Store
 	log      *slog.Logger
 	resolver *exepath.Resolver
+	scripts  *scripts.Tracker
 
 	// mu is held across compiling+installing and across deciding+installing a learned verdict, so a verdict
 	// learned from old rules can never land after the new rules were installed (which drop learned entries).
@@ -54,7 +57,7 @@ func (d *Daemon) OnRulesChanged(f func()) { d.onRulesChanged = f }
 // New returns a daemon for an open enforcer and store.
 func New(enf *enforce.Enforcer, st *store.Store, log *slog.Logger) *Daemon {
 	return &Daemon{enf: enf, store: st, log: log, resolver: exepath.New("/proc", exepath.DefaultCacheSize),
-		applied: make(chan struct{}, 1)}
+		scripts: scripts.New(enf, scripts.Options{Log: log}), applied: make(chan struct{}, 1)}
 }
 
 // Apply compiles the rules in force and installs the result in the kernel.
@@ -116,6 +119,42 @@ func (d *Daemon) Apply() error {
 // ExePath names an executable identity for display (from events seen, or from a live process).
 func (d *Daemon) ExePath(tgid uint32, app identity.Executable) string {
 	return d.resolver.Path(tgid, app)
+}
+
+// ViaFor names the script of a script identity for display: "" for any other identity, api.ViaUnidentified
+// for a script that is not identified.
+func (d *Daemon) ViaFor(app identity.Executable) string {
+	if app.IsUnidentified() {
+		return api.ViaUnidentified
+	}
+	if !app.IsScript() {
+		return ""
+	}
+	if r, ok := d.scripts.Names(app); ok {
+		return r.Script
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if v := d.current.Vias[app]; v != "" {
+		return v
+	}
+	return api.ViaUnidentified
+}
+
+// scriptWait bounds how long an attempt of a process whose script is being identified waits for it.
+const scriptWait = 500 * time.Millisecond
+
+// identifyScript completes an event of an interpreter's process: the script identity when the kernel had
+// none yet, and the script's path.
+func (d *Daemon) identifyScript(ev *enforce.Event) {
+	if ev.App.IsUnidentified() {
+		r := d.scripts.Resolve(ev.TGID, scriptWait)
+		ev.App = r.App
+		if ev.Exe == "" {
+			ev.Exe = r.Interpreter
+		}
+	}
+	ev.Via = d.ViaFor(ev.App)
 }
 
 // RuleName returns the rule ID behind a kernel rule number ("" if none; "learned" for per-flow verdicts the
@@ -182,7 +221,13 @@ func (d *Daemon) Run(ctx context.Context) error {
 			d.watchUntilQuit(ctx)
 		}()
 	}
-	wg.Add(3)
+	wg.Add(4)
+	go func() {
+		defer wg.Done()
+		if err := d.scripts.Run(ctx); err != nil {
+			d.log.Error("scripts are not identified: interpreters' processes stay unidentified", "error", err)
+		}
+	}()
 	go func() {
 		defer wg.Done()
 		d.logEvents(events)
@@ -261,8 +306,13 @@ func (d *Daemon) logEvents(events *enforce.EventReader) {
 			d.log.Warn("read event", "error", err)
 			continue
 		}
-		d.log.Debug("connection attempt", "kind", ev.Kind, "verdict", ev.Verdict, "exe", ev.Exe, "pid", ev.TGID,
-			"uid", ev.UID, "comm", ev.Comm, "dest", ev.Dest, "proto", ev.Proto, "hook", ev.Hook)
+		if ev.Kind == enforce.EventUndecided {
+			d.identifyScript(&ev)
+		} else {
+			ev.Via = d.ViaFor(ev.App)
+		}
+		d.log.Debug("connection attempt", "kind", ev.Kind, "verdict", ev.Verdict, "exe", ev.Exe, "via", ev.Via,
+			"pid", ev.TGID, "uid", ev.UID, "comm", ev.Comm, "dest", ev.Dest, "proto", ev.Proto, "hook", ev.Hook)
 		if ev.Kind != enforce.EventUndecided {
 			continue
 		}
@@ -277,7 +327,7 @@ func (d *Daemon) logEvents(events *enforce.EventReader) {
 			d.hold.holder.Decided(key, v)
 			continue
 		}
-		a := hold.Attempt{Key: key, PID: ev.TGID, Exe: ev.Exe, Comm: ev.Comm, Time: ev.Time,
+		a := hold.Attempt{Key: key, PID: ev.TGID, Exe: ev.Exe, Via: ev.Via, Comm: ev.Comm, Time: ev.Time,
 			Host: d.HostFor(ev.App, ev.UID, ev.Dest.Addr())}
 		if a.Host == "" {
 			a.Reverse = d.ReverseFor(ev.Dest.Addr())
@@ -300,7 +350,7 @@ func (d *Daemon) decideInUserspace(ev enforce.Event) (enforce.Verdict, bool) {
 	cur := d.current
 	now := time.Now()
 	proto := ev.Proto.String()
-	flow := rules.Flow{AppPath: pathFor(cur, ev.App, ev.Exe), UID: ev.UID, Addr: ev.Dest.Addr(), Port: ev.Dest.Port(), Proto: proto,
+	flow := rules.Flow{AppPath: pathFor(cur, ev.App, ev.Exe), Via: viaFor(cur, ev.App, ev.Via), UID: ev.UID, Addr: ev.Dest.Addr(), Port: ev.Dest.Port(), Proto: proto,
 		Hostnames: d.hostnamesFor(appKey{App: ev.App, UID: ev.UID}, ev.Dest.Addr(), now)}
 	winner := rules.Decide(cur.Active, flow, d.lookupList(), now)
 	if winner == nil {
@@ -336,6 +386,18 @@ func pathFor(cur ruleset.Result, app identity.Executable, exe string) string {
 		}
 	}
 	return paths[0]
+}
+
+// viaFor names the event's script for via rules by its identity, as pathFor does for executables. A script
+// no rule names keeps its reported path (it matches no via rule either way); one not identified matches none.
+func viaFor(cur ruleset.Result, app identity.Executable, via string) string {
+	if v := cur.Vias[app]; v != "" {
+		return v
+	}
+	if app.IsUnidentified() || (app.IsScript() && via == "") {
+		return api.ViaUnidentified
+	}
+	return via
 }
 
 // unknowable returns the ID of a rule of higher precedence than winner that could match f if the facts the

@@ -153,9 +153,18 @@ func (d *Daemon) PendingCount() int {
 
 // commitAnswer stores the rule an answer asks for and installs it.
 func (d *Daemon) commitAnswer(a hold.Attempt, ans api.Answer) error {
+	if a.App.IsUnidentified() || a.Via == api.ViaUnidentified {
+		// No rule can name a script nobody could identify: the answer decided this connection only.
+		d.log.Info("answer about an unidentified script: no rule made", "exe", a.Exe, "pid", a.PID)
+		return nil
+	}
 	now := time.Now().UTC().Truncate(time.Second)
 	r := hold.RuleFor(a, ans, now)
-	base := rules.Slug(filepath.Base(a.Exe), 40)
+	name := a.Exe
+	if a.Via != "" {
+		name = a.Via
+	}
+	base := rules.Slug(filepath.Base(name), 40)
 	if base == "" {
 		base = "app"
 	}
@@ -170,7 +179,7 @@ func (d *Daemon) commitAnswer(a hold.Attempt, ans api.Answer) error {
 		return fmt.Errorf("store the answer's rule: %w", err)
 	}
 	d.log.Info("rule made from an answer", "rule", r.ID, "action", r.Action, "remote", r.Remote, "port", r.Port,
-		"protocol", r.Protocol, "duration", r.Duration, "uid", a.UID, "exe", a.Exe)
+		"protocol", r.Protocol, "duration", r.Duration, "uid", a.UID, "exe", a.Exe, "via", a.Via)
 	if err := d.Apply(); err != nil {
 		return err
 	}
@@ -206,14 +215,14 @@ func (d *Daemon) resolvePacket(p netfilter.Packet, pk hold.PacketKey) (hold.Atte
 	}
 	exe := d.resolver.Path(best.LastTGID, best.App)
 	a := hold.Attempt{Key: hold.Key{App: best.App, UID: best.UID, Dest: pk.Dest, Proto: pk.Proto},
-		PID: best.LastTGID, Exe: exe, Comm: comm(best.LastTGID), Time: p.Time}
-	v, _ := d.decideInUserspace(enforce.Event{App: a.App, UID: a.UID, Dest: a.Dest, Proto: a.Proto, Exe: exe})
+		PID: best.LastTGID, Exe: exe, Via: d.ViaFor(best.App), Comm: comm(best.LastTGID), Time: p.Time}
+	v, _ := d.decideInUserspace(enforce.Event{App: a.App, UID: a.UID, Dest: a.Dest, Proto: a.Proto, Exe: exe, Via: a.Via})
 	return a, v, true
 }
 
 // decideAttempt decides a held attempt by the rules in force, as for its kernel event.
 func (d *Daemon) decideAttempt(a hold.Attempt) (enforce.Verdict, bool) {
-	return d.decideInUserspace(enforce.Event{App: a.App, UID: a.UID, Dest: a.Dest, Proto: a.Proto, Exe: a.Exe})
+	return d.decideInUserspace(enforce.Event{App: a.App, UID: a.UID, Dest: a.Dest, Proto: a.Proto, Exe: a.Exe, Via: a.Via})
 }
 
 func comm(pid uint32) string {

@@ -20,7 +20,7 @@ import (
 const DefaultPinDir = "/sys/fs/bpf/tattle"
 
 // layoutVersion changes whenever the pinned maps' meaning changes in a way a newer helper cannot reuse.
-const layoutVersion = 2
+const layoutVersion = 3
 
 // Options configure Open.
 type Options struct {
@@ -60,17 +60,24 @@ type maps struct {
 	Stats      *ebpf.Map `ebpf:"stats"`
 	SockStates *ebpf.Map `ebpf:"sock_states"`
 	DNSSocks   *ebpf.Map `ebpf:"dns_socks"`
+
+	Interpreters *ebpf.Map `ebpf:"interpreters"`
+	InterpOpts   *ebpf.Map `ebpf:"interp_opts"`
+	Vias         *ebpf.Map `ebpf:"vias"`
+	ExecEvents   *ebpf.Map `ebpf:"exec_events"`
 }
 
 func (m *maps) close() {
-	for _, mp := range []*ebpf.Map{m.Config, m.ScopeRules, m.DestRules, m.Flows, m.Events, m.Stats, m.SockStates, m.DNSSocks} {
+	for _, mp := range []*ebpf.Map{m.Config, m.ScopeRules, m.DestRules, m.Flows, m.Events, m.Stats, m.SockStates, m.DNSSocks,
+		m.Interpreters, m.InterpOpts, m.Vias, m.ExecEvents} {
 		if mp != nil {
 			mp.Close()
 		}
 	}
 }
 
-var mapNames = []string{"config", "scope_rules", "dest_rules", "flows", "events", "stats", "sock_states", "dns_socks"}
+var mapNames = []string{"config", "scope_rules", "dest_rules", "flows", "events", "stats", "sock_states", "dns_socks",
+	"interpreters", "interp_opts", "vias", "exec_events"}
 
 // Enforcer is a handle on Tattle's kernel state. Closing it leaves enforcement in place (everything is
 // pinned); Uninstall removes it.
@@ -119,12 +126,14 @@ func objectFor(b Backend) (backendObject, error) {
 		return backendObject{load: bpf.LoadCgroup, hash: bpf.CgroupObjectHash(), programs: []string{
 			bpf.CgroupProgTattleConnect4, bpf.CgroupProgTattleConnect6,
 			bpf.CgroupProgTattleSendmsg4, bpf.CgroupProgTattleSendmsg6,
+			bpf.CgroupProgTattleExec, bpf.CgroupProgTattleFork,
 		}}, nil
 	case BackendLSM:
 		return backendObject{load: bpf.LoadLsm, hash: bpf.LsmObjectHash(), programs: []string{
 			bpf.LsmProgTattleLsmConnect, bpf.LsmProgTattleLsmSendmsg,
 			bpf.LsmProgTattleMarkConnect4, bpf.LsmProgTattleMarkConnect6,
 			bpf.LsmProgTattleMarkSendmsg4, bpf.LsmProgTattleMarkSendmsg6,
+			bpf.LsmProgTattleExec, bpf.LsmProgTattleFork,
 		}}, nil
 	}
 	return backendObject{}, fmt.Errorf("no kernel object for backend %q", b)
@@ -289,6 +298,8 @@ func (e *Enforcer) install(obj backendObject, cgroupRoot string) error {
 			l, err = link.AttachLSM(link.LSMOptions{Program: prog})
 		case ebpf.CGroupSockAddr:
 			l, err = link.AttachCgroup(link.CgroupOptions{Path: cgroupRoot, Attach: ps.AttachType, Program: prog})
+		case ebpf.RawTracepoint:
+			l, err = link.AttachRawTracepoint(link.RawTracepointOptions{Name: ps.AttachTo, Program: prog})
 		default:
 			err = fmt.Errorf("unexpected program type %s", prog.Type())
 		}
@@ -316,7 +327,8 @@ func (e *Enforcer) reattach(obj backendObject) error {
 	ms := map[string]**ebpf.Map{
 		"config": &e.maps.Config, "scope_rules": &e.maps.ScopeRules, "dest_rules": &e.maps.DestRules,
 		"flows": &e.maps.Flows, "events": &e.maps.Events, "stats": &e.maps.Stats, "sock_states": &e.maps.SockStates,
-		"dns_socks": &e.maps.DNSSocks,
+		"dns_socks": &e.maps.DNSSocks, "interpreters": &e.maps.Interpreters, "interp_opts": &e.maps.InterpOpts,
+		"vias": &e.maps.Vias, "exec_events": &e.maps.ExecEvents,
 	}
 	for name, dst := range ms {
 		m, err := ebpf.LoadPinnedMap(filepath.Join(e.pinDir, "maps", name), nil)

@@ -72,6 +72,9 @@ type Event struct {
 	Proto         Protocol
 	Family        uint8 // socket family: unix.AF_INET or unix.AF_INET6
 	RuleID        uint32
+	// Via is the script an interpreter's process runs, when App is a script identity: not read by the kernel
+	// but filled in by the helper (helper/scripts), which resolved it.
+	Via string
 }
 
 // PathResolver turns an executable identity into a path for display, for the rare events whose kernel path

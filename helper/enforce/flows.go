@@ -69,6 +69,7 @@ type Stats struct {
 	FlowsFull  uint64 // attempts whose flow could not be recorded
 	MarkFailed uint64 // undecided sockets that could not be marked
 	NoIdentity uint64 // attempts without a user executable (kernel threads), allowed
+	ExecLost   uint64 // interpreters' execs the helper was not told about (their processes stay unidentified)
 }
 
 // Stats sums the per-CPU counters.
@@ -86,7 +87,7 @@ func (e *Enforcer) Stats() (Stats, error) {
 	}
 	var s Stats
 	var err error
-	for i, dst := range []*uint64{&s.EventsLost, &s.FlowsFull, &s.MarkFailed, &s.NoIdentity} {
+	for i, dst := range []*uint64{&s.EventsLost, &s.FlowsFull, &s.MarkFailed, &s.NoIdentity, &s.ExecLost} {
 		if *dst, err = read(uint32(i)); err != nil {
 			return Stats{}, err
 		}
@@ -103,6 +104,10 @@ func (e *Enforcer) LearnFlow(app identity.Executable, uid uint32, dest netip.Add
 	}
 	if proto != TCP && proto != UDP {
 		return fmt.Errorf("learned flows are tcp or udp, not %v", proto)
+	}
+	if app.IsUnidentified() {
+		// Every unidentified script shares this identity in the flow table: a verdict for one is for none.
+		return fmt.Errorf("no verdict is learned for an unidentified script")
 	}
 	k := bpf.CgroupFlowKey{Ino: app.Ino, Dev: app.KernelDev(), Uid: uid, Addr: dest.Addr().As16(), Port: dest.Port(), Proto: uint8(proto)}
 	e.mu.Lock()

@@ -16,6 +16,7 @@ func RuleFor(a Attempt, ans api.Answer, now time.Time) rules.Rule {
 	uid := a.UID
 	r := rules.Rule{
 		Application: a.Exe,
+		Via:         a.Via,
 		Owner:       &uid,
 		Direction:   rules.DirectionOutgoing,
 		Remote:      rules.Any,

@@ -57,6 +57,9 @@ type Result struct {
 	// identity: a path reported from another mount namespace (a bind mount over /usr/bin/firefox, say) must
 	// not borrow firefox's rules, and a rule naming a symlink must match the program it points to.
 	Paths map[identity.Executable][]string
+	// Vias names, per script identity (identity.ViaIdentity), the script path of the via rules that name it:
+	// matched by identity too, for the same reasons.
+	Vias map[identity.Executable]string
 	// Names are the host, domain and wildcard rules whose learned addresses the helper may install in the
 	// kernel, highest precedence first.
 	Names []NameRule
@@ -112,6 +115,7 @@ func Compile(rs []rules.Rule, now time.Time, stat Stat) (Result, error) {
 		Kernel:    enforce.Verdicts{Defaults: map[enforce.Scope]enforce.Ruling{}, Destinations: map[enforce.Destination]enforce.Ruling{}},
 		KernelIDs: map[uint32]string{},
 		Paths:     map[identity.Executable][]string{},
+		Vias:      map[identity.Executable]string{},
 	}
 	var cands []candidate
 	for _, r := range rs {
@@ -127,6 +131,9 @@ func Compile(rs []rules.Rule, now time.Time, stat Stat) (Result, error) {
 		cd.scope, cd.reason = kernelScope(c, stat)
 		if c.AppKind == rules.AppPath && cd.reason == "" && !slices.Contains(res.Paths[cd.scope.App], c.AppValue) {
 			res.Paths[cd.scope.App] = append(res.Paths[cd.scope.App], c.AppValue)
+		}
+		if c.Rule.Via != "" && cd.reason == "" {
+			res.Vias[cd.scope.App] = c.Rule.Via
 		}
 		cd.scopeOK = cd.reason == ""
 		cd.missing = !cd.scopeOK && c.AppKind == rules.AppPath
@@ -219,6 +226,14 @@ func kernelScope(c rules.Compiled, stat Stat) (enforce.Scope, string) {
 			return s, fmt.Sprintf("executable not found (%v); matched by path in userspace", err)
 		}
 		s.App = exe
+		if c.Rule.Via != "" {
+			// The kernel knows an interpreter's process by (interpreter, script): see shared/identity.
+			script, err := stat(c.Rule.Via)
+			if err != nil {
+				return s, fmt.Sprintf("script not found (%v); matched by path in userspace", err)
+			}
+			s.App = identity.ViaIdentity(exe, script)
+		}
 	default:
 		return s, "packaged-application identities are matched in userspace"
 	}
@@ -376,7 +391,7 @@ func overlaps(u, k *rules.Compiled) bool {
 		// Different values of one kind name different applications. An executable path and a packaged
 		// identity are taken as different too: a sandboxed app's processes run its own files, which host path
 		// rules (resolved to host inodes) do not name.
-		if u.AppKind != k.AppKind || u.AppValue != k.AppValue {
+		if u.AppKind != k.AppKind || u.AppValue != k.AppValue || u.Rule.Via != k.Rule.Via {
 			return false
 		}
 	}

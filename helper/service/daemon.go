@@ -92,7 +92,7 @@ func (s *Service) wireFlow(f enforce.Flow) api.Flow {
 		Dest: f.Dest.String(), Host: host, Reverse: reverse, Protocol: f.Proto.String(),
 		Attempts: f.Attempts, Allowed: f.Allowed, Denied: f.Denied, Undecided: f.Undecided,
 		FirstSeen: f.FirstSeen.UnixMilli(), LastSeen: f.LastSeen.UnixMilli(), LastPID: f.LastTGID,
-		Verdict: f.Verdict.String(), RuleID: s.daemon.RuleName(f.RuleID),
+		Verdict: f.Verdict.String(), RuleID: s.daemon.RuleName(f.RuleID), Via: s.daemon.ViaFor(f.App),
 	}
 }
 

@@ -144,7 +144,7 @@ type Question struct {
 	Dev     uint64 // executable identity (device, inode)
 	Ino     uint64
 	Package string // "flatpak:ID", "snap:NAME" or "appimage:PATH" when the process runs in one, else ""
-	Via     string // the script an interpreter runs, when known
+	Via     string // the script the interpreter Exe runs (absolute path); "" for none; ViaUnidentified if not known
 	PID     uint32
 	UID     uint32
 	User    string // the user's name, or the uid in decimal
@@ -171,6 +171,10 @@ type Answer struct {
 	Until    int64
 }
 
+// ViaUnidentified in Question.Via and Flow.Via: the interpreter runs a script Tattle could not identify (it
+// was gone, or named by a file descriptor); no rule can name it, so an answer covers that connection only.
+const ViaUnidentified = "(unidentified script)"
+
 // NoOwner in Rule.Owner marks a system rule (applies to every user).
 const NoOwner int64 = -1
 
@@ -193,6 +197,7 @@ type Rule struct {
 	Modified    int64
 	Source      string // file holding the rule
 	ReadOnly    bool   // an administrator's rule group: changed by editing its file
+	Via         string // the script an interpreter runs (rules.Rule.Via); "" for none
 }
 
 // Status describes the helper.
@@ -235,4 +240,5 @@ type Flow struct {
 	LastPID   uint32
 	Verdict   string
 	RuleID    string
+	Via       string // the script the interpreter Exe runs, when known; see Question.Via
 }

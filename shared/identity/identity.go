@@ -94,6 +94,21 @@ func (m Mounts) Stat(path string) (Executable, error) {
 	return e, nil
 }
 
+// StatFD identifies the file open at fd, as Stat does for a path.
+func (m Mounts) StatFD(fd int) (Executable, error) {
+	var stx unix.Statx_t
+	if err := unix.Statx(fd, "", unix.AT_EMPTY_PATH, unix.STATX_INO|unix.STATX_MNT_ID, &stx); err != nil {
+		return Executable{}, fmt.Errorf("identify open file: %w", err)
+	}
+	e := Executable{Dev: unix.Mkdev(stx.Dev_major, stx.Dev_minor), Ino: stx.Ino}
+	if stx.Mask&unix.STATX_MNT_ID != 0 {
+		if dev, ok := m.devs[stx.Mnt_id]; ok {
+			e.Dev = dev
+		}
+	}
+	return e, nil
+}
+
 // FromKernel converts the kernel's internal dev_t (major << 20 | minor, as in super_block.s_dev).
 func FromKernel(kdev uint32, ino uint64) Executable {
 	return Executable{Dev: unix.Mkdev(kdev>>20, kdev&0xfffff), Ino: ino}

@@ -115,6 +115,7 @@ func Compile(r Rule) (Compiled, error) {
 // Flow is one connection attempt as userspace sees it.
 type Flow struct {
 	AppPath   string     // executable path
+	Via       string     // the script an interpreter runs (absolute path); "" for none
 	Flatpak   string     // Flatpak app id, or ""
 	Snap      string     // snap name, or ""
 	AppImage  string     // path of the AppImage file, or ""
@@ -147,7 +148,7 @@ func (c *Compiled) Matches(f Flow, lists ListLookup, now time.Time) bool {
 	switch c.AppKind {
 	case AppAny:
 	case AppPath:
-		if f.AppPath != c.AppValue {
+		if f.AppPath != c.AppValue || f.Via != r.Via {
 			return false
 		}
 	case AppFlatpak:

@@ -12,20 +12,24 @@ import (
 // that is stored in rule files, so that a rule reads the same in a file, on D-Bus and in the UI; Compile turns
 // it into the form that is evaluated.
 type Rule struct {
-	ID          string    `json:"id"`              // [A-Za-z0-9._-]{1,64}, not "." or ".."; unique within a file
-	Application string    `json:"application"`     // "any", "/usr/bin/curl", "flatpak:org.example.App", "snap:name", "appimage:/abs/path.AppImage"
-	Owner       *uint32   `json:"owner,omitempty"` // uid whose processes the rule covers; nil: every user (a system rule)
-	Direction   string    `json:"direction"`       // "outgoing"; "" is read as "outgoing"
-	Remote      string    `json:"remote"`          // "any", an address, a CIDR, "host:", "domain:", "wildcard:" or "list:"; see RemoteKind
-	Port        string    `json:"port"`            // "any", "443" or "8000-8100"
-	Protocol    string    `json:"protocol"`        // "any", "tcp" or "udp"
-	Action      string    `json:"action"`          // "allow" or "deny"
-	Duration    string    `json:"duration"`        // "once", "until-quit", "until-restart", "until-time" or "forever"
-	Until       time.Time `json:"until,omitzero"`  // end of an "until-time" rule; zero otherwise
-	Enabled     bool      `json:"enabled"`
-	Note        string    `json:"note,omitempty"` // free text for people, at most MaxNoteLen bytes
-	Created     time.Time `json:"created"`
-	Modified    time.Time `json:"modified"`
+	ID          string `json:"id"`          // [A-Za-z0-9._-]{1,64}, not "." or ".."; unique within a file
+	Application string `json:"application"` // "any", "/usr/bin/curl", "flatpak:org.example.App", "snap:name", "appimage:/abs/path.AppImage"
+	// Via is the script an interpreter runs (absolute path), for an Application that is an interpreter: the
+	// rule covers that interpreter's processes started on that script only. Empty: the program itself, with
+	// no script (python3 -c, a REPL; for a program that is no interpreter, its every process).
+	Via       string    `json:"via,omitempty"`
+	Owner     *uint32   `json:"owner,omitempty"` // uid whose processes the rule covers; nil: every user (a system rule)
+	Direction string    `json:"direction"`       // "outgoing"; "" is read as "outgoing"
+	Remote    string    `json:"remote"`          // "any", an address, a CIDR, "host:", "domain:", "wildcard:" or "list:"; see RemoteKind
+	Port      string    `json:"port"`            // "any", "443" or "8000-8100"
+	Protocol  string    `json:"protocol"`        // "any", "tcp" or "udp"
+	Action    string    `json:"action"`          // "allow" or "deny"
+	Duration  string    `json:"duration"`        // "once", "until-quit", "until-restart", "until-time" or "forever"
+	Until     time.Time `json:"until,omitzero"`  // end of an "until-time" rule; zero otherwise
+	Enabled   bool      `json:"enabled"`
+	Note      string    `json:"note,omitempty"` // free text for people, at most MaxNoteLen bytes
+	Created   time.Time `json:"created"`
+	Modified  time.Time `json:"modified"`
 }
 
 // File is one rule file (a rule group).
@@ -133,8 +137,20 @@ func (r *Rule) Validate() error {
 	if msg := checkID(r.ID); msg != "" {
 		return fail("id", msg)
 	}
-	if _, _, msg := parseApplication(r.Application); msg != "" {
+	kind, _, msg := parseApplication(r.Application)
+	if msg != "" {
 		return fail("application", msg)
+	}
+	if r.Via != "" {
+		if kind != AppPath {
+			return fail("via", fmt.Sprintf("names a script, which only an interpreter given by its path runs (application is %s); remove via or give the interpreter's path", quote(r.Application)))
+		}
+		if !strings.HasPrefix(r.Via, "/") {
+			return fail("via", fmt.Sprintf("%s is not an absolute path; give the script's full path, like \"/home/me/bin/tool.py\"", quote(r.Via)))
+		}
+		if msg := checkPath(r.Via); msg != "" {
+			return fail("via", msg)
+		}
 	}
 	if r.Owner != nil && *r.Owner == ^uint32(0) {
 		// (uid_t)-1 is no user; the kernel maps use it to mean "any uid", so accepting it would turn a user's
