@@ -76,9 +76,9 @@ func TestBackendChoice(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantProgs := 4
+	wantProgs := 6 // four cgroup hooks, and the exec and fork tracepoints that follow scripts
 	if enf.Backend() == enforce.BackendLSM {
-		wantProgs = 6 // two LSM hooks and four cgroup marking programs
+		wantProgs = 8 // two LSM hooks, four cgroup marking programs, exec and fork
 	}
 	if len(ids) != wantProgs {
 		t.Errorf("%d programs attached, want %d: %v", len(ids), wantProgs, ids)

@@ -1,0 +1,182 @@
+package identity
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tattlefw/tattle/helper/enforce"
+	"github.com/tattlefw/tattle/helper/scripts"
+	"github.com/tattlefw/tattle/shared/identity"
+	"github.com/tattlefw/tattle/tests/internal/testrig"
+	"golang.org/x/sys/unix"
+)
+
+func envInt(k string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(k)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
+
+func envFloat(k string, def float64) float64 {
+	if v, err := strconv.ParseFloat(os.Getenv(k), 64); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
+
+func median(xs []float64) float64 {
+	s := append([]float64(nil), xs...)
+	sort.Float64s(s)
+	return s[len(s)/2]
+}
+
+func kernelRelease() string {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return "unknown"
+	}
+	return unix.ByteSliceToString(u.Release[:])
+}
+
+// benchScript connects to its own loopback listener and closes, COUNT times, and prints the rate. It waits a
+// moment first, so the helper has identified it before the measured loop.
+const benchScript = `import socket, sys, time, json
+n = int(sys.argv[1])
+ln = socket.socket(); ln.bind(("127.0.0.1", 0)); ln.listen(4096)
+addr = ln.getsockname()
+time.sleep(0.3)
+t0 = time.perf_counter()
+for i in range(n):
+    s = socket.socket()
+    s.connect(addr)
+    s.close()
+    c, _ = ln.accept()
+    c.close()
+print(json.dumps({"rate": n / (time.perf_counter() - t0)}))
+`
+
+// TestScriptConnectRateUnderViaRules (must show 4): the connect rate of a python script that a via rule allows, with Tattle's
+// programs attached (and the script identified by helper/scripts) versus without, in alternating rounds.
+func TestScriptConnectRateUnderViaRules(t *testing.T) {
+	rounds := envInt("TATTLE_BENCH_SCRIPT_ROUNDS", 7)
+	count := envInt("TATTLE_BENCH_SCRIPT_CONNECTS", 5000)
+	minRatio := envFloat("TATTLE_BENCH_SCRIPT_MIN_RATIO", 0.90)
+	backend, err := enforce.ParseBackend(os.Getenv("TATTLE_BACKEND"))
+	if err != nil {
+		backend = enforce.BackendAuto
+	}
+	py, err := filepath.EvalSymlinks("/usr/bin/python3")
+	if err != nil {
+		t.Fatalf("python3 is missing: %v", err)
+	}
+	dir := testrig.AppDir(t)
+	script := filepath.Join(dir, "bench.py")
+	if err := os.WriteFile(script, []byte(benchScript), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	pyID, err := identity.Stat(py)
+	if err != nil {
+		t.Fatal(err)
+	}
+	scriptID, err := identity.Stat(script)
+	if err != nil {
+		t.Fatal(err)
+	}
+	app := identity.ViaIdentity(pyID, scriptID)
+	pin := testrig.PinDir("bench-script")
+	enforce.Uninstall(pin)
+	t.Cleanup(func() { enforce.Uninstall(pin) })
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+
+	run := func() float64 {
+		t.Helper()
+		out, err := exec.Command(py, script, strconv.Itoa(count)).CombinedOutput()
+		if err != nil {
+			t.Fatalf("bench script: %v\n%s", err, out)
+		}
+		var res struct{ Rate float64 }
+		if err := json.Unmarshal(out, &res); err != nil {
+			t.Fatalf("bench script said %q", out)
+		}
+		return res.Rate
+	}
+	run() // warm up
+
+	var ratios, on, off []float64
+	var attached enforce.Backend
+	var allowed uint64
+	for r := 0; r < rounds; r++ {
+		order := []bool{true, false}
+		if r%2 == 1 {
+			order = []bool{false, true}
+		}
+		var rateOn, rateOff float64
+		for _, with := range order {
+			if !with {
+				rateOff = run()
+				continue
+			}
+			enf, err := enforce.Open(enforce.Options{Backend: backend, PinDir: pin, Logger: log})
+			if err != nil {
+				t.Fatal(err)
+			}
+			attached = enf.Backend()
+			if err := enf.SetDefault(enforce.Scope{App: app, UID: identity.AnyUID}, enforce.Allow, 1); err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			tr := scripts.New(enf, scripts.Options{Log: log})
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				tr.Run(ctx)
+			}()
+			time.Sleep(200 * time.Millisecond) // the interpreter table is filled
+			rateOn = run()
+			flows, err := enf.Flows()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, f := range flows {
+				if f.App == app {
+					allowed += f.Allowed
+				}
+			}
+			cancel()
+			<-done
+			enf.Close()
+			if err := enforce.Uninstall(pin); err != nil {
+				t.Fatal(err)
+			}
+		}
+		on, off = append(on, rateOn), append(off, rateOff)
+		ratios = append(ratios, rateOn/rateOff)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "Tattle script connect-rate benchmark (%s backend, kernel %s)\n", attached, kernelRelease())
+	fmt.Fprintf(&b, "python3 via %s, allowed by a via rule: loopback TCP connect+close, %d per run, %d alternating rounds\n", filepath.Base(script), count, rounds)
+	for i := range on {
+		fmt.Fprintf(&b, "  round %d: without %8.0f/s  with %8.0f/s  ratio %.3f\n", i+1, off[i], on[i], ratios[i])
+	}
+	ratio := median(ratios)
+	fmt.Fprintf(&b, "RATIO with/without (median of rounds): %.3f (goal >= 0.97)\n", ratio)
+	fmt.Fprintf(&b, "connects allowed by the via rule in the kernel: %d of %d\n", allowed, rounds*count)
+	report.add(t, "%s", strings.TrimSpace(strings.ReplaceAll(b.String(), "\n", "\n    ")))
+	if allowed < uint64(rounds*count) {
+		t.Errorf("the via rule allowed %d of %d connects in the kernel: the script was not identified as itself", allowed, rounds*count)
+	}
+	if ratio < minRatio {
+		t.Errorf("an allowed script connects at %.3f of its rate without Tattle; the regression bound is %.2f", ratio, minRatio)
+	}
+}
