@@ -4,7 +4,9 @@
 #   2. host kernel: the cgroup backend enforcing for real processes on loopback, restart, benchmark
 #   3. VM kernels: Debian's 6.1 and 6.12 booted under qemu (lsm backend), and 6.1 without BPF LSM (cgroup)
 # Usage: sudo tests/run-all.sh        Results (benchmarks, VM console logs) go to tests/output/.
-set -euo pipefail
+set -Eeuo pipefail
+# No step fails silently: whatever stops the run is named, with its line.
+trap 'err=$?; echo "run-all.sh: FAILED (exit $err) at line $LINENO: $BASH_COMMAND" >&2' ERR
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -35,18 +37,45 @@ echo "identical"
 echo "== go vet"
 go vet ./...
 
+# fuzz TARGET PACKAGE: a bounded fuzzing run. On failure, the whole log says why (the failing input and the
+# panic or message), and the inputs the fuzzer wrote under testdata/fuzz/TARGET/ are kept in tests/output/.
+fuzz() {
+	local target=$1 pkg=$2 flog
+	flog="$TATTLE_RESULTS_DIR/fuzz-$target-$(basename "$pkg").log"
+	local corpus="$pkg/testdata/fuzz/$target"
+	local before=""
+	[ -d "$corpus" ] && before=$(ls "$corpus")
+	if go test -run='^$' -fuzz="^${target}\$" -fuzztime="${TATTLE_FUZZ_TIME:-20s}" "$pkg" >"$flog" 2>&1; then
+		tail -n 1 "$flog"
+		return 0
+	fi
+	echo "FAILED: fuzzing $target in $pkg; its log ($flog):" >&2
+	cat "$flog" >&2
+	if [ -d "$corpus" ]; then
+		local keep="$TATTLE_RESULTS_DIR/fuzz-failures/$target"
+		mkdir -p "$keep"
+		for f in "$corpus"/*; do
+			if ! grep -qxF "$(basename "$f")" <<<"$before"; then
+				cp "$f" "$keep/"
+				echo "failing input kept: $keep/$(basename "$f") (rerun: go test -run=$target/$(basename "$f") $pkg)" >&2
+			fi
+		done
+	fi
+	return 1
+}
+
 echo "== fuzzing the rule parser and importers (bounded time each)"
 for target in FuzzParse FuzzImportLittleSnitch FuzzImportOpenSnitch; do
-	go test -run='^$' -fuzz="^${target}\$" -fuzztime="${TATTLE_FUZZ_TIME:-20s}" ./shared/rules/ 2>&1 | tail -n 3
+	fuzz "$target" ./shared/rules
 done
 echo "== fuzzing the DNS answer, resolved monitor, named list and held packet parsers"
-for pt in FuzzParse:./helper/dns/ FuzzResult:./helper/resolvedmon/ FuzzParse:./helper/lists/ FuzzParseHeaders:./helper/netfilter/; do
-	go test -run='^$' -fuzz="^${pt%%:*}\$" -fuzztime="${TATTLE_FUZZ_TIME:-20s}" "${pt#*:}" 2>&1 | tail -n 3
+for pt in FuzzParse:./helper/dns FuzzResult:./helper/resolvedmon FuzzParse:./helper/lists FuzzParseHeaders:./helper/netfilter; do
+	fuzz "${pt%%:*}" "${pt#*:}"
 done
 echo "== fuzzing the translation extractor (Go literal -> PO string round trip)"
-go test -run='^$' -fuzz='^FuzzExtractRoundTrip$' -fuzztime="${TATTLE_FUZZ_TIME:-20s}" ./app/i18n/extract/ 2>&1 | tail -n 3
+fuzz FuzzExtractRoundTrip ./app/i18n/extract
 echo "== fuzzing the kernel module info reader of the VM ring's initramfs"
-go test -run='^$' -fuzz='^FuzzModinfoDepends$' -fuzztime="${TATTLE_FUZZ_TIME:-20s}" ./tests/vm/ 2>&1 | tail -n 3
+fuzz FuzzModinfoDepends ./tests/vm
 
 echo "== all rings: go test (packages one at a time, so only one test's programs are attached at once)"
 log="$TATTLE_RESULTS_DIR/go-test.log"
