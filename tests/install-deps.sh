@@ -1,8 +1,9 @@
 #!/bin/bash
 # Installs what building and testing Tattle needs on Debian 12, idempotently:
 #   Debian packages (clang-16 and libbpf headers for the BPF objects, meson, qemu and busybox for the VM ring,
-#   netfilter and network tools), the Go modules, and the Debian kernels the VM ring boots.
-# Usage: sudo tests/install-deps.sh [--no-kernels]
+#   netfilter and network tools), the Go modules, the Debian kernels the VM ring boots and the Debian root file
+#   system the systemd ring boots.
+# Usage: sudo tests/install-deps.sh [--no-kernels]   (--no-kernels: neither kernels nor the root file system)
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -18,6 +19,7 @@ packages=(
 	clang-16 llvm-16 libbpf-dev linux-libc-dev bpftool   # BPF objects (go generate ./bpf/...)
 	gcc pkg-config git ca-certificates meson ninja-build # build
 	qemu-system-x86 busybox-static cpio xz-utils         # VM ring (xz: unpack trixie's .ko.xz modules for the initramfs)
+	mmdebstrap e2fsprogs kmod                            # systemd ring: Debian root file system, ext4 image, depmod
 	iproute2 iptables nftables curl python3 procps      # host ring clients and netfilter
 	dbus polkitd libxml2-utils                           # service ring: a real bus and polkitd; policy checks
 	btrfs-progs                                          # identities on btrfs subvolumes
@@ -49,4 +51,6 @@ fi
 
 if [ "$fetch_kernels" = 1 ]; then
 	bash "$root/tests/vm/fetch-kernels.sh" "${TATTLE_KERNELS:-/var/cache/tattle-kernels}"
+	# The systemd ring's Debian root file system (made once with mmdebstrap, then cached).
+	bash "$root/tests/systemd/make-rootfs.sh" "${TATTLE_ROOTFS:-/var/cache/tattle-rootfs}"
 fi
