@@ -39,8 +39,10 @@ func main() {
 	runtime.LockOSThread()
 	comm := flag.String("comm", "", "rename the process (comm) before acting")
 	linger := flag.Duration("linger", 0, "stay alive this long after reporting (an application that keeps running)")
+	delay := flag.Duration("delay", 0, "wait this long before acting (so the helper can identify a script first)")
 	ownMark := flag.Uint("mark", 0, "SO_MARK the application sets on its own socket before connecting (needs CAP_NET_ADMIN)")
 	flag.Parse()
+	time.Sleep(*delay)
 	appMark = uint32(*ownMark)
 	if *comm != "" {
 		if err := unix.Prctl(unix.PR_SET_NAME, uintptr(unsafeBytePtr(*comm)), 0, 0, 0); err != nil {
