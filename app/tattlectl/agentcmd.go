@@ -312,6 +312,9 @@ func showQuestion(w io.Writer, q api.Question, behind int, asJSON bool, now time
 	}
 	fmt.Fprintf(w, "\nQuestion %d: %s wants to connect\n", q.ID, oneLine(q.Exe))
 	fmt.Fprintf(w, "  process:  pid %d (%s), user %s\n", q.PID, oneLine(q.Comm), oneLine(q.User))
+	if q.Changed {
+		fmt.Fprintf(w, "  changed:  this program's file changed since you made a rule for it\n")
+	}
 	if q.Via != "" {
 		fmt.Fprintf(w, "  via:      %s\n", oneLine(q.Via))
 	} else if _, ok := identity.InterpreterNamed(filepath.Base(q.Exe)); ok {

@@ -33,6 +33,8 @@ type Daemon struct {
 	log      *slog.Logger
 	resolver *exepath.Resolver
 	scripts  *scripts.Tracker
+	contents *exepath.Contents // executables' checksums and dpkg's
+	content  contentState
 
 	// mu is held across compiling+installing and across deciding+installing a learned verdict, so a verdict
 	// learned from old rules can never land after the new rules were installed (which drop learned entries).
@@ -57,7 +59,8 @@ func (d *Daemon) OnRulesChanged(f func()) { d.onRulesChanged = f }
 // New returns a daemon for an open enforcer and store.
 func New(enf *enforce.Enforcer, st *store.Store, log *slog.Logger) *Daemon {
 	return &Daemon{enf: enf, store: st, log: log, resolver: exepath.New("/proc", exepath.DefaultCacheSize),
-		scripts: scripts.New(enf, scripts.Options{Log: log}), applied: make(chan struct{}, 1)}
+		scripts: scripts.New(enf, scripts.Options{Log: log}), contents: exepath.NewContents(""),
+		content: contentState{notify: make(chan struct{}, 1)}, applied: make(chan struct{}, 1)}
 }
 
 // Apply compiles the rules in force and installs the result in the kernel.
@@ -66,11 +69,8 @@ func (d *Daemon) Apply() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	var rs = d.store.Entries()
-	list := make([]rules.Rule, 0, len(rs))
-	for _, e := range rs {
-		list = append(list, e.Rule)
-	}
-	res, err := ruleset.Compile(list, time.Now(), identity.ReadMounts("/proc/self/mountinfo").Stat)
+	resting, list := d.checkContents(rs)
+	res, err := ruleset.CompileWith(list, time.Now(), identity.ReadMounts("/proc/self/mountinfo").Stat, resting)
 	if err != nil {
 		return fmt.Errorf("compile rules: %w", err)
 	}
@@ -221,7 +221,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 			d.watchUntilQuit(ctx)
 		}()
 	}
-	wg.Add(4)
+	wg.Add(5)
+	go func() {
+		defer wg.Done()
+		d.watchContents(ctx)
+	}()
 	go func() {
 		defer wg.Done()
 		if err := d.scripts.Run(ctx); err != nil {
@@ -316,6 +320,9 @@ func (d *Daemon) logEvents(events *enforce.EventReader) {
 		if ev.Kind != enforce.EventUndecided {
 			continue
 		}
+		if d.staleIdentity(ev) {
+			d.reapply() // a replaced executable: its rules decide by its new content
+		}
 		key := hold.Key{App: ev.App, UID: ev.UID, Dest: ev.Dest, Proto: ev.Proto}
 		// An attempt made right after its lookup must be decided with that name.
 		d.catchUpNames()
@@ -327,7 +334,7 @@ func (d *Daemon) logEvents(events *enforce.EventReader) {
 			d.hold.holder.Decided(key, v)
 			continue
 		}
-		a := hold.Attempt{Key: key, PID: ev.TGID, Exe: ev.Exe, Via: ev.Via, Comm: ev.Comm, Time: ev.Time,
+		a := hold.Attempt{Key: key, PID: ev.TGID, Exe: ev.Exe, Via: ev.Via, Changed: d.changedExe(ev.Exe), Comm: ev.Comm, Time: ev.Time,
 			Host: d.HostFor(ev.App, ev.UID, ev.Dest.Addr())}
 		if a.Host == "" {
 			a.Reverse = d.ReverseFor(ev.Dest.Addr())

@@ -160,6 +160,7 @@ func (d *Daemon) commitAnswer(a hold.Attempt, ans api.Answer) error {
 	}
 	now := time.Now().UTC().Truncate(time.Second)
 	r := hold.RuleFor(a, ans, now)
+	r.SHA256 = d.sha256For(a)
 	name := a.Exe
 	if a.Via != "" {
 		name = a.Via

@@ -419,3 +419,15 @@ func (e *Enforcer) HasDestination(d Destination) (Verdict, bool, error) {
 	}
 	return Verdict(r.Verdict), true, nil
 }
+
+// DefaultOf returns the default verdict installed for a scope, if any (for tests and diagnostics).
+func (e *Enforcer) DefaultOf(s Scope) (Verdict, bool, error) {
+	k := scopeKeyOf(s)
+	var cur bpf.CgroupScopeRule
+	if err := e.maps.ScopeRules.Lookup(&k, &cur); errors.Is(err, ebpf.ErrKeyNotExist) {
+		return 0, false, nil
+	} else if err != nil {
+		return 0, false, err
+	}
+	return Verdict(cur.Verdict), cur.Verdict != 0, nil
+}

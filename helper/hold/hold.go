@@ -54,6 +54,7 @@ type Attempt struct {
 	PID     uint32
 	Exe     string
 	Via     string // the script the interpreter Exe runs; "" for none (see api.Question.Via)
+	Changed bool   // a rule was made for this program's earlier content (see api.Question.Changed)
 	Comm    string
 	Host    string // the host name the application looked up, when known
 	Reverse string // else the address's reverse name, when known (display only)
@@ -283,7 +284,7 @@ func (h *Holder) Attempt(a Attempt) {
 	h.nextID++
 	now := time.Now()
 	q := &question{attempt: a, pk: h.packetKeyOf(a.Key), deadline: now.Add(timeout)}
-	q.api = api.Question{ID: h.nextID, Exe: a.Exe, Via: a.Via, Dev: a.App.Dev, Ino: a.App.Ino, PID: a.PID, UID: a.UID,
+	q.api = api.Question{ID: h.nextID, Exe: a.Exe, Via: a.Via, Changed: a.Changed, Dev: a.App.Dev, Ino: a.App.Ino, PID: a.PID, UID: a.UID,
 		User: h.userName(a.UID), Comm: a.Comm, Host: a.Host, Reverse: a.Reverse, Addr: a.Dest.Addr().String(), Port: a.Dest.Port(),
 		Protocol: a.Proto.String(), Created: now.UnixMilli(), Deadline: q.deadline.UnixMilli(),
 		Default: st.DefaultAction, Attempts: 1}

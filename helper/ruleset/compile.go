@@ -111,6 +111,12 @@ func scopeRank(s enforce.Scope) int {
 
 // Compile places rules. now decides which timed rules are still active.
 func Compile(rs []rules.Rule, now time.Time, stat Stat) (Result, error) {
+	return CompileWith(rs, now, stat, nil)
+}
+
+// CompileWith is Compile with more rules held inactive: resting maps rule IDs to why (an executable that
+// changed since the rule was made, say).
+func CompileWith(rs []rules.Rule, now time.Time, stat Stat, resting map[string]string) (Result, error) {
 	res := Result{
 		Kernel:    enforce.Verdicts{Defaults: map[enforce.Scope]enforce.Ruling{}, Destinations: map[enforce.Destination]enforce.Ruling{}},
 		KernelIDs: map[uint32]string{},
@@ -123,7 +129,11 @@ func Compile(rs []rules.Rule, now time.Time, stat Stat) (Result, error) {
 		if err != nil {
 			return Result{}, fmt.Errorf("compile rule %q: %w", r.ID, err)
 		}
-		if why := inactive(r, now); why != "" {
+		why := inactive(r, now)
+		if why == "" {
+			why = resting[r.ID]
+		}
+		if why != "" {
 			res.Placements = append(res.Placements, Placement{RuleID: r.ID, Where: Inactive, Reason: why})
 			continue
 		}

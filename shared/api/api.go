@@ -160,6 +160,9 @@ type Question struct {
 	Deadline int64  // Unix milliseconds: the default applies then
 	Default  string // DefaultAllow or DefaultDeny
 	Attempts uint32 // held attempts sharing this question so far
+	// Changed: a rule was made for this program, but its file has changed since (rewritten in place or
+	// replaced by a file that is not its package's), so it is asked about again.
+	Changed bool
 }
 
 // Answer is a user's decision. Duration and Until take the values of shared/rules (rules.DurationOnce …);
@@ -198,6 +201,7 @@ type Rule struct {
 	Source      string // file holding the rule
 	ReadOnly    bool   // an administrator's rule group: changed by editing its file
 	Via         string // the script an interpreter runs (rules.Rule.Via); "" for none
+	SHA256      string // the executable's content the rule was made for (rules.Rule.SHA256); "" for any
 }
 
 // Status describes the helper.

@@ -17,7 +17,11 @@ type Rule struct {
 	// Via is the script an interpreter runs (absolute path), for an Application that is an interpreter: the
 	// rule covers that interpreter's processes started on that script only. Empty: the program itself, with
 	// no script (python3 -c, a REPL; for a program that is no interpreter, its every process).
-	Via       string    `json:"via,omitempty"`
+	Via string `json:"via,omitempty"`
+	// SHA256 is the content the rule was made for (hex SHA-256 of the Application's file), set for rules made
+	// by answering a question: when the file no longer holds it (changed in place, replaced) the rule rests
+	// and the program is asked about again, unless the new file is its package's.
+	SHA256    string    `json:"sha256,omitempty"`
 	Owner     *uint32   `json:"owner,omitempty"` // uid whose processes the rule covers; nil: every user (a system rule)
 	Direction string    `json:"direction"`       // "outgoing"; "" is read as "outgoing"
 	Remote    string    `json:"remote"`          // "any", an address, a CIDR, "host:", "domain:", "wildcard:" or "list:"; see RemoteKind
@@ -156,6 +160,14 @@ func (r *Rule) Validate() error {
 		// (uid_t)-1 is no user; the kernel maps use it to mean "any uid", so accepting it would turn a user's
 		// rule into a system rule.
 		return fail("owner", "4294967295 is not a user id; leave owner out for a rule that covers every user")
+	}
+	if r.SHA256 != "" {
+		if kind != AppPath {
+			return fail("sha256", "is the content of an executable, which only an application given by its path has; remove sha256")
+		}
+		if len(r.SHA256) != 64 || strings.Trim(r.SHA256, "0123456789abcdef") != "" {
+			return fail("sha256", fmt.Sprintf("%s is not a SHA-256 (64 lower-case hex digits); remove it to match the program whatever it holds", quote(r.SHA256)))
+		}
 	}
 	switch r.Direction {
 	case "", DirectionOutgoing:

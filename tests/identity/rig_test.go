@@ -17,7 +17,7 @@ import (
 	"time"
 
 	"github.com/tattlefw/tattle/helper/enforce"
-	"github.com/tattlefw/tattle/shared/api"
+	"github.com/tattlefw/tattle/shared/rules"
 	"github.com/tattlefw/tattle/tests/internal/testrig"
 )
 
@@ -89,9 +89,9 @@ func (r *rig) ctl(t *testing.T, args ...string) string {
 }
 
 // rules lists the rules as JSON.
-func (r *rig) rules(t *testing.T) []api.Rule {
+func (r *rig) rules(t *testing.T) []rules.Rule {
 	t.Helper()
-	var rs []api.Rule
+	var rs []rules.Rule
 	out := r.ctl(t, "rules", "list", "--json")
 	if err := json.Unmarshal([]byte(out), &rs); err != nil {
 		t.Fatalf("rules list --json: %v: %s", err, out)
