@@ -23,6 +23,15 @@ export TATTLE_EXPECT_NFT_QUEUE=${TATTLE_EXPECT_NFT_QUEUE:-$host_queue}
 export TATTLE_RESULTS_DIR="$root/tests/output"
 mkdir -p "$TATTLE_RESULTS_DIR"
 
+echo "== go.mod and go.sum: go mod tidy must change nothing"
+if ! tidy_diff=$(go mod tidy -diff 2>&1); then
+	echo "go mod tidy would change go.mod/go.sum (a module used directly is marked indirect, or one is missing or unused):" >&2
+	echo "$tidy_diff" >&2
+	echo "fix: run 'go mod tidy' and commit go.mod and go.sum" >&2
+	exit 1
+fi
+echo "tidy"
+
 echo "== BPF objects: regenerate with clang-16 and compare with the committed output"
 before=$(sha256sum bpf/*_bpfel.o bpf/*_bpfel.go)
 go generate ./bpf/...
