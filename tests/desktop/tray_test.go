@@ -18,6 +18,7 @@ import (
 
 	"github.com/tattlefw/tattle/app/tray"
 	"github.com/tattlefw/tattle/app/tray/traytest"
+	"github.com/tattlefw/tattle/tests/testbus"
 )
 
 // resultsDir is where screenshots go, beside the GUI tests' ones: $TATTLE_RESULTS_DIR/screenshots (CI
@@ -47,15 +48,7 @@ func startProcess(t *testing.T, env []string, name string, args ...string) *exec
 		t.Fatalf("starting %s: %v", name, err)
 	}
 	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			cmd.Process.Kill()
-			<-done
-		}
+		testbus.Stop(cmd)
 		if t.Failed() {
 			t.Logf("output of %s:\n%s", filepath.Base(name), out.String())
 		}
@@ -79,10 +72,7 @@ func startXvfb(t *testing.T, size string) string {
 		t.Fatalf("starting Xvfb: %v", err)
 	}
 	w.Close()
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		cmd.Wait()
-	})
+	testbus.StopOnCleanup(t, cmd)
 	line := make(chan string, 1)
 	go func() {
 		s, _ := bufio.NewReader(r).ReadString('\n')

@@ -29,6 +29,7 @@ import (
 	"github.com/tattlefw/tattle/helper/netfilter"
 	"github.com/tattlefw/tattle/shared/api"
 	"github.com/tattlefw/tattle/tests/internal/testrig"
+	"github.com/tattlefw/tattle/tests/testbus"
 )
 
 func TestMain(m *testing.M) { os.Exit(testrig.Main(m)) }
@@ -66,32 +67,7 @@ func procAs(t testing.TB, cred *syscall.Credential, log *testrig.LogTail, env []
 	if cred != nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
 	}
-	out, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stdout = cmd.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", name, err)
-	}
-	go func() {
-		sc := bufio.NewScanner(out)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			log.Add(filepath.Base(name) + ": " + sc.Text())
-		}
-	}()
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			cmd.Process.Kill()
-			<-done
-		}
-	})
+	testbus.StartLogged(t, cmd, log)
 	return cmd
 }
 

@@ -4,14 +4,8 @@
 package traytest
 
 import (
-	"bufio"
-	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -19,91 +13,20 @@ import (
 	"github.com/godbus/dbus/v5/introspect"
 
 	"github.com/tattlefw/tattle/app/tray"
+	"github.com/tattlefw/tattle/tests/testbus"
 )
 
-// sessionBusConfig is a session bus on a private socket that starts no services: a test sees only the
-// peers it started itself.
-const sessionBusConfig = `<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>session</type>
-  <listen>unix:path=%s</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow send_destination="*" eavesdrop="true"/>
-    <allow eavesdrop="true"/>
-    <allow own="*"/>
-  </policy>
-</busconfig>
-`
-
-// SessionBus starts a dbus-daemon for the test's lifetime (stopped by its PID) and returns its address,
-// for dbus.Connect and DBUS_SESSION_BUS_ADDRESS.
+// SessionBus starts a private session bus (a real dbus-daemon, tests/testbus) that starts no services, for
+// the test's lifetime, and returns its address for dbus.Connect and DBUS_SESSION_BUS_ADDRESS.
 func SessionBus(tb testing.TB) string {
 	tb.Helper()
-	daemon, err := exec.LookPath("dbus-daemon")
-	if err != nil {
-		tb.Fatal("dbus-daemon is missing (apt-get install dbus)")
-	}
-	dir := tb.TempDir()
-	socket := filepath.Join(dir, "session_bus_socket")
-	conf := filepath.Join(dir, "session.conf")
-	if err := os.WriteFile(conf, []byte(fmt.Sprintf(sessionBusConfig, socket)), 0o644); err != nil {
-		tb.Fatal(err)
-	}
-	cmd := exec.Command(daemon, "--config-file="+conf, "--nofork", "--nopidfile", "--nosyslog", "--print-address")
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		tb.Fatalf("starting dbus-daemon: %v", err)
-	}
-	tb.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			cmd.Process.Kill()
-			<-done
-		}
-	})
-	// The daemon prints its address once it listens.
-	line := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(out)
-		if sc.Scan() {
-			line <- sc.Text()
-		}
-		close(line)
-		for sc.Scan() {
-		}
-	}()
-	select {
-	case addr, ok := <-line:
-		if !ok || addr == "" {
-			tb.Fatalf("dbus-daemon printed no address: %s", stderr.String())
-		}
-		return strings.TrimSpace(addr)
-	case <-time.After(10 * time.Second):
-		tb.Fatalf("dbus-daemon did not start within 10 s: %s", stderr.String())
-	}
-	return ""
+	return testbus.Session(tb)
 }
 
 // Connect opens a connection to the bus at address, closed when the test ends.
 func Connect(tb testing.TB, address string) *dbus.Conn {
 	tb.Helper()
-	conn, err := dbus.Connect(address)
-	if err != nil {
-		tb.Fatalf("connecting to the session bus %s: %v", address, err)
-	}
-	tb.Cleanup(func() { conn.Close() })
-	return conn
+	return testbus.Connect(tb, address)
 }
 
 // ItemRef says where a registered item lives.
