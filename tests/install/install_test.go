@@ -298,6 +298,46 @@ func attr(attrs []xml.Attr, name string) string {
 	return ""
 }
 
+// TestInterfaceFile checks that the shipped D-Bus contract (tests/service proves it matches what tattled
+// serves) is installed where tools look for interface descriptions, unchanged and well-formed.
+func TestInterfaceFile(t *testing.T) {
+	tr := install(t)
+	want := prefix + "/share/dbus-1/interfaces/" + api.BusName + ".xml"
+	if got := tr.files[api.BusName+".xml"]; got != want {
+		t.Fatalf("interface description installed at %q, want %q", got, want)
+	}
+	data, err := os.ReadFile(tr.path(want))
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := os.ReadFile(filepath.Join(testrig.RepoRoot(t), "data", api.BusName+".xml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(data, src) {
+		t.Fatalf("installed %s differs from data/%s.xml", want, api.BusName)
+	}
+	var node struct {
+		Interfaces []struct {
+			Name string `xml:"name,attr"`
+		} `xml:"interface"`
+	}
+	dec := xml.NewDecoder(bytes.NewReader(data))
+	dec.Strict = true
+	if err := dec.Decode(&node); err != nil {
+		t.Fatalf("interface description is not well-formed XML: %v", err)
+	}
+	names := map[string]bool{}
+	for _, in := range node.Interfaces {
+		names[in.Name] = true
+	}
+	for _, in := range []string{api.DaemonInterface, api.RulesInterface, api.MonitorInterface, api.PromptsInterface, api.AgentInterface} {
+		if !names[in] {
+			t.Errorf("interface description lacks %s", in)
+		}
+	}
+}
+
 func TestBusPolicy(t *testing.T) {
 	tr := install(t)
 	want := prefix + "/share/dbus-1/system.d/" + api.BusName + ".conf"
