@@ -330,15 +330,11 @@ func setEnabled(ctx context.Context, e *env, name string, args []string, on bool
 	return nil
 }
 
-var formats = []string{api.FormatTattle, api.FormatLittleSnitch, api.FormatOpenSnitch}
-
 func checkFormat(f string) error {
-	for _, k := range formats {
-		if f == k {
-			return nil
-		}
+	if api.ValidateFormat(f) != nil {
+		return usagef("--format: %q is not a format; use %s", f, strings.Join(api.Formats(), ", "))
 	}
-	return usagef("--format: %q is not a format; use %s", f, strings.Join(formats, ", "))
+	return nil
 }
 
 // importOptions are the flags and argument of "rules import".
@@ -490,7 +486,7 @@ func cmdMode(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	modes := []string{api.ModeAlert, api.ModeSilentAllow, api.ModeSilentDeny}
+	modes := api.Modes()
 	switch {
 	case len(pos) > 1:
 		return usagef("give one mode: %s", strings.Join(modes, ", "))

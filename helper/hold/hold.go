@@ -405,7 +405,7 @@ func (h *Holder) ask(ctx, helperCtx context.Context, q *question, st api.Setting
 	case err != nil:
 		how = "no answer: " + err.Error()
 	default:
-		if verr := ValidateAnswer(ans, time.Now()); verr != nil {
+		if verr := api.ValidateAnswer(ans, time.Now()); verr != nil {
 			how = "invalid answer: " + verr.Error()
 			break
 		}
@@ -606,31 +606,4 @@ func defaultVerdict(st api.Settings) enforce.Verdict {
 		return enforce.Allow
 	}
 	return enforce.Deny
-}
-
-// ValidateAnswer checks an agent's answer before anything is done with it.
-func ValidateAnswer(a api.Answer, now time.Time) error {
-	switch a.Action {
-	case rules.ActionAllow, rules.ActionDeny:
-	default:
-		return fmt.Errorf("action %q: must be allow or deny", a.Action)
-	}
-	switch a.Scope {
-	case api.ScopeHost, api.ScopeDomain, api.ScopePort, api.ScopeAny:
-	default:
-		return fmt.Errorf("scope %q: must be host, domain, port or any", a.Scope)
-	}
-	switch a.Duration {
-	case rules.DurationOnce, rules.DurationUntilQuit, rules.DurationUntilRestart, rules.DurationForever:
-		if a.Until != 0 {
-			return fmt.Errorf("until is only for duration %s", rules.DurationUntilTime)
-		}
-	case rules.DurationUntilTime:
-		if u := time.Unix(a.Until, 0); !u.After(now) || u.After(now.AddDate(10, 0, 0)) {
-			return fmt.Errorf("until %d: must be in the future, within ten years", a.Until)
-		}
-	default:
-		return fmt.Errorf("duration %q: must be once, until-quit, until-restart, until-time or forever", a.Duration)
-	}
-	return nil
 }

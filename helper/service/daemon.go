@@ -40,10 +40,8 @@ func (i daemonIface) SetMode(msg dbus.Message, sender dbus.Sender, mode string) 
 		return derr
 	}
 	defer release()
-	switch mode {
-	case api.ModeAlert, api.ModeSilentAllow, api.ModeSilentDeny:
-	default:
-		return invalid("unknown mode %q: use %s, %s or %s", mode, api.ModeAlert, api.ModeSilentAllow, api.ModeSilentDeny)
+	if err := api.ValidateMode(mode); err != nil {
+		return invalid("%v", err)
 	}
 	if derr := i.s.require(c, api.ActionManageRules, "change the mode"); derr != nil {
 		return derr

@@ -26,38 +26,9 @@ func DefaultSettings() api.Settings {
 		FailPolicy: api.FailPass, HistoryDays: 30}
 }
 
-// Modes lists the values Settings.Mode may hold.
-func Modes() []string { return []string{api.ModeAlert, api.ModeSilentAllow, api.ModeSilentDeny} }
-
-// ValidateSettings checks every field; its error names the field and the values it may take.
-func ValidateSettings(st api.Settings) error {
-	if !oneOf(st.Mode, Modes()...) {
-		return fmt.Errorf("mode %q: use one of %v", st.Mode, Modes())
-	}
-	if !oneOf(st.DefaultAction, api.DefaultAllow, api.DefaultDeny) {
-		return fmt.Errorf("default action %q: use allow or deny", st.DefaultAction)
-	}
-	if st.QuestionTimeout < api.MinQuestionTimeout || st.QuestionTimeout > api.MaxQuestionTimeout {
-		return fmt.Errorf("question timeout %d s: use %d to %d seconds", st.QuestionTimeout, api.MinQuestionTimeout,
-			api.MaxQuestionTimeout)
-	}
-	if !oneOf(st.FailPolicy, api.FailPass, api.FailDrop) {
-		return fmt.Errorf("fail policy %q: use pass or drop", st.FailPolicy)
-	}
-	if st.HistoryDays < 1 || st.HistoryDays > api.MaxHistoryDays {
-		return fmt.Errorf("history retention %d days: use 1 to %d", st.HistoryDays, api.MaxHistoryDays)
-	}
-	return nil
-}
-
-func oneOf(v string, allowed ...string) bool {
-	for _, a := range allowed {
-		if v == a {
-			return true
-		}
-	}
-	return false
-}
+// ValidateSettings checks every field (api.ValidateSettings, the contract's one list of values); its error
+// names the field and the values it may take.
+func ValidateSettings(st api.Settings) error { return api.ValidateSettings(st) }
 
 func (s *Store) settingsPath() string { return filepath.Join(s.stateDir, "settings.json") }
 
