@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -175,6 +176,9 @@ func cmdAgent(ctx context.Context, e *env, args []string) error {
 	if err := c.Conn().Export(ag, agentPath, api.AgentInterface); err != nil {
 		return fmt.Errorf("export the agent: %w", err)
 	}
+	if !*noInteractive && !e.noInteractive && e.startAuthAgent != nil {
+		defer e.startAuthAgent()()
+	}
 	if err := c.RegisterAgent(ctx, agentPath); err != nil {
 		return err
 	}
@@ -299,6 +303,7 @@ func reregister(ctx context.Context, c *client.Client) error {
 }
 
 func showQuestion(w io.Writer, q api.Question, behind int, asJSON bool, now time.Time) {
+	behind += int(q.Waiting) // the helper's own queue for this agent
 	if asJSON {
 		writeJSONLine(w, map[string]any{"event": "question", "question": q, "waiting": behind})
 		return
@@ -310,23 +315,62 @@ func showQuestion(w io.Writer, q api.Question, behind int, asJSON bool, now time
 	case q.Reverse != "":
 		dest = q.Addr + " (reverse name " + q.Reverse + ", not what the program looked up)"
 	}
-	fmt.Fprintf(w, "\nQuestion %d: %s wants to connect\n", q.ID, oneLine(q.Exe))
+	kind := ""
+	if q.System {
+		kind = "System: "
+	}
+	fmt.Fprintf(w, "\n%sQuestion %d: %s wants to connect\n", kind, q.ID, oneLine(q.Exe))
 	fmt.Fprintf(w, "  process:  pid %d (%s), user %s\n", q.PID, oneLine(q.Comm), oneLine(q.User))
 	if q.Changed {
 		fmt.Fprintf(w, "  changed:  this program's file changed since you made a rule for it\n")
+	}
+	if q.System {
+		fmt.Fprintf(w, "  system:   a system process; your answer makes a rule for all users, after you authenticate\n")
 	}
 	if q.Via != "" {
 		fmt.Fprintf(w, "  via:      %s\n", oneLine(q.Via))
 	} else if _, ok := identity.InterpreterNamed(filepath.Base(q.Exe)); ok {
 		fmt.Fprintf(w, "  via:      no script: the interpreter itself (a command line, a REPL or standard input)\n")
 	}
-	fmt.Fprintf(w, "  to:       %s port %d %s\n", oneLine(dest), q.Port, q.Protocol)
+	fmt.Fprintf(w, "  to:       %s %s %s\n", oneLine(dest), portsLabel(q), q.Protocol)
+	if q.Domain != "" {
+		fmt.Fprintf(w, "  domain:   o covers any host in %s\n", oneLine(q.Domain))
+	}
 	left := time.UnixMilli(q.Deadline).Sub(now).Round(time.Second)
 	fmt.Fprintf(w, "  if unanswered: %s in %s\n", q.Default, left)
 	if behind > 0 {
 		fmt.Fprintf(w, "  %d more waiting\n", behind)
 	}
 	fmt.Fprint(w, "> ")
+}
+
+// portsLabel names the ports a question covers: "port 443", or "3,000 ports (22, 80, 443, …)".
+func portsLabel(q api.Question) string {
+	if q.PortCount <= 1 {
+		return fmt.Sprintf("port %d", q.Port)
+	}
+	shown := q.Ports
+	if len(shown) > 8 {
+		shown = shown[:8]
+	}
+	list := make([]string, len(shown))
+	for i, p := range shown {
+		list[i] = strconv.Itoa(int(p))
+	}
+	more := ""
+	if int(q.PortCount) > len(shown) {
+		more = ", …"
+	}
+	return fmt.Sprintf("%s ports (%s%s)", thousands(q.PortCount), strings.Join(list, ", "), more)
+}
+
+// thousands writes n with comma separators (3000 -> "3,000").
+func thousands(n uint32) string {
+	s := strconv.FormatUint(uint64(n), 10)
+	for i := len(s) - 3; i > 0; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
 }
 
 // connectClient connects for the agent, which needs the connection itself to export its object.

@@ -53,6 +53,9 @@ type env struct {
 	noInteractive  bool       // --no-interactive, before the command
 	// dialClient connects a full client (the agent exports an object on its connection).
 	dialClient func(interactive bool) (*client.Client, error)
+	// startAuthAgent starts a polkit authentication agent for this process (agent command); it returns
+	// the function that stops it.
+	startAuthAgent func() (stop func())
 }
 
 func systemEnv() *env {
@@ -71,13 +74,14 @@ func systemEnv() *env {
 		dialClient: func(interactive bool) (*client.Client, error) {
 			return client.Connect(client.Options{Interactive: interactive})
 		},
-		now:      time.Now,
-		uid:      os.Getuid(),
-		getwd:    os.Getwd,
-		lookPath: exec.LookPath,
-		lstat:    os.Lstat,
-		userName: cachedUserNames(),
-		readFile: os.ReadFile,
+		startAuthAgent: startProcessTTYAgent,
+		now:            time.Now,
+		uid:            os.Getuid(),
+		getwd:          os.Getwd,
+		lookPath:       exec.LookPath,
+		lstat:          os.Lstat,
+		userName:       cachedUserNames(),
+		readFile:       os.ReadFile,
 		writeFile: func(name string, data []byte) error {
 			return os.WriteFile(name, data, 0o644)
 		},

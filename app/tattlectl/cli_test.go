@@ -514,3 +514,14 @@ func TestCell(t *testing.T) {
 		t.Error("empty cell")
 	}
 }
+
+// A question covering many ports of one host says how many (issue 10).
+func TestPortsLabel(t *testing.T) {
+	q := api.Question{Port: 20000, PortCount: 3000, Ports: []uint16{20000, 20001, 20002, 20003, 20004, 20005, 20006, 20007, 20008}}
+	if got, want := portsLabel(q), "3,000 ports (20000, 20001, 20002, 20003, 20004, 20005, 20006, 20007, …)"; got != want {
+		t.Errorf("portsLabel = %q, want %q", got, want)
+	}
+	if got := portsLabel(api.Question{Port: 443, PortCount: 1, Ports: []uint16{443}}); got != "port 443" {
+		t.Errorf("one port: %q", got)
+	}
+}

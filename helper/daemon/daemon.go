@@ -160,8 +160,11 @@ func (d *Daemon) identifyScript(ev *enforce.Event) {
 // RuleName returns the rule ID behind a kernel rule number ("" if none; "learned" for per-flow verdicts the
 // helper cached after deciding in userspace).
 func (d *Daemon) RuleName(kernelID uint32) string {
-	if kernelID == learnedRuleID {
+	switch kernelID {
+	case learnedRuleID:
 		return "learned"
+	case nobodyToAskRuleID:
+		return hold.NobodyToAsk
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()

@@ -15,10 +15,17 @@ import (
 	"github.com/tattlefw/tattle/helper/enforce"
 	"github.com/tattlefw/tattle/helper/hold"
 	"github.com/tattlefw/tattle/helper/netfilter"
+	"github.com/tattlefw/tattle/helper/sysusers"
 	"github.com/tattlefw/tattle/shared/api"
 	"github.com/tattlefw/tattle/shared/identity"
 	"github.com/tattlefw/tattle/shared/rules"
 )
+
+// loginDefs says where system accounts end (UID_MIN).
+const loginDefs = "/etc/login.defs"
+
+// nobodyToAskRuleID marks flow verdicts of system processes that no administrator could be asked about.
+const nobodyToAskRuleID = learnedRuleID - 1
 
 // Asker reaches the users' agents (the D-Bus service).
 type Asker interface {
@@ -74,6 +81,10 @@ func (d *Daemon) StartHolding(ctx context.Context, o HoldOptions) error {
 		Learn: func(k hold.Key, v enforce.Verdict) error {
 			return d.enf.LearnFlow(k.App, k.UID, k.Dest, k.Proto, v, learnedRuleID)
 		},
+		LearnNobodyToAsk: func(k hold.Key, v enforce.Verdict) error {
+			return d.enf.LearnFlow(k.App, k.UID, k.Dest, k.Proto, v, nobodyToAskRuleID)
+		},
+		IsSystem: sysusers.FromLoginDefs(loginDefs).IsSystem,
 		Resolve:  d.resolvePacket,
 		UserName: userName,
 		Decide:   d.decideAttempt,

@@ -9,15 +9,21 @@ import (
 	"github.com/tattlefw/tattle/shared/rules"
 )
 
-// RuleFor turns an answer into the rule it asks for. The rule applies to the asking user's processes
-// (prompts never make system-wide rules). A domain scope needs the host name the application looked up; with
-// none known it narrows to the host's address.
+// RuleFor turns an answer into the rule it asks for. The rule applies to the asking user's processes; for a
+// system process (answered by an administrator, after polkit authentication) it is a system rule. A domain
+// scope covers the registrable domain (rules.RegistrableDomain) of the host name the application looked up;
+// with none known it narrows to the host's address. The host scope of a question that covered several ports
+// covers the host on any port: the user was shown them all.
 func RuleFor(a Attempt, ans api.Answer, now time.Time) rules.Rule {
 	uid := a.UID
+	owner := &uid
+	if a.System {
+		owner = nil
+	}
 	r := rules.Rule{
 		Application: a.Exe,
 		Via:         a.Via,
-		Owner:       &uid,
+		Owner:       owner,
 		Direction:   rules.DirectionOutgoing,
 		Remote:      rules.Any,
 		Port:        rules.Any,
@@ -38,9 +44,12 @@ func RuleFor(a Attempt, ans api.Answer, now time.Time) rules.Rule {
 	switch ans.Scope {
 	case api.ScopeHost:
 		r.Remote, r.Port, r.Protocol = host, strconv.Itoa(int(a.Dest.Port())), a.Proto.String()
+		if len(a.Ports) > 1 {
+			r.Port = rules.Any
+		}
 	case api.ScopeDomain:
-		if a.Host != "" {
-			r.Remote = "domain:" + a.Host
+		if d := rules.RegistrableDomain(a.Host); d != "" {
+			r.Remote = "domain:" + d
 		} else {
 			r.Remote = host
 		}
@@ -48,5 +57,8 @@ func RuleFor(a Attempt, ans api.Answer, now time.Time) rules.Rule {
 		r.Port, r.Protocol = strconv.Itoa(int(a.Dest.Port())), a.Proto.String()
 	}
 	r.Note = fmt.Sprintf("answered to a question about pid %d (%s)", a.PID, a.Comm)
+	if a.System {
+		r.Note = fmt.Sprintf("system rule: an administrator answered a question about pid %d (%s, uid %d)", a.PID, a.Comm, a.UID)
+	}
 	return r
 }

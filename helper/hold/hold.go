@@ -3,7 +3,8 @@
 // Two things arrive for every undecided attempt, in either order: the kernel's event (who: executable, user,
 // pid, destination) and, through netfilter's queue, the attempt's packets (a SYN and its retransmissions, or
 // datagrams). The holder ties them together by the identity token in the packet's mark, the socket's uid and
-// the destination. Attempts of one application to one destination share one question; each question waits
+// the destination. Attempts of one application, run by one user, to one host share one question whatever the
+// port (its alert lists the ports), so a program trying many ports costs one question; each question waits
 // on its own, so one open question never stalls another. An answer (or the default, when nobody answers in
 // time) releases the question's packets: accepted, the same connection completes; refused, they come back
 // from the refuse chain as a TCP reset and the application fails at once.
@@ -30,7 +31,7 @@ import (
 const (
 	MaxQuestions           = 4096
 	MaxQuestionsPerUser    = 512
-	MaxPacketsPerQuestion  = 64
+	MaxPacketsPerQuestion  = 4096 // a flood of ports of one host is one question
 	MaxOrphans             = 4096
 	orphanWait             = 150 * time.Millisecond // how long a packet waits for its kernel event
 	settledMemory          = 10 * time.Second       // late packets of a settled question get its verdict
@@ -38,9 +39,18 @@ const (
 	sweepInterval          = 50 * time.Millisecond
 	preAskPause            = 20 * time.Millisecond // lets DNS answers being learned catch up before asking
 	defaultQuestionTimeout = 30 * time.Second
+	gatherQuiet            = 50 * time.Millisecond // a question is asked once no new port joined it for this long
+	gatherMax              = time.Second           // … or after this, whatever keeps coming
 )
 
-// Key names the attempts that share one question: one application, run by one user, to one destination.
+// ErrNobodyToAsk is what Env.Ask returns (wrapped) when no agent can be asked about a question.
+var ErrNobodyToAsk = errors.New("nobody to ask")
+
+// NobodyToAsk is how the helper names the verdict of a system process's question that no administrator
+// could be asked about (the monitor shows it as the flow's rule).
+const NobodyToAsk = "allowed: nobody to ask"
+
+// Key names one flow: one application, run by one user, to one destination.
 type Key struct {
 	App   identity.Executable
 	UID   uint32
@@ -48,9 +58,27 @@ type Key struct {
 	Proto enforce.Protocol
 }
 
+// hostKey names the attempts that share one question: one application, run by one user, to one host.
+type hostKey struct {
+	App   identity.Executable
+	Via   string // the script an interpreter runs: each script is its own application
+	UID   uint32
+	Addr  netip.Addr
+	Proto enforce.Protocol
+}
+
+func hostKeyOf(a Attempt) hostKey {
+	return hostKey{App: a.App, Via: a.Via, UID: a.UID, Addr: a.Dest.Addr(), Proto: a.Proto}
+}
+
 // Attempt is one undecided attempt as the kernel reported it.
 type Attempt struct {
 	Key
+	// System is set by the holder for a system process (root, a service account, nobody): its question goes
+	// to an administrator and its answer makes a system rule.
+	System bool
+	// Ports, set by the holder on the attempt a question commits, are every port the question covered.
+	Ports   []uint16
 	PID     uint32
 	Exe     string
 	Via     string // the script the interpreter Exe runs; "" for none (see api.Question.Via)
@@ -82,6 +110,11 @@ type Env struct {
 	Commit func(a Attempt, ans api.Answer) error
 	// Learn caches a verdict for one flow in the kernel, so its next attempts stay there (silent modes).
 	Learn func(k Key, v enforce.Verdict) error
+	// LearnNobodyToAsk caches the system default's verdict for a flow of a system process that no
+	// administrator could be asked about, marked as such (NobodyToAsk). Optional.
+	LearnNobodyToAsk func(k Key, v enforce.Verdict) error
+	// IsSystem says whether uid is a system account (sysusers). nil: none is.
+	IsSystem func(uid uint32) bool
 	// Resolve finds, for a packet whose event never came (the helper restarted while it was held, say), the
 	// attempt it belongs to and what the rules say now (enforce.Undecided: ask). ok is false when no
 	// application can be found for it.
@@ -108,7 +141,9 @@ type PacketKey struct {
 type question struct {
 	api      api.Question
 	attempt  Attempt
-	pk       PacketKey
+	pks      []PacketKey // one per port, in the order seen
+	ports    map[uint16]bool
+	lastPort time.Time // when a new port last joined
 	packets  []netfilter.Packet
 	deadline time.Time
 	cancel   context.CancelFunc // ends the agent's Ask when a rule settles the question first
@@ -147,7 +182,7 @@ type Holder struct {
 
 	mu        sync.Mutex
 	nextID    uint64
-	questions map[Key]*question
+	questions map[hostKey]*question
 	byPacket  map[PacketKey][]*question
 	orphans   []orphan
 	settled   map[settledKey]settled
@@ -162,7 +197,7 @@ func New(env Env) *Holder {
 	if env.Log == nil {
 		env.Log = slog.Default()
 	}
-	return &Holder{env: env, questions: map[Key]*question{}, byPacket: map[PacketKey][]*question{},
+	return &Holder{env: env, questions: map[hostKey]*question{}, byPacket: map[PacketKey][]*question{},
 		settled: map[settledKey]settled{}, perUser: map[uint32]int{}, ctx: context.Background()}
 }
 
@@ -262,11 +297,15 @@ func (h *Holder) Attempt(a Attempt) {
 		return
 	}
 
+	a.System = h.isSystem(a.UID)
+	hk := hostKeyOf(a)
 	h.mu.Lock()
-	if q, ok := h.questions[a.Key]; ok {
+	if q, ok := h.questions[hk]; ok {
 		q.api.Attempts++
 		q.api.PID = a.PID
-		q.packets = append(q.packets, h.takeOrphans(q.pk)...)
+		pk := h.packetKeyOf(a.Key)
+		h.addPortLocked(q, pk)
+		q.packets = append(q.packets, h.takeOrphans(pk)...)
 		h.mu.Unlock()
 		return
 	}
@@ -283,18 +322,21 @@ func (h *Holder) Attempt(a Attempt) {
 	}
 	h.nextID++
 	now := time.Now()
-	q := &question{attempt: a, pk: h.packetKeyOf(a.Key), deadline: now.Add(timeout)}
+	q := &question{attempt: a, deadline: now.Add(timeout), ports: map[uint16]bool{}}
 	q.api = api.Question{ID: h.nextID, Exe: a.Exe, Via: a.Via, Changed: a.Changed, Dev: a.App.Dev, Ino: a.App.Ino, PID: a.PID, UID: a.UID,
 		User: h.userName(a.UID), Comm: a.Comm, Host: a.Host, Reverse: a.Reverse, Addr: a.Dest.Addr().String(), Port: a.Dest.Port(),
 		Protocol: a.Proto.String(), Created: now.UnixMilli(), Deadline: q.deadline.UnixMilli(),
-		Default: st.DefaultAction, Attempts: 1}
+		Default: st.DefaultAction, Attempts: 1, Domain: rules.RegistrableDomain(a.Host), System: a.System}
 	helperCtx := h.ctx
-	ctx, cancel := context.WithDeadline(helperCtx, q.deadline)
+	// The question's own timeout runs from when its agent is asked (the agent's queue may hold it back a while,
+	// see helper/askqueue); this context ends when the helper stops or a rule settles it.
+	ctx, cancel := context.WithCancel(helperCtx)
 	q.cancel = cancel
-	h.questions[a.Key] = q
-	h.byPacket[q.pk] = append(h.byPacket[q.pk], q)
+	h.questions[hk] = q
+	pk := h.packetKeyOf(a.Key)
+	h.addPortLocked(q, pk)
 	h.perUser[a.UID]++
-	q.packets = append(q.packets, h.takeOrphans(q.pk)...)
+	q.packets = append(q.packets, h.takeOrphans(pk)...)
 	n := len(h.questions)
 	h.wg.Add(1)
 	h.mu.Unlock()
@@ -328,7 +370,7 @@ func (h *Holder) Recheck(decide func(Attempt) (enforce.Verdict, bool)) {
 
 func (h *Holder) recheck(open []*question, decide func(Attempt) (enforce.Verdict, bool)) {
 	for _, q := range open {
-		v, ok := decide(q.attempt)
+		v, ok := h.decideAll(q, decide)
 		if !ok {
 			continue
 		}
@@ -338,6 +380,41 @@ func (h *Holder) recheck(open []*question, decide func(Attempt) (enforce.Verdict
 		}
 		h.mu.Unlock()
 		q.cancel()
+	}
+}
+
+// decideAll decides a question by the rules for every port it covers: it is settled only when the rules give
+// all of them one verdict (a rule for one port of several leaves the question open for the others).
+func (h *Holder) decideAll(q *question, decide func(Attempt) (enforce.Verdict, bool)) (enforce.Verdict, bool) {
+	h.mu.Lock()
+	a := q.attempt
+	pks := append([]PacketKey(nil), q.pks...)
+	h.mu.Unlock()
+	verdict := enforce.Undecided
+	for _, pk := range pks {
+		one := a
+		one.Dest = pk.Dest
+		v, ok := decide(one)
+		if !ok || (verdict != enforce.Undecided && v != verdict) {
+			return enforce.Undecided, false
+		}
+		verdict = v
+	}
+	return verdict, verdict != enforce.Undecided
+}
+
+// addPortLocked adds a port (its packet key) to a question. Callers hold h.mu.
+func (h *Holder) addPortLocked(q *question, pk PacketKey) {
+	if q.ports[pk.Dest.Port()] {
+		return
+	}
+	q.ports[pk.Dest.Port()] = true
+	q.pks = append(q.pks, pk)
+	q.lastPort = time.Now()
+	h.byPacket[pk] = append(h.byPacket[pk], q)
+	q.api.PortCount = uint32(len(q.pks))
+	if len(q.api.Ports) < api.MaxQuestionPorts {
+		q.api.Ports = append(q.api.Ports, pk.Dest.Port())
 	}
 }
 
@@ -361,16 +438,14 @@ func (h *Holder) Count() int {
 	return len(h.questions)
 }
 
-// ask runs one question; ctx ends at its deadline, when the helper stops (helperCtx), or when a rule settles it.
+// ask runs one question; ctx ends when the helper stops (helperCtx) or a rule settles it.
 func (h *Holder) ask(ctx, helperCtx context.Context, q *question, st api.Settings) {
-	// An attempt can reach the helper a moment before the DNS answer it depends on is learned: decide once
-	// more after a short pause, before bothering anyone, and name the destination with what is known then.
+	// An attempt can reach the helper a moment before the DNS answer it depends on is learned, and a program
+	// trying many ports of one host sends them within moments: wait until the ports stop coming (briefly),
+	// decide once more, and only then bother anyone, naming the destination with what is known then.
+	h.gather(ctx, q)
 	if h.env.Decide != nil {
-		select {
-		case <-time.After(preAskPause):
-		case <-ctx.Done():
-		}
-		if v, ok := h.env.Decide(q.attempt); ok && helperCtx.Err() == nil {
+		if v, ok := h.decideAll(q, h.env.Decide); ok && helperCtx.Err() == nil {
 			h.env.Log.Info("question settled", "id", q.api.ID, "verdict", v, "how", "decided by the rules once names caught up",
 				"exe", q.attempt.Exe, "uid", q.attempt.UID, "dest", q.attempt.Dest, "proto", q.attempt.Proto)
 			h.finish(q, v, rememberFlow)
@@ -383,15 +458,22 @@ func (h *Holder) ask(ctx, helperCtx context.Context, q *question, st api.Setting
 		host, rev := h.env.Names(q.attempt)
 		h.mu.Lock()
 		q.api.Host, q.api.Reverse = host, rev
+		q.attempt.Host = host
+		q.api.Domain = rules.RegistrableDomain(host)
 		if host != "" {
 			q.api.Reverse = ""
 		}
 	}
 	snapshot := q.api
+	snapshot.Ports = append([]uint16(nil), q.api.Ports...)
 	h.mu.Unlock()
 	ans, err := h.env.Ask(ctx, snapshot)
 	h.mu.Lock()
 	ruled := q.ruled
+	committed := q.attempt
+	for _, pk := range q.pks {
+		committed.Ports = append(committed.Ports, pk.Dest.Port())
+	}
 	h.mu.Unlock()
 	v, how, reach := defaultVerdict(st), "", rememberSockets
 	switch {
@@ -402,6 +484,24 @@ func (h *Holder) ask(ctx, helperCtx context.Context, q *question, st api.Setting
 		// next helper, which asks again.
 		h.finish(q, enforce.Undecided, rememberNothing)
 		return
+	case err != nil && q.attempt.System && errors.Is(err, ErrNobodyToAsk):
+		// No administrator to ask: the system default, and the flow keeps it (marked) so that the
+		// system's own traffic is not held again and again. (An administrator who was asked and did not
+		// answer gets the ordinary default, as anyone.)
+		v = verdictOf(systemDefault(st))
+		how, reach = "system process, no administrator's agent: the system default ("+systemDefault(st)+")", rememberFlow
+		if h.env.LearnNobodyToAsk != nil {
+			h.mu.Lock()
+			pks := append([]PacketKey(nil), q.pks...)
+			h.mu.Unlock()
+			for _, pk := range pks {
+				k := q.attempt.Key
+				k.Dest = pk.Dest
+				if lerr := h.env.LearnNobodyToAsk(k, v); lerr != nil {
+					h.env.Log.Warn("cache the system default", "error", lerr)
+				}
+			}
+		}
 	case err != nil:
 		how = "no answer: " + err.Error()
 	default:
@@ -414,8 +514,11 @@ func (h *Holder) ask(ctx, helperCtx context.Context, q *question, st api.Setting
 			v = enforce.Deny
 		}
 		how = "answered " + ans.Action + " " + ans.Scope + " " + ans.Duration
+		if q.attempt.System {
+			how += " (system process, by an administrator)"
+		}
 		if ans.Duration != rules.DurationOnce {
-			if cerr := h.env.Commit(q.attempt, ans); cerr != nil {
+			if cerr := h.env.Commit(committed, ans); cerr != nil {
 				h.env.Log.Error("the answer's rule could not be made; applying the answer once", "error", cerr)
 			} else {
 				reach = rememberFlow
@@ -423,37 +526,64 @@ func (h *Holder) ask(ctx, helperCtx context.Context, q *question, st api.Setting
 		}
 	}
 	h.env.Log.Info("question settled", "id", q.api.ID, "verdict", v, "how", how, "exe", q.attempt.Exe,
-		"uid", q.attempt.UID, "dest", q.attempt.Dest, "proto", q.attempt.Proto)
+		"uid", q.attempt.UID, "system", q.attempt.System, "dest", q.attempt.Dest, "ports", len(committed.Ports),
+		"proto", q.attempt.Proto)
 	h.finish(q, v, reach)
+}
+
+// gather waits before a question is asked: at least preAskPause, then until no new port joined it for
+// gatherQuiet, at most gatherMax in all.
+func (h *Holder) gather(ctx context.Context, q *question) {
+	start := time.Now()
+	wait := preAskPause
+	for {
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return
+		}
+		h.mu.Lock()
+		quiet := time.Since(q.lastPort)
+		h.mu.Unlock()
+		if quiet >= gatherQuiet || time.Since(start) >= gatherMax {
+			return
+		}
+		wait = gatherQuiet - quiet
+	}
 }
 
 // finish closes a question and gives its packets the verdict (Undecided: drop).
 func (h *Holder) finish(q *question, v enforce.Verdict, reach remembering) {
 	h.mu.Lock()
-	delete(h.questions, q.attempt.Key)
-	qs := h.byPacket[q.pk]
-	for i := range qs {
-		if qs[i] == q {
-			qs = append(qs[:i:i], qs[i+1:]...)
-			break
+	delete(h.questions, hostKeyOf(q.attempt))
+	var packets []netfilter.Packet
+	for _, pk := range q.pks {
+		qs := h.byPacket[pk]
+		for i := range qs {
+			if qs[i] == q {
+				qs = append(qs[:i:i], qs[i+1:]...)
+				break
+			}
 		}
-	}
-	if len(qs) == 0 {
-		delete(h.byPacket, q.pk)
-	} else {
-		h.byPacket[q.pk] = qs
+		if len(qs) == 0 {
+			delete(h.byPacket, pk)
+		} else {
+			h.byPacket[pk] = qs
+		}
 	}
 	if h.perUser[q.attempt.UID]--; h.perUser[q.attempt.UID] <= 0 {
 		delete(h.perUser, q.attempt.UID)
 	}
-	packets := append(q.packets, h.takeOrphans(q.pk)...)
+	packets = append(q.packets, h.takeOrphansOf(q.ports, q.pks)...)
 	q.packets = nil
 	switch reach {
 	case rememberFlow:
-		h.remember(settledKey{PacketKey: q.pk}, v)
+		for _, pk := range q.pks {
+			h.remember(settledKey{PacketKey: pk}, v)
+		}
 	case rememberSockets:
 		for _, p := range packets {
-			h.remember(settledKey{q.pk, p.Headers.Src}, v)
+			h.remember(settledKey{h.PacketKeyOf(p), p.Headers.Src}, v)
 		}
 	}
 	n := len(h.questions)
@@ -486,6 +616,25 @@ func (h *Holder) takeOrphans(pk PacketKey) []netfilter.Packet {
 	kept := h.orphans[:0]
 	for _, o := range h.orphans {
 		if o.pk == pk {
+			out = append(out, o.p)
+		} else {
+			kept = append(kept, o)
+		}
+	}
+	h.orphans = kept
+	return out
+}
+
+// takeOrphansOf removes and returns the waiting packets of any of pks. Callers hold h.mu.
+func (h *Holder) takeOrphansOf(_ map[uint16]bool, pks []PacketKey) []netfilter.Packet {
+	want := make(map[PacketKey]bool, len(pks))
+	for _, pk := range pks {
+		want[pk] = true
+	}
+	var out []netfilter.Packet
+	kept := h.orphans[:0]
+	for _, o := range h.orphans {
+		if want[o.pk] {
 			out = append(out, o.p)
 		} else {
 			kept = append(kept, o)
@@ -601,9 +750,23 @@ func (h *Holder) changed(n int) {
 	}
 }
 
-func defaultVerdict(st api.Settings) enforce.Verdict {
-	if st.DefaultAction == api.DefaultAllow {
+func defaultVerdict(st api.Settings) enforce.Verdict { return verdictOf(st.DefaultAction) }
+
+func verdictOf(action string) enforce.Verdict {
+	if action == api.DefaultAllow {
 		return enforce.Allow
 	}
 	return enforce.Deny
+}
+
+// systemDefault is the default for system processes' questions ("" in older settings: allow).
+func systemDefault(st api.Settings) string {
+	if st.SystemDefault == api.DefaultDeny {
+		return api.DefaultDeny
+	}
+	return api.DefaultAllow
+}
+
+func (h *Holder) isSystem(uid uint32) bool {
+	return h.env.IsSystem != nil && h.env.IsSystem(uid)
 }

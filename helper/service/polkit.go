@@ -22,6 +22,11 @@ const polkitAllowUserInteraction = 1
 // Authorized implements Authorizer with org.freedesktop.PolicyKit1.Authority.CheckAuthorization, naming the
 // caller by its bus name (the subject polkit can tie to a process and session without races).
 func (p Polkit) Authorized(ctx context.Context, sender, action string, interactive bool) (bool, error) {
+	ok, _, err := p.check(ctx, sender, action, interactive)
+	return ok, err
+}
+
+func (p Polkit) check(ctx context.Context, sender, action string, interactive bool) (bool, bool, error) {
 	subject := struct {
 		Kind    string
 		Details map[string]dbus.Variant
@@ -39,7 +44,7 @@ func (p Polkit) Authorized(ctx context.Context, sender, action string, interacti
 	err := obj.CallWithContext(ctx, "org.freedesktop.PolicyKit1.Authority.CheckAuthorization", 0,
 		subject, action, map[string]string{}, flags, "").Store(&result)
 	if err != nil {
-		return false, fmt.Errorf("ask polkit about %s: %w", action, err)
+		return false, false, fmt.Errorf("ask polkit about %s: %w", action, err)
 	}
-	return result.IsAuthorized, nil
+	return result.IsAuthorized, result.IsChallenge, nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/godbus/dbus/v5"
 
@@ -25,6 +26,7 @@ type agent struct {
 	sender string
 	path   dbus.ObjectPath
 	uid    uint32
+	admin  bool // its user could obtain manage-rules: it answers for system processes
 }
 
 // agents are the registered agents, most recent last.
@@ -90,6 +92,27 @@ func (a *agents) forUID(uid uint32) (agent, bool) {
 	return agent{}, false
 }
 
+// newestAdmin returns the newest administrator's agent: it answers questions about system processes.
+func (a *agents) newestAdmin() (agent, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for i := len(a.list) - 1; i >= 0; i-- {
+		if a.list[i].admin {
+			return a.list[i], true
+		}
+	}
+	return agent{}, false
+}
+
+// forQuestion picks the agent a question goes to: an administrator's for a system process, else the one of
+// the process's user (or root's, see forUID).
+func (a *agents) forQuestion(q api.Question) (agent, bool) {
+	if q.System {
+		return a.newestAdmin()
+	}
+	return a.forUID(q.UID)
+}
+
 // promptsIface implements io.github.tattlefw.Tattle1.Prompts.
 type promptsIface struct{ s *Service }
 
@@ -105,7 +128,8 @@ func (i promptsIface) RegisterAgent(msg dbus.Message, sender dbus.Sender, path d
 	if derr := i.s.require(c, api.ActionAnswerPrompts, "answer questions about your processes' connections"); derr != nil {
 		return derr
 	}
-	if err := i.s.agents.add(agent{sender: c.sender, path: path, uid: c.uid}); err != nil {
+	admin := i.s.isAdministrator(c)
+	if err := i.s.agents.add(agent{sender: c.sender, path: path, uid: c.uid, admin: admin}); err != nil {
 		return failed("register the agent", err)
 	}
 	// An agent that left during the polkit check would never be seen leaving.
@@ -114,7 +138,7 @@ func (i promptsIface) RegisterAgent(msg dbus.Message, sender dbus.Sender, path d
 		i.s.agents.remove(c.sender, "")
 		return nil
 	}
-	i.s.log.Info("agent registered", "uid", c.uid, "sender", c.sender, "path", path)
+	i.s.log.Info("agent registered", "uid", c.uid, "sender", c.sender, "path", path, "administrator", admin)
 	return nil
 }
 
@@ -136,30 +160,49 @@ func (i promptsIface) Pending(msg dbus.Message, sender dbus.Sender) ([]api.Quest
 	return i.s.daemon.Pending(c.uid, all), nil
 }
 
-// Ask asks the agent responsible for q's user and waits for its answer until ctx ends. When ctx ends first
-// the agent is told to close its window (Cancel).
+// Ask asks the agent responsible for q (agents.forQuestion) and waits for its answer until ctx ends. Questions
+// for one agent wait their turn in the helper's own queue (s.turns), so the bus's limit of pending calls is
+// never reached; the question's timeout runs from when the agent is asked. When the time is up the agent is
+// told to close its window (Cancel). An administrator's answer about a system process counts only after polkit
+// authentication.
 func (s *Service) Ask(ctx context.Context, q api.Question) (api.Answer, error) {
-	ag, ok := s.agents.forUID(q.UID)
+	ag, ok := s.agents.forQuestion(q)
 	if !ok {
-		return api.Answer{}, ErrNoAgent
+		return api.Answer{}, noAgentError(q)
 	}
+	turn, err := s.turns.Wait(ctx, ag.sender)
+	if err != nil {
+		return api.Answer{}, fmt.Errorf("waiting for the agent of uid %d: %w", ag.uid, err)
+	}
+	defer turn.Done()
+	timeout := time.Duration(q.Deadline-q.Created) * time.Millisecond
+	now := time.Now()
+	q.Deadline = now.Add(timeout).UnixMilli()
+	q.Waiting = uint32(s.turns.Waiting(ag.sender))
+	callCtx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
 	var ans api.Answer
-	call := s.conn.Object(ag.sender, ag.path).CallWithContext(ctx, api.AgentInterface+".Ask", 0, q)
-	err := call.Store(&ans)
-	if err != nil && ctx.Err() != nil {
+	call := s.conn.Object(ag.sender, ag.path).CallWithContext(callCtx, api.AgentInterface+".Ask", 0, q)
+	err = call.Store(&ans)
+	if err != nil && callCtx.Err() != nil {
 		// Fire and forget: the agent may be gone or slow, and nothing waits on this.
 		s.conn.Object(ag.sender, ag.path).Go(api.AgentInterface+".Cancel", dbus.FlagNoReplyExpected, nil, q.ID)
-		return api.Answer{}, fmt.Errorf("agent of uid %d did not answer in time: %w", ag.uid, ctx.Err())
+		return api.Answer{}, fmt.Errorf("agent of uid %d did not answer in time: %w", ag.uid, callCtx.Err())
 	}
 	if err != nil {
 		return api.Answer{}, fmt.Errorf("agent of uid %d: %w", ag.uid, err)
 	}
+	if q.System {
+		if err := s.authenticateSystemAnswer(ctx, ag, q); err != nil {
+			return api.Answer{}, err
+		}
+	}
 	return ans, nil
 }
 
-// Cancel tells the agent of q's user that q was settled without it.
+// Cancel tells the agent of q that q was settled without it.
 func (s *Service) Cancel(q api.Question) {
-	if ag, ok := s.agents.forUID(q.UID); ok {
+	if ag, ok := s.agents.forQuestion(q); ok {
 		s.conn.Object(ag.sender, ag.path).Go(api.AgentInterface+".Cancel", dbus.FlagNoReplyExpected, nil, q.ID)
 	}
 }

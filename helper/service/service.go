@@ -15,6 +15,7 @@ import (
 	"github.com/godbus/dbus/v5/introspect"
 	"github.com/godbus/dbus/v5/prop"
 
+	"github.com/tattlefw/tattle/helper/askqueue"
 	"github.com/tattlefw/tattle/helper/daemon"
 	"github.com/tattlefw/tattle/helper/enforce"
 	"github.com/tattlefw/tattle/helper/store"
@@ -38,6 +39,7 @@ type Service struct {
 	props   *prop.Properties
 	monitor *monitor
 	agents  agents
+	turns   *askqueue.Queue // questions waiting for their agent
 
 	callsMu sync.Mutex
 	calls   map[uint32]int // calls in progress per uid
@@ -60,7 +62,8 @@ func New(o Options) (*Service, error) {
 		o.Authorizer = Polkit{Conn: o.Conn}
 	}
 	s := &Service{conn: o.Conn, store: o.Store, daemon: o.Daemon, enf: o.Enforcer, auth: o.Authorizer,
-		version: o.Version, log: o.Logger, monitor: newMonitor(), calls: map[uint32]int{}}
+		version: o.Version, log: o.Logger, monitor: newMonitor(), calls: map[uint32]int{},
+		turns: askqueue.New(askqueue.DefaultPerAgent, askqueue.DefaultTotal)}
 	props, err := prop.Export(o.Conn, api.ObjectPath, prop.Map{api.DaemonInterface: {
 		"Version": {Value: o.Version, Emit: prop.EmitConst},
 		"Backend": {Value: string(o.Enforcer.Backend()), Emit: prop.EmitConst},

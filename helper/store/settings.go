@@ -18,12 +18,13 @@ type settingsFile struct {
 	QuestionTimeout uint32 `json:"question_timeout,omitempty"`
 	FailPolicy      string `json:"fail_policy,omitempty"`
 	HistoryDays     uint32 `json:"history_days,omitempty"`
+	SystemDefault   string `json:"system_default,omitempty"`
 }
 
 // DefaultSettings are used until something is saved.
 func DefaultSettings() api.Settings {
 	return api.Settings{Mode: api.ModeAlert, DefaultAction: api.DefaultDeny, QuestionTimeout: 30,
-		FailPolicy: api.FailPass, HistoryDays: 30}
+		FailPolicy: api.FailPass, HistoryDays: 30, SystemDefault: api.DefaultAllow}
 }
 
 // ValidateSettings checks every field (api.ValidateSettings, the contract's one list of values); its error
@@ -58,6 +59,9 @@ func (s *Store) Settings() api.Settings {
 			if f.HistoryDays != 0 {
 				st.HistoryDays = f.HistoryDays
 			}
+			if f.SystemDefault != "" {
+				st.SystemDefault = f.SystemDefault
+			}
 			err = ValidateSettings(st)
 		}
 	}
@@ -75,8 +79,12 @@ func (s *Store) SetSettings(st api.Settings) error {
 	if err := ValidateSettings(st); err != nil {
 		return err
 	}
+	if st.SystemDefault == "" {
+		st.SystemDefault = api.DefaultAllow // clients older than the setting send none
+	}
 	data, err := json.MarshalIndent(settingsFile{Mode: st.Mode, DefaultAction: st.DefaultAction,
-		QuestionTimeout: st.QuestionTimeout, FailPolicy: st.FailPolicy, HistoryDays: st.HistoryDays}, "", "  ")
+		QuestionTimeout: st.QuestionTimeout, FailPolicy: st.FailPolicy, HistoryDays: st.HistoryDays,
+		SystemDefault: st.SystemDefault}, "", "  ")
 	if err != nil {
 		return err
 	}

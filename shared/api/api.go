@@ -127,6 +127,10 @@ type Settings struct {
 	QuestionTimeout uint32 // seconds a question waits for an answer, MinQuestionTimeout..MaxQuestionTimeout
 	FailPolicy      string // FailPass or FailDrop
 	HistoryDays     uint32 // days of connection history kept, 1..MaxHistoryDays
+	// SystemDefault is applied to a system process's question when no administrator's agent can be asked, or
+	// none answered: DefaultAllow (shipped, logged; the system's own traffic is never cut because nobody was
+	// there) or DefaultDeny. "" means DefaultAllow.
+	SystemDefault string
 }
 
 // Bounds of Settings.
@@ -136,8 +140,8 @@ const (
 	MaxHistoryDays     = 3650
 )
 
-// Question asks an agent whether an application may make a connection. Several held attempts of one
-// application to one destination share one question.
+// Question asks an agent whether an application may make a connection. Held attempts of one application, run
+// by one user, to one host (any port, one protocol) share one question.
 type Question struct {
 	ID      uint64
 	Exe     string // executable path
@@ -163,7 +167,22 @@ type Question struct {
 	// Changed: a rule was made for this program, but its file has changed since (rewritten in place or
 	// replaced by a file that is not its package's), so it is asked about again.
 	Changed bool
+	// Ports are the destination ports the question's attempts went to (one application, user and host share
+	// one question whatever the port), in the order seen, at most MaxQuestionPorts; PortCount counts them all.
+	Ports     []uint16
+	PortCount uint32
+	// Domain is what the domain scope covers: the registrable domain of Host (rules.RegistrableDomain), "" when
+	// Host is unknown. Agents show it as it is, so the label and the rule agree.
+	Domain string
+	// System marks a question about a system process (root, a system user, nobody): it is asked of an
+	// administrator's agent and its answer makes a system rule after polkit authentication.
+	System bool
+	// Waiting is how many more questions the helper holds for this agent behind this one.
+	Waiting uint32
 }
+
+// MaxQuestionPorts bounds Question.Ports.
+const MaxQuestionPorts = 64
 
 // Answer is a user's decision. Duration and Until take the values of shared/rules (rules.DurationOnce …);
 // Until is Unix seconds, for rules.DurationUntilTime only.

@@ -81,6 +81,11 @@ func ValidateSettings(st Settings) error {
 	if err := oneOf("fail policy", st.FailPolicy, FailPolicies()); err != nil {
 		return err
 	}
+	if st.SystemDefault != "" { // "": a client older than the setting (allow)
+		if err := oneOf("system default", st.SystemDefault, DefaultActions()); err != nil {
+			return err
+		}
+	}
 	if st.HistoryDays < 1 || st.HistoryDays > MaxHistoryDays {
 		return fmt.Errorf("%w: history retention %d days: use 1 to %d", ErrInvalidValue, st.HistoryDays, MaxHistoryDays)
 	}

@@ -289,6 +289,9 @@ func TestUnansweredQuestionsApplyTheDefaultOnce(t *testing.T) {
 		}
 	})
 	t.Run("no-agent", func(t *testing.T) {
+		// The test's clients run as root, a system account: with no administrator's agent the system default
+		// applies (shipped: allow, see tests/dayone); set to deny, nobody to ask means refused at once.
+		r.setSettings(t, api.Settings{QuestionTimeout: 2, SystemDefault: api.DefaultDeny})
 		res := testClient(t, app, "tcp", srv)
 		if res.OK || res.Errno != "ECONNREFUSED" || res.Elapsed() > time.Second {
 			t.Errorf("with no agent: %+v, want refused at once", res)

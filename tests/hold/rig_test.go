@@ -227,6 +227,9 @@ func (r *rig) setSettings(t *testing.T, st api.Settings) {
 	if st.FailPolicy != "" {
 		full.FailPolicy = st.FailPolicy
 	}
+	if st.SystemDefault != "" {
+		full.SystemDefault = st.SystemDefault
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	if err := r.api.SetSettings(ctx, full); err != nil {

@@ -262,3 +262,20 @@ func (l *LogTail) String() string {
 	defer l.mu.Unlock()
 	return strings.Join(l.lines, "\n")
 }
+
+// Len is the number of lines so far (a starting point for Since).
+func (l *LogTail) Len() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.lines)
+}
+
+// Since returns the lines after the first from.
+func (l *LogTail) Since(from int) []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if from > len(l.lines) {
+		return nil
+	}
+	return append([]string(nil), l.lines[from:]...)
+}

@@ -253,7 +253,7 @@ func (w *Window) show(q api.Question) {
 	}
 	w.scope.Append(api.ScopeHost, fmt.Sprintf(i18n.T("To %s on port %d"), host, q.Port))
 	if q.Host != "" {
-		w.scope.Append(api.ScopeDomain, fmt.Sprintf(i18n.T("To any host in %s"), Domain(q.Host)))
+		w.scope.Append(api.ScopeDomain, fmt.Sprintf(i18n.T("To any host in %s"), Domain(q)))
 	}
 	w.scope.Append(api.ScopePort, fmt.Sprintf(i18n.T("To any host on port %d"), q.Port))
 	w.scope.Append(api.ScopeAny, i18n.T("Any connection"))
@@ -347,19 +347,13 @@ func (w *Window) decide(action string) {
 	w.answer(id, a)
 }
 
-// Domain is the registrable-looking part of a host name shown for the domain scope: the last two labels
-// ("www.example.com" -> "example.com"); the helper decides what the rule covers.
-func Domain(host string) string {
-	dots := 0
-	for i := len(host) - 1; i >= 0; i-- {
-		if host[i] == '.' {
-			dots++
-			if dots == 2 {
-				return host[i+1:]
-			}
-		}
+// Domain is what the domain scope covers for a question: the helper's own Domain (the registrable domain by
+// the public suffix list, rules.RegistrableDomain), so the label and the rule made agree.
+func Domain(q api.Question) string {
+	if q.Domain != "" {
+		return q.Domain
 	}
-	return host
+	return rules.RegistrableDomain(q.Host)
 }
 
 func net(q api.Question) string {

@@ -1,0 +1,309 @@
+package dayone
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+	"unsafe"
+
+	"github.com/miekg/dns"
+	"golang.org/x/sys/unix"
+
+	"github.com/tattlefw/tattle/shared/api"
+	"github.com/tattlefw/tattle/tests/internal/testrig"
+)
+
+// dnsServer answers A queries for names in the namespace (UDP port 53 of its address).
+func (n *netns) dnsServer(t *testing.T, names map[string]string) string {
+	t.Helper()
+	var pc net.PacketConn
+	n.inside(t, func() {
+		var err error
+		pc, err = net.ListenPacket("udp4", n.peerAddr+":53")
+		if err != nil {
+			t.Errorf("listen dns: %v", err)
+		}
+	})
+	if pc == nil {
+		t.FailNow()
+	}
+	srv := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, req *dns.Msg) {
+		m := new(dns.Msg)
+		m.SetReply(req)
+		for _, q := range req.Question {
+			if addr, ok := names[strings.TrimSuffix(q.Name, ".")]; ok && q.Qtype == dns.TypeA {
+				m.Answer = append(m.Answer, &dns.A{Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 60},
+					A: net.ParseIP(addr).To4()})
+			}
+		}
+		w.WriteMsg(m)
+	})}
+	go srv.ActivateAndServe()
+	t.Cleanup(func() { srv.Shutdown() })
+	return n.peerAddr
+}
+
+// testUser makes a local account for the test's lifetime (removed after), in groups, with a password.
+func testUser(t *testing.T, name, password string, groups ...string) uint32 {
+	t.Helper()
+	exec.Command("userdel", name).Run()
+	args := []string{"-M", "-s", "/bin/sh"}
+	if len(groups) > 0 {
+		args = append(args, "-G", strings.Join(groups, ","))
+	}
+	if out, err := exec.Command("useradd", append(args, name)...).CombinedOutput(); err != nil {
+		t.Fatalf("useradd %s: %v\n%s", name, err, out)
+	}
+	t.Cleanup(func() { exec.Command("userdel", name).Run() })
+	if password != "" {
+		cmd := exec.Command("chpasswd")
+		cmd.Stdin = strings.NewReader(name + ":" + password + "\n")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("chpasswd: %v\n%s", err, out)
+		}
+	}
+	u, err := user.Lookup(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	return uint32(uid)
+}
+
+// run runs a command and returns its combined output and error.
+func run(t *testing.T, name string, args ...string) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, name, args...).CombinedOutput()
+	return string(out), err
+}
+
+// TestSystemTrafficSurvivesDayOne: with only an ordinary user's agent, the system's own traffic (apt's
+// download helper and name lookups as _apt, root's curl, a system user's UDP query) completes, none denied,
+// each logged with why; an administrator's agent is asked about root's first connection to a new host, and
+// its answer, after authentication through pkttyagent, makes a system rule.
+func TestSystemTrafficSurvivesDayOne(t *testing.T) {
+	for _, tool := range []string{"curl", "runuser", "unshare", "getent", "useradd", "pkttyagent"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("%s is missing (see tests/install-deps.sh)", tool)
+		}
+	}
+	r := newRig(t, "dayone-system", apiSettings(20))
+	srv := r.ns.tcpServer(t)
+	udp := r.ns.udpServer(t)
+	resolver := r.ns.dnsServer(t, map[string]string{"mirror.dayone.test": r.ns.peerAddr})
+	dir := t.TempDir()
+	os.Chmod(dir, 0o755)
+	resolv := filepath.Join(dir, "resolv.conf")
+	os.WriteFile(resolv, []byte("nameserver "+resolver+"\noptions timeout:2 attempts:1\n"), 0o644)
+
+	person := testUser(t, "tattle-d1-user", "")
+	ord := r.startAgentCmd(t, userCmd(person, testrig.Tattlectl(t), "agent", "--json"))
+	logFrom := r.Log.Len()
+	url := "http://" + srv + "/"
+
+	type step struct {
+		what string
+		out  string
+		err  error
+	}
+	var steps []step
+	out, err := run(t, "unshare", "-m", "sh", "-c", "mount --bind "+resolv+" /etc/resolv.conf && exec runuser -u _apt -- getent ahostsv4 mirror.dayone.test")
+	steps = append(steps, step{"name lookup through the C library as _apt (getent)", out, err})
+	if err == nil && !strings.Contains(out, r.ns.peerAddr) {
+		err = fmt.Errorf("resolved to %q", out)
+		steps[len(steps)-1].err = err
+	}
+	out, err = run(t, "runuser", "-u", "_apt", "--", "curl", "-sS", "-m", "10", url)
+	steps = append(steps, step{"HTTP GET as _apt (runuser curl)", out, err})
+	out, err = run(t, "curl", "-sS", "-m", "10", url)
+	steps = append(steps, step{"root's curl", out, err})
+	app := testrig.CopyApp(t, testrig.Build(t).Client, testrig.AppDir(t), "sysudp")
+	res := testrig.RunApp(t, app, testrig.RunOpts{UID: 65534}, "udp", udp)
+	steps = append(steps, step{"UDP query from a system user (nobody)", fmt.Sprintf("%+v", res), map[bool]error{true: nil, false: fmt.Errorf("not echoed")}[res.Echoed]})
+	for _, s := range steps {
+		if s.err != nil || (strings.Contains(s.what, "curl") && strings.TrimSpace(s.out) != "ok") {
+			t.Errorf("%s failed: %v: %s", s.what, s.err, s.out)
+		}
+	}
+	ord.quiet(t, 300*time.Millisecond) // the ordinary user is never asked about the system's traffic
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	flows, err := r.api.Flows(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	denied, nobody := 0, 0
+	for _, f := range flows {
+		if strings.HasPrefix(f.Dest, r.ns.peerAddr+":") {
+			denied += int(f.Denied)
+			if f.RuleID == "allowed: nobody to ask" {
+				nobody++
+			}
+		}
+	}
+	why := 0
+	var whyLines []string
+	for _, l := range r.Log.Since(logFrom) {
+		if strings.Contains(l, "system process, no administrator's agent") {
+			why++
+			whyLines = append(whyLines, l)
+		}
+	}
+	ok := 0
+	for _, s := range steps {
+		if s.err == nil {
+			ok++
+		}
+		report.add(t, "%s: %s", s.what, map[bool]string{true: "completed", false: "FAILED"}[s.err == nil])
+	}
+	report.add(t, "only an ordinary user's agent: %d of %d completed, %d denied attempts, %d flows shown as \"allowed: nobody to ask\", %d questions settled by the system default (logged with why)",
+		ok, len(steps), denied, nobody, why)
+	if denied != 0 {
+		t.Errorf("%d attempts denied", denied)
+	}
+	if why < 3 {
+		t.Errorf("%d system-default decisions logged, want one per program (3 or more):\n%s", why, strings.Join(whyLines, "\n"))
+	}
+
+	t.Run("administrator", func(t *testing.T) {
+		const password = "dayone-Pw-1"
+		admin := testUser(t, "tattle-d1-admin", password, "sudo")
+		tty := newPTY(t, admin)
+		cmd := userCmd(admin, testrig.Tattlectl(t), "agent", "--json")
+		cmd.ExtraFiles = []*os.File{tty.slave}
+		cmd.SysProcAttr.Setsid, cmd.SysProcAttr.Setctty, cmd.SysProcAttr.Ctty = true, true, 3
+		ag := r.startAgentCmd(t, cmd)
+		r.Log.WaitFor(t, "administrator=true", 0)
+		srv2 := r.ns.tcpServer(t)
+		c := start(t, "curl", "-sS", "-m", "30", "http://"+srv2+"/")
+		q := ag.next(t, "question", 10*time.Second).Question
+		if !q.System {
+			t.Errorf("root's question is not marked System: %+v", q)
+		}
+		answered := ag.answer(t, "a")
+		tty.authenticate(t, "tattle-d1-admin", password)
+		out := c.wait(t, 30*time.Second)
+		var rule *api.Rule
+		for _, ru := range r.rules(t) {
+			if strings.HasSuffix(ru.Application, "curl") && ru.Owner == api.NoOwner && strings.Contains(ru.Remote, r.ns.peerAddr) {
+				ru := ru
+				rule = &ru
+			}
+		}
+		report.add(t, "administrator's agent: root's curl to a new host asked there (System=%v), answered Allow, authenticated through pkttyagent, curl %q %v after the answer; system rule: %v",
+			q.System, strings.TrimSpace(out), c.end.Sub(answered).Round(time.Millisecond), rule != nil)
+		if strings.TrimSpace(out) != "ok" {
+			t.Errorf("curl after the administrator's answer: %q\npty: %s", out, tty.text())
+		}
+		if rule == nil {
+			t.Errorf("no system rule for curl: %+v\npty: %s", r.rules(t), tty.text())
+		}
+	})
+}
+
+// userCmd runs a command as uid (its primary group: the uid's own group or nogroup).
+func userCmd(uid uint32, name string, args ...string) *exec.Cmd {
+	cmd := exec.Command(name, args...)
+	gid := uid
+	if u, err := user.LookupId(strconv.Itoa(int(uid))); err == nil {
+		if g, err := strconv.Atoi(u.Gid); err == nil {
+			gid = uint32(g)
+		}
+	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: gid}}
+	return cmd
+}
+
+// pty is a pseudo-terminal: the agent's controlling terminal, where pkttyagent asks for the password.
+type pty struct {
+	master, slave *os.File
+	mu            sync.Mutex
+	buf           bytes.Buffer
+}
+
+func newPTY(t *testing.T, owner uint32) *pty {
+	t.Helper()
+	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR|syscall.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var unlock int32
+	if _, _, e := syscall.Syscall(syscall.SYS_IOCTL, m.Fd(), unix.TIOCSPTLCK, uintptr(unsafe.Pointer(&unlock))); e != 0 {
+		t.Fatal(e)
+	}
+	n, err := unix.IoctlGetInt(int(m.Fd()), unix.TIOCGPTN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := "/dev/pts/" + strconv.Itoa(n)
+	os.Chown(name, int(owner), -1)
+	s, err := os.OpenFile(name, os.O_RDWR|syscall.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &pty{master: m, slave: s}
+	go func() {
+		b := make([]byte, 4096)
+		for {
+			k, err := m.Read(b)
+			if k > 0 {
+				p.mu.Lock()
+				p.buf.Write(b[:k])
+				p.mu.Unlock()
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	t.Cleanup(func() { s.Close(); m.Close() })
+	return p
+}
+
+func (p *pty) text() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.buf.String()
+}
+
+var identityLine = regexp.MustCompile(`(?m)^\s*(\d+)\.\s+.*\(([^)]+)\)`)
+
+// authenticate answers pkttyagent on the terminal: picks the user's identity when asked to choose, then types
+// the password.
+func (p *pty) authenticate(t *testing.T, name, password string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	chose := false
+	for time.Now().Before(deadline) {
+		txt := p.text()
+		if !chose && strings.Contains(txt, "Choose identity") {
+			for _, m := range identityLine.FindAllStringSubmatch(txt, -1) {
+				if m[2] == name {
+					p.master.WriteString(m[1] + "\n")
+					chose = true
+				}
+			}
+		}
+		if strings.Contains(txt, "Password:") {
+			p.master.WriteString(password + "\n")
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("pkttyagent did not ask for a password; terminal said:\n%s", p.text())
+}
