@@ -33,14 +33,14 @@ const (
 	MaxQuestionsPerUser    = 512
 	MaxPacketsPerQuestion  = 4096 // a flood of ports of one host is one question
 	MaxOrphans             = 4096
-	orphanWait             = 150 * time.Millisecond // how long a packet waits for its kernel event
+	orphanWait             = 500 * time.Millisecond // how long a packet waits for its kernel event (which lags under load)
 	settledMemory          = 10 * time.Second       // late packets of a settled question get its verdict
 	maxSettled             = 16384
 	sweepInterval          = 50 * time.Millisecond
 	preAskPause            = 20 * time.Millisecond // lets DNS answers being learned catch up before asking
 	defaultQuestionTimeout = 30 * time.Second
-	gatherQuiet            = 50 * time.Millisecond // a question is asked once no new port joined it for this long
-	gatherMax              = time.Second           // … or after this, whatever keeps coming
+	gatherQuiet            = 150 * time.Millisecond // a question is asked once no new port joined it for this long
+	gatherMax              = 3 * time.Second        // … or after this, whatever keeps coming
 )
 
 // ErrNobodyToAsk is what Env.Ask returns (wrapped) when no agent can be asked about a question.
@@ -150,6 +150,12 @@ type question struct {
 	ruled    enforce.Verdict    // the verdict of that rule (Undecided while none); guarded by Holder.mu
 }
 
+// closed is when a question covering a flow was settled, and its verdict.
+type closed struct {
+	at time.Time
+	v  enforce.Verdict
+}
+
 type orphan struct {
 	p  netfilter.Packet
 	pk PacketKey
@@ -186,6 +192,7 @@ type Holder struct {
 	byPacket  map[PacketKey][]*question
 	orphans   []orphan
 	settled   map[settledKey]settled
+	closedAt  map[PacketKey]closed // the last question covering the flow, once settled (kept settledMemory)
 	perUser   map[uint32]int
 
 	ctx context.Context
@@ -198,7 +205,7 @@ func New(env Env) *Holder {
 		env.Log = slog.Default()
 	}
 	return &Holder{env: env, questions: map[hostKey]*question{}, byPacket: map[PacketKey][]*question{},
-		settled: map[settledKey]settled{}, perUser: map[uint32]int{}, ctx: context.Background()}
+		settled: map[settledKey]settled{}, closedAt: map[PacketKey]closed{}, perUser: map[uint32]int{}, ctx: context.Background()}
 }
 
 // Run sweeps waiting packets until ctx ends, then waits for the questions' goroutines, which end with it.
@@ -300,6 +307,13 @@ func (h *Holder) Attempt(a Attempt) {
 	a.System = h.isSystem(a.UID)
 	hk := hostKeyOf(a)
 	h.mu.Lock()
+	// The kernel's events lag under a flood: an attempt made before a question covering its flow was settled
+	// was part of that question (its packets got that verdict), not a new one.
+	if c, ok := h.closedAt[h.packetKeyOf(a.Key)]; ok && !a.Time.IsZero() && a.Time.Before(c.at) {
+		h.mu.Unlock()
+		h.env.Log.Debug("late event of a settled question", "exe", a.Exe, "dest", a.Dest)
+		return
+	}
 	if q, ok := h.questions[hk]; ok {
 		q.api.Attempts++
 		q.api.PID = a.PID
@@ -576,6 +590,12 @@ func (h *Holder) finish(q *question, v enforce.Verdict, reach remembering) {
 	}
 	packets = append(q.packets, h.takeOrphansOf(q.ports, q.pks)...)
 	q.packets = nil
+	if reach != rememberNothing {
+		now := time.Now()
+		for _, pk := range q.pks {
+			h.closedAt[pk] = closed{at: now, v: v}
+		}
+	}
 	switch reach {
 	case rememberFlow:
 		for _, pk := range q.pks {
@@ -662,6 +682,11 @@ func (h *Holder) sweep(now time.Time) {
 			delete(h.settled, k)
 		}
 	}
+	for k, c := range h.closedAt {
+		if now.Sub(c.at) > settledMemory {
+			delete(h.closedAt, k)
+		}
+	}
 	h.mu.Unlock()
 	if len(due) == 0 {
 		return
@@ -672,6 +697,11 @@ func (h *Holder) sweep(now time.Time) {
 		byKey[o.pk] = append(byKey[o.pk], o.p)
 	}
 	for pk, ps := range byKey {
+		// The event may have come (or the question been settled) while this sweep worked through others:
+		// what the holder knows now comes first; Resolve (a read of the kernel's flows) only for the rest.
+		if ps = h.placeLate(pk, ps); len(ps) == 0 {
+			continue
+		}
 		a, v, ok := h.env.Resolve(ps[0], pk)
 		if !ok {
 			v = defaultVerdict(h.settings())
@@ -710,6 +740,49 @@ func (h *Holder) sweep(now time.Time) {
 			h.release(p, defaultVerdict(h.settings()))
 		}
 	}
+}
+
+// placeLate gives swept packets to the question their flow has now, or the verdict it was settled with; it
+// returns the packets neither covers.
+func (h *Holder) placeLate(pk PacketKey, ps []netfilter.Packet) []netfilter.Packet {
+	h.mu.Lock()
+	if qs := h.byPacket[pk]; len(qs) > 0 {
+		qs[0].packets = append(qs[0].packets, ps...)
+		h.mu.Unlock()
+		return nil
+	}
+	type verdictOn struct {
+		p netfilter.Packet
+		v enforce.Verdict
+	}
+	var decided []verdictOn
+	left := ps[:0]
+	now := time.Now()
+	for _, p := range ps {
+		found := false
+		for _, k := range []settledKey{{pk, p.Headers.Src}, {PacketKey: pk}} {
+			if s, ok := h.settled[k]; ok && now.Before(s.until) {
+				decided = append(decided, verdictOn{p, s.verdict})
+				found = true
+				break
+			}
+		}
+		// A packet of the flow that waited its full time without an event, after a question covering the flow
+		// was settled, is a late one of a socket of that question whose first packets the queue lost (a
+		// new socket's event would have come by now): it gets that question's verdict.
+		if c, ok := h.closedAt[pk]; !found && ok && now.Sub(c.at) < settledMemory {
+			decided = append(decided, verdictOn{p, c.v})
+			found = true
+		}
+		if !found {
+			left = append(left, p)
+		}
+	}
+	h.mu.Unlock()
+	for _, d := range decided {
+		h.release(d.p, d.v)
+	}
+	return left
 }
 
 // release gives a packet its verdict: Allow accepts, Deny refuses (reset), anything else drops.
