@@ -21,6 +21,7 @@ packages=(
 	qemu-system-x86 busybox-static cpio xz-utils         # VM ring (xz: unpack trixie's .ko.xz modules for the initramfs)
 	mmdebstrap e2fsprogs kmod                            # systemd ring: Debian root file system, ext4 image, depmod
 	iproute2 iptables nftables curl python3 procps      # host ring clients and netfilter
+	passwd util-linux libc-bin                           # dayone ring: test accounts (useradd), runuser, unshare, getent
 	dbus polkitd libxml2-utils                           # service ring: a real bus and polkitd; policy checks
 	btrfs-progs                                          # identities on btrfs subvolumes
 	nodejs squashfs-tools squashfuse bubblewrap dpkg-dev # identity ring: node scripts, snap/AppImage images, a Flatpak-like sandbox, test packages
