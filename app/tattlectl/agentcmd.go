@@ -310,6 +310,8 @@ func showQuestion(w io.Writer, q api.Question, behind int, asJSON bool, now time
 	}
 	dest := q.Addr
 	switch {
+	case q.Port == api.DNSPort:
+		dest = api.DNSServerLabel(q.Addr)
 	case q.Host != "":
 		dest = q.Host + " (" + q.Addr + ")"
 	case q.Reverse != "":

@@ -404,10 +404,10 @@ func TestMonitorOnce(t *testing.T) {
 	if code := te.run("monitor", "--once"); code != 0 {
 		t.Fatalf("exit %d: %s", code, te.err)
 	}
-	want := `APPLICATION               USER   DESTINATION        PROTO  ATTEMPTS  ALLOWED  DENIED  UNDECIDED  VERDICT    LAST SEEN
-/usr/bin/python3.11       4242   127.0.0.1:8080     tcp    9         0        9       0          deny       11:59:59
-/usr/bin/curl             alice  93.184.215.14:443  tcp    3         3        0       0          allow      11:58:00
-(unknown, inode 2049:12)  root   [2001:db8::1]:53   udp    1         0        0       1          undecided  2024-04-29 12:00
+	want := `APPLICATION               USER   DESTINATION             PROTO  ATTEMPTS  ALLOWED  DENIED  UNDECIDED  VERDICT    LAST SEEN
+/usr/bin/python3.11       4242   127.0.0.1:8080          tcp    9         0        9       0          deny       11:59:59
+/usr/bin/curl             alice  93.184.215.14:443       tcp    3         3        0       0          allow      11:58:00
+(unknown, inode 2049:12)  root   DNS server 2001:db8::1  udp    1         0        0       1          undecided  2024-04-29 12:00
 `
 	if te.out.String() != want {
 		t.Errorf("monitor --once:\n%s\nwant:\n%s", te.out, want)
@@ -523,5 +523,18 @@ func TestPortsLabel(t *testing.T) {
 	}
 	if got := portsLabel(api.Question{Port: 443, PortCount: 1, Ports: []uint16{443}}); got != "port 443" {
 		t.Errorf("one port: %q", got)
+	}
+}
+
+// A DNS query is shown as going to a DNS server, never under a host name that resolved to the same address.
+func TestDNSServerShownAsSuch(t *testing.T) {
+	var b strings.Builder
+	showQuestion(&b, api.Question{ID: 1, Exe: "/usr/bin/x", Addr: "10.0.0.1", Port: 53, PortCount: 1, Protocol: "udp",
+		Host: "router.example"}, 0, false, time.Now())
+	if !strings.Contains(b.String(), "to:       DNS server 10.0.0.1 port 53 udp") || strings.Contains(b.String(), "router.example") {
+		t.Errorf("question shows:\n%s", b.String())
+	}
+	if got := destLabel(api.Flow{Dest: "10.0.0.1:53", Host: "router.example"}); got != "DNS server 10.0.0.1" {
+		t.Errorf("flow label %q", got)
 	}
 }

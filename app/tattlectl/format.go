@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/netip"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -241,6 +242,9 @@ func oneLine(s string) string {
 
 // destLabel shows a destination with the host name the program looked up, when known.
 func destLabel(f api.Flow) string {
+	if ap, err := netip.ParseAddrPort(f.Dest); err == nil && ap.Port() == api.DNSPort {
+		return api.DNSServerLabel(ap.Addr().String())
+	}
 	switch {
 	case f.Host != "":
 		return f.Host + " (" + f.Dest + ")"

@@ -337,11 +337,8 @@ func (d *Daemon) logEvents(events *enforce.EventReader) {
 			d.hold.holder.Decided(key, v)
 			continue
 		}
-		a := hold.Attempt{Key: key, PID: ev.TGID, Exe: ev.Exe, Via: ev.Via, Changed: d.changedExe(ev.Exe), Comm: ev.Comm, Time: ev.Time,
-			Host: d.HostFor(ev.App, ev.UID, ev.Dest.Addr())}
-		if a.Host == "" {
-			a.Reverse = d.ReverseFor(ev.Dest.Addr())
-		}
+		a := hold.Attempt{Key: key, PID: ev.TGID, Exe: ev.Exe, Via: ev.Via, Changed: d.changedExe(ev.Exe), Comm: ev.Comm, Time: ev.Time}
+		a.Host, a.Reverse = d.NamesFor(ev.App, ev.UID, ev.Dest)
 		d.hold.holder.Attempt(a)
 	}
 }

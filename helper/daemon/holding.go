@@ -89,10 +89,7 @@ func (d *Daemon) StartHolding(ctx context.Context, o HoldOptions) error {
 		UserName: userName,
 		Decide:   d.decideAttempt,
 		Names: func(a hold.Attempt) (string, string) {
-			if h := d.HostFor(a.App, a.UID, a.Dest.Addr()); h != "" {
-				return h, ""
-			}
-			return "", d.ReverseFor(a.Dest.Addr())
+			return d.NamesFor(a.App, a.UID, a.Dest)
 		},
 		Changed: o.Asker.PendingChanged,
 	})

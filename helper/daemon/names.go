@@ -15,6 +15,7 @@ import (
 	"github.com/tattlefw/tattle/helper/enforce"
 	"github.com/tattlefw/tattle/helper/resolvedmon"
 	"github.com/tattlefw/tattle/helper/ruleset"
+	"github.com/tattlefw/tattle/shared/api"
 	"github.com/tattlefw/tattle/shared/identity"
 	"github.com/tattlefw/tattle/shared/rules"
 )
@@ -433,4 +434,17 @@ func (d *Daemon) catchUpNames() {
 	for (d.names.capture.Unread() > 0 || d.names.read.Load() != d.names.done.Load()) && time.Now().Before(deadline) {
 		time.Sleep(100 * time.Microsecond)
 	}
+}
+
+// NamesFor names a destination for display: the host name the program looked up for its address, else the
+// address's reverse name. A destination on the DNS port gets neither: it is the program's resolver, shown as
+// a DNS server (api.DNSServerLabel), not as some host name that happened to resolve to the same address.
+func (d *Daemon) NamesFor(app identity.Executable, uid uint32, dest netip.AddrPort) (host, reverse string) {
+	if dest.Port() == api.DNSPort {
+		return "", ""
+	}
+	if host = d.HostFor(app, uid, dest.Addr()); host != "" {
+		return host, ""
+	}
+	return "", d.ReverseFor(dest.Addr())
 }

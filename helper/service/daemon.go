@@ -2,6 +2,7 @@ package service
 
 import (
 	"github.com/godbus/dbus/v5"
+	"net/netip"
 
 	"github.com/tattlefw/tattle/helper/enforce"
 	"github.com/tattlefw/tattle/helper/ruleset"
@@ -81,10 +82,7 @@ func (i monitorIface) Flows(msg dbus.Message, sender dbus.Sender) ([]api.Flow, *
 }
 
 func (s *Service) wireFlow(f enforce.Flow) api.Flow {
-	host, reverse := s.daemon.HostFor(f.App, f.UID, f.Dest.Addr()), ""
-	if host == "" {
-		reverse = s.daemon.ReverseFor(f.Dest.Addr())
-	}
+	host, reverse := s.daemon.NamesFor(f.App, f.UID, netip.AddrPortFrom(f.Dest.Addr().Unmap(), f.Dest.Port()))
 	return api.Flow{
 		Exe: s.daemon.ExePath(f.LastTGID, f.App), Dev: f.App.Dev, Ino: f.App.Ino, UID: f.UID,
 		Dest: f.Dest.String(), Host: host, Reverse: reverse, Protocol: f.Proto.String(),

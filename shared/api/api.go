@@ -181,6 +181,13 @@ type Question struct {
 	Waiting uint32
 }
 
+// DNSPort is the port of DNS servers. A destination on it is shown as a DNS server ("DNS server 10.0.0.1"),
+// never under a host name that happened to resolve to its address; Question.Host and Flow.Host stay "".
+const DNSPort = 53
+
+// DNSServerLabel names a DNS server's address for people.
+func DNSServerLabel(addr string) string { return "DNS server " + addr }
+
 // MaxQuestionPorts bounds Question.Ports.
 const MaxQuestionPorts = 64
 
