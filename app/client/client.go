@@ -176,6 +176,29 @@ func (c *Client) Import(ctx context.Context, format string, data []byte, system 
 	return n, skipped, err
 }
 
+// ImportFiles imports several files as one transaction (rules and the named lists they need, all or
+// nothing); with req.DryRun it only reports what it would do.
+func (c *Client) ImportFiles(ctx context.Context, req api.ImportRequest) (api.ImportSummary, []string, error) {
+	var sum api.ImportSummary
+	var report []string
+	for i := range req.Files {
+		req.Files[i].Data = nonNil(req.Files[i].Data)
+	}
+	for i := range req.ListDirs {
+		if req.ListDirs[i].Files == nil {
+			req.ListDirs[i].Files = []api.ImportFile{}
+		}
+		for j := range req.ListDirs[i].Files {
+			req.ListDirs[i].Files[j].Data = nonNil(req.ListDirs[i].Files[j].Data)
+		}
+	}
+	if req.ListDirs == nil {
+		req.ListDirs = []api.ImportListDir{}
+	}
+	err := c.call(ctx, api.RulesInterface+".ImportFiles", true, []any{&sum, &report}, req)
+	return sum, report, err
+}
+
 // Export writes the rules the caller may list in the given format, with one line per rule left out.
 func (c *Client) Export(ctx context.Context, format string) ([]byte, []string, error) {
 	var data []byte

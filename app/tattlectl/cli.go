@@ -28,7 +28,7 @@ type Helper interface {
 	AddRules(ctx context.Context, rs []api.Rule) ([]string, error)
 	RemoveRules(ctx context.Context, ids []string) error
 	SetEnabled(ctx context.Context, id string, enabled bool) error
-	Import(ctx context.Context, format string, data []byte, system bool) (uint32, []string, error)
+	ImportFiles(ctx context.Context, req api.ImportRequest) (api.ImportSummary, []string, error)
 	Export(ctx context.Context, format string) ([]byte, []string, error)
 	Problems(ctx context.Context) ([]api.Problem, error)
 	Flows(ctx context.Context) ([]api.Flow, error)
@@ -47,6 +47,7 @@ type env struct {
 	lstat          func(name string) (os.FileInfo, error)
 	userName       func(uid uint32) string // "" when unknown
 	readFile       func(name string) ([]byte, error)
+	readDir        func(name string) ([]string, error) // names of the regular files in a directory
 	writeFile      func(name string, data []byte) error
 	terminal       bool       // stdout is a terminal (monitor redraws in place)
 	termRows       func() int // rows of the terminal, 0 when unknown
@@ -82,6 +83,19 @@ func systemEnv() *env {
 		lstat:          os.Lstat,
 		userName:       cachedUserNames(),
 		readFile:       os.ReadFile,
+		readDir: func(name string) ([]string, error) {
+			ents, err := os.ReadDir(name)
+			if err != nil {
+				return nil, err
+			}
+			var out []string
+			for _, e := range ents {
+				if e.Type().IsRegular() {
+					out = append(out, e.Name())
+				}
+			}
+			return out, nil
+		},
 		writeFile: func(name string, data []byte) error {
 			return os.WriteFile(name, data, 0o644)
 		},
@@ -150,8 +164,8 @@ func init() {
 		{"rules remove", "ID...", "remove rules", cmdRulesRemove},
 		{"rules enable", "ID...", "switch rules on", cmdRulesEnable},
 		{"rules disable", "ID...", "switch rules off (they stay, doing nothing)", cmdRulesDisable},
-		{"rules import", "[--format tattle|lsrules|opensnitch] [--user] FILE|-", "import rules from Tattle, Little Snitch or OpenSnitch files", cmdRulesImport},
-		{"rules export", "[--format tattle|lsrules|opensnitch] [FILE|-]", "write the rules you may see to FILE (default: standard output)", cmdRulesExport},
+		{"rules import", "[--format tattle|lsrules|opensnitch] [--user] [--dry-run] [--lists DIR] FILE|DIR|-", "import rules from Tattle, Little Snitch or OpenSnitch files", cmdRulesImport},
+		{"rules export", "[--format tattle|lsrules] [FILE|-]", "write the rules you may see to FILE (default: standard output)", cmdRulesExport},
 		{"monitor", "[--json] [--interval 1s] [--once]", "show the connections programs make, refreshed until Ctrl-C", cmdMonitor},
 		{"agent", "[--json]", "answer questions about your programs' connections in this terminal", cmdAgent},
 		{"mode", "[alert|silent-allow|silent-deny]", "show or set what happens to connections no rule decides", cmdMode},
@@ -337,7 +351,11 @@ in PATH ("curl"), "flatpak:ID", "snap:NAME", "appimage:PATH" or "any".
 time ("2030-01-01T00:00:00Z") or a duration from now ("2h", "30m") and implies --duration until-time.`,
 	"rules import": `Without --format the format is recognised from the file's name and content. Without --user the rules
 are system rules (for every user; needs an administrator's permission); with --user they cover only your own
-processes.`,
+processes (and Little Snitch's owner "me" means you). A directory is an OpenSnitch rules directory
+(/etc/opensnitchd/rules): its rules are imported together, in OpenSnitch's order, with the list directories
+their "lists" rules name (looked for under --lists DIR by name when they are not where the rules say).
+An import is all or nothing; --dry-run shows what it would do and changes nothing. It prints one summary
+line, then one line per reason something was not imported exactly; it fails when nothing was imported.`,
 	"monitor": `Shows your own processes' connections; an administrator sees everyone's. --json prints one JSON array per
 refresh, one line each.`,
 }

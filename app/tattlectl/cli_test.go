@@ -236,19 +236,44 @@ func TestStateCommands(t *testing.T) {
 func TestImportExport(t *testing.T) {
 	te := newTestEnv(t)
 	te.files["corp.lsrules"] = []byte(`{"name": "corp", "rules": []}`)
-	te.h.skipped = []string{"rule 3: cannot be imported: \"ask\" rules\nhave no Tattle form"}
+	te.h.skipped = []string{"not imported (1 rule): \"ask\" rules\nneed no rule"}
+	te.h.importSum = api.ImportSummary{Imported: 2, Summary: "1 file, 3 source rules: 2 imported exactly, 0 reported, 1 refused; 2 Tattle rules, 0 named lists"}
 	if code := te.run("rules", "import", "corp.lsrules"); code != 0 {
 		t.Fatalf("exit %d: %s", code, te.err)
 	}
-	if te.h.imported.format != api.FormatLittleSnitch || !te.h.imported.system || string(te.h.imported.data) != `{"name": "corp", "rules": []}` {
+	if te.h.imported.format != api.FormatLittleSnitch || !te.h.imported.system || string(te.h.imported.data) != `{"name": "corp", "rules": []}` || te.h.imported.req.DryRun {
 		t.Errorf("helper got %+v", te.h.imported)
 	}
-	if te.out.String() != "imported 2 rules from corp.lsrules (lsrules)\n" {
+	if te.out.String() != "imported: "+te.h.importSum.Summary+"\n" {
 		t.Errorf("stdout %q", te.out)
 	}
-	if te.err.String() != "tattlectl: skipped: rule 3: cannot be imported: \"ask\" rules have no Tattle form\n" {
+	if te.err.String() != "tattlectl: not imported (1 rule): \"ask\" rules need no rule\n" {
 		t.Errorf("stderr %q", te.err)
 	}
+	te.out.Reset()
+	te.err.Reset()
+	if code := te.run("rules", "import", "--dry-run", "corp.lsrules"); code != 0 || !te.h.imported.req.DryRun || !strings.HasPrefix(te.out.String(), "dry run, nothing changed: ") {
+		t.Errorf("dry run: exit %d, stdout %q, request %+v", code, te.out, te.h.imported.req)
+	}
+	// A directory is an OpenSnitch rules directory; the list directories its rules name are sent along.
+	te.files["rules/000-a.json"] = []byte(`{"name":"000-a","enabled":true,"action":"deny","operator":{"type":"lists","operand":"lists.domains","data":"/etc/opensnitchd/ads"}}`)
+	te.files["rules/001-b.json"] = []byte(`{"name":"001-b","enabled":true,"action":"allow","operator":{"type":"simple","operand":"true"}}`)
+	te.files["rules/notes.txt"] = []byte("not a rule")
+	te.files["saved/ads/hosts.txt"] = []byte("0.0.0.0 ads.example\n")
+	if code := te.run("rules", "import", "--lists", "saved", "rules"); code != 0 {
+		t.Fatalf("directory import: exit %d: %s", code, te.err)
+	}
+	req := te.h.imported.req
+	if req.Format != api.FormatOpenSnitch || len(req.Files) != 2 || req.Files[0].Name != "rules/000-a.json" ||
+		len(req.ListDirs) != 1 || req.ListDirs[0].Path != "/etc/opensnitchd/ads" || len(req.ListDirs[0].Files) != 1 {
+		t.Errorf("directory import sent %+v", req)
+	}
+	// Nothing imported is a failure.
+	te.h.importSum = api.ImportSummary{Summary: "1 file, 1 source rule: 0 imported exactly, 0 reported, 1 refused; 0 Tattle rules, 0 named lists"}
+	if code := te.run("rules", "import", "corp.lsrules"); code != exitFailed || !strings.Contains(te.err.String(), "nothing was imported from corp.lsrules") {
+		t.Errorf("empty import: exit %d, stderr %q", code, te.err)
+	}
+	te.h.importSum.Imported = 2
 
 	te.stdin = strings.NewReader(`{"version": 1, "rules": []}`)
 	if code := te.run("rules", "import", "--user", "-"); code != 0 || te.h.imported.format != api.FormatTattle || te.h.imported.system {
@@ -270,8 +295,12 @@ func TestImportExport(t *testing.T) {
 	if code := te.run("rules", "export", "out.lsrules"); code != 0 || string(te.files["out.lsrules"]) != "{}\n" || te.h.exportFormat != api.FormatLittleSnitch {
 		t.Errorf("export to file: exit %d, file %q, format %q", code, te.files["out.lsrules"], te.h.exportFormat)
 	}
-	if code := te.run("rules", "export", "--format", "opensnitch", "-"); code != 0 || te.h.exportFormat != api.FormatOpenSnitch {
+	if code := te.run("rules", "export", "--format", "lsrules", "-"); code != 0 || te.h.exportFormat != api.FormatLittleSnitch {
 		t.Errorf("export --format: exit %d, format %q", code, te.h.exportFormat)
+	}
+	// There is no OpenSnitch export (see parseExport): tattlectl says so instead of asking the helper.
+	if code := te.run("rules", "export", "--format", "opensnitch", "-"); code != exitUsage || !strings.Contains(te.err.String(), "cannot be exported; use tattle, lsrules") {
+		t.Errorf("export --format opensnitch: exit %d, stderr %q", code, te.err)
 	}
 }
 

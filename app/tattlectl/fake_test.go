@@ -34,7 +34,9 @@ type fakeHelper struct {
 		format string
 		data   []byte
 		system bool
+		req    api.ImportRequest
 	}
+	importSum    api.ImportSummary
 	exportFormat string
 	closed       int
 }
@@ -71,9 +73,12 @@ func (f *fakeHelper) SetEnabled(_ context.Context, id string, on bool) error {
 	f.enabled[id] = on
 	return f.called("SetEnabled")
 }
-func (f *fakeHelper) Import(_ context.Context, format string, data []byte, system bool) (uint32, []string, error) {
-	f.imported.format, f.imported.data, f.imported.system = format, data, system
-	return 2, f.skipped, f.called("Import")
+func (f *fakeHelper) ImportFiles(_ context.Context, req api.ImportRequest) (api.ImportSummary, []string, error) {
+	f.imported.format, f.imported.system, f.imported.req = req.Format, req.System, req
+	if len(req.Files) > 0 {
+		f.imported.data = req.Files[0].Data
+	}
+	return f.importSum, f.skipped, f.called("ImportFiles")
 }
 func (f *fakeHelper) Export(_ context.Context, format string) ([]byte, []string, error) {
 	f.exportFormat = format
@@ -141,6 +146,18 @@ func newTestEnv(t *testing.T) *testEnv {
 				return d, nil
 			}
 			return nil, &os.PathError{Op: "open", Path: name, Err: os.ErrNotExist}
+		},
+		readDir: func(name string) ([]string, error) {
+			var out []string
+			for f := range te.files {
+				if rest, ok := strings.CutPrefix(f, name+"/"); ok && !strings.Contains(rest, "/") {
+					out = append(out, rest)
+				}
+			}
+			if out == nil {
+				return nil, &os.PathError{Op: "readdir", Path: name, Err: os.ErrNotExist}
+			}
+			return out, nil
 		},
 		writeFile: func(name string, data []byte) error {
 			te.files[name] = data

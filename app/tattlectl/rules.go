@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"time"
 
@@ -341,6 +342,8 @@ func checkFormat(f string) error {
 type importOptions struct {
 	format        string
 	user          bool
+	dryRun        bool
+	listsDir      string
 	file          string
 	noInteractive bool
 }
@@ -350,6 +353,8 @@ func parseImport(e *env, args []string) (importOptions, error) {
 	fs := newFlagSet("rules import")
 	fs.StringVar(&o.format, "format", "", "read the file as `FORMAT`: tattle, lsrules (Little Snitch) or opensnitch (default: recognised from the file)")
 	fs.BoolVar(&o.user, "user", false, "make the rules cover only your own processes instead of every user's")
+	fs.BoolVar(&o.dryRun, "dry-run", false, "show what the import would do, change nothing")
+	fs.StringVar(&o.listsDir, "lists", "", "look for OpenSnitch list directories the rules name under `DIR` (by their last path element)")
 	fs.BoolVar(&o.noInteractive, "no-interactive", false, "never ask for a password")
 	pos, err := parseFlags(e, "rules import", fs, args)
 	if err != nil {
@@ -370,12 +375,46 @@ func cmdRulesImport(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	data, err := readInput(e, o.file)
-	if err != nil {
-		return err
+	req := api.ImportRequest{Format: o.format, System: !o.user, DryRun: o.dryRun}
+	if names, derr := e.readDir(o.file); derr == nil && o.file != "-" {
+		// A directory: an OpenSnitch rules directory, one rule per *.json file.
+		if o.format != "" && o.format != api.FormatOpenSnitch {
+			return usagef("%s is a directory; only --format opensnitch reads directories", o.file)
+		}
+		req.Format = api.FormatOpenSnitch
+		sort.Strings(names)
+		total := 0
+		for _, n := range names {
+			if !strings.HasSuffix(n, ".json") {
+				continue
+			}
+			p := filepath.Join(o.file, n)
+			data, err := e.readFile(p)
+			if err != nil {
+				return err
+			}
+			if total += len(data); total > api.MaxImportSize {
+				return fmt.Errorf("%s holds more than the %d MiB one import may be; import it in parts", o.file, api.MaxImportSize>>20)
+			}
+			req.Files = append(req.Files, api.ImportFile{Name: p, Data: data})
+		}
+		if len(req.Files) == 0 {
+			return fmt.Errorf("%s holds no rule files (*.json); nothing to import", o.file)
+		}
+	} else {
+		data, err := readInput(e, o.file)
+		if err != nil {
+			return err
+		}
+		if req.Format == "" {
+			if req.Format, err = guessFormat(o.file, data); err != nil {
+				return err
+			}
+		}
+		req.Files = []api.ImportFile{{Name: displayName(o.file), Data: data}}
 	}
-	if o.format == "" {
-		if o.format, err = guessFormat(o.file, data); err != nil {
+	if req.Format == api.FormatOpenSnitch {
+		if req.ListDirs, err = readListDirs(e, req.Files, o.listsDir); err != nil {
 			return err
 		}
 	}
@@ -384,15 +423,56 @@ func cmdRulesImport(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer h.Close()
-	n, skipped, err := h.Import(ctx, o.format, data, !o.user)
+	sum, report, err := h.ImportFiles(ctx, req)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stdout, "imported %d %s from %s (%s)\n", n, plural(int(n), "rule", "rules"), displayName(o.file), o.format)
-	for _, s := range skipped {
-		fmt.Fprintf(e.stderr, "tattlectl: skipped: %s\n", oneLine(s))
+	word := "imported"
+	if o.dryRun {
+		word = "dry run, nothing changed"
+	}
+	fmt.Fprintf(e.stdout, "%s: %s\n", word, sum.Summary)
+	for _, s := range report {
+		fmt.Fprintf(e.stderr, "tattlectl: %s\n", oneLine(s))
+	}
+	if sum.Imported == 0 {
+		return fmt.Errorf("nothing was imported from %s", displayName(o.file))
 	}
 	return nil
+}
+
+// readListDirs reads the OpenSnitch list directories the rules name: where they say, else under listsDir
+// by their last path element. A directory found nowhere is left out; the helper then reports the rules
+// that need it.
+func readListDirs(e *env, files []api.ImportFile, listsDir string) ([]api.ImportListDir, error) {
+	src := make([]rules.SourceFile, len(files))
+	for i, f := range files {
+		src[i] = rules.SourceFile{Name: f.Name, Data: f.Data}
+	}
+	var out []api.ImportListDir
+	for _, dir := range rules.OpenSnitchListDirs(src) {
+		where := dir
+		names, err := e.readDir(where)
+		if err != nil && listsDir != "" {
+			where = filepath.Join(listsDir, filepath.Base(dir))
+			names, err = e.readDir(where)
+		}
+		if err != nil {
+			fmt.Fprintf(e.stderr, "tattlectl: list directory %s not found; the rules that use it will be reported\n", dir)
+			continue
+		}
+		d := api.ImportListDir{Path: dir, Files: []api.ImportFile{}}
+		sort.Strings(names)
+		for _, n := range names {
+			data, err := e.readFile(filepath.Join(where, n))
+			if err != nil {
+				return nil, err
+			}
+			d.Files = append(d.Files, api.ImportFile{Name: n, Data: data})
+		}
+		out = append(out, d)
+	}
+	return out, nil
 }
 
 // readInput reads an import file ("-": standard input), refusing more than the helper accepts.
@@ -429,7 +509,7 @@ type exportOptions struct {
 func parseExport(e *env, args []string) (exportOptions, error) {
 	var o exportOptions
 	fs := newFlagSet("rules export")
-	fs.StringVar(&o.format, "format", "", "write `FORMAT`: tattle, lsrules (Little Snitch) or opensnitch (default: lsrules for *.lsrules, else tattle)")
+	fs.StringVar(&o.format, "format", "", "write `FORMAT`: tattle or lsrules (Little Snitch) (default: lsrules for *.lsrules, else tattle)")
 	pos, err := parseFlags(e, "rules export", fs, args)
 	if err != nil {
 		return o, err
@@ -449,8 +529,18 @@ func parseExport(e *env, args []string) (exportOptions, error) {
 		}
 		return o, nil
 	}
-	return o, checkFormat(o.format)
+	// No OpenSnitch export: OpenSnitch decides by first match in name order over a directory of files, so a
+	// faithful export would need Tattle's precedence rewritten as names and flags, and name and list rules as
+	// regular expressions and list directories; a blob that decides differently would be worse than none.
+	for _, f := range exportFormats {
+		if o.format == f {
+			return o, nil
+		}
+	}
+	return o, usagef("--format: %q cannot be exported; use %s", o.format, strings.Join(exportFormats, ", "))
 }
+
+var exportFormats = []string{api.FormatTattle, api.FormatLittleSnitch}
 
 func cmdRulesExport(ctx context.Context, e *env, args []string) error {
 	o, err := parseExport(e, args)

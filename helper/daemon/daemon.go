@@ -49,6 +49,8 @@ type Daemon struct {
 	lists    *lists.Set     // named lists for list rules; nil when none are defined. Set before Run.
 	listCfgs []lists.Config // their definitions
 
+	importedDir, stateDir string // where imports keep the lists they make (ConfigureImportedLists)
+
 	// onRulesChanged announces rule changes the helper made itself (answers, until-quit endings).
 	onRulesChanged func()
 }

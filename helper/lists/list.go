@@ -16,6 +16,9 @@ import (
 type Limits struct {
 	MaxBytes   int64 // size of the list file; 0 means DefaultMaxBytes
 	MaxEntries int   // names plus networks; 0 means DefaultMaxEntries
+	// ExactNames makes a name entry cover only that name, not the names under it (OpenSnitch's domain lists,
+	// Little Snitch's remote hosts).
+	ExactNames bool
 }
 
 const (
@@ -42,6 +45,7 @@ type List struct {
 	bits     []int                           // the prefix lengths present, longest first
 	skipped  []string                        // the first few lines that were not entries, for the error report
 	nSkipped int
+	exact    bool // names match only themselves (Limits.ExactNames)
 }
 
 // Len is the number of entries (names and networks).
@@ -65,12 +69,17 @@ func (l *List) Skipped() (int, []string) {
 }
 
 // Contains reports whether name or a domain above it is in the list (case-insensitive, trailing dot
-// ignored): a list holding example.com contains www.example.com but not notexample.com.
+// ignored): a list holding example.com contains www.example.com but not notexample.com. A list parsed with
+// ExactNames contains only the names it holds.
 func (l *List) Contains(name string) bool {
 	if l == nil || len(l.names) == 0 {
 		return false
 	}
 	name = lower(strings.TrimSuffix(name, "."))
+	if l.exact {
+		_, ok := l.names[name]
+		return ok
+	}
 	for name != "" {
 		if _, ok := l.names[name]; ok {
 			return true
@@ -124,7 +133,7 @@ func Parse(data []byte, lim Limits) (*List, error) {
 	if int64(len(data)) > lim.MaxBytes {
 		return nil, fmt.Errorf("list is %d bytes, more than the limit of %d", len(data), lim.MaxBytes)
 	}
-	l := &List{names: make(map[string]struct{}), prefixes: make(map[int]map[netip.Addr]struct{})}
+	l := &List{names: make(map[string]struct{}), prefixes: make(map[int]map[netip.Addr]struct{}), exact: lim.ExactNames}
 	entries := 0
 	add := func() error {
 		if entries++; entries > lim.MaxEntries {
@@ -194,6 +203,10 @@ func Parse(data []byte, lim Limits) (*List, error) {
 				}
 				m[p.Addr()] = struct{}{}
 			}
+			continue
+		}
+		if lim.ExactNames && strings.HasPrefix(f, "*.") {
+			skip() // a pattern has no meaning in a list of exact names
 			continue
 		}
 		name, ok := domain(strings.TrimPrefix(f, "*."))

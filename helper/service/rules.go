@@ -1,11 +1,13 @@
 package service
 
 import (
+	"context"
 	"fmt"
 	"time"
 
 	"github.com/godbus/dbus/v5"
 
+	"github.com/tattlefw/tattle/helper/daemon"
 	"github.com/tattlefw/tattle/helper/store"
 	"github.com/tattlefw/tattle/shared/api"
 	"github.com/tattlefw/tattle/shared/rules"
@@ -201,56 +203,85 @@ func (i rulesIface) SetEnabled(msg dbus.Message, sender dbus.Sender, id string, 
 }
 
 func (i rulesIface) Import(msg dbus.Message, sender dbus.Sender, format string, data []byte, system bool) (uint32, []string, *dbus.Error) {
-	c, release, derr := i.s.caller(msg, sender)
+	sum, report, derr := i.importFiles(msg, sender, api.ImportRequest{Format: format, Files: []api.ImportFile{{Name: "import", Data: data}}, System: system})
 	if derr != nil {
 		return 0, nil, derr
 	}
+	return sum.Imported, report, nil
+}
+
+func (i rulesIface) ImportFiles(msg dbus.Message, sender dbus.Sender, req api.ImportRequest) (api.ImportSummary, []string, *dbus.Error) {
+	return i.importFiles(msg, sender, req)
+}
+
+// importFiles converts the request's files and stores the rules and the named lists they need as one
+// transaction: everything is checked first, the lists are written and loaded, then the rules are added; if
+// adding fails the lists are removed again. With DryRun nothing is written.
+func (i rulesIface) importFiles(msg dbus.Message, sender dbus.Sender, req api.ImportRequest) (api.ImportSummary, []string, *dbus.Error) {
+	var none api.ImportSummary
+	c, release, derr := i.s.caller(msg, sender)
+	if derr != nil {
+		return none, nil, derr
+	}
 	defer release()
-	if len(data) > api.MaxImportSize {
-		return 0, nil, invalid("%d bytes to import; the limit is %d", len(data), api.MaxImportSize)
+	size, nfiles := 0, len(req.Files)
+	for _, f := range req.Files {
+		size += len(f.Data)
+	}
+	for _, d := range req.ListDirs {
+		nfiles += len(d.Files)
+		for _, f := range d.Files {
+			size += len(f.Data)
+		}
+	}
+	if size > api.MaxImportSize {
+		return none, nil, invalid("%d bytes to import; the limit is %d", size, api.MaxImportSize)
+	}
+	if len(req.Files) == 0 || nfiles > api.MaxImportFiles {
+		return none, nil, invalid("give between 1 and %d files to import", api.MaxImportFiles)
 	}
 	// Authorize before parsing: parsing a large file is the expensive part.
 	uid := c.uid
 	owner := &uid
-	if system {
+	if req.System {
 		owner = nil
 	}
 	if derr := i.s.requireForOwners(c, []*uint32{owner}); derr != nil {
-		return 0, nil, derr
+		return none, nil, derr
 	}
 	now := time.Now().UTC().Truncate(time.Second)
-	var (
-		rs      []rules.Rule
-		skipped []string
-	)
-	switch format {
-	case api.FormatTattle:
-		f, err := rules.Parse("import", data)
-		if err != nil {
-			return 0, nil, invalid("%v", err)
-		}
-		rs = f.Rules
-	case api.FormatLittleSnitch, api.FormatOpenSnitch:
-		imp := rules.ImportLittleSnitch
-		if format == api.FormatOpenSnitch {
-			imp = rules.ImportOpenSnitch
-		}
-		var rep rules.ImportReport
-		var err error
-		rs, rep, err = imp("import", data, now)
-		if err != nil {
-			return 0, nil, invalid("%v", err)
-		}
-		skipped = rep.Skipped
-	default:
-		return 0, nil, invalid("unknown format %q: use %s, %s or %s", format, api.FormatTattle, api.FormatLittleSnitch, api.FormatOpenSnitch)
+	opts := rules.ImportOptions{Owner: owner, Now: now}
+	res, derr := convertImport(req, opts)
+	if derr != nil {
+		return none, nil, derr
 	}
-	if len(rs) == 0 {
-		return 0, nonNil(skipped), nil
+	report := nonNil(res.Report.Skipped)
+	rs := res.Rules
+
+	// Lists get names no defined list has; the rules follow the renames.
+	var newLists []daemon.NewList
+	if len(res.Lists) > 0 && i.s.daemon == nil {
+		return none, nil, invalid("this import needs named lists, which this helper cannot keep (it runs without the rule daemon)")
+	}
+	rename := map[string]string{}
+	takenList := map[string]bool{}
+	for _, l := range res.Lists {
+		name := l.Name
+		for k := 2; takenList[name] || i.s.daemon.HasList(name); k++ {
+			name = fmt.Sprintf("%s-%d", l.Name, k)
+		}
+		takenList[name] = true
+		if name != l.Name {
+			rename["list:"+l.Name] = "list:" + name
+		}
+		newLists = append(newLists, daemon.NewList{Name: name, Exact: l.Exact, Entries: l.Entries, Source: l.Source})
 	}
 	taken := map[string]bool{}
 	for n := range rs {
-		if !system {
+		if to, ok := rename[rs[n].Remote]; ok {
+			rs[n].Remote = to
+		}
+		if !req.System {
 			uid := c.uid
 			rs[n].Owner = &uid
 		}
@@ -260,27 +291,110 @@ func (i rulesIface) Import(msg dbus.Message, sender dbus.Sender, format string, 
 		for k := 2; taken[id] || i.s.store.HasID(id); k++ {
 			id = fmt.Sprintf("%s-%d", rs[n].ID, k)
 		}
-		if id != rs[n].ID {
-			skipped = append(skipped, fmt.Sprintf("rule %q was imported as %q: the id was taken", rs[n].ID, id))
-			rs[n].ID = id
-		}
+		rs[n].ID = id
 		taken[id] = true
+	}
+	sum := api.ImportSummary{Files: uint32(res.Report.Files), RulesIn: uint32(res.Report.RulesIn), Exact: uint32(res.Report.Exact),
+		Reported: uint32(res.Report.Reported), Refused: uint32(res.Report.Refused), Imported: uint32(len(rs)), Lists: uint32(len(newLists))}
+	res.Report.Imported, res.Report.Lists = len(rs), len(newLists)
+	sum.Summary = res.Report.Summary()
+	if len(rs) == 0 {
+		sum.Lists = 0
+		return sum, report, nil
 	}
 	ws := make([]api.Rule, len(rs))
 	for n, r := range rs {
 		ws[n] = api.FromRule(r, "", false)
 	}
+	if len(ws) > rules.MaxRulesPerFile {
+		return none, nil, invalid("this import makes %d rules, more than the %d the rule store holds; import fewer files at once", len(ws), rules.MaxRulesPerFile)
+	}
 	valid, derr := fromWire(ws, now, rules.MaxRulesPerFile)
 	if derr != nil {
-		return 0, nil, derr
+		return none, nil, derr
 	}
 	if derr := i.s.requireForOwners(c, owners(valid)); derr != nil {
-		return 0, nil, derr
+		return none, nil, derr
+	}
+	if req.DryRun {
+		return sum, report, nil
+	}
+	undo := func() {}
+	if len(newLists) > 0 {
+		u, err := i.s.daemon.CreateLists(context.Background(), newLists)
+		if err != nil {
+			return none, nil, failed("create the import's named lists", err)
+		}
+		undo = u
 	}
 	if err := i.s.store.Add(valid); err != nil {
-		return 0, nil, storeError(err)
+		undo()
+		return none, nil, storeError(err)
 	}
-	return uint32(len(valid)), nonNil(skipped), i.s.changed()
+	i.s.log.Info("rules imported", "format", req.Format, "rules", len(valid), "lists", len(newLists), "uid", c.uid)
+	return sum, report, i.s.changed()
+}
+
+// convertImport turns the request's files into rules and lists. Input that is not of the format at all is an
+// error naming the file, line and column.
+func convertImport(req api.ImportRequest, opts rules.ImportOptions) (*rules.ImportResult, *dbus.Error) {
+	switch req.Format {
+	case api.FormatTattle:
+		out := &rules.ImportResult{}
+		for _, f := range req.Files {
+			file, err := rules.Parse(f.Name, f.Data)
+			if err != nil {
+				return nil, invalid("%v", err)
+			}
+			out.Rules = append(out.Rules, file.Rules...)
+			out.Report.Files++
+			out.Report.RulesIn += len(file.Rules)
+			out.Report.Exact += len(file.Rules)
+		}
+		return out, nil
+	case api.FormatLittleSnitch:
+		out := &rules.ImportResult{}
+		for _, f := range req.Files {
+			res, err := rules.ImportLittleSnitchFile(f.Name, f.Data, opts)
+			if err != nil {
+				return nil, invalid("%v", err)
+			}
+			out.Rules = append(out.Rules, res.Rules...)
+			out.Lists = append(out.Lists, res.Lists...)
+			r := &out.Report
+			r.Files += res.Report.Files
+			r.RulesIn += res.Report.RulesIn
+			r.Exact += res.Report.Exact
+			r.Reported += res.Report.Reported
+			r.Refused += res.Report.Refused
+			for _, line := range res.Report.Skipped {
+				if len(req.Files) > 1 {
+					line = f.Name + ": " + line
+				}
+				r.Skipped = append(r.Skipped, line)
+			}
+		}
+		return out, nil
+	case api.FormatOpenSnitch:
+		files := make([]rules.SourceFile, len(req.Files))
+		for n, f := range req.Files {
+			files[n] = rules.SourceFile{Name: f.Name, Data: f.Data}
+		}
+		var dirs []rules.ListDir
+		for _, d := range req.ListDirs {
+			ld := rules.ListDir{Path: d.Path}
+			for _, f := range d.Files {
+				ld.Files = append(ld.Files, rules.SourceFile{Name: f.Name, Data: f.Data})
+			}
+			dirs = append(dirs, ld)
+		}
+		res, err := rules.ImportOpenSnitchSet(files, dirs, opts)
+		if err != nil {
+			return nil, invalid("%v", err)
+		}
+		return res, nil
+	}
+	return nil, invalid("unknown format %q: use %s, %s or %s", req.Format, api.FormatTattle, api.FormatLittleSnitch, api.FormatOpenSnitch)
 }
 
 func sameOwner(a, b *uint32) bool {

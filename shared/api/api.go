@@ -17,6 +17,10 @@
 //	    Remove(as ids)                             same as Add
 //	    SetEnabled(s id, b enabled)                same as Add
 //	    Import(s format, ay data, b system) -> (u imported, as skipped)
+//	    ImportFiles(ImportRequest) -> (ImportSummary, as report)   same as Import; several files (an
+//	                                               OpenSnitch rules directory and its list directories), one
+//	                                               transaction (named lists and rules, all or nothing),
+//	                                               DryRun for a preview that changes nothing
 //	    Export(s format) -> (ay data, as skipped)  the rules the caller may list
 //	    Problems() -> a(Problem)                   anyone
 //	    signal Changed()
@@ -89,8 +93,44 @@ const (
 const (
 	FormatTattle       = "tattle"     // Tattle's own rule file (shared/rules)
 	FormatLittleSnitch = "lsrules"    // Little Snitch rule group
-	FormatOpenSnitch   = "opensnitch" // one OpenSnitch rule file
+	FormatOpenSnitch   = "opensnitch" // OpenSnitch rule files (one rule each) and their list directories
 )
+
+// MaxImportFiles bounds the files of one ImportFiles call (rule files plus list files).
+const MaxImportFiles = 20000
+
+// ImportFile is one file of an import, named as the user named it (for messages).
+type ImportFile struct {
+	Name string
+	Data []byte
+}
+
+// ImportListDir is an OpenSnitch list directory a rule names ("lists" operators), with its files.
+type ImportListDir struct {
+	Path  string // as the rules name it
+	Files []ImportFile
+}
+
+// ImportRequest is one import: the files of one format, whose they are, and whether to only preview.
+type ImportRequest struct {
+	Format   string
+	Files    []ImportFile
+	ListDirs []ImportListDir
+	System   bool // system rules (manage-rules); false: the caller's own rules
+	DryRun   bool // convert and check everything, change nothing
+}
+
+// ImportSummary counts what an import did (or, with DryRun, would do). Summary is the line to show.
+type ImportSummary struct {
+	Files    uint32 // source files read
+	RulesIn  uint32 // source rules (each entry of a block list counts)
+	Exact    uint32 // imported with their whole meaning
+	Reported uint32 // imported in part, or imported disabled and flagged
+	Refused  uint32 // not imported
+	Imported uint32 // Tattle rules made
+	Lists    uint32 // named lists made
+	Summary  string
+}
 
 // Modes of the helper.
 const (

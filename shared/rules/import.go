@@ -17,8 +17,14 @@ import (
 // was carried over in part (say, one of its five hosts was malformed) is counted in Imported and explained
 // in Skipped.
 type ImportReport struct {
-	Imported int      // rules returned
-	Skipped  []string // one line per thing left out or changed, naming the source rule
+	Imported int      // Tattle rules made
+	Skipped  []string // one line per reason (not per rule), naming where in the source it applies
+	Files    int      // source files read
+	RulesIn  int      // source rules (each entry of a blocklist key counts as one)
+	Exact    int      // source rules imported with their whole meaning
+	Reported int      // source rules imported in part, or imported disabled and flagged
+	Refused  int      // source rules not imported
+	Lists    int      // named lists made
 }
 
 // maxImportRules bounds one import. Source rules expand (one Little Snitch rule with ten hosts and three port

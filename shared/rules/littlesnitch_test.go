@@ -81,7 +81,6 @@ func TestImportLittleSnitch(t *testing.T) {
 		p + "1-4":  {"/usr/bin/git", "host:gitlab.com", "443", "tcp", "allow"},
 		p + "1-5":  {"/usr/bin/git", "140.82.112.3", "22", "tcp", "allow"},
 		p + "1-6":  {"/usr/bin/git", "140.82.112.3", "443", "tcp", "allow"},
-		p + "2":    {"/Applications/LaunchBar.app/Contents/MacOS/LaunchBar", "host:sw-update.obdev.at", "any", "any", "allow"},
 		p + "3-1":  {"any", "domain:doubleclick.net", "any", "any", "deny"},
 		p + "3-2":  {"any", "domain:google-analytics.com", "any", "any", "deny"},
 		p + "4-1":  {"/usr/sbin/ntpd", "192.0.2.0/24", "123", "udp", "allow"},
@@ -89,7 +88,12 @@ func TestImportLittleSnitch(t *testing.T) {
 		p + "4-3":  {"/usr/sbin/ntpd", "198.51.100.12/30", "123", "udp", "allow"},
 		p + "4-4":  {"/usr/sbin/ntpd", "198.51.100.16/30", "123", "udp", "allow"},
 		p + "4-5":  {"/usr/sbin/ntpd", "198.51.100.20", "123", "udp", "allow"},
+		p + "6":    {"/usr/sbin/avahi-daemon", "any", "any", "any", "allow"},
+		p + "8":    {"/usr/bin/python3", "domain:pypi.org", "any", "any", "allow"},
+		p + "9":    {"/usr/bin/firefox", "any", "any", "any", "allow"},
 		p + "11":   {"/usr/bin/curl", "host:example.com", "any", "any", "allow"},
+		p + "12":   {"/usr/lib/slack/slack", "any", "any", "any", "deny"},
+		p + "13":   {"/usr/bin/thunderbird", "domain:mail.example.org", "993", "any", "allow"},
 		p + "14":   {"/usr/bin/rsync", "any", "any", "any", "allow"},
 		p + "dd-1": {"any", "domain:facebook.com", "any", "any", "deny"},
 		p + "dd-2": {"any", "domain:twitter.com", "any", "any", "deny"},
@@ -125,25 +129,31 @@ func TestImportLittleSnitch(t *testing.T) {
 			if r.Note != "Social media block" {
 				t.Errorf("note %q", r.Note)
 			}
-		case p + "2":
+		case p + "14":
 			if !r.Enabled || !strings.Contains(r.Note, "Dev Tools & Updates") {
-				t.Errorf("rule 2: enabled %v, note %q", r.Enabled, r.Note)
+				t.Errorf("rule 14: enabled %v, note %q", r.Enabled, r.Note)
+			}
+		case p + "6", p + "8", p + "9", p + "12", p + "13":
+			// A narrowing condition Tattle cannot keep: imported disabled and flagged, never broader.
+			if r.Enabled || !strings.HasPrefix(r.Note, "[import: disabled, lost ") {
+				t.Errorf("%s: enabled %v, note %q", r.ID, r.Enabled, r.Note)
 			}
 		}
 	}
 	report := strings.Join(rep.Skipped, "\n")
 	for _, w := range []string{
-		"rule 3 (any): its priority \"high\" is not kept",
-		"rule 5 (/usr/sbin/sshd): it is about incoming connections",
-		"rule 6 (/usr/sbin/avahi-daemon): its remote \"bonjour\"",
-		"rule 6 (/usr/sbin/avahi-daemon): none of its remotes",
-		"rule 7 (/usr/bin/ping): its protocol \"icmp\"",
-		"rule 8 (/usr/bin/python3): it applies only when the process runs via \"/usr/bin/pip\"",
-		"rule 9 (/usr/bin/firefox): it applies only to the user who made it",
-		"rule 10 (/usr/bin/wget): it is an \"ask\" rule",
-		"rule 11 (/usr/bin/curl): remote-hosts: \"bad host!\"",
-		"rule 12 (/usr/lib/slack/slack): its remote \"local-net\"",
-		"rule 13 (/usr/bin/thunderbird): it uses \"codeRequirement\"",
+		`priority "high" is not kept`,
+		"not imported (1 rule): Tattle filters outgoing connections only",
+		`the macOS network category "bonjour"`,
+		"not imported (1 rule): Tattle filters TCP and UDP only; a rule for icmp",
+		`via "/usr/bin/pip"`,
+		`owner "me" (import it with --user`,
+		`"ask" rules need no rule`,
+		`remote-hosts: "bad host!"`,
+		`the macOS network category "local-net"`,
+		`key "codeRequirement"`,
+		`"/Applications/LaunchBar.app/Contents/MacOS/LaunchBar" is not in the table of known applications`,
+		"by hand — at dev.lsrules:13:5",
 		"denied-remote-addresses: \"not-an-ip\" is not an address",
 	} {
 		if !strings.Contains(report, w) {
@@ -207,13 +217,25 @@ func TestImportLittleSnitchRefusesNonGroups(t *testing.T) {
 			t.Errorf("%s: got %v, want an error naming the file", name, err)
 		}
 	}
-	// Too many rules for one import: refused as a whole, not cut short.
+	// A block list of any size is one named list and one rule.
 	var hosts []string
 	for i := range maxImportRules + 1 {
 		hosts = append(hosts, "h"+strings.Repeat("x", i%5)+"-"+strconv.Itoa(i)+".example")
 	}
 	big, _ := json.Marshal(map[string]any{"denied-remote-hosts": hosts})
-	if _, _, err := ImportLittleSnitch("big.lsrules", big, t0); err == nil || !strings.Contains(err.Error(), "list:NAME") {
+	res, err := ImportLittleSnitchFile("big.lsrules", big, ImportOptions{Now: t0})
+	if err != nil || len(res.Rules) != 1 || len(res.Lists) != 1 || len(res.Lists[0].Entries) != maxImportRules+1 || !res.Lists[0].Exact ||
+		res.Rules[0].Remote != "list:"+res.Lists[0].Name || res.Report.Exact != maxImportRules+1 {
+		t.Errorf("block list import: %v", err)
+	}
+	// Too many rules even so (one rule with 30,000 ports for an application of four programs): refused as a
+	// whole, not cut short.
+	var ports []string
+	for p := 1; p <= 30000; p++ {
+		ports = append(ports, strconv.Itoa(p))
+	}
+	huge, _ := json.Marshal(map[string]any{"rules": []any{map[string]any{"action": "allow", "process": "org.mozilla.firefox", "ports": strings.Join(ports, ",")}}})
+	if _, err := ImportLittleSnitchFile("huge.lsrules", huge, ImportOptions{Now: t0}); err == nil || !strings.Contains(err.Error(), "split the group") {
 		t.Errorf("oversized import: %v", err)
 	}
 }

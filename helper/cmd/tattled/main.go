@@ -164,6 +164,12 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 		return fmt.Errorf("-bus %q: use system or none", cfg.bus)
 	}
 	listCfgs, listErrs := daemon.ReadListConfigs(cfg.listsDir, cfg.stateDir)
+	// Lists made by imports live in the state directory, beside the rules that name them.
+	importedDir := daemon.ImportedListsDir(cfg.stateDir)
+	d.ConfigureImportedLists(importedDir, cfg.stateDir)
+	importedCfgs, importedErrs := daemon.ReadListConfigs(importedDir, cfg.stateDir)
+	listCfgs = append(listCfgs, importedCfgs...)
+	listErrs = append(listErrs, importedErrs...)
 	for _, err := range listErrs {
 		log.Error("list definition refused; its list rules match nothing", "error", err)
 	}
