@@ -330,6 +330,8 @@ func (li *lsImport) rule(i int, where string, raw json.RawMessage) error {
 		apps = mapped
 		li.t.info(fmt.Sprintf("macOS application %q mapped to %s's Linux programs: %s", short(process), appName, strings.Join(mapped, ", ")))
 	}
+	// Rule.Via (a script an interpreter runs) is in the rule model, but rule files cannot store it yet
+	// (shared/rules/parse.go), so a via rule is kept disabled and flagged until they can.
 	if via, _ := str("via"); via != "" {
 		lost = append(lost, fmt.Sprintf("via %q", short(via)))
 	}

@@ -377,14 +377,30 @@ func TestImportsThroughTheBus(t *testing.T) {
 	}
 	os.Chmod(group, 0o644)
 
-	out, errOut, code := b.ctl(t, 0, "rules", "import", "--format", "lsrules", group)
-	if code != 0 || !strings.Contains(out, "imported 3 rules") || !strings.Contains(errOut, "skipped") {
+	// A dry run says what would happen and changes nothing.
+	before, _, _ := b.ctl(t, 0, "rules", "list", "--json")
+	out, errOut, code := b.ctl(t, 0, "rules", "import", "--dry-run", "--format", "lsrules", group)
+	if code != 0 || !strings.HasPrefix(out, "dry run, nothing changed: 1 file, 3 source rules: 2 imported exactly, 0 reported, 1 refused; 3 Tattle rules") {
+		t.Fatalf("dry run: exit %d\n%s\n%s", code, out, errOut)
+	}
+	if after, _, _ := b.ctl(t, 0, "rules", "list", "--json"); after != before {
+		t.Errorf("a dry run changed the rules:\n%s\n%s", before, after)
+	}
+	out, errOut, code = b.ctl(t, 0, "rules", "import", "--format", "lsrules", group)
+	if code != 0 || !strings.HasPrefix(out, "imported: 1 file, 3 source rules: 2 imported exactly, 0 reported, 1 refused; 3 Tattle rules") ||
+		!strings.Contains(errOut, "not imported (1 rule): Tattle filters outgoing connections only") || !strings.Contains(errOut, "blocklist.lsrules:7:5") {
 		t.Fatalf("root import: exit %d\n%s\n%s", code, out, errOut)
 	}
 	// The same group again, by a user for their own processes: ids are taken, so the rules are renamed.
 	out, errOut, code = b.ctl(t, nobody, "rules", "import", "--user", "--format", "lsrules", group)
-	if code != 0 || !strings.Contains(out, "imported 3 rules") || !strings.Contains(errOut, "the id was taken") {
+	if code != 0 || !strings.Contains(out, "3 Tattle rules") {
 		t.Fatalf("user import: exit %d\n%s\n%s", code, out, errOut)
+	}
+	// A file that imports nothing fails, and says so.
+	empty := filepath.Join(testrig.AppDir(t), "empty.lsrules")
+	os.WriteFile(empty, []byte(`{"name": "x", "rules": [{"action": "ask", "process": "any"}]}`), 0o644)
+	if _, errOut, code := b.ctl(t, 0, "rules", "import", empty); code != 1 || !strings.Contains(errOut, "nothing was imported") {
+		t.Errorf("empty import: exit %d (%s), want 1", code, errOut)
 	}
 	// A user may not import system-wide rules.
 	if _, errOut, code := b.ctl(t, nobody, "--no-interactive", "rules", "import", "--format", "lsrules", group); code != 4 {
