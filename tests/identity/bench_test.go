@@ -51,13 +51,13 @@ func kernelRelease() string {
 	return unix.ByteSliceToString(u.Release[:])
 }
 
-// benchScript connects to its own loopback listener and closes, COUNT times, and prints the rate. It waits a
-// moment first, so the helper has identified it before the measured loop.
+// benchScript connects to its own loopback listener and closes, COUNT times, and prints the rate. It waits
+// for a line on standard input first, so the test can let it start once the kernel knows the script.
 const benchScript = `import socket, sys, time, json
 n = int(sys.argv[1])
 ln = socket.socket(); ln.bind(("127.0.0.1", 0)); ln.listen(4096)
 addr = ln.getsockname()
-time.sleep(0.3)
+sys.stdin.readline()
 t0 = time.perf_counter()
 for i in range(n):
     s = socket.socket()
@@ -71,7 +71,7 @@ print(json.dumps({"rate": n / (time.perf_counter() - t0)}))
 // TestScriptConnectRateUnderViaRules (must show 4): the connect rate of a python script that a via rule allows, with Tattle's
 // programs attached (and the script identified by helper/scripts) versus without, in alternating rounds.
 func TestScriptConnectRateUnderViaRules(t *testing.T) {
-	rounds := envInt("TATTLE_BENCH_SCRIPT_ROUNDS", 5)
+	rounds := envInt("TATTLE_BENCH_SCRIPT_ROUNDS", 7)
 	count := envInt("TATTLE_BENCH_SCRIPT_CONNECTS", 3000)
 	// The rate ratio moves with the machine's load (a python loop on a shared machine swings by 20%); the
 	// programs' own time per connect, from the kernel's BPF statistics, does not, and is what is bounded.
@@ -104,9 +104,32 @@ func TestScriptConnectRateUnderViaRules(t *testing.T) {
 	t.Cleanup(func() { enforce.Uninstall(pin) })
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 
-	run := func() float64 {
+	// run starts the script and lets it go once enf (when attached) identifies it by its script.
+	run := func(enf *enforce.Enforcer) float64 {
 		t.Helper()
-		out, err := exec.Command(py, script, strconv.Itoa(count)).CombinedOutput()
+		cmd := exec.Command(py, script, strconv.Itoa(count))
+		stdin, err := cmd.StdinPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var outBuf strings.Builder
+		cmd.Stdout, cmd.Stderr = &outBuf, &outBuf
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		for deadline := time.Now().Add(20 * time.Second); enf != nil; time.Sleep(2 * time.Millisecond) {
+			if v, ok := enf.ViaOf(uint32(cmd.Process.Pid)); ok && v.State == enforce.ViaResolved && v.App == app {
+				break
+			}
+			if time.Now().After(deadline) {
+				cmd.Process.Kill()
+				t.Fatalf("the bench script was never identified by its script")
+			}
+		}
+		stdin.Write([]byte("go\n"))
+		stdin.Close()
+		err = cmd.Wait()
+		out := []byte(outBuf.String())
 		if err != nil {
 			t.Fatalf("bench script: %v\n%s", err, out)
 		}
@@ -116,7 +139,7 @@ func TestScriptConnectRateUnderViaRules(t *testing.T) {
 		}
 		return res.Rate
 	}
-	run() // warm up
+	run(nil) // warm up
 
 	var ratios, on, off []float64
 	var attached enforce.Backend
@@ -156,7 +179,7 @@ func TestScriptConnectRateUnderViaRules(t *testing.T) {
 		var rateOn, rateOff float64
 		for _, with := range order {
 			if !with {
-				rateOff = run()
+				rateOff = run(nil)
 				continue
 			}
 			enf, err := enforce.Open(enforce.Options{Backend: backend, PinDir: pin, Logger: log})
@@ -174,9 +197,8 @@ func TestScriptConnectRateUnderViaRules(t *testing.T) {
 				defer close(done)
 				tr.Run(ctx)
 			}()
-			time.Sleep(200 * time.Millisecond) // the interpreter table is filled
 			ns0, runs0 := progTime(enf)
-			rateOn = run()
+			rateOn = run(enf)
 			ns1, runs1 := progTime(enf)
 			progNS += ns1 - ns0
 			progRuns += runs1 - runs0
