@@ -2,6 +2,7 @@ package hold
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/netip"
@@ -448,4 +449,50 @@ func TestReverseNameShownNeverMatched(t *testing.T) {
 	}
 	ag.answer(t, "d 1")
 	c.wait(t, 5*time.Second)
+}
+
+// Issue 14, must show 4: a Little Snitch block list of 30,000 domains (the short form) imports through
+// tattlectl as one named list and one rule in under 2 s, and the real helper enforces it in the kernel: a
+// listed name is refused, an unlisted one connects.
+func TestImportedBlocklistOf30000Domains(t *testing.T) {
+	dir := t.TempDir()
+	var ds []string
+	for i := 0; i < 30000; i++ {
+		ds = append(ds, fmt.Sprintf("ad%d.tracker.test", i))
+	}
+	data, _ := json.Marshal(map[string]any{"name": "Trackers", "description": "30,000 domains", "denied-remote-domains": ds})
+	file := filepath.Join(dir, "trackers.lsrules")
+	if err := os.WriteFile(file, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r, s := newNamesRig(t, map[string][]mdns.RR{
+		"ad7777.tracker.test.": {a("ad7777.tracker.test", 300, "10.202.7.8")},
+		"www.allowed.test.":    {a("www.allowed.test", 300, "10.201.7.8")},
+	})
+	start := time.Now()
+	out, errOut, code := r.Ctl(t, 0, "rules", "import", file)
+	took := time.Since(start)
+	if code != 0 || !strings.Contains(out, "30000 source rules: 30000 imported exactly") || !strings.Contains(out, "1 Tattle rule, 1 named list") {
+		t.Fatalf("import: exit %d\n%s\n%s", code, out, errOut)
+	}
+	if took > 2*time.Second {
+		t.Errorf("the import took %v, want under 2 s", took)
+	}
+	ag := r.startAgent(t)
+	res := s.resolveAndConnect(t, "ad7777.tracker.test", "www.allowed.test")
+	if got := res["ad7777.tracker.test"]; got[1] != "EPERM" && got[1] != "ECONNREFUSED" {
+		t.Errorf("listed name: %v, want refused", got)
+	}
+	if got := res["www.allowed.test"]; got[1] != "ok" {
+		t.Errorf("unlisted allowed name: %v", got)
+	}
+	ag.quiet(t, 500*time.Millisecond)
+	line := fmt.Sprintf("30,000-domain Little Snitch block list: tattlectl import (convert, write the list, load it, add the rule) %v; %s; listed name %s, unlisted name %s",
+		took.Round(time.Millisecond), strings.TrimSpace(out), res["ad7777.tracker.test"][1], res["www.allowed.test"][1])
+	report.add(t, "%s", line)
+	resultsDir := os.Getenv("TATTLE_RESULTS_DIR")
+	if resultsDir == "" {
+		resultsDir = filepath.Join(testrig.RepoRoot(t), "tests", "output")
+	}
+	os.WriteFile(filepath.Join(resultsDir, "import-kernel.txt"), []byte(line+"\n"), 0o644)
 }
