@@ -33,6 +33,14 @@ func (c *Client) RegisterAgent(ctx context.Context, path dbus.ObjectPath) error 
 	return c.call(ctx, api.PromptsInterface+".RegisterAgent", true, nil, path)
 }
 
+// RegisterAgentReplacing registers like RegisterAgent, and makes this agent the one asked ahead of the
+// user's others (tattlectl agent --replace). It needs the user's own authentication (manage-own-rules); the
+// agents it displaces are told (AskedChanged).
+func (c *Client) RegisterAgentReplacing(ctx context.Context, path dbus.ObjectPath) error {
+	return c.call(ctx, api.PromptsInterface+".RegisterAgentWithOptions", true, nil, path,
+		map[string]dbus.Variant{api.AgentOptionReplace: dbus.MakeVariant(true)})
+}
+
 // UnregisterAgent withdraws an agent registered on this connection.
 func (c *Client) UnregisterAgent(ctx context.Context, path dbus.ObjectPath) error {
 	return c.call(ctx, api.PromptsInterface+".UnregisterAgent", false, nil, path)

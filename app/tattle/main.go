@@ -14,6 +14,7 @@ import (
 
 	"github.com/gotk3/gotk3/glib"
 	"github.com/gotk3/gotk3/gtk"
+	"golang.org/x/sys/unix"
 
 	"github.com/tattlefw/tattle/app/i18n"
 )
@@ -36,6 +37,12 @@ func main() {
 		return
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	// Before anything connects: a process that is not dumpable cannot be traced or have its memory written by
+	// its user's other programs, and tattled accepts only such agents.
+	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
+		log.Error("cannot protect the app from tracing", "error", err)
+		os.Exit(1)
+	}
 	dir := localeDir
 	if d := os.Getenv("TATTLE_LOCALEDIR"); d != "" {
 		dir = d

@@ -85,6 +85,9 @@ func startSession(parent context.Context, app *gtk.Application, log *slog.Logger
 	s.agent = agent.New(ctx, log, func() {
 		glib.IdleAdd(func() { s.questionsChanged() })
 	})
+	s.agent.OnAsked(func(a agent.Asked) {
+		glib.IdleAdd(func() { s.askedChanged(a) })
+	})
 	if err := s.agent.Export(cl.Conn()); err != nil {
 		s.msg.Show(gtk.MESSAGE_ERROR, err.Error())
 	} else {
@@ -256,6 +259,18 @@ func (s *session) keepRegistered() {
 			}
 		}
 	}
+}
+
+// askedChanged shows in the window (and the tray's tooltip) when another agent of this user, a terminal
+// agent started with --replace, gets the questions instead of the app: a program acting behind the user's
+// back would have to show itself here.
+func (s *session) askedChanged(a agent.Asked) {
+	if a.Here {
+		s.msg.Show(gtk.MESSAGE_INFO, i18n.T("Questions about your programs' connections are asked here again."))
+		return
+	}
+	s.msg.Show(gtk.MESSAGE_WARNING, fmt.Sprintf(i18n.T("Questions about your programs' connections now go to %s (process %d), which took over with --replace. End that program to have them asked here again."), a.Exe, a.PID))
+	s.present()
 }
 
 func (s *session) register() {

@@ -11,8 +11,9 @@ import (
 
 // startTTYAgent starts polkit's text agent, as systemctl does, so that a change that needs a password can
 // ask for it in this terminal when the session has no graphical agent (over ssh, say). It does nothing for
-// root (always authorized) or without a terminal on stdin. The agent registers only as a fallback, so a
-// desktop's own agent still asks when there is one. The returned function stops it.
+// root (always authorized) or without a terminal on stdin. It registers for this process (polkit asks the
+// agent of the caller's process before the session's), so it also works where there are no login sessions.
+// The returned function stops it.
 func startTTYAgent() (stop func()) {
 	stop = func() {}
 	if os.Geteuid() == 0 {
@@ -32,7 +33,7 @@ func startTTYAgent() (stop func()) {
 	defer r.Close()
 	// The agent talks to the user on the controlling terminal itself; its own output would only be
 	// registration errors, which the refused call reports better.
-	cmd := exec.Command(path, "--notify-fd", "3", "--fallback")
+	cmd := exec.Command(path, "--notify-fd", "3", "--process", strconv.Itoa(os.Getpid()))
 	cmd.ExtraFiles = []*os.File{w}
 	err = cmd.Start()
 	w.Close()

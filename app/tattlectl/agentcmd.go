@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/godbus/dbus/v5"
+	"golang.org/x/sys/unix"
 
 	"github.com/tattlefw/tattle/app/client"
 	"github.com/tattlefw/tattle/shared/api"
@@ -87,6 +88,25 @@ type termAgent struct {
 	mu      sync.Mutex
 	waiting []*askedQuestion
 	notify  chan struct{}
+	asked   chan askedEvent // the helper said which agent it asks now
+}
+
+// askedEvent is an AskedChanged call.
+type askedEvent struct {
+	Event string `json:"event"` // "asked"
+	Here  bool   `json:"here"`
+	PID   uint32 `json:"pid"`
+	Exe   string `json:"exe"`
+	Kind  string `json:"kind"`
+}
+
+// AskedChanged: the helper now asks another of this user's agents, or this one again.
+func (a *termAgent) AskedChanged(here bool, pid uint32, exe, kind string) *dbus.Error {
+	select {
+	case a.asked <- askedEvent{Event: "asked", Here: here, PID: pid, Exe: exe, Kind: kind}:
+	default: // a burst of changes: the latest few are enough
+	}
+	return nil
 }
 
 func (a *termAgent) Ask(q api.Question) (api.Answer, *dbus.Error) {
@@ -158,6 +178,7 @@ func cmdAgent(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet("agent")
 	asJSON := fs.Bool("json", false, "print questions as JSON lines (for scripts); answers are still keys")
 	noInteractive := fs.Bool("no-interactive", false, "never ask for a password")
+	replace := fs.Bool("replace", false, "take the questions over from your other agents (the desktop app shows this); needs your password")
 	pos, err := parseFlags(e, "agent", fs, args)
 	if err != nil {
 		return err
@@ -165,21 +186,31 @@ func cmdAgent(ctx context.Context, e *env, args []string) error {
 	if len(pos) != 0 {
 		return &usageError{cmd: "agent", msg: "agent takes no arguments"}
 	}
-	c, err := e.connectClient(!*noInteractive && !e.noInteractive)
+	// Before connecting: a process that is not dumpable cannot be traced or have its memory written by its
+	// user's other programs, and tattled refuses agents that are dumpable.
+	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
+		return fmt.Errorf("protect the agent from tracing: %w", err)
+	}
+	interactive := !*noInteractive && !e.noInteractive
+	c, err := e.connectClient(interactive)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	ag := &termAgent{ctx: ctx, notify: make(chan struct{}, 1)}
+	ag := &termAgent{ctx: ctx, notify: make(chan struct{}, 1), asked: make(chan askedEvent, 8)}
 	if err := c.Conn().Export(ag, agentPath, api.AgentInterface); err != nil {
 		return fmt.Errorf("export the agent: %w", err)
 	}
-	if !*noInteractive && !e.noInteractive && e.startAuthAgent != nil {
+	if interactive && e.startAuthAgent != nil {
 		defer e.startAuthAgent()()
 	}
-	if err := c.RegisterAgent(ctx, agentPath); err != nil {
+	register := c.RegisterAgent
+	if *replace {
+		register = c.RegisterAgentReplacing
+	}
+	if err := register(ctx, agentPath); err != nil {
 		return err
 	}
 	defer c.UnregisterAgent(context.Background(), agentPath)
@@ -252,6 +283,15 @@ func cmdAgent(ctx context.Context, e *env, args []string) error {
 			}
 			ag.done(current)
 			current = nil
+		case ev := <-ag.asked:
+			switch {
+			case *asJSON:
+				writeJSONLine(e.stdout, ev)
+			case ev.Here:
+				fmt.Fprintln(e.stdout, "questions are asked here again")
+			default:
+				fmt.Fprintf(e.stdout, "questions now go to %s (process %d), which took over\n", ev.Exe, ev.PID)
+			}
 		case <-ag.notify:
 			if current != nil {
 				select {
@@ -275,7 +315,7 @@ func cmdAgent(ctx context.Context, e *env, args []string) error {
 			} else {
 				fmt.Fprintln(e.stdout, "tattled stopped; registering with the next one")
 			}
-			if err := reregister(ctx, c); err != nil {
+			if err := reregister(ctx, register); err != nil {
 				return err
 			}
 			if *asJSON {
@@ -287,10 +327,10 @@ func cmdAgent(ctx context.Context, e *env, args []string) error {
 }
 
 // reregister registers the agent with a new helper, retrying for a while (it may be starting).
-func reregister(ctx context.Context, c *client.Client) error {
+func reregister(ctx context.Context, register func(context.Context, dbus.ObjectPath) error) error {
 	var err error
 	for try := 0; try < 20; try++ {
-		if err = c.RegisterAgent(ctx, agentPath); err == nil {
+		if err = register(ctx, agentPath); err == nil {
 			return nil
 		}
 		select {

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/tattlefw/tattle/app/client"
+	"github.com/tattlefw/tattle/shared/api"
 )
 
 // Exit statuses.
@@ -88,8 +89,12 @@ func hint(err error) string {
 	case ce.Kind == client.AccessDenied && strings.Contains(ce.Msg, "Rejected send message"):
 		// The bus itself refused: its policy for tattled is missing.
 		return "the bus refused the call; is tattled's bus policy installed? (share/dbus-1/system.d/io.github.tattlefw.Tattle1.conf)"
+	case ce.Kind == client.AccessDenied && strings.Contains(ce.Msg, api.ActionManageOwnRules):
+		return "this needs your own password: run it in a terminal (tattlectl asks for it there) or in a desktop session with a polkit agent"
 	case ce.Kind == client.AccessDenied:
 		return "this needs an administrator's authorization; run it in a session with a polkit agent, or with sudo"
+	case ce.Name == api.ErrUntrustedAgent:
+		return "only the installed tattle and tattlectl, started normally (not traced, without LD_PRELOAD and the like), may answer questions"
 	}
 	return ""
 }

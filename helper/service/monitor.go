@@ -116,8 +116,8 @@ func (s *Service) runMonitor(ctx context.Context) {
 				if name, _ := sig.Body[0].(string); name != "" {
 					if newOwner, _ := sig.Body[2].(string); newOwner == "" {
 						s.monitor.unsubscribe(name)
-						if s.agents.remove(name, "") {
-							s.log.Info("agent left the bus", "sender", name)
+						if gone := s.agents.remove(name, ""); len(gone) > 0 {
+							s.agentsLeft(gone)
 						}
 					}
 				}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/godbus/dbus/v5"
 
+	"github.com/tattlefw/tattle/helper/peer"
 	"github.com/tattlefw/tattle/helper/store"
 	"github.com/tattlefw/tattle/shared/api"
 )
@@ -23,16 +24,23 @@ const (
 var ErrNoAgent = errors.New("no agent is registered for this user")
 
 type agent struct {
-	sender string
-	path   dbus.ObjectPath
-	uid    uint32
-	admin  bool // its user could obtain manage-rules: it answers for system processes
+	sender  string
+	path    dbus.ObjectPath
+	uid     uint32
+	admin   bool // its user could obtain manage-rules: it answers for system processes
+	pid     int
+	kind    peer.Kind
+	exe     string
+	seq     uint64          // registration order
+	replace bool            // registered with --replace: asked before the others of its uid
+	session dbus.ObjectPath // its logind session, "" when unknown
 }
 
-// agents are the registered agents, most recent last.
+// agents are the registered agents, in registration order.
 type agents struct {
 	mu   sync.Mutex
 	list []agent
+	seq  uint64
 }
 
 func (a *agents) add(ag agent) error {
@@ -40,7 +48,7 @@ func (a *agents) add(ag agent) error {
 	defer a.mu.Unlock()
 	for i, cur := range a.list {
 		if cur.sender == ag.sender {
-			// One agent per connection: a re-registration replaces the path and makes it the newest.
+			// One agent per connection: a re-registration replaces the earlier one.
 			a.list = append(a.list[:i:i], a.list[i+1:]...)
 			break
 		}
@@ -57,19 +65,21 @@ func (a *agents) add(ag agent) error {
 	if mine >= maxAgentsPerUID && ag.uid != 0 {
 		return fmt.Errorf("you have %d agents registered already; close one first", mine)
 	}
+	a.seq++
+	ag.seq = a.seq
 	a.list = append(a.list, ag)
 	return nil
 }
 
-// remove drops the agents of sender (at path, or any path when path is "").
-func (a *agents) remove(sender string, path dbus.ObjectPath) bool {
+// remove drops the agents of sender (at path, or any path when path is "") and returns them.
+func (a *agents) remove(sender string, path dbus.ObjectPath) []agent {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	kept := a.list[:0]
-	removed := false
+	var removed []agent
 	for _, cur := range a.list {
 		if cur.sender == sender && (path == "" || cur.path == path) {
-			removed = true
+			removed = append(removed, cur)
 			continue
 		}
 		kept = append(kept, cur)
@@ -78,15 +88,54 @@ func (a *agents) remove(sender string, path dbus.ObjectPath) bool {
 	return removed
 }
 
-// forUID returns the newest agent of uid, else the newest of root (who may answer for users without one).
-func (a *agents) forUID(uid uint32) (agent, bool) {
+// ofUID returns uid's agents in registration order.
+func (a *agents) ofUID(uid uint32) []agent {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	for _, want := range []uint32{uid, 0} {
-		for i := len(a.list) - 1; i >= 0; i-- {
-			if a.list[i].uid == want {
-				return a.list[i], true
+	var out []agent
+	for _, cur := range a.list {
+		if cur.uid == uid {
+			out = append(out, cur)
+		}
+	}
+	return out
+}
+
+// pick chooses which of one user's agents (in registration order) is asked:
+//  1. the newest agent registered with --replace (the user took over deliberately, with authentication);
+//  2. a GUI agent in an active session (active reports that, from logind; nil when logind is absent);
+//  3. the first GUI agent registered;
+//  4. the first terminal agent registered.
+//
+// Being first, not newest, is what keeps a later agent started behind the user's back from being asked.
+func pick(list []agent, active func(dbus.ObjectPath) bool) (agent, bool) {
+	for i := len(list) - 1; i >= 0; i-- {
+		if list[i].replace {
+			return list[i], true
+		}
+	}
+	if active != nil {
+		for _, ag := range list {
+			if ag.kind == peer.GUI && ag.session != "" && active(ag.session) {
+				return ag, true
 			}
+		}
+	}
+	for _, kind := range []peer.Kind{peer.GUI, peer.Terminal} {
+		for _, ag := range list {
+			if ag.kind == kind {
+				return ag, true
+			}
+		}
+	}
+	return agent{}, false
+}
+
+// forUID returns the agent asked about uid's processes, else root's (who may answer for users without one).
+func (s *Service) forUID(uid uint32) (agent, bool) {
+	for _, want := range []uint32{uid, 0} {
+		if ag, ok := pick(s.agents.ofUID(want), s.sessionActive); ok {
+			return ag, true
 		}
 	}
 	return agent{}, false
@@ -106,17 +155,40 @@ func (a *agents) newestAdmin() (agent, bool) {
 
 // forQuestion picks the agent a question goes to: an administrator's for a system process, else the one of
 // the process's user (or root's, see forUID).
-func (a *agents) forQuestion(q api.Question) (agent, bool) {
+func (s *Service) forQuestion(q api.Question) (agent, bool) {
 	if q.System {
-		return a.newestAdmin()
+		return s.agents.newestAdmin()
 	}
-	return a.forUID(q.UID)
+	return s.forUID(q.UID)
 }
 
 // promptsIface implements io.github.tattlefw.Tattle1.Prompts.
 type promptsIface struct{ s *Service }
 
 func (i promptsIface) RegisterAgent(msg dbus.Message, sender dbus.Sender, path dbus.ObjectPath) *dbus.Error {
+	return i.register(msg, sender, path, false)
+}
+
+// RegisterAgentWithOptions is RegisterAgent with options: "replace" (b) makes this agent the one asked,
+// ahead of the user's others (tattlectl agent --replace); it needs the user's own authentication.
+func (i promptsIface) RegisterAgentWithOptions(msg dbus.Message, sender dbus.Sender, path dbus.ObjectPath, opts map[string]dbus.Variant) *dbus.Error {
+	replace := false
+	for k, v := range opts {
+		switch k {
+		case api.AgentOptionReplace:
+			b, ok := v.Value().(bool)
+			if !ok {
+				return invalid("agent option %q takes a boolean", k)
+			}
+			replace = b
+		default:
+			return invalid("unknown agent option %q", k)
+		}
+	}
+	return i.register(msg, sender, path, replace)
+}
+
+func (i promptsIface) register(msg dbus.Message, sender dbus.Sender, path dbus.ObjectPath, replace bool) *dbus.Error {
 	c, release, derr := i.s.caller(msg, sender)
 	if derr != nil {
 		return derr
@@ -125,28 +197,78 @@ func (i promptsIface) RegisterAgent(msg dbus.Message, sender dbus.Sender, path d
 	if !path.IsValid() {
 		return invalid("agent path %q is not a valid object path", path)
 	}
+	proc, derr := i.s.trustedAgent(c)
+	if derr != nil {
+		return derr
+	}
 	if derr := i.s.require(c, api.ActionAnswerPrompts, "answer questions about your processes' connections"); derr != nil {
 		return derr
 	}
+	if replace {
+		if derr := i.s.require(c, api.ActionManageOwnRules, "take over answering questions from your other agents"); derr != nil {
+			return derr
+		}
+	}
 	admin := i.s.isAdministrator(c)
-	if err := i.s.agents.add(agent{sender: c.sender, path: path, uid: c.uid, admin: admin}); err != nil {
+	ag := agent{sender: c.sender, path: path, uid: c.uid, admin: admin, pid: proc.PID, kind: proc.Kind, exe: proc.Exe,
+		replace: replace, session: i.s.sessionOf(proc.PID)}
+	before, _ := i.s.forUID(c.uid)
+	if err := i.s.agents.add(ag); err != nil {
 		return failed("register the agent", err)
 	}
-	// An agent that left during the polkit check would never be seen leaving.
+	// An agent that left during the checks would never be seen leaving.
 	var has bool
 	if err := i.s.conn.BusObject().Call("org.freedesktop.DBus.NameHasOwner", 0, c.sender).Store(&has); err == nil && !has {
 		i.s.agents.remove(c.sender, "")
 		return nil
 	}
-	i.s.log.Info("agent registered", "uid", c.uid, "sender", c.sender, "path", path, "administrator", admin)
+	i.s.log.Info("agent registered", "uid", c.uid, "sender", c.sender, "path", path, "administrator", admin, "pid", proc.PID,
+		"program", proc.Exe, "kind", proc.Kind, "replace", replace)
+	i.s.announceAsked(c.uid, before)
 	return nil
 }
 
+// trustedAgent admits only the installed agent programs, unaltered (helper/peer).
+func (s *Service) trustedAgent(c caller) (peer.Process, *dbus.Error) {
+	if s.trusted == nil {
+		return peer.Process{}, dbus.NewError(api.ErrAccessDenied, []any{"this helper accepts no agents (no trusted agent programs are configured)"})
+	}
+	proc, err := s.trusted.Check(int(c.pid), c.pidfd, c.uid)
+	if err != nil {
+		s.log.Warn("agent refused", "uid", c.uid, "pid", c.pid, "sender", c.sender, "error", err)
+		return peer.Process{}, dbus.NewError(api.ErrUntrustedAgent, []any{fmt.Sprintf("refused as an agent: %v", err)})
+	}
+	return proc, nil
+}
+
+// announceAsked tells uid's agents which of them is now asked, when that changed from before: the one that
+// lost the questions shows who has them (a terminal agent that took over with --replace, say).
+func (s *Service) announceAsked(uid uint32, before agent) {
+	now, ok := s.forUID(uid)
+	if !ok || now.sender == before.sender || now.uid != uid {
+		return
+	}
+	for _, ag := range s.agents.ofUID(uid) {
+		asked := ag.sender == now.sender
+		s.conn.Object(ag.sender, ag.path).Go(api.AgentInterface+".AskedChanged", dbus.FlagNoReplyExpected, nil,
+			asked, uint32(now.pid), now.exe, now.kind.String())
+	}
+}
+
+// agentsLeft reacts to agents leaving: the next one asked is told.
+func (s *Service) agentsLeft(gone []agent) {
+	for _, ag := range gone {
+		s.log.Info("agent left", "sender", ag.sender, "uid", ag.uid)
+		s.announceAsked(ag.uid, ag)
+	}
+}
+
 func (i promptsIface) UnregisterAgent(sender dbus.Sender, path dbus.ObjectPath) *dbus.Error {
-	if !i.s.agents.remove(string(sender), path) {
+	gone := i.s.agents.remove(string(sender), path)
+	if len(gone) == 0 {
 		return dbus.NewError(api.ErrNotFound, []any{fmt.Sprintf("no agent registered by this connection at %s", path)})
 	}
-	i.s.log.Info("agent unregistered", "sender", sender, "path", path)
+	i.s.agentsLeft(gone)
 	return nil
 }
 
@@ -166,7 +288,7 @@ func (i promptsIface) Pending(msg dbus.Message, sender dbus.Sender) ([]api.Quest
 // told to close its window (Cancel). An administrator's answer about a system process counts only after polkit
 // authentication.
 func (s *Service) Ask(ctx context.Context, q api.Question) (api.Answer, error) {
-	ag, ok := s.agents.forQuestion(q)
+	ag, ok := s.forQuestion(q)
 	if !ok {
 		return api.Answer{}, noAgentError(q)
 	}
@@ -202,7 +324,7 @@ func (s *Service) Ask(ctx context.Context, q api.Question) (api.Answer, error) {
 
 // Cancel tells the agent of q that q was settled without it.
 func (s *Service) Cancel(q api.Question) {
-	if ag, ok := s.agents.forQuestion(q); ok {
+	if ag, ok := s.forQuestion(q); ok {
 		s.conn.Object(ag.sender, ag.path).Go(api.AgentInterface+".Cancel", dbus.FlagNoReplyExpected, nil, q.ID)
 	}
 }

@@ -14,10 +14,12 @@ import (
 	"github.com/godbus/dbus/v5"
 	"github.com/godbus/dbus/v5/introspect"
 	"github.com/godbus/dbus/v5/prop"
+	"golang.org/x/sys/unix"
 
 	"github.com/tattlefw/tattle/helper/askqueue"
 	"github.com/tattlefw/tattle/helper/daemon"
 	"github.com/tattlefw/tattle/helper/enforce"
+	"github.com/tattlefw/tattle/helper/peer"
 	"github.com/tattlefw/tattle/helper/store"
 	"github.com/tattlefw/tattle/shared/api"
 	"github.com/tattlefw/tattle/shared/rules"
@@ -40,6 +42,7 @@ type Service struct {
 	monitor *monitor
 	agents  agents
 	turns   *askqueue.Queue // questions waiting for their agent
+	trusted *peer.Trusted
 
 	callsMu sync.Mutex
 	calls   map[uint32]int // calls in progress per uid
@@ -52,8 +55,10 @@ type Options struct {
 	Daemon     *daemon.Daemon
 	Enforcer   *enforce.Enforcer
 	Authorizer Authorizer // Polkit{Conn} when nil
-	Version    string
-	Logger     *slog.Logger
+	// TrustedAgents are the programs that may register as agents; nil refuses every agent.
+	TrustedAgents *peer.Trusted
+	Version       string
+	Logger        *slog.Logger
 }
 
 // New exports the interfaces on conn. Call Serve to take the bus name.
@@ -63,7 +68,7 @@ func New(o Options) (*Service, error) {
 	}
 	s := &Service{conn: o.Conn, store: o.Store, daemon: o.Daemon, enf: o.Enforcer, auth: o.Authorizer,
 		version: o.Version, log: o.Logger, monitor: newMonitor(), calls: map[uint32]int{},
-		turns: askqueue.New(askqueue.DefaultPerAgent, askqueue.DefaultTotal)}
+		turns: askqueue.New(askqueue.DefaultPerAgent, askqueue.DefaultTotal), trusted: o.TrustedAgents}
 	props, err := prop.Export(o.Conn, api.ObjectPath, prop.Map{api.DaemonInterface: {
 		"Version": {Value: o.Version, Emit: prop.EmitConst},
 		"Backend": {Value: string(o.Enforcer.Backend()), Emit: prop.EmitConst},
@@ -124,6 +129,8 @@ func (s *Service) Serve(ctx context.Context) error {
 type caller struct {
 	sender      string
 	uid         uint32
+	pid         uint32 // the bus's word for the connecting process
+	pidfd       int    // a pidfd for it when the bus hands one over (ProcessFD), else -1; owned by the call
 	interactive bool
 }
 
@@ -131,27 +138,55 @@ type caller struct {
 // calls in progress, so one account cannot pile up work or stalled authentications. The returned function
 // ends the call's admission.
 func (s *Service) caller(msg dbus.Message, sender dbus.Sender) (caller, func(), *dbus.Error) {
-	var uid uint32
-	if err := s.conn.BusObject().Call("org.freedesktop.DBus.GetConnectionUnixUser", 0, string(sender)).Store(&uid); err != nil {
+	c, err := s.credentials(string(sender))
+	if err != nil {
 		return caller{}, nil, failed("identify the caller", err)
 	}
-	c := caller{sender: string(sender), uid: uid, interactive: msg.Flags&dbus.FlagAllowInteractiveAuthorization != 0}
-	if uid == 0 {
-		return c, func() {}, nil
+	c.interactive = msg.Flags&dbus.FlagAllowInteractiveAuthorization != 0
+	closeFD := func() {
+		if c.pidfd >= 0 {
+			unix.Close(c.pidfd)
+		}
+	}
+	if c.uid == 0 {
+		return c, closeFD, nil
 	}
 	s.callsMu.Lock()
 	defer s.callsMu.Unlock()
-	if s.calls[uid] >= maxCallsPerUID {
+	if s.calls[c.uid] >= maxCallsPerUID {
+		closeFD()
 		return caller{}, nil, dbus.NewError(api.ErrFailed, []any{fmt.Sprintf("%d of your calls are still in progress; wait for them", maxCallsPerUID)})
 	}
-	s.calls[uid]++
+	s.calls[c.uid]++
 	return c, func() {
+		closeFD()
 		s.callsMu.Lock()
 		defer s.callsMu.Unlock()
-		if s.calls[uid]--; s.calls[uid] <= 0 {
-			delete(s.calls, uid)
+		if s.calls[c.uid]--; s.calls[c.uid] <= 0 {
+			delete(s.calls, c.uid)
 		}
 	}, nil
+}
+
+// credentials asks the bus who is behind sender: uid, PID and, from dbus-daemons that offer it, a pidfd
+// taken when the connection was made (which no PID reuse can redirect).
+func (s *Service) credentials(sender string) (caller, error) {
+	var creds map[string]dbus.Variant
+	if err := s.conn.BusObject().Call("org.freedesktop.DBus.GetConnectionCredentials", 0, sender).Store(&creds); err != nil {
+		return caller{}, err
+	}
+	c := caller{sender: sender, pidfd: -1}
+	uid, ok := creds["UnixUserID"].Value().(uint32)
+	if !ok {
+		return caller{}, errors.New("the bus did not say which user the caller runs as")
+	}
+	c.uid = uid
+	c.pid, _ = creds["ProcessID"].Value().(uint32)
+	switch fd := creds["ProcessFD"].Value().(type) {
+	case dbus.UnixFD:
+		c.pidfd = int(fd)
+	}
+	return c, nil
 }
 
 // maxCallsPerUID bounds one user's calls in progress.
@@ -183,7 +218,8 @@ func (s *Service) allowed(c caller, action string, interactive bool) (bool, erro
 }
 
 // requireForOwners checks what changing rules of these owners needs: the caller's own rules need
-// answer-prompts; system rules and other users' rules need manage-rules.
+// manage-own-rules (the user's own password: a program running as the user must not allow itself);
+// system rules and other users' rules need manage-rules.
 func (s *Service) requireForOwners(c caller, owners []*uint32) *dbus.Error {
 	needManage, needOwn := false, false
 	for _, o := range owners {
@@ -197,7 +233,7 @@ func (s *Service) requireForOwners(c caller, owners []*uint32) *dbus.Error {
 		return s.require(c, api.ActionManageRules, "change system-wide rules or other users' rules")
 	}
 	if needOwn {
-		return s.require(c, api.ActionAnswerPrompts, "change rules for your own processes")
+		return s.require(c, api.ActionManageOwnRules, "change rules for your own processes (this needs your password)")
 	}
 	return nil
 }

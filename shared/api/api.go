@@ -69,7 +69,11 @@ const (
 const (
 	ActionManageRules   = "io.github.tattlefw.tattle.manage-rules"
 	ActionAnswerPrompts = "io.github.tattlefw.tattle.answer-prompts"
-	ActionMonitorAll    = "io.github.tattlefw.tattle.monitor-all"
+	// ActionManageOwnRules: rule changes for one's own processes that are not answers to a question the
+	// helper asked, approving imported rules, and taking over questions with a second agent. auth_self_keep:
+	// the user's own password, so a program running as the user cannot do it behind the user's back.
+	ActionManageOwnRules = "io.github.tattlefw.tattle.manage-own-rules"
+	ActionMonitorAll     = "io.github.tattlefw.tattle.monitor-all"
 )
 
 // D-Bus error names. Messages are written for people: what failed and what to do.
@@ -79,6 +83,14 @@ const (
 	ErrFailed       = "org.freedesktop.DBus.Error.Failed"
 	ErrNotFound     = BusName + ".Error.NotFound"
 	ErrReadOnly     = BusName + ".Error.ReadOnly"
+	// ErrUntrustedAgent: RegisterAgent from a process that is not an installed agent program, or one that is
+	// traced or was started with code injected into it.
+	ErrUntrustedAgent = BusName + ".Error.UntrustedAgent"
+)
+
+// Options of Prompts.RegisterAgentWithOptions.
+const (
+	AgentOptionReplace = "replace" // b: this agent is asked ahead of the user's others (needs manage-own-rules)
 )
 
 // Limits that bound what one call may carry; larger requests are refused with ErrInvalidArgs.

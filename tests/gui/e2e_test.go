@@ -34,9 +34,7 @@ func tattlectl(t *testing.T) string {
 			return
 		}
 		ctlPath = filepath.Join(dir, "tattlectl")
-		if out, err := exec.Command("go", "build", "-o", ctlPath, "github.com/tattlefw/tattle/app/tattlectl").CombinedOutput(); err != nil {
-			ctlErr = fmt.Errorf("build tattlectl: %v\n%s", err, out)
-		}
+		ctlErr = testrig.BuildTrusted(ctlPath, "github.com/tattlefw/tattle/app/tattlectl")
 	})
 	if ctlErr != nil {
 		t.Fatal(ctlErr)

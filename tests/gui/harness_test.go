@@ -414,7 +414,10 @@ func StartHelper(t *testing.T) *Helper {
 	t.Cleanup(func() { netfilter.Uninstall(guiTable) })
 	bus.Start(t, testrig.Build(t).Tattled, "-backend", "auto", "-pin-dir", pins, "-nft-table", guiTable, "-queue", guiQueue,
 		"-state-dir", filepath.Join(dir, "state"),
-		"-rules-dir", filepath.Join(dir, "rules.d"), "-lock-file", filepath.Join(dir, "tattled.lock"), "-bus", "system", "-log-level", "info")
+		"-rules-dir", filepath.Join(dir, "rules.d"), "-lock-file", filepath.Join(dir, "tattled.lock"), "-bus", "system", "-log-level", "info",
+		// This checkout's app and tattlectl, built root-owned into directories only root may write: the
+		// agent programs tattled trusts.
+		"-gui-agents", appBinary(t), "-terminal-agents", tattlectl(t))
 	h.waitName(t, api.BusName)
 	return h
 }
@@ -498,11 +501,7 @@ func appBinary(t *testing.T) string {
 		}
 		os.Chmod(dir, 0o755) // sessions of other users run it too
 		appPath = filepath.Join(dir, "tattle")
-		cmd := exec.Command("go", "build", "-o", appPath, "github.com/tattlefw/tattle/app/tattle")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=1")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			appErr = fmt.Errorf("build the app: %v\n%s", err, out)
-		}
+		appErr = testrig.BuildTrusted(appPath, "github.com/tattlefw/tattle/app/tattle", "CGO_ENABLED=1")
 	})
 	if appErr != nil {
 		t.Fatal(appErr)

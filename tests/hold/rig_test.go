@@ -188,7 +188,14 @@ func newRig(t *testing.T, name string, st api.Settings, extra ...string) *rig {
 	}
 	netfilter.Uninstall(testTable)
 	t.Cleanup(func() { netfilter.Uninstall(testTable) })
-	r := &rig{TattleBus: testrig.StartTattleBus(t, name, append([]string{"-nft-table", testTable, "-queue", testQueue}, extra...)...), ns: newNetns(t, 0)}
+	// The agents: tattlectl agent, and this test binary's own in-process agent (registerTestAgent), which the
+	// helper must accept as a trusted agent program too (both are root's, in directories only root writes).
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	flags := []string{"-nft-table", testTable, "-queue", testQueue, "-terminal-agents", testrig.Tattlectl(t) + "," + self}
+	r := &rig{TattleBus: testrig.StartTattleBus(t, name, append(flags, extra...)...), ns: newNetns(t, 0)}
 	c, err := client.Dial(r.Address, client.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -202,10 +209,6 @@ func newRig(t *testing.T, name string, st api.Settings, extra ...string) *rig {
 		}
 	})
 	// The test's own servers answer from inside the namespace; their replies are not what is being asked about.
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
 	if _, errOut, code := r.Ctl(t, 0, "rules", "add", "--allow", "--app", self); code != 0 {
 		t.Fatalf("allow the test's own servers: %s", errOut)
 	}

@@ -35,6 +35,7 @@ type Agent struct {
 	ctx     context.Context
 	log     *slog.Logger
 	changed func() // called from any goroutine after the queue changed
+	asked   func(Asked)
 
 	mu    sync.Mutex
 	open  map[uint64]*question
@@ -46,6 +47,17 @@ type question struct {
 	done chan api.Answer // buffered 1: Answer never blocks
 	gone chan struct{}   // closed by Cancel
 }
+
+// Asked is the helper's word on which of the user's agents it asks (AskedChanged).
+type Asked struct {
+	Here bool   // this agent
+	PID  uint32 // the agent asked
+	Exe  string
+	Kind string // "gui" or "terminal"
+}
+
+// OnAsked sets what runs (on a D-Bus goroutine) when the helper says which agent it asks. Call before Export.
+func (a *Agent) OnAsked(f func(Asked)) { a.asked = f }
 
 // New makes an agent. Pending Ask calls end (with ErrNoAnswer) when ctx ends. changed runs after every
 // change of the queue, on the goroutine that made it; the UI hops to its main loop from there.
@@ -190,6 +202,15 @@ func validAddr(s string) bool {
 type dbusAgent struct{ a *Agent }
 
 func (d dbusAgent) Ask(q api.Question) (api.Answer, *dbus.Error) { return d.a.ask(q) }
+
+// AskedChanged: the helper now asks another of the user's agents (one that took over with --replace), or
+// this one again.
+func (d dbusAgent) AskedChanged(here bool, pid uint32, exe, kind string) *dbus.Error {
+	if d.a.asked != nil {
+		d.a.asked(Asked{Here: here, PID: pid, Exe: exe, Kind: kind})
+	}
+	return nil
+}
 
 func (d dbusAgent) Cancel(id uint64) *dbus.Error {
 	d.a.cancel(id)

@@ -23,6 +23,7 @@ import (
 	"github.com/tattlefw/tattle/helper/daemon"
 	"github.com/tattlefw/tattle/helper/enforce"
 	"github.com/tattlefw/tattle/helper/netfilter"
+	"github.com/tattlefw/tattle/helper/peer"
 	"github.com/tattlefw/tattle/helper/service"
 	"github.com/tattlefw/tattle/helper/store"
 	"github.com/tattlefw/tattle/helper/systemd"
@@ -49,6 +50,8 @@ type config struct {
 	listsDir   string
 	nftTable   string
 	queue      uint
+	guiAgents  string
+	termAgents string
 }
 
 func main() {
@@ -69,6 +72,8 @@ func main() {
 	flag.DurationVar(&cfg.dnsGrace, "dns-grace", 10*time.Second, "how long a learned address outlives its DNS answer's TTL")
 	flag.StringVar(&cfg.nftTable, "nft-table", netfilter.DefaultTable, "nftables table (family inet) for holding")
 	flag.UintVar(&cfg.queue, "queue", uint(netfilter.DefaultQueue), "netfilter queue number for holding")
+	flag.StringVar(&cfg.guiAgents, "gui-agents", "", "the desktop app programs that may register as agents, comma-separated absolute paths (default: PREFIX/bin/tattle of this helper's prefix)")
+	flag.StringVar(&cfg.termAgents, "terminal-agents", "", "the terminal programs that may register as agents, comma-separated absolute paths (default: PREFIX/bin/tattlectl)")
 	showVersion := flag.Bool("version", false, "print the version and exit")
 	flag.Parse()
 
@@ -154,7 +159,15 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 			return fmt.Errorf("connect to the system bus (use -bus none to run without the D-Bus API): %w", err)
 		}
 		defer conn.Close()
-		svc, err = service.New(service.Options{Conn: conn, Store: rules, Daemon: d, Enforcer: enf, Version: version, Logger: log})
+		trusted, err := trustedAgents(cfg)
+		if err != nil {
+			return err
+		}
+		for _, p := range trusted.Programs() {
+			log.Info("trusted agent program", "path", p.Path, "kind", p.Kind)
+		}
+		svc, err = service.New(service.Options{Conn: conn, Store: rules, Daemon: d, Enforcer: enf, Version: version, Logger: log,
+			TrustedAgents: trusted})
 		if err != nil {
 			return err
 		}
@@ -282,6 +295,32 @@ func healthy(d *daemon.Daemon, enf *enforce.Enforcer, conn *dbus.Conn) error {
 		return errors.New("the system bus connection is closed")
 	}
 	return nil
+}
+
+// trustedAgents is the set of agent programs from the flags, each defaulting to the helper's install prefix.
+func trustedAgents(cfg config) (*peer.Trusted, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("find the helper's own executable (for the default agent programs): %w", err)
+	}
+	var progs []peer.Program
+	for _, f := range []struct {
+		list string
+		kind peer.Kind
+	}{{cfg.guiAgents, peer.GUI}, {cfg.termAgents, peer.Terminal}} {
+		if f.list == "" {
+			for _, p := range peer.DefaultPrograms(self) {
+				if p.Kind == f.kind {
+					progs = append(progs, p)
+				}
+			}
+			continue
+		}
+		for _, path := range strings.Split(f.list, ",") {
+			progs = append(progs, peer.Program{Path: path, Kind: f.kind})
+		}
+	}
+	return peer.NewTrusted(progs)
 }
 
 // noAgents answers for a helper without the D-Bus API: nobody can be asked, so the default applies.

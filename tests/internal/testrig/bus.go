@@ -1,8 +1,10 @@
 package testrig
 
 import (
+	"strings"
 	"testing"
 
+	"github.com/tattlefw/tattle/helper/peer"
 	"github.com/tattlefw/tattle/tests/testbus"
 )
 
@@ -19,5 +21,15 @@ type LogTail = testbus.LogTail
 func StartSystemBus(t testing.TB, o BusOptions) *SystemBus {
 	t.Helper()
 	o.Type = "system"
-	return testbus.Start(t, o)
+	b := testbus.Start(t, o)
+	// Without loader or toolkit injection variables (say, an LD_LIBRARY_PATH of the CI machine): tattled
+	// refuses agents started with them, and the agents tests start are meant to be accepted.
+	env := b.Env[:0:0]
+	for _, e := range b.Env {
+		if k, _, _ := strings.Cut(e, "="); !peer.InjectionVariable(k) {
+			env = append(env, e)
+		}
+	}
+	b.Env = env
+	return b
 }

@@ -65,9 +65,11 @@ func StartTattleBus(t *testing.T, name string, extra ...string) *TattleBus {
 	// tattled, activated by the bus from this service file: private pins, state, rules and lock.
 	b := &TattleBus{}
 	dir := t.TempDir()
+	// The agents tests start are this checkout's tattlectl, built into a root-owned directory: the trusted
+	// agent programs. Later flags (extra) override it.
 	b.Tattled = TattledConfig{Exe: Build(t).Tattled, PinDir: PinDir(name),
 		StateDir: filepath.Join(dir, "state"), RulesDir: filepath.Join(dir, "rules.d"), LockFile: filepath.Join(dir, "tattled.lock"),
-		Extra: extra}
+		Extra: append([]string{"-terminal-agents", Tattlectl(t), "-gui-agents", filepath.Join(filepath.Dir(Tattlectl(t)), "no-gui-agent")}, extra...)}
 	enforce.Uninstall(b.Tattled.PinDir)
 	t.Cleanup(func() { enforce.Uninstall(b.Tattled.PinDir) })
 	service := fmt.Sprintf("[D-BUS Service]\nName=io.github.tattlefw.Tattle1\nExec=%s\nUser=root\nSystemdService=tattled.service\n",
@@ -154,6 +156,20 @@ var (
 	ctlErr  error
 )
 
+// BuildTrusted builds pkg to path as tattled's trusted agent programs must be: owned by root, mode 0755, in
+// a directory only root may write (the caller made it so).
+func BuildTrusted(path, pkg string, env ...string) error {
+	cmd := exec.Command("go", "build", "-o", path, pkg)
+	cmd.Env = append(os.Environ(), env...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("build %s: %v\n%s", pkg, err, out)
+	}
+	if err := os.Chown(path, 0, 0); err != nil {
+		return err
+	}
+	return os.Chmod(path, 0o755)
+}
+
 // Tattlectl builds the CLI once (TATTLE_TATTLECTL overrides).
 func Tattlectl(t testing.TB) string {
 	ctlOnce.Do(func() {
@@ -168,10 +184,8 @@ func Tattlectl(t testing.TB) string {
 		}
 		os.Chmod(dir, 0o755)
 		ctlPath = filepath.Join(dir, "tattlectl")
-		cmd := exec.Command("go", "build", "-o", ctlPath, "github.com/tattlefw/tattle/app/tattlectl")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			ctlErr = fmt.Errorf("build tattlectl: %v\n%s", err, out)
-		}
+		ctlErr = BuildTrusted(ctlPath, "github.com/tattlefw/tattle/app/tattlectl")
+
 	})
 	if ctlErr != nil {
 		t.Fatal(ctlErr)
