@@ -159,10 +159,11 @@ func (t *Trusted) Check(pid int, pidfd int, uid uint32) (Process, error) {
 		return Process{}, fmt.Errorf("%w: process %d is traced by process %s", ErrTraced, pid, tracer)
 	}
 	if uid != 0 {
-		// A non-dumpable process's /proc entries belong to root, and its user cannot ptrace it or write its
-		// memory: the agents make themselves so before they connect, which closes the window after this check.
+		// A non-dumpable process's /proc files (not the directory) belong to root, and its user cannot ptrace
+		// it or write its memory: the agents make themselves so before they connect, which closes the window
+		// after this check.
 		var st unix.Stat_t
-		if err := unix.Fstat(dir, &st); err != nil {
+		if err := unix.Fstatat(dir, "status", &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 			return Process{}, fmt.Errorf("%w: %v", ErrGone, err)
 		}
 		if st.Uid != 0 {

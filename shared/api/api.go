@@ -12,7 +12,8 @@
 //	    SetSettings(Settings)                      manage-rules
 //	io.github.tattlefw.Tattle1.Rules
 //	    List() -> a(Rule)                          system rules and the caller's own; all with manage-rules
-//	    Add(a(Rule)) -> as ids                     own rules: answer-prompts; system or others': manage-rules
+//	    Add(a(Rule)) -> as ids                     own rules: manage-own-rules (the user's own password);
+//	                                               system or others': manage-rules
 //	    Update(Rule)                               same as Add, for the rule's current and new owner
 //	    Remove(as ids)                             same as Add
 //	    SetEnabled(s id, b enabled)                same as Add
@@ -30,8 +31,13 @@
 //	    signal FlowsChanged(a(Flow))               unicast to each subscriber, at most once a second, with the
 //	                                               flows whose attempts changed since the last batch
 //	io.github.tattlefw.Tattle1.Prompts
-//	    RegisterAgent(o path)                      answer-prompts; the caller answers questions about its
-//	                                               uid's processes (root's agent also those of users without one)
+//	    RegisterAgent(o path)                      answer-prompts, from an installed agent program only (tattle,
+//	                                               tattlectl: checked by executable identity, not traced, not
+//	                                               dumpable, no loader/toolkit injection; else UntrustedAgent);
+//	                                               the caller answers questions about its uid's processes (root's
+//	                                               agent also those of users without one)
+//	    RegisterAgentWithOptions(o path, a{sv})    the same; "replace" b: asked ahead of the user's other agents
+//	                                               (also needs manage-own-rules)
 //	    UnregisterAgent(o path)                    the agent's own connection only
 //	    Pending() -> a(Question)                   open questions about the caller's processes (all with
 //	                                               manage-rules)
@@ -43,9 +49,13 @@
 //	                                           error reply or the agent leaving the bus the same way
 //	Cancel(t id)                               the question was settled without this agent (timeout, the app
 //	                                           gave up, a rule decided it): close its window
+//	AskedChanged(b here, u pid, s exe, s kind) the helper now asks this agent (here) or another one of the
+//	                                           user's (one that registered with replace): show it
 //
-// The most recently registered agent of a uid is asked; when it leaves the bus the one registered before it
-// takes over. An agent never sees a question about another user's process unless it runs as root.
+// Which of a uid's agents is asked: the newest registered with replace; else a GUI agent in the active
+// logind session; else the first GUI agent registered; else the first terminal agent. Being first, not
+// newest, keeps an agent started behind the user's back from being asked; when the asked one leaves the bus
+// the next in that order takes over. An agent never sees a question about another user's process unless it runs as root.
 //
 // Every call that changes state checks polkit for the caller (subject: its bus name), honouring the message's
 // allow-interactive-authorization flag. Root is always authorized.

@@ -148,12 +148,22 @@ func TestUnprivilegedUser(t *testing.T) {
 	if code != 4 || !strings.Contains(errOut, "not authorized") {
 		t.Errorf("system rule as nobody: exit %d (%s), want 4 and a refusal", code, errOut)
 	}
-	// A rule for the user's own processes is theirs to make.
-	out, errOut, code := b.ctl(t, nobody, "rules", "add", "--user", "--deny", "--app", app, "--remote", host, "--port", port)
-	if code != 0 {
-		t.Fatalf("own rule as nobody: exit %d: %s\n%s", code, errOut, b.Log)
+	// A rule for the user's own processes is theirs to make, with their own password: nobody has none, and
+	// without a polkit agent nothing can ask for one.
+	if _, errOut, code := b.ctl(t, nobody, "rules", "add", "--user", "--deny", "--app", app, "--remote", host, "--port", port); code != 4 || !strings.Contains(errOut, "your own password") {
+		t.Errorf("own rule as nobody without a password: exit %d (%s), want 4 and a word about the password", code, errOut)
 	}
-	id := strings.TrimSpace(out)
+	// An ordinary user at a terminal types it (tattlectl starts pkttyagent).
+	user := testrig.TestUser(t)
+	out, code := testrig.RunWithPassword(t, b.SystemBus, user, user.Password, tattlectl(t), "rules", "add", "--user", "--deny", "--app", app, "--remote", host, "--port", port)
+	if code != 0 {
+		t.Fatalf("own rule as %s with the password: exit %d: %s\n%s", user, code, out, b.Log)
+	}
+	id := ""
+	if f := strings.Fields(out); len(f) > 0 {
+		id = f[len(f)-1]
+	}
+	nobody := user.UID // the rest of the test is about this user
 	if r := testrig.RunApp(t, app, testrig.RunOpts{UID: nobody}, "tcp", srv.TCP4); r.OK || r.Errno != "EPERM" {
 		t.Errorf("nobody's app under nobody's deny rule: %+v", r)
 	}
@@ -195,8 +205,8 @@ func TestUnprivilegedUser(t *testing.T) {
 	if _, errOut, code := b.ctl(t, nobody, "rules", "remove", strings.TrimSpace(sysOut)); code != 4 {
 		t.Errorf("nobody removed a system rule: exit %d %s", code, errOut)
 	}
-	if _, errOut, code := b.ctl(t, nobody, "rules", "remove", id); code != 0 {
-		t.Errorf("nobody could not remove their own rule: exit %d %s", code, errOut)
+	if out, code := testrig.RunWithPassword(t, b.SystemBus, user, user.Password, tattlectl(t), "rules", "remove", id); code != 0 {
+		t.Errorf("%s could not remove their own rule %q: exit %d %s", user, id, code, out)
 	}
 }
 
@@ -391,10 +401,12 @@ func TestImportsThroughTheBus(t *testing.T) {
 		!strings.Contains(errOut, "not imported (1 rule): Tattle filters outgoing connections only") || !strings.Contains(errOut, "blocklist.lsrules:7:5") {
 		t.Fatalf("root import: exit %d\n%s\n%s", code, out, errOut)
 	}
-	// The same group again, by a user for their own processes: ids are taken, so the rules are renamed.
-	out, errOut, code = b.ctl(t, nobody, "rules", "import", "--user", "--format", "lsrules", group)
+	// The same group again, by a user for their own processes (with their own password): ids are taken, so
+	// the rules are renamed.
+	user := testrig.TestUser(t)
+	out, code = testrig.RunWithPassword(t, b.SystemBus, user, user.Password, tattlectl(t), "rules", "import", "--user", "--format", "lsrules", group)
 	if code != 0 || !strings.Contains(out, "3 Tattle rules") {
-		t.Fatalf("user import: exit %d\n%s\n%s", code, out, errOut)
+		t.Fatalf("user import: exit %d\n%s", code, out)
 	}
 	// A file that imports nothing fails, and says so.
 	empty := filepath.Join(testrig.AppDir(t), "empty.lsrules")
@@ -422,11 +434,11 @@ func TestImportsThroughTheBus(t *testing.T) {
 		switch {
 		case r.Owner == nil:
 			system++
-		case *r.Owner == nobody:
+		case *r.Owner == user.UID:
 			owned++
 		}
 	}
 	if system != 3 || owned != 3 {
-		t.Errorf("after the imports: %d system rules and %d of nobody's, want 3 and 3:\n%s", system, owned, listOut)
+		t.Errorf("after the imports: %d system rules and %d of %s's, want 3 and 3:\n%s", system, owned, user, listOut)
 	}
 }
