@@ -18,6 +18,7 @@ import (
 
 	"github.com/tattlefw/tattle/helper/daemon"
 	"github.com/tattlefw/tattle/helper/enforce"
+	"github.com/tattlefw/tattle/helper/peer"
 	"github.com/tattlefw/tattle/helper/store"
 	"github.com/tattlefw/tattle/shared/api"
 	"github.com/tattlefw/tattle/shared/rules"
@@ -94,7 +95,16 @@ func newAuthRig(t *testing.T) *authRig {
 	// No kernel: these tests stop at authorization or change only the store, never the kernel's maps.
 	enf := &enforce.Enforcer{}
 	r := &authRig{auth: &fakeAuthorizer{}, store: st}
-	if _, err := New(Options{Conn: svcConn, Store: st, Daemon: daemon.New(enf, st, log), Enforcer: enf,
+	// The agents these tests register run in this test binary: it is the trusted agent program here.
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	trusted, err := peer.NewTrusted([]peer.Program{{Path: self, Kind: peer.Terminal}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New(Options{Conn: svcConn, Store: st, Daemon: daemon.New(enf, st, log), Enforcer: enf, TrustedAgents: trusted,
 		Authorizer: r.auth, Version: "test", Logger: log}); err != nil {
 		t.Fatal(err)
 	}
@@ -242,8 +252,9 @@ func TestSetModeNeedsManageRules(t *testing.T) {
 	}
 }
 
-// TestRuleChangesNeedTheActionOfTheirOwner: the caller's own rules need answer-prompts; system rules and other
-// users' rules need manage-rules, whatever else the caller may do.
+// TestRuleChangesNeedTheActionOfTheirOwner: the caller's own rules need manage-own-rules (answering
+// questions, answer-prompts, is not enough); system rules and other users' rules need manage-rules, whatever
+// else the caller may do.
 func TestRuleChangesNeedTheActionOfTheirOwner(t *testing.T) {
 	r := newAuthRig(t)
 	for _, tc := range []struct {
@@ -252,9 +263,9 @@ func TestRuleChangesNeedTheActionOfTheirOwner(t *testing.T) {
 		needs  string
 		grants string // granted, and not enough
 	}{
-		{"own rule", int64(userUID), api.ActionAnswerPrompts, api.ActionMonitorAll},
-		{"system rule", api.NoOwner, api.ActionManageRules, api.ActionAnswerPrompts},
-		{"another user's rule", int64(userUID) + 1, api.ActionManageRules, api.ActionAnswerPrompts},
+		{"own rule", int64(userUID), api.ActionManageOwnRules, api.ActionAnswerPrompts},
+		{"system rule", api.NoOwner, api.ActionManageRules, api.ActionManageOwnRules},
+		{"another user's rule", int64(userUID) + 1, api.ActionManageRules, api.ActionManageOwnRules},
 	} {
 		r.auth.grant(tc.grants)
 		err := r.call(r.user, 0, api.RulesInterface+".Add", []api.Rule{wireRule(tc.owner)}).Err
@@ -270,10 +281,10 @@ func TestRuleChangesNeedTheActionOfTheirOwner(t *testing.T) {
 		}
 	}
 	// Mixing one's own rule with a system rule needs manage-rules for the call.
-	r.auth.grant(api.ActionAnswerPrompts)
+	r.auth.grant(api.ActionManageOwnRules)
 	err := r.call(r.user, 0, api.RulesInterface+".Add", []api.Rule{wireRule(int64(userUID)), wireRule(api.NoOwner)}).Err
 	if errName(err) != api.ErrAccessDenied {
-		t.Fatalf("own and system rule with answer-prompts: %v, want %s", err, api.ErrAccessDenied)
+		t.Fatalf("own and system rule with manage-own-rules: %v, want %s", err, api.ErrAccessDenied)
 	}
 }
 
