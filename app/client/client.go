@@ -161,6 +161,11 @@ func (c *Client) RemoveRules(ctx context.Context, ids []string) error {
 	return c.call(ctx, api.RulesInterface+".Remove", true, nil, nonNil(ids))
 }
 
+// Approve marks imported rules approved (the same authorization as changing them).
+func (c *Client) Approve(ctx context.Context, ids []string) error {
+	return c.call(ctx, api.RulesInterface+".Approve", true, nil, nonNil(ids))
+}
+
 // SetEnabled switches a rule on or off.
 func (c *Client) SetEnabled(ctx context.Context, id string, enabled bool) error {
 	return c.call(ctx, api.RulesInterface+".SetEnabled", true, nil, id, enabled)

@@ -29,6 +29,7 @@ type Helper interface {
 	RemoveRules(ctx context.Context, ids []string) error
 	SetEnabled(ctx context.Context, id string, enabled bool) error
 	ImportFiles(ctx context.Context, req api.ImportRequest) (api.ImportSummary, []string, error)
+	Approve(ctx context.Context, ids []string) error
 	Export(ctx context.Context, format string) ([]byte, []string, error)
 	Problems(ctx context.Context) ([]api.Problem, error)
 	Flows(ctx context.Context) ([]api.Flow, error)
@@ -163,11 +164,12 @@ func init() {
 		{"rules add", "(--allow|--deny) [--app PATH|any] [--remote R] [--port P] [--protocol tcp|udp|any] [--duration D [--until T]] [--user] [--id ID] [--note TEXT]", "add a rule and print its id", cmdRulesAdd},
 		{"rules remove", "ID...", "remove rules", cmdRulesRemove},
 		{"rules enable", "ID...", "switch rules on", cmdRulesEnable},
+		{"rules approve", "ID...", "approve imported rules (shown as not approved until then); asks your password", cmdRulesApprove},
 		{"rules disable", "ID...", "switch rules off (they stay, doing nothing)", cmdRulesDisable},
 		{"rules import", "[--format tattle|lsrules|opensnitch] [--user] [--dry-run] [--lists DIR] FILE|DIR|-", "import rules from Tattle, Little Snitch or OpenSnitch files", cmdRulesImport},
 		{"rules export", "[--format tattle|lsrules] [FILE|-]", "write the rules you may see to FILE (default: standard output)", cmdRulesExport},
 		{"monitor", "[--json] [--interval 1s] [--once]", "show the connections programs make, refreshed until Ctrl-C", cmdMonitor},
-		{"agent", "[--json]", "answer questions about your programs' connections in this terminal", cmdAgent},
+		{"agent", "[--json] [--replace]", "answer questions about your programs' connections in this terminal", cmdAgent},
 		{"mode", "[alert|silent-allow|silent-deny]", "show or set what happens to connections no rule decides", cmdMode},
 		{"version", "", "print tattlectl's version", cmdVersion},
 	}

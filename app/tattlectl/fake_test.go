@@ -27,6 +27,7 @@ type fakeHelper struct {
 	connects []bool // the interactive argument of each connection
 	calls    []string
 	added    []api.Rule
+	approved []string
 	removed  []string
 	enabled  map[string]bool
 	mode     string
@@ -65,6 +66,10 @@ func (f *fakeHelper) AddRules(_ context.Context, rs []api.Rule) ([]string, error
 func (f *fakeHelper) RemoveRules(_ context.Context, ids []string) error {
 	f.removed = append(f.removed, ids...)
 	return f.called("Remove")
+}
+func (f *fakeHelper) Approve(_ context.Context, ids []string) error {
+	f.approved = append(f.approved, ids...)
+	return f.called("Approve")
 }
 func (f *fakeHelper) SetEnabled(_ context.Context, id string, on bool) error {
 	if f.enabled == nil {

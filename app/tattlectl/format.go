@@ -116,8 +116,12 @@ func durationLabel(r api.Rule, loc *time.Location) string {
 	return cell(r.Duration)
 }
 
-// sourceLabel: "user" for rules made through the helper, the file for an administrator's read-only group.
+// sourceLabel: "user" for rules made through the helper ("imported, not approved" until an imported one is
+// approved), the file for an administrator's read-only group.
 func sourceLabel(r api.Rule) string {
+	if r.Unapproved {
+		return "imported, NOT APPROVED"
+	}
 	if !r.ReadOnly {
 		return "user"
 	}

@@ -305,6 +305,19 @@ func cmdRulesRemove(ctx context.Context, e *env, args []string) error {
 	return h.RemoveRules(ctx, ids)
 }
 
+func cmdRulesApprove(ctx context.Context, e *env, args []string) error {
+	ids, ni, err := idArgs(e, "rules approve", args)
+	if err != nil {
+		return err
+	}
+	h, err := e.dial(true, ni)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	return h.Approve(ctx, ids)
+}
+
 func cmdRulesEnable(ctx context.Context, e *env, args []string) error {
 	return setEnabled(ctx, e, "rules enable", args, true)
 }

@@ -318,8 +318,32 @@ func (s *Service) Ask(ctx context.Context, q api.Question) (api.Answer, error) {
 		if err := s.authenticateSystemAnswer(ctx, ag, q); err != nil {
 			return api.Answer{}, err
 		}
+	} else if s.store.Settings().Protected {
+		if err := s.authenticateProtectedAnswer(ctx, ag, q); err != nil {
+			return api.Answer{}, err
+		}
 	}
 	return ans, nil
+}
+
+// authenticateProtectedAnswer: with the protected setting on, an answer counts only once its user has
+// authenticated (manage-own-rules, the user's own password, asked through the agent's polkit agent).
+// Root's answers need nothing.
+func (s *Service) authenticateProtectedAnswer(ctx context.Context, ag agent, q api.Question) error {
+	if ag.uid == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	ok, err := s.auth.Authorized(ctx, ag.sender, api.ActionManageOwnRules, true)
+	if err != nil {
+		return fmt.Errorf("authenticate the answer to question %d: %w", q.ID, err)
+	}
+	if !ok {
+		s.log.Warn("answer refused: protected mode needs the user's password", "question", q.ID, "uid", ag.uid)
+		return fmt.Errorf("question %d (uid %d, protected): %w", q.ID, ag.uid, ErrNotAuthenticated)
+	}
+	return nil
 }
 
 // Cancel tells the agent of q that q was settled without it.

@@ -60,6 +60,8 @@ func fromWire(ws []api.Rule, now time.Time, limit int) ([]rules.Rule, *dbus.Erro
 			r.Created = now
 		}
 		r.Modified = now
+		// Made through the app, authenticated: approved. Import marks its own rules afterwards.
+		r.Unapproved = false
 		if err := r.Validate(); err != nil {
 			return nil, invalid("rule %d: %v", n+1, err)
 		}
@@ -327,6 +329,10 @@ func (i rulesIface) importFiles(msg dbus.Message, sender dbus.Sender, req api.Im
 		}
 		undo = u
 	}
+	// Rules from outside the app: in force, but shown as not approved until their owner approves them.
+	for n := range valid {
+		valid[n].Unapproved = true
+	}
 	if err := i.s.store.Add(valid); err != nil {
 		undo()
 		return none, nil, storeError(err)
@@ -395,6 +401,46 @@ func convertImport(req api.ImportRequest, opts rules.ImportOptions) (*rules.Impo
 		return res, nil
 	}
 	return nil, invalid("unknown format %q: use %s, %s or %s", req.Format, api.FormatTattle, api.FormatLittleSnitch, api.FormatOpenSnitch)
+}
+
+// Approve marks imported rules approved: their owner has looked at them (same authorization as changing
+// them, so the user's own password for their own rules).
+func (i rulesIface) Approve(msg dbus.Message, sender dbus.Sender, ids []string) *dbus.Error {
+	c, release, derr := i.s.caller(msg, sender)
+	if derr != nil {
+		return derr
+	}
+	defer release()
+	if len(ids) == 0 || len(ids) > api.MaxRulesPerCall {
+		return invalid("give between 1 and %d rule ids", api.MaxRulesPerCall)
+	}
+	authorized := map[string]*uint32{}
+	var callOwners []*uint32
+	for _, id := range ids {
+		r, derr := i.s.find(id)
+		if derr != nil {
+			return derr
+		}
+		callOwners = append(callOwners, r.Owner)
+		authorized[id] = r.Owner
+	}
+	if derr := i.s.requireForOwners(c, callOwners); derr != nil {
+		return derr
+	}
+	for _, id := range ids {
+		err := i.s.store.Modify(id, func(cur rules.Rule) (rules.Rule, error) {
+			if !sameOwner(cur.Owner, authorized[id]) {
+				return cur, fmt.Errorf("rule %q: %w", id, store.ErrChanged)
+			}
+			cur.Unapproved = false
+			return cur, nil
+		})
+		if err != nil {
+			return storeError(err)
+		}
+	}
+	i.s.log.Info("rules approved", "ids", ids, "uid", c.uid)
+	return i.s.changed()
 }
 
 func sameOwner(a, b *uint32) bool {

@@ -19,6 +19,8 @@ type settingsFile struct {
 	FailPolicy      string `json:"fail_policy,omitempty"`
 	HistoryDays     uint32 `json:"history_days,omitempty"`
 	SystemDefault   string `json:"system_default,omitempty"`
+	Protected       bool   `json:"protected,omitempty"`
+	GUIScripting    bool   `json:"allow_gui_scripting,omitempty"`
 }
 
 // DefaultSettings are used until something is saved.
@@ -62,6 +64,7 @@ func (s *Store) Settings() api.Settings {
 			if f.SystemDefault != "" {
 				st.SystemDefault = f.SystemDefault
 			}
+			st.Protected, st.AllowGUIScripting = f.Protected, f.GUIScripting
 			err = ValidateSettings(st)
 		}
 	}
@@ -84,7 +87,7 @@ func (s *Store) SetSettings(st api.Settings) error {
 	}
 	data, err := json.MarshalIndent(settingsFile{Mode: st.Mode, DefaultAction: st.DefaultAction,
 		QuestionTimeout: st.QuestionTimeout, FailPolicy: st.FailPolicy, HistoryDays: st.HistoryDays,
-		SystemDefault: st.SystemDefault}, "", "  ")
+		SystemDefault: st.SystemDefault, Protected: st.Protected, GUIScripting: st.AllowGUIScripting}, "", "  ")
 	if err != nil {
 		return err
 	}

@@ -23,6 +23,7 @@
 //	                                               transaction (named lists and rules, all or nothing),
 //	                                               DryRun for a preview that changes nothing
 //	    Export(s format) -> (ay data, as skipped)  the rules the caller may list
+//	    Approve(as ids)                            imported rules become approved; same authorization as Add
 //	    Problems() -> a(Problem)                   anyone
 //	    signal Changed()
 //	io.github.tattlefw.Tattle1.Monitor
@@ -193,6 +194,13 @@ type Settings struct {
 	// none answered: DefaultAllow (shipped, logged; the system's own traffic is never cut because nobody was
 	// there) or DefaultDeny. "" means DefaultAllow.
 	SystemDefault string
+	// Protected makes every answer to a question need the answering user's own password too
+	// (manage-own-rules), not only rule changes made otherwise. Default off.
+	Protected bool
+	// AllowGUIScripting lets the alert act on synthetic input and accessibility actions (AT-SPI), so that
+	// assistive and test tools can press its buttons; off, only real input events count. An administrator's
+	// setting, like the others. Default off.
+	AllowGUIScripting bool
 }
 
 // Bounds of Settings.
@@ -290,6 +298,10 @@ type Rule struct {
 	ReadOnly    bool   // an administrator's rule group: changed by editing its file
 	Via         string // the script an interpreter runs (rules.Rule.Via); "" for none
 	SHA256      string // the executable's content the rule was made for (rules.Rule.SHA256); "" for any
+	// Unapproved is true for a rule that arrived from outside the app (Import) until its owner approves it
+	// (Rules.Approve, with authentication): shown as "not approved". Set by the helper only: Add and Update
+	// ignore what the caller says.
+	Unapproved bool
 }
 
 // Status describes the helper.

@@ -30,7 +30,7 @@ func FromRule(r rules.Rule, source string, readOnly bool) Rule {
 		ID: r.ID, Application: r.Application, Owner: owner, Direction: r.Direction, Remote: r.Remote,
 		Port: r.Port, Protocol: r.Protocol, Action: r.Action, Duration: r.Duration, Until: unixOrZero(r.Until),
 		Enabled: r.Enabled, Note: r.Note, Created: unixOrZero(r.Created), Modified: unixOrZero(r.Modified),
-		Source: source, ReadOnly: readOnly, Via: r.Via, SHA256: r.SHA256,
+		Source: source, ReadOnly: readOnly, Via: r.Via, SHA256: r.SHA256, Unapproved: r.Unapproved,
 	}
 }
 
@@ -40,7 +40,7 @@ func (w Rule) ToRule() (rules.Rule, bool) {
 		ID: w.ID, Application: w.Application, Direction: w.Direction, Remote: w.Remote, Port: w.Port,
 		Protocol: w.Protocol, Action: w.Action, Duration: w.Duration, Until: timeOrZero(w.Until),
 		Enabled: w.Enabled, Note: w.Note, Created: timeOrZero(w.Created), Modified: timeOrZero(w.Modified),
-		Via: w.Via, SHA256: w.SHA256,
+		Via: w.Via, SHA256: w.SHA256, Unapproved: w.Unapproved,
 	}
 	switch {
 	case w.Owner == NoOwner:

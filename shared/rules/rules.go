@@ -32,8 +32,11 @@ type Rule struct {
 	Until     time.Time `json:"until,omitzero"`  // end of an "until-time" rule; zero otherwise
 	Enabled   bool      `json:"enabled"`
 	Note      string    `json:"note,omitempty"` // free text for people, at most MaxNoteLen bytes
-	Created   time.Time `json:"created"`
-	Modified  time.Time `json:"modified"`
+	// Unapproved marks a rule that arrived from outside the app (an import, a rule group): it is in force,
+	// and shown as "not approved" until its owner approves it in the app, with authentication.
+	Unapproved bool      `json:"unapproved,omitempty"`
+	Created    time.Time `json:"created"`
+	Modified   time.Time `json:"modified"`
 }
 
 // File is one rule file (a rule group).

@@ -111,8 +111,10 @@ func (p *Page) Load() {
 }
 
 func (p *Page) save() {
-	s := api.Settings{Mode: p.mode.GetActiveID(), DefaultAction: p.defAct.GetActiveID(),
-		QuestionTimeout: uint32(p.timeout.GetValueAsInt()), FailPolicy: p.fail.GetActiveID(), HistoryDays: uint32(p.history.GetValueAsInt())}
+	// Settings this page does not show keep the values the helper has.
+	s := p.settings
+	s.Mode, s.DefaultAction, s.FailPolicy = p.mode.GetActiveID(), p.defAct.GetActiveID(), p.fail.GetActiveID()
+	s.QuestionTimeout, s.HistoryDays = uint32(p.timeout.GetValueAsInt()), uint32(p.history.GetValueAsInt())
 	ui.Background(func() (struct{}, error) { return struct{}{}, p.cl.SetSettings(p.ctx, s) }, func(_ struct{}, err error) {
 		if err != nil {
 			msg := fmt.Sprintf(i18n.T("The settings were not changed: %s"), err)
