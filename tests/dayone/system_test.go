@@ -300,6 +300,9 @@ func (p *pty) authenticate(t *testing.T, name, password string) {
 			}
 		}
 		if strings.Contains(txt, "Password:") {
+			// The agent turns echo off after its prompt, discarding input typed before (TCSAFLUSH): type as
+			// a person would, a moment later.
+			time.Sleep(time.Second)
 			p.master.WriteString(password + "\n")
 			return
 		}

@@ -505,7 +505,8 @@ func hasApp(rs []api.Rule, app string) bool {
 func TestRuleMadeMeanwhileSettlesOpenQuestions(t *testing.T) {
 	r := newRig(t, "hold-recheck", api.Settings{})
 	srv := r.ns.tcpServer(t)
-	srv2 := r.ns.tcpServer(t)
+	// Another host: attempts of one program to one host share one question whatever the port (issue 10).
+	srv2 := newNetns(t, 1).tcpServer(t)
 	ag := r.startAgent(t)
 	app := testrig.CopyApp(t, testrig.Build(t).Client, testrig.AppDir(t), "recheck")
 
