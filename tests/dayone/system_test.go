@@ -195,23 +195,26 @@ func TestSystemTrafficSurvivesDayOne(t *testing.T) {
 		if !q.System {
 			t.Errorf("root's question is not marked System: %+v", q)
 		}
+		// The answer counts only once its administrator authenticated: a wrong password (someone at an
+		// administrator's unlocked terminal) makes no rule and lets nothing through.
 		answered := ag.answer(t, "a")
-		tty.authenticate(t, "tattle-d1-admin", password)
+		tty.authenticate(t, "tattle-d1-admin", "not-"+password)
 		out := c.wait(t, 30*time.Second)
 		var rule *api.Rule
 		for _, ru := range r.rules(t) {
-			if strings.HasSuffix(ru.Application, "curl") && ru.Owner == api.NoOwner && strings.Contains(ru.Remote, r.ns.peerAddr) {
+			if strings.HasSuffix(ru.Application, "curl") && strings.Contains(ru.Remote, r.ns.peerAddr) {
 				ru := ru
 				rule = &ru
 			}
 		}
-		report.add(t, "administrator's agent: root's curl to a new host asked there (System=%v), answered Allow, authenticated through pkttyagent, curl %q %v after the answer; system rule: %v",
-			q.System, strings.TrimSpace(out), c.end.Sub(answered).Round(time.Millisecond), rule != nil)
-		if strings.TrimSpace(out) != "ok" {
-			t.Errorf("curl after the administrator's answer: %q\npty: %s", out, tty.text())
+		authFailed := strings.Contains(tty.text(), "AUTHENTICATION FAILED")
+		report.add(t, "administrator's agent: root's curl to a new host asked there (System=%v); answered Allow, pkttyagent asked for the password, a wrong one given (failed: %v): curl %q %v after the answer, rule made: %v",
+			q.System, authFailed, strings.TrimSpace(out), c.end.Sub(answered).Round(time.Millisecond), rule != nil)
+		if strings.TrimSpace(out) == "ok" || rule != nil {
+			t.Errorf("an unauthenticated answer counted: curl %q, rule %+v\npty: %s", out, rule, tty.text())
 		}
-		if rule == nil {
-			t.Errorf("no system rule for curl: %+v\npty: %s", r.rules(t), tty.text())
+		if !authFailed {
+			t.Errorf("pkttyagent did not report the failed authentication:\n%s", tty.text())
 		}
 	})
 }
