@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"os/user"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -102,14 +103,18 @@ func RunWithPassword(t testing.TB, bus *SystemBus, u User, password string, argv
 	}
 	stdin.Close()
 	err = cmd.Wait()
+	shown := ansi.ReplaceAllString(strings.ReplaceAll(out.String(), "\r", ""), "")
 	code := 0
 	if exitErr, ok := err.(*exec.ExitError); ok {
 		code = exitErr.ExitCode()
 	} else if err != nil {
 		t.Fatalf("run %v: %v", argv, err)
 	}
-	return out.String(), code
+	return shown, code
 }
+
+// ansi matches the colour codes pkttyagent writes (the terminal shows them as colours, not text).
+var ansi = regexp.MustCompile("\x1b\\[[0-9;]*m")
 
 // String names the user for messages.
 func (u User) String() string { return fmt.Sprintf("%s (uid %d)", u.Name, u.UID) }
