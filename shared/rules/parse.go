@@ -33,6 +33,9 @@ var ruleFields = map[string]struct {
 	"note":        {false, true, "a string"},
 	"created":     {false, false, `a time string like "2024-05-01T12:00:00Z"`},
 	"modified":    {false, false, `a time string like "2024-05-01T12:00:00Z"`},
+	"via":         {false, false, `an absolute script path like "/home/u/tool.py"`},
+	"sha256":      {false, false, "the hex SHA-256 of the application's file (64 lower-case hex digits)"},
+	"unapproved":  {false, false, "true or false"},
 }
 
 var timeFields = map[string]bool{"until": true, "created": true, "modified": true}
