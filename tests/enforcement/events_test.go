@@ -279,7 +279,7 @@ func TestEventOverflowIsCountedNeverSilent(t *testing.T) {
 	}
 	// Nobody reads while C floods: the 1 MiB ring buffer holds about 11,000 events.
 	const attempts = 15000
-	if r := testrig.RunApp(t, c, testrig.RunOpts{}, "bench", "15000"); !r.OK {
+	if r := testrig.RunApp(t, c, testrig.RunOpts{Timeout: 3 * time.Minute}, "bench", "15000"); !r.OK {
 		t.Fatalf("flood: %s", r.Error)
 	}
 	after, err := enf.Stats()

@@ -156,12 +156,18 @@ type RunOpts struct {
 	UID  uint32 // run as this user (0: root)
 	Comm string // rename the process before acting
 	Mark uint32 // SO_MARK the application sets on its socket itself
+	// Timeout bounds the run (0: 30 s). Floods under qemu TCG need longer; they measure counting, not speed.
+	Timeout time.Duration
 }
 
 // RunApp runs the application at path (a copy or link of the test client) with args and returns its report.
 func RunApp(t testing.TB, path string, opts RunOpts, args ...string) Result {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	timeout := opts.Timeout
+	if timeout == 0 {
+		timeout = 30 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	if opts.Comm != "" {
 		args = append([]string{"-comm", opts.Comm}, args...)
