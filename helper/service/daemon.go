@@ -89,6 +89,7 @@ func (s *Service) wireFlow(f enforce.Flow) api.Flow {
 		Attempts: f.Attempts, Allowed: f.Allowed, Denied: f.Denied, Undecided: f.Undecided,
 		FirstSeen: f.FirstSeen.UnixMilli(), LastSeen: f.LastSeen.UnixMilli(), LastPID: f.LastTGID,
 		Verdict: f.Verdict.String(), RuleID: s.daemon.RuleName(f.RuleID), Via: s.daemon.ViaFor(f.App),
+		TxBytes: f.TxBytes, RxBytes: f.RxBytes, TxPackets: f.TxPackets, RxPackets: f.RxPackets,
 	}
 }
 

@@ -345,4 +345,10 @@ type Flow struct {
 	Verdict   string
 	RuleID    string
 	Via       string // the script the interpreter Exe runs, when known; see Question.Via
+	// Layer-4 payload bytes and packets of the flow's sockets (kernel counters; a socket's first packet sent
+	// from outside its program, as when a held connection is let go, leaves that socket uncounted).
+	TxBytes   uint64
+	RxBytes   uint64
+	TxPackets uint64
+	RxPackets uint64
 }
