@@ -216,4 +216,3 @@ func TestBulkThroughputWithTattleVersusWithout(t *testing.T) {
 		}
 	}
 }
-

@@ -126,4 +126,3 @@ func TestBytesCountedBothDirections(t *testing.T) {
 		t.Errorf("received bytes counted %d, iperf3 received %d: more than 1%% apart", r.Received, received)
 	}
 }
-
