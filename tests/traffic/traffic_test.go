@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tattlefw/tattle/helper/netfilter"
 	"github.com/tattlefw/tattle/tests/internal/testrig"
 )
 
@@ -66,7 +67,10 @@ func TestBytesCountedBothDirections(t *testing.T) {
 	}
 	t.Cleanup(func() { srv.Process.Kill(); srv.Wait() })
 
-	b := testrig.StartTattleBus(t, "traffic", "-nft-table", fmt.Sprintf("tattle-t16-%d", os.Getpid()), "-queue", "7462")
+	// tattled leaves its table behind when it exits (the fail policy lives there): removed after it stops.
+	table := fmt.Sprintf("tattle-t16-%d", os.Getpid())
+	t.Cleanup(func() { netfilter.Uninstall(table) })
+	b := testrig.StartTattleBus(t, "traffic", "-nft-table", table, "-queue", "7462")
 	dir := testrig.AppDir(t)
 	fwd := testrig.CopyApp(t, iperfPath, dir, "iperf3-send")
 	rev := testrig.CopyApp(t, iperfPath, dir, "iperf3-receive")
