@@ -70,7 +70,7 @@ func TestBytesCountedBothDirections(t *testing.T) {
 	// tattled leaves its table behind when it exits (the fail policy lives there): removed after it stops.
 	table := fmt.Sprintf("tattle-t16-%d", os.Getpid())
 	t.Cleanup(func() { netfilter.Uninstall(table) })
-	b := testrig.StartTattleBus(t, "traffic", "-nft-table", table, "-queue", "7462")
+	b := testrig.StartTattleBus(t, "traffic", "-nft-table", table, "-queue", "7462", "-history-sample", "1s")
 	dir := testrig.AppDir(t)
 	fwd := testrig.CopyApp(t, iperfPath, dir, "iperf3-send")
 	rev := testrig.CopyApp(t, iperfPath, dir, "iperf3-receive")
@@ -129,4 +129,76 @@ func TestBytesCountedBothDirections(t *testing.T) {
 	if !within(r.Received, received, 0.01) {
 		t.Errorf("received bytes counted %d, iperf3 received %d: more than 1%% apart", r.Received, received)
 	}
+	checkHistory(t, b, fwd, dest, sent+received)
+}
+
+type historyJSON struct {
+	Exe     string `json:"exe"`
+	UID     uint32 `json:"uid"`
+	Dest    string `json:"destination"`
+	Verdict string `json:"verdict"`
+	RuleID  string `json:"rule_id"`
+}
+
+// checkHistory: the decisions and the traffic reach the history and come back through D-Bus and tattlectl;
+// another user sees none of root's entries (the Monitor's rule: own processes only without monitor-all).
+func checkHistory(t *testing.T, b *testrig.TattleBus, app, dest string, moved uint64) {
+	var entries []historyJSON
+	var sent, received uint64
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		out, errOut, code := b.Ctl(t, 0, "history", "--json", "--since", "10m", "--app", app)
+		if code != 0 {
+			t.Fatalf("tattlectl history: %d %s", code, errOut)
+		}
+		if err := json.Unmarshal([]byte(out), &entries); err != nil {
+			t.Fatalf("history --json: %v: %s", err, out)
+		}
+		out, errOut, code = b.Ctl(t, 0, "traffic", "--json", "--since", "10m", "--bucket", "1m")
+		if code != 0 {
+			t.Fatalf("tattlectl traffic: %d %s", code, errOut)
+		}
+		var buckets []struct {
+			Sent     uint64 `json:"sent_bytes"`
+			Received uint64 `json:"received_bytes"`
+		}
+		if err := json.Unmarshal([]byte(out), &buckets); err != nil {
+			t.Fatalf("traffic --json: %v: %s", err, out)
+		}
+		sent, received = 0, 0
+		for _, bk := range buckets {
+			sent += bk.Sent
+			received += bk.Received
+		}
+		if len(entries) > 0 && sent+received >= moved || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if len(entries) == 0 {
+		t.Fatalf("tattlectl history shows no decision for %s", app)
+	}
+	e := entries[0]
+	if e.Exe != app || e.Dest != dest || e.Verdict != "allow" || e.UID != 0 {
+		t.Errorf("history entry %+v, want %s to %s allowed for uid 0", e, app, dest)
+	}
+	if sent+received < moved {
+		t.Errorf("tattlectl traffic sums %d bytes sent and %d received in the last 10 minutes, want at least the %d moved", sent, received, moved)
+	}
+	out, errOut, code := b.Ctl(t, 65534, "history", "--json", "--since", "10m")
+	if code != 0 {
+		t.Fatalf("tattlectl history as nobody: %d %s", code, errOut)
+	}
+	var theirs []historyJSON
+	json.Unmarshal([]byte(out), &theirs)
+	others := 0
+	for _, x := range theirs {
+		if x.UID != 65534 {
+			others++
+			t.Errorf("user nobody sees another user's history entry: %+v", x)
+		}
+	}
+	testrig.WriteSection("traffic.txt", "history through D-Bus", fmt.Sprintf("history through tattled, D-Bus and tattlectl: %d decision(s) for %s (newest: %s to %s, %s, rule %s); "+
+		"tattlectl traffic sums %d bytes sent, %d received in the last 10 minutes; user nobody sees %d entries of others\n",
+		len(entries), filepath.Base(app), e.Exe, e.Dest, e.Verdict, e.RuleID, sent, received, others))
 }
