@@ -85,8 +85,9 @@ func TestBytesCountedBothDirections(t *testing.T) {
 	// socket, and it closes the socket at the end with some of that still unsent.
 	written, sent := iperfBytes(t, exec.Command(fwd, "-c", ns.NsV4.String(), "-p", strconv.Itoa(port), "-n", strconv.Itoa(size), "-J"))
 	_, received := iperfBytes(t, exec.Command(rev, "-c", ns.NsV4.String(), "-p", strconv.Itoa(port), "-n", strconv.Itoa(size), "-R", "-J"))
-	if sent < size || received < size {
-		t.Fatalf("iperf3 moved %d bytes out and %d in, want %d each", sent, received, size)
+	// The server may get a little less than was written (see above); what it got is what is compared.
+	if sent < size*9/10 || received < size {
+		t.Fatalf("iperf3 moved %d bytes out and %d in, want about %d each", sent, received, size)
 	}
 
 	// Counters reach the monitor when the helper next reads the kernel's; a closed socket's record is folded
