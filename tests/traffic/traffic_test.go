@@ -111,7 +111,7 @@ func TestBytesCountedBothDirections(t *testing.T) {
 			}
 		}
 		s, r := got["iperf3-send"], got["iperf3-receive"]
-		if within(s.Sent, sent, 0.01) && within(r.Received, received, 0.01) || time.Now().After(deadline) {
+		if float64(s.Sent) >= 0.99*float64(sent) && within(r.Received, received, 0.01) || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(500 * time.Millisecond)
@@ -124,7 +124,8 @@ func TestBytesCountedBothDirections(t *testing.T) {
 		received, r.Received, r.RecvPkts, 100*(float64(r.Received)-float64(received))/float64(received), r.Sent)
 	t.Log(report)
 	testrig.WriteSection("traffic.txt", "byte counters", report)
-	if !within(s.Sent, sent, 0.01) {
+	// The wire carried at least what the server reported and at most what iperf3 wrote.
+	if float64(s.Sent) < 0.99*float64(sent) || float64(s.Sent) > 1.01*float64(written) {
 		t.Errorf("sent bytes counted %d, the server received %d: more than 1%% apart", s.Sent, sent)
 	}
 	if !within(r.Received, received, 0.01) {
