@@ -13,7 +13,6 @@ import (
 
 	"github.com/tattlefw/tattle/helper/enforce"
 	"github.com/tattlefw/tattle/helper/exepath"
-	"github.com/tattlefw/tattle/helper/history"
 	"github.com/tattlefw/tattle/helper/hold"
 	"github.com/tattlefw/tattle/helper/lists"
 	"github.com/tattlefw/tattle/helper/ruleset"
@@ -54,9 +53,6 @@ type Daemon struct {
 
 	// onRulesChanged announces rule changes the helper made itself (answers, until-quit endings).
 	onRulesChanged func()
-
-	history       *history.DB // the connection history; nil when there is none. Set before Run.
-	trafficSample time.Duration
 }
 
 // OnRulesChanged sets what announces rule changes the helper makes itself. Call before Run.
@@ -230,13 +226,6 @@ func (d *Daemon) Run(ctx context.Context) error {
 			d.watchUntilQuit(ctx)
 		}()
 	}
-	if d.history != nil {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			d.sampleTraffic(ctx)
-		}()
-	}
 	wg.Add(5)
 	go func() {
 		defer wg.Done()
@@ -334,7 +323,6 @@ func (d *Daemon) logEvents(events *enforce.EventReader) {
 		d.log.Debug("connection attempt", "kind", ev.Kind, "verdict", ev.Verdict, "exe", ev.Exe, "via", ev.Via,
 			"pid", ev.TGID, "uid", ev.UID, "comm", ev.Comm, "dest", ev.Dest, "proto", ev.Proto, "hook", ev.Hook)
 		if ev.Kind != enforce.EventUndecided {
-			d.recordDecision(ev, ev.Verdict)
 			continue
 		}
 		if d.staleIdentity(ev) {
@@ -344,7 +332,6 @@ func (d *Daemon) logEvents(events *enforce.EventReader) {
 		// An attempt made right after its lookup must be decided with that name.
 		d.catchUpNames()
 		v, decided := d.decideInUserspace(ev)
-		d.recordDecision(ev, v)
 		if d.hold.holder == nil {
 			continue
 		}

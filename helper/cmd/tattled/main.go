@@ -22,7 +22,6 @@ import (
 
 	"github.com/tattlefw/tattle/helper/daemon"
 	"github.com/tattlefw/tattle/helper/enforce"
-	"github.com/tattlefw/tattle/helper/history"
 	"github.com/tattlefw/tattle/helper/netfilter"
 	"github.com/tattlefw/tattle/helper/peer"
 	"github.com/tattlefw/tattle/helper/service"
@@ -35,26 +34,24 @@ import (
 var version = "0.1.0-dev"
 
 type config struct {
-	backend       string
-	pinDir        string
-	cgroupRoot    string
-	lockFile      string
-	uninstall     bool
-	status        bool
-	logLevel      string
-	stateDir      string
-	historyMB     int
-	historySample time.Duration
-	rulesDir      string
-	bus           string
-	hold          bool
-	names         bool
-	dnsGrace      time.Duration
-	listsDir      string
-	nftTable      string
-	queue         uint
-	guiAgents     string
-	termAgents    string
+	backend    string
+	pinDir     string
+	cgroupRoot string
+	lockFile   string
+	uninstall  bool
+	status     bool
+	logLevel   string
+	stateDir   string
+	rulesDir   string
+	bus        string
+	hold       bool
+	names      bool
+	dnsGrace   time.Duration
+	listsDir   string
+	nftTable   string
+	queue      uint
+	guiAgents  string
+	termAgents string
 }
 
 func main() {
@@ -66,8 +63,6 @@ func main() {
 	flag.BoolVar(&cfg.uninstall, "uninstall", false, "detach all programs, remove the pins and exit")
 	flag.BoolVar(&cfg.status, "status", false, "print what is pinned and exit")
 	flag.StringVar(&cfg.logLevel, "log-level", "info", "debug, info, warn or error")
-	flag.DurationVar(&cfg.historySample, "history-sample", daemon.DefaultTrafficSample, "how often flows' byte counts are written to the history")
-	flag.IntVar(&cfg.historyMB, "history-max-mb", 256, "size cap of the connection history database in MiB (0: keep no history)")
 	flag.StringVar(&cfg.stateDir, "state-dir", store.DefaultStateDir, "directory of the helper's own state (rules made through the API)")
 	flag.StringVar(&cfg.rulesDir, "rules-dir", store.DefaultAdminDir, "administrator's rule groups (*.json), reloaded when they change")
 	flag.StringVar(&cfg.bus, "bus", "system", "serve the D-Bus API on the system bus (system) or not at all (none)")
@@ -147,18 +142,6 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 	log.Info("tattled running", "version", version, "backend", enf.Backend(), "reused_pins", enf.Reused())
 
 	d := daemon.New(enf, rules, log)
-	// The connection history: optional (the helper enforces without it), bounded by the retention setting.
-	if cfg.historyMB > 0 {
-		hist, err := history.Open(filepath.Join(cfg.stateDir, "history.db"), history.Options{
-			RetentionDays: func() int { return int(rules.Settings().HistoryDays) },
-			MaxBytes:      int64(cfg.historyMB) << 20, Logger: log})
-		if err != nil {
-			log.Error("no connection history", "error", err)
-		} else {
-			defer hist.Close()
-			d.SetHistory(hist, cfg.historySample)
-		}
-	}
 	if err := d.Apply(); err != nil {
 		// Keep running: the pinned verdicts still enforce, and the API must stay up to repair the rules.
 		log.Error("the rules could not be applied; the kernel keeps its previous verdicts", "error", err)
