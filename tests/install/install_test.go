@@ -437,6 +437,8 @@ func TestPolkitPolicy(t *testing.T) {
 		api.ActionManageRules:   {"auth_admin_keep", "auth_admin_keep", "auth_admin_keep"},
 		api.ActionAnswerPrompts: {"yes", "yes", "yes"},
 		api.ActionMonitorAll:    {"auth_admin_keep", "auth_admin_keep", "auth_admin_keep"},
+		// One's own rule changes that are not answers need the user's own password (SECURITY.md).
+		api.ActionManageOwnRules: {"auth_self_keep", "auth_self_keep", "auth_self_keep"},
 	}
 	if len(p.Actions) != len(wantDefaults) {
 		t.Errorf("%d actions, want %d", len(p.Actions), len(wantDefaults))
