@@ -34,6 +34,7 @@ type Window struct {
 	icon     *gtk.Image
 	title    *gtk.Label
 	values   map[string]*gtk.Label
+	captions map[string]*gtk.Label // the dim label beside each value
 	scope    *gtk.ComboBoxText
 	duration *gtk.ComboBoxText
 	countdn  *gtk.Label
@@ -45,7 +46,7 @@ type Window struct {
 
 // New builds the (hidden) alert window. answer is called when the user decides.
 func New(app *gtk.Application, entries *desktop.Index, answer func(id uint64, a api.Answer)) *Window {
-	w := &Window{entries: entries, answer: answer, values: map[string]*gtk.Label{}}
+	w := &Window{entries: entries, answer: answer, values: map[string]*gtk.Label{}, captions: map[string]*gtk.Label{}}
 	w.win, _ = gtk.WindowNew(gtk.WINDOW_TOPLEVEL)
 	app.AddWindow(w.win)
 	w.win.SetTitle(i18n.T("Tattle: allow this connection?"))
@@ -105,12 +106,16 @@ func New(app *gtk.Application, entries *desktop.Index, answer func(id uint64, a 
 		grid.Attach(l, 0, row, 1, 1)
 		grid.Attach(v, 1, row, 1, 1)
 		w.values[key] = v
+		w.captions[key] = l
 		row++
 	}
 	addValue("dest", i18n.T("Destination"))
 	addValue("proto", i18n.T("Protocol"))
 	addValue("path", i18n.T("Path"))
 	addValue("via", i18n.T("Via"))
+	// Only an interpreter's question has a script: the row is shown for those alone (never by ShowAll).
+	w.captions["via"].SetNoShowAll(true)
+	w.values["via"].SetNoShowAll(true)
 	addValue("pid", i18n.T("Process"))
 	addValue("user", i18n.T("User"))
 	box.PackStart(grid, false, false, 0)
@@ -238,11 +243,10 @@ func (w *Window) show(q api.Question) {
 		path += " · " + q.Package
 	}
 	w.values["path"].SetText(path)
-	via := q.Via
-	if via == "" {
-		via = "—"
+	w.values["via"].SetText(q.Via)
+	for _, l := range []*gtk.Label{w.captions["via"], w.values["via"]} {
+		l.SetVisible(q.Via != "")
 	}
-	w.values["via"].SetText(via)
 	w.values["pid"].SetText(fmt.Sprintf("%s (%s %d)", q.Comm, i18n.T("PID"), q.PID))
 	w.values["user"].SetText(q.User)
 
