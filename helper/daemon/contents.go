@@ -4,13 +4,16 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
+	"golang.org/x/time/rate"
 
 	"github.com/tattlefw/tattle/helper/enforce"
 	"github.com/tattlefw/tattle/helper/hold"
+	"github.com/tattlefw/tattle/helper/ruleset"
 	"github.com/tattlefw/tattle/helper/store"
 	"github.com/tattlefw/tattle/shared/identity"
 	"github.com/tattlefw/tattle/shared/rules"
@@ -32,6 +35,11 @@ type contentState struct {
 	changed map[string]bool // executable paths with a resting rule
 	watched []string        // executable paths of rules with a checksum
 	notify  chan struct{}   // the watch list changed
+	// packagedLimit bounds how often attempts make the rules compile again for new packaged files.
+	packagedLimit *rate.Limiter
+	// packagedRoots are directories packaged apps' files live under, as the helper sees them (tests'
+	// installations elsewhere).
+	packagedRoots []string
 }
 
 // checkContents returns the rules that rest because their executable changed, and the rules with checksums
@@ -97,6 +105,9 @@ func (d *Daemon) staleIdentity(ev enforce.Event) bool {
 	d.mu.Unlock()
 	if len(cur.Paths[ev.App]) > 0 {
 		return false
+	}
+	if d.newPackagedFile(cur, ev) {
+		return true
 	}
 	named := false
 	for i := range cur.Active {
@@ -199,4 +210,45 @@ func (d *Daemon) watchContents(ctx context.Context) {
 			d.reapply()
 		}
 	}
+}
+
+// Attempts from unknown packaged files recompile the rules at most packagedBurst times at once and once per
+// packagedRefresh after: any program can run a file at /app/... in a mount namespace of its own, and must not
+// make the helper walk apps endlessly. (Past the bound, a new file waits for the periodic recompilation and
+// its program is asked meanwhile.)
+const (
+	packagedRefresh = 2 * time.Second
+	packagedBurst   = 5
+)
+
+// newPackagedFile reports whether an undecided attempt may come from a packaged app's file the last
+// compilation did not know (a Flatpak update deploys a new checkout, a snap refresh mounts a new revision)
+// while packaged rules exist: compiling again finds the new files. The path is only a hint to look again;
+// the match is by identity.
+func (d *Daemon) newPackagedFile(cur ruleset.Result, ev enforce.Event) bool {
+	if _, known := cur.Packaged[ev.App]; known || d.packaged == nil {
+		return false
+	}
+	packagedRules := false
+	for i := range cur.Active {
+		k := cur.Active[i].AppKind
+		packagedRules = packagedRules || k == rules.AppFlatpak || k == rules.AppSnap
+	}
+	// Inside its sandbox a Flatpak app's files are at /app; a snap's at /snap/NAME/REV.
+	if !packagedRules || !(strings.HasPrefix(ev.Exe, "/app/") || strings.HasPrefix(ev.Exe, "/snap/") || d.underPackagedRoot(ev.Exe)) {
+		return false
+	}
+	return d.content.packagedLimit.Allow()
+}
+
+// underPackagedRoot reports whether path lies under a directory packaged apps are installed in.
+func (d *Daemon) underPackagedRoot(path string) bool {
+	d.content.mu.Lock()
+	defer d.content.mu.Unlock()
+	for _, root := range d.content.packagedRoots {
+		if strings.HasPrefix(path, strings.TrimSuffix(root, "/")+"/") {
+			return true
+		}
+	}
+	return false
 }

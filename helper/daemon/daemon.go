@@ -11,6 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/tattlefw/tattle/helper/enforce"
 	"github.com/tattlefw/tattle/helper/exepath"
 	"github.com/tattlefw/tattle/helper/hold"
@@ -53,6 +55,18 @@ type Daemon struct {
 
 	// onRulesChanged announces rule changes the helper made itself (answers, until-quit endings).
 	onRulesChanged func()
+
+	// packaged finds Flatpak apps' and snaps' executables for their rules; nil: such rules match nothing.
+	packaged ruleset.Packaged
+}
+
+// UsePackaged sets how Flatpak and snap rules find their apps' executables, and the directories those live
+// under (an attempt from an unknown file there makes the rules compile again). Call before Run.
+func (d *Daemon) UsePackaged(p ruleset.Packaged, roots []string) {
+	d.packaged = p
+	d.content.mu.Lock()
+	d.content.packagedRoots = roots
+	d.content.mu.Unlock()
 }
 
 // OnRulesChanged sets what announces rule changes the helper makes itself. Call before Run.
@@ -62,7 +76,8 @@ func (d *Daemon) OnRulesChanged(f func()) { d.onRulesChanged = f }
 func New(enf *enforce.Enforcer, st *store.Store, log *slog.Logger) *Daemon {
 	return &Daemon{enf: enf, store: st, log: log, resolver: exepath.New("/proc", exepath.DefaultCacheSize),
 		scripts: scripts.New(enf, scripts.Options{Log: log}), contents: exepath.NewContents(""),
-		content: contentState{notify: make(chan struct{}, 1)}, applied: make(chan struct{}, 1)}
+		content: contentState{notify: make(chan struct{}, 1), packagedLimit: rate.NewLimiter(rate.Every(packagedRefresh), packagedBurst)},
+		applied: make(chan struct{}, 1)}
 }
 
 // Apply compiles the rules in force and installs the result in the kernel.
@@ -72,7 +87,8 @@ func (d *Daemon) Apply() error {
 	defer d.mu.Unlock()
 	var rs = d.store.Entries()
 	resting, list := d.checkContents(rs)
-	res, err := ruleset.CompileWith(list, time.Now(), identity.ReadMounts("/proc/self/mountinfo").Stat, resting)
+	res, err := ruleset.CompileOptions(list, time.Now(), ruleset.Options{
+		Stat: identity.ReadMounts("/proc/self/mountinfo").Stat, Resting: resting, Packaged: d.packaged})
 	if err != nil {
 		return fmt.Errorf("compile rules: %w", err)
 	}
@@ -361,6 +377,13 @@ func (d *Daemon) decideInUserspace(ev enforce.Event) (enforce.Verdict, bool) {
 	proto := ev.Proto.String()
 	flow := rules.Flow{AppPath: pathFor(cur, ev.App, ev.Exe), Via: viaFor(cur, ev.App, ev.Via), UID: ev.UID, Addr: ev.Dest.Addr(), Port: ev.Dest.Port(), Proto: proto,
 		Hostnames: d.hostnamesFor(appKey{App: ev.App, UID: ev.UID}, ev.Dest.Addr(), now)}
+	// A packaged app by the identity of the file its process runs, never by what the process says it is.
+	switch pn := cur.Packaged[ev.App]; pn.Kind {
+	case rules.AppFlatpak:
+		flow.Flatpak = pn.Value
+	case rules.AppSnap:
+		flow.Snap = pn.Value
+	}
 	winner := rules.Decide(cur.Active, flow, d.lookupList(), now)
 	if winner == nil {
 		return enforce.Undecided, false
@@ -431,8 +454,9 @@ func unknowable(active []rules.Compiled, winner *rules.Compiled, f rules.Flow, l
 				r.Remote, relaxed = rules.Any, true
 			}
 		}
-		switch c.AppKind {
-		case rules.AppFlatpak, rules.AppSnap, rules.AppImage:
+		if c.AppKind == rules.AppImage {
+			// Not identified yet (issue 12): such a rule might be this process's. Flatpak apps and snaps are
+			// known exactly, by their files' identities (helper/packaged).
 			r.Application, relaxed = rules.Any, true
 		}
 		if !relaxed {

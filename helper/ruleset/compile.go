@@ -60,6 +60,10 @@ type Result struct {
 	// Vias names, per script identity (identity.ViaIdentity), the script path of the via rules that name it:
 	// matched by identity too, for the same reasons.
 	Vias map[identity.Executable]string
+	// Packaged names the Flatpak app or snap of each executable that a packaged rule resolved to, for the
+	// rules the helper evaluates. (ostree hard-links identical files: two apps' byte-identical executable is
+	// one file to the kernel, and takes the first app's name.)
+	Packaged map[identity.Executable]PackagedName
 	// Names are the host, domain and wildcard rules whose learned addresses the helper may install in the
 	// kernel, highest precedence first.
 	Names []NameRule
@@ -80,6 +84,33 @@ type NameRule struct {
 
 // Stat resolves an executable path to its identity.
 type Stat func(path string) (identity.Executable, error)
+
+// PackagedExe is one executable file of a packaged application: a file of a Flatpak app's deployment, of a
+// snap's mounted revision.
+type PackagedExe struct {
+	Path string
+	UID  uint32 // identity.AnyUID for a system-wide installation; else the user whose own installation holds it
+}
+
+// Packaged lists the executables of a packaged application (kind rules.AppFlatpak or rules.AppSnap; value
+// its ID or name). Its processes are known by these files' identities, like any program's: a sandbox's
+// metadata (/.flatpak-info, a scope's name) is never consulted, since any program can fake it.
+type Packaged func(kind rules.AppKind, value string) []PackagedExe
+
+// PackagedName is the packaged application an executable identity belongs to.
+type PackagedName struct {
+	Kind  rules.AppKind
+	Value string
+}
+
+// Options are a compilation's inputs beyond the rules and the time.
+type Options struct {
+	Stat Stat
+	// Resting holds more rules inactive: rule ID -> why (an executable that changed since the rule was made).
+	Resting map[string]string
+	// Packaged resolves Flatpak and snap applications to their executables; nil: their rules match nothing.
+	Packaged Packaged
+}
 
 type candidate struct {
 	c       rules.Compiled
@@ -117,11 +148,18 @@ func Compile(rs []rules.Rule, now time.Time, stat Stat) (Result, error) {
 // CompileWith is Compile with more rules held inactive: resting maps rule IDs to why (an executable that
 // changed since the rule was made, say).
 func CompileWith(rs []rules.Rule, now time.Time, stat Stat, resting map[string]string) (Result, error) {
+	return CompileOptions(rs, now, Options{Stat: stat, Resting: resting})
+}
+
+// CompileOptions places rules with every input given.
+func CompileOptions(rs []rules.Rule, now time.Time, o Options) (Result, error) {
+	stat := o.Stat
 	res := Result{
 		Kernel:    enforce.Verdicts{Defaults: map[enforce.Scope]enforce.Ruling{}, Destinations: map[enforce.Destination]enforce.Ruling{}},
 		KernelIDs: map[uint32]string{},
 		Paths:     map[identity.Executable][]string{},
 		Vias:      map[identity.Executable]string{},
+		Packaged:  map[identity.Executable]PackagedName{},
 	}
 	var cands []candidate
 	for _, r := range rs {
@@ -131,10 +169,14 @@ func CompileWith(rs []rules.Rule, now time.Time, stat Stat, resting map[string]s
 		}
 		why := inactive(r, now)
 		if why == "" {
-			why = resting[r.ID]
+			why = o.Resting[r.ID]
 		}
 		if why != "" {
 			res.Placements = append(res.Placements, Placement{RuleID: r.ID, Where: Inactive, Reason: why})
+			continue
+		}
+		if c.AppKind == rules.AppFlatpak || c.AppKind == rules.AppSnap {
+			cands = append(cands, packagedCandidates(c, o, &res)...)
 			continue
 		}
 		cd := candidate{c: c}
@@ -158,7 +200,10 @@ func CompileWith(rs []rules.Rule, now time.Time, stat Stat, resting map[string]s
 	nextID := uint32(1)
 	for i := range cands {
 		cd := &cands[i]
-		res.Active = append(res.Active, cd.c)
+		if i == 0 || cands[i-1].c.Rule.ID != cd.c.Rule.ID {
+			// A packaged app's rule is one candidate per executable, adjacent after the stable sort.
+			res.Active = append(res.Active, cd.c)
+		}
 		if cd.reason == "" {
 			for _, u := range userspace {
 				if !overlaps(u.c, &cd.c) || (u.carved && scopeRank(u.scope) < scopeRank(cd.scope)) {
@@ -207,7 +252,68 @@ func CompileWith(rs []rules.Rule, now time.Time, stat Stat, resting map[string]s
 		install(&res.Kernel, cd, enforce.Ruling{Verdict: verdictOf(cd.c), RuleID: id})
 		res.Placements = append(res.Placements, Placement{RuleID: cd.c.Rule.ID, Where: InKernel})
 	}
+	res.Placements = mergePlacements(res.Placements)
 	return res, nil
+}
+
+// packagedCandidates is a Flatpak or snap rule as one candidate per executable of the app: each is a kernel
+// scope like a path rule's. A user's own installation counts only for that user: another user's rule (or a
+// rule for everyone) never reaches into files that user could write.
+func packagedCandidates(c rules.Compiled, o Options, res *Result) []candidate {
+	var exes []PackagedExe
+	if o.Packaged != nil {
+		exes = o.Packaged(c.AppKind, c.AppValue)
+	}
+	var out []candidate
+	seen := map[enforce.Scope]bool{}
+	for _, pe := range exes {
+		exe, err := o.Stat(pe.Path)
+		if err != nil {
+			continue
+		}
+		s := enforce.Scope{App: exe, UID: identity.AnyUID}
+		switch {
+		case c.Rule.Owner != nil && pe.UID != identity.AnyUID && pe.UID != *c.Rule.Owner:
+			continue
+		case c.Rule.Owner != nil:
+			s.UID = *c.Rule.Owner
+		case pe.UID != identity.AnyUID:
+			s.UID = pe.UID
+		}
+		if seen[s] {
+			continue // a file hard-linked twice into one deployment (ostree shares identical files)
+		}
+		seen[s] = true
+		if _, taken := res.Packaged[exe]; !taken {
+			res.Packaged[exe] = PackagedName{Kind: c.AppKind, Value: c.AppValue}
+		}
+		out = append(out, candidate{c: c, scope: s, scopeOK: true, reason: kernelReason(c)})
+	}
+	if len(out) == 0 {
+		// Not installed (now): it matches no process, and holds no other rule back. An attempt from a newly
+		// installed app's files makes the helper compile again (helper/daemon).
+		return []candidate{{c: c, missing: true, reason: "no installed executables of " + c.Rule.Application + " found"}}
+	}
+	return out
+}
+
+// mergePlacements reports each rule once: a packaged app's rule is in the kernel when every one of its
+// executables' entries is.
+func mergePlacements(ps []Placement) []Placement {
+	at := map[string]int{}
+	out := ps[:0]
+	for _, p := range ps {
+		i, dup := at[p.RuleID]
+		if !dup {
+			at[p.RuleID] = len(out)
+			out = append(out, p)
+			continue
+		}
+		if out[i].Where == InKernel && p.Where != InKernel {
+			out[i] = p
+		}
+	}
+	return out
 }
 
 func inactive(r rules.Rule, now time.Time) string {
@@ -245,7 +351,7 @@ func kernelScope(c rules.Compiled, stat Stat) (enforce.Scope, string) {
 			s.App = identity.ViaIdentity(exe, script)
 		}
 	default:
-		return s, "packaged-application identities are matched in userspace"
+		return s, "AppImage identities are matched in userspace"
 	}
 	return s, ""
 }

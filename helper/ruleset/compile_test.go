@@ -88,22 +88,97 @@ func TestPlacement(t *testing.T) {
 	}
 }
 
-func TestAppsWithoutKernelIdentityKeepLessSpecificRulesOutOfTheKernel(t *testing.T) {
-	// A Flatpak app's rule is evaluated in userspace and takes precedence over any-application rules; the
-	// kernel cannot tell the app's attempts apart, so those rules must wait for the helper too.
-	res, err := Compile([]rules.Rule{
+// packagedStat and packaged lay out a Flatpak app with two executables system-wide and one in user 1000's own
+// installation.
+func packagedStat(path string) (identity.Executable, error) {
+	switch path {
+	case "/var/lib/flatpak/app/org.example.App/x86_64/stable/c0ffee/files/bin/app":
+		return identity.Executable{Dev: 2049, Ino: 300}, nil
+	case "/var/lib/flatpak/app/org.example.App/x86_64/stable/c0ffee/files/libexec/helper":
+		return identity.Executable{Dev: 2049, Ino: 301}, nil
+	case "/home/u/.local/share/flatpak/app/org.example.App/x86_64/stable/beef/files/bin/app":
+		return identity.Executable{Dev: 2050, Ino: 400}, nil
+	}
+	return stat(path)
+}
+
+func packaged(kind rules.AppKind, value string) []PackagedExe {
+	if kind != rules.AppFlatpak || value != "org.example.App" {
+		return nil
+	}
+	return []PackagedExe{
+		{Path: "/var/lib/flatpak/app/org.example.App/x86_64/stable/c0ffee/files/bin/app", UID: identity.AnyUID},
+		{Path: "/var/lib/flatpak/app/org.example.App/x86_64/stable/c0ffee/files/libexec/helper", UID: identity.AnyUID},
+		{Path: "/home/u/.local/share/flatpak/app/org.example.App/x86_64/stable/beef/files/bin/app", UID: 1000},
+	}
+}
+
+func TestPackagedAppsCompileToTheirExecutables(t *testing.T) {
+	// A Flatpak app's rule is a kernel scope per executable of the app: decided in the kernel, and the
+	// any-application rule below it stays in the kernel too (the app's scopes are consulted first).
+	owner := uint32(1001)
+	other := mk("other-user", "flatpak:org.example.App", "any", "80", "tcp", "deny")
+	other.Owner = &owner
+	res, err := CompileOptions([]rules.Rule{
 		mk("flatpak", "flatpak:org.example.App", "any", "443", "tcp", "allow"),
 		mk("deny-all-443", "any", "any", "443", "tcp", "deny"),
+		mk("not-installed", "flatpak:org.example.Gone", "any", "any", "any", "allow"),
 		mk("deny-all-80", "any", "any", "80", "tcp", "deny"),
-	}, t0, stat)
+		other,
+	}, t0, Options{Stat: packagedStat, Packaged: packaged})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p := placement(res, "deny-all-443"); p.Where != InUserspace {
-		t.Errorf("an any-app rule the Flatpak rule overrides is in the kernel: %+v", p)
+	for id, want := range map[string]Where{"flatpak": InKernel, "deny-all-443": InKernel, "deny-all-80": InKernel,
+		"not-installed": InUserspace, "other-user": InKernel} {
+		if got := placement(res, id); got.Where != want {
+			t.Errorf("%s: placed %s (%s), want %s", id, got.Where, got.Reason, want)
+		}
 	}
-	if p := placement(res, "deny-all-80"); p.Where != InKernel {
-		t.Errorf("an any-app rule on another port was kept out: %+v", p)
+	n := 0
+	for _, p := range res.Placements {
+		if p.RuleID == "flatpak" {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("the Flatpak rule is placed %d times, want once", n)
+	}
+	allow443 := func(app identity.Executable, uid uint32) bool {
+		r, ok := res.Kernel.Destinations[enforce.Destination{Scope: enforce.Scope{App: app, UID: uid},
+			Prefix: netip.MustParsePrefix("::/0"), Port: 443, Proto: enforce.TCP}]
+		return ok && r.Verdict == enforce.Allow
+	}
+	for _, want := range []struct {
+		app identity.Executable
+		uid uint32
+	}{{identity.Executable{Dev: 2049, Ino: 300}, identity.AnyUID}, {identity.Executable{Dev: 2049, Ino: 301}, identity.AnyUID},
+		{identity.Executable{Dev: 2050, Ino: 400}, 1000}} {
+		if !allow443(want.app, want.uid) {
+			t.Errorf("no kernel allow for %v (uid %d)", want.app, want.uid)
+		}
+	}
+	// User 1000's own copy is user 1000's only: a rule for everyone does not make it everyone's.
+	if allow443(identity.Executable{Dev: 2050, Ino: 400}, identity.AnyUID) {
+		t.Error("a user's own installation got a rule for every user")
+	}
+	// User 1001's rule never reaches into user 1000's files.
+	for d := range res.Kernel.Destinations {
+		if d.Scope.App == (identity.Executable{Dev: 2050, Ino: 400}) && d.Scope.UID == owner {
+			t.Errorf("user 1001's rule is installed for user 1000's own installation: %+v", d)
+		}
+	}
+	if got := res.Packaged[identity.Executable{Dev: 2049, Ino: 301}]; got.Kind != rules.AppFlatpak || got.Value != "org.example.App" {
+		t.Errorf("the helper's executable is not named as the app's: %+v", got)
+	}
+	active := 0
+	for _, c := range res.Active {
+		if c.Rule.ID == "flatpak" {
+			active++
+		}
+	}
+	if active != 1 {
+		t.Errorf("the Flatpak rule is active %d times, want once", active)
 	}
 }
 

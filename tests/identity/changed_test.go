@@ -21,10 +21,10 @@ const (
 )
 
 // newHoldingRig is a rig that holds undecided connections and asks an agent.
-func newHoldingRig(t *testing.T, name string) (*rig, *agent) {
+func newHoldingRig(t *testing.T, name string, extra ...string) (*rig, *agent) {
 	t.Helper()
 	exec.Command(testrig.Build(t).Tattled, "-uninstall", "-pin-dir", "/nonexistent").Run() // builds it first
-	r := newRig(t, name, "-nft-table", testTable, "-queue", testQueue, "-names=false")
+	r := newRig(t, name, append([]string{"-nft-table", testTable, "-queue", testQueue, "-names=false"}, extra...)...)
 	t.Cleanup(func() { exec.Command("nft", "delete", "table", "inet", testTable).Run() })
 	self, err := os.Executable()
 	if err != nil {

@@ -23,10 +23,12 @@ import (
 	"github.com/tattlefw/tattle/helper/daemon"
 	"github.com/tattlefw/tattle/helper/enforce"
 	"github.com/tattlefw/tattle/helper/netfilter"
+	"github.com/tattlefw/tattle/helper/packaged"
 	"github.com/tattlefw/tattle/helper/peer"
 	"github.com/tattlefw/tattle/helper/service"
 	"github.com/tattlefw/tattle/helper/store"
 	"github.com/tattlefw/tattle/helper/systemd"
+	"github.com/tattlefw/tattle/helper/sysusers"
 	"github.com/tattlefw/tattle/shared/api"
 )
 
@@ -52,6 +54,8 @@ type config struct {
 	queue      uint
 	guiAgents  string
 	termAgents string
+	flatpaks   string
+	snapDir    string
 }
 
 func main() {
@@ -73,6 +77,8 @@ func main() {
 	flag.StringVar(&cfg.nftTable, "nft-table", netfilter.DefaultTable, "nftables table (family inet) for holding")
 	flag.UintVar(&cfg.queue, "queue", uint(netfilter.DefaultQueue), "netfilter queue number for holding")
 	flag.StringVar(&cfg.guiAgents, "gui-agents", "", "the desktop app programs that may register as agents, comma-separated absolute paths (default: PREFIX/bin/tattle of this helper's prefix)")
+	flag.StringVar(&cfg.flatpaks, "flatpak-dirs", packaged.DefaultFlatpakSystem, "system Flatpak installations, comma-separated (users' own are under ~/"+packaged.DefaultFlatpakUser+")")
+	flag.StringVar(&cfg.snapDir, "snap-dir", packaged.DefaultSnapDir, "where snaps' revisions are mounted")
 	flag.StringVar(&cfg.termAgents, "terminal-agents", "", "the terminal programs that may register as agents, comma-separated absolute paths (default: PREFIX/bin/tattlectl)")
 	showVersion := flag.Bool("version", false, "print the version and exit")
 	flag.Parse()
@@ -142,6 +148,19 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 	log.Info("tattled running", "version", version, "backend", enf.Backend(), "reused_pins", enf.Reused())
 
 	d := daemon.New(enf, rules, log)
+	roots := packaged.Roots{FlatpakUser: packaged.DefaultFlatpakUser, SnapDir: cfg.snapDir,
+		Homes: packaged.PasswdHomes("/etc/passwd", sysusers.FromLoginDefs("/etc/login.defs").IsSystem)}
+	var packagedDirs []string
+	for _, dir := range strings.Split(cfg.flatpaks, ",") {
+		if dir = strings.TrimSpace(dir); dir != "" {
+			roots.FlatpakSystem = append(roots.FlatpakSystem, dir)
+			packagedDirs = append(packagedDirs, dir)
+		}
+	}
+	if cfg.snapDir != "" {
+		packagedDirs = append(packagedDirs, cfg.snapDir)
+	}
+	d.UsePackaged(roots.Executables, packagedDirs)
 	if err := d.Apply(); err != nil {
 		// Keep running: the pinned verdicts still enforce, and the API must stay up to repair the rules.
 		log.Error("the rules could not be applied; the kernel keeps its previous verdicts", "error", err)
