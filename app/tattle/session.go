@@ -81,6 +81,9 @@ func startSession(parent context.Context, app *gtk.Application, log *slog.Logger
 		if !s.agent.Answer(id, a) {
 			log.Info("question was settled before the answer", "id", id)
 		}
+	}, func() (bool, error) {
+		st, err := cl.Settings(ctx)
+		return st.AllowGUIScripting, err
 	})
 	s.agent = agent.New(ctx, log, func() {
 		glib.IdleAdd(func() { s.questionsChanged() })

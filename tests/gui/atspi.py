@@ -4,6 +4,7 @@
 Usage (DBUS_SESSION_BUS_ADDRESS must be the app's session bus):
   atspi.py names APP [MAXCELLS]          print JSON: every showing accessible's [role, name]
   atspi.py wait APP ROLE NAME TIMEOUT    wait until a showing accessible with that role and name exists
+  atspi.py extents APP ROLE NAME         print [x, y, width, height] on the screen
   atspi.py click APP ROLE NAME           run the first action ("click"/"press") of that accessible
   atspi.py select APP ROLE NAME          select that item (combo box entries, list items)
   atspi.py setvalue APP ROLE NAME VALUE  set the value of a spin button or slider
@@ -123,6 +124,10 @@ def main():
     if cmd == "click":
         action = acc.queryAction()
         action.doAction(0)
+        return 0
+    if cmd == "extents":
+        e = acc.queryComponent().getExtents(pyatspi.DESKTOP_COORDS)
+        print(json.dumps([e.x, e.y, e.width, e.height]))
         return 0
     if cmd == "states":
         print(json.dumps([pyatspi.stateToString(x) for x in acc.getState().getStates()]))

@@ -66,7 +66,8 @@ func startClient(path, addr string) <-chan testrig.Result {
 
 // TestAllowForeverEndToEnd is the whole path of a first connection: the app registers as the agent of the
 // real helper; a real program connects to a destination no rule covers and its connection is held; the
-// alert appears; Allow (forever) is pressed through the accessibility tree; the SAME connection completes;
+// alert appears; Allow pressed through the accessibility tree (as any program could) is ignored; Allow
+// (forever) clicked with the pointer completes the SAME connection;
 // the new rule is listed in the app's Rules page and by tattlectl.
 func TestAllowForeverEndToEnd(t *testing.T) {
 	h := StartHelper(t)
@@ -103,7 +104,19 @@ func TestAllowForeverEndToEnd(t *testing.T) {
 	default:
 	}
 	s.Screenshot(t, "x11-en-alert-end-to-end")
+
+	// The attack: another program of the user presses Allow through the accessibility tree. Not the user's
+	// hand, so ignored, and the alert says so; the connection stays held.
 	s.Click(t, "push button", "Allow")
+	s.WaitFor(t, "label", "A program tried to answer for you; it was ignored. Use your mouse or keyboard.", 10*time.Second)
+	select {
+	case r := <-result:
+		t.Fatalf("an AT-SPI press of Allow answered the question: %+v", r)
+	case <-time.After(2 * time.Second):
+	}
+	s.Screenshot(t, "x11-en-alert-scripted-press-ignored")
+	// The user clicks Allow with the mouse.
+	s.RealClick(t, "push button", "Allow")
 
 	select {
 	case r := <-result:

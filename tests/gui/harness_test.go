@@ -319,6 +319,25 @@ func contains(list []string, s string) bool {
 	return false
 }
 
+// RealClick clicks the middle of the accessible with role and name with the X server's pointer (XTEST, as
+// a person's mouse: X11 delivers it as real input). X11 sessions only.
+func (s *Session) RealClick(t *testing.T, role, name string) {
+	t.Helper()
+	out, err := s.atspi(t, "extents", "tattle", role, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var e [4]int
+	if err := json.Unmarshal([]byte(out), &e); err != nil || e[2] == 0 || e[3] == 0 {
+		t.Fatalf("atspi.py extents %s %q: %q (%v)", role, name, out, err)
+	}
+	click := exec.Command("xdotool", "mousemove", "--sync", strconv.Itoa(e[0]+e[2]/2), strconv.Itoa(e[1]+e[3]/2), "click", "1")
+	click.Env = s.Env
+	if out, err := click.CombinedOutput(); err != nil {
+		t.Fatalf("xdotool click: %v\n%s", err, out)
+	}
+}
+
 // Click activates the accessible with role and name.
 func (s *Session) Click(t *testing.T, role, name string) {
 	t.Helper()
@@ -441,6 +460,21 @@ func (h *Helper) SetMode(t *testing.T, mode string) {
 	t.Helper()
 	if err := h.Conn.Object(api.BusName, api.ObjectPath).Call(api.DaemonInterface+".SetMode", 0, mode).Err; err != nil {
 		t.Fatalf("SetMode %s: %v", mode, err)
+	}
+}
+
+// SetGUIScripting sets whether the alert acts on accessibility actions and synthetic input
+// (Settings.AllowGUIScripting): on, tests may press its buttons through AT-SPI.
+func (h *Helper) SetGUIScripting(t *testing.T, on bool) {
+	t.Helper()
+	obj := h.Conn.Object(api.BusName, api.ObjectPath)
+	var st api.Settings
+	if err := obj.Call(api.DaemonInterface+".Settings", 0).Store(&st); err != nil {
+		t.Fatalf("Settings: %v", err)
+	}
+	st.AllowGUIScripting = on
+	if err := obj.Call(api.DaemonInterface+".SetSettings", 0, st).Err; err != nil {
+		t.Fatalf("SetSettings: %v", err)
 	}
 }
 

@@ -287,7 +287,9 @@ func screens(t *testing.T, kind string, lang Lang) {
 	s.Screenshot(t, name+"-preferences")
 	s.ShowPage(t, "monitor")
 
-	// Alert: two questions, one window, the second counted as waiting.
+	// Alert: two questions, one window, the second counted as waiting. The test answers through AT-SPI,
+	// which the administrator must allow (TestAllowForeverEndToEnd shows it refused otherwise).
+	h.SetGUIScripting(t, true)
 	_, p4, _ := net.SplitHostPort(w.servers.TCP4)
 	port, _ := strconv.Atoi(p4)
 	q1 := question(1001, w.browser, "updates.example.org", host4, uint16(port), "tcp")

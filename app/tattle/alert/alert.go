@@ -6,6 +6,7 @@ package alert
 
 import (
 	"fmt"
+	"log/slog"
 	"path/filepath"
 	"strconv"
 	"time"
@@ -41,12 +42,22 @@ type Window struct {
 	more     *gtk.Label
 	allow    *gtk.Button
 	deny     *gtk.Button
+	ignored  *gtk.Label
 	ticking  bool
+
+	// scripting tells whether the administrator lets accessibility actions and synthetic input answer
+	// (Settings.AllowGUIScripting), asked afresh each time a question is shown; until it says yes, only the
+	// user's real input does. Any program of the user can drive the app through AT-SPI: it must not be able
+	// to press Allow.
+	scripting    func() (bool, error)
+	scriptingOK  bool
+	scriptingFor uint64 // the question the answer is about
 }
 
-// New builds the (hidden) alert window. answer is called when the user decides.
-func New(app *gtk.Application, entries *desktop.Index, answer func(id uint64, a api.Answer)) *Window {
-	w := &Window{entries: entries, answer: answer, values: map[string]*gtk.Label{}, captions: map[string]*gtk.Label{}}
+// New builds the (hidden) alert window. answer is called when the user decides. scripting reads whether
+// accessibility actions and synthetic input may answer (nil: never).
+func New(app *gtk.Application, entries *desktop.Index, answer func(id uint64, a api.Answer), scripting func() (bool, error)) *Window {
+	w := &Window{entries: entries, answer: answer, scripting: scripting, values: map[string]*gtk.Label{}, captions: map[string]*gtk.Label{}}
 	w.win, _ = gtk.WindowNew(gtk.WINDOW_TOPLEVEL)
 	app.AddWindow(w.win)
 	w.win.SetTitle(i18n.T("Tattle: allow this connection?"))
@@ -157,6 +168,14 @@ func New(app *gtk.Application, entries *desktop.Index, answer func(id uint64, a 
 	}
 	box.PackStart(w.countdn, false, false, 0)
 	box.PackStart(w.more, false, false, 0)
+	w.ignored, _ = gtk.LabelNew("")
+	w.ignored.SetXAlign(0)
+	w.ignored.SetLineWrap(true)
+	w.ignored.SetMaxWidthChars(48)
+	if sc, err := w.ignored.GetStyleContext(); err == nil {
+		sc.AddClass("error")
+	}
+	box.PackStart(w.ignored, false, false, 0)
 
 	buttons, _ := gtk.BoxNew(gtk.ORIENTATION_HORIZONTAL, 12)
 	buttons.SetHomogeneous(true)
@@ -218,6 +237,17 @@ func (w *Window) Current() (api.Question, bool) {
 
 func (w *Window) show(q api.Question) {
 	w.current = &q
+	w.ignored.SetText("")
+	w.ignored.Hide()
+	w.scriptingOK, w.scriptingFor = false, q.ID
+	if w.scripting != nil {
+		id := q.ID
+		ui.Background(w.scripting, func(ok bool, err error) {
+			if err == nil && w.scriptingFor == id {
+				w.scriptingOK = ok
+			}
+		})
+	}
 	name, icon := filepath.Base(q.Exe), "application-x-executable"
 	if e, ok := w.entries.Lookup(q.Exe); ok {
 		name = e.Name
@@ -340,6 +370,13 @@ func (w *Window) updateCountdown() {
 
 func (w *Window) decide(action string) {
 	if w.current == nil {
+		return
+	}
+	if !realInput() && !(w.scriptingOK && w.scriptingFor == w.current.ID) {
+		// Not the user's hand: another program pressing the button through AT-SPI or sending events.
+		slog.Warn("ignored an answer that came from no real input", "question", w.current.ID, "action", action)
+		w.ignored.SetText(i18n.T("A program tried to answer for you; it was ignored. Use your mouse or keyboard."))
+		w.ignored.Show()
 		return
 	}
 	a := api.Answer{Action: action, Scope: w.scope.GetActiveID(), Duration: w.duration.GetActiveID()}
