@@ -19,6 +19,7 @@ import "C"
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"unsafe"
 )
 
@@ -90,4 +91,20 @@ func N(singular, plural string, n int) string {
 		n = -n
 	}
 	return C.GoString(C.ngettext(cs, cp, C.ulong(n)))
+}
+
+// Thousands writes n with the locale's digit group separator (LC_NUMERIC: "3,000" in English, "3.000" in
+// German); "," where the locale has none (C).
+func Thousands(n uint64) string {
+	sep := ","
+	if lc := C.localeconv(); lc != nil && lc.thousands_sep != nil {
+		if s := C.GoString(lc.thousands_sep); s != "" {
+			sep = s
+		}
+	}
+	s := strconv.FormatUint(n, 10)
+	for i := len(s) - 3; i > 0; i -= 3 {
+		s = s[:i] + sep + s[i:]
+	}
+	return s
 }

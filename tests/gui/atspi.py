@@ -4,6 +4,7 @@
 Usage (DBUS_SESSION_BUS_ADDRESS must be the app's session bus):
   atspi.py names APP [MAXCELLS]          print JSON: every showing accessible's [role, name]
   atspi.py wait APP ROLE NAME TIMEOUT    wait until a showing accessible with that role and name exists
+  atspi.py options APP ROLE NAME         print the choices (menu items) of that combo box, shown or not
   atspi.py extents APP ROLE NAME         print [x, y, width, height] on the screen
   atspi.py click APP ROLE NAME           run the first action ("click"/"press") of that accessible
   atspi.py select APP ROLE NAME          select that item (combo box entries, list items)
@@ -124,6 +125,23 @@ def main():
     if cmd == "click":
         action = acc.queryAction()
         action.doAction(0)
+        return 0
+    if cmd == "options":
+        # A combo box's choices are menu items of its (hidden) menu: listed whether shown or not.
+        names = []
+
+        def items(a, depth=0):
+            if a is None or depth > 4:
+                return
+            for i in range(a.childCount):
+                c = a.getChildAtIndex(i)
+                if c is None:
+                    continue
+                if c.getRoleName() == "menu item":
+                    names.append(c.name)
+                items(c, depth + 1)
+        items(acc)
+        print(json.dumps(names))
         return 0
     if cmd == "extents":
         e = acc.queryComponent().getExtents(pyatspi.DESKTOP_COORDS)

@@ -338,6 +338,20 @@ func (s *Session) RealClick(t *testing.T, role, name string) {
 	}
 }
 
+// Options returns the choices of the combo box named name, whether its menu is open or not.
+func (s *Session) Options(t *testing.T, name string) []string {
+	t.Helper()
+	out, err := s.atspi(t, "options", "tattle", "combo box", name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var opts []string
+	if err := json.Unmarshal([]byte(out), &opts); err != nil {
+		t.Fatalf("atspi.py options: %v: %q", err, out)
+	}
+	return opts
+}
+
 // Click activates the accessible with role and name.
 func (s *Session) Click(t *testing.T, role, name string) {
 	t.Helper()

@@ -364,7 +364,7 @@ func screens(t *testing.T, kind string, lang Lang) {
 		t.Fatal("Ask did not return after Allow was pressed")
 	}
 	// The second question now shows; the helper withdraws it.
-	s.WaitFor(t, "label", "[::1]:53", 10*time.Second)
+	s.WaitFor(t, "label", fmt.Sprintf(lang.T("DNS server %s"), "::1"), 10*time.Second)
 	if err := h.Conn.Object(app.Owner, "/io/github/tattlefw/Tattle/Agent").Call(api.AgentInterface+".Cancel", 0, uint64(1002)).Err; err != nil {
 		t.Fatalf("Cancel: %v", err)
 	}

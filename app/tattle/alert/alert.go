@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gotk3/gotk3/gdk"
@@ -43,6 +44,7 @@ type Window struct {
 	allow    *gtk.Button
 	deny     *gtk.Button
 	ignored  *gtk.Label
+	notice   *gtk.Label // what is special about this question: a system process, a changed program
 	ticking  bool
 
 	// scripting tells whether the administrator lets accessibility actions and synthetic input answer
@@ -168,6 +170,12 @@ func New(app *gtk.Application, entries *desktop.Index, answer func(id uint64, a 
 	}
 	box.PackStart(w.countdn, false, false, 0)
 	box.PackStart(w.more, false, false, 0)
+	w.notice, _ = gtk.LabelNew("")
+	w.notice.SetXAlign(0)
+	w.notice.SetLineWrap(true)
+	w.notice.SetMaxWidthChars(48)
+	box.PackStart(w.notice, false, false, 0)
+	box.ReorderChild(w.notice, 1) // right under the title
 	w.ignored, _ = gtk.LabelNew("")
 	w.ignored.SetXAlign(0)
 	w.ignored.SetLineWrap(true)
@@ -209,7 +217,7 @@ func (w *Window) Update(queue []api.Question) {
 	if w.current == nil || w.current.ID != q.ID {
 		w.show(q)
 	}
-	if n := len(queue) - 1; n > 0 {
+	if n := len(queue) - 1 + int(q.Waiting); n > 0 {
 		w.more.SetText(fmt.Sprintf(i18n.N("%d more waiting", "%d more waiting", n), n))
 		w.more.Show()
 	} else {
@@ -263,10 +271,31 @@ func (w *Window) show(q api.Question) {
 	w.title.SetMarkup(fmt.Sprintf(i18n.T("<b>%s</b> wants to connect to <b>%s</b>"),
 		glib.MarkupEscapeText(name), glib.MarkupEscapeText(dest)))
 	where := net(q)
-	if q.Host != "" {
+	switch {
+	case q.Port == api.DNSPort:
+		where = fmt.Sprintf(i18n.T("DNS server %s"), q.Addr)
+	case q.Host != "":
 		where = q.Host + " (" + where + ")"
+	case q.Reverse != "":
+		where = fmt.Sprintf(i18n.T("%s (reverse name %s)"), where, q.Reverse)
+	}
+	if q.PortCount > 1 {
+		where = q.Host
+		if where == "" {
+			where = q.Addr
+		}
+		where += " · " + portsLabel(q)
 	}
 	w.values["dest"].SetText(where)
+	var notes []string
+	if q.System {
+		notes = append(notes, i18n.T("<b>System process.</b> Your answer makes a rule for all users."))
+	}
+	if q.Changed {
+		notes = append(notes, i18n.T("<b>Changed program.</b> Its file changed since a rule was made for it."))
+	}
+	w.notice.SetMarkup(strings.Join(notes, "\n"))
+	w.notice.SetVisible(len(notes) > 0)
 	w.values["proto"].SetText(protoName(q.Protocol))
 	path := q.Exe
 	if q.Package != "" {
@@ -279,13 +308,21 @@ func (w *Window) show(q api.Question) {
 	}
 	w.values["pid"].SetText(fmt.Sprintf("%s (%s %d)", q.Comm, i18n.T("PID"), q.PID))
 	w.values["user"].SetText(q.User)
+	if q.System {
+		w.values["user"].SetText(fmt.Sprintf(i18n.T("%s (system)"), q.User))
+	}
 
 	w.scope.RemoveAll()
 	host := q.Host
 	if host == "" {
 		host = q.Addr
 	}
-	w.scope.Append(api.ScopeHost, fmt.Sprintf(i18n.T("To %s on port %d"), host, q.Port))
+	if q.PortCount > 1 {
+		// The rule an answer makes for a question of several ports covers the host on any port.
+		w.scope.Append(api.ScopeHost, fmt.Sprintf(i18n.T("To %s on any port"), host))
+	} else {
+		w.scope.Append(api.ScopeHost, fmt.Sprintf(i18n.T("To %s on port %d"), host, q.Port))
+	}
 	if q.Host != "" {
 		w.scope.Append(api.ScopeDomain, fmt.Sprintf(i18n.T("To any host in %s"), Domain(q)))
 	}
@@ -416,4 +453,20 @@ func protoName(p string) string {
 		return "UDP"
 	}
 	return p
+}
+
+// portsLabel names the ports of a question of several: "3,000 ports (22, 80, 443, …)".
+func portsLabel(q api.Question) string {
+	shown := q.Ports
+	if len(shown) > 6 {
+		shown = shown[:6]
+	}
+	list := make([]string, len(shown))
+	for i, p := range shown {
+		list[i] = strconv.Itoa(int(p))
+	}
+	if int(q.PortCount) > len(shown) {
+		list = append(list, "…")
+	}
+	return fmt.Sprintf(i18n.N("%s port (%s)", "%s ports (%s)", int(q.PortCount)), i18n.Thousands(uint64(q.PortCount)), strings.Join(list, ", "))
 }
