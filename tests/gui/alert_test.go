@@ -29,7 +29,8 @@ func TestAlertShowsWhatTheAnswerCovers(t *testing.T) {
 	call := ask(h, app, q)
 	s.WaitFor(t, "label", "www.example.co.uk · 3,000 ports (80, 443, 8080, 8443, 21, 22, …)", 20*time.Second)
 	names := s.Names(t)
-	for _, want := range []string{"System process. Your answer makes a rule for all users.", "root (system)"} {
+	for _, want := range []string{"System process. Your answer makes a rule for all users.", "root (system)",
+		"On X11, other programs can fake clicks and keys; a Wayland session prevents that."} {
 		if !hasName(names, "label", want) {
 			t.Errorf("the alert does not show %q; it shows:\n%s", want, dumpNames(names))
 		}

@@ -309,6 +309,10 @@ func screens(t *testing.T, kind string, lang Lang) {
 			t.Errorf("the alert does not show %q; it shows:\n%s", want, dumpNames(names))
 		}
 	}
+	// The alert says when it runs on X11, where other programs can fake input, and only then.
+	if x11Note := lang.T("On X11, other programs can fake clicks and keys; a Wayland session prevents that."); hasName(names, "label", x11Note) != (kind == "x11") {
+		t.Errorf("on %s the alert shows the X11 note: %v", kind, hasName(names, "label", x11Note))
+	}
 	s.Screenshot(t, name+"-alert")
 	alertTitle := lang.T("Tattle: allow this connection?")
 	if kind == "x11" {

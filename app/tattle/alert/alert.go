@@ -174,12 +174,14 @@ func New(app *gtk.Application, entries *desktop.Index, answer func(id uint64, a 
 	w.notice.SetXAlign(0)
 	w.notice.SetLineWrap(true)
 	w.notice.SetMaxWidthChars(48)
+	w.notice.SetNoShowAll(true) // shown only when there is something to say
 	box.PackStart(w.notice, false, false, 0)
 	box.ReorderChild(w.notice, 1) // right under the title
 	w.ignored, _ = gtk.LabelNew("")
 	w.ignored.SetXAlign(0)
 	w.ignored.SetLineWrap(true)
 	w.ignored.SetMaxWidthChars(48)
+	w.ignored.SetNoShowAll(true)
 	if sc, err := w.ignored.GetStyleContext(); err == nil {
 		sc.AddClass("error")
 	}
@@ -202,6 +204,17 @@ func New(app *gtk.Application, entries *desktop.Index, answer func(id uint64, a 
 	buttons.PackStart(w.deny, true, true, 0)
 	buttons.PackStart(w.allow, true, true, 0)
 	box.PackEnd(buttons, false, false, 0)
+	if onX11() {
+		// Said where the user decides: on X11 the alert cannot tell a program's fake clicks from the user's.
+		x11, _ := gtk.LabelNew(i18n.T("On X11, other programs can fake clicks and keys; a Wayland session prevents that."))
+		x11.SetXAlign(0)
+		x11.SetLineWrap(true)
+		x11.SetMaxWidthChars(48)
+		if sc, err := x11.GetStyleContext(); err == nil {
+			sc.AddClass("dim-label")
+		}
+		box.PackEnd(x11, false, false, 0)
+	}
 	box.ShowAll()
 	return w
 }

@@ -28,9 +28,20 @@ package alert
 // 	gdk_event_free(ev);
 // 	return real;
 // }
+//
+// /* Whether the app runs on an X11 display, where any client can inject input (XTEST). */
+// static int tattle_on_x11(void)
+// {
+// 	GdkDisplay *d = gdk_display_get_default();
+//
+// 	return d && g_strcmp0(G_OBJECT_TYPE_NAME(d), "GdkX11Display") == 0;
+// }
 import "C"
 
 // realInput reports whether the signal being handled was caused by the user's own mouse, keyboard or touch.
 // On X11 any client can still fake input through the XTEST extension, which the server delivers as real:
 // only a Wayland session keeps other programs from typing or clicking for the user (SECURITY.md).
 func realInput() bool { return C.tattle_real_input() != 0 }
+
+// onX11 reports whether the app's display is an X11 one.
+func onX11() bool { return C.tattle_on_x11() != 0 }
