@@ -319,6 +319,11 @@ func (i rulesIface) importFiles(msg dbus.Message, sender dbus.Sender, req api.Im
 		return none, nil, derr
 	}
 	if req.DryRun {
+		sum.Preview = make([]api.Rule, len(valid))
+		for n, r := range valid {
+			r.Unapproved = true // as the real import stores it
+			sum.Preview[n] = api.FromRule(r, "", false)
+		}
 		return sum, report, nil
 	}
 	undo := func() {}

@@ -21,7 +21,8 @@
 //	    ImportFiles(ImportRequest) -> (ImportSummary, as report)   same as Import; several files (an
 //	                                               OpenSnitch rules directory and its list directories), one
 //	                                               transaction (named lists and rules, all or nothing),
-//	                                               DryRun for a preview that changes nothing
+//	                                               DryRun for a preview that changes nothing (the
+//	                                               summary's Preview holds the rules it would make)
 //	    Export(s format) -> (ay data, as skipped)  the rules the caller may list
 //	    Approve(as ids)                            imported rules become approved; same authorization as Add
 //	    Problems() -> a(Problem)                   anyone
@@ -153,6 +154,9 @@ type ImportSummary struct {
 	Imported uint32 // Tattle rules made
 	Lists    uint32 // named lists made
 	Summary  string
+	// Preview is, with DryRun, the rules the import would make as they would be stored (ids, owners and list
+	// names as the helper would give them); empty for a real import, whose rules List returns.
+	Preview []Rule
 }
 
 // Modes of the helper.

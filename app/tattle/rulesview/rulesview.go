@@ -8,7 +8,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 
@@ -386,34 +385,29 @@ func (p *Page) importRules() {
 		return
 	}
 	defer fc.Destroy()
+	// Several files make one import: an OpenSnitch rules directory is one file per rule.
+	fc.SetSelectMultiple(true)
+	for _, f := range formats {
+		if f.id != format {
+			continue
+		}
+		filter, _ := gtk.FileFilterNew()
+		filter.SetName(formatName(f.id))
+		filter.AddPattern(f.pattern)
+		fc.AddFilter(filter)
+	}
+	all, _ := gtk.FileFilterNew()
+	all.SetName(i18n.T("All files"))
+	all.AddPattern("*")
+	fc.AddFilter(all)
 	if gtk.ResponseType(fc.Run()) != gtk.RESPONSE_ACCEPT {
 		return
 	}
-	path := fc.GetFilename()
-	data, err := os.ReadFile(path)
-	if err != nil {
-		p.msg.Show(gtk.MESSAGE_ERROR, fmt.Sprintf(i18n.T("Cannot read %s: %s"), path, err))
+	paths, err := fc.GetFilenames()
+	if err != nil || len(paths) == 0 {
 		return
 	}
-	type result struct {
-		n       uint32
-		skipped []string
-	}
-	ui.Background(func() (result, error) {
-		n, skipped, err := p.cl.Import(p.ctx, format, data, system)
-		return result{n, skipped}, err
-	}, func(r result, err error) {
-		if err != nil {
-			p.report(i18n.T("Importing rules"), err)
-			return
-		}
-		p.Reload()
-		text := fmt.Sprintf(i18n.N("Imported %d rule from %s.", "Imported %d rules from %s.", int(r.n)), r.n, filepath.Base(path))
-		if len(r.skipped) > 0 {
-			text += " " + i18n.T("Left out:") + "\n" + strings.Join(r.skipped, "\n")
-		}
-		p.msg.Show(gtk.MESSAGE_INFO, text)
-	})
+	p.previewImport(api.ImportRequest{Format: format, System: system}, paths)
 }
 
 func (p *Page) exportRules() {
