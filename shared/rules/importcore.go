@@ -28,6 +28,10 @@ const DefaultListThreshold = 200
 // MaxReportLines bounds the report: one line per reason, not per rule.
 const MaxReportLines = 40
 
+// FlaggedNotePrefix starts the note of a rule imported disabled because a narrowing condition was lost
+// (what was lost follows), so that apps can show such a rule as flagged.
+const FlaggedNotePrefix = "[import: disabled, lost "
+
 // NamedList is a list an import creates: the rules refer to it as "list:" + Name. Entries are host names
 // (Exact: only that name; otherwise the name and every name under it), addresses or networks.
 type NamedList struct {

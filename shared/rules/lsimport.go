@@ -539,7 +539,7 @@ func (li *lsImport) note(notes string, r Rule, lost []string) string {
 		note = li.provenance
 	}
 	if len(lost) > 0 {
-		note = cleanNote("[import: disabled, lost " + strings.Join(lost, ", ") + "] " + note)
+		note = cleanNote(FlaggedNotePrefix + strings.Join(lost, ", ") + "] " + note)
 	}
 	return note
 }

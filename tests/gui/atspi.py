@@ -11,6 +11,8 @@ Usage (DBUS_SESSION_BUS_ADDRESS must be the app's session bus):
   atspi.py setvalue APP ROLE NAME VALUE  set the value of a spin button or slider
   atspi.py settext APP ROLE NAME TEXT    replace the text of an entry
   atspi.py settext-within APP CROLE CNAME ROLE NAME TEXT   the same, for an entry inside a container
+  atspi.py choose APP CNAME ITEM         pick ITEM in the combo box now showing CNAME (its items are not
+                                         showing while its menu is closed)
   atspi.py states APP ROLE NAME          print JSON: the accessible's states ("active", "focused", ...)
 Roles are pyatspi role names as printed by `names` ("push button", "table cell", ...).
 """
@@ -92,6 +94,21 @@ def main():
             return 1
         acc.queryEditableText().setTextContents(sys.argv[7])
         return 0
+    if cmd == "choose":
+        combo = find(appname, "combo box", sys.argv[3])
+        if combo is None:
+            print("not found: combo box %r" % sys.argv[3], file=sys.stderr)
+            return 1
+        items = []
+        for i in range(combo.childCount):
+            menu = combo.getChildAtIndex(i)
+            for j in range(menu.childCount if menu is not None else 0):
+                items.append(menu.getChildAtIndex(j).name)
+                if items[-1] == sys.argv[4]:
+                    combo.querySelection().selectChild(j)
+                    return 0
+        print("combo box %r has no item %r: %r" % (sys.argv[3], sys.argv[4], items), file=sys.stderr)
+        return 1
     if cmd == "names":
         maxcells = int(sys.argv[3]) if len(sys.argv) > 3 else 4000
         a = app_named(appname)

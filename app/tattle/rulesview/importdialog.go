@@ -3,6 +3,7 @@ package rulesview
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/gotk3/gotk3/glib"
 	"github.com/gotk3/gotk3/gtk"
@@ -10,6 +11,7 @@ import (
 	"github.com/tattlefw/tattle/app/i18n"
 	"github.com/tattlefw/tattle/app/tattle/ui"
 	"github.com/tattlefw/tattle/shared/api"
+	"github.com/tattlefw/tattle/shared/rules"
 )
 
 // previewRows bounds the rows each table of the preview shows; the summary line counts them all.
@@ -20,7 +22,7 @@ const previewRows = 1000
 // (one transaction); Cancel changes nothing. A dry run the helper refuses shows why, with only Close.
 func (p *Page) previewImport(req api.ImportRequest, paths []string) {
 	d, _ := gtk.DialogNewWithButtons(i18n.T("Import rules"), p.parent, gtk.DIALOG_MODAL|gtk.DIALOG_DESTROY_WITH_PARENT)
-	d.SetDefaultSize(960, 600)
+	d.SetDefaultSize(560, -1)
 	cancel, _ := d.AddButton(i18n.T("_Cancel"), gtk.RESPONSE_CANCEL)
 	area, _ := d.GetContentArea()
 	box, _ := gtk.BoxNew(gtk.ORIENTATION_VERTICAL, 8)
@@ -38,6 +40,10 @@ func (p *Page) previewImport(req api.ImportRequest, paths []string) {
 		return l
 	}
 	status := label(i18n.T("Checking what the import would do…"))
+	// A wrapping label asks for the height it needs at its narrowest width: give it a sensible one, so an
+	// error does not make the dialog tall and mostly empty.
+	status.SetWidthChars(60)
+	status.SetMaxWidthChars(110)
 	box.PackStart(status, false, false, 0)
 	spinner, _ := gtk.SpinnerNew()
 	spinner.Start()
@@ -75,12 +81,18 @@ func (p *Page) previewImport(req api.ImportRequest, paths []string) {
 			return
 		}
 		spinner.Stop()
+		spinner.Hide()
 		cancel.SetLabel(i18n.T("_Close"))
 		if err != nil {
 			status.SetText(explain(i18n.T("These files cannot be imported"), err))
+			box.PackStart(label(i18n.T("Nothing was changed.")), false, false, 0)
+			box.ShowAll()
+			spinner.Hide()
 			return
 		}
-		status.SetText(importSummary(pv.sum))
+		status.SetMarkup("<b>" + glib.MarkupEscapeText(importSummary(pv.sum)) + "</b>")
+		d.Resize(960, 600)
+		centerOn(d, p.parent, 960, 600)
 		if pv.sum.Imported == 0 {
 			box.PackStart(label(i18n.T("Nothing would be imported.")), false, false, 0)
 		} else {
@@ -93,11 +105,14 @@ func (p *Page) previewImport(req api.ImportRequest, paths []string) {
 			box.PackStart(previewReport(pv.report), true, true, 0)
 		}
 		box.ShowAll()
-		spinner.Hide()
+		spinner.Hide() // ShowAll showed it again
 		if pv.sum.Imported > 0 {
 			final = pv.req
 			cancel.SetLabel(i18n.T("_Cancel"))
 			imp, _ := d.AddButton(i18n.T("_Import"), gtk.RESPONSE_ACCEPT)
+			if sc, err := imp.GetStyleContext(); err == nil {
+				sc.AddClass("suggested-action")
+			}
 			imp.GrabFocus()
 		}
 	})
@@ -149,9 +164,12 @@ func previewRules(rs []api.Rule, uid uint32) *gtk.ScrolledWindow {
 			app = i18n.T("Any application")
 		}
 		state := i18n.T("Enabled")
-		if !r.Enabled {
-			// The importer disables a rule whose narrowing condition it could not keep, and says so in the note.
+		switch {
+		case !r.Enabled && strings.HasPrefix(r.Note, rules.FlaggedNotePrefix):
+			// A narrowing condition was lost: the note says which.
 			state = i18n.T("Disabled, flagged")
+		case !r.Enabled:
+			state = i18n.T("Disabled")
 		}
 		scope := i18n.T("You")
 		if r.Owner == api.NoOwner {
@@ -162,6 +180,7 @@ func previewRules(rs []api.Rule, uid uint32) *gtk.ScrolledWindow {
 		store.InsertWithValues(nil, -1, idx, []any{app, remoteLabel(r.Remote), r.Port, r.Protocol, actionLabel(r.Action), state, scope, r.Note})
 	}
 	view, _ := gtk.TreeViewNewWithModel(store)
+	view.SetTooltipColumn(len(cols) - 1) // the note, often longer than its column
 	ui.SetAccessible(view, i18n.T("Rules it would make"), "")
 	for i, title := range cols {
 		rend, _ := gtk.CellRendererTextNew()
@@ -207,4 +226,16 @@ func scrolled(w gtk.IWidget) *gtk.ScrolledWindow {
 	s.SetVExpand(true)
 	s.Add(w)
 	return s
+}
+
+// centerOn moves a dialog that grew back over the middle of its parent (the window manager placed it for
+// its first, smaller size). Compositors that place windows themselves (Wayland) ignore this.
+func centerOn(d *gtk.Dialog, parent *gtk.Window, w, h int) {
+	if parent == nil {
+		return
+	}
+	px, py := parent.GetPosition()
+	pw, ph := parent.GetSize()
+	x, y := px+(pw-w)/2, py+(ph-h)/2
+	d.Move(max(x, 0), max(y, 0))
 }
