@@ -401,6 +401,43 @@ func TestImportsThroughTheBus(t *testing.T) {
 		!strings.Contains(errOut, "not imported (1 rule): Tattle filters outgoing connections only") || !strings.Contains(errOut, "blocklist.lsrules:7:5") {
 		t.Fatalf("root import: exit %d\n%s\n%s", code, out, errOut)
 	}
+	// The dry run's preview holds the rules the import would make as they would be stored: the group's ids
+	// are taken now, so they carry the next free ones; system rules, not approved. Nothing changes.
+	before, _, _ = b.ctl(t, 0, "rules", "list", "--json")
+	data, err := os.ReadFile(group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var existing []struct {
+		ID string `json:"id"`
+	}
+	if err := json.Unmarshal([]byte(before), &existing); err != nil || len(existing) != 3 {
+		t.Fatalf("rules list --json: %v\n%s", err, before)
+	}
+	taken := map[string]bool{}
+	for _, r := range existing {
+		taken[r.ID] = true
+	}
+	var sum api.ImportSummary
+	var report []string
+	req := api.ImportRequest{Format: api.FormatLittleSnitch, Files: []api.ImportFile{{Name: "blocklist.lsrules", Data: data}},
+		ListDirs: []api.ImportListDir{}, System: true, DryRun: true}
+	if err := b.connect(t).Object(api.BusName, api.ObjectPath).Call(api.RulesInterface+".ImportFiles", 0, req).Store(&sum, &report); err != nil {
+		t.Fatalf("ImportFiles dry run: %v", err)
+	}
+	ads := false
+	for _, r := range sum.Preview {
+		if r.Owner != api.NoOwner || !r.Unapproved || taken[r.ID] {
+			t.Errorf("preview rule %+v: want a system rule, not approved, with an id no rule has:\n%s", r, before)
+		}
+		ads = ads || (r.Application == "any" && r.Remote == "host:ads.example" && r.Port == "443" && r.Protocol == "tcp" && r.Action == "deny" && r.Enabled)
+	}
+	if len(sum.Preview) != 3 || sum.Imported != 3 || !ads || len(report) != 1 {
+		t.Errorf("dry run: %d rules in the preview, summary %+v, report %q", len(sum.Preview), sum, report)
+	}
+	if after, _, _ := b.ctl(t, 0, "rules", "list", "--json"); after != before {
+		t.Errorf("a dry run through the bus changed the rules:\n%s\n%s", before, after)
+	}
 	// The same group again, by a user for their own processes (with their own password): ids are taken, so
 	// the rules are renamed.
 	user := testrig.TestUser(t)
