@@ -27,7 +27,7 @@ func TestAllowCompletesTheHeldConnection(t *testing.T) {
 	ag := r.startAgent(t)
 
 	py := python(t, srv, 30*time.Second)
-	q := ag.next(t, "question", 10*time.Second).Question
+	q := ag.Next(t, "question", 10*time.Second).Question
 	if !strings.HasPrefix(filepath.Base(q.Exe), "python3") || q.Addr != r.ns.peerAddr || q.Protocol != "tcp" || q.PID == 0 || q.User != "root" {
 		t.Errorf("question does not describe the python client: %+v", q)
 	}
@@ -35,7 +35,7 @@ func TestAllowCompletesTheHeldConnection(t *testing.T) {
 	if py.exited() {
 		t.Fatalf("the held connect returned before the answer: %s", py.out.String())
 	}
-	answered := ag.answer(t, "a")
+	answered := ag.Answer(t, "a")
 	word, returned := parsePy(t, py.wait(t, 10*time.Second))
 	if word != "ok" {
 		t.Fatalf("allowed connect: %s at %v, answered at %v (want ok)\n%s", word, returned, answered, r.Log)
@@ -55,7 +55,7 @@ func TestAllowCompletesTheHeldConnection(t *testing.T) {
 	if word, _ := parsePy(t, py2.wait(t, 10*time.Second)); word != "ok" {
 		t.Errorf("second connection: %s", word)
 	}
-	ag.quiet(t, time.Second)
+	ag.Quiet(t, time.Second)
 }
 
 func median(v []float64) float64 {
@@ -80,12 +80,12 @@ func TestDenyFailsFastThenInTheKernel(t *testing.T) {
 	ag := r.startAgent(t)
 
 	curl := start(t, "curl", "-sS", "--max-time", "30", "-o", "/dev/null", "http://"+srv+"/")
-	q := ag.next(t, "question", 10*time.Second).Question
+	q := ag.Next(t, "question", 10*time.Second).Question
 	if filepath.Base(q.Exe) != "curl" {
 		t.Errorf("question about %q, want curl", q.Exe)
 	}
 	time.Sleep(time.Second)
-	answered := ag.answer(t, "d")
+	answered := ag.Answer(t, "d")
 	out := curl.wait(t, 10*time.Second)
 	failedAfter := curl.end.Sub(answered)
 	code := curl.cmd.ProcessState.ExitCode()
@@ -104,7 +104,7 @@ func TestDenyFailsFastThenInTheKernel(t *testing.T) {
 	if !strings.Contains(out, "Operation not permitted") {
 		t.Errorf("second curl was not refused by the kernel (EPERM): %s", out)
 	}
-	ag.quiet(t, time.Second)
+	ag.Quiet(t, time.Second)
 	if n := len(r.pending(t)); n != 0 {
 		t.Errorf("%d questions open after a denied flow's retry", n)
 	}
@@ -152,7 +152,7 @@ func TestQuestionsAreIndependentAndShared(t *testing.T) {
 	bases := []float64{rate(), rate()}
 	asker := testrig.CopyApp(t, bin, dir, "asker")
 	held := start(t, asker, "tcp", srv)
-	ag.next(t, "question", 10*time.Second)
+	ag.Next(t, "question", 10*time.Second)
 	durings := []float64{rate(), rate(), rate()}
 	if held.exited() {
 		t.Fatalf("the held connection ended while its question was open: %s", held.out.String())
@@ -160,7 +160,7 @@ func TestQuestionsAreIndependentAndShared(t *testing.T) {
 	if n := len(r.pending(t)); n != 1 {
 		t.Errorf("%d questions open during the measurement, want 1", n)
 	}
-	ag.answer(t, "a 1")
+	ag.Answer(t, "a 1")
 	held.wait(t, 10*time.Second)
 	bases = append(bases, rate())
 	base, during := median(bases), median(durings)
@@ -199,8 +199,8 @@ func TestQuestionsAreIndependentAndShared(t *testing.T) {
 	}
 	// Answer every one (the agent shows them one at a time); all 200 connections complete.
 	for i := 0; i < 20; i++ {
-		ag.next(t, "question", 20*time.Second)
-		ag.answer(t, "a 1")
+		ag.Next(t, "question", 20*time.Second)
+		ag.Answer(t, "a 1")
 	}
 	failed := 0
 	for _, c := range clients {
@@ -222,7 +222,7 @@ func TestUDPDatagramIsHeldThenDelivered(t *testing.T) {
 	ag := r.startAgent(t)
 	app := testrig.CopyApp(t, testrig.Build(t).Client, testrig.AppDir(t), "udp-app")
 	c := start(t, app, "udp", srv) // waits up to 2 s for the echo
-	q := ag.next(t, "question", 5*time.Second).Question
+	q := ag.Next(t, "question", 5*time.Second).Question
 	if q.Protocol != "udp" || q.Addr != r.ns.peerAddr {
 		t.Errorf("question: %+v", q)
 	}
@@ -230,7 +230,7 @@ func TestUDPDatagramIsHeldThenDelivered(t *testing.T) {
 	if c.exited() {
 		t.Fatalf("the client got its echo before the answer: the datagram was not held: %s", c.out.String())
 	}
-	answered := ag.answer(t, "a")
+	answered := ag.Answer(t, "a")
 	var res testrig.Result
 	if err := json.Unmarshal([]byte(c.wait(t, 10*time.Second)), &res); err != nil {
 		t.Fatal(err)
@@ -251,8 +251,8 @@ func TestUnansweredQuestionsApplyTheDefaultOnce(t *testing.T) {
 	t.Run("timeout", func(t *testing.T) {
 		ag := r.startAgent(t)
 		c := start(t, app, "tcp", srv)
-		q := ag.next(t, "question", 5*time.Second).Question
-		ag.next(t, "cancelled", 5*time.Second)
+		q := ag.Next(t, "question", 5*time.Second).Question
+		ag.Next(t, "cancelled", 5*time.Second)
 		out := c.wait(t, 5*time.Second)
 		var res testrig.Result
 		json.Unmarshal([]byte(out), &res)
@@ -266,17 +266,17 @@ func TestUnansweredQuestionsApplyTheDefaultOnce(t *testing.T) {
 		}
 		// Once: the next attempt asks again.
 		c2 := start(t, app, "tcp", srv)
-		ag.next(t, "question", 5*time.Second)
-		ag.answer(t, "a 1")
+		ag.Next(t, "question", 5*time.Second)
+		ag.Answer(t, "a 1")
 		c2.wait(t, 5*time.Second)
-		ag.stop()
+		ag.Stop()
 	})
 	t.Run("agent-leaves", func(t *testing.T) {
 		ag := r.startAgent(t)
 		c := start(t, app, "tcp", srv)
-		ag.next(t, "question", 5*time.Second)
+		ag.Next(t, "question", 5*time.Second)
 		killed := time.Now()
-		ag.stop() // kill -9 of the agent, by its PID
+		ag.Stop() // kill -9 of the agent, by its PID
 		out := c.wait(t, 5*time.Second)
 		var res testrig.Result
 		json.Unmarshal([]byte(out), &res)
@@ -413,8 +413,8 @@ func TestAnswerDurations(t *testing.T) {
 	ask := func(t *testing.T, app string, keys string, args ...string) {
 		t.Helper()
 		c := start(t, app, append(args, "tcp", srv)...)
-		ag.next(t, "question", 5*time.Second)
-		ag.answer(t, keys)
+		ag.Next(t, "question", 5*time.Second)
+		ag.Answer(t, keys)
 		var res testrig.Result
 		json.Unmarshal([]byte(strings.SplitN(c.wait(t, 30*time.Second)+"\n", "\n", 2)[0]), &res)
 		if !res.OK {
@@ -426,13 +426,13 @@ func TestAnswerDurations(t *testing.T) {
 		if res := testClient(t, app, "tcp", srv); !res.OK {
 			t.Errorf("connection under the rule: %+v", res)
 		}
-		ag.quiet(t, 500*time.Millisecond)
+		ag.Quiet(t, 500*time.Millisecond)
 	}
 	asksAgain := func(t *testing.T, app string) {
 		t.Helper()
 		c := start(t, app, "tcp", srv)
-		ag.next(t, "question", 5*time.Second)
-		ag.answer(t, "d 1")
+		ag.Next(t, "question", 5*time.Second)
+		ag.Answer(t, "d 1")
 		c.wait(t, 5*time.Second)
 	}
 
@@ -445,8 +445,8 @@ func TestAnswerDurations(t *testing.T) {
 		app := testrig.CopyApp(t, bin, dir, "until-quit")
 		// The first process stays alive: the rule lasts while it runs.
 		first := start(t, app, "-linger", "4s", "tcp", srv)
-		ag.next(t, "question", 5*time.Second)
-		ag.answer(t, "a q")
+		ag.Next(t, "question", 5*time.Second)
+		ag.Answer(t, "a q")
 		time.Sleep(300 * time.Millisecond)
 		unasked(t, app)
 		first.wait(t, 10*time.Second)
@@ -511,7 +511,7 @@ func TestRuleMadeMeanwhileSettlesOpenQuestions(t *testing.T) {
 	app := testrig.CopyApp(t, testrig.Build(t).Client, testrig.AppDir(t), "recheck")
 
 	first := start(t, app, "tcp", srv)
-	ag.next(t, "question", 5*time.Second)
+	ag.Next(t, "question", 5*time.Second)
 	second := start(t, app, "tcp", srv2)
 	deadline := time.Now().Add(5 * time.Second)
 	for len(r.pending(t)) < 2 && time.Now().Before(deadline) {
@@ -521,7 +521,7 @@ func TestRuleMadeMeanwhileSettlesOpenQuestions(t *testing.T) {
 		t.Fatalf("%d questions open, want 2", n)
 	}
 	// Answering the first with "any connection, forever" covers the second too.
-	answered := ag.answer(t, "a n")
+	answered := ag.Answer(t, "a n")
 	for _, c := range []*started{first, second} {
 		var res testrig.Result
 		json.Unmarshal([]byte(c.wait(t, 5*time.Second)), &res)
@@ -537,11 +537,11 @@ func TestRuleMadeMeanwhileSettlesOpenQuestions(t *testing.T) {
 	// An administrator's rule settles an open question the same way.
 	other := testrig.CopyApp(t, testrig.Build(t).Client, testrig.AppDir(t), "recheck-admin")
 	c := start(t, other, "tcp", srv)
-	ag.next(t, "question", 5*time.Second)
+	ag.Next(t, "question", 5*time.Second)
 	if _, errOut, code := r.Ctl(t, 0, "rules", "add", "--deny", "--app", other); code != 0 {
 		t.Fatal(errOut)
 	}
-	ag.next(t, "cancelled", 5*time.Second)
+	ag.Next(t, "cancelled", 5*time.Second)
 	var res testrig.Result
 	json.Unmarshal([]byte(c.wait(t, 5*time.Second)), &res)
 	if res.OK || res.Errno != "ECONNREFUSED" {

@@ -188,7 +188,7 @@ func TestDomainRulesEnforcedInTheKernel(t *testing.T) {
 	if got := res["ads.blocked.test"]; got[0] != "10.202.0.10" || (got[1] != "EPERM" && got[1] != "ECONNREFUSED") {
 		t.Errorf("ads.blocked.test: %v, want refused", got)
 	}
-	ag.quiet(t, 500*time.Millisecond)
+	ag.Quiet(t, 500*time.Millisecond)
 
 	// Now both addresses are in the kernel: blocked is EPERM at once, from any process, with no question.
 	pin, err := enforce.OpenPinned(r.Tattled.PinDir, nil)
@@ -215,7 +215,7 @@ func TestDomainRulesEnforcedInTheKernel(t *testing.T) {
 	if !allowed.OK {
 		t.Errorf("allowed address: %+v", allowed)
 	}
-	ag.quiet(t, 500*time.Millisecond)
+	ag.Quiet(t, 500*time.Millisecond)
 
 	// The monitor shows the name the application asked for.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -258,7 +258,7 @@ func TestCNAMEChains(t *testing.T) {
 	if got := res["mail.blocked.test"]; got[1] != "ok" {
 		t.Errorf("mail.blocked.test (CNAME to an allowed host): %v, want connected", got)
 	}
-	ag.quiet(t, 500*time.Millisecond)
+	ag.Quiet(t, 500*time.Millisecond)
 }
 
 // Issue 5, must show 3: TTL expiry removes the address from the kernel map; a later connection is undecided.
@@ -294,11 +294,11 @@ func TestLearnedAddressesExpire(t *testing.T) {
 	// Without the name, the address is undecided: the next connection is asked about.
 	app := testrig.CopyApp(t, testrig.Build(t).Client, testrig.AppDir(t), "after-expiry")
 	c := start(t, app, "tcp", fmt.Sprintf("10.201.0.30:%d", s.tcpPort))
-	q := ag.next(t, "question", 5*time.Second).Question
+	q := ag.Next(t, "question", 5*time.Second).Question
 	if q.Addr != "10.201.0.30" || q.Host != "" {
 		t.Errorf("question after expiry: %+v", q)
 	}
-	ag.answer(t, "a 1")
+	ag.Answer(t, "a 1")
 	c.wait(t, 5*time.Second)
 }
 
@@ -340,19 +340,7 @@ func TestConnectRacingItsLookupIsDecidedByName(t *testing.T) {
 			}
 		}
 	}
-	questions := 0
-	deadline := time.After(time.Second)
-wait:
-	for {
-		select {
-		case ev := <-ag.events:
-			if ev.Event == "question" {
-				questions++
-			}
-		case <-deadline:
-			break wait
-		}
-	}
+	questions := ag.CountQuestions(time.Second)
 	report.add(t, "%d lookups each followed at once by a connect (%v): %d questions, %d wrong verdicts; blocked ones refused in the kernel %d, held and refused by the helper %d",
 		rounds, time.Since(start).Round(time.Millisecond), questions, wrong, kernel, held)
 	if questions != 0 || wrong != 0 || len(res) != rounds {
@@ -397,7 +385,7 @@ func TestBlocklistOf100000Domains(t *testing.T) {
 	if got := res["www.allowed.test"]; got[1] != "ok" {
 		t.Errorf("unlisted allowed name: %v", got)
 	}
-	ag.quiet(t, 500*time.Millisecond)
+	ag.Quiet(t, 500*time.Millisecond)
 
 	// An application allowed by its own rule never leaves the kernel, list or not.
 	bench := testrig.CopyApp(t, testrig.Build(t).Client, testrig.AppDir(t), "bench-list")
@@ -460,11 +448,11 @@ func TestReverseNameShownNeverMatched(t *testing.T) {
 	}
 	app := testrig.CopyApp(t, testrig.Build(t).Client, testrig.AppDir(t), "by-address")
 	c := start(t, app, "tcp", fmt.Sprintf("10.201.0.99:%d", s.tcpPort))
-	q := ag.next(t, "question", 5*time.Second).Question
+	q := ag.Next(t, "question", 5*time.Second).Question
 	if q.Host != "" || q.Reverse != "printer.allowed.test" || q.Addr != "10.201.0.99" {
 		t.Errorf("question: host %q reverse %q addr %q, want no host and the reverse name", q.Host, q.Reverse, q.Addr)
 	}
-	ag.answer(t, "d 1")
+	ag.Answer(t, "d 1")
 	c.wait(t, 5*time.Second)
 }
 
@@ -503,7 +491,7 @@ func TestImportedBlocklistOf30000Domains(t *testing.T) {
 	if got := res["www.allowed.test"]; got[1] != "ok" {
 		t.Errorf("unlisted allowed name: %v", got)
 	}
-	ag.quiet(t, 500*time.Millisecond)
+	ag.Quiet(t, 500*time.Millisecond)
 	line := fmt.Sprintf("30,000-domain Little Snitch block list: tattlectl import (convert, write the list, load it, add the rule) %v; %s; listed name %s, unlisted name %s",
 		took.Round(time.Millisecond), strings.TrimSpace(out), res["ad7777.tracker.test"][1], res["www.allowed.test"][1])
 	report.add(t, "%s", line)

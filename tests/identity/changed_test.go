@@ -39,8 +39,8 @@ func ask(t *testing.T, a *agent, app, srv, keys string) (api.Question, testrig.R
 	t.Helper()
 	done := make(chan testrig.Result, 1)
 	go func() { done <- testrig.RunApp(t, app, testrig.RunOpts{}, "tcp", srv) }()
-	q := a.next(t, "question", 20*time.Second).Question
-	a.answer(t, keys)
+	q := a.Next(t, "question", 20*time.Second).Question
+	a.Answer(t, keys)
 	select {
 	case res := <-done:
 		return q, res
@@ -133,7 +133,7 @@ func TestChangedBinaryIsAskedAgain(t *testing.T) {
 	if res := testrig.RunApp(t, app, testrig.RunOpts{}, "tcp", srv); !res.OK {
 		t.Fatalf("allowed program: %+v", res)
 	}
-	ag.quiet(t, 500*time.Millisecond)
+	ag.Quiet(t, 500*time.Millisecond)
 
 	// Rewritten in place: same inode, other content.
 	before, _ := identity.Stat(app)
@@ -214,7 +214,7 @@ func TestChangedBinaryIsAskedAgain(t *testing.T) {
 	if !res.OK {
 		t.Errorf("after the package upgrade: %+v", res)
 	}
-	ag.quiet(t, time.Second)
+	ag.Quiet(t, time.Second)
 	rl = ruleFor(t, r, pkgExe)
 	report.add(t, "dpkg -i 1.0 -> 2.0 (inode %d -> %d): no question, connect ok=%v, the rule (%s) follows the new content", v1.Ino, v2.Ino, res.OK, rl.ID)
 }

@@ -107,7 +107,7 @@ func TestPackagedAppIdentity(t *testing.T) {
 	if !res.OK {
 		t.Fatalf("the Flatpak app in its sandbox: %+v\n%s", res, r.Log)
 	}
-	ag.quiet(t, 500*time.Millisecond)
+	ag.Quiet(t, 500*time.Millisecond)
 	appID, _ := identity.Stat(appExe)
 	f, inKernel := r.kernelDecided(t, appID, srv)
 	if !inKernel {
@@ -127,8 +127,8 @@ func TestPackagedAppIdentity(t *testing.T) {
 	t.Cleanup(func() { os.Remove(cgroup) })
 	done := make(chan testrig.Result, 1)
 	go func() { done <- sandboxed(t, forgedFiles, info, cgroup, "/app/bin/tool", "tcp", srv) }()
-	q := ag.next(t, "question", 20*time.Second).Question
-	ag.answer(t, "d 1")
+	q := ag.Next(t, "question", 20*time.Second).Question
+	ag.Answer(t, "d 1")
 	forged := <-done
 	if q.Exe != "/app/bin/tool" || forged.OK {
 		t.Errorf("the forged Flatpak app: question %+v, result %+v (want asked and refused)", q, forged)
@@ -145,7 +145,7 @@ func TestPackagedAppIdentity(t *testing.T) {
 	if res := testrig.RunApp(t, rev1, testrig.RunOpts{}, "tcp", srv); !res.OK {
 		t.Fatalf("snap revision 1: %+v\n%s", res, r.Log)
 	}
-	ag.quiet(t, 500*time.Millisecond)
+	ag.Quiet(t, 500*time.Millisecond)
 	id1, _ := identity.Stat(rev1)
 	f1, inKernel1 := r.kernelDecided(t, id1, srv)
 	if !inKernel1 {
@@ -158,7 +158,7 @@ func TestPackagedAppIdentity(t *testing.T) {
 	if !res2.OK {
 		t.Errorf("snap revision 2 after the refresh: %+v\n%s", res2, r.Log)
 	}
-	ag.quiet(t, time.Second)
+	ag.Quiet(t, time.Second)
 	// The first attempt of the new revision made the helper look again; from then on the revision's own
 	// scope is in the kernel.
 	id2, _ := identity.Stat(rev2)
