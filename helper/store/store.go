@@ -1,6 +1,8 @@
 // Package store keeps Tattle's rules on disk and in memory: the rules users and prompts make (owned by the
-// helper, in its state directory) and the administrator's rule groups (read-only, /etc/tattle/rules.d/*.json,
-// reloaded when they change).
+// helper, in its state directory), the administrator's rule groups (read-only, /etc/tattle/rules.d/*.json,
+// reloaded when they change) and the factory groups Tattle ships (read-only, share/tattle/rules.d/*.json; a
+// file of the same name in the administrator's directory replaces one; each of their rules can be disabled,
+// which the helper remembers in its state directory, but not deleted).
 //
 // Nothing is lost and nothing half-valid is used: a write replaces the file atomically and keeps the previous
 // good version beside it; a file that does not parse or validate is refused with a message that names the file,
@@ -29,13 +31,19 @@ import (
 const (
 	DefaultStateDir = "/var/lib/tattle"
 	DefaultAdminDir = "/etc/tattle/rules.d"
-	userRulesFile   = "rules.json"
+	// DefaultFactoryDir is where a /usr installation puts the factory groups (meson: datadir/tattle/rules.d).
+	DefaultFactoryDir = "/usr/share/tattle/rules.d"
+	userRulesFile     = "rules.json"
+	factoryStateFile  = "factory.json"
 )
 
 // Source says where a rule lives.
 type Source struct {
 	File     string // the file holding it
-	ReadOnly bool   // an administrator's rule group: changed by editing the file, not through the API
+	ReadOnly bool   // an administrator's or a factory group: changed by editing the file, not through the API
+	// Factory: a group shipped with Tattle (Options.FactoryDir). Its rules can be disabled and enabled through
+	// the API (remembered in the state directory), never deleted or edited.
+	Factory bool
 }
 
 // Entry is one rule and its source.
@@ -55,6 +63,9 @@ type Problem struct {
 type Options struct {
 	StateDir string // DefaultStateDir when empty
 	AdminDir string // DefaultAdminDir when empty
+	// FactoryDir holds the factory groups (*.json), read-only; "" for none. A file of the same name in AdminDir
+	// replaces the factory file of that name.
+	FactoryDir string
 	Logger   *slog.Logger
 	Now      func() time.Time
 	// MaxRulesPerOwner bounds the user rules any one uid may own (0: no bound beyond the file's), so that one
@@ -65,14 +76,18 @@ type Options struct {
 // Store holds the rules. It is safe for concurrent use.
 type Store struct {
 	stateDir, adminDir string
+	factoryDir         string
 	log                *slog.Logger
 	now                func() time.Time
 	perOwner           int
 
 	mu       sync.Mutex
 	user     []rules.Rule
-	admin    map[string][]rules.Rule // file path -> last good rules
+	admin    map[string][]rules.Rule // file path -> last good rules (administrators' and factory groups)
 	problems map[string]Problem      // file path -> why it is refused now
+	// factoryEnabled: factory rule ID -> the enabled state chosen through the API, where it differs from the
+	// shipped file's (factory.json in the state directory).
+	factoryEnabled map[string]bool
 }
 
 // Open loads the user rules and the administrator's rule groups.
@@ -90,13 +105,17 @@ func Open(opts Options) (*Store, error) {
 		opts.Now = time.Now
 	}
 	s := &Store{
-		stateDir: opts.StateDir, adminDir: opts.AdminDir, log: opts.Logger, now: opts.Now, perOwner: opts.MaxRulesPerOwner,
-		admin: map[string][]rules.Rule{}, problems: map[string]Problem{},
+		stateDir: opts.StateDir, adminDir: opts.AdminDir, factoryDir: opts.FactoryDir, log: opts.Logger, now: opts.Now,
+		perOwner: opts.MaxRulesPerOwner, admin: map[string][]rules.Rule{}, problems: map[string]Problem{},
+		factoryEnabled: map[string]bool{},
 	}
 	if err := os.MkdirAll(s.stateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create state directory: %w", err)
 	}
 	if err := s.loadUser(); err != nil {
+		return nil, err
+	}
+	if err := s.loadFactoryState(); err != nil {
 		return nil, err
 	}
 	s.ReloadAdmin()
@@ -189,7 +208,8 @@ func (s *Store) persistUser(all []rules.Rule) error {
 	return writeFileAtomic(path, data, 0o600)
 }
 
-// Entries returns every rule: the administrator's groups first (by file name), then the user rules.
+// Entries returns every rule: the factory groups first, then the administrator's (each by file name), then
+// the user rules. A factory rule's Enabled is the state chosen through the API, if any.
 func (s *Store) Entries() []Entry {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -198,10 +218,19 @@ func (s *Store) Entries() []Entry {
 	for f := range s.admin {
 		files = append(files, f)
 	}
-	sort.Strings(files)
+	sort.Slice(files, func(i, j int) bool {
+		if fi, fj := s.isFactory(files[i]), s.isFactory(files[j]); fi != fj {
+			return fi
+		}
+		return files[i] < files[j]
+	})
 	for _, f := range files {
+		factory := s.isFactory(f)
 		for _, r := range s.admin[f] {
-			out = append(out, Entry{Rule: r, Source: Source{File: f, ReadOnly: true}})
+			if on, ok := s.factoryEnabled[r.ID]; ok && factory {
+				r.Enabled = on
+			}
+			out = append(out, Entry{Rule: r, Source: Source{File: f, ReadOnly: true, Factory: factory}})
 		}
 	}
 	for _, r := range s.user {
@@ -227,6 +256,10 @@ var ErrNotFound = errors.New("no such rule")
 
 // ErrReadOnly is returned for changes to an administrator's rule.
 var ErrReadOnly = errors.New("the rule belongs to an administrator's rule group; edit its file instead")
+
+// ErrFactory is returned for deleting or editing a factory rule: it can only be disabled (or its group
+// replaced by the administrator's file of the same name).
+var ErrFactory = errors.New("a factory rule cannot be deleted or edited, only disabled")
 
 // Add validates and stores new user rules, all or none. IDs must be unique among all rules.
 func (s *Store) Add(rs []rules.Rule) error {
@@ -379,6 +412,10 @@ func (s *Store) userIndexLocked(id string) int {
 func (s *Store) notFoundLocked(id string) error {
 	for f, rs := range s.admin {
 		for _, r := range rs {
+			if r.ID == id && s.isFactory(f) {
+				return fmt.Errorf("rule %q is a factory rule (%s): %w: disable it instead (tattlectl rules disable %s), or replace its group with a file named %s in %s",
+					id, f, ErrFactory, id, filepath.Base(f), s.adminDir)
+			}
 			if r.ID == id {
 				return fmt.Errorf("rule %q (%s): %w", id, f, ErrReadOnly)
 			}
@@ -394,6 +431,24 @@ func (s *Store) ReloadAdmin() bool {
 	if err != nil {
 		s.log.Error("list rule groups", "dir", s.adminDir, "error", err)
 		return false
+	}
+	if s.factoryDir != "" {
+		factory, err := filepath.Glob(filepath.Join(s.factoryDir, "*.json"))
+		if err != nil {
+			s.log.Error("list factory rule groups", "dir", s.factoryDir, "error", err)
+			return false
+		}
+		// The administrator's file of the same name replaces a factory file, even while it is refused (its
+		// last good rules, if any, stay in force): the administrator meant that group to be theirs.
+		overridden := map[string]bool{}
+		for _, p := range paths {
+			overridden[filepath.Base(p)] = true
+		}
+		for _, p := range factory {
+			if !overridden[filepath.Base(p)] {
+				paths = append(paths, p)
+			}
+		}
 	}
 	loaded := map[string][]rules.Rule{}
 	failed := map[string]error{}
@@ -435,7 +490,7 @@ func (s *Store) ReloadAdmin() bool {
 		}
 	}
 	for p := range s.problems {
-		if _, ok := failed[p]; !ok && p != s.userPath() {
+		if _, ok := failed[p]; !ok && p != s.userPath() && p != s.factoryStatePath() {
 			if _, exists := loaded[p]; !exists {
 				delete(s.problems, p) // a refused file that is gone is no longer a problem
 			}
@@ -446,6 +501,11 @@ func (s *Store) ReloadAdmin() bool {
 	}
 	s.admin = next
 	return changed
+}
+
+// isFactory reports whether the group file at path is a factory group.
+func (s *Store) isFactory(path string) bool {
+	return s.factoryDir != "" && filepath.Dir(path) == filepath.Clean(s.factoryDir)
 }
 
 func sameRules(a, b []rules.Rule) bool {
@@ -491,6 +551,12 @@ func (s *Store) WatchAdmin(ctx context.Context, changed func()) error {
 	defer w.Close()
 	if err := w.Add(s.adminDir); err != nil {
 		return fmt.Errorf("watch %s: %w", s.adminDir, err)
+	}
+	// The factory directory changes when the package is upgraded; it is the package's to create.
+	if s.factoryDir != "" {
+		if err := w.Add(s.factoryDir); err != nil && !errors.Is(err, os.ErrNotExist) {
+			s.log.Warn("factory rule groups are not watched; they are read at start", "dir", s.factoryDir, "error", err)
+		}
 	}
 	// Editors save through temporary files and renames: settle for a moment before reading.
 	const settle = 150 * time.Millisecond
