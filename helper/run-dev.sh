@@ -66,4 +66,5 @@ if [ -S /run/dbus/system_bus_socket ]; then
 fi
 if [ "$bus" = system ]; then start_app; fi
 echo "no systemd here: running $tattled in the foreground (D-Bus API: $bus)"
-exec "$tattled" -bus "$bus" -log-level debug
+# The factory rules from this checkout (data/rules.d), so editing them takes effect on the next start.
+exec "$tattled" -bus "$bus" -log-level debug -factory-dir "$root/data/rules.d"

@@ -567,3 +567,34 @@ func TestDNSServerShownAsSuch(t *testing.T) {
 		t.Errorf("flow label %q", got)
 	}
 }
+
+// A factory rule (shipped with Tattle) is marked as such in the table and in --json.
+func TestRulesListMarksFactoryRules(t *testing.T) {
+	factory := api.Rule{ID: "factory-ntp-chronyd", Application: "/usr/sbin/chronyd", Owner: api.NoOwner, Direction: "outgoing",
+		Remote: "any", Port: "123", Protocol: "udp", Action: "allow", Duration: "forever", Enabled: true,
+		Source: "/usr/share/tattle/rules.d/ntp.json", ReadOnly: true, Factory: true}
+	te := newTestEnv(t)
+	te.h.rules = append(sampleRules(), factory)
+	if code := te.run("rules", "list"); code != 0 {
+		t.Fatalf("exit %d: %s", code, te.err)
+	}
+	lines := strings.Split(strings.TrimSpace(te.out.String()), "\n")
+	if last := lines[len(lines)-1]; !strings.HasPrefix(last, "factory-ntp-chronyd") || !strings.HasSuffix(last, "Factory (ntp.json)") {
+		t.Errorf("factory row %q", last)
+	}
+	if strings.Count(te.out.String(), "Factory") != 1 {
+		t.Errorf("only the factory rule is marked:\n%s", te.out)
+	}
+	te = newTestEnv(t)
+	te.h.rules = append(sampleRules(), factory)
+	if code := te.run("rules", "list", "--json"); code != 0 {
+		t.Fatalf("exit %d: %s", code, te.err)
+	}
+	var got []map[string]any
+	if err := json.Unmarshal(te.out.Bytes(), &got); err != nil {
+		t.Fatal(err)
+	}
+	if got[3]["factory"] != true || got[3]["read_only"] != true || got[0]["factory"] != false || got[2]["factory"] != false {
+		t.Errorf("factory field: %v / %v / %v", got[3], got[0], got[2])
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -59,6 +60,7 @@ type ruleJSON struct {
 	rules.Rule
 	Source   string `json:"source"`
 	ReadOnly bool   `json:"read_only"`
+	Factory  bool   `json:"factory"` // shipped with Tattle: can be disabled, not removed
 }
 
 func writeRulesJSON(w io.Writer, rs []api.Rule) error {
@@ -68,7 +70,7 @@ func writeRulesJSON(w io.Writer, rs []api.Rule) error {
 		if !ok {
 			return fmt.Errorf("tattled sent rule %q with owner %d, which is not a user id", wr.ID, wr.Owner)
 		}
-		out = append(out, ruleJSON{Rule: r, Source: wr.Source, ReadOnly: wr.ReadOnly})
+		out = append(out, ruleJSON{Rule: r, Source: wr.Source, ReadOnly: wr.ReadOnly, Factory: wr.Factory})
 	}
 	enc := json.NewEncoder(w)
 	enc.SetEscapeHTML(false)
@@ -117,10 +119,14 @@ func durationLabel(r api.Rule, loc *time.Location) string {
 }
 
 // sourceLabel: "user" for rules made through the helper ("imported, not approved" until an imported one is
-// approved), the file for an administrator's read-only group.
+// approved), "Factory (FILE)" for a factory group's (shipped with Tattle: disable, not remove), the file for an
+// administrator's read-only group.
 func sourceLabel(r api.Rule) string {
 	if r.Unapproved {
 		return "imported, NOT APPROVED"
+	}
+	if r.Factory {
+		return "Factory (" + cell(filepath.Base(r.Source)) + ")"
 	}
 	if !r.ReadOnly {
 		return "user"

@@ -36,7 +36,9 @@ func (i rulesIface) List(msg dbus.Message, sender dbus.Sender) ([]api.Rule, *dbu
 	out := []api.Rule{}
 	for _, e := range i.s.store.Entries() {
 		if i.s.visible(c, manage, e.Rule) {
-			out = append(out, api.FromRule(e.Rule, e.Source.File, e.Source.ReadOnly))
+			w := api.FromRule(e.Rule, e.Source.File, e.Source.ReadOnly)
+			w.Factory = e.Source.Factory
+			out = append(out, w)
 		}
 	}
 	return out, nil
@@ -183,6 +185,17 @@ func (i rulesIface) SetEnabled(msg dbus.Message, sender dbus.Sender, id string, 
 		return derr
 	}
 	defer release()
+	if i.s.store.IsFactory(id) {
+		// A factory rule covers every user: switching it is an administrator's change.
+		if derr := i.s.requireForOwners(c, []*uint32{nil}); derr != nil {
+			return derr
+		}
+		if err := i.s.store.SetFactoryEnabled(id, enabled); err != nil {
+			return storeError(err)
+		}
+		i.s.log.Info("factory rule switched", "id", id, "enabled", enabled, "uid", c.uid)
+		return i.s.changed()
+	}
 	r, derr := i.s.find(id)
 	if derr != nil {
 		return derr

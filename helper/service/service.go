@@ -252,7 +252,7 @@ func storeError(err error) *dbus.Error {
 		return dbus.NewError(api.ErrInvalidArgs, []any{err.Error()})
 	case errors.Is(err, store.ErrChanged):
 		return dbus.NewError(api.ErrFailed, []any{err.Error()})
-	case errors.Is(err, store.ErrReadOnly):
+	case errors.Is(err, store.ErrReadOnly), errors.Is(err, store.ErrFactory):
 		return dbus.NewError(api.ErrReadOnly, []any{err.Error()})
 	case errors.Is(err, store.ErrNotFound):
 		return dbus.NewError(api.ErrNotFound, []any{err.Error()})

@@ -29,12 +29,10 @@ import (
 
 // Defaults of a system installation (DESIGN.md).
 const (
-	DefaultStateDir = "/var/lib/tattle"
-	DefaultAdminDir = "/etc/tattle/rules.d"
-	// DefaultFactoryDir is where a /usr installation puts the factory groups (meson: datadir/tattle/rules.d).
-	DefaultFactoryDir = "/usr/share/tattle/rules.d"
-	userRulesFile     = "rules.json"
-	factoryStateFile  = "factory.json"
+	DefaultStateDir  = "/var/lib/tattle"
+	DefaultAdminDir  = "/etc/tattle/rules.d"
+	userRulesFile    = "rules.json"
+	factoryStateFile = "factory.json"
 )
 
 // Source says where a rule lives.
@@ -66,8 +64,8 @@ type Options struct {
 	// FactoryDir holds the factory groups (*.json), read-only; "" for none. A file of the same name in AdminDir
 	// replaces the factory file of that name.
 	FactoryDir string
-	Logger   *slog.Logger
-	Now      func() time.Time
+	Logger     *slog.Logger
+	Now        func() time.Time
 	// MaxRulesPerOwner bounds the user rules any one uid may own (0: no bound beyond the file's), so that one
 	// account cannot fill the store for everyone.
 	MaxRulesPerOwner int

@@ -16,7 +16,8 @@
 //	                                               system or others': manage-rules
 //	    Update(Rule)                               same as Add, for the rule's current and new owner
 //	    Remove(as ids)                             same as Add
-//	    SetEnabled(s id, b enabled)                same as Add
+//	    SetEnabled(s id, b enabled)                same as Add; a factory rule (Rule.Factory) is a system
+//	                                               rule: manage-rules
 //	    Import(s format, ay data, b system) -> (u imported, as skipped)
 //	    ImportFiles(ImportRequest) -> (ImportSummary, as report)   same as Import; several files (an
 //	                                               OpenSnitch rules directory and its list directories), one
@@ -306,6 +307,9 @@ type Rule struct {
 	// (Rules.Approve, with authentication): shown as "not approved". Set by the helper only: Add and Update
 	// ignore what the caller says.
 	Unapproved bool
+	// Factory marks a rule of a factory group (shipped with Tattle, share/tattle/rules.d; ReadOnly too):
+	// SetEnabled switches it (remembered by the helper), Remove and Update refuse it with ErrReadOnly.
+	Factory bool
 }
 
 // Status describes the helper.

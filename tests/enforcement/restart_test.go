@@ -37,7 +37,7 @@ func newTattledDirs(t *testing.T) tattledDirs {
 func (d tattledDirs) args(pinDir string) []string {
 	// The kernel enforcement suite: holding and name learning are tests/hold's, and would hold the
 	// undecided attempts these tests expect to pass.
-	return []string{"-pin-dir", pinDir, "-lock-file", d.lock, "-state-dir", d.state, "-rules-dir", d.rules, "-bus", "none",
+	return []string{"-pin-dir", pinDir, "-lock-file", d.lock, "-state-dir", d.state, "-rules-dir", d.rules, "-factory-dir", "none", "-bus", "none",
 		"-hold=false", "-names=false"}
 }
 

@@ -298,6 +298,34 @@ func attr(attrs []xml.Attr, name string) string {
 	return ""
 }
 
+// TestFactoryRules checks that every factory rule group of the checkout (data/rules.d) is installed, unchanged,
+// where tattled looks for them by default: PREFIX/share/tattle/rules.d beside PREFIX/libexec/tattled.
+func TestFactoryRules(t *testing.T) {
+	tr := install(t)
+	srcs, err := filepath.Glob(filepath.Join(testrig.RepoRoot(t), "data", "rules.d", "*.json"))
+	if err != nil || len(srcs) == 0 {
+		t.Fatalf("no factory groups in data/rules.d (%v)", err)
+	}
+	for _, src := range srcs {
+		want := prefix + "/share/tattle/rules.d/" + filepath.Base(src)
+		if got := tr.files[filepath.Base(src)]; got != want {
+			t.Errorf("factory group %s installed at %q, want %q (is it listed in meson.build?)", filepath.Base(src), got, want)
+			continue
+		}
+		data, err := os.ReadFile(tr.path(want))
+		if err != nil {
+			t.Fatal(err)
+		}
+		orig, err := os.ReadFile(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(data, orig) {
+			t.Errorf("installed %s differs from data/rules.d/%s", want, filepath.Base(src))
+		}
+	}
+}
+
 // TestInterfaceFile checks that the shipped D-Bus contract (tests/service proves it matches what tattled
 // serves) is installed where tools look for interface descriptions, unchanged and well-formed.
 func TestInterfaceFile(t *testing.T) {

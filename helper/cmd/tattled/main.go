@@ -45,6 +45,7 @@ type config struct {
 	logLevel   string
 	stateDir   string
 	rulesDir   string
+	factoryDir string
 	bus        string
 	hold       bool
 	names      bool
@@ -69,6 +70,7 @@ func main() {
 	flag.StringVar(&cfg.logLevel, "log-level", "info", "debug, info, warn or error")
 	flag.StringVar(&cfg.stateDir, "state-dir", store.DefaultStateDir, "directory of the helper's own state (rules made through the API)")
 	flag.StringVar(&cfg.rulesDir, "rules-dir", store.DefaultAdminDir, "administrator's rule groups (*.json), reloaded when they change")
+	flag.StringVar(&cfg.factoryDir, "factory-dir", "", "factory rule groups (*.json, read-only; a file of the same name in -rules-dir replaces one) (default: PREFIX/share/tattle/rules.d of this helper's prefix; \"none\": no factory rules)")
 	flag.StringVar(&cfg.bus, "bus", "system", "serve the D-Bus API on the system bus (system) or not at all (none)")
 	flag.BoolVar(&cfg.hold, "hold", true, "hold undecided connections in a netfilter queue while their owner decides")
 	flag.BoolVar(&cfg.names, "names", true, "learn host names from DNS answers to local programs (for name rules and display)")
@@ -129,8 +131,12 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 		return nil
 	}
 
-	rules, err := store.Open(store.Options{StateDir: cfg.stateDir, AdminDir: cfg.rulesDir, Logger: log,
-		MaxRulesPerOwner: api.MaxRulesPerUser})
+	factoryDir, err := factoryRulesDir(cfg.factoryDir)
+	if err != nil {
+		return err
+	}
+	rules, err := store.Open(store.Options{StateDir: cfg.stateDir, AdminDir: cfg.rulesDir, FactoryDir: factoryDir,
+		Logger: log, MaxRulesPerOwner: api.MaxRulesPerUser})
 	if err != nil {
 		return err
 	}
@@ -314,6 +320,25 @@ func healthy(d *daemon.Daemon, enf *enforce.Enforcer, conn *dbus.Conn) error {
 		return errors.New("the system bus connection is closed")
 	}
 	return nil
+}
+
+// factoryRulesDir is the -factory-dir flag's directory: by default the one the package installed beside this
+// helper (PREFIX/libexec/tattled -> PREFIX/share/tattle/rules.d), "" for "none".
+func factoryRulesDir(flagValue string) (string, error) {
+	switch flagValue {
+	case "none":
+		return "", nil
+	case "":
+		self, err := os.Executable()
+		if err != nil {
+			return "", fmt.Errorf("find the helper's own executable (for the default factory rules directory): %w", err)
+		}
+		return filepath.Join(filepath.Dir(filepath.Dir(self)), "share", "tattle", "rules.d"), nil
+	}
+	if !filepath.IsAbs(flagValue) {
+		return "", fmt.Errorf("-factory-dir %q: give an absolute path (or none)", flagValue)
+	}
+	return filepath.Clean(flagValue), nil
 }
 
 // trustedAgents is the set of agent programs from the flags, each defaulting to the helper's install prefix.
