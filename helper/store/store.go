@@ -257,7 +257,7 @@ var ErrReadOnly = errors.New("the rule belongs to an administrator's rule group;
 
 // ErrFactory is returned for deleting or editing a factory rule: it can only be disabled (or its group
 // replaced by the administrator's file of the same name).
-var ErrFactory = errors.New("a factory rule cannot be deleted or edited, only disabled")
+var ErrFactory = errors.New("factory rules cannot be deleted or edited")
 
 // Add validates and stores new user rules, all or none. IDs must be unique among all rules.
 func (s *Store) Add(rs []rules.Rule) error {
@@ -411,7 +411,7 @@ func (s *Store) notFoundLocked(id string) error {
 	for f, rs := range s.admin {
 		for _, r := range rs {
 			if r.ID == id && s.isFactory(f) {
-				return fmt.Errorf("rule %q is a factory rule (%s): %w: disable it instead (tattlectl rules disable %s), or replace its group with a file named %s in %s",
+				return fmt.Errorf("rule %q (%s): %w; disable it instead (tattlectl rules disable %s), or replace its group with a file named %s in %s",
 					id, f, ErrFactory, id, filepath.Base(f), s.adminDir)
 			}
 			if r.ID == id {

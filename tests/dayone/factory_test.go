@@ -1,0 +1,273 @@
+package dayone
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tattlefw/tattle/shared/api"
+	"github.com/tattlefw/tattle/shared/rules"
+)
+
+// pyUDP sends one datagram to host:port and waits for the echo: "ok", "timeout" or "error ERRNO".
+const pyUDP = `
+import socket, sys, errno
+host, port, timeout = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(timeout)
+try:
+    s.sendto(b"tattle-factory", (host, port))
+    s.recvfrom(2048)
+    print("ok")
+except socket.timeout:
+    print("timeout")
+except OSError as e:
+    print("error %s" % errno.errorcode.get(e.errno, e.errno))
+`
+
+// udpEcho53 echoes datagrams on port 53 of the namespace: where a resolver would be.
+func (n *netns) udpEcho53(t *testing.T) string {
+	t.Helper()
+	var pc net.PacketConn
+	n.inside(t, func() {
+		var err error
+		pc, err = net.ListenPacket("udp4", n.peerAddr+":53")
+		if err != nil {
+			t.Errorf("listen: %v", err)
+		}
+	})
+	if pc == nil {
+		t.FailNow()
+	}
+	t.Cleanup(func() { pc.Close() })
+	go func() {
+		buf := make([]byte, 2048)
+		for {
+			k, addr, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			pc.WriteTo(buf[:k], addr)
+		}
+	}()
+	return pc.LocalAddr().String()
+}
+
+func udpQuery(t *testing.T, addr string, timeout time.Duration) *started {
+	t.Helper()
+	host, port, _ := net.SplitHostPort(addr)
+	return start(t, "python3", "-c", pyUDP, host, port, fmt.Sprint(timeout.Seconds()))
+}
+
+// listedRule is one rule of `tattlectl rules list --json`.
+type listedRule struct {
+	ID       string `json:"id"`
+	Enabled  bool   `json:"enabled"`
+	Source   string `json:"source"`
+	ReadOnly bool   `json:"read_only"`
+	Factory  bool   `json:"factory"`
+}
+
+func (r *rig) listJSON(t *testing.T) map[string]listedRule {
+	t.Helper()
+	out, errOut, code := r.Ctl(t, 0, "rules", "list", "--json")
+	if code != 0 {
+		t.Fatalf("rules list --json: %d %s", code, errOut)
+	}
+	var rs []listedRule
+	if err := json.Unmarshal([]byte(out), &rs); err != nil {
+		t.Fatalf("rules list --json: %v\n%s", err, out)
+	}
+	m := map[string]listedRule{}
+	for _, x := range rs {
+		m[x.ID] = x
+	}
+	return m
+}
+
+// shippedFactory copies data/rules.d (the groups the package installs) into a directory of the test's and
+// returns it with the shipped rules by ID and file.
+func shippedFactory(t *testing.T) (string, map[string]string) {
+	t.Helper()
+	src, err := filepath.Glob(filepath.Join("..", "..", "data", "rules.d", "*.json"))
+	if err != nil || len(src) == 0 {
+		t.Fatalf("no data/rules.d (%v)", err)
+	}
+	dir := t.TempDir()
+	ids := map[string]string{}
+	for _, p := range src {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, err := rules.Parse(p, data)
+		if err != nil {
+			t.Fatalf("shipped factory group: %v", err)
+		}
+		for _, r := range f.Rules {
+			ids[r.ID] = filepath.Base(p)
+		}
+		if err := os.WriteFile(filepath.Join(dir, filepath.Base(p)), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir, ids
+}
+
+// TestFactoryRules: tattled with the shipped factory groups lists them as Factory, a factory rule allows what it
+// says (any program's DNS query over udp), deleting one is refused with the way out, disabling one takes effect
+// and survives a restart of tattled, and an administrator's file of the same name replaces a factory group.
+func TestFactoryRules(t *testing.T) {
+	factoryDir, shipped := shippedFactory(t)
+	r := newRig(t, "dayone-factory", api.Settings{DefaultAction: api.DefaultDeny, SystemDefault: api.DefaultDeny},
+		"-factory-dir", factoryDir)
+	ag := r.startAgent(t)
+	const dnsUDP = "factory-dns-udp"
+	if shipped[dnsUDP] != "dns.json" {
+		t.Fatalf("data/rules.d/dns.json has no rule %s", dnsUDP)
+	}
+
+	// Listed, each marked Factory with its file.
+	table, _, code := r.Ctl(t, 0, "rules", "list")
+	if code != 0 {
+		t.Fatal("rules list failed")
+	}
+	marked := 0
+	for _, line := range strings.Split(table, "\n") {
+		f := strings.Fields(line)
+		if len(f) > 0 && shipped[f[0]] != "" && strings.HasSuffix(line, "Factory ("+shipped[f[0]]+")") {
+			marked++
+		}
+	}
+	listed := r.listJSON(t)
+	inJSON := 0
+	for id, file := range shipped {
+		x := listed[id]
+		if x.Factory && x.ReadOnly && x.Enabled && x.Source == filepath.Join(factoryDir, file) {
+			inJSON++
+		}
+	}
+	report.add(t, "%d factory rules shipped in %s; `tattlectl rules list` marks %d \"Factory (FILE)\", --json has %d with factory=true, read_only, enabled",
+		len(shipped), "data/rules.d", marked, inJSON)
+	if marked != len(shipped) || inJSON != len(shipped) {
+		t.Fatalf("factory rules not all listed as such:\n%s", table)
+	}
+
+	// Allowed as it says: a program nobody made a rule for sends a DNS query over udp: no question.
+	srv := r.ns.udpEcho53(t)
+	q := udpQuery(t, srv, 5*time.Second)
+	out := strings.TrimSpace(q.wait(t, 15*time.Second))
+	ag.quiet(t, time.Second)
+	report.add(t, "python3 (no rule of its own) sending a DNS query over udp to %s: %s, no question (%s)", srv, out, dnsUDP)
+	if out != "ok" {
+		t.Fatalf("DNS query under the factory rule: %q\n%s", out, r.Log)
+	}
+
+	// Deleting is refused, with what to do instead; the rule stays.
+	_, errOut, code := r.Ctl(t, 0, "rules", "remove", dnsUDP)
+	report.add(t, "tattlectl rules remove %s: exit %d, %q", dnsUDP, code, strings.TrimSpace(errOut))
+	if code == 0 || !strings.Contains(errOut, "factory rule") || !strings.Contains(errOut, "disable it instead") {
+		t.Errorf("removing a factory rule: exit %d, %q", code, errOut)
+	}
+	if _, ok := r.listJSON(t)[dnsUDP]; !ok {
+		t.Fatal("the factory rule is gone after a refused remove")
+	}
+
+	// Disabled: the same query is asked about now.
+	if _, errOut, code := r.Ctl(t, 0, "rules", "disable", dnsUDP); code != 0 {
+		t.Fatalf("rules disable %s: %d %s", dnsUDP, code, errOut)
+	}
+	if x := r.listJSON(t)[dnsUDP]; x.Enabled || !x.Factory {
+		t.Fatalf("after disabling: %+v", x)
+	}
+	askedAfterDisable := func(what, srv string) {
+		t.Helper()
+		c := udpQuery(t, srv, 5*time.Second)
+		ev := ag.next(t, "question", 10*time.Second)
+		if ev.Question.Port != 53 || ev.Question.Protocol != "udp" || !strings.HasPrefix(srv, ev.Question.Addr+":") {
+			t.Fatalf("question %+v, want the DNS query to %s", ev.Question, srv)
+		}
+		ag.answer(t, "d 1")
+		out := strings.TrimSpace(c.wait(t, 15*time.Second))
+		report.add(t, "%s: the DNS query to %s was asked about (%s, port %d), answered deny once: %s", what, srv, ev.Question.Protocol, ev.Question.Port, out)
+		if out == "ok" {
+			t.Errorf("%s: the query went through after deny", what)
+		}
+	}
+	askedAfterDisable("disabled "+dnsUDP, srv)
+
+	// The choice survives a restart of tattled (a fresh destination, so no verdict of the old helper counts).
+	conn := r.Connect(t)
+	pid, ok := r.TattledPID(t, conn)
+	if !ok {
+		t.Fatal("no helper")
+	}
+	syscall.Kill(int(pid), syscall.SIGTERM)
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if syscall.Kill(int(pid), 0) != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("tattled did not stop")
+		}
+	}
+	x := r.listJSON(t)[dnsUDP] // activates the next helper
+	ag.next(t, "registered", 20*time.Second)
+	report.add(t, "after tattled restarted (pid %d stopped): %s listed enabled=%v factory=%v", pid, dnsUDP, x.Enabled, x.Factory)
+	if x.Enabled || !x.Factory {
+		t.Fatalf("after restart: %+v", x)
+	}
+	ns1 := newNetns(t, 1)
+	askedAfterDisable("after the restart", ns1.udpEcho53(t))
+
+	// An administrator's dns.json replaces the factory one: its rule allows what it says, the factory DNS
+	// rules are gone, the other factory groups stay.
+	ns2 := newNetns(t, 2)
+	srv2 := ns2.udpEcho53(t)
+	override := `{"version": 1, "name": "our resolver", "rules": [{"id": "corp-dns-udp", "application": "any",
+  "remote": "` + ns2.peerAddr + `", "port": "53", "protocol": "udp", "action": "allow", "duration": "forever",
+  "enabled": true, "note": "DNS to our resolver only"}]}`
+	if err := os.MkdirAll(r.Tattled.RulesDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(r.Tattled.RulesDir, "dns.json"), []byte(override), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var after map[string]listedRule
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		after = r.listJSON(t)
+		if _, ok := after["corp-dns-udp"]; ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the override was not loaded")
+		}
+	}
+	leftDNS, leftOther := 0, 0
+	for id, file := range shipped {
+		if _, ok := after[id]; ok {
+			if file == "dns.json" {
+				leftDNS++
+			} else {
+				leftOther++
+			}
+		}
+	}
+	c := udpQuery(t, srv2, 5*time.Second)
+	out = strings.TrimSpace(c.wait(t, 15*time.Second))
+	ag.quiet(t, time.Second)
+	report.add(t, "override %s/dns.json: factory DNS rules left %d, other factory rules %d, corp-dns-udp factory=%v; DNS query to %s: %s, no question",
+		filepath.Base(r.Tattled.RulesDir), leftDNS, leftOther, after["corp-dns-udp"].Factory, srv2, out)
+	if leftDNS != 0 || after["corp-dns-udp"].Factory || leftOther == 0 {
+		t.Errorf("override: %d factory DNS rules left, %d others, %+v", leftDNS, leftOther, after["corp-dns-udp"])
+	}
+	if out != "ok" {
+		t.Errorf("DNS query under the override: %q", out)
+	}
+}
