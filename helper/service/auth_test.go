@@ -82,11 +82,14 @@ var userUID = func() uint32 {
 	return 65534
 }()
 
-func newAuthRig(t *testing.T) *authRig {
+func newAuthRig(t *testing.T) *authRig { return newAuthRigFactory(t, "") }
+
+// newAuthRigFactory is newAuthRig with factory rule groups from factoryDir ("": none).
+func newAuthRigFactory(t *testing.T, factoryDir string) *authRig {
 	t.Helper()
 	bus := testbus.Start(t, testbus.Options{Type: "system", Open: true})
 	svcConn := testbus.Connect(t, bus.Address)
-	st, err := store.Open(store.Options{StateDir: t.TempDir(), AdminDir: t.TempDir(),
+	st, err := store.Open(store.Options{StateDir: t.TempDir(), AdminDir: t.TempDir(), FactoryDir: factoryDir,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
