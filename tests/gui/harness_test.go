@@ -406,8 +406,9 @@ type Helper struct {
 	Conn *dbus.Conn
 }
 
-// StartHelper starts the system bus, polkitd and tattled (private pins, state and rules).
-func StartHelper(t *testing.T) *Helper {
+// StartHelper starts the system bus, polkitd and tattled (private pins, state and rules; no factory rules
+// unless extra, further tattled flags, gives -factory-dir).
+func StartHelper(t *testing.T, extra ...string) *Helper {
 	t.Helper()
 	if _, err := os.Stat("/usr/lib/polkit-1/polkitd"); err != nil {
 		t.Fatal("polkitd is missing (apt-get install polkitd)")
@@ -445,12 +446,13 @@ func StartHelper(t *testing.T) *Helper {
 	// packets to a queue nobody reads.
 	netfilter.Uninstall(guiTable)
 	t.Cleanup(func() { netfilter.Uninstall(guiTable) })
-	bus.Start(t, testrig.Build(t).Tattled, "-backend", "auto", "-pin-dir", pins, "-nft-table", guiTable, "-queue", guiQueue,
+	args := []string{"-backend", "auto", "-pin-dir", pins, "-nft-table", guiTable, "-queue", guiQueue,
 		"-state-dir", filepath.Join(dir, "state"),
-		"-rules-dir", filepath.Join(dir, "rules.d"), "-lock-file", filepath.Join(dir, "tattled.lock"), "-bus", "system", "-log-level", "info",
+		"-rules-dir", filepath.Join(dir, "rules.d"), "-factory-dir", "none", "-lock-file", filepath.Join(dir, "tattled.lock"), "-bus", "system", "-log-level", "info",
 		// This checkout's app and tattlectl, built root-owned into directories only root may write: the
 		// agent programs tattled trusts.
-		"-gui-agents", appBinary(t), "-terminal-agents", tattlectl(t))
+		"-gui-agents", appBinary(t), "-terminal-agents", tattlectl(t)}
+	bus.Start(t, testrig.Build(t).Tattled, append(args, extra...)...)
 	h.waitName(t, api.BusName)
 	return h
 }

@@ -1,5 +1,6 @@
-// Package rulesview is the Rules page: the helper's rules grouped by application, with a filter, an enable
-// toggle per rule, an add/edit dialog that validates with shared/rules exactly as the helper does, delete,
+// Package rulesview is the Rules page: the helper's rules grouped by application (the factory rules Tattle
+// ships in a group of their own: switched off, never deleted or edited), with a filter, an enable toggle per
+// rule, an add/edit dialog that validates with shared/rules exactly as the helper does, delete,
 // and import/export through the desktop's file chooser. Changes the helper refuses (no polkit agent to ask
 // for an administrator's password, an invalid rule) are shown in the page's message bar.
 package rulesview
@@ -49,6 +50,8 @@ type Page struct {
 	search *gtk.SearchEntry
 	rules  map[string]api.Rule
 	uid    uint32
+	// edit and del act on the selected rule; a factory rule can only be switched, so they go insensitive.
+	editButton, delButton *gtk.Button
 }
 
 // New builds the page. parent is the window dialogs belong to.
@@ -80,6 +83,7 @@ func New(ctx context.Context, cl *client.Client, parent *gtk.Window) *Page {
 	name, _ := gtk.TreeViewColumnNew()
 	name.SetTitle(i18n.T("Application / Remote"))
 	name.SetExpand(true)
+	name.SetMinWidth(230) // room for the program of a factory rule and its destination
 	ir, _ := gtk.CellRendererPixbufNew()
 	name.PackStart(ir, false)
 	name.AddAttribute(ir, "icon-name", colIcon)
@@ -121,8 +125,17 @@ func New(ctx context.Context, cl *client.Client, parent *gtk.Window) *Page {
 	bar.SetMarginBottom(6)
 	bar.PackStart(p.search, true, true, 0)
 	bar.PackStart(button("list-add-symbolic", i18n.T("Add rule"), func() { p.add() }), false, false, 0)
-	bar.PackStart(button("document-edit-symbolic", i18n.T("Edit rule"), func() { p.edit() }), false, false, 0)
-	bar.PackStart(button("list-remove-symbolic", i18n.T("Delete rule"), func() { p.remove() }), false, false, 0)
+	p.editButton = button("document-edit-symbolic", i18n.T("Edit rule"), func() { p.edit() })
+	p.delButton = button("list-remove-symbolic", i18n.T("Delete rule"), func() { p.remove() })
+	bar.PackStart(p.editButton, false, false, 0)
+	bar.PackStart(p.delButton, false, false, 0)
+	if sel, err := p.view.GetSelection(); err == nil {
+		sel.Connect("changed", func() {
+			r, ok := p.rules[p.selectedID()]
+			p.editButton.SetSensitive(!(ok && r.Factory))
+			p.delButton.SetSensitive(!(ok && r.Factory))
+		})
+	}
 	bar.PackStart(button("document-open-symbolic", i18n.T("Import rules"), func() { p.importRules() }), false, false, 0)
 	bar.PackStart(button("document-save-symbolic", i18n.T("Export rules"), func() { p.exportRules() }), false, false, 0)
 
@@ -169,10 +182,16 @@ func (p *Page) show(rs []api.Rule) {
 	p.store.Clear()
 	p.rules = map[string]api.Rule{}
 	groups := map[string][]api.Rule{}
+	var factory []api.Rule
 	for _, r := range rs {
 		p.rules[r.ID] = r
+		if r.Factory {
+			factory = append(factory, r)
+			continue
+		}
 		groups[r.Application] = append(groups[r.Application], r)
 	}
+	p.showFactory(factory)
 	apps := make([]string, 0, len(groups))
 	for a := range groups {
 		apps = append(apps, a)
@@ -208,6 +227,37 @@ func (p *Page) show(rs []api.Rule) {
 	}
 	p.view.ExpandAll()
 	p.applyFilter()
+}
+
+// showFactory puts the factory rules first, in a group of their own: each row names its program, since the
+// group is not one application's.
+func (p *Page) showFactory(rs []api.Rule) {
+	if len(rs) == 0 {
+		return
+	}
+	parent := &gtk.TreeIter{}
+	p.store.InsertWithValues(parent, nil, -1, []int{colIcon, colName, colToggleVisible, colVisible},
+		[]any{"emblem-system-symbolic", i18n.T("Factory rules"), false, true})
+	for _, r := range rs {
+		app := r.Application
+		if app == "any" {
+			app = i18n.T("Any application")
+		} else if r.Via != "" {
+			app = filepath.Base(app) + " " + filepath.Base(r.Via)
+		} else {
+			app = filepath.Base(app)
+		}
+		// The program names the row; the destination only when the rule has one.
+		label := app
+		if r.Remote != "any" {
+			label += " → " + r.Remote
+		}
+		scope := i18n.T("Everyone (system)") + " · " + fmt.Sprintf(i18n.T("Factory (%s)"), filepath.Base(r.Source))
+		p.store.InsertWithValues(&gtk.TreeIter{}, parent, -1,
+			[]int{colIcon, colName, colEnabled, colToggleVisible, colRemote, colPort, colProto, colAction, colDuration, colScope, colNote, colID, colVisible},
+			[]any{"object-select-symbolic", label, r.Enabled, true, r.Remote, r.Port, r.Protocol,
+				actionLabel(r.Action), durationLabel(r.Duration), scope, strings.TrimPrefix(r.Note, "Factory: "), r.ID, true})
+	}
 }
 
 // applyFilter shows rules (and their applications) whose text contains the filter.
@@ -281,7 +331,7 @@ func (p *Page) toggle(id string) {
 	if !ok {
 		return
 	}
-	if r.ReadOnly {
+	if r.ReadOnly && !r.Factory {
 		p.msg.Show(gtk.MESSAGE_INFO, i18n.T("This rule comes from an administrator's rule file; change that file to switch it."))
 		return
 	}
@@ -303,6 +353,10 @@ func (p *Page) edit() {
 	if !ok {
 		return
 	}
+	if r.Factory {
+		p.msg.Show(gtk.MESSAGE_INFO, factoryInfo(r))
+		return
+	}
 	if r.ReadOnly {
 		p.msg.Show(gtk.MESSAGE_INFO, fmt.Sprintf(i18n.T("This rule comes from the administrator's file %s; change that file to edit it."), r.Source))
 		return
@@ -321,6 +375,10 @@ func (p *Page) remove() {
 	if !ok {
 		return
 	}
+	if r.Factory {
+		p.msg.Show(gtk.MESSAGE_INFO, factoryInfo(r))
+		return
+	}
 	d := gtk.MessageDialogNew(p.parent, gtk.DIALOG_MODAL|gtk.DIALOG_DESTROY_WITH_PARENT, gtk.MESSAGE_QUESTION, gtk.BUTTONS_NONE,
 		"%s", fmt.Sprintf(i18n.T("Delete the rule for %s to %s?"), r.Application, r.Remote))
 	d.AddButton(i18n.T("_Cancel"), gtk.RESPONSE_CANCEL)
@@ -332,6 +390,11 @@ func (p *Page) remove() {
 	}
 	ui.Background(func() (struct{}, error) { return struct{}{}, p.cl.RemoveRules(p.ctx, []string{id}) },
 		func(_ struct{}, err error) { p.report(i18n.T("Deleting the rule"), err) })
+}
+
+// factoryInfo says what can be done with a factory rule instead of editing or deleting it.
+func factoryInfo(r api.Rule) string {
+	return fmt.Sprintf(i18n.T("This is a factory rule, shipped with Tattle to keep the system online; it cannot be deleted or edited. Switch it off instead, or replace its group with a file named %s in /etc/tattle/rules.d."), filepath.Base(r.Source))
 }
 
 // formats offered by import and export, with their file patterns.
