@@ -163,7 +163,7 @@ func TestFactoryRules(t *testing.T) {
 	srv := r.ns.udpEcho53(t)
 	q := udpQuery(t, srv, 5*time.Second)
 	out := strings.TrimSpace(q.wait(t, 15*time.Second))
-	ag.quiet(t, time.Second)
+	ag.Quiet(t, time.Second)
 	report.add(t, "python3 (no rule of its own) sending a DNS query over udp to %s: %s, no question (%s)", srv, out, dnsUDP)
 	if out != "ok" {
 		t.Fatalf("DNS query under the factory rule: %q\n%s", out, r.Log)
@@ -189,11 +189,11 @@ func TestFactoryRules(t *testing.T) {
 	askedAfterDisable := func(what, srv string) {
 		t.Helper()
 		c := udpQuery(t, srv, 5*time.Second)
-		ev := ag.next(t, "question", 10*time.Second)
+		ev := ag.Next(t, "question", 10*time.Second)
 		if ev.Question.Port != 53 || ev.Question.Protocol != "udp" || !strings.HasPrefix(srv, ev.Question.Addr+":") {
 			t.Fatalf("question %+v, want the DNS query to %s", ev.Question, srv)
 		}
-		ag.answer(t, "d 1")
+		ag.Answer(t, "d 1")
 		out := strings.TrimSpace(c.wait(t, 15*time.Second))
 		report.add(t, "%s: the DNS query to %s was asked about (%s, port %d), answered deny once: %s", what, srv, ev.Question.Protocol, ev.Question.Port, out)
 		if out == "ok" {
@@ -218,7 +218,7 @@ func TestFactoryRules(t *testing.T) {
 		}
 	}
 	x := r.listJSON(t)[dnsUDP] // activates the next helper
-	ag.next(t, "registered", 20*time.Second)
+	ag.Next(t, "registered", 20*time.Second)
 	report.add(t, "after tattled restarted (pid %d stopped): %s listed enabled=%v factory=%v", pid, dnsUDP, x.Enabled, x.Factory)
 	if x.Enabled || !x.Factory {
 		t.Fatalf("after restart: %+v", x)
@@ -261,7 +261,7 @@ func TestFactoryRules(t *testing.T) {
 	}
 	c := udpQuery(t, srv2, 5*time.Second)
 	out = strings.TrimSpace(c.wait(t, 15*time.Second))
-	ag.quiet(t, time.Second)
+	ag.Quiet(t, time.Second)
 	report.add(t, "override %s/dns.json: factory DNS rules left %d, other factory rules %d, corp-dns-udp factory=%v; DNS query to %s: %s, no question",
 		filepath.Base(r.Tattled.RulesDir), leftDNS, leftOther, after["corp-dns-udp"].Factory, srv2, out)
 	if leftDNS != 0 || after["corp-dns-udp"].Factory || leftOther == 0 {

@@ -150,7 +150,7 @@ func TestFloodOfPortsIsOneQuestion(t *testing.T) {
 
 	logFrom := r.Log.Len()
 	flood := start(t, "python3", "-c", pyFlood, r.ns.peerAddr, fmt.Sprint(base), fmt.Sprint(n), "30")
-	q := ag.next(t, "question", 20*time.Second).Question
+	q := ag.Next(t, "question", 20*time.Second).Question
 
 	// Every port joins the one question (Pending shows the helper's live count).
 	deadline := time.Now().Add(20 * time.Second)
@@ -170,9 +170,9 @@ func TestFloodOfPortsIsOneQuestion(t *testing.T) {
 	// The question stays open, holding the flood's connections (and their retransmissions), while the rate
 	// is measured: the other program must not notice it.
 	during := connectRate(t, srv, 2*time.Second)
-	answered := ag.answer(t, "a 1")
+	answered := ag.Answer(t, "a 1")
 	out := flood.wait(t, 40*time.Second)
-	ag.quiet(t, 500*time.Millisecond)
+	ag.Quiet(t, 500*time.Millisecond)
 	after := connectRate(t, srv, 2*time.Second)
 	// The machine is shared (other tests, other work): the rate without is the mean of before and after.
 	without = (without + after) / 2

@@ -8,11 +8,8 @@
 package dayone
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -28,6 +25,7 @@ import (
 	"github.com/tattlefw/tattle/app/client"
 	"github.com/tattlefw/tattle/helper/netfilter"
 	"github.com/tattlefw/tattle/shared/api"
+	"github.com/tattlefw/tattle/tests/internal/testagent"
 	"github.com/tattlefw/tattle/tests/internal/testrig"
 )
 
@@ -252,7 +250,7 @@ func (r *rig) pending(t *testing.T) []api.Question {
 	// Only the questions about this test's own processes (see foreign).
 	own := qs[:0]
 	for _, q := range qs {
-		if !foreign(q.PID) {
+		if !testagent.Foreign(q.PID) {
 			own = append(own, q)
 		}
 	}
@@ -270,21 +268,8 @@ func (r *rig) rules(t *testing.T) []api.Rule {
 	return rs
 }
 
-// agentEvent is one JSON line of `tattlectl agent --json`.
-type agentEvent struct {
-	Event    string       `json:"event"`
-	ID       uint64       `json:"id"`
-	Question api.Question `json:"question"`
-	Waiting  int          `json:"waiting"`
-}
-
-// agent is a running `tattlectl agent --json`, answered through its standard input as a person would type.
-type agent struct {
-	log    *testrig.LogTail
-	cmd    *exec.Cmd
-	stdin  io.WriteCloser
-	events chan agentEvent
-}
+// agent is a running `tattlectl agent --json` (tests/internal/testagent).
+type agent = testagent.Agent
 
 func (r *rig) startAgent(t *testing.T) *agent {
 	t.Helper()
@@ -295,130 +280,7 @@ func (r *rig) startAgent(t *testing.T) *agent {
 func (r *rig) startAgentCmd(t *testing.T, cmd *exec.Cmd) *agent {
 	t.Helper()
 	cmd.Env = r.Env
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = logWriter{r.Log, "agent: "}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	a := &agent{log: r.Log, cmd: cmd, stdin: stdin, events: make(chan agentEvent, 1024)}
-	t.Cleanup(func() { a.stop() })
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			var ev agentEvent
-			if json.Unmarshal(sc.Bytes(), &ev) != nil {
-				continue
-			}
-			// Other programs on the machine (another test package running at the same time, say) are held
-			// too; they are not what the test is about: let them through once.
-			if ev.Event == "question" && foreign(ev.Question.PID) {
-				io.WriteString(stdin, "a 1\n")
-				continue
-			}
-			a.events <- ev
-		}
-		close(a.events)
-	}()
-	if ev := a.next(t, "registered", 20*time.Second); ev.Event != "registered" {
-		t.Fatalf("agent did not register:\n%s", r.Log)
-	}
-	return a
-}
-
-// stop ends the agent by its PID, if it still runs.
-func (a *agent) stop() {
-	if a.cmd.ProcessState == nil {
-		a.cmd.Process.Kill()
-		a.cmd.Wait()
-	}
-}
-
-// next returns the next event of kind, skipping others, or fails after timeout.
-func (a *agent) next(t *testing.T, kind string, timeout time.Duration) agentEvent {
-	t.Helper()
-	deadline := time.After(timeout)
-	for {
-		select {
-		case ev, ok := <-a.events:
-			if !ok {
-				t.Fatalf("agent exited while waiting for %q:\n%s", kind, a.log)
-			}
-			if ev.Event == kind {
-				return ev
-			}
-		case <-deadline:
-			t.Fatalf("no %q from the agent within %v", kind, timeout)
-		}
-	}
-}
-
-// quiet fails if the agent shows a question within d.
-func (a *agent) quiet(t *testing.T, d time.Duration) {
-	t.Helper()
-	deadline := time.After(d)
-	for {
-		select {
-		case ev := <-a.events:
-			if ev.Event == "question" {
-				t.Fatalf("unexpected question: %+v", ev.Question)
-			}
-		case <-deadline:
-			return
-		}
-	}
-}
-
-// answer types keys into the agent and returns when they were sent.
-func (a *agent) answer(t *testing.T, keys string) time.Time {
-	t.Helper()
-	at := time.Now()
-	if _, err := io.WriteString(a.stdin, keys+"\n"); err != nil {
-		t.Fatalf("answer: %v", err)
-	}
-	return at
-}
-
-// foreign reports whether pid is a live process that this test did not start (directly or through others).
-// A process already gone counts as the test's own.
-func foreign(pid uint32) bool {
-	self := os.Getpid()
-	for p, hops := int(pid), 0; p > 1 && hops < 64; hops++ {
-		if p == self {
-			return false
-		}
-		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p))
-		if err != nil {
-			return false
-		}
-		// pid (comm) state ppid ...: comm may hold spaces and parentheses, so parse after the last ')'.
-		rest := string(data[strings.LastIndexByte(string(data), ')')+1:])
-		var state string
-		var ppid int
-		if _, err := fmt.Sscan(rest, &state, &ppid); err != nil {
-			return false
-		}
-		p = ppid
-	}
-	return true
-}
-
-type logWriter struct {
-	log    *testrig.LogTail
-	prefix string
-}
-
-func (w logWriter) Write(p []byte) (int, error) {
-	for _, line := range strings.Split(strings.TrimRight(string(p), "\n"), "\n") {
-		w.log.Add(w.prefix + line)
-	}
-	return len(p), nil
+	return testagent.Start(t, cmd, r.Log)
 }
 
 // started is a client process running in the background.

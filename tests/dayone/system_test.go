@@ -139,7 +139,7 @@ func TestSystemTrafficSurvivesDayOne(t *testing.T) {
 			t.Errorf("%s failed: %v: %s", s.what, s.err, s.out)
 		}
 	}
-	ord.quiet(t, 300*time.Millisecond) // the ordinary user is never asked about the system's traffic
+	ord.Quiet(t, 300*time.Millisecond) // the ordinary user is never asked about the system's traffic
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -191,13 +191,13 @@ func TestSystemTrafficSurvivesDayOne(t *testing.T) {
 		r.Log.WaitFor(t, "administrator=true", 0)
 		srv2 := r.ns.tcpServer(t)
 		c := start(t, "curl", "-sS", "-m", "30", "http://"+srv2+"/")
-		q := ag.next(t, "question", 10*time.Second).Question
+		q := ag.Next(t, "question", 10*time.Second).Question
 		if !q.System {
 			t.Errorf("root's question is not marked System: %+v", q)
 		}
 		// The answer counts only once its administrator authenticated: a wrong password (someone at an
 		// administrator's unlocked terminal) makes no rule and lets nothing through.
-		answered := ag.answer(t, "a")
+		answered := ag.Answer(t, "a")
 		tty.authenticate(t, "tattle-d1-admin", "not-"+password)
 		out := c.wait(t, 30*time.Second)
 		var rule *api.Rule
