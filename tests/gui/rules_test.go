@@ -84,3 +84,55 @@ func TestRuleDialog(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// TestImportedRulesAwaitApproval: rules that arrive from outside the app (an import over the bus, as any
+// program of the user could make) are in force but marked "not approved" on the Rules page, which offers to
+// approve them; approving (the owner's authorization) clears the mark in the helper.
+func TestImportedRulesAwaitApproval(t *testing.T) {
+	h := StartHelper(t)
+	h.SetMode(t, api.ModeSilentAllow)
+	cl, err := client.Dial(h.Address, client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	file := `{"version": 1, "name": "slipped in", "rules": [{"id": "imported-curl", "application": "/usr/bin/curl",
+		"direction": "outgoing", "remote": "host:collector.example", "port": "443", "protocol": "tcp", "action": "allow",
+		"duration": "forever", "enabled": true, "note": "arrived by import", "created": "2026-12-01T00:00:00Z",
+		"modified": "2026-12-01T00:00:00Z"}]}`
+	if n, _, err := cl.Import(context.Background(), api.FormatTattle, []byte(file), false); err != nil || n != 1 {
+		t.Fatalf("import: %d rules, %v", n, err)
+	}
+	s := StartSession(t, "x11")
+	StartApp(t, s, h, English())
+	s.ShowPage(t, "rules")
+	s.WaitForText(t, "label", "1 rule came from outside Tattle (an import) and is in force but not approved.", 20*time.Second)
+	s.WaitForText(t, "table cell", "not approved", 5*time.Second)
+	s.Screenshot(t, "x11-en-rules-not-approved")
+	s.Click(t, "push button", "Approve")
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		rs, err := cl.Rules(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		approved := false
+		for _, r := range rs {
+			approved = approved || (r.Note == "arrived by import" && !r.Unapproved)
+		}
+		if approved {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the imported rule is still not approved after Approve: %+v", rs)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	deadline = time.Now().Add(10 * time.Second)
+	for hasName(s.Names(t), "table cell", "You · not approved") {
+		if time.Now().After(deadline) {
+			t.Fatal("the Rules page still marks the approved rule")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}

@@ -53,6 +53,12 @@ type Page struct {
 	uid    uint32
 	// edit and del act on the selected rule; a factory rule can only be switched, so they go insensitive.
 	editButton, delButton *gtk.Button
+	// approval offers to approve the user's rules that arrived from outside the app (imports): they are in
+	// force, marked "not approved" until their owner approves them here (with authentication), so a rule a
+	// program slipped in is seen.
+	approval      *gtk.InfoBar
+	approvalLabel *gtk.Label
+	unapproved    []string // IDs of the user's unapproved rules shown
 }
 
 // New builds the page. parent is the window dialogs belong to.
@@ -145,6 +151,22 @@ func New(ctx context.Context, cl *client.Client, parent *gtk.Window) *Page {
 	scroll.Add(p.view)
 	p.Widget, _ = gtk.BoxNew(gtk.ORIENTATION_VERTICAL, 0)
 	p.Widget.PackStart(p.msg.Bar, false, false, 0)
+	p.approval, _ = gtk.InfoBarNew()
+	p.approval.SetMessageType(gtk.MESSAGE_WARNING)
+	p.approvalLabel, _ = gtk.LabelNew("")
+	p.approvalLabel.SetLineWrap(true)
+	p.approvalLabel.SetXAlign(0)
+	if content, err := p.approval.GetContentArea(); err == nil {
+		content.Add(p.approvalLabel)
+	}
+	p.approval.AddButton(i18n.T("Approve"), gtk.RESPONSE_ACCEPT)
+	p.approval.Connect("response", func(_ *gtk.InfoBar, resp gtk.ResponseType) {
+		if resp == gtk.RESPONSE_ACCEPT {
+			p.approve()
+		}
+	})
+	p.approval.SetNoShowAll(true)
+	p.Widget.PackStart(p.approval, false, false, 0)
 	p.Widget.PackStart(bar, false, false, 0)
 	p.Widget.PackStart(scroll, true, true, 0)
 	return p
@@ -193,6 +215,7 @@ func (p *Page) show(rs []api.Rule) {
 		groups[r.Application] = append(groups[r.Application], r)
 	}
 	p.showFactory(factory)
+	p.showApproval(rs)
 	apps := make([]string, 0, len(groups))
 	for a := range groups {
 		apps = append(apps, a)
@@ -220,6 +243,10 @@ func (p *Page) show(rs []api.Rule) {
 			if r.ReadOnly {
 				scope += " · " + i18n.T("administrator's file")
 			}
+			if r.Unapproved {
+				scope += " · " + i18n.T("not approved")
+				icon = "dialog-warning-symbolic"
+			}
 			p.store.InsertWithValues(&gtk.TreeIter{}, parent, -1,
 				[]int{colIcon, colName, colEnabled, colToggleVisible, colRemote, colPort, colProto, colAction, colDuration, colScope, colNote, colID, colVisible},
 				[]any{icon, remoteLabel(r.Remote), r.Enabled, true, r.Remote, r.Port, r.Protocol, actionLabel(r.Action),
@@ -228,6 +255,35 @@ func (p *Page) show(rs []api.Rule) {
 	}
 	p.view.ExpandAll()
 	p.applyFilter()
+}
+
+// showApproval offers to approve the user's own unapproved rules (system rules are an administrator's, who
+// approves them with tattlectl).
+func (p *Page) showApproval(rs []api.Rule) {
+	p.unapproved = p.unapproved[:0]
+	for _, r := range rs {
+		if r.Unapproved && r.Owner == int64(p.uid) && !r.ReadOnly {
+			p.unapproved = append(p.unapproved, r.ID)
+		}
+	}
+	n := len(p.unapproved)
+	if n == 0 {
+		p.approval.Hide()
+		return
+	}
+	p.approvalLabel.SetText(fmt.Sprintf(i18n.N(
+		"%d rule came from outside Tattle (an import) and is in force but not approved. Check it below (marked \"not approved\"), then approve it.",
+		"%d rules came from outside Tattle (an import) and are in force but not approved. Check them below (marked \"not approved\"), then approve them.", n), n))
+	// Not ShowAll: it does nothing to a widget marked no-show-all.
+	p.approvalLabel.Show()
+	p.approval.Show()
+}
+
+// approve approves the unapproved rules shown (polkit asks for the user's password).
+func (p *Page) approve() {
+	ids := append([]string(nil), p.unapproved...)
+	ui.Background(func() (struct{}, error) { return struct{}{}, p.cl.Approve(p.ctx, ids) },
+		func(_ struct{}, err error) { p.report(i18n.T("Approving the rules"), err) })
 }
 
 // showFactory puts the factory rules first, in a group of their own: each row names its program, since the
