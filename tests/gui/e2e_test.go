@@ -115,6 +115,10 @@ func TestAllowForeverEndToEnd(t *testing.T) {
 	case <-time.After(2 * time.Second):
 	}
 	s.Screenshot(t, "x11-en-alert-scripted-press-ignored")
+	// The attack's line, in the security ring's form (tests/security writes security.txt).
+	os.MkdirAll(resultsDir(t), 0o755)
+	os.WriteFile(filepath.Join(resultsDir(t), "security-gui.txt"), []byte("tried: AT-SPI doAction on the alert's Allow, GUI scripting off / stopped: "+
+		"the connection stayed held, the alert said \"A program tried to answer for you; it was ignored.\"\n"), 0o644)
 	// The user clicks Allow with the mouse.
 	s.RealClick(t, "push button", "Allow")
 
