@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tattlefw/tattle/shared/api"
+	"github.com/tattlefw/tattle/tests/internal/holdrig"
 )
 
 // pyLookupConnect resolves a name through the C library (getaddrinfo, as any program would) and connects to
@@ -44,14 +45,14 @@ func TestNewProgramIsAskedOnce(t *testing.T) {
 	}
 	r := newRig(t, "dayone-askedonce", api.Settings{DefaultAction: api.DefaultDeny, SystemDefault: api.DefaultDeny, QuestionTimeout: 30},
 		"-factory-dir", factoryDir)
-	ag := r.startAgent(t)
+	ag := r.StartAgent(t)
 
 	// The resolver in one namespace, the named host in another: the host's address is not the DNS server's.
 	const name = "app.dayone.test"
 	hosts := newNetns(t, 1)
-	srv := hosts.tcpServer(t)
+	srv := hosts.TCPServer(t)
 	hostAddr, port, _ := net.SplitHostPort(srv)
-	resolver := r.ns.dnsServer(t, map[string]string{name: hostAddr})
+	resolver := dnsServer(t, r.NS, map[string]string{name: hostAddr})
 	dir := t.TempDir()
 	resolv := filepath.Join(dir, "resolv.conf")
 	os.WriteFile(resolv, []byte("nameserver "+resolver+"\noptions timeout:2 attempts:1\n"), 0o644)
@@ -59,18 +60,18 @@ func TestNewProgramIsAskedOnce(t *testing.T) {
 	os.WriteFile(script, []byte(pyLookupConnect), 0o644)
 
 	// A private mount namespace whose /etc/resolv.conf names the test's server (the machine's file is untouched).
-	c := start(t, "unshare", "-m", "--propagation", "private", "sh", "-c",
+	c := holdrig.Start(t, "unshare", "-m", "--propagation", "private", "sh", "-c",
 		`mount --bind "$0" /etc/resolv.conf && exec python3 "$@"`, resolv, script, name, port, "40")
 	ev := ag.Next(t, "question", 20*time.Second)
 	q := ev.Question
 	// A second question would come now, before the answer (the DNS query, had it been asked, came first and
 	// held the lookup; anything else is asked at once).
 	more := ag.CountQuestions(1500 * time.Millisecond)
-	if c.exited() {
-		t.Fatalf("the program ended before the question was answered: %s", c.out.String())
+	if c.Exited() {
+		t.Fatalf("the program ended before the question was answered: %s", c.Output())
 	}
 	answered := ag.Answer(t, "a 1")
-	out := strings.TrimSpace(c.wait(t, 30*time.Second))
+	out := strings.TrimSpace(c.Wait(t, 30*time.Second))
 	more += ag.CountQuestions(time.Second)
 
 	f := strings.Fields(out)
@@ -83,7 +84,7 @@ func TestNewProgramIsAskedOnce(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	flows, err := r.api.Flows(ctx)
+	flows, err := r.API.Flows(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,7 +94,7 @@ func TestNewProgramIsAskedOnce(t *testing.T) {
 			dnsRule = fl.RuleID
 		}
 	}
-	report.add(t, "python3 (no rule of its own) resolving %s through getaddrinfo (resolver %s, DNS query allowed by %q) and connecting: %d question(s) (Host %q, %s:%d %s, Domain %q); answered allow once, connect %s %v after the answer",
+	report.Add(t, "python3 (no rule of its own) resolving %s through getaddrinfo (resolver %s, DNS query allowed by %q) and connecting: %d question(s) (Host %q, %s:%d %s, Domain %q); answered allow once, connect %s %v after the answer",
 		name, resolver, dnsRule, 1+more, q.Host, q.Addr, q.Port, q.Protocol, q.Domain, outcome, connected.Sub(answered).Round(time.Millisecond))
 
 	if q.Port == 53 {

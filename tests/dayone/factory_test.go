@@ -13,6 +13,7 @@ import (
 
 	"github.com/tattlefw/tattle/shared/api"
 	"github.com/tattlefw/tattle/shared/rules"
+	"github.com/tattlefw/tattle/tests/internal/holdrig"
 )
 
 // pyUDP sends one datagram to host:port and waits for the echo: "ok", "timeout" or "error ERRNO".
@@ -31,38 +32,10 @@ except OSError as e:
     print("error %s" % errno.errorcode.get(e.errno, e.errno))
 `
 
-// udpEcho53 echoes datagrams on port 53 of the namespace: where a resolver would be.
-func (n *netns) udpEcho53(t *testing.T) string {
-	t.Helper()
-	var pc net.PacketConn
-	n.inside(t, func() {
-		var err error
-		pc, err = net.ListenPacket("udp4", n.peerAddr+":53")
-		if err != nil {
-			t.Errorf("listen: %v", err)
-		}
-	})
-	if pc == nil {
-		t.FailNow()
-	}
-	t.Cleanup(func() { pc.Close() })
-	go func() {
-		buf := make([]byte, 2048)
-		for {
-			k, addr, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			pc.WriteTo(buf[:k], addr)
-		}
-	}()
-	return pc.LocalAddr().String()
-}
-
 func udpQuery(t *testing.T, addr string, timeout time.Duration) *started {
 	t.Helper()
 	host, port, _ := net.SplitHostPort(addr)
-	return start(t, "python3", "-c", pyUDP, host, port, fmt.Sprint(timeout.Seconds()))
+	return holdrig.Start(t, "python3", "-c", pyUDP, host, port, fmt.Sprint(timeout.Seconds()))
 }
 
 // listedRule is one rule of `tattlectl rules list --json`.
@@ -74,7 +47,7 @@ type listedRule struct {
 	Factory  bool   `json:"factory"`
 }
 
-func (r *rig) listJSON(t *testing.T) map[string]listedRule {
+func listJSON(t *testing.T, r *rig) map[string]listedRule {
 	t.Helper()
 	out, errOut, code := r.Ctl(t, 0, "rules", "list", "--json")
 	if code != 0 {
@@ -127,7 +100,7 @@ func TestFactoryRules(t *testing.T) {
 	factoryDir, shipped := shippedFactory(t)
 	r := newRig(t, "dayone-factory", api.Settings{DefaultAction: api.DefaultDeny, SystemDefault: api.DefaultDeny},
 		"-factory-dir", factoryDir)
-	ag := r.startAgent(t)
+	ag := r.StartAgent(t)
 	const dnsUDP = "factory-dns-udp"
 	if shipped[dnsUDP] != "dns.json" {
 		t.Fatalf("data/rules.d/dns.json has no rule %s", dnsUDP)
@@ -145,7 +118,7 @@ func TestFactoryRules(t *testing.T) {
 			marked++
 		}
 	}
-	listed := r.listJSON(t)
+	listed := listJSON(t, r)
 	inJSON := 0
 	for id, file := range shipped {
 		x := listed[id]
@@ -153,29 +126,29 @@ func TestFactoryRules(t *testing.T) {
 			inJSON++
 		}
 	}
-	report.add(t, "%d factory rules shipped in %s; `tattlectl rules list` marks %d \"Factory (FILE)\", --json has %d with factory=true, read_only, enabled",
+	report.Add(t, "%d factory rules shipped in %s; `tattlectl rules list` marks %d \"Factory (FILE)\", --json has %d with factory=true, read_only, enabled",
 		len(shipped), "data/rules.d", marked, inJSON)
 	if marked != len(shipped) || inJSON != len(shipped) {
 		t.Fatalf("factory rules not all listed as such:\n%s", table)
 	}
 
 	// Allowed as it says: a program nobody made a rule for sends a DNS query over udp: no question.
-	srv := r.ns.udpEcho53(t)
+	srv := r.NS.UDPServerOn(t, 53)
 	q := udpQuery(t, srv, 5*time.Second)
-	out := strings.TrimSpace(q.wait(t, 15*time.Second))
+	out := strings.TrimSpace(q.Wait(t, 15*time.Second))
 	ag.Quiet(t, time.Second)
-	report.add(t, "python3 (no rule of its own) sending a DNS query over udp to %s: %s, no question (%s)", srv, out, dnsUDP)
+	report.Add(t, "python3 (no rule of its own) sending a DNS query over udp to %s: %s, no question (%s)", srv, out, dnsUDP)
 	if out != "ok" {
 		t.Fatalf("DNS query under the factory rule: %q\n%s", out, r.Log)
 	}
 
 	// Deleting is refused, with what to do instead; the rule stays.
 	_, errOut, code := r.Ctl(t, 0, "rules", "remove", dnsUDP)
-	report.add(t, "tattlectl rules remove %s: exit %d, %q", dnsUDP, code, strings.TrimSpace(errOut))
+	report.Add(t, "tattlectl rules remove %s: exit %d, %q", dnsUDP, code, strings.TrimSpace(errOut))
 	if code == 0 || !strings.Contains(errOut, "factory rule") || !strings.Contains(errOut, "disable it instead") {
 		t.Errorf("removing a factory rule: exit %d, %q", code, errOut)
 	}
-	if _, ok := r.listJSON(t)[dnsUDP]; !ok {
+	if _, ok := listJSON(t, r)[dnsUDP]; !ok {
 		t.Fatal("the factory rule is gone after a refused remove")
 	}
 
@@ -183,7 +156,7 @@ func TestFactoryRules(t *testing.T) {
 	if _, errOut, code := r.Ctl(t, 0, "rules", "disable", dnsUDP); code != 0 {
 		t.Fatalf("rules disable %s: %d %s", dnsUDP, code, errOut)
 	}
-	if x := r.listJSON(t)[dnsUDP]; x.Enabled || !x.Factory {
+	if x := listJSON(t, r)[dnsUDP]; x.Enabled || !x.Factory {
 		t.Fatalf("after disabling: %+v", x)
 	}
 	askedAfterDisable := func(what, srv string) {
@@ -194,8 +167,8 @@ func TestFactoryRules(t *testing.T) {
 			t.Fatalf("question %+v, want the DNS query to %s", ev.Question, srv)
 		}
 		ag.Answer(t, "d 1")
-		out := strings.TrimSpace(c.wait(t, 15*time.Second))
-		report.add(t, "%s: the DNS query to %s was asked about (%s, port %d), answered deny once: %s", what, srv, ev.Question.Protocol, ev.Question.Port, out)
+		out := strings.TrimSpace(c.Wait(t, 15*time.Second))
+		report.Add(t, "%s: the DNS query to %s was asked about (%s, port %d), answered deny once: %s", what, srv, ev.Question.Protocol, ev.Question.Port, out)
 		if out == "ok" {
 			t.Errorf("%s: the query went through after deny", what)
 		}
@@ -217,21 +190,21 @@ func TestFactoryRules(t *testing.T) {
 			t.Fatal("tattled did not stop")
 		}
 	}
-	x := r.listJSON(t)[dnsUDP] // activates the next helper
+	x := listJSON(t, r)[dnsUDP] // activates the next helper
 	ag.Next(t, "registered", 20*time.Second)
-	report.add(t, "after tattled restarted (pid %d stopped): %s listed enabled=%v factory=%v", pid, dnsUDP, x.Enabled, x.Factory)
+	report.Add(t, "after tattled restarted (pid %d stopped): %s listed enabled=%v factory=%v", pid, dnsUDP, x.Enabled, x.Factory)
 	if x.Enabled || !x.Factory {
 		t.Fatalf("after restart: %+v", x)
 	}
 	ns1 := newNetns(t, 1)
-	askedAfterDisable("after the restart", ns1.udpEcho53(t))
+	askedAfterDisable("after the restart", ns1.UDPServerOn(t, 53))
 
 	// An administrator's dns.json replaces the factory one: its rule allows what it says, the factory DNS
 	// rules are gone, the other factory groups stay.
 	ns2 := newNetns(t, 2)
-	srv2 := ns2.udpEcho53(t)
+	srv2 := ns2.UDPServerOn(t, 53)
 	override := `{"version": 1, "name": "our resolver", "rules": [{"id": "corp-dns-udp", "application": "any",
-  "remote": "` + ns2.peerAddr + `", "port": "53", "protocol": "udp", "action": "allow", "duration": "forever",
+  "remote": "` + ns2.PeerAddr + `", "port": "53", "protocol": "udp", "action": "allow", "duration": "forever",
   "enabled": true, "note": "DNS to our resolver only"}]}`
 	if err := os.MkdirAll(r.Tattled.RulesDir, 0o755); err != nil {
 		t.Fatal(err)
@@ -241,7 +214,7 @@ func TestFactoryRules(t *testing.T) {
 	}
 	var after map[string]listedRule
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		after = r.listJSON(t)
+		after = listJSON(t, r)
 		if _, ok := after["corp-dns-udp"]; ok {
 			break
 		}
@@ -260,9 +233,9 @@ func TestFactoryRules(t *testing.T) {
 		}
 	}
 	c := udpQuery(t, srv2, 5*time.Second)
-	out = strings.TrimSpace(c.wait(t, 15*time.Second))
+	out = strings.TrimSpace(c.Wait(t, 15*time.Second))
 	ag.Quiet(t, time.Second)
-	report.add(t, "override %s/dns.json: factory DNS rules left %d, other factory rules %d, corp-dns-udp factory=%v; DNS query to %s: %s, no question",
+	report.Add(t, "override %s/dns.json: factory DNS rules left %d, other factory rules %d, corp-dns-udp factory=%v; DNS query to %s: %s, no question",
 		filepath.Base(r.Tattled.RulesDir), leftDNS, leftOther, after["corp-dns-udp"].Factory, srv2, out)
 	if leftDNS != 0 || after["corp-dns-udp"].Factory || leftOther == 0 {
 		t.Errorf("override: %d factory DNS rules left, %d others, %+v", leftDNS, leftOther, after["corp-dns-udp"])

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/tattlefw/tattle/tests/internal/holdrig"
 )
 
 // capture counts TCP SYNs arriving in the namespace (an AF_PACKET socket on its side of the link), with the
@@ -20,11 +22,11 @@ type capture struct {
 	fd   int
 }
 
-func (n *netns) captureSYNs(t *testing.T, dst string, lo, hi uint16) *capture {
+func captureSYNs(t *testing.T, n *netns, dst string, lo, hi uint16) *capture {
 	t.Helper()
 	c := &capture{fd: -1}
 	want := net.ParseIP(dst).To4()
-	n.inside(t, func() {
+	n.Inside(t, func() {
 		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, int(htons(unix.ETH_P_IP)))
 		if err != nil {
 			t.Errorf("packet socket: %v", err)
@@ -140,16 +142,16 @@ func connectRate(t *testing.T, srv string, d time.Duration) float64 {
 func TestFloodOfPortsIsOneQuestion(t *testing.T) {
 	const n, base = 3000, 20000
 	r := newRig(t, "dayone-flood", apiSettings(60))
-	srv := r.ns.tcpServer(t)
-	capt := r.ns.captureSYNs(t, r.ns.peerAddr, base, base+n)
-	ag := r.startAgent(t)
+	srv := r.NS.TCPServer(t)
+	capt := captureSYNs(t, r.NS, r.NS.PeerAddr, base, base+n)
+	ag := r.StartAgent(t)
 
 	// Warm up, then the rate without the flood (before it; after it too, below).
 	connectRate(t, srv, 300*time.Millisecond)
 	without := connectRate(t, srv, 2*time.Second)
 
 	logFrom := r.Log.Len()
-	flood := start(t, "python3", "-c", pyFlood, r.ns.peerAddr, fmt.Sprint(base), fmt.Sprint(n), "30")
+	flood := holdrig.Start(t, "python3", "-c", pyFlood, r.NS.PeerAddr, fmt.Sprint(base), fmt.Sprint(n), "30")
 	q := ag.Next(t, "question", 20*time.Second).Question
 
 	// Every port joins the one question (Pending shows the helper's live count).
@@ -157,7 +159,7 @@ func TestFloodOfPortsIsOneQuestion(t *testing.T) {
 	var open int
 	var ports uint32
 	for {
-		qs := r.pending(t)
+		qs := r.Pending(t)
 		open, ports = len(qs), 0
 		for _, p := range qs {
 			ports += p.PortCount
@@ -171,7 +173,7 @@ func TestFloodOfPortsIsOneQuestion(t *testing.T) {
 	// is measured: the other program must not notice it.
 	during := connectRate(t, srv, 2*time.Second)
 	answered := ag.Answer(t, "a 1")
-	out := flood.wait(t, 40*time.Second)
+	out := flood.Wait(t, 40*time.Second)
 	ag.Quiet(t, 500*time.Millisecond)
 	after := connectRate(t, srv, 2*time.Second)
 	// The machine is shared (other tests, other work): the rate without is the mean of before and after.
@@ -181,7 +183,7 @@ func TestFloodOfPortsIsOneQuestion(t *testing.T) {
 	logText := strings.Join(r.Log.Since(logFrom), "\n")
 	defaults := strings.Count(logText, "no answer:") + strings.Count(logText, "too many open questions")
 	ratio := during / without
-	report.add(t, "%d ports of one host -> %d question(s) open, %d ports in it (shown to the agent: %d, label %q); "+
+	report.Add(t, "%d ports of one host -> %d question(s) open, %d ports in it (shown to the agent: %d, label %q); "+
 		"asked %v after its first attempt; SYNs reaching the host before the answer: %d (after: %d); defaults caused by the agent channel: %d; "+
 		"the flood's connections: %s; an allowed program's connect rate during/without: %.3f (%.0f vs %.0f /s)",
 		n, open, ports, q.PortCount, portsLabelOf(ports), time.Duration(q.Deadline-q.Created)*time.Millisecond-60*time.Second, reached, total-reached, defaults, strings.TrimSpace(out), ratio, during, without)

@@ -22,16 +22,17 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tattlefw/tattle/shared/api"
+	"github.com/tattlefw/tattle/tests/internal/holdrig"
 	"github.com/tattlefw/tattle/tests/internal/testrig"
 )
 
 // dnsServer answers A queries for names in the namespace (UDP port 53 of its address).
-func (n *netns) dnsServer(t *testing.T, names map[string]string) string {
+func dnsServer(t *testing.T, n *netns, names map[string]string) string {
 	t.Helper()
 	var pc net.PacketConn
-	n.inside(t, func() {
+	n.Inside(t, func() {
 		var err error
-		pc, err = net.ListenPacket("udp4", n.peerAddr+":53")
+		pc, err = net.ListenPacket("udp4", n.PeerAddr+":53")
 		if err != nil {
 			t.Errorf("listen dns: %v", err)
 		}
@@ -52,7 +53,7 @@ func (n *netns) dnsServer(t *testing.T, names map[string]string) string {
 	})}
 	go srv.ActivateAndServe()
 	t.Cleanup(func() { srv.Shutdown() })
-	return n.peerAddr
+	return n.PeerAddr
 }
 
 // testUser makes a local account for the test's lifetime (removed after), in groups, with a password.
@@ -102,16 +103,16 @@ func TestSystemTrafficSurvivesDayOne(t *testing.T) {
 		}
 	}
 	r := newRig(t, "dayone-system", apiSettings(20))
-	srv := r.ns.tcpServer(t)
-	udp := r.ns.udpServer(t)
-	resolver := r.ns.dnsServer(t, map[string]string{"mirror.dayone.test": r.ns.peerAddr})
+	srv := r.NS.TCPServer(t)
+	udp := r.NS.UDPServer(t)
+	resolver := dnsServer(t, r.NS, map[string]string{"mirror.dayone.test": r.NS.PeerAddr})
 	dir := t.TempDir()
 	os.Chmod(dir, 0o755)
 	resolv := filepath.Join(dir, "resolv.conf")
 	os.WriteFile(resolv, []byte("nameserver "+resolver+"\noptions timeout:2 attempts:1\n"), 0o644)
 
 	person := testUser(t, "tattle-d1-user", "")
-	ord := r.startAgentCmd(t, userCmd(person, testrig.Tattlectl(t), "agent", "--json"))
+	ord := r.StartAgentCmd(t, userCmd(person, testrig.Tattlectl(t), "agent", "--json"))
 	logFrom := r.Log.Len()
 	url := "http://" + srv + "/"
 
@@ -123,7 +124,7 @@ func TestSystemTrafficSurvivesDayOne(t *testing.T) {
 	var steps []step
 	out, err := run(t, "unshare", "-m", "sh", "-c", "mount --bind "+resolv+" /etc/resolv.conf && exec runuser -u _apt -- getent ahostsv4 mirror.dayone.test")
 	steps = append(steps, step{"name lookup through the C library as _apt (getent)", out, err})
-	if err == nil && !strings.Contains(out, r.ns.peerAddr) {
+	if err == nil && !strings.Contains(out, r.NS.PeerAddr) {
 		err = fmt.Errorf("resolved to %q", out)
 		steps[len(steps)-1].err = err
 	}
@@ -143,13 +144,13 @@ func TestSystemTrafficSurvivesDayOne(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	flows, err := r.api.Flows(ctx)
+	flows, err := r.API.Flows(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	denied, nobody := 0, 0
 	for _, f := range flows {
-		if strings.HasPrefix(f.Dest, r.ns.peerAddr+":") {
+		if strings.HasPrefix(f.Dest, r.NS.PeerAddr+":") {
 			denied += int(f.Denied)
 			if f.RuleID == "allowed: nobody to ask" {
 				nobody++
@@ -169,9 +170,9 @@ func TestSystemTrafficSurvivesDayOne(t *testing.T) {
 		if s.err == nil {
 			ok++
 		}
-		report.add(t, "%s: %s", s.what, map[bool]string{true: "completed", false: "FAILED"}[s.err == nil])
+		report.Add(t, "%s: %s", s.what, map[bool]string{true: "completed", false: "FAILED"}[s.err == nil])
 	}
-	report.add(t, "only an ordinary user's agent: %d of %d completed, %d denied attempts, %d flows shown as \"allowed: nobody to ask\", %d questions settled by the system default (logged with why)",
+	report.Add(t, "only an ordinary user's agent: %d of %d completed, %d denied attempts, %d flows shown as \"allowed: nobody to ask\", %d questions settled by the system default (logged with why)",
 		ok, len(steps), denied, nobody, why)
 	if denied != 0 {
 		t.Errorf("%d attempts denied", denied)
@@ -187,10 +188,10 @@ func TestSystemTrafficSurvivesDayOne(t *testing.T) {
 		cmd := userCmd(admin, testrig.Tattlectl(t), "agent", "--json")
 		cmd.ExtraFiles = []*os.File{tty.slave}
 		cmd.SysProcAttr.Setsid, cmd.SysProcAttr.Setctty, cmd.SysProcAttr.Ctty = true, true, 3
-		ag := r.startAgentCmd(t, cmd)
+		ag := r.StartAgentCmd(t, cmd)
 		r.Log.WaitFor(t, "administrator=true", 0)
-		srv2 := r.ns.tcpServer(t)
-		c := start(t, "curl", "-sS", "-m", "30", "http://"+srv2+"/")
+		srv2 := r.NS.TCPServer(t)
+		c := holdrig.Start(t, "curl", "-sS", "-m", "30", "http://"+srv2+"/")
 		q := ag.Next(t, "question", 10*time.Second).Question
 		if !q.System {
 			t.Errorf("root's question is not marked System: %+v", q)
@@ -199,17 +200,17 @@ func TestSystemTrafficSurvivesDayOne(t *testing.T) {
 		// administrator's unlocked terminal) makes no rule and lets nothing through.
 		answered := ag.Answer(t, "a")
 		tty.authenticate(t, "tattle-d1-admin", "not-"+password)
-		out := c.wait(t, 30*time.Second)
+		out := c.Wait(t, 30*time.Second)
 		var rule *api.Rule
-		for _, ru := range r.rules(t) {
-			if strings.HasSuffix(ru.Application, "curl") && strings.Contains(ru.Remote, r.ns.peerAddr) {
+		for _, ru := range r.Rules(t) {
+			if strings.HasSuffix(ru.Application, "curl") && strings.Contains(ru.Remote, r.NS.PeerAddr) {
 				ru := ru
 				rule = &ru
 			}
 		}
 		authFailed := strings.Contains(tty.text(), "AUTHENTICATION FAILED")
-		report.add(t, "administrator's agent: root's curl to a new host asked there (System=%v); answered Allow, pkttyagent asked for the password, a wrong one given (failed: %v): curl %q %v after the answer, rule made: %v",
-			q.System, authFailed, strings.TrimSpace(out), c.end.Sub(answered).Round(time.Millisecond), rule != nil)
+		report.Add(t, "administrator's agent: root's curl to a new host asked there (System=%v); answered Allow, pkttyagent asked for the password, a wrong one given (failed: %v): curl %q %v after the answer, rule made: %v",
+			q.System, authFailed, strings.TrimSpace(out), c.End.Sub(answered).Round(time.Millisecond), rule != nil)
 		if strings.TrimSpace(out) == "ok" || rule != nil {
 			t.Errorf("an unauthenticated answer counted: curl %q, rule %+v\npty: %s", out, rule, tty.text())
 		}

@@ -17,42 +17,43 @@ import (
 
 	"github.com/tattlefw/tattle/shared/api"
 	"github.com/tattlefw/tattle/shared/rules"
+	"github.com/tattlefw/tattle/tests/internal/holdrig"
 	"github.com/tattlefw/tattle/tests/internal/testrig"
 )
 
 // Must show 1: the first connect waits; Allow after ~2 s completes that same connect.
 func TestAllowCompletesTheHeldConnection(t *testing.T) {
 	r := newRig(t, "hold-allow", api.Settings{})
-	srv := r.ns.tcpServer(t)
-	ag := r.startAgent(t)
+	srv := r.NS.TCPServer(t)
+	ag := r.StartAgent(t)
 
-	py := python(t, srv, 30*time.Second)
+	py := holdrig.Python(t, srv, 30*time.Second)
 	q := ag.Next(t, "question", 10*time.Second).Question
-	if !strings.HasPrefix(filepath.Base(q.Exe), "python3") || q.Addr != r.ns.peerAddr || q.Protocol != "tcp" || q.PID == 0 || q.User != "root" {
+	if !strings.HasPrefix(filepath.Base(q.Exe), "python3") || q.Addr != r.NS.PeerAddr || q.Protocol != "tcp" || q.PID == 0 || q.User != "root" {
 		t.Errorf("question does not describe the python client: %+v", q)
 	}
 	time.Sleep(2 * time.Second)
-	if py.exited() {
-		t.Fatalf("the held connect returned before the answer: %s", py.out.String())
+	if py.Exited() {
+		t.Fatalf("the held connect returned before the answer: %s", py.Output())
 	}
 	answered := ag.Answer(t, "a")
-	word, returned := parsePy(t, py.wait(t, 10*time.Second))
+	word, returned := holdrig.ParsePy(t, py.Wait(t, 10*time.Second))
 	if word != "ok" {
 		t.Fatalf("allowed connect: %s at %v, answered at %v (want ok)\n%s", word, returned, answered, r.Log)
 	}
 	latency := returned.Sub(answered)
-	report.add(t, "answer Allow -> the held connect() returned in %v (goal < 50ms); it had waited %v",
+	report.Add(t, "answer Allow -> the held connect() returned in %v (goal < 50ms); it had waited %v",
 		latency.Round(100*time.Microsecond), returned.Sub(time.UnixMilli(q.Created)).Round(time.Millisecond))
 	if latency > 500*time.Millisecond {
 		t.Errorf("connect returned %v after the answer", latency)
 	}
 
 	// Forever: a rule for this host; the next connection asks nothing and goes through at once.
-	if !hasRule(r.rules(t), rules.ActionAllow, q.Exe, q.Addr) {
-		t.Errorf("no allow rule for %s -> %s: %+v", q.Exe, q.Addr, r.rules(t))
+	if !hasRule(r.Rules(t), rules.ActionAllow, q.Exe, q.Addr) {
+		t.Errorf("no allow rule for %s -> %s: %+v", q.Exe, q.Addr, r.Rules(t))
 	}
-	py2 := python(t, srv, 5*time.Second)
-	if word, _ := parsePy(t, py2.wait(t, 10*time.Second)); word != "ok" {
+	py2 := holdrig.Python(t, srv, 5*time.Second)
+	if word, _ := holdrig.ParsePy(t, py2.Wait(t, 10*time.Second)); word != "ok" {
 		t.Errorf("second connection: %s", word)
 	}
 	ag.Quiet(t, time.Second)
@@ -76,36 +77,36 @@ func hasRule(rs []api.Rule, action, exe, remote string) bool {
 // Must show 2: Deny makes the held connection fail fast, and the next attempt fails in the kernel unasked.
 func TestDenyFailsFastThenInTheKernel(t *testing.T) {
 	r := newRig(t, "hold-deny", api.Settings{})
-	srv := r.ns.tcpServer(t)
-	ag := r.startAgent(t)
+	srv := r.NS.TCPServer(t)
+	ag := r.StartAgent(t)
 
-	curl := start(t, "curl", "-sS", "--max-time", "30", "-o", "/dev/null", "http://"+srv+"/")
+	curl := holdrig.Start(t, "curl", "-sS", "--max-time", "30", "-o", "/dev/null", "http://"+srv+"/")
 	q := ag.Next(t, "question", 10*time.Second).Question
 	if filepath.Base(q.Exe) != "curl" {
 		t.Errorf("question about %q, want curl", q.Exe)
 	}
 	time.Sleep(time.Second)
 	answered := ag.Answer(t, "d")
-	out := curl.wait(t, 10*time.Second)
-	failedAfter := curl.end.Sub(answered)
-	code := curl.cmd.ProcessState.ExitCode()
-	report.add(t, "answer Deny -> curl exited %d after %v (goal < 1s): %s", code, failedAfter.Round(time.Millisecond), strings.TrimSpace(out))
+	out := curl.Wait(t, 10*time.Second)
+	failedAfter := curl.End.Sub(answered)
+	code := curl.Cmd.ProcessState.ExitCode()
+	report.Add(t, "answer Deny -> curl exited %d after %v (goal < 1s): %s", code, failedAfter.Round(time.Millisecond), strings.TrimSpace(out))
 	if code != 7 || failedAfter > time.Second {
 		t.Errorf("curl exit %d after %v, want 7 (connection refused) within 1s: %s", code, failedAfter, out)
 	}
 
 	// The verdict is in the kernel: curl fails at once with no question.
-	again := start(t, "curl", "-sS", "-v", "--max-time", "10", "-o", "/dev/null", "http://"+srv+"/")
+	again := holdrig.Start(t, "curl", "-sS", "-v", "--max-time", "10", "-o", "/dev/null", "http://"+srv+"/")
 	t0 := time.Now()
-	out = again.wait(t, 10*time.Second)
-	if code := again.cmd.ProcessState.ExitCode(); code != 7 || again.end.Sub(t0) > time.Second {
-		t.Errorf("second curl: exit %d after %v (%s), want 7 at once", code, again.end.Sub(t0), out)
+	out = again.Wait(t, 10*time.Second)
+	if code := again.Cmd.ProcessState.ExitCode(); code != 7 || again.End.Sub(t0) > time.Second {
+		t.Errorf("second curl: exit %d after %v (%s), want 7 at once", code, again.End.Sub(t0), out)
 	}
 	if !strings.Contains(out, "Operation not permitted") {
 		t.Errorf("second curl was not refused by the kernel (EPERM): %s", out)
 	}
 	ag.Quiet(t, time.Second)
-	if n := len(r.pending(t)); n != 0 {
+	if n := len(r.Pending(t)); n != 0 {
 		t.Errorf("%d questions open after a denied flow's retry", n)
 	}
 }
@@ -113,7 +114,7 @@ func TestDenyFailsFastThenInTheKernel(t *testing.T) {
 // Must show 3: an open question stalls nothing else, and 200 attempts of 20 applications make 20 questions.
 func TestQuestionsAreIndependentAndShared(t *testing.T) {
 	r := newRig(t, "hold-independent", api.Settings{QuestionTimeout: 15})
-	srv := r.ns.tcpServer(t)
+	srv := r.NS.TCPServer(t)
 	dir := testrig.AppDir(t)
 	bin := testrig.Build(t).Client
 
@@ -133,7 +134,7 @@ func TestQuestionsAreIndependentAndShared(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				res := testClient(t, app, "bench", "2000")
+				res := holdrig.RunClient(t, app, "bench", "2000")
 				if !res.OK {
 					t.Errorf("bench %s: %s", app, res.Error)
 				}
@@ -147,25 +148,25 @@ func TestQuestionsAreIndependentAndShared(t *testing.T) {
 		}
 		return sum
 	}
-	ag := r.startAgent(t)
+	ag := r.StartAgent(t)
 	// Rounds alternate around the open question; medians damp the scheduler's noise on two cores.
 	bases := []float64{rate(), rate()}
 	asker := testrig.CopyApp(t, bin, dir, "asker")
-	held := start(t, asker, "tcp", srv)
+	held := holdrig.Start(t, asker, "tcp", srv)
 	ag.Next(t, "question", 10*time.Second)
 	durings := []float64{rate(), rate(), rate()}
-	if held.exited() {
-		t.Fatalf("the held connection ended while its question was open: %s", held.out.String())
+	if held.Exited() {
+		t.Fatalf("the held connection ended while its question was open: %s", held.Output())
 	}
-	if n := len(r.pending(t)); n != 1 {
+	if n := len(r.Pending(t)); n != 1 {
 		t.Errorf("%d questions open during the measurement, want 1", n)
 	}
 	ag.Answer(t, "a 1")
-	held.wait(t, 10*time.Second)
+	held.Wait(t, 10*time.Second)
 	bases = append(bases, rate())
 	base, during := median(bases), median(durings)
 	ratio := during / base
-	report.add(t, "20 allowed applications' connect rate with one question open / with none: %.3f (medians %.0f vs %.0f connects/s; rounds open %v, none %v)",
+	report.Add(t, "20 allowed applications' connect rate with one question open / with none: %.3f (medians %.0f vs %.0f connects/s; rounds open %v, none %v)",
 		ratio, during, base, durings, bases)
 	if ratio < 0.8 {
 		t.Errorf("connect rate fell to %.2f of normal while a question was open", ratio)
@@ -176,24 +177,24 @@ func TestQuestionsAreIndependentAndShared(t *testing.T) {
 	for i := 0; i < 20; i++ {
 		app := testrig.CopyApp(t, bin, dir, fmt.Sprintf("burst-%02d", i))
 		for j := 0; j < 10; j++ {
-			clients = append(clients, start(t, app, "tcp", srv))
+			clients = append(clients, holdrig.Start(t, app, "tcp", srv))
 		}
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	var qs []api.Question
 	for time.Now().Before(deadline) {
-		if qs = r.pending(t); len(qs) >= 20 {
+		if qs = r.Pending(t); len(qs) >= 20 {
 			break
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
 	time.Sleep(time.Second) // stragglers would show up as extra questions
-	qs = r.pending(t)
+	qs = r.Pending(t)
 	attempts := uint32(0)
 	for _, q := range qs {
 		attempts += q.Attempts
 	}
-	report.add(t, "200 concurrent undecided connections from 20 applications -> %d questions (%d attempts joined them)", len(qs), attempts)
+	report.Add(t, "200 concurrent undecided connections from 20 applications -> %d questions (%d attempts joined them)", len(qs), attempts)
 	if len(qs) != 20 {
 		t.Errorf("%d questions for 20 applications", len(qs))
 	}
@@ -205,7 +206,7 @@ func TestQuestionsAreIndependentAndShared(t *testing.T) {
 	failed := 0
 	for _, c := range clients {
 		var res testrig.Result
-		json.Unmarshal([]byte(c.wait(t, 20*time.Second)), &res)
+		json.Unmarshal([]byte(c.Wait(t, 20*time.Second)), &res)
 		if !res.OK {
 			failed++
 		}
@@ -218,81 +219,81 @@ func TestQuestionsAreIndependentAndShared(t *testing.T) {
 // Must show 4: a datagram to an undecided destination is held and delivered after Allow.
 func TestUDPDatagramIsHeldThenDelivered(t *testing.T) {
 	r := newRig(t, "hold-udp", api.Settings{})
-	srv := r.ns.udpServer(t)
-	ag := r.startAgent(t)
+	srv := r.NS.UDPServer(t)
+	ag := r.StartAgent(t)
 	app := testrig.CopyApp(t, testrig.Build(t).Client, testrig.AppDir(t), "udp-app")
-	c := start(t, app, "udp", srv) // waits up to 2 s for the echo
+	c := holdrig.Start(t, app, "udp", srv) // waits up to 2 s for the echo
 	q := ag.Next(t, "question", 5*time.Second).Question
-	if q.Protocol != "udp" || q.Addr != r.ns.peerAddr {
+	if q.Protocol != "udp" || q.Addr != r.NS.PeerAddr {
 		t.Errorf("question: %+v", q)
 	}
 	time.Sleep(time.Second)
-	if c.exited() {
-		t.Fatalf("the client got its echo before the answer: the datagram was not held: %s", c.out.String())
+	if c.Exited() {
+		t.Fatalf("the client got its echo before the answer: the datagram was not held: %s", c.Output())
 	}
 	answered := ag.Answer(t, "a")
 	var res testrig.Result
-	if err := json.Unmarshal([]byte(c.wait(t, 10*time.Second)), &res); err != nil {
+	if err := json.Unmarshal([]byte(c.Wait(t, 10*time.Second)), &res); err != nil {
 		t.Fatal(err)
 	}
 	if !res.OK || !res.Echoed {
 		t.Errorf("held datagram not delivered after Allow: %+v", res)
 	}
-	report.add(t, "a datagram held %v until Allow, echoed %v after the answer", time.Since(time.UnixMilli(q.Created)).Round(time.Millisecond),
-		c.end.Sub(answered).Round(100*time.Microsecond))
+	report.Add(t, "a datagram held %v until Allow, echoed %v after the answer", time.Since(time.UnixMilli(q.Created)).Round(time.Millisecond),
+		c.End.Sub(answered).Round(100*time.Microsecond))
 }
 
 // Must show 5: no answer in time, or the agent leaving, applies the default once and makes no rule.
 func TestUnansweredQuestionsApplyTheDefaultOnce(t *testing.T) {
 	r := newRig(t, "hold-default", api.Settings{QuestionTimeout: 2, DefaultAction: api.DefaultDeny})
-	srv := r.ns.tcpServer(t)
+	srv := r.NS.TCPServer(t)
 	app := testrig.CopyApp(t, testrig.Build(t).Client, testrig.AppDir(t), "unanswered")
 
 	t.Run("timeout", func(t *testing.T) {
-		ag := r.startAgent(t)
-		c := start(t, app, "tcp", srv)
+		ag := r.StartAgent(t)
+		c := holdrig.Start(t, app, "tcp", srv)
 		q := ag.Next(t, "question", 5*time.Second).Question
 		ag.Next(t, "cancelled", 5*time.Second)
-		out := c.wait(t, 5*time.Second)
+		out := c.Wait(t, 5*time.Second)
 		var res testrig.Result
 		json.Unmarshal([]byte(out), &res)
-		waited := c.end.Sub(time.UnixMilli(q.Created))
-		report.add(t, "unanswered for %ds -> default deny: %s after %v", 2, res.Errno, waited.Round(time.Millisecond))
+		waited := c.End.Sub(time.UnixMilli(q.Created))
+		report.Add(t, "unanswered for %ds -> default deny: %s after %v", 2, res.Errno, waited.Round(time.Millisecond))
 		if res.OK || res.Errno != "ECONNREFUSED" || waited < 1800*time.Millisecond || waited > 3500*time.Millisecond {
 			t.Errorf("after the timeout: %+v after %v, want ECONNREFUSED after ~2s", res, waited)
 		}
-		if hasApp(r.rules(t), app) {
-			t.Errorf("the default made a rule: %+v", r.rules(t))
+		if hasApp(r.Rules(t), app) {
+			t.Errorf("the default made a rule: %+v", r.Rules(t))
 		}
 		// Once: the next attempt asks again.
-		c2 := start(t, app, "tcp", srv)
+		c2 := holdrig.Start(t, app, "tcp", srv)
 		ag.Next(t, "question", 5*time.Second)
 		ag.Answer(t, "a 1")
-		c2.wait(t, 5*time.Second)
+		c2.Wait(t, 5*time.Second)
 		ag.Stop()
 	})
 	t.Run("agent-leaves", func(t *testing.T) {
-		ag := r.startAgent(t)
-		c := start(t, app, "tcp", srv)
+		ag := r.StartAgent(t)
+		c := holdrig.Start(t, app, "tcp", srv)
 		ag.Next(t, "question", 5*time.Second)
 		killed := time.Now()
 		ag.Stop() // kill -9 of the agent, by its PID
-		out := c.wait(t, 5*time.Second)
+		out := c.Wait(t, 5*time.Second)
 		var res testrig.Result
 		json.Unmarshal([]byte(out), &res)
-		report.add(t, "agent killed mid-question -> default deny after %v: %s", c.end.Sub(killed).Round(time.Millisecond), res.Errno)
-		if res.OK || c.end.Sub(killed) > time.Second {
-			t.Errorf("after the agent left: %+v after %v, want refused within 1s", res, c.end.Sub(killed))
+		report.Add(t, "agent killed mid-question -> default deny after %v: %s", c.End.Sub(killed).Round(time.Millisecond), res.Errno)
+		if res.OK || c.End.Sub(killed) > time.Second {
+			t.Errorf("after the agent left: %+v after %v, want refused within 1s", res, c.End.Sub(killed))
 		}
-		if hasApp(r.rules(t), app) {
-			t.Errorf("the default made a rule: %+v", r.rules(t))
+		if hasApp(r.Rules(t), app) {
+			t.Errorf("the default made a rule: %+v", r.Rules(t))
 		}
 	})
 	t.Run("no-agent", func(t *testing.T) {
 		// The test's clients run as root, a system account: with no administrator's agent the system default
 		// applies (shipped: allow, see tests/dayone); set to deny, nobody to ask means refused at once.
-		r.setSettings(t, api.Settings{QuestionTimeout: 2, SystemDefault: api.DefaultDeny})
-		res := testClient(t, app, "tcp", srv)
+		r.SetSettings(t, api.Settings{QuestionTimeout: 2, SystemDefault: api.DefaultDeny})
+		res := holdrig.RunClient(t, app, "tcp", srv)
 		if res.OK || res.Errno != "ECONNREFUSED" || res.Elapsed() > time.Second {
 			t.Errorf("with no agent: %+v, want refused at once", res)
 		}
@@ -343,7 +344,7 @@ func TestKilledHelperFollowsTheFailPolicy(t *testing.T) {
 	for _, policy := range []string{api.FailPass, api.FailDrop} {
 		t.Run(policy, func(t *testing.T) {
 			r := newRig(t, "hold-fail-"+policy, api.Settings{FailPolicy: policy, QuestionTimeout: 60})
-			srv := r.ns.tcpServer(t)
+			srv := r.NS.TCPServer(t)
 			dir := testrig.AppDir(t)
 			bin := testrig.Build(t).Client
 			denied := testrig.CopyApp(t, bin, dir, "denied")
@@ -352,7 +353,7 @@ func TestKilledHelperFollowsTheFailPolicy(t *testing.T) {
 			}
 			conn := r.Connect(t)
 			ag := registerTestAgent(t, r, conn)
-			held := python(t, srv, 30*time.Second)
+			held := holdrig.Python(t, srv, 30*time.Second)
 			q := (<-ag.asked).q
 			pid, ok := r.TattledPID(t, conn)
 			if !ok {
@@ -362,20 +363,20 @@ func TestKilledHelperFollowsTheFailPolicy(t *testing.T) {
 			syscall.Kill(int(pid), syscall.SIGKILL)
 
 			// While no helper runs: rules still enforce in the kernel.
-			if res := testClient(t, denied, "tcp", srv); res.Errno != "EPERM" {
+			if res := holdrig.RunClient(t, denied, "tcp", srv); res.Errno != "EPERM" {
 				t.Errorf("denied application while the helper is down: %+v, want EPERM", res)
 			}
 			switch policy {
 			case api.FailPass:
-				word, at := parsePy(t, held.wait(t, 10*time.Second))
-				report.add(t, "fail policy pass: the held connection went through %v after kill -9 (%s)", at.Sub(killed).Round(time.Millisecond), word)
+				word, at := holdrig.ParsePy(t, held.Wait(t, 10*time.Second))
+				report.Add(t, "fail policy pass: the held connection went through %v after kill -9 (%s)", at.Sub(killed).Round(time.Millisecond), word)
 				if word != "ok" {
 					t.Errorf("held connection with fail policy pass: %s", word)
 				}
 			case api.FailDrop:
 				time.Sleep(4 * time.Second)
-				if held.exited() {
-					t.Fatalf("held connection ended while no helper ran (policy drop): %s", held.out.String())
+				if held.Exited() {
+					t.Fatalf("held connection ended while no helper ran (policy drop): %s", held.Output())
 				}
 				// The next helper (activated by this call) asks again, for the same application.
 				r.Ctl(t, 0, "status")
@@ -392,8 +393,8 @@ func TestKilledHelperFollowsTheFailPolicy(t *testing.T) {
 					t.Errorf("asked again about %+v, first %+v", again.q, q)
 				}
 				again.reply <- api.Answer{Action: rules.ActionAllow, Scope: api.ScopeHost, Duration: rules.DurationOnce}
-				word, at := parsePy(t, held.wait(t, 10*time.Second))
-				report.add(t, "fail policy drop: held across kill -9, asked again by the next helper, allowed: %s %v after the kill", word, at.Sub(killed).Round(time.Millisecond))
+				word, at := holdrig.ParsePy(t, held.Wait(t, 10*time.Second))
+				report.Add(t, "fail policy drop: held across kill -9, asked again by the next helper, allowed: %s %v after the kill", word, at.Sub(killed).Round(time.Millisecond))
 				if word != "ok" {
 					t.Errorf("held connection after restart and Allow: %s", word)
 				}
@@ -405,35 +406,35 @@ func TestKilledHelperFollowsTheFailPolicy(t *testing.T) {
 // Must show 7: the durations.
 func TestAnswerDurations(t *testing.T) {
 	r := newRig(t, "hold-durations", api.Settings{})
-	srv := r.ns.tcpServer(t)
+	srv := r.NS.TCPServer(t)
 	dir := testrig.AppDir(t)
 	bin := testrig.Build(t).Client
-	ag := r.startAgent(t)
+	ag := r.StartAgent(t)
 
 	ask := func(t *testing.T, app string, keys string, args ...string) {
 		t.Helper()
-		c := start(t, app, append(args, "tcp", srv)...)
+		c := holdrig.Start(t, app, append(args, "tcp", srv)...)
 		ag.Next(t, "question", 5*time.Second)
 		ag.Answer(t, keys)
 		var res testrig.Result
-		json.Unmarshal([]byte(strings.SplitN(c.wait(t, 30*time.Second)+"\n", "\n", 2)[0]), &res)
+		json.Unmarshal([]byte(strings.SplitN(c.Wait(t, 30*time.Second)+"\n", "\n", 2)[0]), &res)
 		if !res.OK {
 			t.Fatalf("allowed connection failed: %+v", res)
 		}
 	}
 	unasked := func(t *testing.T, app string) {
 		t.Helper()
-		if res := testClient(t, app, "tcp", srv); !res.OK {
+		if res := holdrig.RunClient(t, app, "tcp", srv); !res.OK {
 			t.Errorf("connection under the rule: %+v", res)
 		}
 		ag.Quiet(t, 500*time.Millisecond)
 	}
 	asksAgain := func(t *testing.T, app string) {
 		t.Helper()
-		c := start(t, app, "tcp", srv)
+		c := holdrig.Start(t, app, "tcp", srv)
 		ag.Next(t, "question", 5*time.Second)
 		ag.Answer(t, "d 1")
-		c.wait(t, 5*time.Second)
+		c.Wait(t, 5*time.Second)
 	}
 
 	t.Run("once", func(t *testing.T) {
@@ -444,16 +445,16 @@ func TestAnswerDurations(t *testing.T) {
 	t.Run("until-quit", func(t *testing.T) {
 		app := testrig.CopyApp(t, bin, dir, "until-quit")
 		// The first process stays alive: the rule lasts while it runs.
-		first := start(t, app, "-linger", "4s", "tcp", srv)
+		first := holdrig.Start(t, app, "-linger", "4s", "tcp", srv)
 		ag.Next(t, "question", 5*time.Second)
 		ag.Answer(t, "a q")
 		time.Sleep(300 * time.Millisecond)
 		unasked(t, app)
-		first.wait(t, 10*time.Second)
+		first.Wait(t, 10*time.Second)
 		deadline := time.Now().Add(5 * time.Second)
-		for hasApp(r.rules(t), app) {
+		for hasApp(r.Rules(t), app) {
 			if time.Now().After(deadline) {
-				t.Fatalf("until-quit rule outlived its application: %+v", r.rules(t))
+				t.Fatalf("until-quit rule outlived its application: %+v", r.Rules(t))
 			}
 			time.Sleep(200 * time.Millisecond)
 		}
@@ -483,7 +484,7 @@ func TestAnswerDurations(t *testing.T) {
 		unasked(t, app)
 	})
 	var names []string
-	for _, rl := range r.rules(t) {
+	for _, rl := range r.Rules(t) {
 		names = append(names, rl.Duration+":"+filepath.Base(rl.Application))
 	}
 	sort.Strings(names)
@@ -504,46 +505,46 @@ func hasApp(rs []api.Rule, app string) bool {
 // held connection completes and the agent's question is withdrawn.
 func TestRuleMadeMeanwhileSettlesOpenQuestions(t *testing.T) {
 	r := newRig(t, "hold-recheck", api.Settings{})
-	srv := r.ns.tcpServer(t)
+	srv := r.NS.TCPServer(t)
 	// Another host: attempts of one program to one host share one question whatever the port (issue 10).
-	srv2 := newNetns(t, 1).tcpServer(t)
-	ag := r.startAgent(t)
+	srv2 := newNetns(t, 1).TCPServer(t)
+	ag := r.StartAgent(t)
 	app := testrig.CopyApp(t, testrig.Build(t).Client, testrig.AppDir(t), "recheck")
 
-	first := start(t, app, "tcp", srv)
+	first := holdrig.Start(t, app, "tcp", srv)
 	ag.Next(t, "question", 5*time.Second)
-	second := start(t, app, "tcp", srv2)
+	second := holdrig.Start(t, app, "tcp", srv2)
 	deadline := time.Now().Add(5 * time.Second)
-	for len(r.pending(t)) < 2 && time.Now().Before(deadline) {
+	for len(r.Pending(t)) < 2 && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)
 	}
-	if n := len(r.pending(t)); n != 2 {
+	if n := len(r.Pending(t)); n != 2 {
 		t.Fatalf("%d questions open, want 2", n)
 	}
 	// Answering the first with "any connection, forever" covers the second too.
 	answered := ag.Answer(t, "a n")
 	for _, c := range []*started{first, second} {
 		var res testrig.Result
-		json.Unmarshal([]byte(c.wait(t, 5*time.Second)), &res)
+		json.Unmarshal([]byte(c.Wait(t, 5*time.Second)), &res)
 		if !res.OK {
 			t.Errorf("held connection after the covering answer: %+v", res)
 		}
 	}
-	report.add(t, "a second open question settled by the first answer's rule in %v", second.end.Sub(answered).Round(time.Millisecond))
-	if n := len(r.pending(t)); n != 0 {
+	report.Add(t, "a second open question settled by the first answer's rule in %v", second.End.Sub(answered).Round(time.Millisecond))
+	if n := len(r.Pending(t)); n != 0 {
 		t.Errorf("%d questions still open", n)
 	}
 
 	// An administrator's rule settles an open question the same way.
 	other := testrig.CopyApp(t, testrig.Build(t).Client, testrig.AppDir(t), "recheck-admin")
-	c := start(t, other, "tcp", srv)
+	c := holdrig.Start(t, other, "tcp", srv)
 	ag.Next(t, "question", 5*time.Second)
 	if _, errOut, code := r.Ctl(t, 0, "rules", "add", "--deny", "--app", other); code != 0 {
 		t.Fatal(errOut)
 	}
 	ag.Next(t, "cancelled", 5*time.Second)
 	var res testrig.Result
-	json.Unmarshal([]byte(c.wait(t, 5*time.Second)), &res)
+	json.Unmarshal([]byte(c.Wait(t, 5*time.Second)), &res)
 	if res.OK || res.Errno != "ECONNREFUSED" {
 		t.Errorf("held connection after a deny rule: %+v, want refused", res)
 	}

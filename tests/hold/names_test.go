@@ -18,6 +18,7 @@ import (
 	"github.com/tattlefw/tattle/helper/enforce"
 	"github.com/tattlefw/tattle/shared/api"
 	"github.com/tattlefw/tattle/shared/identity"
+	"github.com/tattlefw/tattle/tests/internal/holdrig"
 	"github.com/tattlefw/tattle/tests/internal/testrig"
 )
 
@@ -37,7 +38,7 @@ type dnsServer struct {
 	records map[string][]mdns.RR
 }
 
-func (n *netns) startDNS(t *testing.T, hosts *netns, records map[string][]mdns.RR) *dnsServer {
+func startDNS(t *testing.T, n, hosts *netns, records map[string][]mdns.RR) *dnsServer {
 	t.Helper()
 	run := func(args ...string) {
 		t.Helper()
@@ -46,20 +47,20 @@ func (n *netns) startDNS(t *testing.T, hosts *netns, records map[string][]mdns.R
 		}
 	}
 	for _, p := range []string{allowedNet, blockedNet} {
-		run("-n", hosts.name, "route", "add", "local", p, "dev", "lo")
-		run("route", "replace", p, "via", hosts.peerAddr)
+		run("-n", hosts.Name, "route", "add", "local", p, "dev", "lo")
+		run("route", "replace", p, "via", hosts.PeerAddr)
 		t.Cleanup(func() { exec.Command("ip", "route", "del", p).Run() })
 	}
-	s := &dnsServer{addr: n.peerAddr, records: records}
+	s := &dnsServer{addr: n.PeerAddr, records: records}
 	var pc net.PacketConn
 	var ln net.Listener
-	n.inside(t, func() {
+	n.Inside(t, func() {
 		var err error
-		if pc, err = net.ListenPacket("udp4", n.peerAddr+":53"); err != nil {
+		if pc, err = net.ListenPacket("udp4", n.PeerAddr+":53"); err != nil {
 			t.Errorf("dns listen: %v", err)
 		}
 	})
-	hosts.inside(t, func() {
+	hosts.Inside(t, func() {
 		var err error
 		if ln, err = net.Listen("tcp4", "0.0.0.0:0"); err != nil {
 			t.Errorf("listen: %v", err)
@@ -160,7 +161,7 @@ func (s *dnsServer) resolveAndConnect(t *testing.T, names ...string) map[string]
 func newNamesRig(t *testing.T, records map[string][]mdns.RR, extra ...string) (*rig, *dnsServer) {
 	t.Helper()
 	r := newRig(t, "names", api.Settings{}, extra...)
-	s := r.ns.startDNS(t, newNetns(t, 1), records)
+	s := startDNS(t, r.NS, newNetns(t, 1), records)
 	// DNS to the test's server is allowed by address (ranks above every name rule).
 	for _, args := range [][]string{
 		{"rules", "add", "--allow", "--app", "any", "--remote", s.addr, "--port", "53", "--protocol", "udp"},
@@ -180,7 +181,7 @@ func TestDomainRulesEnforcedInTheKernel(t *testing.T) {
 		"www.allowed.test.": {a("www.allowed.test", 300, "10.201.0.10")},
 		"ads.blocked.test.": {a("ads.blocked.test", 300, "10.202.0.10")},
 	})
-	ag := r.startAgent(t)
+	ag := r.StartAgent(t)
 	res := s.resolveAndConnect(t, "www.allowed.test", "ads.blocked.test")
 	if got := res["www.allowed.test"]; got != [2]string{"10.201.0.10", "ok"} {
 		t.Errorf("www.allowed.test: %v, want connected", got)
@@ -207,11 +208,11 @@ func TestDomainRulesEnforcedInTheKernel(t *testing.T) {
 		}
 	}
 	app := testrig.CopyApp(t, testrig.Build(t).Client, testrig.AppDir(t), "any-app")
-	blocked := testClient(t, app, "tcp", fmt.Sprintf("10.202.0.10:%d", s.tcpPort))
+	blocked := holdrig.RunClient(t, app, "tcp", fmt.Sprintf("10.202.0.10:%d", s.tcpPort))
 	if blocked.Errno != "EPERM" || blocked.Elapsed() > 100*time.Millisecond {
 		t.Errorf("blocked address from another app: %+v, want EPERM at once", blocked)
 	}
-	allowed := testClient(t, app, "tcp", fmt.Sprintf("10.201.0.10:%d", s.tcpPort))
+	allowed := holdrig.RunClient(t, app, "tcp", fmt.Sprintf("10.201.0.10:%d", s.tcpPort))
 	if !allowed.OK {
 		t.Errorf("allowed address: %+v", allowed)
 	}
@@ -220,7 +221,7 @@ func TestDomainRulesEnforcedInTheKernel(t *testing.T) {
 	// The monitor shows the name the application asked for.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	flows, err := r.api.Flows(ctx)
+	flows, err := r.API.Flows(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -250,7 +251,7 @@ func TestCNAMEChains(t *testing.T) {
 			t.Fatalf("%v: %s", args, errOut)
 		}
 	}
-	ag := r.startAgent(t)
+	ag := r.StartAgent(t)
 	res := s.resolveAndConnect(t, "cdn.allowed.test", "mail.blocked.test")
 	if got := res["cdn.allowed.test"]; got[1] == "ok" {
 		t.Errorf("cdn.allowed.test (CNAME to a denied host): %v, want refused", got)
@@ -266,7 +267,7 @@ func TestLearnedAddressesExpire(t *testing.T) {
 	r, s := newNamesRig(t, map[string][]mdns.RR{
 		"short.allowed.test.": {a("short.allowed.test", 2, "10.201.0.30")},
 	}, "-dns-grace", "1s")
-	ag := r.startAgent(t)
+	ag := r.StartAgent(t)
 	res := s.resolveAndConnect(t, "short.allowed.test")
 	if got := res["short.allowed.test"]; got[1] != "ok" {
 		t.Fatalf("short.allowed.test: %v", got)
@@ -290,16 +291,16 @@ func TestLearnedAddressesExpire(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	report.add(t, "a learned address (TTL 2s, grace 1s) left the kernel map %v after the lookup", time.Since(learnedAt).Round(100*time.Millisecond))
+	report.Add(t, "a learned address (TTL 2s, grace 1s) left the kernel map %v after the lookup", time.Since(learnedAt).Round(100*time.Millisecond))
 	// Without the name, the address is undecided: the next connection is asked about.
 	app := testrig.CopyApp(t, testrig.Build(t).Client, testrig.AppDir(t), "after-expiry")
-	c := start(t, app, "tcp", fmt.Sprintf("10.201.0.30:%d", s.tcpPort))
+	c := holdrig.Start(t, app, "tcp", fmt.Sprintf("10.201.0.30:%d", s.tcpPort))
 	q := ag.Next(t, "question", 5*time.Second).Question
 	if q.Addr != "10.201.0.30" || q.Host != "" {
 		t.Errorf("question after expiry: %+v", q)
 	}
 	ag.Answer(t, "a 1")
-	c.wait(t, 5*time.Second)
+	c.Wait(t, 5*time.Second)
 }
 
 // Issue 5, must show 4: connecting microseconds after the answer is decided by the name rule, never asked.
@@ -315,7 +316,7 @@ func TestConnectRacingItsLookupIsDecidedByName(t *testing.T) {
 		names = append(names, an, bn)
 	}
 	r, s := newNamesRig(t, records)
-	ag := r.startAgent(t)
+	ag := r.StartAgent(t)
 	start := time.Now()
 	res := s.resolveAndConnect(t, names...)
 	wrong := 0
@@ -341,7 +342,7 @@ func TestConnectRacingItsLookupIsDecidedByName(t *testing.T) {
 		}
 	}
 	questions := ag.CountQuestions(time.Second)
-	report.add(t, "%d lookups each followed at once by a connect (%v): %d questions, %d wrong verdicts; blocked ones refused in the kernel %d, held and refused by the helper %d",
+	report.Add(t, "%d lookups each followed at once by a connect (%v): %d questions, %d wrong verdicts; blocked ones refused in the kernel %d, held and refused by the helper %d",
 		rounds, time.Since(start).Round(time.Millisecond), questions, wrong, kernel, held)
 	if questions != 0 || wrong != 0 || len(res) != rounds {
 		t.Errorf("%d questions, %d wrong verdicts, %d of %d answered", questions, wrong, len(res), rounds)
@@ -371,13 +372,13 @@ func TestBlocklistOf100000Domains(t *testing.T) {
 	}, "-lists-dir", defs)
 	r.Ctl(t, 0, "status") // activates the helper, which loads the list before it serves
 	line := r.Log.Line(r.Log.WaitFor(t, "list loaded", 0))
-	report.add(t, "100,000-domain hosts file: %s", line[strings.Index(line, "msg="):])
+	report.Add(t, "100,000-domain hosts file: %s", line[strings.Index(line, "msg="):])
 	out, _, code := r.Ctl(t, 0, "rules", "add", "--deny", "--app", "any", "--remote", "list:ads")
 	if code != 0 {
 		t.Fatal(out)
 	}
 	listRule := strings.TrimSpace(out)
-	ag := r.startAgent(t)
+	ag := r.StartAgent(t)
 	res := s.resolveAndConnect(t, "ad77777.tracker.test", "www.allowed.test")
 	if got := res["ad77777.tracker.test"]; got[1] != "EPERM" && got[1] != "ECONNREFUSED" {
 		t.Errorf("listed name: %v, want refused", got)
@@ -393,7 +394,7 @@ func TestBlocklistOf100000Domains(t *testing.T) {
 		t.Fatal(errOut)
 	}
 	rate := func() float64 {
-		res := testClient(t, bench, "bench", "20000")
+		res := holdrig.RunClient(t, bench, "bench", "20000")
 		if !res.OK {
 			t.Fatalf("bench: %+v", res)
 		}
@@ -424,7 +425,7 @@ func TestBlocklistOf100000Domains(t *testing.T) {
 		}
 	}
 	ratio := median(with) / median(without)
-	report.add(t, "allowed application's connect rate with the 100,000-domain list rule / without: %.3f (medians %.0f vs %.0f connects/s)",
+	report.Add(t, "allowed application's connect rate with the 100,000-domain list rule / without: %.3f (medians %.0f vs %.0f connects/s)",
 		ratio, median(with), median(without))
 	if ratio < 0.85 {
 		t.Errorf("connect rate with the list rule fell to %.2f", ratio)
@@ -436,7 +437,7 @@ func TestBlocklistOf100000Domains(t *testing.T) {
 func TestReverseNameShownNeverMatched(t *testing.T) {
 	arpa, _ := mdns.ReverseAddr("10.201.0.99")
 	r, s := newNamesRig(t, map[string][]mdns.RR{arpa: {ptr("10.201.0.99", 300, "printer.allowed.test")}})
-	ag := r.startAgent(t)
+	ag := r.StartAgent(t)
 	dir := t.TempDir()
 	resolv := filepath.Join(dir, "resolv.conf")
 	os.WriteFile(resolv, []byte("nameserver "+s.addr+"\n"), 0o644)
@@ -447,13 +448,13 @@ func TestReverseNameShownNeverMatched(t *testing.T) {
 		t.Fatalf("reverse lookup: %v %s", err, out)
 	}
 	app := testrig.CopyApp(t, testrig.Build(t).Client, testrig.AppDir(t), "by-address")
-	c := start(t, app, "tcp", fmt.Sprintf("10.201.0.99:%d", s.tcpPort))
+	c := holdrig.Start(t, app, "tcp", fmt.Sprintf("10.201.0.99:%d", s.tcpPort))
 	q := ag.Next(t, "question", 5*time.Second).Question
 	if q.Host != "" || q.Reverse != "printer.allowed.test" || q.Addr != "10.201.0.99" {
 		t.Errorf("question: host %q reverse %q addr %q, want no host and the reverse name", q.Host, q.Reverse, q.Addr)
 	}
 	ag.Answer(t, "d 1")
-	c.wait(t, 5*time.Second)
+	c.Wait(t, 5*time.Second)
 }
 
 // Issue 14, must show 4: a Little Snitch block list of 30,000 domains (the short form) imports through
@@ -483,7 +484,7 @@ func TestImportedBlocklistOf30000Domains(t *testing.T) {
 	if took > 2*time.Second {
 		t.Errorf("the import took %v, want under 2 s", took)
 	}
-	ag := r.startAgent(t)
+	ag := r.StartAgent(t)
 	res := s.resolveAndConnect(t, "ad7777.tracker.test", "www.allowed.test")
 	if got := res["ad7777.tracker.test"]; got[1] != "EPERM" && got[1] != "ECONNREFUSED" {
 		t.Errorf("listed name: %v, want refused", got)
@@ -494,7 +495,7 @@ func TestImportedBlocklistOf30000Domains(t *testing.T) {
 	ag.Quiet(t, 500*time.Millisecond)
 	line := fmt.Sprintf("30,000-domain Little Snitch block list: tattlectl import (convert, write the list, load it, add the rule) %v; %s; listed name %s, unlisted name %s",
 		took.Round(time.Millisecond), strings.TrimSpace(out), res["ad7777.tracker.test"][1], res["www.allowed.test"][1])
-	report.add(t, "%s", line)
+	report.Add(t, "%s", line)
 	resultsDir := os.Getenv("TATTLE_RESULTS_DIR")
 	if resultsDir == "" {
 		resultsDir = filepath.Join(testrig.RepoRoot(t), "tests", "output")
