@@ -125,7 +125,7 @@ func (s *session) buildWindow(entries *desktop.Index) {
 	s.stack, _ = gtk.StackNew()
 	s.stack.SetTransitionType(gtk.STACK_TRANSITION_TYPE_CROSSFADE)
 	s.mon = monitor.New(entries)
-	s.rules = rulesview.New(s.ctx, s.cl, &s.win.Window)
+	s.rules = rulesview.New(s.ctx, s.cl, &s.win.Window, entries)
 	s.prefs = prefs.New(s.ctx, s.cl)
 	s.stack.AddTitled(s.mon.Widget, "monitor", i18n.T("Monitor"))
 	s.stack.AddTitled(s.rules.Widget, "rules", i18n.T("Rules"))

@@ -137,7 +137,7 @@ func TestAllowForeverEndToEnd(t *testing.T) {
 
 	// The rule is in the app's Rules page ...
 	s.ShowPage(t, "rules")
-	s.WaitFor(t, "table cell", app, 20*time.Second)
+	s.WaitFor(t, "table cell", "newapp  ("+app+")", 20*time.Second)
 	names = s.Names(t)
 	for _, want := range []string{"Allow", "Forever"} {
 		if !hasName(names, "table cell", want) {

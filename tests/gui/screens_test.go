@@ -256,11 +256,12 @@ func screens(t *testing.T, kind string, lang Lang) {
 	s.WaitFor(t, "table cell", "fetcher", 10*time.Second)
 	s.Screenshot(t, name+"-monitor")
 
-	// Rules: grouped by application, the rules added through the helper.
+	// Rules: grouped by application, named as the monitor names it (with the rule's own path beside a
+	// desktop entry's name), the rules added through the helper.
 	s.ShowPage(t, "rules")
-	s.WaitFor(t, "table cell", w.browser, 10*time.Second)
+	s.WaitFor(t, "table cell", browserName+"  ("+w.browser+")", 10*time.Second)
 	names = s.Names(t)
-	for _, want := range []string{w.fetcher, "127.0.0.0/8", "domain:tracker.example", "local test servers", lang.T("Any application"), lang.T("Deny")} {
+	for _, want := range []string{"fetcher  (" + w.fetcher + ")", "127.0.0.0/8", "domain:tracker.example", "local test servers", lang.T("Any application"), lang.T("Deny")} {
 		if !hasName(names, "table cell", want) {
 			t.Errorf("the rules page does not show %q; it shows:\n%s", want, dumpNames(names))
 		}

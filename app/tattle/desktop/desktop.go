@@ -22,6 +22,7 @@ type Entry struct {
 // Index maps executables to entries. Build it once (Load) and share it read-only.
 type Index struct {
 	byExe map[string]Entry
+	byID  map[string]Entry // by desktop file id without ".desktop": Flatpak exports name theirs by app id
 }
 
 // DataDirs are the XDG data directories, most important first.
@@ -50,7 +51,7 @@ func DataDirs() []string {
 
 // Load reads the entries under each dir's applications folder; earlier directories win.
 func Load(dataDirs []string) *Index {
-	ix := &Index{byExe: map[string]Entry{}}
+	ix := &Index{byExe: map[string]Entry{}, byID: map[string]Entry{}}
 	langs := languages()
 	for _, d := range dataDirs {
 		root := filepath.Join(d, "applications")
@@ -63,6 +64,9 @@ func Load(dataDirs []string) *Index {
 			e, progs, ok := parse(path, id, langs)
 			if !ok {
 				return nil
+			}
+			if key := strings.TrimSuffix(id, ".desktop"); ix.byID[key] == (Entry{}) {
+				ix.byID[key] = e
 			}
 			for _, p := range progs {
 				for _, k := range resolve(p) {
@@ -90,6 +94,45 @@ func (ix *Index) Lookup(exe string) (Entry, bool) {
 		return e, ok
 	}
 	return Entry{}, false
+}
+
+// App names an application as a rule does ("/usr/bin/firefox", "flatpak:org.mozilla.firefox",
+// "snap:firefox", "appimage:/path/App.AppImage"): its entry's name and icon, else the file's name and a
+// generic icon. The monitor and the Rules page both name applications through it, so they agree.
+func (ix *Index) App(app string) (name, icon string) {
+	const generic = "application-x-executable"
+	var e Entry
+	ok := false
+	switch {
+	case strings.HasPrefix(app, "flatpak:"):
+		id := strings.TrimPrefix(app, "flatpak:")
+		if ix != nil {
+			e, ok = ix.byID[id]
+		}
+		if !ok {
+			return id, generic
+		}
+	case strings.HasPrefix(app, "snap:"):
+		name := strings.TrimPrefix(app, "snap:")
+		if ix != nil {
+			// snapd exports NAME_APP.desktop; the snap's own app is NAME_NAME.
+			e, ok = ix.byID[name+"_"+name]
+		}
+		if !ok {
+			return name, generic
+		}
+	case strings.HasPrefix(app, "appimage:"):
+		return filepath.Base(strings.TrimPrefix(app, "appimage:")), generic
+	default:
+		if e, ok = ix.Lookup(app); !ok {
+			return filepath.Base(app), generic
+		}
+	}
+	icon = e.Icon
+	if icon == "" || filepath.IsAbs(icon) {
+		icon = generic
+	}
+	return e.Name, icon
 }
 
 // languages are the Name[...] keys to try, best first, from the locale environment ("de_DE.UTF-8" ->

@@ -102,3 +102,32 @@ func FuzzExecProgram(f *testing.F) {
 		}
 	})
 }
+
+func TestAppNamesRuleApplications(t *testing.T) {
+	t.Setenv("LANG", "C")
+	t.Setenv("LC_ALL", "")
+	t.Setenv("LC_MESSAGES", "")
+	exports := t.TempDir()
+	// Flatpak exports an app's entry under its id (Exec runs flatpak, not the app's own file).
+	write(t, filepath.Join(exports, "applications", "org.example.Maps.desktop"),
+		"[Desktop Entry]\nType=Application\nName=Maps\nIcon=org.example.Maps\nExec=/usr/bin/flatpak run org.example.Maps\n")
+	write(t, filepath.Join(exports, "applications", "tool_tool.desktop"),
+		"[Desktop Entry]\nType=Application\nName=Snap Tool\nIcon=/snap/tool/1/icon.png\nExec=/snap/bin/tool\n")
+	ix := Load([]string{exports})
+	for app, want := range map[string][2]string{
+		"flatpak:org.example.Maps":      {"Maps", "org.example.Maps"},
+		"flatpak:org.example.Gone":      {"org.example.Gone", "application-x-executable"},
+		"snap:tool":                     {"Snap Tool", "application-x-executable"}, // an absolute icon is not a theme name
+		"appimage:/home/u/App.AppImage": {"App.AppImage", "application-x-executable"},
+		"/usr/bin/no-entry":             {"no-entry", "application-x-executable"},
+	} {
+		name, icon := ix.App(app)
+		if name != want[0] || icon != want[1] {
+			t.Errorf("%s: %q, %q; want %q, %q", app, name, icon, want[0], want[1])
+		}
+	}
+	var none *Index
+	if name, _ := none.App("flatpak:org.example.Maps"); name != "org.example.Maps" {
+		t.Errorf("no index: %q", name)
+	}
+}

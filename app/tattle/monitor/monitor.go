@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/netip"
 	"os/user"
-	"path/filepath"
 	"strconv"
 	"sync"
 	"time"
@@ -416,17 +415,10 @@ func (m *Monitor) updateStatus() {
 }
 
 func (m *Monitor) appLabel(k flows.AppKey) (name, icon string) {
-	if e, ok := m.entries.Lookup(k.Exe); ok {
-		icon = e.Icon
-		if filepath.IsAbs(icon) {
-			icon = "application-x-executable"
-		}
-		return e.Name, icon
-	}
 	if k.Exe == "" {
 		return i18n.T("Unknown application"), "application-x-executable"
 	}
-	return filepath.Base(k.Exe), "application-x-executable"
+	return m.entries.App(k.Exe)
 }
 
 func destName(d *flows.Dest) string {

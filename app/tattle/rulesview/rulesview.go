@@ -18,6 +18,7 @@ import (
 
 	"github.com/tattlefw/tattle/app/client"
 	"github.com/tattlefw/tattle/app/i18n"
+	"github.com/tattlefw/tattle/app/tattle/desktop"
 	"github.com/tattlefw/tattle/app/tattle/ui"
 	"github.com/tattlefw/tattle/shared/api"
 )
@@ -56,14 +57,15 @@ type Page struct {
 	// approval offers to approve the user's rules that arrived from outside the app (imports): they are in
 	// force, marked "not approved" until their owner approves them here (with authentication), so a rule a
 	// program slipped in is seen.
+	entries       *desktop.Index // applications' names and icons, as the monitor shows them
 	approval      *gtk.InfoBar
 	approvalLabel *gtk.Label
 	unapproved    []string // IDs of the user's unapproved rules shown
 }
 
 // New builds the page. parent is the window dialogs belong to.
-func New(ctx context.Context, cl *client.Client, parent *gtk.Window) *Page {
-	p := &Page{ctx: ctx, cl: cl, parent: parent, msg: ui.NewMessageBar(), rules: map[string]api.Rule{}, uid: uint32(os.Getuid())}
+func New(ctx context.Context, cl *client.Client, parent *gtk.Window, entries *desktop.Index) *Page {
+	p := &Page{ctx: ctx, cl: cl, parent: parent, entries: entries, msg: ui.NewMessageBar(), rules: map[string]api.Rule{}, uid: uint32(os.Getuid())}
 	p.store, _ = gtk.TreeStoreNew(glib.TYPE_STRING, glib.TYPE_STRING, glib.TYPE_BOOLEAN, glib.TYPE_BOOLEAN,
 		glib.TYPE_STRING, glib.TYPE_STRING, glib.TYPE_STRING, glib.TYPE_STRING, glib.TYPE_STRING, glib.TYPE_STRING,
 		glib.TYPE_STRING, glib.TYPE_STRING, glib.TYPE_BOOLEAN)
@@ -223,12 +225,9 @@ func (p *Page) show(rs []api.Rule) {
 	sort.Strings(apps)
 	for _, a := range apps {
 		parent := &gtk.TreeIter{}
-		label := a
-		if a == "any" {
-			label = i18n.T("Any application")
-		}
+		label, icon := p.appLabel(a)
 		p.store.InsertWithValues(parent, nil, -1, []int{colIcon, colName, colToggleVisible, colVisible},
-			[]any{"application-x-executable", label, false, true})
+			[]any{icon, label, false, true})
 		for _, r := range groups[a] {
 			icon := "object-select-symbolic"
 			if r.Action == "deny" {
@@ -255,6 +254,16 @@ func (p *Page) show(rs []api.Rule) {
 	}
 	p.view.ExpandAll()
 	p.applyFilter()
+}
+
+// appLabel names a rule's application as the monitor names it (its desktop entry's name and icon, else its
+// file's name), with the rule's own identity beside it: a name alone could hide which file it is.
+func (p *Page) appLabel(app string) (label, icon string) {
+	if app == "any" {
+		return i18n.T("Any application"), "application-x-executable"
+	}
+	name, icon := p.entries.App(app)
+	return name + "  (" + app + ")", icon
 }
 
 // showApproval offers to approve the user's own unapproved rules (system rules are an administrator's, who
