@@ -137,6 +137,11 @@ func (c *Client) SetMode(ctx context.Context, mode string) error {
 	return c.call(ctx, api.DaemonInterface+".SetMode", true, nil, mode)
 }
 
+// Learn starts learning mode for seconds (manage-rules); the helper returns to alert by itself then.
+func (c *Client) Learn(ctx context.Context, seconds uint32) error {
+	return c.call(ctx, api.DaemonInterface+".Learn", true, nil, seconds)
+}
+
 // Rules lists the system rules and the caller's own (everyone's with manage-rules).
 func (c *Client) Rules(ctx context.Context) ([]api.Rule, error) {
 	var rs []api.Rule

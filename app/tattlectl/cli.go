@@ -24,6 +24,7 @@ import (
 type Helper interface {
 	Status(ctx context.Context) (api.Status, error)
 	SetMode(ctx context.Context, mode string) error
+	Learn(ctx context.Context, seconds uint32) error
 	Rules(ctx context.Context) ([]api.Rule, error)
 	AddRules(ctx context.Context, rs []api.Rule) ([]string, error)
 	RemoveRules(ctx context.Context, ids []string) error
@@ -165,12 +166,14 @@ func init() {
 		{"rules remove", "ID...", "remove rules", cmdRulesRemove},
 		{"rules enable", "ID...", "switch rules on", cmdRulesEnable},
 		{"rules approve", "ID...", "approve imported rules (shown as not approved until then); asks your password", cmdRulesApprove},
+		{"rules learned", "[--json] | approve (--all|--app PATH) | discard (--all|--app PATH)", "review the rules learning mode proposed: list them by program, approve (enable) or discard them", cmdRulesLearned},
 		{"rules disable", "ID...", "switch rules off (they stay, doing nothing)", cmdRulesDisable},
 		{"rules import", "[--format tattle|lsrules|opensnitch] [--user] [--dry-run] [--lists DIR] FILE|DIR|-", "import rules from Tattle, Little Snitch or OpenSnitch files", cmdRulesImport},
 		{"rules export", "[--format tattle|lsrules] [FILE|-]", "write the rules you may see to FILE (default: standard output)", cmdRulesExport},
 		{"monitor", "[--json] [--interval 1s] [--once]", "show the connections programs make, refreshed until Ctrl-C", cmdMonitor},
 		{"agent", "[--json] [--replace]", "answer questions about your programs' connections in this terminal", cmdAgent},
 		{"mode", "[alert|silent-allow|silent-deny]", "show or set what happens to connections no rule decides", cmdMode},
+		{"learn", "DURATION", "learning mode for DURATION (\"10m\"): allow everything, propose a rule per connection, then back to alert", cmdLearn},
 		{"version", "", "print tattlectl's version", cmdVersion},
 	}
 }
@@ -358,6 +361,13 @@ processes (and Little Snitch's owner "me" means you). A directory is an OpenSnit
 their "lists" rules name (looked for under --lists DIR by name when they are not where the rules say).
 An import is all or nothing; --dry-run shows what it would do and changes nothing. It prints one summary
 line, then one line per reason something was not imported exactly; it fails when nothing was imported.`,
+	"learn": `While learning, every connection no rule decides is allowed unasked, and each program's destination
+(host or address, port, protocol) becomes a proposed rule, disabled until you approve it with
+'tattlectl rules learned approve'. At the end the mode returns to alert by itself. Needs an
+administrator's permission. DURATION is 1s to 24h.`,
+	"rules learned": `Lists the proposals of learning mode grouped by program. "approve" enables the proposals of every program
+(--all) or of one (--app PATH, the program's path or its script's); "discard" removes them. Both ask your
+password (an administrator's for system programs' proposals).`,
 	"monitor": `Shows your own processes' connections; an administrator sees everyone's. --json prints one JSON array per
 refresh, one line each.`,
 }

@@ -24,14 +24,15 @@ type fakeHelper struct {
 	skipped  []string
 	err      error // returned by every call when set
 
-	connects []bool // the interactive argument of each connection
-	calls    []string
-	added    []api.Rule
-	approved []string
-	removed  []string
-	enabled  map[string]bool
-	mode     string
-	imported struct {
+	connects     []bool // the interactive argument of each connection
+	calls        []string
+	added        []api.Rule
+	approved     []string
+	removed      []string
+	enabled      map[string]bool
+	mode         string
+	learnSeconds uint32
+	imported     struct {
 		format string
 		data   []byte
 		system bool
@@ -53,6 +54,10 @@ func (f *fakeHelper) Status(context.Context) (api.Status, error) { return f.stat
 func (f *fakeHelper) SetMode(_ context.Context, m string) error {
 	f.mode = m
 	return f.called("SetMode")
+}
+func (f *fakeHelper) Learn(_ context.Context, seconds uint32) error {
+	f.learnSeconds = seconds
+	return f.called("Learn")
 }
 func (f *fakeHelper) Rules(context.Context) ([]api.Rule, error) { return f.rules, f.called("List") }
 func (f *fakeHelper) AddRules(_ context.Context, rs []api.Rule) ([]string, error) {

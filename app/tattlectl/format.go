@@ -27,6 +27,7 @@ type statusJSON struct {
 	Pending       uint32 `json:"pending"`
 	Holding       string `json:"holding"`
 	Names         string `json:"names"`
+	LearnUntil    int64  `json:"learn_until,omitempty"`
 }
 
 func writeStatusJSON(w io.Writer, st api.Status) error {
@@ -38,7 +39,11 @@ func writeStatus(w io.Writer, st api.Status, problems []api.Problem) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "Version:\t%s\n", cell(st.Version))
 	fmt.Fprintf(tw, "Backend:\t%s\n", cell(st.Backend))
-	fmt.Fprintf(tw, "Mode:\t%s\n", cell(st.Mode))
+	if st.LearnUntil != 0 {
+		fmt.Fprintf(tw, "Mode:\t%s (until %s)\n", cell(st.Mode), time.Unix(st.LearnUntil, 0).Format("15:04:05"))
+	} else {
+		fmt.Fprintf(tw, "Mode:\t%s\n", cell(st.Mode))
+	}
 	fmt.Fprintf(tw, "Rules:\t%d\n", st.Rules)
 	fmt.Fprintf(tw, "Kernel entries:\t%d\n", st.KernelEntries)
 	fmt.Fprintf(tw, "Problems:\t%d\n", st.Problems)

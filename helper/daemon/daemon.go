@@ -46,7 +46,8 @@ type Daemon struct {
 	applied chan struct{} // signalled after each Apply, so the expiry timer follows new rules
 
 	hold  holding // holding undecided connections; inactive until StartHolding
-	names names   // names learned from DNS; guarded by mu
+	learn learning
+	names names // names learned from DNS; guarded by mu
 
 	lists    *lists.Set     // named lists for list rules; nil when none are defined. Set before Run.
 	listCfgs []lists.Config // their definitions
@@ -77,7 +78,7 @@ func New(enf *enforce.Enforcer, st *store.Store, log *slog.Logger) *Daemon {
 	return &Daemon{enf: enf, store: st, log: log, resolver: exepath.New("/proc", exepath.DefaultCacheSize),
 		scripts: scripts.New(enf, scripts.Options{Log: log}), contents: exepath.NewContents(""),
 		content: contentState{notify: make(chan struct{}, 1), packagedLimit: rate.NewLimiter(rate.Every(packagedRefresh), packagedBurst)},
-		applied: make(chan struct{}, 1)}
+		applied: make(chan struct{}, 1), learn: learning{wake: make(chan struct{}, 1)}}
 }
 
 // Apply compiles the rules in force and installs the result in the kernel.
@@ -242,10 +243,14 @@ func (d *Daemon) Run(ctx context.Context) error {
 			d.watchUntilQuit(ctx)
 		}()
 	}
-	wg.Add(5)
+	wg.Add(6)
 	go func() {
 		defer wg.Done()
 		d.watchContents(ctx)
+	}()
+	go func() {
+		defer wg.Done()
+		d.watchLearning(ctx)
 	}()
 	go func() {
 		defer wg.Done()

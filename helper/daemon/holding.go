@@ -81,6 +81,7 @@ func (d *Daemon) StartHolding(ctx context.Context, o HoldOptions) error {
 		Learn: func(k hold.Key, v enforce.Verdict) error {
 			return d.enf.LearnFlow(k.App, k.UID, k.Dest, k.Proto, v, learnedRuleID)
 		},
+		Propose: d.propose,
 		LearnNobodyToAsk: func(k hold.Key, v enforce.Verdict) error {
 			return d.enf.LearnFlow(k.App, k.UID, k.Dest, k.Proto, v, nobodyToAskRuleID)
 		},

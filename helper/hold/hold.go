@@ -110,6 +110,9 @@ type Env struct {
 	Commit func(a Attempt, ans api.Answer) error
 	// Learn caches a verdict for one flow in the kernel, so its next attempts stay there (silent modes).
 	Learn func(k Key, v enforce.Verdict) error
+	// Propose is called, in learning mode, for each attempt it allowed (after its packets were released), so
+	// the helper can propose a rule for it. Optional.
+	Propose func(a Attempt)
 	// LearnNobodyToAsk caches the system default's verdict for a flow of a system process that no
 	// administrator could be asked about, marked as such (NobodyToAsk). Optional.
 	LearnNobodyToAsk func(k Key, v enforce.Verdict) error
@@ -290,6 +293,18 @@ func (h *Holder) Decided(k Key, v enforce.Verdict) {
 func (h *Holder) Attempt(a Attempt) {
 	st := h.settings()
 	switch st.Mode {
+	case api.ModeLearn:
+		// Allowed at once and cached in the kernel like silent-allow, so learning stays fast; the rule it
+		// proposes is reviewed later.
+		if err := h.env.Learn(a.Key, enforce.Allow); err != nil {
+			h.env.Log.Warn("cache a learning verdict", "error", err)
+		}
+		h.Decided(a.Key, enforce.Allow)
+		if h.env.Propose != nil {
+			a.System = h.isSystem(a.UID)
+			h.env.Propose(a)
+		}
+		return
 	case api.ModeSilentAllow, api.ModeSilentDeny:
 		v := enforce.Allow
 		if st.Mode == api.ModeSilentDeny {

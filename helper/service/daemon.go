@@ -3,6 +3,7 @@ package service
 import (
 	"github.com/godbus/dbus/v5"
 	"net/netip"
+	"time"
 
 	"github.com/tattlefw/tattle/helper/enforce"
 	"github.com/tattlefw/tattle/helper/ruleset"
@@ -25,6 +26,9 @@ func (i daemonIface) Status() (api.Status, *dbus.Error) {
 		if p.Where != ruleset.Inactive {
 			st.Rules++
 		}
+	}
+	if u := i.s.store.LearnUntil(); !u.IsZero() {
+		st.LearnUntil = u.Unix()
 	}
 	st.Pending = uint32(i.s.daemon.PendingCount())
 	st.Holding = i.s.daemon.Holding()
@@ -54,6 +58,33 @@ func (i daemonIface) SetMode(msg dbus.Message, sender dbus.Sender, mode string) 
 	i.s.log.Info("mode changed", "mode", mode, "uid", c.uid)
 	return nil
 }
+
+// Learn starts learning mode for seconds: undecided connections are allowed and proposed as disabled rules;
+// then the helper returns to alert by itself. Like SetMode, it needs manage-rules: a program running as the
+// user cannot open everything up behind the user's back.
+func (i daemonIface) Learn(msg dbus.Message, sender dbus.Sender, seconds uint32) *dbus.Error {
+	c, release, derr := i.s.caller(msg, sender)
+	if derr != nil {
+		return derr
+	}
+	defer release()
+	if err := api.ValidateLearnSeconds(seconds); err != nil {
+		return invalid("%v", err)
+	}
+	if derr := i.s.require(c, api.ActionManageRules, "start learning mode"); derr != nil {
+		return derr
+	}
+	until := time.Now().Add(time.Duration(seconds) * time.Second)
+	if err := i.s.daemon.Learn(until); err != nil {
+		return failed("start learning mode", err)
+	}
+	i.s.props.SetMust(api.DaemonInterface, "Mode", api.ModeLearn)
+	i.s.log.Info("learning mode on", "seconds", seconds, "uid", c.uid)
+	return nil
+}
+
+// ModeChanged announces a mode the helper set itself (learning's end).
+func (s *Service) ModeChanged(mode string) { s.props.SetMust(api.DaemonInterface, "Mode", mode) }
 
 // monitorIface implements io.github.tattlefw.Tattle1.Monitor.
 type monitorIface struct{ s *Service }

@@ -374,7 +374,9 @@ func (i daemonIface) SetSettings(msg dbus.Message, sender dbus.Sender, st api.Se
 	if derr := i.s.require(c, api.ActionManageRules, "change the settings"); derr != nil {
 		return derr
 	}
-	if err := i.s.store.SetSettings(st); err != nil {
+	if err := i.s.store.SetSettings(st); errors.Is(err, store.ErrNotLearning) {
+		return invalid("%v", err)
+	} else if err != nil {
 		return failed("save the settings", err)
 	}
 	i.s.props.SetMust(api.DaemonInterface, "Mode", st.Mode)

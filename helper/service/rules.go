@@ -64,6 +64,7 @@ func fromWire(ws []api.Rule, now time.Time, limit int) ([]rules.Rule, *dbus.Erro
 		r.Modified = now
 		// Made through the app, authenticated: approved. Import marks its own rules afterwards.
 		r.Unapproved = false
+		r.Learned = false // only learning mode proposes
 		if err := r.Validate(); err != nil {
 			return nil, invalid("rule %d: %v", n+1, err)
 		}
@@ -350,6 +351,7 @@ func (i rulesIface) importFiles(msg dbus.Message, sender dbus.Sender, req api.Im
 	// Rules from outside the app: in force, but shown as not approved until their owner approves them.
 	for n := range valid {
 		valid[n].Unapproved = true
+		valid[n].Learned = false
 	}
 	if err := i.s.store.Add(valid); err != nil {
 		undo()
@@ -451,6 +453,9 @@ func (i rulesIface) Approve(msg dbus.Message, sender dbus.Sender, ids []string) 
 				return cur, fmt.Errorf("rule %q: %w", id, store.ErrChanged)
 			}
 			cur.Unapproved = false
+			if cur.Learned { // a proposal of learning mode: approving it puts it in force
+				cur.Learned, cur.Enabled = false, true
+			}
 			return cur, nil
 		})
 		if err != nil {

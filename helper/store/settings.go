@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/tattlefw/tattle/shared/api"
 )
@@ -21,6 +22,8 @@ type settingsFile struct {
 	SystemDefault   string `json:"system_default,omitempty"`
 	Protected       bool   `json:"protected,omitempty"`
 	GUIScripting    bool   `json:"allow_gui_scripting,omitempty"`
+	// LearnUntil (Unix seconds) is when learning mode ends, kept so that it ends on time across restarts.
+	LearnUntil int64 `json:"learn_until,omitempty"`
 }
 
 // DefaultSettings are used until something is saved.
@@ -38,11 +41,26 @@ func (s *Store) settingsPath() string { return filepath.Join(s.stateDir, "settin
 // Settings returns the saved settings (the defaults when none are saved, or when the file is unreadable,
 // which is then listed in Problems).
 func (s *Store) Settings() api.Settings {
+	st, _ := s.settings()
+	return st
+}
+
+// LearnUntil is when learning mode ends; zero when the mode is not learn.
+func (s *Store) LearnUntil() time.Time {
+	st, until := s.settings()
+	if st.Mode != api.ModeLearn {
+		return time.Time{}
+	}
+	return until
+}
+
+func (s *Store) settings() (api.Settings, time.Time) {
 	data, err := os.ReadFile(s.settingsPath())
 	if errors.Is(err, os.ErrNotExist) {
-		return DefaultSettings()
+		return DefaultSettings(), time.Time{}
 	}
 	st := DefaultSettings()
+	var until time.Time
 	if err == nil {
 		var f settingsFile
 		dec := json.NewDecoder(bytes.NewReader(data))
@@ -66,28 +84,58 @@ func (s *Store) Settings() api.Settings {
 			}
 			st.Protected, st.AllowGUIScripting = f.Protected, f.GUIScripting
 			err = ValidateSettings(st)
+			if err == nil && st.Mode == api.ModeLearn {
+				if f.LearnUntil <= 0 {
+					err = fmt.Errorf("mode learn without learn_until")
+				}
+				until = time.Unix(f.LearnUntil, 0)
+			}
 		}
 	}
 	if err != nil {
 		s.mu.Lock()
 		s.problems[s.settingsPath()] = Problem{File: s.settingsPath(), Error: err.Error() + "; using the defaults", Since: s.now()}
 		s.mu.Unlock()
-		return DefaultSettings()
+		return DefaultSettings(), time.Time{}
 	}
-	return st
+	return st, until
 }
 
-// SetSettings validates and saves the settings whole: an invalid value changes nothing.
+// ErrNotLearning refuses settings that say learn when learning mode is not on: it is started for a time.
+var ErrNotLearning = errors.New("learning mode is started for a time (tattlectl learn DURATION), not set as a mode")
+
+// Learn starts learning mode until the given time, keeping the other settings.
+func (s *Store) Learn(until time.Time) error {
+	st, _ := s.settings()
+	st.Mode = api.ModeLearn
+	return s.saveSettings(st, until.Unix())
+}
+
+// SetSettings validates and saves the settings whole: an invalid value changes nothing. Mode learn keeps the
+// current learning period (settings read while learning come back with it); it cannot start one.
 func (s *Store) SetSettings(st api.Settings) error {
 	if err := ValidateSettings(st); err != nil {
 		return err
 	}
+	var until int64
+	if st.Mode == api.ModeLearn {
+		u := s.LearnUntil()
+		if u.IsZero() || !u.After(s.now()) {
+			return ErrNotLearning
+		}
+		until = u.Unix()
+	}
+	return s.saveSettings(st, until)
+}
+
+func (s *Store) saveSettings(st api.Settings, learnUntil int64) error {
 	if st.SystemDefault == "" {
 		st.SystemDefault = api.DefaultAllow // clients older than the setting send none
 	}
 	data, err := json.MarshalIndent(settingsFile{Mode: st.Mode, DefaultAction: st.DefaultAction,
 		QuestionTimeout: st.QuestionTimeout, FailPolicy: st.FailPolicy, HistoryDays: st.HistoryDays,
-		SystemDefault: st.SystemDefault, Protected: st.Protected, GUIScripting: st.AllowGUIScripting}, "", "  ")
+		SystemDefault: st.SystemDefault, Protected: st.Protected, GUIScripting: st.AllowGUIScripting,
+		LearnUntil: learnUntil}, "", "  ")
 	if err != nil {
 		return err
 	}

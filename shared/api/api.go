@@ -7,7 +7,8 @@
 //	    properties Version s, Backend s, Mode s, Pending u   (org.freedesktop.DBus.Properties; Mode and
 //	                                               Pending emit changes)
 //	    Status() -> (Status)                      anyone
-//	    SetMode(s mode)                            manage-rules
+//	    SetMode(s mode)                            manage-rules (not "learn": Learn starts it)
+//	    Learn(u seconds)                           manage-rules: learning mode for 1..MaxLearnSeconds, then alert
 //	    Settings() -> (Settings)                   anyone
 //	    SetSettings(Settings)                      manage-rules
 //	io.github.tattlefw.Tattle1.Rules
@@ -25,7 +26,8 @@
 //	                                               DryRun for a preview that changes nothing (the
 //	                                               summary's Preview holds the rules it would make)
 //	    Export(s format) -> (ay data, as skipped)  the rules the caller may list
-//	    Approve(as ids)                            imported rules become approved; same authorization as Add
+//	    Approve(as ids)                            imported rules become approved, learned rules (Rule.Learned)
+//	                                               approved and enabled; same authorization as Add
 //	    Problems() -> a(Problem)                   anyone
 //	    signal Changed()
 //	io.github.tattlefw.Tattle1.Monitor
@@ -165,7 +167,17 @@ const (
 	ModeAlert       = "alert"
 	ModeSilentAllow = "silent-allow"
 	ModeSilentDeny  = "silent-deny"
+	// ModeLearn (started by Daemon.Learn, for a time): undecided connections are allowed, and each (app, user,
+	// host, port, protocol) seen becomes a disabled rule marked Learned for review; at Status.LearnUntil the
+	// helper returns to alert by itself.
+	ModeLearn = "learn"
 )
+
+// MaxLearnSeconds bounds one learning period (a day).
+const MaxLearnSeconds = 24 * 3600
+
+// MaxLearned bounds the learned proposals kept at once; beyond it learning still allows but proposes nothing.
+const MaxLearned = 10000
 
 // Default actions for questions nobody answered in time.
 const (
@@ -190,7 +202,7 @@ const (
 
 // Settings are the helper's settings. SetSettings validates them whole; an invalid value changes nothing.
 type Settings struct {
-	Mode            string // ModeAlert, ModeSilentAllow or ModeSilentDeny
+	Mode            string // ModeAlert, ModeSilentAllow or ModeSilentDeny; ModeLearn while learning (Learn)
 	DefaultAction   string // DefaultAllow or DefaultDeny: applied once when a question goes unanswered
 	QuestionTimeout uint32 // seconds a question waits for an answer, MinQuestionTimeout..MaxQuestionTimeout
 	FailPolicy      string // FailPass or FailDrop
@@ -310,6 +322,9 @@ type Rule struct {
 	// Factory marks a rule of a factory group (shipped with Tattle, share/tattle/rules.d; ReadOnly too):
 	// SetEnabled switches it (remembered by the helper), Remove and Update refuse it with ErrReadOnly.
 	Factory bool
+	// Learned marks a rule learning mode proposed (disabled until approved; see ModeLearn). Set by the helper
+	// only; Approve enables it.
+	Learned bool
 }
 
 // Status describes the helper.
@@ -324,6 +339,7 @@ type Status struct {
 	Pending       uint32 // open questions
 	Holding       string // how held connections reach the helper: "nftables queue", "xtables NFQUEUE" or "off: <why>"
 	Names         string // how host names are learned, or "off: <why>"
+	LearnUntil    int64  // in ModeLearn: Unix seconds when the mode returns to alert; else 0
 }
 
 // Problem is a rule file the helper refused; the rules it held before stay in force.

@@ -31,6 +31,7 @@ func FromRule(r rules.Rule, source string, readOnly bool) Rule {
 		Port: r.Port, Protocol: r.Protocol, Action: r.Action, Duration: r.Duration, Until: unixOrZero(r.Until),
 		Enabled: r.Enabled, Note: r.Note, Created: unixOrZero(r.Created), Modified: unixOrZero(r.Modified),
 		Source: source, ReadOnly: readOnly, Via: r.Via, SHA256: r.SHA256, Unapproved: r.Unapproved,
+		Learned: r.Learned,
 	}
 }
 
@@ -40,7 +41,7 @@ func (w Rule) ToRule() (rules.Rule, bool) {
 		ID: w.ID, Application: w.Application, Direction: w.Direction, Remote: w.Remote, Port: w.Port,
 		Protocol: w.Protocol, Action: w.Action, Duration: w.Duration, Until: timeOrZero(w.Until),
 		Enabled: w.Enabled, Note: w.Note, Created: timeOrZero(w.Created), Modified: timeOrZero(w.Modified),
-		Via: w.Via, SHA256: w.SHA256, Unapproved: w.Unapproved,
+		Via: w.Via, SHA256: w.SHA256, Unapproved: w.Unapproved, Learned: w.Learned,
 	}
 	switch {
 	case w.Owner == NoOwner:

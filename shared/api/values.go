@@ -56,8 +56,21 @@ func list(vs []string) string {
 	return strings.Join(vs[:len(vs)-1], ", ") + " or " + vs[len(vs)-1]
 }
 
-// ValidateMode checks a mode.
-func ValidateMode(m string) error { return oneOf("mode", m, Modes()) }
+// ValidateMode checks a mode for SetMode. Learning mode is started with Learn, for a time.
+func ValidateMode(m string) error {
+	if m == ModeLearn {
+		return fmt.Errorf("%w: mode %q is started for a time (Learn, tattlectl learn DURATION)", ErrInvalidValue, m)
+	}
+	return oneOf("mode", m, Modes())
+}
+
+// ValidateLearnSeconds checks the length of a learning period.
+func ValidateLearnSeconds(s uint32) error {
+	if s < 1 || s > MaxLearnSeconds {
+		return fmt.Errorf("%w: learning for %d s: use 1 to %d seconds", ErrInvalidValue, s, MaxLearnSeconds)
+	}
+	return nil
+}
 
 // ValidateFormat checks an import format.
 func ValidateFormat(f string) error { return oneOf("format", f, Formats()) }
@@ -68,8 +81,10 @@ func ValidateExportFormat(f string) error { return oneOf("export format", f, Exp
 // ValidateSettings checks every field; its error names the field and the values it may take. An invalid
 // value changes nothing (SetSettings applies them whole).
 func ValidateSettings(st Settings) error {
-	if err := ValidateMode(st.Mode); err != nil {
-		return err
+	if st.Mode != ModeLearn { // settings read while learning come back with it; the store keeps its end
+		if err := ValidateMode(st.Mode); err != nil {
+			return err
+		}
 	}
 	if err := oneOf("default action", st.DefaultAction, DefaultActions()); err != nil {
 		return err

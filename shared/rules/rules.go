@@ -34,9 +34,12 @@ type Rule struct {
 	Note      string    `json:"note,omitempty"` // free text for people, at most MaxNoteLen bytes
 	// Unapproved marks a rule that arrived from outside the app (an import, a rule group): it is in force,
 	// and shown as "not approved" until its owner approves it in the app, with authentication.
-	Unapproved bool      `json:"unapproved,omitempty"`
-	Created    time.Time `json:"created"`
-	Modified   time.Time `json:"modified"`
+	Unapproved bool `json:"unapproved,omitempty"`
+	// Learned marks a rule proposed by learning mode: stored disabled (and unapproved) until its owner
+	// approves it, which enables it. Set by the helper only.
+	Learned  bool      `json:"learned,omitempty"`
+	Created  time.Time `json:"created"`
+	Modified time.Time `json:"modified"`
 }
 
 // File is one rule file (a rule group).

@@ -198,6 +198,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 		}
 		asker = svc
 		d.OnRulesChanged(svc.AnnounceRulesChanged)
+		d.OnModeChanged(svc.ModeChanged)
 	} else if cfg.bus != "none" {
 		return fmt.Errorf("-bus %q: use system or none", cfg.bus)
 	}
