@@ -157,7 +157,11 @@ func cmdRulesLearned(ctx context.Context, e *env, args []string) error {
 	if verb == "discard" {
 		done = "discarded"
 	}
-	fmt.Fprintf(e.stdout, "%d proposals %s\n", len(ids), done)
+	noun := "proposals"
+	if len(ids) == 1 {
+		noun = "proposal"
+	}
+	fmt.Fprintf(e.stdout, "%d %s %s\n", len(ids), noun, done)
 	return nil
 }
 
