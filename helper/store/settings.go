@@ -108,7 +108,11 @@ var ErrNotLearning = errors.New("learning mode is started for a time (tattlectl 
 func (s *Store) Learn(until time.Time) error {
 	st, _ := s.settings()
 	st.Mode = api.ModeLearn
-	return s.saveSettings(st, until.Unix())
+	end := until.Unix()
+	if until.Nanosecond() > 0 {
+		end++ // kept in whole seconds: never shorter than asked
+	}
+	return s.saveSettings(st, end)
 }
 
 // SetSettings validates and saves the settings whole: an invalid value changes nothing. Mode learn keeps the

@@ -28,7 +28,7 @@ type learnedGroup struct {
 	} `json:"rules"`
 }
 
-func (r *rig) learned(t *testing.T, uid uint32) map[string]learnedGroup {
+func learned(t *testing.T, r *rig, uid uint32) map[string]learnedGroup {
 	t.Helper()
 	out, errOut, code := r.Ctl(t, uid, "rules", "learned", "--json")
 	if code != 0 {
@@ -45,11 +45,11 @@ func (r *rig) learned(t *testing.T, uid uint32) map[string]learnedGroup {
 	return m
 }
 
-func (r *rig) status(t *testing.T) api.Status {
+func status(t *testing.T, r *rig) api.Status {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	st, err := r.api.Status(ctx)
+	st, err := r.API.Status(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +61,7 @@ func (r *rig) status(t *testing.T) api.Status {
 // unasked); the mode ends by itself and the next unknown program, and an unapproved one, are asked again.
 func TestLearningMode(t *testing.T) {
 	r := newRig(t, "dayone-learn", apiSettings(30))
-	ag := r.startAgent(t)
+	ag := r.StartAgent(t)
 	u := testrig.TestUser(t)
 	dir := testrig.AppDir(t)
 	client := testrig.Build(t).Client
@@ -69,13 +69,13 @@ func TestLearningMode(t *testing.T) {
 	for _, n := range []string{"learn-a", "learn-b", "learn-c", "learn-d"} {
 		apps[n] = testrig.CopyApp(t, client, dir, n)
 	}
-	tcp1, udp1, tcp2 := r.ns.tcpServer(t), r.ns.udpServer(t), r.ns.tcpServer(t)
+	tcp1, udp1, tcp2 := r.NS.TCPServer(t), r.NS.UDPServer(t), r.NS.TCPServer(t)
 
 	// Starting it is an administrator's: the user (a program running as the user) cannot.
 	_, errOut, code := r.Ctl(t, u.UID, "--no-interactive", "learn", "5s")
-	report.add(t, "%s: tattlectl learn 5s: exit %d, %q", u, code, strings.TrimSpace(errOut))
-	if code != 4 || r.status(t).Mode != api.ModeAlert {
-		t.Fatalf("an ordinary user started learning mode: exit %d, mode %s", code, r.status(t).Mode)
+	report.Add(t, "%s: tattlectl learn 5s: exit %d, %q", u, code, strings.TrimSpace(errOut))
+	if code != 4 || status(t, r).Mode != api.ModeAlert {
+		t.Fatalf("an ordinary user started learning mode: exit %d, mode %s", code, status(t, r).Mode)
 	}
 
 	out, errOut, code := r.Ctl(t, 0, "learn", "5s")
@@ -83,8 +83,8 @@ func TestLearningMode(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("tattlectl learn 5s: %d %s", code, errOut)
 	}
-	st := r.status(t)
-	report.add(t, "tattlectl learn 5s: %q; status: mode %s, until %ds from now", strings.TrimSpace(out), st.Mode,
+	st := status(t, r)
+	report.Add(t, "tattlectl learn 5s: %q; status: mode %s, until %ds from now", strings.TrimSpace(out), st.Mode,
 		st.LearnUntil-started.Unix())
 	if st.Mode != api.ModeLearn || st.LearnUntil < started.Unix()+4 || st.LearnUntil > started.Unix()+6 {
 		t.Fatalf("status while learning: %+v", st)
@@ -105,10 +105,10 @@ func TestLearningMode(t *testing.T) {
 		}
 	}
 	ag.Quiet(t, 500*time.Millisecond)
-	report.add(t, "learning: 3 new programs (tcp, udp, tcp as %s) connected twice each: all allowed, no question", u.Name)
+	report.Add(t, "learning: 3 new programs (tcp, udp, tcp as %s) connected twice each: all allowed, no question", u.Name)
 
 	// Each is proposed once, as exactly what it did: its executable, user, address, port, protocol; disabled.
-	groups := r.learned(t, 0)
+	groups := learned(t, r, 0)
 	for _, x := range runs {
 		g := groups[apps[x.app]]
 		host, port, _ := net.SplitHostPort(x.addr)
@@ -121,14 +121,14 @@ func TestLearningMode(t *testing.T) {
 			t.Fatalf("%s: proposal %+v, want remote %s port %s %s owner %d, disabled, learned", x.app, p, host, port, x.proto, x.uid)
 		}
 	}
-	report.add(t, "tattlectl rules learned --json: %d programs of the test proposed, 1 rule each (remote, port, protocol as connected; disabled, learned)", len(runs))
+	report.Add(t, "tattlectl rules learned --json: %d programs of the test proposed, 1 rule each (remote, port, protocol as connected; disabled, learned)", len(runs))
 
 	// Approving needs the owner's password: the user's program cannot approve its own proposal unasked.
 	_, errOut, code = r.Ctl(t, u.UID, "--no-interactive", "rules", "learned", "approve", "--app", apps["learn-c"])
-	if code != 4 || r.learned(t, 0)[apps["learn-c"]].Rules[0].Enabled {
+	if code != 4 || learned(t, r, 0)[apps["learn-c"]].Rules[0].Enabled {
 		t.Fatalf("the user approved a proposal without authenticating: exit %d %s", code, errOut)
 	}
-	report.add(t, "%s: rules learned approve --app learn-c without a password: exit %d; still disabled", u, code)
+	report.Add(t, "%s: rules learned approve --app learn-c without a password: exit %d; still disabled", u, code)
 
 	// Approve learn-a's: enabled, no longer a proposal.
 	out, errOut, code = r.Ctl(t, 0, "rules", "learned", "approve", "--app", apps["learn-a"])
@@ -136,9 +136,9 @@ func TestLearningMode(t *testing.T) {
 		t.Fatalf("approve learn-a: %d %s", code, errOut)
 	}
 	approved := groups[apps["learn-a"]].Rules[0].ID
-	listed := r.listJSON(t)[approved]
-	after := r.learned(t, 0)
-	report.add(t, "rules learned approve --app learn-a: %q; rule %s enabled %v, still proposed: %v; learn-b and learn-c still proposed: %v",
+	listed := listJSON(t, r)[approved]
+	after := learned(t, r, 0)
+	report.Add(t, "rules learned approve --app learn-a: %q; rule %s enabled %v, still proposed: %v; learn-b and learn-c still proposed: %v",
 		strings.TrimSpace(out), approved, listed.Enabled, len(after[apps["learn-a"]].Rules) > 0,
 		len(after[apps["learn-b"]].Rules) == 1 && len(after[apps["learn-c"]].Rules) == 1)
 	if !listed.Enabled || len(after[apps["learn-a"]].Rules) != 0 || len(after[apps["learn-b"]].Rules) != 1 {
@@ -147,20 +147,20 @@ func TestLearningMode(t *testing.T) {
 
 	// The mode ends by itself, at its time.
 	deadline := started.Add(9 * time.Second)
-	for r.status(t).Mode != api.ModeAlert {
+	for status(t, r).Mode != api.ModeAlert {
 		if time.Now().After(deadline) {
-			t.Fatalf("still %s 9 s after learn 5s", r.status(t).Mode)
+			t.Fatalf("still %s 9 s after learn 5s", status(t, r).Mode)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
 	ended := time.Since(started)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	set, err := r.api.Settings(ctx)
+	set, err := r.API.Settings(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	report.add(t, "mode back to %s by itself %.1f s after learn 5s (settings: %s)", r.status(t).Mode, ended.Seconds(), set.Mode)
+	report.Add(t, "mode back to %s by itself %.1f s after learn 5s (settings: %s)", status(t, r).Mode, ended.Seconds(), set.Mode)
 	if ended < 4500*time.Millisecond || set.Mode != api.ModeAlert {
 		t.Fatalf("learning ended after %v, settings mode %s", ended, set.Mode)
 	}
@@ -168,7 +168,7 @@ func TestLearningMode(t *testing.T) {
 	// learn-a: allowed by its approved rule, in the kernel, unasked.
 	res := testrig.RunApp(t, apps["learn-a"], testrig.RunOpts{}, "tcp", tcp1)
 	ag.Quiet(t, 500*time.Millisecond)
-	flows, err := r.api.Flows(ctx)
+	flows, err := r.API.Flows(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,7 +178,7 @@ func TestLearningMode(t *testing.T) {
 			byRule = f.RuleID + " " + f.Verdict
 		}
 	}
-	report.add(t, "after learning: learn-a connects: ok %v in %v, no question; its flow: %s", res.OK, res.Elapsed(), byRule)
+	report.Add(t, "after learning: learn-a connects: ok %v in %v, no question; its flow: %s", res.OK, res.Elapsed(), byRule)
 	if !res.OK || !strings.HasPrefix(byRule, approved+" ") {
 		t.Fatalf("learn-a after approval: %+v, flow %q (want rule %s)", res, byRule, approved)
 	}
@@ -193,7 +193,7 @@ func TestLearningMode(t *testing.T) {
 		}
 		ag.Answer(t, "d 1")
 		res := <-done
-		report.add(t, "after learning: %s (%s) to %s is asked (question %d), answered deny once: ok %v", x.app,
+		report.Add(t, "after learning: %s (%s) to %s is asked (question %d), answered deny once: ok %v", x.app,
 			map[bool]string{true: "learned, not approved", false: "unknown"}[x.app == "learn-b"], x.addr, ev.Question.ID, res.OK)
 		if res.OK && x.proto == "tcp" {
 			t.Errorf("%s connected after deny", x.app)
