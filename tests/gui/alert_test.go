@@ -1,6 +1,9 @@
 package gui
 
 import (
+	"encoding/json"
+	"os/exec"
+	"strconv"
 	"testing"
 	"time"
 
@@ -49,5 +52,77 @@ func TestAlertShowsWhatTheAnswerCovers(t *testing.T) {
 	case <-call.Done:
 	case <-time.After(10 * time.Second):
 		t.Fatal("Ask did not return after Cancel")
+	}
+}
+
+// TestAlertIgnoresClicksAsItAppears: a user clicking away where the alert then appears must not answer it.
+// The pointer clicks every 40 ms at the spot where the alert's Allow button appears (learnt from a first
+// question) from before the question is asked: the first clicks that land on Allow are ignored, and the
+// answer comes no earlier than half a second after the question was asked.
+func TestAlertIgnoresClicksAsItAppears(t *testing.T) {
+	h := StartHelper(t)
+	h.SetMode(t, api.ModeSilentAllow)
+	s := StartSession(t, "x11")
+	app := StartApp(t, s, h, English())
+	exe := testrig.CopyApp(t, testrig.Build(t).Client, testrig.AppDir(t), "clicked")
+
+	first := question(3001, exe, "", "192.0.2.8", 443, "tcp")
+	c1 := ask(h, app, first)
+	s.WaitFor(t, "push button", "Allow", 20*time.Second)
+	time.Sleep(700 * time.Millisecond)
+	out, err := s.atspi(t, "extents", "tattle", "push button", "Allow")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var e [4]int
+	if err := json.Unmarshal([]byte(out), &e); err != nil || e[2] == 0 {
+		t.Fatalf("extents of Allow: %q %v", out, err)
+	}
+	s.RealClick(t, "push button", "Allow")
+	select {
+	case <-c1.Done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the first question was not answered by a click")
+	}
+	s.WaitForGone(t, "push button", "Allow", 10*time.Second)
+
+	x, y := strconv.Itoa(e[0]+e[2]/2), strconv.Itoa(e[1]+e[3]/2)
+	stop := make(chan struct{})
+	clicking := make(chan int, 1)
+	go func() {
+		n := 0
+		defer func() { clicking <- n }()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			click := exec.Command("xdotool", "mousemove", x, y, "click", "1")
+			click.Env = s.Env
+			click.Run()
+			n++
+			time.Sleep(40 * time.Millisecond)
+		}
+	}()
+	time.Sleep(200 * time.Millisecond) // clicking already, on whatever is there
+	asked := time.Now()
+	c2 := ask(h, app, question(3002, exe, "", "192.0.2.9", 443, "tcp"))
+	var took time.Duration
+	select {
+	case call := <-c2.Done:
+		took = time.Since(asked)
+		var a api.Answer
+		if err := call.Store(&a); err != nil || a.Action != "allow" {
+			t.Errorf("answer %+v, %v", a, err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("the clicks never answered the second question")
+	}
+	close(stop)
+	n := <-clicking
+	t.Logf("clicks every 40 ms at Allow's spot from before the question: answered %v after it was asked (%d clicks)", took.Round(time.Millisecond), n)
+	if took < 500*time.Millisecond {
+		t.Errorf("a click landing as the alert appeared answered it %v after it was asked (want no answer in its first 500 ms)", took)
 	}
 }

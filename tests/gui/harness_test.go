@@ -244,6 +244,18 @@ func (s *Session) WaitFor(t *testing.T, role, name string, timeout time.Duration
 	}
 }
 
+// WaitForGone waits until the app no longer shows an accessible with role and name.
+func (s *Session) WaitForGone(t *testing.T, role, name string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for hasName(s.Names(t), role, name) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the app still shows %s %q after %v", role, name, timeout)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 // WaitForText waits until the app shows an accessible with role whose name contains text.
 func (s *Session) WaitForText(t *testing.T, role, text string, timeout time.Duration) {
 	t.Helper()

@@ -26,6 +26,10 @@ import (
 // ForTime is how long an answer "for a time" lasts.
 const ForTime = time.Hour
 
+// armDelay is how long after a question appears its buttons do nothing: the user may have been typing or
+// clicking in another window at that moment (issue 17).
+const armDelay = 500 * time.Millisecond
+
 // Window is the alert. Use it on the main loop only.
 type Window struct {
 	win     *gtk.Window
@@ -44,6 +48,7 @@ type Window struct {
 	allow    *gtk.Button
 	deny     *gtk.Button
 	ignored  *gtk.Label
+	shownAt  time.Time // when the current question was shown: answers wait armDelay from then
 	notice   *gtk.Label // what is special about this question: a system process, a changed program
 	ticking  bool
 
@@ -258,6 +263,7 @@ func (w *Window) Current() (api.Question, bool) {
 
 func (w *Window) show(q api.Question) {
 	w.current = &q
+	w.shownAt = time.Now()
 	w.ignored.SetText("")
 	w.ignored.Hide()
 	w.scriptingOK, w.scriptingFor = false, q.ID
@@ -427,6 +433,11 @@ func (w *Window) decide(action string) {
 		slog.Warn("ignored an answer that came from no real input", "question", w.current.ID, "action", action)
 		w.ignored.SetText(i18n.T("A program tried to answer for you; it was ignored. Use your mouse or keyboard."))
 		w.ignored.Show()
+		return
+	}
+	if time.Since(w.shownAt) < armDelay {
+		// Appeared under the user's hands: a key or click meant for another window must not answer it.
+		slog.Info("ignored an answer in the alert's first moment", "question", w.current.ID, "action", action)
 		return
 	}
 	a := api.Answer{Action: action, Scope: w.scope.GetActiveID(), Duration: w.duration.GetActiveID()}

@@ -437,7 +437,9 @@ func verdictIcon(f api.Flow) string {
 	case flows.ClassDenied:
 		return "action-unavailable-symbolic"
 	case flows.ClassAsked:
-		return "dialog-question-symbolic"
+		// A speech bubble: Adwaita 43's dialog-question is a black diamond with "?", which at 16 px reads as
+		// the font's missing-glyph mark.
+		return "user-status-pending-symbolic"
 	}
 	return "object-select-symbolic"
 }
