@@ -48,7 +48,7 @@ type Window struct {
 	allow    *gtk.Button
 	deny     *gtk.Button
 	ignored  *gtk.Label
-	shownAt  time.Time // when the current question was shown: answers wait armDelay from then
+	shownAt  time.Time  // when the current question was shown: answers wait armDelay from then
 	notice   *gtk.Label // what is special about this question: a system process, a changed program
 	ticking  bool
 
