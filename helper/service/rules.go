@@ -209,6 +209,9 @@ func (i rulesIface) SetEnabled(msg dbus.Message, sender dbus.Sender, id string, 
 			return cur, fmt.Errorf("rule %q: %w", id, store.ErrChanged)
 		}
 		cur.Enabled = enabled
+		if enabled && cur.Learned { // switching a proposal on approves it (the same authorization)
+			cur.Learned, cur.Unapproved = false, false
+		}
 		cur.Modified = time.Now().UTC().Truncate(time.Second)
 		return cur, nil
 	})

@@ -199,4 +199,16 @@ func TestLearningMode(t *testing.T) {
 			t.Errorf("%s connected after deny", x.app)
 		}
 	}
+
+	// Switching a proposal on is approving it (the same authorization): it is no longer a proposal.
+	idB := groups[apps["learn-b"]].Rules[0].ID
+	if _, errOut, code := r.Ctl(t, 0, "rules", "enable", idB); code != 0 {
+		t.Fatalf("rules enable %s: %d %s", idB, code, errOut)
+	}
+	left := learned(t, r, 0)
+	report.Add(t, "tattlectl rules enable %s (learn-b's proposal): enabled %v, still proposed %v", idB,
+		listJSON(t, r)[idB].Enabled, len(left[apps["learn-b"]].Rules) > 0)
+	if !listJSON(t, r)[idB].Enabled || len(left[apps["learn-b"]].Rules) != 0 {
+		t.Fatalf("after enabling learn-b's proposal: %+v", left[apps["learn-b"]])
+	}
 }

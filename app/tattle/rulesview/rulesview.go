@@ -61,6 +61,11 @@ type Page struct {
 	approval      *gtk.InfoBar
 	approvalLabel *gtk.Label
 	unapproved    []string // IDs of the user's unapproved rules shown
+	// learnBar offers to approve (enable) or discard the proposals of learning mode, shown in their own
+	// "Learned" group, disabled until approved.
+	learnBar   *gtk.InfoBar
+	learnLabel *gtk.Label
+	learned    []string // IDs of the proposals the user may approve
 }
 
 // New builds the page. parent is the window dialogs belong to.
@@ -169,6 +174,26 @@ func New(ctx context.Context, cl *client.Client, parent *gtk.Window, entries *de
 	})
 	p.approval.SetNoShowAll(true)
 	p.Widget.PackStart(p.approval, false, false, 0)
+	p.learnBar, _ = gtk.InfoBarNew()
+	p.learnBar.SetMessageType(gtk.MESSAGE_QUESTION)
+	p.learnLabel, _ = gtk.LabelNew("")
+	p.learnLabel.SetLineWrap(true)
+	p.learnLabel.SetXAlign(0)
+	if content, err := p.learnBar.GetContentArea(); err == nil {
+		content.Add(p.learnLabel)
+	}
+	p.learnBar.AddButton(i18n.T("Approve all"), gtk.RESPONSE_ACCEPT)
+	p.learnBar.AddButton(i18n.T("Discard all"), gtk.RESPONSE_REJECT)
+	p.learnBar.Connect("response", func(_ *gtk.InfoBar, resp gtk.ResponseType) {
+		switch resp {
+		case gtk.RESPONSE_ACCEPT:
+			p.reviewLearned(true)
+		case gtk.RESPONSE_REJECT:
+			p.reviewLearned(false)
+		}
+	})
+	p.learnBar.SetNoShowAll(true)
+	p.Widget.PackStart(p.learnBar, false, false, 0)
 	p.Widget.PackStart(bar, false, false, 0)
 	p.Widget.PackStart(scroll, true, true, 0)
 	return p
@@ -207,16 +232,21 @@ func (p *Page) show(rs []api.Rule) {
 	p.store.Clear()
 	p.rules = map[string]api.Rule{}
 	groups := map[string][]api.Rule{}
-	var factory []api.Rule
+	var factory, learned []api.Rule
 	for _, r := range rs {
 		p.rules[r.ID] = r
 		if r.Factory {
 			factory = append(factory, r)
 			continue
 		}
+		if r.Learned {
+			learned = append(learned, r)
+			continue
+		}
 		groups[r.Application] = append(groups[r.Application], r)
 	}
 	p.showFactory(factory)
+	p.showLearned(learned)
 	p.showApproval(rs)
 	apps := make([]string, 0, len(groups))
 	for a := range groups {
@@ -271,7 +301,7 @@ func (p *Page) appLabel(app string) (label, icon string) {
 func (p *Page) showApproval(rs []api.Rule) {
 	p.unapproved = p.unapproved[:0]
 	for _, r := range rs {
-		if r.Unapproved && r.Owner == int64(p.uid) && !r.ReadOnly {
+		if r.Unapproved && !r.Learned && r.Owner == int64(p.uid) && !r.ReadOnly {
 			p.unapproved = append(p.unapproved, r.ID)
 		}
 	}
@@ -293,6 +323,61 @@ func (p *Page) approve() {
 	ids := append([]string(nil), p.unapproved...)
 	ui.Background(func() (struct{}, error) { return struct{}{}, p.cl.Approve(p.ctx, ids) },
 		func(_ struct{}, err error) { p.report(i18n.T("Approving the rules"), err) })
+}
+
+// showLearned puts learning mode's proposals in a group of their own, each row naming its program, and offers
+// to approve or discard the user's (root's: the system's too).
+func (p *Page) showLearned(rs []api.Rule) {
+	p.learned = p.learned[:0]
+	if len(rs) == 0 {
+		p.learnBar.Hide()
+		return
+	}
+	parent := &gtk.TreeIter{}
+	p.store.InsertWithValues(parent, nil, -1, []int{colIcon, colName, colToggleVisible, colVisible},
+		[]any{"dialog-information-symbolic", fmt.Sprintf(i18n.N("Learned (%d proposal)", "Learned (%d proposals)", len(rs)), len(rs)), false, true})
+	for _, r := range rs {
+		app := filepath.Base(r.Application)
+		if r.Via != "" {
+			app += " " + filepath.Base(r.Via)
+		}
+		scope := i18n.T("You")
+		if r.Owner == api.NoOwner {
+			scope = i18n.T("Everyone (system)")
+		} else if r.Owner != int64(p.uid) {
+			scope = fmt.Sprintf(i18n.T("User %d"), r.Owner)
+		}
+		scope += " · " + i18n.T("learned, not approved")
+		p.store.InsertWithValues(&gtk.TreeIter{}, parent, -1,
+			[]int{colIcon, colName, colEnabled, colToggleVisible, colRemote, colPort, colProto, colAction, colDuration, colScope, colNote, colID, colVisible},
+			[]any{"dialog-information-symbolic", app + " → " + r.Remote, r.Enabled, true, r.Remote, r.Port, r.Protocol,
+				actionLabel(r.Action), durationLabel(r.Duration), scope, r.Application, r.ID, true})
+		if r.Owner == int64(p.uid) || (p.uid == 0 && r.Owner == api.NoOwner) {
+			p.learned = append(p.learned, r.ID)
+		}
+	}
+	n := len(p.learned)
+	if n == 0 {
+		p.learnBar.Hide()
+		return
+	}
+	p.learnLabel.SetText(fmt.Sprintf(i18n.N(
+		"Learning mode proposed %d rule (group \"Learned\"), disabled until you approve it. Approve it to enable it, or discard it.",
+		"Learning mode proposed %d rules (group \"Learned\"), disabled until you approve them. Approve them to enable them, or discard them.", n), n))
+	p.learnLabel.Show()
+	p.learnBar.Show()
+}
+
+// reviewLearned approves (enables) or discards the proposals shown (polkit asks for the user's password).
+func (p *Page) reviewLearned(approve bool) {
+	ids := append([]string(nil), p.learned...)
+	if approve {
+		ui.Background(func() (struct{}, error) { return struct{}{}, p.cl.Approve(p.ctx, ids) },
+			func(_ struct{}, err error) { p.report(i18n.T("Approving the rules"), err) })
+		return
+	}
+	ui.Background(func() (struct{}, error) { return struct{}{}, p.cl.RemoveRules(p.ctx, ids) },
+		func(_ struct{}, err error) { p.report(i18n.T("Discarding the proposals"), err) })
 }
 
 // showFactory puts the factory rules first, in a group of their own: each row names its program, since the

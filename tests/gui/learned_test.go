@@ -1,0 +1,56 @@
+package gui
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/tattlefw/tattle/app/client"
+	"github.com/tattlefw/tattle/tests/internal/testrig"
+)
+
+// TestLearnedProposalsOnRulesPage: a connection made in learning mode is proposed as a disabled rule, which
+// the Rules page shows in its "Learned" group with a bar to approve or discard; approving there enables it in
+// the helper.
+func TestLearnedProposalsOnRulesPage(t *testing.T) {
+	h := StartHelper(t)
+	cl, err := client.Dial(h.Address, client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if err := cl.Learn(context.Background(), 120); err != nil {
+		t.Fatalf("learn: %v", err)
+	}
+	srv := testrig.StartServers(t)
+	app := testrig.CopyApp(t, testrig.Build(t).Client, testrig.AppDir(t), "learned-gui")
+	if res := testrig.RunApp(t, app, testrig.RunOpts{}, "tcp", srv.TCP4); !res.OK {
+		t.Fatalf("connect while learning: %+v", res)
+	}
+	s := StartSession(t, "x11")
+	StartApp(t, s, h, English())
+	s.ShowPage(t, "rules")
+	s.WaitForText(t, "label", "Learning mode proposed", 20*time.Second)
+	s.WaitForText(t, "table cell", "learned-gui → 127.0.0.1", 5*time.Second)
+	s.WaitForText(t, "table cell", "learned, not approved", 5*time.Second)
+	s.Screenshot(t, "x11-en-rules-learned")
+	s.Click(t, "push button", "Approve all")
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		rs, err := cl.Rules(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := false
+		for _, r := range rs {
+			done = done || (r.Application == app && r.Enabled && !r.Learned && !r.Unapproved)
+		}
+		if done {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the proposal is not approved and enabled after Approve all: %+v", rs)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
