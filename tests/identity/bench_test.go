@@ -234,7 +234,7 @@ func TestScriptConnectRateUnderViaRules(t *testing.T) {
 	share := perConnect * median(off) / 1e9
 	fmt.Fprintf(&b, "programs' time per connect: %.0f ns (%d connect hook runs) = %.2f%% of the script's connect+close without Tattle\n",
 		perConnect, progRuns, 100*share)
-	report.add(t, "%s", strings.TrimSpace(strings.ReplaceAll(b.String(), "\n", "\n    ")))
+	report.Add(t, "%s", strings.TrimSpace(strings.ReplaceAll(b.String(), "\n", "\n    ")))
 	if allowed < uint64(rounds*count) {
 		t.Errorf("the via rule allowed %d of %d connects in the kernel: the script was not identified as itself", allowed, rounds*count)
 	}

@@ -149,7 +149,7 @@ func TestChangedBinaryIsAskedAgain(t *testing.T) {
 	if !q.Changed || !res.OK {
 		t.Errorf("after an in-place change: question %+v (want Changed), result %+v", q, res)
 	}
-	report.add(t, "rewritten in place (same inode %d): the helper took the rule out of the kernel in %v; asked again: changed=%v", before.Ino, took.Round(time.Millisecond), q.Changed)
+	report.Add(t, "rewritten in place (same inode %d): the helper took the rule out of the kernel in %v; asked again: changed=%v", before.Ino, took.Round(time.Millisecond), q.Changed)
 
 	// Replaced by rename: a new inode at the same path.
 	tmp := filepath.Join(dir, ".tool.new")
@@ -167,7 +167,7 @@ func TestChangedBinaryIsAskedAgain(t *testing.T) {
 	if !q.Changed || !res.OK {
 		t.Errorf("after a replacement: question %+v (want Changed), result %+v", q, res)
 	}
-	report.add(t, "replaced by rename: asked again: changed=%v", q.Changed)
+	report.Add(t, "replaced by rename: asked again: changed=%v", q.Changed)
 
 	// A package upgrade keeps the rule: version 1 installed and allowed, version 2 installed over it.
 	exec.Command("dpkg", "--purge", testPkg).Run()
@@ -216,5 +216,5 @@ func TestChangedBinaryIsAskedAgain(t *testing.T) {
 	}
 	ag.Quiet(t, time.Second)
 	rl = ruleFor(t, r, pkgExe)
-	report.add(t, "dpkg -i 1.0 -> 2.0 (inode %d -> %d): no question, connect ok=%v, the rule (%s) follows the new content", v1.Ino, v2.Ino, res.OK, rl.ID)
+	report.Add(t, "dpkg -i 1.0 -> 2.0 (inode %d -> %d): no question, connect ok=%v, the rule (%s) follows the new content", v1.Ino, v2.Ino, res.OK, rl.ID)
 }

@@ -113,7 +113,7 @@ func TestPackagedAppIdentity(t *testing.T) {
 	if !inKernel {
 		t.Errorf("the Flatpak app's connection was not decided in the kernel by its rule: %+v", f)
 	}
-	report.add(t, "Flatpak %s in a bubblewrap sandbox (/app/bin/tool): connect ok=%v, no question, decided in the kernel by rule #%d", testFlatpak, res.OK, f.RuleID)
+	report.Add(t, "Flatpak %s in a bubblewrap sandbox (/app/bin/tool): connect ok=%v, no question, decided in the kernel by rule #%d", testFlatpak, res.OK, f.RuleID)
 
 	// The forgery: another program in the same kind of sandbox, with the app's /.flatpak-info and in a
 	// cgroup named as the app's scope. It is a program Tattle has not seen: asked, and denied here.
@@ -133,7 +133,7 @@ func TestPackagedAppIdentity(t *testing.T) {
 	if q.Exe != "/app/bin/tool" || forged.OK {
 		t.Errorf("the forged Flatpak app: question %+v, result %+v (want asked and refused)", q, forged)
 	}
-	report.add(t, "a copy in the same sandbox with the app's /.flatpak-info, in cgroup %s: asked (%s), denied once: connect ok=%v", filepath.Base(cgroup), q.Exe, forged.OK)
+	report.Add(t, "a copy in the same sandbox with the app's /.flatpak-info, in cgroup %s: asked (%s), denied once: connect ok=%v", filepath.Base(cgroup), q.Exe, forged.OK)
 
 	// A snap: a squashfs image mounted at SNAP/NAME/REV. A refresh mounts REV+1 beside it: the rule follows.
 	src := t.TempDir()
@@ -166,7 +166,7 @@ func TestPackagedAppIdentity(t *testing.T) {
 	if err != nil || !inKernel2 {
 		t.Errorf("snap revision 2 has no kernel verdict after its first connection (%v)\n%s", err, r.Log)
 	}
-	report.add(t, "snap %s: revision 1 (device %d:%d) decided in the kernel; refreshed to revision 2 (device %d:%d): no question, connect ok=%v, its rule in the kernel (%v)",
+	report.Add(t, "snap %s: revision 1 (device %d:%d) decided in the kernel; refreshed to revision 2 (device %d:%d): no question, connect ok=%v, its rule in the kernel (%v)",
 		testSnap, unix.Major(id1.Dev), unix.Minor(id1.Dev), unix.Major(id2.Dev), unix.Minor(id2.Dev), res2.OK, inKernel2)
 }
 

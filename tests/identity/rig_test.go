@@ -6,13 +6,10 @@ package identity
 import (
 	"bufio"
 	"encoding/json"
-	"fmt"
 	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -23,28 +20,8 @@ import (
 
 func TestMain(m *testing.M) { os.Exit(testrig.Main(m)) }
 
-// results collects the figures the tests measure, for tests/output/identity.txt.
-type results struct {
-	mu    sync.Mutex
-	lines []string
-}
-
-var report results
-
-func (r *results) add(t *testing.T, format string, args ...any) {
-	line := fmt.Sprintf("%s: %s", t.Name(), fmt.Sprintf(format, args...))
-	t.Log(line)
-	r.mu.Lock()
-	r.lines = append(r.lines, line)
-	lines := strings.Join(r.lines, "\n") + "\n"
-	r.mu.Unlock()
-	dir := os.Getenv("TATTLE_RESULTS_DIR")
-	if dir == "" {
-		dir = filepath.Join(testrig.RepoRoot(t), "tests", "output")
-	}
-	os.MkdirAll(dir, 0o755)
-	os.WriteFile(filepath.Join(dir, "identity.txt"), []byte(lines), 0o644)
-}
+// report collects the figures the tests measure, for tests/output/identity.txt.
+var report = testrig.NewReport("identity.txt")
 
 // rig is one helper on a private bus.
 type rig struct {

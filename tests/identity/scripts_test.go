@@ -116,7 +116,7 @@ func TestScriptsAreSeparateApplications(t *testing.T) {
 		} else if evilFlow.Denied == 0 || evilFlow.Undecided != 0 || evilFlow.RuleID != "evil-"+l.name || evilFlow.Exe != interp {
 			t.Errorf("%s: the denied script's flow is %+v; want denied by rule evil-%s in the kernel, nothing undecided", l.name, *evilFlow, l.name)
 		}
-		report.add(t, "%s: %s via good -> %s, via evil -> %s (pid %d, kernel flow: denied %d, undecided %d, rule %s); script identified %v and %v after start",
+		report.Add(t, "%s: %s via good -> %s, via evil -> %s (pid %d, kernel flow: denied %d, undecided %d, rule %s); script identified %v and %v after start",
 			l.name, filepath.Base(interp), goodOut, evilOut, evilPID, flowField(evilFlow, "denied"), flowField(evilFlow, "undecided"),
 			flowRule(evilFlow), goodTook.Round(time.Millisecond), evilTook.Round(time.Millisecond))
 	}
@@ -141,7 +141,7 @@ except OSError as e:
 	if bare == nil || bare.Allowed == 0 || bare.RuleID != "bare-python" {
 		t.Errorf("python3 -c: no flow of the interpreter itself allowed by bare-python: %+v", bare)
 	}
-	report.add(t, "python3 -c -> %s (flow %s without via, rule %s)", strings.TrimSpace(string(out)), filepath.Base(py), flowRule(bare))
+	report.Add(t, "python3 -c -> %s (flow %s without via, rule %s)", strings.TrimSpace(string(out)), filepath.Base(py), flowRule(bare))
 
 	// What a person sees: the monitor names the script.
 	table := r.ctl(t, "monitor", "--once")
@@ -151,7 +151,7 @@ except OSError as e:
 	}
 	for _, line := range strings.Split(table, "\n") {
 		if strings.Contains(line, " via ") {
-			report.add(t, "tattlectl monitor: %s", strings.Join(strings.Fields(line), " "))
+			report.Add(t, "tattlectl monitor: %s", strings.Join(strings.Fields(line), " "))
 		}
 	}
 }

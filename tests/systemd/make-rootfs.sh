@@ -18,15 +18,19 @@ for tool in mmdebstrap sha256sum; do
 done
 key=$(printf '%s\n' "$suite" "$packages" minbase | sha256sum | cut -c1-16)
 tarball=$cache/$suite-$key.tar
-if [ -s "$tarball" ]; then
+if [ -f "$tarball" ] && [ -s "$tarball" ]; then
 	echo "root file system already present: $tarball"
 	echo "$tarball"
 	exit 0
 fi
+# An earlier version left a directory under the tarball's name (mmdebstrap picks its output format from the
+# file name, and "….tar.tmp" reads as a directory): not usable, made again.
+[ -d "$tarball" ] && rm -rf "$tarball"
+[ -d "$tarball.tmp" ] && rm -rf "$tarball.tmp"
 mkdir -p "$cache"
 echo "making the root file system ($suite, minbase + $packages) with mmdebstrap; this takes a few minutes"
 start=$(date +%s)
-if ! mmdebstrap --variant=minbase --include="$packages" "$suite" "$tarball.tmp" "$mirror" >"$cache/mmdebstrap.log" 2>&1; then
+if ! mmdebstrap --variant=minbase --format=tar --include="$packages" "$suite" "$tarball.tmp" "$mirror" >"$cache/mmdebstrap.log" 2>&1; then
 	cat "$cache/mmdebstrap.log" >&2
 	rm -f "$tarball.tmp"
 	echo "make-rootfs.sh: mmdebstrap failed (log above); check that $mirror is reachable" >&2
