@@ -217,6 +217,7 @@ func TestSystemTrafficSurvivesDayOne(t *testing.T) {
 		if !authFailed {
 			t.Errorf("pkttyagent did not report the failed authentication:\n%s", tty.text())
 		}
+
 	})
 }
 
@@ -238,6 +239,7 @@ type pty struct {
 	master, slave *os.File
 	mu            sync.Mutex
 	buf           bytes.Buffer
+	answered      int // how much of buf earlier authentications used: each looks only at what came after
 }
 
 func newPTY(t *testing.T, owner uint32) *pty {
@@ -294,7 +296,8 @@ func (p *pty) authenticate(t *testing.T, name, password string) {
 	deadline := time.Now().Add(20 * time.Second)
 	chose := false
 	for time.Now().Before(deadline) {
-		txt := p.text()
+		all := p.text()
+		txt := all[p.answered:]
 		if !chose && strings.Contains(txt, "Choose identity") {
 			for _, m := range identityLine.FindAllStringSubmatch(txt, -1) {
 				if m[2] == name {
@@ -308,6 +311,7 @@ func (p *pty) authenticate(t *testing.T, name, password string) {
 			// a person would, a moment later.
 			time.Sleep(time.Second)
 			p.master.WriteString(password + "\n")
+			p.answered = len(all)
 			return
 		}
 		time.Sleep(50 * time.Millisecond)
