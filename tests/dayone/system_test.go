@@ -185,9 +185,19 @@ func TestSystemTrafficSurvivesDayOne(t *testing.T) {
 		const password = "dayone-Pw-1"
 		admin := testUser(t, "tattle-d1-admin", password, "sudo")
 		tty := newPTY(t, admin)
-		cmd := userCmd(admin, testrig.Tattlectl(t), "agent", "--json")
+		// polkit checks the password in its setuid helper, which reports to polkitd over the system bus at its
+		// standard path (a setuid program ignores DBUS_SYSTEM_BUS_ADDRESS): the agent runs in a mount namespace
+		// of its own with the test bus's directory over /run/dbus (as testrig.RunWithPassword does), keeping
+		// the administrator's groups.
+		if err := os.MkdirAll("/run/dbus", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command("unshare", "--mount", "--propagation", "private", "sh", "-c",
+			`mount --bind "$1" /run/dbus && exec setpriv --reuid="$2" --regid="$3" --init-groups -- "$4" agent --json`,
+			"sh", r.Dir, strconv.Itoa(int(admin)), strconv.Itoa(int(primaryGID(admin))), testrig.Tattlectl(t))
+		cmd.Dir = "/"
 		cmd.ExtraFiles = []*os.File{tty.slave}
-		cmd.SysProcAttr.Setsid, cmd.SysProcAttr.Setctty, cmd.SysProcAttr.Ctty = true, true, 3
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 3}
 		ag := r.StartAgentCmd(t, cmd)
 		r.Log.WaitFor(t, "administrator=true", 0)
 		srv2 := r.NS.TCPServer(t)
@@ -218,7 +228,42 @@ func TestSystemTrafficSurvivesDayOne(t *testing.T) {
 			t.Errorf("pkttyagent did not report the failed authentication:\n%s", tty.text())
 		}
 
+		// The administrator's own password: the connection completes and a system rule is made.
+		srv3 := r.NS.TCPServer(t)
+		c3 := holdrig.Start(t, "curl", "-sS", "-m", "30", "http://"+srv3+"/")
+		q3 := ag.Next(t, "question", 10*time.Second).Question
+		answered = ag.Answer(t, "a")
+		tty.authenticate(t, "tattle-d1-admin", password)
+		out3 := c3.Wait(t, 30*time.Second)
+		_, port3, _ := net.SplitHostPort(srv3)
+		var made *api.Rule
+		for _, ru := range r.Rules(t) {
+			// The remote is the host the address was looked up as (or the address): the port tells it apart.
+			if strings.HasSuffix(ru.Application, "curl") && ru.Port == port3 {
+				ru := ru
+				made = &ru
+			}
+		}
+		madeText := "none"
+		if made != nil {
+			madeText = fmt.Sprintf("%s %s:%s for everyone=%v", made.ID, made.Remote, made.Port, made.Owner == api.NoOwner)
+		}
+		report.Add(t, "the administrator's password given for the next question (System=%v): curl %q %v after the answer, system rule made: %s",
+			q3.System, strings.TrimSpace(out3), c3.End.Sub(answered).Round(time.Millisecond), madeText)
+		if strings.TrimSpace(out3) != "ok" || made == nil || made.Owner != api.NoOwner {
+			t.Errorf("an authenticated administrator's answer: curl %q, rule %+v\npty: %s", out3, made, tty.text())
+		}
 	})
+}
+
+// primaryGID is uid's primary group (its own group, else nogroup).
+func primaryGID(uid uint32) uint32 {
+	if u, err := user.LookupId(strconv.Itoa(int(uid))); err == nil {
+		if g, err := strconv.Atoi(u.Gid); err == nil {
+			return uint32(g)
+		}
+	}
+	return 65534
 }
 
 // userCmd runs a command as uid (its primary group: the uid's own group or nogroup).
