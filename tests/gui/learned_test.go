@@ -24,8 +24,23 @@ func TestLearnedProposalsOnRulesPage(t *testing.T) {
 	}
 	srv := testrig.StartServers(t)
 	app := testrig.CopyApp(t, testrig.Build(t).Client, testrig.AppDir(t), "learned-gui")
-	if res := testrig.RunApp(t, app, testrig.RunOpts{}, "tcp", srv.TCP4); !res.OK {
-		t.Fatalf("connect while learning: %+v", res)
+	other := testrig.CopyApp(t, testrig.Build(t).Client, testrig.AppDir(t), "learned-other")
+	for _, a := range []string{app, other} {
+		if res := testrig.RunApp(t, a, testrig.RunOpts{}, "tcp", srv.TCP4); !res.OK {
+			t.Fatalf("connect while learning: %+v", res)
+		}
+	}
+	approved := func(exe string) bool {
+		rs, err := cl.Rules(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range rs {
+			if r.Application == exe && r.Enabled && !r.Learned && !r.Unapproved {
+				return true
+			}
+		}
+		return false
 	}
 	s := StartSession(t, "x11")
 	StartApp(t, s, h, English())
@@ -34,8 +49,24 @@ func TestLearnedProposalsOnRulesPage(t *testing.T) {
 	s.WaitForText(t, "table cell", "learned-gui → 127.0.0.1", 5*time.Second)
 	s.WaitForText(t, "table cell", "learned, not approved", 5*time.Second)
 	s.Screenshot(t, "x11-en-rules-learned")
-	s.Click(t, "push button", "Approve all")
+	// One program's proposals: select one of its rows, approve the selected program's.
+	if _, err := s.atspi(t, "select", "tattle", "table cell", "learned-other → 127.0.0.1"); err != nil {
+		t.Fatal(err)
+	}
+	s.Click(t, "push button", "Approve the selected program's")
 	deadline := time.Now().Add(15 * time.Second)
+	for !approved(other) {
+		if time.Now().After(deadline) {
+			t.Fatal("the selected program's proposal is not approved")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if approved(app) {
+		t.Error("approving one program's proposals approved another program's too")
+	}
+	s.WaitForText(t, "label", "Learning mode proposed 1 rule", 10*time.Second)
+	s.Click(t, "push button", "Approve all")
+	deadline = time.Now().Add(15 * time.Second)
 	for {
 		rs, err := cl.Rules(context.Background())
 		if err != nil {

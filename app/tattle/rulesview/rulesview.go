@@ -182,10 +182,13 @@ func New(ctx context.Context, cl *client.Client, parent *gtk.Window, entries *de
 	if content, err := p.learnBar.GetContentArea(); err == nil {
 		content.Add(p.learnLabel)
 	}
+	p.learnBar.AddButton(i18n.T("Approve the selected program's"), gtk.RESPONSE_APPLY)
 	p.learnBar.AddButton(i18n.T("Approve all"), gtk.RESPONSE_ACCEPT)
 	p.learnBar.AddButton(i18n.T("Discard all"), gtk.RESPONSE_REJECT)
 	p.learnBar.Connect("response", func(_ *gtk.InfoBar, resp gtk.ResponseType) {
 		switch resp {
+		case gtk.RESPONSE_APPLY:
+			p.approveLearnedProgram()
 		case gtk.RESPONSE_ACCEPT:
 			p.reviewLearned(true)
 		case gtk.RESPONSE_REJECT:
@@ -366,6 +369,24 @@ func (p *Page) showLearned(rs []api.Rule) {
 		"Learning mode proposed %d rules (group \"Learned\"), disabled until you approve them. Approve them to enable them, or discard them.", n), n))
 	p.learnLabel.Show()
 	p.learnBar.Show()
+}
+
+// approveLearnedProgram approves the proposals of the program whose proposal is selected (the same
+// executable and script), leaving the other programs' for review.
+func (p *Page) approveLearnedProgram() {
+	sel, ok := p.rules[p.selectedID()]
+	if !ok || !sel.Learned {
+		p.msg.Show(gtk.MESSAGE_INFO, i18n.T("Select a proposal in the group \"Learned\" first: its program's proposals are approved."))
+		return
+	}
+	var ids []string
+	for _, id := range p.learned {
+		if r := p.rules[id]; r.Application == sel.Application && r.Via == sel.Via {
+			ids = append(ids, id)
+		}
+	}
+	ui.Background(func() (struct{}, error) { return struct{}{}, p.cl.Approve(p.ctx, ids) },
+		func(_ struct{}, err error) { p.report(i18n.T("Approving the rules"), err) })
 }
 
 // reviewLearned approves (enables) or discards the proposals shown (polkit asks for the user's password).
