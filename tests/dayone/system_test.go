@@ -23,6 +23,7 @@ import (
 
 	"github.com/tattlefw/tattle/shared/api"
 	"github.com/tattlefw/tattle/tests/internal/holdrig"
+	"github.com/tattlefw/tattle/tests/internal/testagent"
 	"github.com/tattlefw/tattle/tests/internal/testrig"
 )
 
@@ -185,20 +186,7 @@ func TestSystemTrafficSurvivesDayOne(t *testing.T) {
 		const password = "dayone-Pw-1"
 		admin := testUser(t, "tattle-d1-admin", password, "sudo")
 		tty := newPTY(t, admin)
-		// polkit checks the password in its setuid helper, which reports to polkitd over the system bus at its
-		// standard path (a setuid program ignores DBUS_SYSTEM_BUS_ADDRESS): the agent runs in a mount namespace
-		// of its own with the test bus's directory over /run/dbus (as testrig.RunWithPassword does), keeping
-		// the administrator's groups.
-		if err := os.MkdirAll("/run/dbus", 0o755); err != nil {
-			t.Fatal(err)
-		}
-		cmd := exec.Command("unshare", "--mount", "--propagation", "private", "sh", "-c",
-			`mount --bind "$1" /run/dbus && exec setpriv --reuid="$2" --regid="$3" --init-groups -- "$4" agent --json`,
-			"sh", r.Dir, strconv.Itoa(int(admin)), strconv.Itoa(int(primaryGID(admin))), testrig.Tattlectl(t))
-		cmd.Dir = "/"
-		cmd.ExtraFiles = []*os.File{tty.slave}
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 3}
-		ag := r.StartAgentCmd(t, cmd)
+		ag := startTTYAgent(t, r, admin, tty)
 		r.Log.WaitFor(t, "administrator=true", 0)
 		srv2 := r.NS.TCPServer(t)
 		c := holdrig.Start(t, "curl", "-sS", "-m", "30", "http://"+srv2+"/")
@@ -254,6 +242,25 @@ func TestSystemTrafficSurvivesDayOne(t *testing.T) {
 			t.Errorf("an authenticated administrator's answer: curl %q, rule %+v\npty: %s", out3, made, tty.text())
 		}
 	})
+}
+
+// startTTYAgent starts `tattlectl agent --json` as uid with tty as its controlling terminal, where its
+// pkttyagent asks for passwords. polkit checks a password in its setuid helper, which reports to polkitd over
+// the system bus at its standard path (a setuid program ignores DBUS_SYSTEM_BUS_ADDRESS): the agent runs in a
+// mount namespace of its own with the test bus's directory over /run/dbus (as testrig.RunWithPassword does),
+// keeping the user's groups.
+func startTTYAgent(t *testing.T, r *rig, uid uint32, tty *pty) *testagent.Agent {
+	t.Helper()
+	if err := os.MkdirAll("/run/dbus", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("unshare", "--mount", "--propagation", "private", "sh", "-c",
+		`mount --bind "$1" /run/dbus && exec setpriv --reuid="$2" --regid="$3" --init-groups -- "$4" agent --json`,
+		"sh", r.Dir, strconv.Itoa(int(uid)), strconv.Itoa(int(primaryGID(uid))), testrig.Tattlectl(t))
+	cmd.Dir = "/"
+	cmd.ExtraFiles = []*os.File{tty.slave}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 3}
+	return r.StartAgentCmd(t, cmd)
 }
 
 // primaryGID is uid's primary group (its own group, else nogroup).

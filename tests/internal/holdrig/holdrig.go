@@ -217,6 +217,7 @@ func (r *Rig) SetSettings(t *testing.T, st api.Settings) {
 	if st.SystemDefault != "" {
 		full.SystemDefault = st.SystemDefault
 	}
+	full.Protected, full.AllowGUIScripting = st.Protected, st.AllowGUIScripting
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	if err := r.API.SetSettings(ctx, full); err != nil {
