@@ -126,3 +126,42 @@ func TestAlertIgnoresClicksAsItAppears(t *testing.T) {
 		t.Errorf("a click landing as the alert appeared answered it %v after it was asked (want no answer in its first 500 ms)", took)
 	}
 }
+
+// TestAlertShowsTheScript: a question about an interpreter running a script names the script (Via), as the
+// helper identifies it; one about an interpreter without a script says the answer is about the interpreter
+// itself; a program that is no interpreter shows no Via row.
+func TestAlertShowsTheScript(t *testing.T) {
+	h := StartHelper(t)
+	h.SetMode(t, api.ModeSilentAllow)
+	s := StartSession(t, "x11")
+	app := StartApp(t, s, h, English())
+	q := question(4001, "/usr/bin/python3.11", "", "192.0.2.10", 443, "tcp")
+	q.Via = "/home/someone/bin/sync-photos.py"
+	call := ask(h, app, q)
+	s.WaitFor(t, "label", q.Via, 20*time.Second)
+	s.WaitForText(t, "label", "sync-photos.py via ", 5*time.Second) // the title names the script first
+	if !hasName(s.Names(t), "label", "Via") {
+		t.Errorf("the alert shows the script without its caption:\n%s", dumpNames(s.Names(t)))
+	}
+	s.Screenshot(t, "x11-en-alert-via")
+	if err := h.Conn.Object(app.Owner, "/io/github/tattlefw/Tattle/Agent").Call(api.AgentInterface+".Cancel", 0, q.ID).Err; err != nil {
+		t.Fatalf("Cancel: %v", err)
+	}
+	<-call.Done
+	bare := question(4002, "/usr/bin/python3.11", "", "192.0.2.11", 443, "tcp")
+	call = ask(h, app, bare)
+	s.WaitFor(t, "label", "192.0.2.11:443", 20*time.Second)
+	if names := s.Names(t); !hasName(names, "label", "no script: the interpreter itself (a command line, a REPL or standard input)") || hasName(names, "label", q.Via) {
+		t.Errorf("an interpreter's question without a script does not say so:\n%s", dumpNames(names))
+	}
+	h.Conn.Object(app.Owner, "/io/github/tattlefw/Tattle/Agent").Call(api.AgentInterface+".Cancel", 0, bare.ID)
+	<-call.Done
+	plain := question(4003, "/usr/bin/curl", "", "192.0.2.12", 443, "tcp")
+	call = ask(h, app, plain)
+	s.WaitFor(t, "label", "192.0.2.12:443", 20*time.Second)
+	if names := s.Names(t); hasName(names, "label", "Via") {
+		t.Errorf("a question about a program that is no interpreter shows a Via row:\n%s", dumpNames(names))
+	}
+	h.Conn.Object(app.Owner, "/io/github/tattlefw/Tattle/Agent").Call(api.AgentInterface+".Cancel", 0, plain.ID)
+	<-call.Done
+}

@@ -20,6 +20,7 @@ import (
 	"github.com/tattlefw/tattle/app/tattle/desktop"
 	"github.com/tattlefw/tattle/app/tattle/ui"
 	"github.com/tattlefw/tattle/shared/api"
+	"github.com/tattlefw/tattle/shared/identity"
 	"github.com/tattlefw/tattle/shared/rules"
 )
 
@@ -282,6 +283,10 @@ func (w *Window) show(q api.Question) {
 			icon = e.Icon
 		}
 	}
+	if q.Via != "" {
+		// The script is the application the user knows; the interpreter only runs it.
+		name = fmt.Sprintf(i18n.T("%s via %s"), filepath.Base(q.Via), name)
+	}
 	w.icon.SetFromIconName(icon, gtk.ICON_SIZE_DIALOG)
 	dest := q.Addr
 	if q.Host != "" {
@@ -321,9 +326,14 @@ func (w *Window) show(q api.Question) {
 		path += " · " + q.Package
 	}
 	w.values["path"].SetText(path)
-	w.values["via"].SetText(q.Via)
+	via := q.Via
+	if _, interp := identity.InterpreterNamed(filepath.Base(q.Exe)); via == "" && interp {
+		// An interpreter with no script: the answer is about the interpreter itself, every use of it.
+		via = i18n.T("no script: the interpreter itself (a command line, a REPL or standard input)")
+	}
+	w.values["via"].SetText(via)
 	for _, l := range []*gtk.Label{w.captions["via"], w.values["via"]} {
-		l.SetVisible(q.Via != "")
+		l.SetVisible(via != "")
 	}
 	w.values["pid"].SetText(fmt.Sprintf("%s (%s %d)", q.Comm, i18n.T("PID"), q.PID))
 	w.values["user"].SetText(q.User)
