@@ -322,8 +322,10 @@ func (p *Page) showApproval(rs []api.Rule) {
 }
 
 // approve approves the unapproved rules shown (polkit asks for the user's password).
-func (p *Page) approve() {
-	ids := append([]string(nil), p.unapproved...)
+func (p *Page) approve() { p.approveIDs(append([]string(nil), p.unapproved...)) }
+
+// approveIDs approves rules (imported ones, learned proposals) in the background and reports the outcome.
+func (p *Page) approveIDs(ids []string) {
 	ui.Background(func() (struct{}, error) { return struct{}{}, p.cl.Approve(p.ctx, ids) },
 		func(_ struct{}, err error) { p.report(i18n.T("Approving the rules"), err) })
 }
@@ -385,16 +387,14 @@ func (p *Page) approveLearnedProgram() {
 			ids = append(ids, id)
 		}
 	}
-	ui.Background(func() (struct{}, error) { return struct{}{}, p.cl.Approve(p.ctx, ids) },
-		func(_ struct{}, err error) { p.report(i18n.T("Approving the rules"), err) })
+	p.approveIDs(ids)
 }
 
 // reviewLearned approves (enables) or discards the proposals shown (polkit asks for the user's password).
 func (p *Page) reviewLearned(approve bool) {
 	ids := append([]string(nil), p.learned...)
 	if approve {
-		ui.Background(func() (struct{}, error) { return struct{}{}, p.cl.Approve(p.ctx, ids) },
-			func(_ struct{}, err error) { p.report(i18n.T("Approving the rules"), err) })
+		p.approveIDs(ids)
 		return
 	}
 	ui.Background(func() (struct{}, error) { return struct{}{}, p.cl.RemoveRules(p.ctx, ids) },
