@@ -130,6 +130,40 @@ static __always_inline __u32 parse_ip(struct __sk_buff *skb, struct dns_event *e
 	return 0;
 }
 
+/* Whether an ingress packet may be a DNS answer: UDP from port 53. It reads the headers in place (no helper
+ * call, no map), because it runs for every packet delivered to a local socket; only a yes (or headers it
+ * cannot see in the linear part, then the full parse decides) goes on to the copying path. */
+static __always_inline int maybe_dns(struct __sk_buff *skb)
+{
+	void *data = (void *)(long)skb->data, *end = (void *)(long)skb->data_end;
+	struct udp_hdr *udp;
+	__u32 hl;
+
+	if (skb->protocol == bpf_htons(ETH_P_IP)) {
+		struct ipv4_hdr *ip = data;
+
+		if ((void *)(ip + 1) > end)
+			return 1;
+		if (ip->protocol != IPPROTO_UDP)
+			return 0;
+		hl = (ip->ver_ihl & 0x0f) * 4;
+		udp = data + hl;
+	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6_hdr *ip6 = data;
+
+		if ((void *)(ip6 + 1) > end)
+			return 1;
+		if (ip6->nexthdr != IPPROTO_UDP)
+			return 0;
+		udp = data + sizeof(*ip6);
+	} else {
+		return 0;
+	}
+	if ((void *)(udp + 1) > end)
+		return 1;
+	return udp->source == bpf_htons(DNS_PORT);
+}
+
 SEC("cgroup_skb/ingress")
 int tattle_dns_ingress(struct __sk_buff *skb)
 {
@@ -137,6 +171,8 @@ int tattle_dns_ingress(struct __sk_buff *skb)
 	struct dns_event *e;
 	struct udp_hdr udp;
 
+	if (!maybe_dns(skb))
+		return 1;
 	e = bpf_map_lookup_elem(&dns_scratch, &zero);
 	if (!e)
 		return 1;

@@ -32,6 +32,7 @@ packages=(
 	libgtk-3-dev adwaita-icon-theme fonts-dejavu-core fonts-cantarell # the GTK app (gotk3 via cgo), its icons and fonts
 	weston openbox at-spi2-core python3-pyatspi         # GUI tests: Wayland (headless) and X11 sessions, driven through AT-SPI
 	strace python3-dbus libglib2.0-bin passwd util-linux bsdutils # security ring: rogue agents (traced, python, gdbus); a test user; pkttyagent on a pty
+	iperf3                                               # traffic ring: bulk throughput and byte counters
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"time"
 
 	"github.com/godbus/dbus/v5"
 
@@ -85,4 +86,23 @@ func (c *Client) helperOwner(ctx context.Context) string {
 // stops); the channel WatchFlows returned keeps delivering.
 func (c *Client) Resubscribe(ctx context.Context) error {
 	return c.call(ctx, api.MonitorInterface+".Subscribe", false, nil)
+}
+
+// History reads the connection history (Monitor.History): the caller's own processes' entries, everyone's
+// with monitor-all; newest first, one page as q says.
+func (c *Client) History(ctx context.Context, q api.HistoryQuery) ([]api.HistoryEntry, error) {
+	var out []api.HistoryEntry
+	err := c.call(ctx, api.MonitorInterface+".History", false, []any{&out}, q)
+	return out, err
+}
+
+// Traffic reads the history's traffic in buckets (Monitor.Traffic); until 0 means now.
+func (c *Client) Traffic(ctx context.Context, since, until time.Time, bucket time.Duration) ([]api.TrafficBucket, error) {
+	var out []api.TrafficBucket
+	var to int64
+	if !until.IsZero() {
+		to = until.UnixMilli()
+	}
+	err := c.call(ctx, api.MonitorInterface+".Traffic", false, []any{&out}, since.UnixMilli(), to, uint32(bucket/time.Second))
+	return out, err
 }

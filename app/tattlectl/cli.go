@@ -34,6 +34,8 @@ type Helper interface {
 	Export(ctx context.Context, format string) ([]byte, []string, error)
 	Problems(ctx context.Context) ([]api.Problem, error)
 	Flows(ctx context.Context) ([]api.Flow, error)
+	History(ctx context.Context, q api.HistoryQuery) ([]api.HistoryEntry, error)
+	Traffic(ctx context.Context, since, until time.Time, bucket time.Duration) ([]api.TrafficBucket, error)
 	Close() error
 }
 
@@ -171,6 +173,8 @@ func init() {
 		{"rules import", "[--format tattle|lsrules|opensnitch] [--user] [--dry-run] [--lists DIR] FILE|DIR|-", "import rules from Tattle, Little Snitch or OpenSnitch files", cmdRulesImport},
 		{"rules export", "[--format tattle|lsrules] [FILE|-]", "write the rules you may see to FILE (default: standard output)", cmdRulesExport},
 		{"monitor", "[--json] [--interval 1s] [--once]", "show the connections programs make, refreshed until Ctrl-C", cmdMonitor},
+		{"history", "[--json] [--since 24h] [--app PATH] [--host TEXT] [--verdict allow|deny|undecided] [--page N]", "show past connection attempts and their verdicts", cmdHistory},
+		{"traffic", "[--json] [--since 24h] [--bucket 1h]", "show the bytes sent and received over time", cmdTraffic},
 		{"agent", "[--json] [--replace]", "answer questions about your programs' connections in this terminal", cmdAgent},
 		{"mode", "[alert|silent-allow|silent-deny]", "show or set what happens to connections no rule decides", cmdMode},
 		{"learn", "DURATION", "learning mode for DURATION (\"10m\"): allow everything, propose a rule per connection, then back to alert", cmdLearn},

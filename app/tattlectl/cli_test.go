@@ -419,7 +419,8 @@ func sampleFlows() []api.Flow {
 	ms := func(d time.Duration) int64 { return testNow.Add(d).UnixMilli() }
 	return []api.Flow{
 		{Exe: "/usr/bin/curl", Dev: 2049, Ino: 11, UID: 1000, Dest: "93.184.215.14:443", Protocol: "tcp",
-			Attempts: 3, Allowed: 3, FirstSeen: ms(-time.Hour), LastSeen: ms(-2 * time.Minute), LastPID: 77, Verdict: "allow", RuleID: "curl-https"},
+			Attempts: 3, Allowed: 3, FirstSeen: ms(-time.Hour), LastSeen: ms(-2 * time.Minute), LastPID: 77, Verdict: "allow", RuleID: "curl-https",
+			TxBytes: 1536, RxBytes: 20 << 20, TxPackets: 3, RxPackets: 900},
 		{Exe: "", Dev: 2049, Ino: 12, UID: 0, Dest: "[2001:db8::1]:53", Protocol: "udp",
 			Attempts: 1, Undecided: 1, FirstSeen: ms(-48 * time.Hour), LastSeen: ms(-48 * time.Hour), Verdict: "undecided"},
 		{Exe: "/usr/bin/python3.11", Dev: 2049, Ino: 13, UID: 4242, Dest: "127.0.0.1:8080", Protocol: "tcp",
@@ -433,10 +434,10 @@ func TestMonitorOnce(t *testing.T) {
 	if code := te.run("monitor", "--once"); code != 0 {
 		t.Fatalf("exit %d: %s", code, te.err)
 	}
-	want := `APPLICATION               USER   DESTINATION             PROTO  ATTEMPTS  ALLOWED  DENIED  UNDECIDED  VERDICT    LAST SEEN
-/usr/bin/python3.11       4242   127.0.0.1:8080          tcp    9         0        9       0          deny       11:59:59
-/usr/bin/curl             alice  93.184.215.14:443       tcp    3         3        0       0          allow      11:58:00
-(unknown, inode 2049:12)  root   DNS server 2001:db8::1  udp    1         0        0       1          undecided  2024-04-29 12:00
+	want := `APPLICATION               USER   DESTINATION             PROTO  ATTEMPTS  ALLOWED  DENIED  UNDECIDED  SENT     RECEIVED  VERDICT    LAST SEEN
+/usr/bin/python3.11       4242   127.0.0.1:8080          tcp    9         0        9       0          0 B      0 B       deny       11:59:59
+/usr/bin/curl             alice  93.184.215.14:443       tcp    3         3        0       0          1.5 KiB  20.0 MiB  allow      11:58:00
+(unknown, inode 2049:12)  root   DNS server 2001:db8::1  udp    1         0        0       1          0 B      0 B       undecided  2024-04-29 12:00
 `
 	if te.out.String() != want {
 		t.Errorf("monitor --once:\n%s\nwant:\n%s", te.out, want)

@@ -15,14 +15,18 @@ import (
 
 // fakeHelper stands in for tattled: it answers from memory and records what it was asked.
 type fakeHelper struct {
-	mu       sync.Mutex
-	status   api.Status
-	rules    []api.Rule
-	flows    []api.Flow
-	problems []api.Problem
-	export   []byte
-	skipped  []string
-	err      error // returned by every call when set
+	mu      sync.Mutex
+	status  api.Status
+	rules   []api.Rule
+	flows   []api.Flow
+	history []api.HistoryEntry
+	traffic []api.TrafficBucket
+
+	historyQuery api.HistoryQuery
+	problems     []api.Problem
+	export       []byte
+	skipped      []string
+	err          error // returned by every call when set
 
 	connects     []bool // the interactive argument of each connection
 	calls        []string
@@ -98,6 +102,13 @@ func (f *fakeHelper) Problems(context.Context) ([]api.Problem, error) {
 	return f.problems, f.called("Problems")
 }
 func (f *fakeHelper) Flows(context.Context) ([]api.Flow, error) { return f.flows, f.called("Flows") }
+func (f *fakeHelper) History(_ context.Context, q api.HistoryQuery) ([]api.HistoryEntry, error) {
+	f.historyQuery = q
+	return f.history, f.called("History")
+}
+func (f *fakeHelper) Traffic(context.Context, time.Time, time.Time, time.Duration) ([]api.TrafficBucket, error) {
+	return f.traffic, f.called("Traffic")
+}
 func (f *fakeHelper) Close() error {
 	f.closed++
 	return nil

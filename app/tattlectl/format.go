@@ -163,6 +163,10 @@ type flowJSON struct {
 	FirstSeen   string `json:"first_seen,omitempty"` // RFC 3339, UTC, milliseconds
 	LastSeen    string `json:"last_seen,omitempty"`
 	LastPID     uint32 `json:"last_pid,omitempty"`
+	TxBytes     uint64 `json:"sent_bytes"`
+	RxBytes     uint64 `json:"received_bytes"`
+	TxPackets   uint64 `json:"sent_packets"`
+	RxPackets   uint64 `json:"received_packets"`
 }
 
 func msTime(ms int64) string {
@@ -180,7 +184,7 @@ func writeFlowsJSON(w io.Writer, flows []api.Flow, e *env) error {
 			Exe: f.Exe, Via: f.Via, Dev: f.Dev, Ino: f.Ino, UID: f.UID, User: e.userName(f.UID), Destination: f.Dest, Host: f.Host, Reverse: f.Reverse,
 			Protocol: f.Protocol, Attempts: f.Attempts, Allowed: f.Allowed, Denied: f.Denied, Undecided: f.Undecided,
 			Verdict: f.Verdict, RuleID: f.RuleID, FirstSeen: msTime(f.FirstSeen), LastSeen: msTime(f.LastSeen),
-			LastPID: f.LastPID,
+			LastPID: f.LastPID, TxBytes: f.TxBytes, RxBytes: f.RxBytes, TxPackets: f.TxPackets, RxPackets: f.RxPackets,
 		})
 	}
 	return writeJSONLine(w, out)
@@ -190,7 +194,7 @@ func writeFlowsJSON(w io.Writer, flows []api.Flow, e *env) error {
 // many were left out.
 func writeFlowsTable(w io.Writer, flows []api.Flow, e *env, max int) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "APPLICATION\tUSER\tDESTINATION\tPROTO\tATTEMPTS\tALLOWED\tDENIED\tUNDECIDED\tVERDICT\tLAST SEEN")
+	fmt.Fprintln(tw, "APPLICATION\tUSER\tDESTINATION\tPROTO\tATTEMPTS\tALLOWED\tDENIED\tUNDECIDED\tSENT\tRECEIVED\tVERDICT\tLAST SEEN")
 	now := e.now()
 	shown := flows
 	if max > 0 && len(flows) > max {
@@ -202,13 +206,28 @@ func writeFlowsTable(w io.Writer, flows []api.Flow, e *env, max int) error {
 			exe = fmt.Sprintf("(unknown, inode %d:%d)", f.Dev, f.Ino)
 		}
 		exe = appLabel(exe, f.Via)
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\n", cell(exe), cell(e.userLabel(f.UID)), cell(destLabel(f)),
-			cell(f.Protocol), f.Attempts, f.Allowed, f.Denied, f.Undecided, cell(f.Verdict), seenLabel(f.LastSeen, now))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t%s\n", cell(exe), cell(e.userLabel(f.UID)), cell(destLabel(f)),
+			cell(f.Protocol), f.Attempts, f.Allowed, f.Denied, f.Undecided, byteLabel(f.TxBytes), byteLabel(f.RxBytes),
+			cell(f.Verdict), seenLabel(f.LastSeen, now))
 	}
 	if len(shown) < len(flows) {
 		fmt.Fprintf(tw, "… %d more\n", len(flows)-len(shown))
 	}
 	return tw.Flush()
+}
+
+// byteLabel shows a byte count in binary units: 0 B, 512 B, 1.5 KiB, 20.0 MiB.
+func byteLabel(n uint64) string {
+	if n < 1024 {
+		return fmt.Sprintf("%d B", n)
+	}
+	v, units := float64(n)/1024, []string{"KiB", "MiB", "GiB", "TiB", "PiB"}
+	i := 0
+	for v >= 1024 && i < len(units)-1 {
+		v /= 1024
+		i++
+	}
+	return fmt.Sprintf("%.1f %s", v, units[i])
 }
 
 // seenLabel shows a time as the clock time today, else with the date.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/tattlefw/tattle/helper/enforce"
 	"github.com/tattlefw/tattle/helper/exepath"
+	"github.com/tattlefw/tattle/helper/history"
 	"github.com/tattlefw/tattle/helper/hold"
 	"github.com/tattlefw/tattle/helper/lists"
 	"github.com/tattlefw/tattle/helper/ruleset"
@@ -59,6 +60,9 @@ type Daemon struct {
 
 	// packaged finds Flatpak apps' and snaps' executables for their rules; nil: such rules match nothing.
 	packaged ruleset.Packaged
+
+	history       *history.DB // the connection history; nil when there is none. Set before Run.
+	trafficSample time.Duration
 }
 
 // UsePackaged sets how Flatpak and snap rules find their apps' executables, and the directories those live
@@ -243,6 +247,13 @@ func (d *Daemon) Run(ctx context.Context) error {
 			d.watchUntilQuit(ctx)
 		}()
 	}
+	if d.history != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d.sampleTraffic(ctx)
+		}()
+	}
 	wg.Add(6)
 	go func() {
 		defer wg.Done()
@@ -344,6 +355,7 @@ func (d *Daemon) logEvents(events *enforce.EventReader) {
 		d.log.Debug("connection attempt", "kind", ev.Kind, "verdict", ev.Verdict, "exe", ev.Exe, "via", ev.Via,
 			"pid", ev.TGID, "uid", ev.UID, "comm", ev.Comm, "dest", ev.Dest, "proto", ev.Proto, "hook", ev.Hook)
 		if ev.Kind != enforce.EventUndecided {
+			d.recordDecision(ev, ev.Verdict)
 			continue
 		}
 		if d.staleIdentity(ev) {
@@ -353,6 +365,7 @@ func (d *Daemon) logEvents(events *enforce.EventReader) {
 		// An attempt made right after its lookup must be decided with that name.
 		d.catchUpNames()
 		v, decided := d.decideInUserspace(ev)
+		d.recordDecision(ev, v)
 		if d.hold.holder == nil {
 			continue
 		}

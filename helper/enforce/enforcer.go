@@ -93,6 +93,8 @@ type Enforcer struct {
 	// destCount counts destination rules per scope, so a scope's has_dest flag is cleared with its last rule.
 	destCount map[scopeKey]int
 	marks     Marks
+
+	traffic trafficState
 }
 
 // Backend reports which backend enforces.
@@ -110,6 +112,9 @@ func (e *Enforcer) Close() error {
 		l.Close()
 	}
 	e.maps.close()
+	if e.traffic.socks != nil {
+		e.traffic.socks.Close()
+	}
 	return nil
 }
 
@@ -123,13 +128,13 @@ type backendObject struct {
 func objectFor(b Backend) (backendObject, error) {
 	switch b {
 	case BackendCgroup:
-		return backendObject{load: bpf.LoadCgroup, hash: bpf.CgroupObjectHash(), programs: []string{
+		return backendObject{load: bpf.LoadCgroup, hash: withTraffic(bpf.CgroupObjectHash()), programs: []string{
 			bpf.CgroupProgTattleConnect4, bpf.CgroupProgTattleConnect6,
 			bpf.CgroupProgTattleSendmsg4, bpf.CgroupProgTattleSendmsg6,
 			bpf.CgroupProgTattleExec, bpf.CgroupProgTattleFork,
 		}}, nil
 	case BackendLSM:
-		return backendObject{load: bpf.LoadLsm, hash: bpf.LsmObjectHash(), programs: []string{
+		return backendObject{load: bpf.LoadLsm, hash: withTraffic(bpf.LsmObjectHash()), programs: []string{
 			bpf.LsmProgTattleLsmConnect, bpf.LsmProgTattleLsmSendmsg,
 			bpf.LsmProgTattleMarkConnect4, bpf.LsmProgTattleMarkConnect6,
 			bpf.LsmProgTattleMarkSendmsg4, bpf.LsmProgTattleMarkSendmsg6,
@@ -312,7 +317,7 @@ func (e *Enforcer) install(obj backendObject, cgroupRoot string) error {
 		}
 		e.links[name] = l
 	}
-	return nil
+	return e.installTraffic(cgroupRoot, mapDir, linkDir)
 }
 
 // reattach takes the pinned links and maps of an earlier run.
@@ -337,7 +342,7 @@ func (e *Enforcer) reattach(obj backendObject) error {
 		}
 		*dst = m
 	}
-	return nil
+	return e.reattachTraffic()
 }
 
 // OpenPinned takes the programs and maps an earlier run pinned under pinDir, without loading or attaching

@@ -28,6 +28,7 @@ type Flow struct {
 	LastTGID  uint32
 	Verdict   Verdict // the verdict last applied
 	RuleID    uint32
+	Traffic   // payload bytes and packets of the flow's sockets, sent and received
 }
 
 // Flows reads the per-flow counters. The table holds the most recently active flows (LRU); the helper reads
@@ -59,6 +60,16 @@ func (e *Enforcer) Flows() ([]Flow, error) {
 	}
 	if err := it.Err(); err != nil {
 		return nil, fmt.Errorf("read flow counters: %w", err)
+	}
+	traffic, err := e.FlowTraffic()
+	if err != nil {
+		return nil, err
+	}
+	// Only flows the decision core knows: a record of a socket nobody connected (a UDP server's answers) has
+	// no flow to belong to.
+	for i := range out {
+		f := &out[i]
+		f.Traffic = traffic[FlowID{App: f.App, UID: f.UID, Dest: f.Dest, Proto: f.Proto}]
 	}
 	return out, nil
 }

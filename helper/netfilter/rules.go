@@ -8,6 +8,14 @@
 //	       queue; the rest are passed or dropped as the fail policy says.
 //	refuse (priority filter): a held packet the helper refused comes back with the deny mark and is answered
 //	       with a TCP reset (or ICMP port unreachable), so the application fails at once instead of timing out.
+//	       A held UDP datagram that got through (accepted, or passed while no helper ran) puts its address pair
+//	       in a set, so the rest of that socket's datagrams pass the hold chain without being queued again.
+//
+// No rule uses connection tracking: a ct expression anywhere in the table turns conntrack on for every packet
+// of the namespace, which is most of what the table used to cost bulk traffic. "New" is decided without it: a
+// TCP packet is new when it is a SYN (the first one and its retransmissions), a UDP datagram until one of its
+// socket's address pair was let through (the set's entries expire after udpPassTimeout without traffic, like
+// conntrack's UDP timeout). Packets without Tattle's held bit leave each chain after its first rule.
 //
 // The table stays when the helper exits (that is what makes the fail policy work while it is not running) and
 // is removed by `tattled -uninstall`. Where the kernel lacks the native queue expression (CONFIG_NFT_QUEUE off,
@@ -18,6 +26,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
@@ -148,20 +157,55 @@ func install(r Rules, m Method, copyMark bool) error {
 	refuse := c.AddChain(&nftables.Chain{Name: "refuse", Table: t, Type: nftables.ChainTypeFilter,
 		Hooknum: nftables.ChainHookOutput, Priority: nftables.ChainPriorityFilter})
 
+	// Sets of the UDP address pairs (source address, port, destination address, port) already let through.
+	passed4 := &nftables.Set{Table: t, Name: "udp_passed4", HasTimeout: true, Dynamic: true, Timeout: udpPassTimeout,
+		Concatenation: true, KeyType: nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetService,
+			nftables.TypeIPAddr, nftables.TypeInetService), Size: udpPassMax}
+	passed6 := &nftables.Set{Table: t, Name: "udp_passed6", HasTimeout: true, Dynamic: true, Timeout: udpPassTimeout,
+		Concatenation: true, KeyType: nftables.MustConcatSetType(nftables.TypeIP6Addr, nftables.TypeInetService,
+			nftables.TypeIP6Addr, nftables.TypeInetService), Size: udpPassMax}
+	for _, set := range []*nftables.Set{passed4, passed6} {
+		if err := c.AddSet(set, nil); err != nil {
+			return fmt.Errorf("add set %s: %w", set.Name, err)
+		}
+	}
+
 	if copyMark {
 		c.AddRule(&nftables.Rule{Table: t, Chain: hold, Exprs: copySocketMark(r.Held)})
 	}
-	if r.Strict != 0 {
-		c.AddRule(&nftables.Rule{Table: t, Chain: hold,
-			Exprs: concat(markHas(r.Strict), ctNew(), queue(m, r.Queue, false))})
+	// Everything not held (nearly all traffic) stops here.
+	c.AddRule(&nftables.Rule{Table: t, Chain: hold, Exprs: concat(markLacks(r.Held), accept())})
+	for _, p := range []struct {
+		set   *nftables.Set
+		proto nftables.TableFamily
+	}{{passed4, nftables.TableFamilyIPv4}, {passed6, nftables.TableFamilyIPv6}} {
+		c.AddRule(&nftables.Rule{Table: t, Chain: hold, Exprs: concat(l4proto(unix.IPPROTO_UDP), nfproto(p.proto),
+			udpPair(p.proto), []expr.Any{&expr.Lookup{SourceRegister: 1, SetName: p.set.Name, SetID: p.set.ID}},
+			udpPair(p.proto), []expr.Any{&expr.Dynset{SrcRegKey: 1, SetName: p.set.Name, SetID: p.set.ID,
+				Operation: uint32(unix.NFT_DYNSET_OP_UPDATE)}}, accept())})
 	}
-	c.AddRule(&nftables.Rule{Table: t, Chain: hold,
-		Exprs: concat(markHas(r.Held), ctNew(), queue(m, r.Queue, r.PassWhenAbsent))})
+	for _, proto := range []byte{unix.IPPROTO_TCP, unix.IPPROTO_UDP} {
+		if r.Strict != 0 {
+			c.AddRule(&nftables.Rule{Table: t, Chain: hold,
+				Exprs: concat(markHas(r.Strict), isNew(proto), queue(m, r.Queue, false))})
+		}
+		c.AddRule(&nftables.Rule{Table: t, Chain: hold,
+			Exprs: concat(markHas(r.Held), isNew(proto), queue(m, r.Queue, r.PassWhenAbsent))})
+	}
 
+	c.AddRule(&nftables.Rule{Table: t, Chain: refuse, Exprs: concat(markLacks(r.Held|r.Deny), accept())})
 	c.AddRule(&nftables.Rule{Table: t, Chain: refuse, Exprs: concat(markHas(r.Deny), l4proto(unix.IPPROTO_TCP),
 		[]expr.Any{&expr.Reject{Type: unix.NFT_REJECT_TCP_RST}})})
 	c.AddRule(&nftables.Rule{Table: t, Chain: refuse, Exprs: concat(markHas(r.Deny),
 		[]expr.Any{&expr.Reject{Type: unix.NFT_REJECT_ICMPX_UNREACH, Code: unix.NFT_REJECT_ICMPX_PORT_UNREACH}})})
+	for _, p := range []struct {
+		set   *nftables.Set
+		proto nftables.TableFamily
+	}{{passed4, nftables.TableFamilyIPv4}, {passed6, nftables.TableFamilyIPv6}} {
+		c.AddRule(&nftables.Rule{Table: t, Chain: refuse, Exprs: concat(markHas(r.Held), l4proto(unix.IPPROTO_UDP),
+			nfproto(p.proto), udpPair(p.proto), []expr.Any{&expr.Dynset{SrcRegKey: 1, SetName: p.set.Name,
+				SetID: p.set.ID, Operation: uint32(unix.NFT_DYNSET_OP_ADD)}})})
+	}
 	if err := c.Flush(); err != nil {
 		return fmt.Errorf("install table inet %s: %w", r.Table, err)
 	}
@@ -206,14 +250,63 @@ func copySocketMark(held uint32) []expr.Any {
 	}
 }
 
-// ctNew matches packets of connections conntrack has not seen answered: a connection's SYN and its
-// retransmissions, a UDP flow's datagrams until a reply comes.
-func ctNew() []expr.Any {
+// How long a UDP address pair that was let through stays known without traffic (conntrack's UDP stream
+// timeout), and how many pairs are kept.
+const (
+	udpPassTimeout = 120 * time.Second
+	udpPassMax     = 65536
+)
+
+// markLacks matches packets whose mark has none of bits.
+func markLacks(bits uint32) []expr.Any {
+	zero := make([]byte, 4)
 	return []expr.Any{
-		&expr.Ct{Register: 1, Key: expr.CtKeySTATE},
+		&expr.Meta{Key: expr.MetaKeyMARK, Register: 1},
 		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
-			Mask: binary.NativeEndian.AppendUint32(nil, expr.CtStateBitNEW), Xor: make([]byte, 4)},
-		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: make([]byte, 4)},
+			Mask: binary.NativeEndian.AppendUint32(nil, bits), Xor: zero},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: zero},
+	}
+}
+
+func accept() []expr.Any { return []expr.Any{&expr.Verdict{Kind: expr.VerdictAccept}} }
+
+// isNew matches the packets of proto that open a conversation without conntrack's help: a TCP SYN without
+// ACK (a connection's first packet and its retransmissions); any UDP datagram (the ones of an address pair
+// already let through were accepted by an earlier rule).
+func isNew(proto byte) []expr.Any {
+	if proto == unix.IPPROTO_UDP {
+		return l4proto(proto)
+	}
+	const syn, ack = 0x02, 0x10
+	return concat(l4proto(proto), []expr.Any{
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 13, Len: 1},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 1, Mask: []byte{syn | ack}, Xor: []byte{0}},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{syn}},
+	})
+}
+
+func nfproto(f nftables.TableFamily) []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{byte(f)}},
+	}
+}
+
+// udpPair loads a UDP datagram's (source address, source port, destination address, destination port) into
+// consecutive 32-bit registers from register 1 on, the layout of a concatenated set key.
+func udpPair(f nftables.TableFamily) []expr.Any {
+	saddr, daddr, alen := uint32(12), uint32(16), uint32(4)
+	if f == nftables.TableFamilyIPv6 {
+		saddr, daddr, alen = 8, 24, 16
+	}
+	// 32-bit registers are numbered from 8 (NFT_REG32_00, which overlaps the 16-byte register 1).
+	const reg32 = 8
+	sport := reg32 + alen/4
+	return []expr.Any{
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: saddr, Len: alen},
+		&expr.Payload{DestRegister: sport, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 2},
+		&expr.Payload{DestRegister: sport + 1, Base: expr.PayloadBaseNetworkHeader, Offset: daddr, Len: alen},
+		&expr.Payload{DestRegister: sport + 1 + alen/4, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
 	}
 }
 

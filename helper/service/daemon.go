@@ -1,11 +1,15 @@
 package service
 
 import (
-	"github.com/godbus/dbus/v5"
+	"context"
+	"errors"
 	"net/netip"
 	"time"
 
+	"github.com/godbus/dbus/v5"
+
 	"github.com/tattlefw/tattle/helper/enforce"
+	"github.com/tattlefw/tattle/helper/history"
 	"github.com/tattlefw/tattle/helper/ruleset"
 	"github.com/tattlefw/tattle/shared/api"
 )
@@ -120,6 +124,7 @@ func (s *Service) wireFlow(f enforce.Flow) api.Flow {
 		Attempts: f.Attempts, Allowed: f.Allowed, Denied: f.Denied, Undecided: f.Undecided,
 		FirstSeen: f.FirstSeen.UnixMilli(), LastSeen: f.LastSeen.UnixMilli(), LastPID: f.LastTGID,
 		Verdict: f.Verdict.String(), RuleID: s.daemon.RuleName(f.RuleID), Via: s.daemon.ViaFor(f.App),
+		TxBytes: f.TxBytes, RxBytes: f.RxBytes, TxPackets: f.TxPackets, RxPackets: f.RxPackets,
 	}
 }
 
@@ -147,4 +152,82 @@ func (i monitorIface) Subscribe(msg dbus.Message, sender dbus.Sender) *dbus.Erro
 func (i monitorIface) Unsubscribe(sender dbus.Sender) *dbus.Error {
 	i.s.monitor.unsubscribe(string(sender))
 	return nil
+}
+
+// ErrNoHistory is what History and Traffic fail with when the helper keeps no history.
+var ErrNoHistory = errors.New("tattled keeps no connection history (started with -history-max-mb 0, or its database could not be opened: see its log)")
+
+// History answers from the connection history, with the Monitor's rule: one's own processes' entries, all
+// of them with monitor-all.
+func (i monitorIface) History(msg dbus.Message, sender dbus.Sender, q api.HistoryQuery) ([]api.HistoryEntry, *dbus.Error) {
+	c, release, derr := i.s.caller(msg, sender)
+	if derr != nil {
+		return nil, derr
+	}
+	defer release()
+	all, err := i.s.allowed(c, api.ActionMonitorAll, c.interactive)
+	if err != nil {
+		return nil, failed("check authorization", err)
+	}
+	h := i.s.daemon.History()
+	if h == nil {
+		return nil, failed("read the history", ErrNoHistory)
+	}
+	f := history.Filter{App: q.App, Host: q.Host, Verdict: q.Verdict, Offset: int(q.Offset), Limit: int(q.Limit)}
+	if q.Since > 0 {
+		f.Since = time.UnixMilli(q.Since)
+	}
+	if q.Until > 0 {
+		f.Until = time.UnixMilli(q.Until)
+	}
+	if !all {
+		uid := c.uid
+		f.UID = &uid
+	}
+	rows, err := h.Query(context.Background(), f)
+	if err != nil {
+		return nil, failed("read the history", err)
+	}
+	out := make([]api.HistoryEntry, 0, len(rows))
+	for _, r := range rows {
+		out = append(out, api.HistoryEntry{Time: r.Time.UnixMilli(), Exe: r.App, Via: r.Via, UID: r.UID, Dest: r.Dest,
+			Host: r.Host, Protocol: r.Proto, Verdict: r.Verdict, RuleID: r.Rule})
+	}
+	return out, nil
+}
+
+// Traffic sums the history's traffic samples in [since, until) into buckets of bucketSeconds, with the
+// Monitor's rule (one's own flows; all with monitor-all).
+func (i monitorIface) Traffic(msg dbus.Message, sender dbus.Sender, since, until int64, bucketSeconds uint32) ([]api.TrafficBucket, *dbus.Error) {
+	c, release, derr := i.s.caller(msg, sender)
+	if derr != nil {
+		return nil, derr
+	}
+	defer release()
+	all, err := i.s.allowed(c, api.ActionMonitorAll, c.interactive)
+	if err != nil {
+		return nil, failed("check authorization", err)
+	}
+	h := i.s.daemon.History()
+	if h == nil {
+		return nil, failed("read the traffic history", ErrNoHistory)
+	}
+	var uid *uint32
+	if !all {
+		u := c.uid
+		uid = &u
+	}
+	var to time.Time
+	if until > 0 {
+		to = time.UnixMilli(until)
+	}
+	bs, err := h.TrafficBuckets(context.Background(), time.UnixMilli(since), to, time.Duration(bucketSeconds)*time.Second, uid)
+	if err != nil {
+		return nil, failed("read the traffic history", err)
+	}
+	out := make([]api.TrafficBucket, 0, len(bs))
+	for _, b := range bs {
+		out = append(out, api.TrafficBucket{Start: b.Start.UnixMilli(), Sent: b.Tx, Received: b.Rx})
+	}
+	return out, nil
 }

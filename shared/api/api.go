@@ -349,6 +349,38 @@ type Problem struct {
 	Since int64
 }
 
+// HistoryQuery selects entries of the connection history (Monitor.History); empty fields match everything.
+// A caller without monitor-all sees its own processes' entries only.
+type HistoryQuery struct {
+	App     string // executable path, exact
+	Host    string // part of the host name or of the address:port
+	Verdict string // allow, deny or undecided
+	Since   int64  // Unix milliseconds, 0: from the start
+	Until   int64  // Unix milliseconds, 0: until now
+	Offset  uint32 // entries to skip (paging), newest first
+	Limit   uint32 // at most 1000; 100 when 0
+}
+
+// HistoryEntry is one decided (or undecided) connection attempt in the history.
+type HistoryEntry struct {
+	Time     int64 // Unix milliseconds
+	Exe      string
+	Via      string
+	UID      uint32
+	Dest     string
+	Host     string
+	Protocol string
+	Verdict  string
+	RuleID   string
+}
+
+// TrafficBucket is the payload bytes of the history's flows in one time span (Monitor.Traffic).
+type TrafficBucket struct {
+	Start    int64 // Unix milliseconds
+	Sent     uint64
+	Received uint64
+}
+
 // Flow is the kernel's account of one application's attempts to one destination.
 type Flow struct {
 	Exe       string
@@ -369,4 +401,10 @@ type Flow struct {
 	Verdict   string
 	RuleID    string
 	Via       string // the script the interpreter Exe runs, when known; see Question.Via
+	// Layer-4 payload bytes and packets of the flow's sockets (kernel counters; a socket's first packet sent
+	// from outside its program, as when a held connection is let go, leaves that socket uncounted).
+	TxBytes   uint64
+	RxBytes   uint64
+	TxPackets uint64
+	RxPackets uint64
 }

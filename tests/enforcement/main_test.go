@@ -76,9 +76,10 @@ func TestBackendChoice(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantProgs := 6 // four cgroup hooks, and the exec and fork tracepoints that follow scripts
+	// Both backends add the three traffic counting programs (cgroup_skb egress and ingress, sock_release).
+	wantProgs := 9 // four cgroup hooks, and the exec and fork tracepoints that follow scripts
 	if enf.Backend() == enforce.BackendLSM {
-		wantProgs = 8 // two LSM hooks, four cgroup marking programs, exec and fork
+		wantProgs = 11 // two LSM hooks, four cgroup marking programs, exec and fork
 	}
 	if len(ids) != wantProgs {
 		t.Errorf("%d programs attached, want %d: %v", len(ids), wantProgs, ids)

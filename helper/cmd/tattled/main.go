@@ -22,6 +22,7 @@ import (
 
 	"github.com/tattlefw/tattle/helper/daemon"
 	"github.com/tattlefw/tattle/helper/enforce"
+	"github.com/tattlefw/tattle/helper/history"
 	"github.com/tattlefw/tattle/helper/netfilter"
 	"github.com/tattlefw/tattle/helper/packaged"
 	"github.com/tattlefw/tattle/helper/peer"
@@ -36,27 +37,29 @@ import (
 var version = "0.1.0-dev"
 
 type config struct {
-	backend    string
-	pinDir     string
-	cgroupRoot string
-	lockFile   string
-	uninstall  bool
-	status     bool
-	logLevel   string
-	stateDir   string
-	rulesDir   string
-	factoryDir string
-	bus        string
-	hold       bool
-	names      bool
-	dnsGrace   time.Duration
-	listsDir   string
-	nftTable   string
-	queue      uint
-	guiAgents  string
-	termAgents string
-	flatpaks   string
-	snapDir    string
+	backend       string
+	pinDir        string
+	cgroupRoot    string
+	lockFile      string
+	uninstall     bool
+	status        bool
+	logLevel      string
+	stateDir      string
+	historyMB     int
+	historySample time.Duration
+	rulesDir      string
+	factoryDir    string
+	bus           string
+	hold          bool
+	names         bool
+	dnsGrace      time.Duration
+	listsDir      string
+	nftTable      string
+	queue         uint
+	guiAgents     string
+	termAgents    string
+	flatpaks      string
+	snapDir       string
 }
 
 func main() {
@@ -68,6 +71,8 @@ func main() {
 	flag.BoolVar(&cfg.uninstall, "uninstall", false, "detach all programs, remove the pins and exit")
 	flag.BoolVar(&cfg.status, "status", false, "print what is pinned and exit")
 	flag.StringVar(&cfg.logLevel, "log-level", "info", "debug, info, warn or error")
+	flag.DurationVar(&cfg.historySample, "history-sample", daemon.DefaultTrafficSample, "how often flows' byte counts are written to the history")
+	flag.IntVar(&cfg.historyMB, "history-max-mb", 256, "size cap of the connection history database in MiB (0: keep no history)")
 	flag.StringVar(&cfg.stateDir, "state-dir", store.DefaultStateDir, "directory of the helper's own state (rules made through the API)")
 	flag.StringVar(&cfg.rulesDir, "rules-dir", store.DefaultAdminDir, "administrator's rule groups (*.json), reloaded when they change")
 	flag.StringVar(&cfg.factoryDir, "factory-dir", "", "factory rule groups (*.json, read-only; a file of the same name in -rules-dir replaces one) (default: PREFIX/share/tattle/rules.d of this helper's prefix; \"none\": no factory rules)")
@@ -167,6 +172,18 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 		packagedDirs = append(packagedDirs, cfg.snapDir)
 	}
 	d.UsePackaged(roots.Executables, packagedDirs)
+	// The connection history: optional (the helper enforces without it), bounded by the retention setting.
+	if cfg.historyMB > 0 {
+		hist, err := history.Open(filepath.Join(cfg.stateDir, "history.db"), history.Options{
+			RetentionDays: func() int { return int(rules.Settings().HistoryDays) },
+			MaxBytes:      int64(cfg.historyMB) << 20, Logger: log})
+		if err != nil {
+			log.Error("no connection history", "error", err)
+		} else {
+			defer hist.Close()
+			d.SetHistory(hist, cfg.historySample)
+		}
+	}
 	if err := d.Apply(); err != nil {
 		// Keep running: the pinned verdicts still enforce, and the API must stay up to repair the rules.
 		log.Error("the rules could not be applied; the kernel keeps its previous verdicts", "error", err)

@@ -1,0 +1,74 @@
+package daemon
+
+import (
+	"context"
+	"time"
+
+	"github.com/tattlefw/tattle/helper/enforce"
+	"github.com/tattlefw/tattle/helper/history"
+)
+
+// DefaultTrafficSample is how often the flows' byte counters are written to the history.
+const DefaultTrafficSample = time.Minute
+
+// SetHistory makes the daemon write every decision to h, and the flows' traffic every sample
+// (DefaultTrafficSample when 0). Call before Run.
+func (d *Daemon) SetHistory(h *history.DB, sample time.Duration) {
+	if sample <= 0 {
+		sample = DefaultTrafficSample
+	}
+	d.history, d.trafficSample = h, sample
+}
+
+// History is the history database, nil when there is none.
+func (d *Daemon) History() *history.DB { return d.history }
+
+// recordDecision writes one attempt and its outcome (the kernel's verdict, or the helper's when it decided).
+func (d *Daemon) recordDecision(ev enforce.Event, v enforce.Verdict) {
+	if d.history == nil {
+		return
+	}
+	exe := ev.Exe
+	if exe == "" {
+		exe = d.ExePath(ev.TGID, ev.App)
+	}
+	d.history.Record(history.Decision{Time: ev.Time, App: exe, Via: ev.Via, UID: ev.UID, Dest: ev.Dest.String(),
+		Host: d.HostFor(ev.App, ev.UID, ev.Dest.Addr()), Proto: ev.Proto.String(), Verdict: v.String(),
+		Rule: d.RuleName(ev.RuleID)})
+}
+
+// sampleTraffic writes, every sample, the bytes each flow moved since the previous sample.
+func (d *Daemon) sampleTraffic(ctx context.Context) {
+	last := map[enforce.FlowID]enforce.Traffic{}
+	tick := time.NewTicker(d.trafficSample)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		flows, err := d.enf.Flows()
+		if err != nil {
+			d.log.Warn("sample traffic for the history", "error", err)
+			continue
+		}
+		now := time.Now()
+		seen := make(map[enforce.FlowID]enforce.Traffic, len(flows))
+		for _, f := range flows {
+			id := enforce.FlowID{App: f.App, UID: f.UID, Dest: f.Dest, Proto: f.Proto}
+			seen[id] = f.Traffic
+			prev := last[id]
+			if f.TxBytes < prev.TxBytes || f.RxBytes < prev.RxBytes {
+				prev = enforce.Traffic{} // the helper's folded totals restarted
+			}
+			tx, rx := f.TxBytes-prev.TxBytes, f.RxBytes-prev.RxBytes
+			if tx == 0 && rx == 0 {
+				continue
+			}
+			d.history.RecordTraffic(history.Traffic{Time: now, App: d.ExePath(f.LastTGID, f.App), UID: f.UID,
+				Dest: f.Dest.String(), Tx: tx, Rx: rx})
+		}
+		last = seen
+	}
+}
