@@ -79,8 +79,8 @@ echo "== fuzzing the rule parser and importers (bounded time each)"
 for target in FuzzParse FuzzImportLittleSnitch FuzzImportOpenSnitch; do
 	fuzz "$target" ./shared/rules
 done
-echo "== fuzzing the DNS answer, resolved monitor, named list and held packet parsers"
-for pt in FuzzParse:./helper/dns FuzzResult:./helper/resolvedmon FuzzParse:./helper/lists FuzzParseHeaders:./helper/netfilter; do
+echo "== fuzzing the DNS answer, resolved monitor, named list, resolv.conf and held packet parsers"
+for pt in FuzzParse:./helper/dns FuzzResult:./helper/resolvedmon FuzzParse:./helper/lists FuzzParseResolvConf:./helper/resolvers FuzzParseHeaders:./helper/netfilter; do
 	fuzz "${pt%%:*}" "${pt#*:}"
 done
 echo "== fuzzing the translation extractor (Go literal -> PO string round trip)"

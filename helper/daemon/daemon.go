@@ -18,6 +18,7 @@ import (
 	"github.com/tattlefw/tattle/helper/history"
 	"github.com/tattlefw/tattle/helper/hold"
 	"github.com/tattlefw/tattle/helper/lists"
+	"github.com/tattlefw/tattle/helper/resolvers"
 	"github.com/tattlefw/tattle/helper/ruleset"
 	"github.com/tattlefw/tattle/helper/scripts"
 	"github.com/tattlefw/tattle/helper/store"
@@ -52,6 +53,9 @@ type Daemon struct {
 
 	lists    *lists.Set     // named lists for list rules; nil when none are defined. Set before Run.
 	listCfgs []lists.Config // their definitions
+	// resolvers is the built-in list "list:resolvers" (the configured DNS resolvers); nil: that list is empty.
+	// Set before Run.
+	resolvers *resolvers.Resolvers
 
 	importedDir, stateDir string // where imports keep the lists they make (ConfigureImportedLists)
 
@@ -93,7 +97,8 @@ func (d *Daemon) Apply() error {
 	var rs = d.store.Entries()
 	resting, list := d.checkContents(rs)
 	res, err := ruleset.CompileOptions(list, time.Now(), ruleset.Options{
-		Stat: identity.ReadMounts("/proc/self/mountinfo").Stat, Resting: resting, Packaged: d.packaged})
+		Stat: identity.ReadMounts("/proc/self/mountinfo").Stat, Resting: resting, Packaged: d.packaged,
+		ListAddrs: d.listAddrs})
 	if err != nil {
 		return fmt.Errorf("compile rules: %w", err)
 	}
@@ -234,6 +239,13 @@ func (d *Daemon) Run(ctx context.Context) error {
 		go func() {
 			defer wg.Done()
 			d.refreshLists(ctx)
+		}()
+	}
+	if d.resolvers != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d.resolvers.Run(ctx, d.reapply) // a changed resolver recompiles the rules on the list
 		}()
 	}
 	if d.hold.holder != nil {
@@ -467,7 +479,11 @@ func unknowable(active []rules.Compiled, winner *rules.Compiled, f rules.Flow, l
 				r.Remote, relaxed = rules.Any, true
 			}
 		case rules.RemoteList:
-			// A list may hold names: without the flow's names (or without the list) it might still match.
+			// A list may hold names: without the flow's names (or without the list) it might still match. The
+			// resolvers hold addresses only: the flow's address decides.
+			if c.Name == resolvers.ListName && lists != nil {
+				break
+			}
 			if len(f.Hostnames) == 0 || lists == nil {
 				r.Remote, relaxed = rules.Any, true
 			}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/tattlefw/tattle/helper/lists"
+	"github.com/tattlefw/tattle/helper/resolvers"
 	"github.com/tattlefw/tattle/helper/store"
 )
 
@@ -59,6 +60,10 @@ func ReadListConfigs(dir, stateDir string) ([]lists.Config, []error) {
 			continue
 		}
 		cfg := lists.Config{Name: strings.TrimSuffix(e.Name(), ".json"), Location: f.Location, StateDir: stateDir}
+		if cfg.Name == resolvers.ListName {
+			errs = append(errs, fmt.Errorf("list definition %s: %w", path, ErrBuiltinList))
+			continue
+		}
 		switch f.Names {
 		case "", "domain":
 		case "exact":
@@ -118,12 +123,39 @@ func (d *Daemon) StartLists(ctx context.Context, cfgs []lists.Config) error {
 	return nil
 }
 
-// lookupList is rules.ListLookup over the loaded lists (nil when none are).
+// ErrBuiltinList refuses a list definition that would take the name of a built-in list.
+var ErrBuiltinList = errors.New(`"` + resolvers.ListName + `" is the built-in list of the configured DNS resolvers; give the list another name`)
+
+// UseResolvers makes r the built-in list "list:resolvers", followed live while Run runs. Call before Apply.
+func (d *Daemon) UseResolvers(r *resolvers.Resolvers) {
+	r.Load()
+	d.log.Info("resolvers", "list", "list:"+resolvers.ListName, "files", r.Files(), "resolvers", fmt.Sprint(r.Addrs()))
+	d.resolvers = r
+}
+
+// listAddrs is ruleset.Options.ListAddrs: the resolvers' addresses (none without a resolvers list).
+func (d *Daemon) listAddrs(list string) ([]netip.Prefix, bool) {
+	if list != resolvers.ListName {
+		return nil, false
+	}
+	if d.resolvers == nil {
+		return nil, true
+	}
+	return d.resolvers.Prefixes(), true
+}
+
+// lookupList is rules.ListLookup over the loaded lists and the built-in resolvers (nil when there are none).
 func (d *Daemon) lookupList() func(list, host string, addr netip.Addr) bool {
-	if d.lists == nil {
+	if d.lists == nil && d.resolvers == nil {
 		return nil
 	}
-	return d.lists.Lookup
+	set, res := d.lists, d.resolvers
+	return func(list, host string, addr netip.Addr) bool {
+		if list == resolvers.ListName {
+			return res != nil && res.Contains(addr)
+		}
+		return set != nil && set.Lookup(list, host, addr)
+	}
 }
 
 // refreshLists reloads each list on its schedule and reapplies the rules when one changed.
@@ -197,6 +229,9 @@ func (d *Daemon) ConfigureImportedLists(dir, stateDir string) {
 
 // HasList reports whether a list of that name is defined.
 func (d *Daemon) HasList(name string) bool {
+	if name == resolvers.ListName {
+		return true
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.lists != nil && d.lists.Get(name) != nil {

@@ -110,6 +110,10 @@ type Options struct {
 	Resting map[string]string
 	// Packaged resolves Flatpak and snap applications to their executables; nil: their rules match nothing.
 	Packaged Packaged
+	// ListAddrs gives the addresses of a list that holds addresses only (the built-in "list:resolvers"), as
+	// single-address prefixes; ok false for any other list. Such a list's rules compile to one kernel entry per
+	// address (none when the list is empty), and are compiled again when the list changes.
+	ListAddrs func(list string) (addrs []netip.Prefix, ok bool)
 }
 
 type candidate struct {
@@ -118,6 +122,9 @@ type candidate struct {
 	scopeOK bool   // the application (and owner) has a kernel scope
 	missing bool   // the rule names an executable path that does not exist now
 	reason  string // non-empty: cannot go into the kernel
+	// addrList: a rule on an address-only list (Options.ListAddrs), whose kernel entries are addrs.
+	addrList bool
+	addrs    []netip.Prefix
 }
 
 // userspaceRule is a rule the helper evaluates. When its application has a kernel scope, an ASK region in that
@@ -191,6 +198,12 @@ func CompileOptions(rs []rules.Rule, now time.Time, o Options) (Result, error) {
 		cd.missing = !cd.scopeOK && c.AppKind == rules.AppPath
 		if cd.reason == "" {
 			cd.reason = kernelReason(c)
+			if c.RemoteKind == rules.RemoteList && o.ListAddrs != nil {
+				if addrs, ok := o.ListAddrs(c.Name); ok {
+					cd.addrList, cd.addrs = true, addrs
+					cd.reason = addrListReason(c, addrs)
+				}
+			}
 		}
 		cands = append(cands, cd)
 	}
@@ -240,7 +253,7 @@ func CompileOptions(rs []rules.Rule, now time.Time, o Options) (Result, error) {
 			res.Placements = append(res.Placements, Placement{RuleID: cd.c.Rule.ID, Where: InUserspace, Reason: cd.reason})
 			continue
 		}
-		if n := entriesOf(&cd.c); len(res.Kernel.Destinations)+n > MaxKernelDestinations {
+		if n := entriesOf(cd); len(res.Kernel.Destinations)+n > MaxKernelDestinations {
 			cd.reason = fmt.Sprintf("the kernel's rule table holds %d entries; this rule needs %d more", MaxKernelDestinations, n)
 			userspace = append(userspace, userspaceRule{c: &cd.c, scope: cd.scope})
 			res.Placements = append(res.Placements, Placement{RuleID: cd.c.Rule.ID, Where: InUserspace, Reason: cd.reason})
@@ -394,12 +407,32 @@ func protoOf(p string) enforce.Protocol {
 	return enforce.AnyProtocol
 }
 
+// addrListReason is kernelReason for a rule on an address-only list: its other fields, and its addresses.
+func addrListReason(c rules.Compiled, addrs []netip.Prefix) string {
+	other := c
+	other.RemoteKind = rules.RemoteAny
+	if why := kernelReason(other); why != "" {
+		return why
+	}
+	mapped := netip.MustParseAddr("::ffff:0.0.0.0")
+	for _, p := range addrs {
+		if !p.IsValid() || (p.Addr().Is6() && p.Contains(mapped)) {
+			return fmt.Sprintf("list address %v cannot be a kernel entry", p)
+		}
+	}
+	return ""
+}
+
 // entriesOf is how many destination entries a kernel-capable rule compiles to.
-func entriesOf(c *rules.Compiled) int {
+func entriesOf(cd *candidate) int {
+	c := &cd.c
 	if c.RemoteKind == rules.RemoteAny && c.PortLo == 0 && c.Proto == "any" {
 		return 0 // a scope default
 	}
 	n := 1
+	if cd.addrList {
+		n = len(cd.addrs)
+	}
 	if c.PortLo != 0 {
 		n = int(c.PortHi) - int(c.PortLo) + 1
 	}
@@ -467,6 +500,10 @@ func installAsk(v *enforce.Verdicts, cd *candidate) {
 // install adds a kernel-capable rule's entries, leaving entries a higher-precedence rule already owns.
 func install(v *enforce.Verdicts, cd *candidate, r enforce.Ruling) {
 	c := cd.c
+	if cd.addrList {
+		installAddrList(v, cd, r)
+		return
+	}
 	if c.RemoteKind == rules.RemoteAny && c.PortLo == 0 && c.Proto == "any" {
 		if _, taken := v.Defaults[cd.scope]; !taken {
 			v.Defaults[cd.scope] = r
@@ -477,20 +514,7 @@ func install(v *enforce.Verdicts, cd *candidate, r enforce.Ruling) {
 	if c.RemoteKind != rules.RemoteAny {
 		prefix = c.Prefix
 	}
-	var ports []uint16
-	if c.PortLo == 0 {
-		ports = []uint16{0}
-	} else {
-		for p := int(c.PortLo); p <= int(c.PortHi); p++ {
-			ports = append(ports, uint16(p))
-		}
-	}
-	var protos []enforce.Protocol
-	if c.Proto == "any" {
-		protos = []enforce.Protocol{enforce.TCP, enforce.UDP}
-	} else {
-		protos = []enforce.Protocol{protoOf(c.Proto)}
-	}
+	ports, protos := portsProtos(c)
 	for _, port := range ports {
 		for _, proto := range protos {
 			d := enforce.Destination{Scope: cd.scope, Prefix: prefix, Port: port, Proto: proto}
@@ -526,4 +550,62 @@ func overlaps(u, k *rules.Compiled) bool {
 		return false
 	}
 	return true
+}
+
+// portsProtos are the ports (0: any) and protocols a rule's kernel entries are made for.
+func portsProtos(c rules.Compiled) ([]uint16, []enforce.Protocol) {
+	var ports []uint16
+	if c.PortLo == 0 {
+		ports = []uint16{0}
+	} else {
+		for p := int(c.PortLo); p <= int(c.PortHi); p++ {
+			ports = append(ports, uint16(p))
+		}
+	}
+	if c.Proto == "any" {
+		return ports, []enforce.Protocol{enforce.TCP, enforce.UDP}
+	}
+	return ports, []enforce.Protocol{protoOf(c.Proto)}
+}
+
+// installAddrList adds the entries of a rule on an address-only list: one per address, port and protocol. The
+// kernel takes the longest prefix first, while precedence puts a list below every address and network rule: an
+// address that an entry of a higher-precedence rule already covers (a network rule's, say a deny of 10.0.0.0/8)
+// gets no entry, so that rule keeps deciding it, as it does in userspace.
+func installAddrList(v *enforce.Verdicts, cd *candidate, r enforce.Ruling) {
+	ports, protos := portsProtos(cd.c)
+	for _, p := range cd.addrs {
+		for _, port := range ports {
+			for _, proto := range protos {
+				d := enforce.Destination{Scope: cd.scope, Prefix: p, Port: port, Proto: proto}
+				if _, taken := v.Destinations[d]; taken || covered(v, d) {
+					continue
+				}
+				v.Destinations[d] = r
+			}
+		}
+	}
+}
+
+// covered reports whether an entry already in v (from a rule of higher precedence) of dst's scope and protocol
+// covers dst's address and port. Ask entries count too: they stand for a higher rule the helper evaluates.
+func covered(v *enforce.Verdicts, dst enforce.Destination) bool {
+	want := as128(dst.Prefix)
+	for d := range v.Destinations {
+		if d.Scope != dst.Scope || d.Proto != dst.Proto || (d.Port != 0 && d.Port != dst.Port) {
+			continue
+		}
+		if p := as128(d.Prefix); p.Bits() <= want.Bits() && p.Contains(want.Addr()) {
+			return true
+		}
+	}
+	return false
+}
+
+// as128 is p on the kernel's 128-bit form (IPv4 IPv4-mapped): "::/0" covers IPv4 there.
+func as128(p netip.Prefix) netip.Prefix {
+	if p.Addr().Is4() {
+		return netip.PrefixFrom(netip.AddrFrom16(p.Addr().As16()), p.Bits()+96)
+	}
+	return p
 }

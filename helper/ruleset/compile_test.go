@@ -261,7 +261,7 @@ func kernelDecide(v enforce.Verdicts, app identity.Executable, uid uint32, addr 
 func TestKernelAndUserspaceAgree(t *testing.T) {
 	rng := rand.New(rand.NewSource(1))
 	apps := []string{"any", "/usr/bin/a", "/usr/bin/b"}
-	remotes := []string{"any", "192.0.2.1", "192.0.2.0/24", "192.0.0.0/16", "0.0.0.0/0", "2001:db8::1", "2001:db8::/32", "::/0"}
+	remotes := []string{"any", "192.0.2.1", "192.0.2.0/24", "192.0.0.0/16", "0.0.0.0/0", "2001:db8::1", "2001:db8::/32", "::/0", "list:resolvers"}
 	ports := []string{"any", "80", "443", "8000-8003"}
 	protos := []string{"any", "tcp", "udp"}
 	actions := []string{"allow", "deny"}
@@ -282,7 +282,7 @@ func TestKernelAndUserspaceAgree(t *testing.T) {
 			}
 			rs = append(rs, r)
 		}
-		res, err := Compile(rs, t0, stat)
+		res, err := CompileOptions(rs, t0, Options{Stat: stat, ListAddrs: resolverList})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -293,7 +293,7 @@ func TestKernelAndUserspaceAgree(t *testing.T) {
 					for _, port := range flowPorts {
 						for _, proto := range []string{"tcp", "udp"} {
 							kr, kernelDecided := kernelDecide(res.Kernel, exe, uid, addr, port, protoOf(proto))
-							want := rules.Decide(res.Active, rules.Flow{AppPath: appPath, UID: uid, Addr: addr, Port: port, Proto: proto}, nil, t0)
+							want := rules.Decide(res.Active, rules.Flow{AppPath: appPath, UID: uid, Addr: addr, Port: port, Proto: proto}, resolverLookup, t0)
 							if !kernelDecided {
 								continue // the helper decides: nothing to compare
 							}
@@ -313,4 +313,93 @@ func TestKernelAndUserspaceAgree(t *testing.T) {
 		}
 	}
 	t.Logf("%d kernel decisions checked against rules.Decide", checked)
+}
+
+// resolverAddrs stand for the built-in address list "list:resolvers".
+var resolverAddrs = []netip.Prefix{netip.MustParsePrefix("192.0.2.1/32"), netip.MustParsePrefix("192.0.2.9/32"), netip.MustParsePrefix("2001:db8::2/128")}
+
+func resolverList(name string) ([]netip.Prefix, bool) {
+	if name != "resolvers" {
+		return nil, false
+	}
+	return resolverAddrs, true
+}
+
+func resolverLookup(list, host string, addr netip.Addr) bool {
+	if list != "resolvers" {
+		return false
+	}
+	for _, p := range resolverAddrs {
+		if p.Addr() == addr.Unmap() {
+			return true
+		}
+	}
+	return false
+}
+
+// TestAddressListCompilesToItsAddresses: a rule on an address-only list is a kernel rule with one entry per
+// address (and port and protocol), none when the list is empty; an address a higher-precedence network rule
+// covers gets none (that rule decides it in the kernel as in userspace); a list that is not address-only stays in
+// userspace.
+func TestAddressListCompilesToItsAddresses(t *testing.T) {
+	rs := []rules.Rule{
+		mk("dns", "any", "list:resolvers", "53", "udp", "allow"),
+		mk("corp-deny", "any", "192.0.2.0/28", "any", "udp", "deny"),
+		mk("ads", "any", "list:ads", "any", "any", "deny"),
+	}
+	res, err := CompileOptions(rs, t0, Options{Stat: stat, ListAddrs: resolverList})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := placement(res, "dns"); p.Where != InKernel {
+		t.Fatalf("dns: %+v", p)
+	}
+	if p := placement(res, "ads"); p.Where != InUserspace {
+		t.Fatalf("ads: %+v", p)
+	}
+	anyScope := enforce.Scope{App: identity.Any, UID: identity.AnyUID}
+	id := func(d enforce.Destination) string {
+		r, ok := res.Kernel.Destinations[d]
+		if !ok {
+			return ""
+		}
+		return res.KernelIDs[r.RuleID]
+	}
+	v6 := enforce.Destination{Scope: anyScope, Prefix: netip.MustParsePrefix("2001:db8::2/128"), Port: 53, Proto: enforce.UDP}
+	if got := id(v6); got != "dns" {
+		t.Errorf("2001:db8::2 port 53 udp: %q, want dns", got)
+	}
+	for _, a := range []string{"192.0.2.1/32", "192.0.2.9/32"} {
+		d := enforce.Destination{Scope: anyScope, Prefix: netip.MustParsePrefix(a), Port: 53, Proto: enforce.UDP}
+		if got := id(d); got != "" {
+			t.Errorf("%s is under the higher-precedence corp-deny, yet has an entry of %q", a, got)
+		}
+		kr, ok := kernelDecide(res.Kernel, exeA, 0, d.Prefix.Addr(), 53, enforce.UDP)
+		if !ok || res.KernelIDs[kr.RuleID] != "corp-deny" {
+			t.Errorf("%s port 53: the kernel decides by %q (%v), want corp-deny", a, res.KernelIDs[kr.RuleID], ok)
+		}
+	}
+	for d := range res.Kernel.Destinations {
+		if id(d) == "dns" && (d.Port != 53 || d.Proto != enforce.UDP) {
+			t.Errorf("dns entry %+v", d)
+		}
+	}
+	if kr, ok := kernelDecide(res.Kernel, exeA, 0, netip.MustParseAddr("203.0.113.1"), 53, enforce.UDP); ok && res.KernelIDs[kr.RuleID] == "dns" {
+		t.Error("port 53 of an address not on the list is allowed by the list rule")
+	}
+
+	empty, err := CompileOptions(rs[:1], t0, Options{Stat: stat, ListAddrs: func(string) ([]netip.Prefix, bool) { return nil, true }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := placement(empty, "dns"); p.Where != InKernel || len(empty.Kernel.Destinations) != 0 || len(empty.Kernel.Defaults) != 0 {
+		t.Errorf("an empty list: %+v, %d entries, %d defaults", p, len(empty.Kernel.Destinations), len(empty.Kernel.Defaults))
+	}
+	without, err := Compile(rs[:1], t0, stat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := placement(without, "dns"); p.Where != InUserspace {
+		t.Errorf("without ListAddrs the list rule is %+v", p)
+	}
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/tattlefw/tattle/helper/netfilter"
 	"github.com/tattlefw/tattle/helper/packaged"
 	"github.com/tattlefw/tattle/helper/peer"
+	"github.com/tattlefw/tattle/helper/resolvers"
 	"github.com/tattlefw/tattle/helper/service"
 	"github.com/tattlefw/tattle/helper/store"
 	"github.com/tattlefw/tattle/helper/systemd"
@@ -60,6 +61,7 @@ type config struct {
 	termAgents    string
 	flatpaks      string
 	snapDir       string
+	resolvers     string
 }
 
 func main() {
@@ -87,6 +89,7 @@ func main() {
 	flag.StringVar(&cfg.flatpaks, "flatpak-dirs", packaged.DefaultFlatpakSystem, "system Flatpak installations, comma-separated (users' own are under ~/"+packaged.DefaultFlatpakUser+")")
 	flag.StringVar(&cfg.snapDir, "snap-dir", packaged.DefaultSnapDir, "where snaps' revisions are mounted")
 	flag.StringVar(&cfg.termAgents, "terminal-agents", "", "the terminal programs that may register as agents, comma-separated absolute paths (default: PREFIX/bin/tattlectl)")
+	flag.StringVar(&cfg.resolvers, "resolver-files", strings.Join(resolvers.DefaultFiles, ","), "resolv.conf files whose nameserver lines make the built-in list \"list:resolvers\" (the factory DNS rules' remote), comma-separated absolute paths, followed live; \"none\": the list is empty")
 	showVersion := flag.Bool("version", false, "print the version and exit")
 	flag.Parse()
 
@@ -159,6 +162,19 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 	log.Info("tattled running", "version", version, "backend", enf.Backend(), "reused_pins", enf.Reused())
 
 	d := daemon.New(enf, rules, log)
+	if cfg.resolvers != "none" {
+		files := []string{} // not nil: an empty flag names no files
+		for _, f := range strings.Split(cfg.resolvers, ",") {
+			if f = strings.TrimSpace(f); f != "" {
+				files = append(files, f)
+			}
+		}
+		res, err := resolvers.New(resolvers.Options{Files: files, Log: log})
+		if err != nil {
+			return fmt.Errorf("-resolver-files: %w", err)
+		}
+		d.UseResolvers(res)
+	}
 	roots := packaged.Roots{FlatpakUser: packaged.DefaultFlatpakUser, SnapDir: cfg.snapDir,
 		Homes: packaged.PasswdHomes("/etc/passwd", sysusers.FromLoginDefs("/etc/login.defs").IsSystem)}
 	var packagedDirs []string
