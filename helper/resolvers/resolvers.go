@@ -233,6 +233,7 @@ func (r *Resolvers) Run(ctx context.Context, changed func()) error {
 		if r.Load() {
 			r.log.Info("resolvers changed", "list", "list:"+ListName, "resolvers", r.addrStrings())
 			changed()
+			r.log.Info("resolvers in force", "list", "list:"+ListName, "resolvers", r.addrStrings())
 		}
 	}
 	w, err := fsnotify.NewWatcher()

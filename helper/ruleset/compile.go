@@ -2,7 +2,8 @@
 //
 // A rule goes into the kernel maps when the kernel can match it exactly: an executable path (resolved to its
 // device and inode) or any application; an address, prefix or any remote; one port, a short range or any; TCP,
-// UDP or both. Rules about names (hosts, domains, lists), packaged-app identities and wide port ranges stay in
+// UDP or both; a list that holds addresses only (the built-in list:resolvers, Options.ListAddrs), one entry per
+// address. Rules about names (hosts, domains, other lists), packaged-app identities and wide port ranges stay in
 // userspace and are evaluated by the helper for the attempts the kernel reports as undecided.
 //
 // Precedence must come out the same on both sides. Rules are taken in precedence order (rules.Compare); a

@@ -43,8 +43,9 @@ func TestNewProgramIsAskedOnce(t *testing.T) {
 	if shipped["factory-dns-udp"] == "" {
 		t.Fatal("data/rules.d has no factory-dns-udp")
 	}
+	resolvers := filepath.Join(t.TempDir(), "resolv.conf")
 	r := newRig(t, "dayone-askedonce", api.Settings{DefaultAction: api.DefaultDeny, SystemDefault: api.DefaultDeny, QuestionTimeout: 30},
-		"-factory-dir", factoryDir)
+		"-factory-dir", factoryDir, "-resolver-files", resolvers)
 	ag := r.StartAgent(t)
 
 	// The resolver in one namespace, the named host in another: the host's address is not the DNS server's.
@@ -53,6 +54,7 @@ func TestNewProgramIsAskedOnce(t *testing.T) {
 	srv := hosts.TCPServer(t)
 	hostAddr, port, _ := net.SplitHostPort(srv)
 	resolver := dnsServer(t, r.NS, map[string]string{name: hostAddr})
+	setResolvers(t, r, resolvers, resolver) // the machine's configured resolver, for the factory DNS rules
 	dir := t.TempDir()
 	resolv := filepath.Join(dir, "resolv.conf")
 	os.WriteFile(resolv, []byte("nameserver "+resolver+"\noptions timeout:2 attempts:1\n"), 0o644)

@@ -98,8 +98,9 @@ func shippedFactory(t *testing.T) (string, map[string]string) {
 // and survives a restart of tattled, and an administrator's file of the same name replaces a factory group.
 func TestFactoryRules(t *testing.T) {
 	factoryDir, shipped := shippedFactory(t)
+	resolv := filepath.Join(t.TempDir(), "resolv.conf")
 	r := newRig(t, "dayone-factory", api.Settings{DefaultAction: api.DefaultDeny, SystemDefault: api.DefaultDeny},
-		"-factory-dir", factoryDir)
+		"-factory-dir", factoryDir, "-resolver-files", resolv)
 	ag := r.StartAgent(t)
 	const dnsUDP = "factory-dns-udp"
 	if shipped[dnsUDP] != "dns.json" {
@@ -132,8 +133,10 @@ func TestFactoryRules(t *testing.T) {
 		t.Fatalf("factory rules not all listed as such:\n%s", table)
 	}
 
-	// Allowed as it says: a program nobody made a rule for sends a DNS query over udp: no question.
+	// Allowed as it says: a program nobody made a rule for sends a DNS query over udp to a configured resolver:
+	// no question.
 	srv := r.NS.UDPServerOn(t, 53)
+	setResolvers(t, r, resolv, r.NS.PeerAddr)
 	q := udpQuery(t, srv, 5*time.Second)
 	out := strings.TrimSpace(q.Wait(t, 15*time.Second))
 	ag.Quiet(t, time.Second)
@@ -152,7 +155,7 @@ func TestFactoryRules(t *testing.T) {
 		t.Fatal("the factory rule is gone after a refused remove")
 	}
 
-	// Disabled: the same query is asked about now.
+	// Disabled: the same query to the same resolver is asked about now.
 	if _, errOut, code := r.Ctl(t, 0, "rules", "disable", dnsUDP); code != 0 {
 		t.Fatalf("rules disable %s: %d %s", dnsUDP, code, errOut)
 	}
@@ -197,7 +200,9 @@ func TestFactoryRules(t *testing.T) {
 		t.Fatalf("after restart: %+v", x)
 	}
 	ns1 := newNetns(t, 1)
-	askedAfterDisable("after the restart", ns1.UDPServerOn(t, 53))
+	srv1 := ns1.UDPServerOn(t, 53)
+	setResolvers(t, r, resolv, ns1.PeerAddr) // a configured resolver: only the disabled rule would allow it
+	askedAfterDisable("after the restart", srv1)
 
 	// An administrator's dns.json replaces the factory one: its rule allows what it says, the factory DNS
 	// rules are gone, the other factory groups stay.
@@ -243,4 +248,112 @@ func TestFactoryRules(t *testing.T) {
 	if out != "ok" {
 		t.Errorf("DNS query under the override: %q", out)
 	}
+}
+
+// setResolvers replaces the test's resolv.conf (path, given to tattled as -resolver-files) by a rename, as
+// resolvconf and NetworkManager do, naming addrs, and waits until tattled has the rules on list:resolvers
+// recompiled for them; it returns how long that took from the rename.
+func setResolvers(t *testing.T, r *rig, path string, addrs ...string) time.Duration {
+	t.Helper()
+	var b strings.Builder
+	b.WriteString("# written by the test\nsearch dayone.test\n")
+	for _, a := range addrs {
+		b.WriteString("nameserver " + a + "\n")
+	}
+	b.WriteString("options timeout:2 attempts:1\n")
+	tmp := path + ".new"
+	if err := os.WriteFile(tmp, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	from := r.Log.Len()
+	start := time.Now()
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+	want := "[" + strings.Join(addrs, " ") + "]"
+	for {
+		n := r.Log.WaitFor(t, "resolvers in force", from)
+		if strings.Contains(r.Log.Line(n), want) {
+			return time.Since(start)
+		}
+		from = n
+	}
+}
+
+// TestFactoryDNSFollowsTheResolvers: the factory DNS rules allow port 53 to the configured resolvers, not to
+// any host. With the test's resolv.conf naming a host in one namespace, a program with no rule of its own
+// reaches that host's port 53 over udp and tcp with no question, while the same program's udp and tcp to port
+// 53 of a host in another namespace are asked about (and denied by the answer). Once the file is replaced by a
+// rename to name the other host, the verdicts swap: the first host is asked about, the second reached unasked.
+func TestFactoryDNSFollowsTheResolvers(t *testing.T) {
+	factoryDir, _ := shippedFactory(t)
+	resolv := filepath.Join(t.TempDir(), "resolv.conf") // missing at the start: an empty list
+	r := newRig(t, "dayone-resolvers", api.Settings{DefaultAction: api.DefaultDeny, SystemDefault: api.DefaultDeny},
+		"-factory-dir", factoryDir, "-resolver-files", resolv)
+	ag := r.StartAgent(t)
+	hosts := []*netns{newNetns(t, 1), newNetns(t, 2)}
+	type servers struct{ udp, tcp string }
+	var srv []servers
+	for _, h := range hosts {
+		srv = append(srv, servers{h.UDPServerOn(t, 53), h.TCPServerOn(t, 53)})
+	}
+	unasked := func(phase string, s servers) {
+		t.Helper()
+		u := udpQuery(t, s.udp, 5*time.Second)
+		c := holdrig.Python(t, s.tcp, 5*time.Second)
+		udpOut := strings.TrimSpace(u.Wait(t, 15*time.Second))
+		tcpOut, _ := holdrig.ParsePy(t, c.Wait(t, 15*time.Second))
+		ag.Quiet(t, 500*time.Millisecond)
+		report.Add(t, "%s: python3 (no rule of its own) to the resolver's port 53: udp %s, tcp %s, no question", phase, udpOut, tcpOut)
+		if udpOut != "ok" || tcpOut != "ok" {
+			t.Errorf("%s: to the resolver %s/%s: udp %q, tcp %q, want ok unasked", phase, s.udp, s.tcp, udpOut, tcpOut)
+		}
+	}
+	asked := func(phase string, s servers) (answered time.Time) {
+		t.Helper()
+		for _, c := range []struct {
+			proto, addr string
+			start       func() *started
+			outcome     func(string) string
+		}{
+			{"udp", s.udp, func() *started { return udpQuery(t, s.udp, 5*time.Second) }, strings.TrimSpace},
+			{"tcp", s.tcp, func() *started { return holdrig.Python(t, s.tcp, 10*time.Second) }, func(out string) string {
+				w, _ := holdrig.ParsePy(t, out)
+				return w
+			}},
+		} {
+			p := c.start()
+			q := ag.Next(t, "question", 10*time.Second).Question
+			if q.Port != 53 || q.Protocol != c.proto || !strings.HasPrefix(c.addr, q.Addr+":") {
+				t.Fatalf("%s: question %+v, want %s port 53 of %s", phase, q, c.proto, c.addr)
+			}
+			answered = ag.Answer(t, "d 1")
+			out := c.outcome(p.Wait(t, 20*time.Second))
+			report.Add(t, "%s: python3 to port 53 (%s) of %s, not a resolver: asked (%s, port %d), answered deny once: %s", phase, c.proto, q.Addr, q.Protocol, q.Port, out)
+			if out == "ok" {
+				t.Errorf("%s: %s to %s went through after deny", phase, c.proto, c.addr)
+			}
+		}
+		return answered
+	}
+
+	took := setResolvers(t, r, resolv, hosts[0].PeerAddr)
+	report.Add(t, "resolv.conf (-resolver-files %s) written naming %s: rules recompiled %v after the rename", filepath.Base(resolv), hosts[0].PeerAddr, took.Round(time.Millisecond))
+	phase := "resolv.conf names " + hosts[0].PeerAddr
+	unasked(phase, srv[0])
+	answered := asked(phase, srv[1])
+
+	// The holder gives a held packet of a flow whose question was settled in the last 10 s that answer (a late
+	// packet of the answered socket, helper/hold's settledMemory). Packets of sockets the kernel allows can be
+	// held too (python3 started through pyenv's shell shim; see the report), so the second host, answered deny
+	// once just now, is checked as a resolver only after that memory ended.
+	time.Sleep(time.Until(answered.Add(10500 * time.Millisecond)))
+	took = setResolvers(t, r, resolv, hosts[1].PeerAddr)
+	report.Add(t, "resolv.conf replaced by a rename to name %s: rules recompiled %v after the rename", hosts[1].PeerAddr, took.Round(time.Millisecond))
+	if took > 1500*time.Millisecond {
+		t.Errorf("the change of resolvers took %v to apply, want about a second at most", took)
+	}
+	phase = "after the rename, resolv.conf names " + hosts[1].PeerAddr
+	unasked(phase, srv[1])
+	asked(phase, srv[0])
 }

@@ -95,12 +95,15 @@ func (n *Netns) Inside(t *testing.T, f func()) {
 
 // TCPServer listens in the namespace and accepts (answering a short HTTP reply, holding connections open
 // briefly); it returns host:port.
-func (n *Netns) TCPServer(t *testing.T) string {
+func (n *Netns) TCPServer(t *testing.T) string { return n.TCPServerOn(t, 0) }
+
+// TCPServerOn is TCPServer on port (0: any).
+func (n *Netns) TCPServerOn(t *testing.T, port int) string {
 	t.Helper()
 	var ln net.Listener
 	n.Inside(t, func() {
 		var err error
-		ln, err = net.Listen("tcp4", n.PeerAddr+":0")
+		ln, err = net.Listen("tcp4", fmt.Sprintf("%s:%d", n.PeerAddr, port))
 		if err != nil {
 			t.Errorf("listen: %v", err)
 		}

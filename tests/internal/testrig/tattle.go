@@ -70,7 +70,8 @@ func StartTattleBus(t *testing.T, name string, extra ...string) *TattleBus {
 	b.Tattled = TattledConfig{Exe: Build(t).Tattled, PinDir: PinDir(name),
 		StateDir: filepath.Join(dir, "state"), RulesDir: filepath.Join(dir, "rules.d"), LockFile: filepath.Join(dir, "tattled.lock"),
 		// No factory rules unless a test asks for them (-factory-dir in extra): the rings test their own rules.
-		Extra: append([]string{"-factory-dir", "none", "-terminal-agents", Tattlectl(t), "-gui-agents", filepath.Join(filepath.Dir(Tattlectl(t)), "no-gui-agent")}, extra...)}
+		// No resolvers either (the machine's resolv.conf is not the test's): -resolver-files names the test's.
+		Extra: append([]string{"-factory-dir", "none", "-resolver-files", "none", "-terminal-agents", Tattlectl(t), "-gui-agents", filepath.Join(filepath.Dir(Tattlectl(t)), "no-gui-agent")}, extra...)}
 	enforce.Uninstall(b.Tattled.PinDir)
 	t.Cleanup(func() { enforce.Uninstall(b.Tattled.PinDir) })
 	service := fmt.Sprintf("[D-BUS Service]\nName=io.github.tattlefw.Tattle1\nExec=%s\nUser=root\nSystemdService=tattled.service\n",
