@@ -16,6 +16,7 @@ import (
 	"github.com/tattlefw/tattle/app/tattle/agent"
 	"github.com/tattlefw/tattle/app/tattle/alert"
 	"github.com/tattlefw/tattle/app/tattle/desktop"
+	"github.com/tattlefw/tattle/app/tattle/historyview"
 	"github.com/tattlefw/tattle/app/tattle/monitor"
 	"github.com/tattlefw/tattle/app/tattle/prefs"
 	"github.com/tattlefw/tattle/app/tattle/rulesview"
@@ -38,6 +39,7 @@ type session struct {
 	mon    *monitor.Monitor
 	rules  *rulesview.Page
 	prefs  *prefs.Page
+	hist   *historyview.Page
 	alert  *alert.Window
 	agent  *agent.Agent
 	tray   *trayUI // nil without a session bus
@@ -124,17 +126,24 @@ func (s *session) buildWindow(entries *desktop.Index) {
 
 	s.stack, _ = gtk.StackNew()
 	s.stack.SetTransitionType(gtk.STACK_TRANSITION_TYPE_CROSSFADE)
-	s.mon = monitor.New(entries)
+	s.mon = monitor.New(s.ctx, entries, s.trafficSource())
 	s.rules = rulesview.New(s.ctx, s.cl, &s.win.Window, entries)
 	s.prefs = prefs.New(s.ctx, s.cl)
 	s.stack.AddTitled(s.mon.Widget, "monitor", i18n.T("Monitor"))
+	s.hist = historyview.New(s.ctx, s.historySource(), entries)
+	s.stack.AddTitled(s.hist.Widget, "history", i18n.T("History"))
 	s.stack.AddTitled(s.rules.Widget, "rules", i18n.T("Rules"))
 	s.stack.AddTitled(s.prefs.Widget, "preferences", i18n.T("Preferences"))
 
 	// The settings may change elsewhere (tattlectl, the tray): read them again whenever the page is opened.
 	s.stack.Connect("notify::visible-child-name", func() {
-		if s.stack.GetVisibleChildName() == "preferences" && s.cl != nil {
-			s.prefs.Load()
+		switch s.stack.GetVisibleChildName() {
+		case "preferences":
+			if s.cl != nil {
+				s.prefs.Load()
+			}
+		case "history":
+			s.hist.Load()
 		}
 	})
 	switcher, _ := gtk.StackSwitcherNew()
@@ -289,4 +298,20 @@ func (s *session) register() {
 	glib.IdleAdd(func() {
 		s.msg.Show(gtk.MESSAGE_WARNING, i18n.T("Tattle cannot ask you about new connections: the Tattle service did not accept this app as the one to ask. Connections no rule covers get the default answer. Check that tattled is up to date and running."))
 	})
+}
+
+// trafficSource feeds the monitor's chart from the helper's history; nil without a helper.
+func (s *session) trafficSource() monitor.TrafficSource {
+	if s.cl == nil {
+		return nil
+	}
+	return s.cl.Traffic
+}
+
+// historySource feeds the History page; nil without a helper.
+func (s *session) historySource() historyview.Source {
+	if s.cl == nil {
+		return nil
+	}
+	return s.cl.History
 }

@@ -18,6 +18,7 @@ func cmdHistory(ctx context.Context, e *env, args []string) error {
 	var q api.HistoryQuery
 	fs.StringVar(&q.App, "app", "", "only this executable (`PATH`)")
 	fs.StringVar(&q.Host, "host", "", "only destinations whose name or address contains `TEXT`")
+	fs.StringVar(&q.Text, "search", "", "only entries whose executable, script, name or address contains `TEXT`")
 	fs.StringVar(&q.Verdict, "verdict", "", "only allow, deny or undecided")
 	page := fs.Uint("page", 1, "page `N` of 100 entries, newest first")
 	if err := noArgs(e, "history", fs, args); err != nil {

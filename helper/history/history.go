@@ -350,6 +350,7 @@ func (h *DB) usedBytes(ctx context.Context) (int64, error) {
 type Filter struct {
 	App     string // executable path, exact
 	Host    string // substring of the host name or the destination
+	Text    string // substring of the executable, the script, the host name or the destination
 	Verdict string
 	UID     *uint32 // only this user's
 	Since   time.Time
@@ -370,6 +371,10 @@ func (h *DB) Query(ctx context.Context, f Filter) ([]Decision, error) {
 	if f.Host != "" {
 		where = append(where, "(instr(host, ?) > 0 OR instr(dest, ?) > 0)")
 		args = append(args, f.Host, f.Host)
+	}
+	if f.Text != "" {
+		where = append(where, "(instr(app, ?) > 0 OR instr(via, ?) > 0 OR instr(host, ?) > 0 OR instr(dest, ?) > 0)")
+		args = append(args, f.Text, f.Text, f.Text, f.Text)
 	}
 	if f.Verdict != "" {
 		where, args = append(where, "verdict = ?"), append(args, f.Verdict)

@@ -157,6 +157,9 @@ func (i monitorIface) Unsubscribe(sender dbus.Sender) *dbus.Error {
 // ErrNoHistory is what History and Traffic fail with when the helper keeps no history.
 var ErrNoHistory = errors.New("tattled keeps no connection history (started with -history-max-mb 0, or its database could not be opened: see its log)")
 
+// maxHistorySearch bounds each text a History call searches for (a path is at most PATH_MAX).
+const maxHistorySearch = 4096
+
 // History answers from the connection history, with the Monitor's rule: one's own processes' entries, all
 // of them with monitor-all.
 func (i monitorIface) History(msg dbus.Message, sender dbus.Sender, q api.HistoryQuery) ([]api.HistoryEntry, *dbus.Error) {
@@ -169,11 +172,15 @@ func (i monitorIface) History(msg dbus.Message, sender dbus.Sender, q api.Histor
 	if err != nil {
 		return nil, failed("check authorization", err)
 	}
+	// Each row is searched for these: a caller's megabyte of search text would cost every row that much.
+	if len(q.App) > maxHistorySearch || len(q.Host) > maxHistorySearch || len(q.Text) > maxHistorySearch || len(q.Verdict) > maxHistorySearch {
+		return nil, invalid("history search text longer than %d bytes", maxHistorySearch)
+	}
 	h := i.s.daemon.History()
 	if h == nil {
 		return nil, failed("read the history", ErrNoHistory)
 	}
-	f := history.Filter{App: q.App, Host: q.Host, Verdict: q.Verdict, Offset: int(q.Offset), Limit: int(q.Limit)}
+	f := history.Filter{App: q.App, Host: q.Host, Text: q.Text, Verdict: q.Verdict, Offset: int(q.Offset), Limit: int(q.Limit)}
 	if q.Since > 0 {
 		f.Since = time.UnixMilli(q.Since)
 	}

@@ -31,7 +31,7 @@ type subscriber struct {
 type monitor struct {
 	mu   sync.Mutex
 	subs map[string]subscriber
-	last map[flowID]uint64 // attempts per flow at the last batch
+	last map[flowID]flowCounts // attempts and bytes per flow at the last batch
 }
 
 type flowID struct {
@@ -42,7 +42,7 @@ type flowID struct {
 }
 
 func newMonitor() *monitor {
-	return &monitor{subs: map[string]subscriber{}, last: map[flowID]uint64{}}
+	return &monitor{subs: map[string]subscriber{}, last: map[flowID]flowCounts{}}
 }
 
 func (m *monitor) subscribe(s subscriber) *dbus.Error {
@@ -79,16 +79,21 @@ func (m *monitor) subscribers() []subscriber {
 	return out
 }
 
-// changedFlows returns the flows whose attempts changed since the last call.
+// flowCounts is what makes a flow worth sending again: more attempts, or bytes moved (a download in
+// progress makes no new attempts).
+type flowCounts struct{ attempts, tx, rx uint64 }
+
+// changedFlows returns the flows whose attempts or traffic changed since the last call.
 func (m *monitor) changedFlows(flows []enforce.Flow) []enforce.Flow {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	next := make(map[flowID]uint64, len(flows))
+	next := make(map[flowID]flowCounts, len(flows))
 	var changed []enforce.Flow
 	for _, f := range flows {
 		id := flowID{f.App.Dev, f.App.Ino, f.UID, f.Dest.String(), f.Proto}
-		next[id] = f.Attempts
-		if prev, ok := m.last[id]; !ok || prev != f.Attempts {
+		now := flowCounts{f.Attempts, f.TxBytes, f.RxBytes}
+		next[id] = now
+		if prev, ok := m.last[id]; !ok || prev != now {
 			changed = append(changed, f)
 		}
 	}

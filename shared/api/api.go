@@ -359,6 +359,7 @@ type HistoryQuery struct {
 	Until   int64  // Unix milliseconds, 0: until now
 	Offset  uint32 // entries to skip (paging), newest first
 	Limit   uint32 // at most 1000; 100 when 0
+	Text    string // part of the executable, the script, the host name or the address:port (the app's search)
 }
 
 // HistoryEntry is one decided (or undecided) connection attempt in the history.

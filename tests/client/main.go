@@ -32,6 +32,8 @@ type Result struct {
 	Mark      uint32  `json:"mark"`
 	Echoed    bool    `json:"echoed,omitempty"`
 	Rate      float64 `json:"rate,omitempty"`
+	Sent      int64   `json:"sent,omitempty"`     // with -send: bytes written after connecting
+	Received  int64   `json:"received,omitempty"` // with -send: bytes read until the peer closed
 }
 
 func main() {
@@ -40,6 +42,7 @@ func main() {
 	comm := flag.String("comm", "", "rename the process (comm) before acting")
 	linger := flag.Duration("linger", 0, "stay alive this long after reporting (an application that keeps running)")
 	delay := flag.Duration("delay", 0, "wait this long before acting (so the helper can identify a script first)")
+	send := flag.Int64("send", 0, "tcp: after connecting, write this many bytes, end the sending side and read until the peer closes (a transfer)")
 	ownMark := flag.Uint("mark", 0, "SO_MARK the application sets on its own socket before connecting (needs CAP_NET_ADMIN)")
 	flag.Parse()
 	time.Sleep(*delay)
@@ -56,7 +59,7 @@ func main() {
 	var res Result
 	switch args[0] {
 	case "tcp":
-		res = dial(unix.SOCK_STREAM, args[1])
+		res = dial(unix.SOCK_STREAM, args[1], *send)
 	case "udp":
 		res = sendUDP(args[1])
 	case "bench":
@@ -115,7 +118,7 @@ func setOwnMark(fd int) {
 	}
 }
 
-func dial(typ int, addr string) Result {
+func dial(typ int, addr string, send int64) Result {
 	sa, family, err := sockaddr(addr)
 	if err != nil {
 		fail(err)
@@ -132,7 +135,37 @@ func dial(typ int, addr string) Result {
 	res.ElapsedUS = time.Since(start).Microseconds()
 	record(&res, err)
 	res.Mark = mark(fd)
+	if res.OK && send > 0 {
+		transfer(fd, send, &res)
+	}
 	return res
+}
+
+// transfer writes n bytes, shuts the sending side and reads until EOF, counting both ways.
+func transfer(fd int, n int64, res *Result) {
+	buf := make([]byte, 64<<10)
+	for res.Sent < n {
+		w, err := unix.Write(fd, buf[:min(int64(len(buf)), n-res.Sent)])
+		if err != nil {
+			record(res, fmt.Errorf("write: %w", err))
+			res.OK = false
+			return
+		}
+		res.Sent += int64(w)
+	}
+	unix.Shutdown(fd, unix.SHUT_WR)
+	for {
+		r, err := unix.Read(fd, buf)
+		if err != nil {
+			record(res, fmt.Errorf("read: %w", err))
+			res.OK = false
+			return
+		}
+		if r == 0 {
+			return
+		}
+		res.Received += int64(r)
+	}
 }
 
 func sendUDP(addr string) Result {

@@ -40,6 +40,30 @@ type App struct {
 	Dests     int
 	History   []uint64 // attempts per Tick, oldest first, HistoryLen long
 	pending   uint64   // attempts since the last Tick
+	Traffic
+}
+
+// Traffic is payload bytes sent and received: totals, and the rate over the last Tick (bytes in that second).
+type Traffic struct {
+	TxBytes, RxBytes uint64
+	TxRate, RxRate   uint64
+	txPending        uint64 // bytes since the last Tick
+	rxPending        uint64
+}
+
+func (t *Traffic) add(tx, rx uint64) {
+	t.TxBytes += tx
+	t.RxBytes += rx
+	t.txPending += tx
+	t.rxPending += rx
+}
+
+// tick closes a rate sample and reports whether the rates changed.
+func (t *Traffic) tick() bool {
+	changed := t.TxRate != t.txPending || t.RxRate != t.rxPending
+	t.TxRate, t.RxRate = t.txPending, t.rxPending
+	t.txPending, t.rxPending = 0, 0
+	return changed
 }
 
 // Dest is one flow.
@@ -49,12 +73,19 @@ type Dest struct {
 	Port uint16
 	Host string // host name the application looked up, when known (from the helper, or a question), else ""
 	Flow api.Flow
+	Traffic
 }
 
-// Change says what one Apply changed; the view updates exactly these rows.
+// Change says what one Apply or Tick changed; the view updates exactly these rows.
 type Change struct {
 	NewApps, ChangedApps   []*App
 	NewDests, ChangedDests []*Dest
+}
+
+// Gone is what Forget took out of the live view.
+type Gone struct {
+	Apps  []*App
+	Dests []*Dest
 }
 
 // Model holds every flow the monitor has seen. It is not safe for concurrent use: the GTK main loop owns it.
@@ -111,7 +142,7 @@ func (m *Model) Apply(flows []api.Flow) Change {
 				continue
 			}
 			before = d.Flow
-			if f.Attempts < before.Attempts {
+			if f.Attempts < before.Attempts || f.TxBytes < before.TxBytes || f.RxBytes < before.RxBytes {
 				before = api.Flow{}
 			}
 			ch.ChangedDests = append(ch.ChangedDests, d)
@@ -125,6 +156,9 @@ func (m *Model) Apply(flows []api.Flow) Change {
 		a.Denied += f.Denied - before.Denied
 		a.Undecided += f.Undecided - before.Undecided
 		a.pending += f.Attempts - before.Attempts
+		tx, rx := f.TxBytes-before.TxBytes, f.RxBytes-before.RxBytes
+		d.add(tx, rx)
+		a.add(tx, rx)
 		a.LastSeen = max(a.LastSeen, f.LastSeen)
 		if !changedApp[k.App] {
 			changedApp[k.App] = true
@@ -155,10 +189,13 @@ func (m *Model) LearnHost(k DestKey, host string) []*Dest {
 // maxHosts bounds the learned names (a flood of questions must not grow the app without bound).
 const maxHosts = 100000
 
-// Tick closes one history sample for every application and returns those whose history changed.
-func (m *Model) Tick() []*App {
-	var out []*App
+// Tick closes one sample (call it once a second): it returns the applications whose activity history
+// changed, and the applications and flows whose transfer rate changed.
+func (m *Model) Tick() (history []*App, rates Change) {
 	for _, a := range m.apps {
+		if a.Traffic.tick() {
+			rates.ChangedApps = append(rates.ChangedApps, a)
+		}
 		if a.pending == 0 && a.History[len(a.History)-1] == 0 {
 			// Shifting a run of zeros changes nothing visible unless older activity is still in view.
 			if allZero(a.History) {
@@ -168,9 +205,42 @@ func (m *Model) Tick() []*App {
 		copy(a.History, a.History[1:])
 		a.History[len(a.History)-1] = a.pending
 		a.pending = 0
-		out = append(out, a)
+		history = append(history, a)
 	}
-	return out
+	for _, d := range m.dests {
+		if d.Traffic.tick() {
+			rates.ChangedDests = append(rates.ChangedDests, d)
+		}
+	}
+	return history, rates
+}
+
+// Forget takes out of the live view every flow last seen before cutoff (Unix milliseconds) that moved no
+// bytes in the last sample, and every application left with no flow; the history database keeps them. A
+// forgotten flow seen again comes back as new, its counters from the helper's account.
+func (m *Model) Forget(cutoff int64) Gone {
+	var g Gone
+	for k, d := range m.dests {
+		if d.Flow.LastSeen >= cutoff || d.TxRate != 0 || d.RxRate != 0 || d.txPending != 0 || d.rxPending != 0 {
+			continue
+		}
+		delete(m.dests, k)
+		delete(m.hosts, k)
+		g.Dests = append(g.Dests, d)
+		a := m.apps[k.App]
+		a.Dests--
+		a.Attempts -= min(a.Attempts, d.Flow.Attempts)
+		a.Allowed -= min(a.Allowed, d.Flow.Allowed)
+		a.Denied -= min(a.Denied, d.Flow.Denied)
+		a.Undecided -= min(a.Undecided, d.Flow.Undecided)
+		a.TxBytes -= min(a.TxBytes, d.TxBytes)
+		a.RxBytes -= min(a.RxBytes, d.RxBytes)
+		if a.Dests == 0 {
+			delete(m.apps, k.App)
+			g.Apps = append(g.Apps, a)
+		}
+	}
+	return g
 }
 
 func allZero(s []uint64) bool {
@@ -213,6 +283,9 @@ func Class(f api.Flow) string {
 type Filter struct {
 	Text                   string
 	Allowed, Denied, Asked bool
+	// Since and Until (Unix milliseconds; both zero: no limit) keep flows active in that span: first seen
+	// before Until and last seen at or after Since (the traffic chart's selection).
+	Since, Until int64
 }
 
 // ShowAll is the filter with nothing filtered out.
@@ -233,6 +306,9 @@ func (f Filter) Matches(d *Dest) bool {
 		if !f.Asked {
 			return false
 		}
+	}
+	if f.Until != 0 && (d.Flow.FirstSeen >= f.Until || d.Flow.LastSeen < f.Since) {
+		return false
 	}
 	t := strings.ToLower(strings.TrimSpace(f.Text))
 	if t == "" {

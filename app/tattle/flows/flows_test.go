@@ -48,11 +48,12 @@ func TestApplyIsIncremental(t *testing.T) {
 func TestHistoryAndSparkline(t *testing.T) {
 	m := New()
 	m.Apply([]api.Flow{flow("/bin/a", "192.0.2.1:1", "udp", "allow", 4)})
-	if got := m.Tick(); len(got) != 1 || got[0].History[HistoryLen-1] != 4 {
+	if got, _ := m.Tick(); len(got) != 1 || got[0].History[HistoryLen-1] != 4 {
 		t.Fatalf("first tick: %+v", got)
 	}
 	m.Apply([]api.Flow{flow("/bin/a", "192.0.2.1:1", "udp", "allow", 6)})
-	a := m.Tick()[0]
+	h, _ := m.Tick()
+	a := h[0]
 	if a.History[HistoryLen-2] != 4 || a.History[HistoryLen-1] != 2 {
 		t.Fatalf("history tail = %v", a.History[HistoryLen-3:])
 	}
@@ -69,7 +70,7 @@ func TestHistoryAndSparkline(t *testing.T) {
 	for i := 0; i < HistoryLen; i++ {
 		m.Tick()
 	}
-	if got := m.Tick(); len(got) != 0 {
+	if got, _ := m.Tick(); len(got) != 0 {
 		t.Errorf("an idle application's history still changes: %d", len(got))
 	}
 }
@@ -132,4 +133,65 @@ func itoa(i int) string {
 		i /= 10
 	}
 	return s
+}
+
+func trafficFlow(dest string, attempts, tx, rx uint64, lastSeen int64) api.Flow {
+	f := flow("/usr/bin/rsync", dest, "tcp", "allow", attempts)
+	f.TxBytes, f.RxBytes, f.LastSeen = tx, rx, lastSeen
+	return f
+}
+
+func TestTrafficTotalsAndRates(t *testing.T) {
+	m := New()
+	m.Apply([]api.Flow{trafficFlow("192.0.2.1:873", 1, 1000, 50000, 1), trafficFlow("192.0.2.2:873", 1, 10, 20, 1)})
+	k := AppKey{Exe: "/usr/bin/rsync", Dev: 1, Ino: 2, UID: 1000}
+	a := m.App(k)
+	if a.TxBytes != 1010 || a.RxBytes != 50020 {
+		t.Fatalf("app totals sent %d received %d, want 1010 and 50020", a.TxBytes, a.RxBytes)
+	}
+	_, rates := m.Tick()
+	if a.TxRate != 1010 || a.RxRate != 50020 || len(rates.ChangedApps) != 1 || len(rates.ChangedDests) != 2 {
+		t.Fatalf("first second: rates %d/%d, %d apps and %d flows changed", a.TxRate, a.RxRate, len(rates.ChangedApps), len(rates.ChangedDests))
+	}
+	// One flow moves 4000 more bytes in the next second; the other is idle.
+	m.Apply([]api.Flow{trafficFlow("192.0.2.1:873", 1, 1000, 54000, 2)})
+	_, rates = m.Tick()
+	d := m.Dest(KeyOf(trafficFlow("192.0.2.1:873", 1, 0, 0, 0)))
+	if d.RxRate != 4000 || d.RxBytes != 54000 || a.RxRate != 4000 || a.TxRate != 0 || a.RxBytes != 54020 {
+		t.Fatalf("second second: flow rate %d total %d, app rates %d/%d total %d", d.RxRate, d.RxBytes, a.TxRate, a.RxRate, a.RxBytes)
+	}
+	if len(rates.ChangedDests) != 2 {
+		t.Fatalf("both flows' rates changed (4000 and 0), got %d", len(rates.ChangedDests))
+	}
+	// Quiet: the rates fall to zero once, then nothing changes.
+	m.Tick()
+	if _, rates = m.Tick(); len(rates.ChangedApps)+len(rates.ChangedDests) != 0 {
+		t.Fatalf("an idle model changed rates: %+v", rates)
+	}
+}
+
+func TestForgetAgesOutIdleFlows(t *testing.T) {
+	m := New()
+	m.Apply([]api.Flow{trafficFlow("192.0.2.1:873", 2, 10, 10, 1000), trafficFlow("192.0.2.2:873", 3, 10, 10, 5000),
+		flow("/usr/bin/old", "192.0.2.9:80", "tcp", "deny", 1)})
+	m.Tick()
+	m.Tick() // rates back to zero
+	g := m.Forget(2000)
+	if len(g.Dests) != 2 || len(g.Apps) != 1 || g.Apps[0].Key.Exe != "/usr/bin/old" {
+		t.Fatalf("forgot %d flows and %+v; want the rsync flow seen at 1 s and /usr/bin/old's", len(g.Dests), g.Apps)
+	}
+	a := m.App(AppKey{Exe: "/usr/bin/rsync", Dev: 1, Ino: 2, UID: 1000})
+	if a == nil || a.Dests != 1 || a.Attempts != 3 || a.TxBytes != 10 || m.Len() != 1 {
+		t.Fatalf("rsync after forgetting one flow: %+v, %d flows", a, m.Len())
+	}
+	// A flow still moving bytes stays however old its last connection attempt is.
+	m.Apply([]api.Flow{trafficFlow("192.0.2.2:873", 3, 5000, 10, 5000)})
+	m.Tick()
+	if g := m.Forget(10000); len(g.Dests) != 0 {
+		t.Fatalf("a flow moving bytes was forgotten: %+v", g.Dests)
+	}
+	// Seen again after being forgotten, it comes back as a new flow.
+	if ch := m.Apply([]api.Flow{flow("/usr/bin/old", "192.0.2.9:80", "tcp", "deny", 2)}); len(ch.NewApps) != 1 || len(ch.NewDests) != 1 {
+		t.Fatalf("a forgotten flow seen again: %+v", ch)
+	}
 }

@@ -5,6 +5,7 @@
 package monitor
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"net/netip"
@@ -37,8 +38,20 @@ const (
 	colSpark           // activity sparkline (applications)
 	colVisible         // shown by the current filter
 	colID              // row id: key into Monitor.rows
+	colSent            // payload bytes sent, for reading
+	colReceived        // payload bytes received
+	colRate            // transfer rate over the last second
+	// What the sortable columns sort by.
+	colSortAttempts // uint64
+	colSortLast     // int64, Unix milliseconds
+	colSortSent     // uint64
+	colSortReceived // uint64
 	nCols
 )
+
+// IdleAfter: a connection with no attempt for this long and no bytes moving leaves the live view (the
+// history keeps it); it comes back when it is seen again.
+const IdleAfter = 15 * time.Minute
 
 // Budget bounds the time one main-loop slice spends merging flows, so that input and drawing stay smooth
 // however many flows arrive at once; the rest waits for the next slice.
@@ -67,7 +80,10 @@ type Monitor struct {
 	model   *flows.Model
 	store   *gtk.TreeStore
 	filterM *gtk.TreeModelFilter
+	sortM   *gtk.TreeModelSort
 	view    *gtk.TreeView
+	chart   *chart
+	ticks   int
 	filter  flows.Filter
 	entries *desktop.Index
 	users   map[uint32]string
@@ -94,15 +110,19 @@ type detail struct {
 	hist   []uint64
 }
 
-// New builds the page. entries may be nil (no .desktop lookups).
-func New(entries *desktop.Index) *Monitor {
+// New builds the page. entries may be nil (no .desktop lookups); traffic feeds the chart (nil: no chart
+// data). Goroutines the page starts end with ctx.
+func New(ctx context.Context, entries *desktop.Index, traffic TrafficSource) *Monitor {
 	m := &Monitor{model: flows.New(), filter: flows.ShowAll, entries: entries, users: map[uint32]string{},
 		rows: map[string]*row{}, appIDs: map[flows.AppKey]string{}, destIDs: map[flows.DestKey]string{}}
 	m.store, _ = gtk.TreeStoreNew(glib.TYPE_STRING, glib.TYPE_STRING, glib.TYPE_STRING, glib.TYPE_STRING,
-		glib.TYPE_STRING, glib.TYPE_STRING, glib.TYPE_STRING, gdk.PixbufGetType(), glib.TYPE_BOOLEAN, glib.TYPE_STRING)
+		glib.TYPE_STRING, glib.TYPE_STRING, glib.TYPE_STRING, gdk.PixbufGetType(), glib.TYPE_BOOLEAN, glib.TYPE_STRING,
+		glib.TYPE_STRING, glib.TYPE_STRING, glib.TYPE_STRING, glib.TYPE_UINT64, glib.TYPE_INT64, glib.TYPE_UINT64, glib.TYPE_UINT64)
 	m.filterM, _ = m.store.ToTreeModel().FilterNew(nil)
 	m.filterM.SetVisibleColumn(colVisible)
-	m.view, _ = gtk.TreeViewNewWithModel(m.filterM)
+	// Sorting sits above the filter; until a column header is clicked it keeps the store's order.
+	m.sortM, _ = gtk.TreeModelSortNew(m.filterM)
+	m.view, _ = gtk.TreeViewNewWithModel(m.sortM)
 	m.view.SetEnableSearch(false)
 	// Every row has the same height: GTK then never measures rows one by one, which is what keeps thousands of
 	// flows cheap (fixed-height mode needs fixed-width columns; they stay resizable).
@@ -123,6 +143,7 @@ func New(entries *desktop.Index) *Monitor {
 	text.SetProperty("ellipsize", 3) // PANGO_ELLIPSIZE_END
 	name.PackStart(text, true)
 	name.AddAttribute(text, "text", colName)
+	name.SetSortColumnID(colName)
 	m.view.AppendColumn(name)
 	m.view.SetExpanderColumn(name)
 
@@ -133,18 +154,24 @@ func New(entries *desktop.Index) *Monitor {
 		c.SetFixedWidth(max(60, 8*len([]rune(title))+16))
 		m.view.AppendColumn(c)
 	}
-	addText := func(title string, col int) {
+	addText := func(title string, col, sortBy int) {
 		r, _ := gtk.CellRendererTextNew()
 		c, _ := gtk.TreeViewColumnNewWithAttribute(title, r, "text", col)
+		if sortBy >= 0 {
+			c.SetSortColumnID(sortBy)
+		}
 		fixed(c, title)
 	}
-	addText(i18n.T("Port"), colPort)
-	addText(i18n.T("Protocol"), colProto)
+	addText(i18n.T("Port"), colPort, -1)
+	addText(i18n.T("Protocol"), colProto, -1)
 	vr, _ := gtk.CellRendererPixbufNew()
 	vc, _ := gtk.TreeViewColumnNewWithAttribute(i18n.T("Verdict"), vr, "icon-name", colVerdict)
 	fixed(vc, i18n.T("Verdict"))
-	addText(i18n.T("Attempts"), colAttempts)
-	addText(i18n.T("Last seen"), colLast)
+	addText(i18n.T("Attempts"), colAttempts, colSortAttempts)
+	addText(i18n.T("Last seen"), colLast, colSortLast)
+	addText(i18n.T("Sent"), colSent, colSortSent)
+	addText(i18n.T("Received"), colReceived, colSortReceived)
+	addText(i18n.T("Rate"), colRate, -1)
 	sr, _ := gtk.CellRendererPixbufNew()
 	sc, _ := gtk.TreeViewColumnNewWithAttribute(i18n.T("Activity"), sr, "pixbuf", colSpark)
 	fixed(sc, i18n.T("Activity"))
@@ -197,8 +224,16 @@ func New(entries *desktop.Index) *Monitor {
 	if sc, err := m.status.GetStyleContext(); err == nil {
 		sc.AddClass("dim-label")
 	}
+	m.chart = newChart(ctx, traffic, func(since, until time.Time) {
+		m.filter.Since, m.filter.Until = since.UnixMilli(), until.UnixMilli()
+		if since.IsZero() {
+			m.filter.Since, m.filter.Until = 0, 0
+		}
+		m.refilter()
+	})
 	left, _ := gtk.BoxNew(gtk.ORIENTATION_VERTICAL, 0)
 	left.PackStart(bar, false, false, 0)
+	left.PackStart(m.chart.Widget, false, false, 0)
 	left.PackStart(scroll, true, true, 0)
 	left.PackStart(m.status, false, false, 0)
 
@@ -282,8 +317,10 @@ func (m *Monitor) apply(ch flows.Change) {
 		id := m.newID()
 		name, icon := m.appLabel(a.Key)
 		it := &gtk.TreeIter{}
-		m.store.InsertWithValues(it, nil, -1, []int{colIcon, colName, colAttempts, colLast, colVisible, colID},
-			[]any{icon, name, strconv.FormatUint(a.Attempts, 10), clock(a.LastSeen), false, id})
+		m.store.InsertWithValues(it, nil, -1, []int{colIcon, colName, colAttempts, colLast, colVisible, colID,
+			colSent, colReceived, colSortAttempts, colSortLast, colSortSent, colSortReceived},
+			[]any{icon, name, strconv.FormatUint(a.Attempts, 10), clock(a.LastSeen), false, id,
+				bytesText(a.TxBytes), bytesText(a.RxBytes), a.Attempts, a.LastSeen, a.TxBytes, a.RxBytes})
 		m.rows[id] = &row{iter: it, app: a}
 		m.appIDs[a.Key] = id
 	}
@@ -293,9 +330,11 @@ func (m *Monitor) apply(ch flows.Change) {
 		r := &row{dest: d, shown: m.filter.Matches(d)}
 		r.iter = &gtk.TreeIter{}
 		m.store.InsertWithValues(r.iter, ar.iter, -1,
-			[]int{colIcon, colName, colPort, colProto, colVerdict, colAttempts, colLast, colVisible, colID},
+			[]int{colIcon, colName, colPort, colProto, colVerdict, colAttempts, colLast, colVisible, colID,
+				colSent, colReceived, colSortAttempts, colSortLast, colSortSent, colSortReceived},
 			[]any{"network-server-symbolic", destName(d), strconv.Itoa(int(d.Port)), d.Key.Protocol, verdictIcon(d.Flow),
-				strconv.FormatUint(d.Flow.Attempts, 10), clock(d.Flow.LastSeen), r.shown, id})
+				strconv.FormatUint(d.Flow.Attempts, 10), clock(d.Flow.LastSeen), r.shown, id,
+				bytesText(d.TxBytes), bytesText(d.RxBytes), d.Flow.Attempts, d.Flow.LastSeen, d.TxBytes, d.RxBytes})
 		m.rows[id] = r
 		m.destIDs[d.Key] = id
 		if r.shown {
@@ -305,9 +344,9 @@ func (m *Monitor) apply(ch flows.Change) {
 	}
 	for _, d := range ch.ChangedDests {
 		r := m.rows[m.destIDs[d.Key]]
-		m.store.SetValue(r.iter, colAttempts, strconv.FormatUint(d.Flow.Attempts, 10))
-		m.store.SetValue(r.iter, colLast, clock(d.Flow.LastSeen))
-		m.store.SetValue(r.iter, colVerdict, verdictIcon(d.Flow))
+		m.setCols(r.iter, cols{colAttempts: strconv.FormatUint(d.Flow.Attempts, 10), colLast: clock(d.Flow.LastSeen),
+			colVerdict: verdictIcon(d.Flow), colSent: bytesText(d.TxBytes), colReceived: bytesText(d.RxBytes),
+			colSortAttempts: d.Flow.Attempts, colSortLast: d.Flow.LastSeen, colSortSent: d.TxBytes, colSortReceived: d.RxBytes})
 		if shown := m.filter.Matches(d); shown != r.shown {
 			m.setDestShown(r, shown)
 		}
@@ -323,8 +362,9 @@ func (m *Monitor) apply(ch flows.Change) {
 	}
 	for _, a := range ch.ChangedApps {
 		r := m.rows[m.appIDs[a.Key]]
-		m.store.SetValue(r.iter, colAttempts, strconv.FormatUint(a.Attempts, 10))
-		m.store.SetValue(r.iter, colLast, clock(a.LastSeen))
+		m.setCols(r.iter, cols{colAttempts: strconv.FormatUint(a.Attempts, 10), colLast: clock(a.LastSeen),
+			colSent: bytesText(a.TxBytes), colReceived: bytesText(a.RxBytes),
+			colSortAttempts: a.Attempts, colSortLast: a.LastSeen, colSortSent: a.TxBytes, colSortReceived: a.RxBytes})
 	}
 }
 
@@ -332,11 +372,15 @@ func (m *Monitor) expand(r *row) {
 	if r == nil {
 		return
 	}
-	it, ok := m.filterM.ConvertChildIterToIter(r.iter)
+	fit, ok := m.filterM.ConvertChildIterToIter(r.iter)
 	if !ok {
 		return
 	}
-	if path, err := m.filterM.ToTreeModel().GetPath(it); err == nil {
+	it, ok := m.sortM.ConvertChildIterToIter(fit)
+	if !ok {
+		return
+	}
+	if path, err := m.sortM.ToTreeModel().GetPath(it); err == nil {
 		m.view.ExpandRow(path, false)
 	}
 }
@@ -379,9 +423,24 @@ func (m *Monitor) refilter() {
 	m.updateStatus()
 }
 
-// tick closes a history sample and redraws the sparklines that changed.
+// tick closes a sample: it redraws the sparklines and rates that changed, and every ten seconds takes idle
+// connections out of the view.
 func (m *Monitor) tick() {
-	for _, a := range m.model.Tick() {
+	history, rates := m.model.Tick()
+	for _, a := range rates.ChangedApps {
+		if r := m.rows[m.appIDs[a.Key]]; r != nil {
+			m.store.SetValue(r.iter, colRate, rateText(a.Traffic))
+		}
+	}
+	for _, d := range rates.ChangedDests {
+		if r := m.rows[m.destIDs[d.Key]]; r != nil {
+			m.store.SetValue(r.iter, colRate, rateText(d.Traffic))
+		}
+	}
+	if m.ticks++; m.ticks%10 == 0 {
+		m.forget(time.Now().Add(-IdleAfter).UnixMilli())
+	}
+	for _, a := range history {
 		r := m.rows[m.appIDs[a.Key]]
 		if r == nil {
 			continue
@@ -407,6 +466,66 @@ func sparkPixbuf(history []uint64) *gdk.Pixbuf {
 		copy(px[y*stride:y*stride+sparkW*4], img[y*sparkW*4:(y+1)*sparkW*4])
 	}
 	return pb
+}
+
+// forget removes the rows of connections idle since before cutoff, and of applications left with none.
+func (m *Monitor) forget(cutoff int64) {
+	gone := m.model.Forget(cutoff)
+	if len(gone.Dests) == 0 {
+		return
+	}
+	for _, d := range gone.Dests {
+		id := m.destIDs[d.Key]
+		r := m.rows[id]
+		if r == nil {
+			continue
+		}
+		if r.shown {
+			m.setDestShown(r, false)
+		}
+		m.store.Remove(r.iter)
+		delete(m.rows, id)
+		delete(m.destIDs, d.Key)
+		if m.selected == id {
+			m.selected = ""
+		}
+	}
+	for _, a := range gone.Apps {
+		id := m.appIDs[a.Key]
+		if r := m.rows[id]; r != nil {
+			m.store.Remove(r.iter)
+		}
+		delete(m.rows, id)
+		delete(m.appIDs, a.Key)
+		if m.selected == id {
+			m.selected = ""
+		}
+	}
+	m.showDetail()
+	m.updateStatus()
+}
+
+// bytesText is a byte count as people read it ("1.2 MB"), empty for none.
+func bytesText(n uint64) string {
+	if n == 0 {
+		return ""
+	}
+	return glib.FormatSize(n)
+}
+
+// rateText is the last second's transfer: up arrow sent, down arrow received; empty when idle.
+func rateText(t flows.Traffic) string {
+	var s string
+	if t.TxRate > 0 {
+		s = "↑" + glib.FormatSize(t.TxRate) + "/s"
+	}
+	if t.RxRate > 0 {
+		if s != "" {
+			s += " "
+		}
+		s += "↓" + glib.FormatSize(t.RxRate) + "/s"
+	}
+	return s
 }
 
 func (m *Monitor) updateStatus() {
@@ -497,7 +616,7 @@ func newDetail() *detail {
 	title.SetMarkup("<b>" + glib.MarkupEscapeText(i18n.T("Details")) + "</b>")
 	title.SetXAlign(0)
 	d.grid.Attach(title, 0, 0, 2, 1)
-	for i, k := range []string{"app", "path", "user", "dest", "proto", "verdict", "rule", "counts", "first", "last", "pid"} {
+	for i, k := range []string{"app", "path", "user", "dest", "proto", "verdict", "rule", "counts", "traffic", "first", "last", "pid"} {
 		var label string
 		switch k {
 		case "app":
@@ -516,6 +635,8 @@ func newDetail() *detail {
 			label = i18n.T("Rule")
 		case "counts":
 			label = i18n.T("Allowed / denied / asked")
+		case "traffic":
+			label = i18n.T("Sent / received")
 		case "first":
 			label = i18n.T("First seen")
 		case "last":
@@ -539,14 +660,14 @@ func newDetail() *detail {
 	}
 	act, _ := gtk.LabelNew(i18n.T("Activity (last minute)"))
 	act.SetXAlign(0)
-	d.grid.Attach(act, 0, 13, 2, 1)
+	d.grid.Attach(act, 0, 14, 2, 1)
 	d.spark, _ = gtk.DrawingAreaNew()
 	d.spark.SetSizeRequest(240, 60)
 	d.spark.Connect("draw", func(da *gtk.DrawingArea, cr *cairo.Context) bool {
 		drawHistory(cr, float64(da.GetAllocatedWidth()), float64(da.GetAllocatedHeight()), d.hist)
 		return false
 	})
-	d.grid.Attach(d.spark, 0, 14, 2, 1)
+	d.grid.Attach(d.spark, 0, 15, 2, 1)
 	return d
 }
 
@@ -603,6 +724,7 @@ func (m *Monitor) showDetail() {
 		d.values["verdict"].SetText(verdictText(f))
 		d.values["rule"].SetText(f.RuleID)
 		d.values["counts"].SetText(fmt.Sprintf("%d / %d / %d", f.Allowed, f.Denied, f.Undecided))
+		d.values["traffic"].SetText(trafficText(r.dest.Traffic))
 		d.values["first"].SetText(clock(f.FirstSeen))
 		d.values["last"].SetText(clock(f.LastSeen))
 		d.values["pid"].SetText(strconv.Itoa(int(f.LastPID)))
@@ -611,6 +733,7 @@ func (m *Monitor) showDetail() {
 		a := r.app
 		d.values["dest"].SetText(fmt.Sprintf(i18n.N("%d destination", "%d destinations", a.Dests), a.Dests))
 		d.values["counts"].SetText(fmt.Sprintf("%d / %d / %d", a.Allowed, a.Denied, a.Undecided))
+		d.values["traffic"].SetText(trafficText(a.Traffic))
 		d.values["last"].SetText(clock(a.LastSeen))
 	}
 	name, _ := m.appLabel(key)
@@ -621,4 +744,24 @@ func (m *Monitor) showDetail() {
 		d.hist = append(d.hist[:0], a.History...)
 	}
 	d.spark.QueueDraw()
+}
+
+// trafficText is a detail pane line: totals, then the current rate when there is one.
+func trafficText(t flows.Traffic) string {
+	s := glib.FormatSize(t.TxBytes) + " / " + glib.FormatSize(t.RxBytes)
+	if r := rateText(t); r != "" {
+		s += "  (" + r + ")"
+	}
+	return s
+}
+
+// cols are a row's new values by column.
+type cols map[int]any
+
+func (m *Monitor) setCols(it *gtk.TreeIter, c cols) {
+	columns, values := make([]int, 0, len(c)), make([]any, 0, len(c))
+	for col, v := range c {
+		columns, values = append(columns, col), append(values, v)
+	}
+	ui.SetRow(m.store, it, columns, values)
 }

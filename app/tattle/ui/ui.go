@@ -14,10 +14,25 @@ static void set_accessible(GtkWidget *w, const char *name, const char *desc) {
 	if (name != NULL) atk_object_set_name(a, name);
 	if (desc != NULL) atk_object_set_description(a, desc);
 }
+
+// set_row sets n columns of one row in one change (one row-changed signal, not one per column).
+static void set_row(GtkTreeStore *store, GtkTreeIter *iter, gint *columns, GValue **values, gint n) {
+	GValue *vs = g_new0(GValue, n);
+	for (gint i = 0; i < n; i++) {
+		g_value_init(&vs[i], G_VALUE_TYPE(values[i]));
+		g_value_copy(values[i], &vs[i]);
+	}
+	gtk_tree_store_set_valuesv(store, iter, columns, vs, n);
+	for (gint i = 0; i < n; i++)
+		g_value_unset(&vs[i]);
+	g_free(vs);
+}
 */
 import "C"
 
 import (
+	"fmt"
+	"runtime"
 	"unsafe"
 
 	"github.com/gotk3/gotk3/glib"
@@ -77,3 +92,33 @@ func (m *MessageBar) Show(kind gtk.MessageType, text string) {
 
 // Hide hides the bar.
 func (m *MessageBar) Hide() { m.Bar.Hide() }
+
+// SetRow sets columns of one tree store row at once: views and the models above the store see one change
+// (each SetValue would be its own, and a sorted model re-sorts the row for each).
+func SetRow(store *gtk.TreeStore, iter *gtk.TreeIter, columns []int, values []any) error {
+	if len(columns) != len(values) {
+		return fmt.Errorf("set row: %d columns, %d values", len(columns), len(values))
+	}
+	if len(columns) == 0 {
+		return nil
+	}
+	cols := C.malloc(C.size_t(len(columns)) * C.size_t(unsafe.Sizeof(C.gint(0))))
+	defer C.free(cols)
+	vals := C.malloc(C.size_t(len(values)) * C.size_t(unsafe.Sizeof(uintptr(0))))
+	defer C.free(vals)
+	cs := unsafe.Slice((*C.gint)(cols), len(columns))
+	vs := unsafe.Slice((**C.GValue)(vals), len(values))
+	keep := make([]*glib.Value, len(values)) // alive until the C call has copied them
+	for i, v := range values {
+		gv, err := glib.GValue(v)
+		if err != nil {
+			return fmt.Errorf("set row: column %d: %w", columns[i], err)
+		}
+		keep[i] = gv
+		cs[i] = C.gint(columns[i])
+		vs[i] = (*C.GValue)(unsafe.Pointer(gv.Native()))
+	}
+	C.set_row((*C.GtkTreeStore)(unsafe.Pointer(store.Native())), (*C.GtkTreeIter)(unsafe.Pointer(iter)), (*C.gint)(cols), (**C.GValue)(vals), C.gint(len(columns)))
+	runtime.KeepAlive(keep) // their finalizers free them
+	return nil
+}

@@ -1,0 +1,185 @@
+package gui
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tattlefw/tattle/app/client"
+	"github.com/tattlefw/tattle/shared/api"
+	"github.com/tattlefw/tattle/tests/internal/testrig"
+)
+
+// transferServer accepts connections on loopback, reads until the client ends its side, then answers with
+// reply times as many bytes and closes: one download per connection.
+func transferServer(t *testing.T, reply int) string {
+	t.Helper()
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				n, _ := io.Copy(io.Discard, c)
+				buf := make([]byte, 64<<10)
+				for left := n * int64(reply); left > 0; {
+					w, err := c.Write(buf[:min(int64(len(buf)), left)])
+					if err != nil {
+						return
+					}
+					left -= int64(w)
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// TestMonitorShowsTraffic: a program downloads 9 MB (sending 3 MB) from a loopback server; the monitor shows
+// both amounts in its Sent and Received columns, the traffic chart sums them from the helper's history,
+// sorting by Received puts the downloader above a program that moved nothing (and below it the other way),
+// and the History page lists both programs' attempts, its search narrowing them to one.
+func TestMonitorShowsTraffic(t *testing.T) {
+	// Samples of the flows' traffic every second, so that the chart has them at once.
+	h := StartHelper(t, "-history-sample", "1s")
+	h.SetMode(t, api.ModeSilentAllow)
+	s := StartSession(t, "x11")
+	servers := testrig.StartServers(t)
+	bin := testrig.Build(t).Client
+	dir := testrig.AppDir(t)
+	downloader := testrig.CopyApp(t, bin, dir, "downloader")
+	idle := testrig.CopyApp(t, bin, dir, "pinger")
+	cl, err := client.Dial(h.Address, client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	now := time.Now().Unix()
+	if _, err := cl.AddRules(context.Background(), []api.Rule{
+		{ID: "allow-downloader", Application: downloader, Owner: 0, Direction: "outgoing", Remote: "127.0.0.1", Port: "any",
+			Protocol: "tcp", Action: "allow", Duration: "forever", Enabled: true, Created: now, Modified: now},
+		{ID: "deny-pinger", Application: idle, Owner: 0, Direction: "outgoing", Remote: "127.0.0.1", Port: "any",
+			Protocol: "tcp", Action: "deny", Duration: "forever", Enabled: true, Created: now, Modified: now},
+	}); err != nil {
+		t.Fatalf("add rules: %v", err)
+	}
+	const sent, received = 3_000_000, 9_000_000
+	srv := transferServer(t, received/sent)
+	out, err := exec.Command(downloader, "-send", "3000000", "tcp", srv).Output()
+	if err != nil {
+		t.Fatalf("downloader: %v", err)
+	}
+	var res struct {
+		OK             bool
+		Sent, Received int64
+	}
+	if err := json.Unmarshal(out, &res); err != nil || !res.OK || res.Sent != sent || res.Received != received {
+		t.Fatalf("downloader moved %+v (%s), want %d sent and %d received", res, out, sent, received)
+	}
+	if r := testrig.RunApp(t, idle, testrig.RunOpts{}, "tcp", servers.TCP4); r.OK || r.Errno != "EPERM" {
+		t.Fatalf("pinger should be denied with EPERM: %+v", r)
+	}
+
+	StartApp(t, s, h, English())
+	s.WaitFor(t, "table cell", "downloader", 30*time.Second)
+	s.WaitFor(t, "table cell", "pinger", 10*time.Second)
+	// glib's own rounding ("3.0\u00a0MB"): what the user reads, both on the application and its connection.
+	s.WaitFor(t, "table cell", "3.0\u00a0MB", 15*time.Second)
+	s.WaitFor(t, "table cell", "9.0\u00a0MB", 5*time.Second)
+	names := s.Names(t)
+	for _, label := range []string{"Sent", "Received", "Rate", "Traffic", "Traffic range"} {
+		if !hasName(names, "", label) {
+			t.Errorf("no %q on the monitor page; it shows:\n%s", label, dumpNames(names))
+		}
+	}
+	if got := strings.Join(s.Options(t, "Traffic range"), ", "); got != "Last hour, Last day, Last week" {
+		t.Errorf("the traffic chart offers the ranges %q, want Last hour, Last day, Last week", got)
+	}
+	// The chart reads the history the helper samples every second.
+	s.WaitForText(t, "label", "3.0\u00a0MB sent, 9.0\u00a0MB received", 40*time.Second)
+	s.Screenshot(t, "x11-en-monitor-traffic")
+
+	// Sorting by Received: ascending first (the idle program on top), then descending.
+	order := func() (downloaderFirst bool) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			d, p := -1, -1
+			for i, n := range s.Names(t) {
+				if n[0] == "table cell" && n[1] == "downloader" && d < 0 {
+					d = i
+				}
+				if n[0] == "table cell" && n[1] == "pinger" && p < 0 {
+					p = i
+				}
+			}
+			if d >= 0 && p >= 0 {
+				return d < p
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the monitor lost a program while sorting:\n%s", dumpNames(s.Names(t)))
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	s.RealClick(t, "table column header", "Received")
+	waitOrder := func(want bool, what string) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for order() != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("sorted by Received %s, the downloader is first: %v, want %v:\n%s", what, !want, want, dumpNames(s.Names(t)))
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	waitOrder(false, "ascending")
+	s.RealClick(t, "table column header", "Received")
+	waitOrder(true, "descending")
+
+	// History: both programs' attempts, newest first; the search keeps the denied one only.
+	s.ShowPage(t, "history")
+	s.WaitFor(t, "table cell", "downloader", 20*time.Second)
+	s.WaitFor(t, "table cell", "pinger", 5*time.Second)
+	names = s.Names(t)
+	for _, want := range []string{"Allowed", "Denied", "allow-downloader", "deny-pinger", srv} {
+		if !hasName(names, "table cell", want) {
+			t.Errorf("the history does not show %q; it shows:\n%s", want, dumpNames(names))
+		}
+	}
+	if _, err := s.atspi(t, "settext", "tattle", "text", "Search history", "pinger"); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for names = s.Names(t); hasName(names, "table cell", "downloader") || !hasName(names, "table cell", "pinger"); names = s.Names(t) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the history search for pinger shows:\n%s", dumpNames(names))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if !hasTextPrefix(names, "label", "1 entry") && !hasTextPrefix(names, "label", "2 entries") {
+		t.Errorf("the history's status does not count the entries found:\n%s", dumpNames(names))
+	}
+	s.Screenshot(t, "x11-en-history")
+}
+
+func hasTextPrefix(names [][2]string, role, prefix string) bool {
+	for _, n := range names {
+		if n[0] == role && strings.HasPrefix(n[1], prefix) {
+			return true
+		}
+	}
+	return false
+}
