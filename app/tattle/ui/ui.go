@@ -116,9 +116,9 @@ func SetRow(store *gtk.TreeStore, iter *gtk.TreeIter, columns []int, values []an
 		}
 		keep[i] = gv
 		cs[i] = C.gint(columns[i])
-		vs[i] = (*C.GValue)(unsafe.Pointer(gv.Native()))
+		vs[i] = (*C.GValue)(unsafe.Pointer(gv.GValue))
 	}
-	C.set_row((*C.GtkTreeStore)(unsafe.Pointer(store.Native())), (*C.GtkTreeIter)(unsafe.Pointer(iter)), (*C.gint)(cols), (**C.GValue)(vals), C.gint(len(columns)))
+	C.set_row((*C.GtkTreeStore)(unsafe.Pointer(store.GObject)), (*C.GtkTreeIter)(unsafe.Pointer(iter)), (*C.gint)(cols), (**C.GValue)(vals), C.gint(len(columns)))
 	runtime.KeepAlive(keep) // their finalizers free them
 	return nil
 }
