@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"time"
 
@@ -248,7 +247,7 @@ func invalid(format string, args ...any) *dbus.Error {
 
 func storeError(err error) *dbus.Error {
 	switch {
-	case errors.Is(err, store.ErrQuota):
+	case errors.Is(err, store.ErrQuota), errors.Is(err, store.ErrIDTaken), errors.Is(err, store.ErrTooMany):
 		return dbus.NewError(api.ErrInvalidArgs, []any{err.Error()})
 	case errors.Is(err, store.ErrChanged):
 		return dbus.NewError(api.ErrFailed, []any{err.Error()})
@@ -258,7 +257,7 @@ func storeError(err error) *dbus.Error {
 		return dbus.NewError(api.ErrNotFound, []any{err.Error()})
 	}
 	var fe *rules.FieldError
-	if errors.As(err, &fe) || strings.Contains(err.Error(), "already used") || strings.Contains(err.Error(), "exceed") {
+	if errors.As(err, &fe) {
 		return dbus.NewError(api.ErrInvalidArgs, []any{err.Error()})
 	}
 	return failed("store the rules", err)

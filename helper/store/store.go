@@ -259,12 +259,18 @@ var ErrReadOnly = errors.New("the rule belongs to an administrator's rule group;
 // replaced by the administrator's file of the same name).
 var ErrFactory = errors.New("factory rules cannot be deleted or edited")
 
+// ErrIDTaken: a new rule's id is already another rule's (or another in the same request).
+var ErrIDTaken = errors.New("the id is already used; choose another")
+
+// ErrTooMany: the rules would be more than one file may hold.
+var ErrTooMany = errors.New("too many rules")
+
 // Add validates and stores new user rules, all or none. IDs must be unique among all rules.
 func (s *Store) Add(rs []rules.Rule) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(s.user)+len(rs) > rules.MaxRulesPerFile {
-		return fmt.Errorf("adding %d rules would exceed the limit of %d user rules", len(rs), rules.MaxRulesPerFile)
+		return fmt.Errorf("adding %d rules would exceed the limit of %d user rules: %w", len(rs), rules.MaxRulesPerFile, ErrTooMany)
 	}
 	ids := s.idsLocked()
 	for i := range rs {
@@ -272,7 +278,7 @@ func (s *Store) Add(rs []rules.Rule) error {
 			return fmt.Errorf("rule %d: %w", i+1, err)
 		}
 		if src, dup := ids[rs[i].ID]; dup {
-			return fmt.Errorf("rule %d: id %q is already used (%s)", i+1, rs[i].ID, src)
+			return fmt.Errorf("rule %d: id %q (%s): %w", i+1, rs[i].ID, src, ErrIDTaken)
 		}
 		ids[rs[i].ID] = "this request"
 	}

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -130,6 +131,19 @@ func TestInvalidChangesAreRefusedAndChangeNothing(t *testing.T) {
 	}
 	if got := ids(s.Entries()); got != "admin-1,u1" {
 		t.Errorf("rules after refused changes: %s", got)
+	}
+	// The service tells these apart by their sentinel errors, never by their text.
+	for name, c := range map[string]struct {
+		err, want error
+	}{
+		"an id already used":      {s.Add([]rules.Rule{rule("u1", "any", "allow")}), ErrIDTaken},
+		"one id twice in a batch": {s.Add([]rules.Rule{rule("u9", "any", "allow"), rule("u9", "any", "deny")}), ErrIDTaken},
+		"an admin rule's update":  {s.Update(rule("admin-1", "any", "allow")), ErrReadOnly},
+		"an unknown rule":         {s.Remove([]string{"nope"}), ErrNotFound},
+	} {
+		if !errors.Is(c.err, c.want) {
+			t.Errorf("%s: %v, want %v", name, c.err, c.want)
+		}
 	}
 	if err := s.Update(rule("admin-1", "any", "allow")); err == nil || !strings.Contains(err.Error(), "10-admin.json") {
 		t.Errorf("refusal does not name the rule group: %v", err)
