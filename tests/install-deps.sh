@@ -33,6 +33,7 @@ packages=(
 	weston openbox at-spi2-core python3-pyatspi         # GUI tests: Wayland (headless) and X11 sessions, driven through AT-SPI
 	strace python3-dbus libglib2.0-bin passwd util-linux bsdutils # security ring: rogue agents (traced, python, gdbus); a test user; pkttyagent on a pty
 	iperf3                                               # traffic ring: bulk throughput and byte counters
+	prometheus systemd                                   # metrics ring: a real Prometheus server scraping tattled; systemd-journald reading its records
 )
 missing=()
 for p in "${packages[@]}"; do

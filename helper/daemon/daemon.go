@@ -19,6 +19,8 @@ import (
 	"github.com/tattlefw/tattle/helper/hold"
 	"github.com/tattlefw/tattle/helper/lists"
 	"github.com/tattlefw/tattle/helper/resolvers"
+	"github.com/tattlefw/tattle/helper/metrics"
+	"github.com/tattlefw/tattle/helper/records"
 	"github.com/tattlefw/tattle/helper/ruleset"
 	"github.com/tattlefw/tattle/helper/scripts"
 	"github.com/tattlefw/tattle/helper/store"
@@ -67,6 +69,9 @@ type Daemon struct {
 
 	history       *history.DB // the connection history; nil when there is none. Set before Run.
 	trafficSample time.Duration
+
+	records *records.Writer  // journald records of decisions; nil: none. Set before Run.
+	metrics *metrics.Metrics // nil: no metrics. Set before StartHolding.
 }
 
 // UsePackaged sets how Flatpak and snap rules find their apps' executables, and the directories those live

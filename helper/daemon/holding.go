@@ -76,8 +76,13 @@ func (d *Daemon) StartHolding(ctx context.Context, o HoldOptions) error {
 		Marks:    marks,
 		Log:      d.log,
 		Settings: d.store.Settings,
-		Ask:      o.Asker.Ask,
-		Commit:   d.commitAnswer,
+		Ask: func(ctx context.Context, q api.Question) (api.Answer, error) {
+			if d.metrics != nil {
+				d.metrics.QuestionAsked()
+			}
+			return o.Asker.Ask(ctx, q)
+		},
+		Commit: d.commitAnswer,
 		Learn: func(k hold.Key, v enforce.Verdict) error {
 			return d.enf.LearnFlow(k.App, k.UID, k.Dest, k.Proto, v, learnedRuleID)
 		},

@@ -8,8 +8,10 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
+	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -23,10 +25,12 @@ import (
 	"github.com/tattlefw/tattle/helper/daemon"
 	"github.com/tattlefw/tattle/helper/enforce"
 	"github.com/tattlefw/tattle/helper/history"
+	"github.com/tattlefw/tattle/helper/metrics"
 	"github.com/tattlefw/tattle/helper/netfilter"
 	"github.com/tattlefw/tattle/helper/packaged"
 	"github.com/tattlefw/tattle/helper/peer"
 	"github.com/tattlefw/tattle/helper/resolvers"
+	"github.com/tattlefw/tattle/helper/records"
 	"github.com/tattlefw/tattle/helper/service"
 	"github.com/tattlefw/tattle/helper/store"
 	"github.com/tattlefw/tattle/helper/systemd"
@@ -62,6 +66,9 @@ type config struct {
 	flatpaks      string
 	snapDir       string
 	resolvers     string
+	journal       bool
+	metrics       string
+	metricsApps   int
 }
 
 func main() {
@@ -90,6 +97,10 @@ func main() {
 	flag.StringVar(&cfg.snapDir, "snap-dir", packaged.DefaultSnapDir, "where snaps' revisions are mounted")
 	flag.StringVar(&cfg.termAgents, "terminal-agents", "", "the terminal programs that may register as agents, comma-separated absolute paths (default: PREFIX/bin/tattlectl)")
 	flag.StringVar(&cfg.resolvers, "resolver-files", strings.Join(resolvers.DefaultFiles, ","), "resolv.conf files whose nameserver lines make the built-in list \"list:resolvers\" (the factory DNS rules' remote), comma-separated absolute paths, followed live; \"none\": the list is empty")
+	flag.BoolVar(&cfg.journal, "journal-records", true, "send a structured journald record (TATTLE_APP, TATTLE_DEST, TATTLE_VERDICT, ...) of every decision, when journald runs")
+	flag.StringVar(&cfg.metrics, "metrics-listen", "", "serve Prometheus metrics (decisions and bytes per application) on a unix socket (absolute path; root only, mode 0600) "+
+		"or a loopback address:port (127.0.0.1:9772: readable by ANY local user); empty: off")
+	flag.IntVar(&cfg.metricsApps, "metrics-max-apps", metrics.DefaultMaxApps, "applications with their own label in the metrics; later ones are counted as \"other\"")
 	showVersion := flag.Bool("version", false, "print the version and exit")
 	flag.Parse()
 
@@ -102,18 +113,26 @@ func main() {
 		fmt.Fprintf(os.Stderr, "tattled: bad -log-level %q: use debug, info, warn or error\n", cfg.logLevel)
 		os.Exit(2)
 	}
+	var metricsAt metrics.Listen
+	if cfg.metrics != "" {
+		var err error
+		if metricsAt, err = metrics.ParseListen(cfg.metrics); err != nil {
+			fmt.Fprintf(os.Stderr, "tattled: -metrics-listen: %v\n", err)
+			os.Exit(2)
+		}
+	}
 	// Under systemd, structured journal entries; elsewhere (run-dev.sh, tests) text on stderr.
 	log := slog.New(systemd.LogHandler(level, systemd.StderrHandler(level)))
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, cfg, log); err != nil {
+	if err := run(ctx, cfg, metricsAt, log); err != nil {
 		log.Error("tattled failed", "error", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, cfg config, log *slog.Logger) error {
+func run(ctx context.Context, cfg config, metricsAt metrics.Listen, log *slog.Logger) error {
 	backend, err := enforce.ParseBackend(cfg.backend)
 	if err != nil {
 		return err
@@ -200,6 +219,33 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 			d.SetHistory(hist, cfg.historySample)
 		}
 	}
+	var rec *records.Writer
+	if cfg.journal && records.Available() {
+		rec = records.New(records.Options{UserName: userName, Log: log})
+		d.SetRecords(rec)
+	}
+	var met *metrics.Metrics
+	if cfg.metrics != "" {
+		var hist func() uint64
+		if h := d.History(); h != nil {
+			hist = h.Dropped
+		}
+		var journalCounts func() (uint64, uint64, uint64)
+		if rec != nil {
+			journalCounts = func() (uint64, uint64, uint64) { return rec.Sent(), rec.Dropped(), rec.Failed() }
+		}
+		met = metrics.New(cfg.metricsApps, metrics.Sources{
+			Flows:    enf.Flows,
+			AppName:  func(f enforce.Flow) string { return d.ExePath(f.LastTGID, f.App) },
+			Kernel:   enf.Stats,
+			Maps:     enf.MapFill,
+			DNS:      d.DNSStats,
+			Pending:  d.PendingCount,
+			Journal:  journalCounts,
+			Unlogged: hist,
+		})
+		d.SetMetrics(met)
+	}
 	if err := d.Apply(); err != nil {
 		// Keep running: the pinned verdicts still enforce, and the API must stay up to repair the rules.
 		log.Error("the rules could not be applied; the kernel keeps its previous verdicts", "error", err)
@@ -270,6 +316,27 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 			// Keep enforcing what the rules decide; undecided connections pass unasked, as Status says.
 			log.Error("undecided connections cannot be held; they pass unasked", "error", err)
 		}
+	}
+	if rec != nil {
+		// Stopped after the daemon (its own context): the last decisions are still sent.
+		recCtx, stopRec := context.WithCancel(context.Background())
+		recDone := make(chan struct{})
+		go func() {
+			defer close(recDone)
+			rec.Run(recCtx)
+		}()
+		defer func() { stopRec(); <-recDone }()
+		log.Info("decisions are recorded in the journal")
+	}
+	if met != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := met.Serve(ctx, metricsAt, log, func(a net.Addr) { log.Info("metrics endpoint listening", "address", a.String()) }); err != nil {
+				// Enforcement does not depend on it: say so and go on.
+				log.Error("no metrics endpoint", "error", err)
+			}
+		}()
 	}
 	if svc != nil {
 		wg.Add(1)
@@ -501,4 +568,12 @@ func printStatus(pinDir string) error {
 	fmt.Printf("kernel counters: %d events lost, %d flows not recorded, %d marks failed, %d attempts without an executable\n",
 		st.EventsLost, st.FlowsFull, st.MarkFailed, st.NoIdentity)
 	return nil
+}
+
+// userName names a user for the journal records (the UID when the account is unknown).
+func userName(uid uint32) string {
+	if u, err := user.LookupId(strconv.FormatUint(uint64(uid), 10)); err == nil {
+		return u.Username
+	}
+	return strconv.FormatUint(uint64(uid), 10)
 }
