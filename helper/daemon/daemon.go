@@ -372,7 +372,7 @@ func (d *Daemon) logEvents(events *enforce.EventReader) {
 		d.log.Debug("connection attempt", "kind", ev.Kind, "verdict", ev.Verdict, "exe", ev.Exe, "via", ev.Via,
 			"pid", ev.TGID, "uid", ev.UID, "comm", ev.Comm, "dest", ev.Dest, "proto", ev.Proto, "hook", ev.Hook)
 		if ev.Kind != enforce.EventUndecided {
-			d.recordDecision(ev, ev.Verdict)
+			d.recordDecision(ev, ev.Verdict, "")
 			continue
 		}
 		if d.staleIdentity(ev) {
@@ -381,8 +381,8 @@ func (d *Daemon) logEvents(events *enforce.EventReader) {
 		key := hold.Key{App: ev.App, UID: ev.UID, Dest: ev.Dest, Proto: ev.Proto}
 		// An attempt made right after its lookup must be decided with that name.
 		d.catchUpNames()
-		v, decided := d.decideInUserspace(ev)
-		d.recordDecision(ev, v)
+		v, rule, decided := d.decideInUserspaceBy(ev)
+		d.recordDecision(ev, v, rule)
 		if d.hold.holder == nil {
 			continue
 		}
@@ -405,6 +405,12 @@ func (d *Daemon) logEvents(events *enforce.EventReader) {
 // not have yet (the host name an address was looked up for, a packaged app's identity): otherwise the flow stays
 // undecided, rather than a lower rule being cached over one that might have won.
 func (d *Daemon) decideInUserspace(ev enforce.Event) (enforce.Verdict, bool) {
+	v, _, ok := d.decideInUserspaceBy(ev)
+	return v, ok
+}
+
+// decideInUserspaceBy is decideInUserspace that also names the deciding rule.
+func (d *Daemon) decideInUserspaceBy(ev enforce.Event) (enforce.Verdict, string, bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	cur := d.current
@@ -421,12 +427,12 @@ func (d *Daemon) decideInUserspace(ev enforce.Event) (enforce.Verdict, bool) {
 	}
 	winner := rules.Decide(cur.Active, flow, d.lookupList(), now)
 	if winner == nil {
-		return enforce.Undecided, false
+		return enforce.Undecided, "", false
 	}
 	if blocker := unknowable(cur.Active, winner, flow, d.lookupList(), now); blocker != "" {
 		d.log.Debug("left undecided: a rule of higher precedence needs facts not known yet", "rule", blocker,
 			"exe", ev.Exe, "dest", ev.Dest, "proto", proto)
-		return enforce.Undecided, false
+		return enforce.Undecided, "", false
 	}
 	verdict := enforce.Allow
 	if winner.Rule.Action == rules.ActionDeny {
@@ -437,7 +443,7 @@ func (d *Daemon) decideInUserspace(ev enforce.Event) (enforce.Verdict, bool) {
 	}
 	d.log.Info("decided in userspace", "rule", winner.Rule.ID, "action", winner.Rule.Action, "exe", ev.Exe,
 		"uid", ev.UID, "dest", ev.Dest, "proto", proto)
-	return verdict, true
+	return verdict, winner.Rule.ID, true
 }
 
 // pathFor names the event's executable for path rules by its identity, never by the path string it reported

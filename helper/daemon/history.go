@@ -42,8 +42,9 @@ func (d *Daemon) DNSStats() (dnscapture.Stats, bool, error) {
 }
 
 // recordDecision writes one attempt and its outcome (the kernel's verdict, or the helper's when it decided)
-// to the history, the journal and the metrics: the same set of decisions for all three.
-func (d *Daemon) recordDecision(ev enforce.Event, v enforce.Verdict) {
+// to the history, the journal and the metrics: the same set of decisions for all three. rule is the rule the
+// helper decided by; "": the kernel's rule of the event.
+func (d *Daemon) recordDecision(ev enforce.Event, v enforce.Verdict, rule string) {
 	if d.history == nil && d.records == nil && d.metrics == nil {
 		return
 	}
@@ -58,7 +59,10 @@ func (d *Daemon) recordDecision(ev enforce.Event, v enforce.Verdict) {
 	if d.history == nil && d.records == nil {
 		return
 	}
-	host, rule := d.HostFor(ev.App, ev.UID, ev.Dest.Addr()), d.RuleName(ev.RuleID)
+	host := d.HostFor(ev.App, ev.UID, ev.Dest.Addr())
+	if rule == "" {
+		rule = d.RuleName(ev.RuleID)
+	}
 	if d.history != nil {
 		d.history.Record(history.Decision{Time: ev.Time, App: exe, Via: ev.Via, UID: ev.UID, Dest: ev.Dest.String(),
 			Host: host, Proto: ev.Proto.String(), Verdict: verdict, Rule: rule})

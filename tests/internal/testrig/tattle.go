@@ -35,6 +35,7 @@ type TattleBus struct {
 // TattledConfig is how the bus activates tattled: private pins, state, rules, lock, netfilter table and
 // queue, so tests never touch a helper the machine itself runs.
 type TattledConfig struct {
+	Wrap                                      []string // a command tattled runs under (nsenter ... --), none when empty
 	Exe, PinDir, StateDir, RulesDir, LockFile string
 	Extra                                     []string // more flags
 }
@@ -43,6 +44,13 @@ type TattledConfig struct {
 // directory; tattled is activated by the first call. name keeps its pins apart from other tests'. extra are
 // further tattled flags.
 func StartTattleBus(t *testing.T, name string, extra ...string) *TattleBus {
+	t.Helper()
+	return StartTattleBusWrapped(t, name, nil, extra...)
+}
+
+// StartTattleBusWrapped is StartTattleBus with tattled activated under wrap (a command line that runs the
+// rest, such as nsenter --mount=/proc/PID/ns/mnt --).
+func StartTattleBusWrapped(t *testing.T, name string, wrap []string, extra ...string) *TattleBus {
 	t.Helper()
 	if _, err := os.Stat("/usr/lib/polkit-1/polkitd"); err != nil {
 		t.Fatal("polkitd is missing (apt-get install polkitd)")
@@ -67,7 +75,7 @@ func StartTattleBus(t *testing.T, name string, extra ...string) *TattleBus {
 	dir := t.TempDir()
 	// The agents tests start are this checkout's tattlectl, built into a root-owned directory: the trusted
 	// agent programs. Later flags (extra) override it.
-	b.Tattled = TattledConfig{Exe: Build(t).Tattled, PinDir: PinDir(name),
+	b.Tattled = TattledConfig{Wrap: wrap, Exe: Build(t).Tattled, PinDir: PinDir(name),
 		StateDir: filepath.Join(dir, "state"), RulesDir: filepath.Join(dir, "rules.d"), LockFile: filepath.Join(dir, "tattled.lock"),
 		// No factory rules unless a test asks for them (-factory-dir in extra): the rings test their own rules.
 		// No resolvers either (the machine's resolv.conf is not the test's): -resolver-files names the test's.
@@ -101,8 +109,8 @@ func StartTattleBus(t *testing.T, name string, extra ...string) *TattleBus {
 
 // Args is tattled's command line.
 func (c TattledConfig) Args() []string {
-	return append([]string{c.Exe, "-backend", envOr("TATTLE_BACKEND", "auto"), "-pin-dir", c.PinDir, "-state-dir", c.StateDir,
-		"-rules-dir", c.RulesDir, "-lock-file", c.LockFile, "-bus", "system", "-log-level", "debug"}, c.Extra...)
+	return append(append(append([]string{}, c.Wrap...), c.Exe, "-backend", envOr("TATTLE_BACKEND", "auto"), "-pin-dir", c.PinDir, "-state-dir", c.StateDir,
+		"-rules-dir", c.RulesDir, "-lock-file", c.LockFile, "-bus", "system", "-log-level", "debug"), c.Extra...)
 }
 
 func envOr(k, def string) string {
