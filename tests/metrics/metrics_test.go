@@ -290,9 +290,9 @@ func TestPrometheusAndJournal(t *testing.T) {
 	if out, err := exec.Command(denied, "-sS", "--max-time", "5", "http://"+dest+"/blob", "-o", "/dev/null").CombinedOutput(); err == nil {
 		t.Fatalf("the denied program connected: %s", out)
 	}
-	// The first fetch is held while the helper decides it (the rule is evaluated in userspace, and the
-	// verdict then cached in the kernel's flow table); a held SYN is let go from the helper's context, so that
-	// socket is not counted (DESIGN.md, Traffic accounting). The second is decided in the kernel and counted.
+	// Two fetches: the first may be held while the helper decides it (then its verdict is cached in the
+	// kernel's flow table), and a held SYN is let go from the helper's context, so that socket may go
+	// uncounted (DESIGN.md, Traffic accounting); the second is decided in the kernel and counted.
 	for i := 0; i < 2; i++ {
 		got, err := exec.Command(allowed, "-sS", "--max-time", "10", "http://"+dest+"/blob").Output()
 		if err != nil || len(got) != size {
@@ -328,7 +328,7 @@ func TestPrometheusAndJournal(t *testing.T) {
 	lost, _ := waitValue(t, prom, `tattle_kernel_events_lost_total`, func(float64) bool { return true })
 	byVerdict, _ := waitValue(t, prom, `tattle_decisions_total{verdict="deny"}`, func(v float64) bool { return v >= 1 })
 	report.Add(t, "a real Prometheus 2.42 (Debian's) scraping tattled's loopback endpoint every 1 s: %s = %v (seen after %v); "+
-		"%s = %v; received bytes of the allowed curl copy %v (the monitor: the same) for two fetches of a %d-byte file, the first held (seen after %v); up=%v; flows map %v/%v entries; "+
+		"%s = %v; received bytes of the allowed curl copy %v (the monitor: the same) for two fetches of a %d-byte file (seen after %v); up=%v; flows map %v/%v entries; "+
 		"kernel events lost %v; all denials %v", deniedQ, v, waited.Round(100*time.Millisecond), allowedQ, va, rx, size,
 		rxWait.Round(100*time.Millisecond), up, flows, flowsMax, lost, byVerdict)
 
