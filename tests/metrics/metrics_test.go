@@ -260,11 +260,20 @@ func TestPrometheusAndJournal(t *testing.T) {
 		}
 	})
 	apps := testrig.AppDir(t)
+	// A script run by the real interpreter: its records name the interpreter and the script (TATTLE_VIA).
+	pyExe, err := filepath.EvalSymlinks(python)
+	if err != nil {
+		t.Fatal(err)
+	}
+	script := filepath.Join(apps, "sync-photos.py")
+	os.WriteFile(script, []byte("import socket, sys, time\ntime.sleep(0.5)\ns = socket.socket()\ns.settimeout(5)\n"+
+		"try:\n    s.connect((sys.argv[1], int(sys.argv[2])))\n    print('connected')\nexcept OSError as e:\n    print(e)\n"), 0o644)
 	denied := testrig.CopyApp(t, curlPath, apps, "curl-denied")
 	allowed := testrig.CopyApp(t, curlPath, apps, "curl-allowed")
 	for _, r := range [][]string{
 		{"--deny", "--app", denied, "--remote", ns.NsV4.String(), "--id", "t16-deny-curl"},
 		{"--allow", "--app", allowed, "--remote", ns.NsV4.String(), "--id", "t16-allow-curl"},
+		{"--deny", "--app", pyExe, "--via", script, "--remote", ns.NsV4.String(), "--id", "t16-deny-script"},
 	} {
 		if out, errOut, code := b.Ctl(t, 0, append([]string{"rules", "add"}, r...)...); code != 0 {
 			t.Fatalf("rules add: %d %s %s", code, out, errOut)
@@ -372,6 +381,35 @@ func TestPrometheusAndJournal(t *testing.T) {
 	if len(allowedRecs) != 1 || allowedRecs[0]["TATTLE_VERDICT"] != "allow" || allowedRecs[0]["TATTLE_RULE"] != "t16-allow-curl" {
 		t.Errorf("journal records of the allowed program: %v", allowedRecs)
 	}
+	out, err := exec.Command(pyExe, script, ns.NsV4.String(), strconv.Itoa(port)).CombinedOutput()
+	if err != nil || strings.Contains(string(out), "connected") {
+		t.Errorf("the denied script: %v %s", err, out)
+	}
+	var sr []map[string]any
+	deadline = time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		sr = nil
+		for _, x := range journalRecords(t, dir, pyExe) {
+			if x["TATTLE_VIA"] == script {
+				sr = append(sr, x)
+			}
+		}
+		if len(sr) > 0 && sr[len(sr)-1]["TATTLE_VERDICT"] == "deny" {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if len(sr) == 0 {
+		t.Fatalf("no journal record of %s via %s", pyExe, script)
+	}
+	last := sr[len(sr)-1]
+	for k, x := range map[string]string{"TATTLE_APP": pyExe, "TATTLE_VIA": script, "TATTLE_DEST": dest, "TATTLE_VERDICT": "deny",
+		"TATTLE_RULE": "t16-deny-script", "TATTLE_USER": "root"} {
+		if s, _ := last[k].(string); s != x {
+			t.Errorf("the script's journal record %s = %v, want %q", k, last[k], x)
+		}
+	}
+	report.Add(t, "the denied script's record: MESSAGE=%q (TATTLE_APP=%v TATTLE_VIA=%v); %d record(s) of it", last["MESSAGE"], last["TATTLE_APP"], last["TATTLE_VIA"], len(sr))
 	report.Add(t, "a real systemd-journald (the test's, in its own mount namespace) got %d record(s) of the denied curl copy, read with journalctl -o json: MESSAGE=%q, "+
 		"TATTLE_DEST=%v TATTLE_PROTO=%v TATTLE_VERDICT=%v TATTLE_RULE=%v TATTLE_UID=%v TATTLE_USER=%v _PID=%v (tattled)",
 		len(recs), msg, r["TATTLE_DEST"], r["TATTLE_PROTO"], r["TATTLE_VERDICT"], r["TATTLE_RULE"], r["TATTLE_UID"], r["TATTLE_USER"], r["_PID"])
