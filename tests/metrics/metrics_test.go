@@ -231,7 +231,10 @@ func journalRecords(t *testing.T, dir, app string) []map[string]any {
 
 func TestPrometheusAndJournal(t *testing.T) {
 	curlPath := need(t, "curl")
-	python := need(t, "python3")
+	python := "/usr/bin/python3" // Debian's: an interpreter tattled identifies scripts of (not a pyenv shim in PATH)
+	if _, err := os.Stat(python); err != nil {
+		t.Fatalf("Debian's python3 is needed: %v", err)
+	}
 	nsenter := need(t, "nsenter")
 	dir := t.TempDir()
 	jpid, jlog := startJournald(t, dir)
