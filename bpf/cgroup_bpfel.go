@@ -53,6 +53,16 @@ type CgroupDnsSock struct {
 	Pad  uint32
 }
 
+type CgroupEnvName struct {
+	_    structs.HostLayout
+	Name [32]int8
+}
+
+type CgroupEnvScratch struct {
+	_   structs.HostLayout
+	Buf [16384]int8
+}
+
 type CgroupEvent struct {
 	_             structs.HostLayout
 	TimeNs        uint64
@@ -176,20 +186,24 @@ type CgroupSockState struct {
 }
 
 type CgroupVia struct {
-	_      structs.HostLayout
-	Ino    uint64
-	Dev    uint32
-	State  uint32
-	Cookie uint64
+	_        structs.HostLayout
+	Ino      uint64
+	Dev      uint32
+	State    uint32
+	Cookie   uint64
+	MountDev uint32
+	Pad      uint32
 }
 
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	CgroupMapAppimageEnv     = "appimage_env"
 	CgroupMapConfig          = "config"
 	CgroupMapDestRules       = "dest_rules"
 	CgroupMapDnsSocks        = "dns_socks"
+	CgroupMapEnvScratch      = "env_scratch"
 	CgroupMapEvents          = "events"
 	CgroupMapExecEvents      = "exec_events"
 	CgroupMapFlows           = "flows"
@@ -262,9 +276,11 @@ type CgroupProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type CgroupMapSpecs struct {
+	AppimageEnv  *ebpf.MapSpec `ebpf:"appimage_env"`
 	Config       *ebpf.MapSpec `ebpf:"config"`
 	DestRules    *ebpf.MapSpec `ebpf:"dest_rules"`
 	DnsSocks     *ebpf.MapSpec `ebpf:"dns_socks"`
+	EnvScratch   *ebpf.MapSpec `ebpf:"env_scratch"`
 	Events       *ebpf.MapSpec `ebpf:"events"`
 	ExecEvents   *ebpf.MapSpec `ebpf:"exec_events"`
 	Flows        *ebpf.MapSpec `ebpf:"flows"`
@@ -303,9 +319,11 @@ func (o *CgroupObjects) Close() error {
 //
 // It can be passed to LoadCgroupObjects or ebpf.CollectionSpec.LoadAndAssign.
 type CgroupMaps struct {
+	AppimageEnv  *ebpf.Map `ebpf:"appimage_env"`
 	Config       *ebpf.Map `ebpf:"config"`
 	DestRules    *ebpf.Map `ebpf:"dest_rules"`
 	DnsSocks     *ebpf.Map `ebpf:"dns_socks"`
+	EnvScratch   *ebpf.Map `ebpf:"env_scratch"`
 	Events       *ebpf.Map `ebpf:"events"`
 	ExecEvents   *ebpf.Map `ebpf:"exec_events"`
 	Flows        *ebpf.Map `ebpf:"flows"`
@@ -320,9 +338,11 @@ type CgroupMaps struct {
 
 func (m *CgroupMaps) Close() error {
 	return _CgroupClose(
+		m.AppimageEnv,
 		m.Config,
 		m.DestRules,
 		m.DnsSocks,
+		m.EnvScratch,
 		m.Events,
 		m.ExecEvents,
 		m.Flows,

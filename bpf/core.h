@@ -278,6 +278,21 @@ struct {
  */
 #define VIA_UNIDENTIFIED_INO 1 /* with dev 0 */
 
+/*
+ * AppImages. An AppImage is one file: an ELF runtime tagged 'A','I',type at offset 8 of its header, with a
+ * squashfs appended. Run, it mounts its payload with FUSE at a fresh /tmp/.mount_XXXXXX and execs AppRun from
+ * there, so its processes run files whose identity is new at every launch. The exec hook (process.h) gives a
+ * process that execs an AppImage file the AppImage's own identity in vias (resolved at once): the file's
+ * device with APPIMAGE_DEV_FLAG (a major number no device has: no file's identity, and no rule for a file,
+ * can equal it) and its inode. Children inherit it; it survives execs of files on the first FUSE file system
+ * the process runs a file from (its own mount, bound in mount_dev) and ends at any other exec, so a host
+ * program the app runs is that program. The tag is refused when the AppImage is exec'd traced or with an
+ * environment that loads other code or names another payload (the helper-filled appimage_env list): the
+ * process is then its plain executable, which no AppImage rule names.
+ */
+#define APPIMAGE_DEV_FLAG 0x80000000u
+#define FUSE_SUPER_MAGIC 0x65735546
+
 enum via_state {
 	VIA_PENDING = 1,  /* waiting for the helper */
 	VIA_RESOLVED = 2, /* ino/dev hold the identity */
@@ -305,6 +320,8 @@ struct via {
 	__u32 dev;
 	__u32 state;
 	__u64 cookie; /* the exec this entry comes from (boot time ns), shared by the children it forks */
+	__u32 mount_dev; /* an AppImage's: the FUSE file system its processes run files from (0 until the first) */
+	__u32 _pad;
 };
 
 struct {

@@ -16,9 +16,11 @@ import (
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	LsmMapAppimageEnv         = "appimage_env"
 	LsmMapConfig              = "config"
 	LsmMapDestRules           = "dest_rules"
 	LsmMapDnsSocks            = "dns_socks"
+	LsmMapEnvScratch          = "env_scratch"
 	LsmMapEvents              = "events"
 	LsmMapExecEvents          = "exec_events"
 	LsmMapFlows               = "flows"
@@ -95,9 +97,11 @@ type LsmProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type LsmMapSpecs struct {
+	AppimageEnv  *ebpf.MapSpec `ebpf:"appimage_env"`
 	Config       *ebpf.MapSpec `ebpf:"config"`
 	DestRules    *ebpf.MapSpec `ebpf:"dest_rules"`
 	DnsSocks     *ebpf.MapSpec `ebpf:"dns_socks"`
+	EnvScratch   *ebpf.MapSpec `ebpf:"env_scratch"`
 	Events       *ebpf.MapSpec `ebpf:"events"`
 	ExecEvents   *ebpf.MapSpec `ebpf:"exec_events"`
 	Flows        *ebpf.MapSpec `ebpf:"flows"`
@@ -136,9 +140,11 @@ func (o *LsmObjects) Close() error {
 //
 // It can be passed to LoadLsmObjects or ebpf.CollectionSpec.LoadAndAssign.
 type LsmMaps struct {
+	AppimageEnv  *ebpf.Map `ebpf:"appimage_env"`
 	Config       *ebpf.Map `ebpf:"config"`
 	DestRules    *ebpf.Map `ebpf:"dest_rules"`
 	DnsSocks     *ebpf.Map `ebpf:"dns_socks"`
+	EnvScratch   *ebpf.Map `ebpf:"env_scratch"`
 	Events       *ebpf.Map `ebpf:"events"`
 	ExecEvents   *ebpf.Map `ebpf:"exec_events"`
 	Flows        *ebpf.Map `ebpf:"flows"`
@@ -153,9 +159,11 @@ type LsmMaps struct {
 
 func (m *LsmMaps) Close() error {
 	return _LsmClose(
+		m.AppimageEnv,
 		m.Config,
 		m.DestRules,
 		m.DnsSocks,
+		m.EnvScratch,
 		m.Events,
 		m.ExecEvents,
 		m.Flows,

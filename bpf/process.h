@@ -4,9 +4,13 @@
  * programs cannot): they keep the vias map (core.h) true for every process, so the connect hooks identify an
  * interpreter's process by its script.
  *
- *   sched_process_exec  an interpreter was exec'd: record the process (resolved at once when its first argument
- *                       says there is no script, else pending and reported to the helper with the exec's path,
- *                       arguments and working directory); any other program: drop the process's entry
+ *   sched_process_exec  a process with an AppImage's identity exec'd a file of its own FUSE mount: it stays the
+ *                       AppImage (core.h, "AppImages"); an AppImage file was exec'd: the process is that
+ *                       AppImage, reported to the helper with the file's path, unless it is traced or its
+ *                       environment is refused; an interpreter was exec'd: record the process (resolved at
+ *                       once when its first argument says there is no script, else pending and reported to
+ *                       the helper with the exec's path, arguments and working directory); any other program:
+ *                       drop the process's entry
  *   sched_process_fork  a new process inherits its parent's entry (threads share their process's)
  */
 #ifndef TATTLE_PROCESS_H
@@ -16,6 +20,9 @@
 
 #define EXEC_ARGS_SIZE 1024 /* power of two: sizes are masked with EXEC_ARGS_SIZE - 1 */
 #define EXEC_FILENAME_SIZE 256
+#define ENV_SCAN_SIZE 16384 /* power of two: an AppImage exec'd with a larger environment is refused its identity */
+#define ENV_NAME_SIZE 32
+#define APPIMAGE_EXEC_KIND 0xa1 /* exec_event.kind of an AppImage's exec (interpreter kinds are small numbers) */
 
 /* What the helper needs to find a pending interpreter's script, read at exec time in the process's own
  * context: later, the process could have changed its arguments (they are its own memory) or directory. */
@@ -35,7 +42,7 @@ struct exec_event {
 	__u8 _pad[7];
 	char filename[EXEC_FILENAME_SIZE]; /* the path exec was called with */
 	char args[EXEC_ARGS_SIZE];
-	char cwd[EXE_PATH_SIZE];
+	char cwd[EXE_PATH_SIZE]; /* the working directory; for an AppImage (APPIMAGE_EXEC_KIND), the file's path */
 };
 
 struct {
@@ -43,6 +50,118 @@ struct {
 	__uint(max_entries, 1 << 20);
 	__type(value, struct exec_event); /* documents the record type for bpf2go; the kernel ignores it */
 } exec_events SEC(".maps");
+
+/* An environment variable name: the variables that refuse an AppImage its identity (helper/peer's injection
+ * variables, which make the loader or a library load other code, and TARGET_APPIMAGE, with which the runtime
+ * mounts another file's payload), filled by the helper. A name of exactly 3 bytes ("LD_") stands for every
+ * name it begins. The empty name says the list is installed: until it is, no AppImage gets its identity. */
+struct env_name {
+	char name[ENV_NAME_SIZE];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 256);
+	__type(key, struct env_name);
+	__type(value, __u8);
+} appimage_env SEC(".maps");
+
+struct env_scratch {
+	char buf[ENV_SCAN_SIZE];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct env_scratch);
+} env_scratch SEC(".maps");
+
+struct env_scan {
+	__u32 len; /* bytes of the environment in env_scratch */
+	__u8 refused;
+};
+
+/* One byte of the environment (a bpf_loop callback): where a NAME=value string begins, looks its name up. */
+static long env_step(__u32 i, void *ctx)
+{
+	struct env_scan *w = ctx;
+	struct env_name k = {}, prefix = {};
+	struct env_scratch *s;
+	__u32 zero = 0, j;
+
+	if (i >= w->len)
+		return 1;
+	s = bpf_map_lookup_elem(&env_scratch, &zero);
+	if (!s) {
+		w->refused = 1;
+		return 1;
+	}
+	if (i > 0 && s->buf[(i - 1) & (ENV_SCAN_SIZE - 1)] != 0)
+		return 0;
+	for (j = 0; j < ENV_NAME_SIZE - 1; j++) {
+		char c = s->buf[(i + j) & (ENV_SCAN_SIZE - 1)];
+		if (c == '=' || c == 0)
+			break;
+		k.name[j] = c;
+	}
+	if (j == 0)
+		return 0;
+	/* A name of ENV_NAME_SIZE - 1 bytes or more is none of the list's (the helper installs shorter ones). */
+	if (bpf_map_lookup_elem(&appimage_env, &k)) {
+		w->refused = 1;
+		return 1;
+	}
+	if (j > 3) {
+		prefix.name[0] = k.name[0];
+		prefix.name[1] = k.name[1];
+		prefix.name[2] = k.name[2];
+		if (bpf_map_lookup_elem(&appimage_env, &prefix)) {
+			w->refused = 1;
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/* Reports whether an AppImage exec'd by task must not get its identity: the process is traced, or its new
+ * environment (read in the new image, before any of its code ran) holds a refused variable, or cannot be read
+ * whole. */
+static __always_inline int appimage_refused(struct task_struct *task)
+{
+	unsigned long start = BPF_CORE_READ(task, mm, env_start), end = BPF_CORE_READ(task, mm, env_end), len;
+	struct env_name installed = {};
+	struct env_scan w = {};
+	struct env_scratch *s;
+	__u32 zero = 0;
+
+	if (BPF_CORE_READ(task, ptrace))
+		return 1;
+	if (!bpf_map_lookup_elem(&appimage_env, &installed))
+		return 1;
+	s = bpf_map_lookup_elem(&env_scratch, &zero);
+	if (!s || end < start)
+		return 1;
+	len = end - start;
+	if (len >= ENV_SCAN_SIZE)
+		return 1;
+	if (len && bpf_probe_read_user(s->buf, len & (ENV_SCAN_SIZE - 1), (const void *)start))
+		return 1;
+	w.len = len;
+	bpf_loop(ENV_SCAN_SIZE, env_step, &w, 0);
+	return w.refused;
+}
+
+/* Reports whether the exec'd file is an AppImage: an ELF file with 'A', 'I' and the type (1 or 2) at offset 8. */
+static __always_inline int is_appimage(struct linux_binprm *bprm)
+{
+	unsigned char h[12];
+
+	if (bpf_core_read(h, sizeof(h), &bprm->buf))
+		return 0;
+	return h[0] == 0x7f && h[1] == 'E' && h[2] == 'L' && h[3] == 'F' && h[8] == 'A' && h[9] == 'I' &&
+	       (h[10] == 1 || h[10] == 2);
+}
 
 /* Reports whether the process's first argument (after argv[0]) says there is no script: none at all (a REPL,
  * or a script on standard input), or an option of the interpreter that takes a program text or module
@@ -71,7 +190,7 @@ static __always_inline int no_script(__u32 kind, struct task_struct *task)
 
 static __always_inline void report_exec(struct task_struct *task, struct linux_binprm *bprm,
 					const struct interp_key *k, __u32 kind, __u32 tgid, __u64 cookie,
-					__u8 shebang)
+					__u8 shebang, struct dentry *dir, struct vfsmount *dir_mnt)
 {
 	struct exec_event *e = bpf_ringbuf_reserve(&exec_events, sizeof(*e), 0);
 	unsigned long start, end, len;
@@ -107,8 +226,7 @@ static __always_inline void report_exec(struct task_struct *task, struct linux_b
 		len = 0;
 	e->args_len = len;
 
-	read_path(BPF_CORE_READ(task, fs, pwd.dentry), BPF_CORE_READ(task, fs, pwd.mnt), e->cwd, &cwd_len,
-		  &cwd_truncated);
+	read_path(dir, dir_mnt, e->cwd, &cwd_len, &cwd_truncated);
 	e->cwd_len = cwd_len;
 	e->cwd_truncated = cwd_truncated;
 	bpf_ringbuf_submit(e, 0);
@@ -121,13 +239,34 @@ int tattle_exec(struct bpf_raw_tracepoint_args *ctx)
 	struct linux_binprm *bprm = (struct linux_binprm *)ctx->args[2];
 	struct inode *inode = BPF_CORE_READ(bprm, file, f_inode);
 	struct interp_key k = {};
-	struct via v = {};
+	struct via v = {}, *cur;
 	struct interp *in;
 	__u32 tgid = BPF_CORE_READ(task, tgid), kind;
 	__u8 shebang;
 
 	k.ino = BPF_CORE_READ(inode, i_ino);
 	k.dev = BPF_CORE_READ(inode, i_sb, s_dev);
+	cur = bpf_map_lookup_elem(&vias, &tgid);
+	if (cur && cur->state == VIA_RESOLVED && (cur->dev & APPIMAGE_DEV_FLAG) &&
+	    BPF_CORE_READ(inode, i_sb, s_magic) == FUSE_SUPER_MAGIC && (!cur->mount_dev || cur->mount_dev == k.dev)) {
+		/* The AppImage's AppRun or another file of its own mount: still the AppImage. */
+		cur->mount_dev = k.dev;
+		return 0;
+	}
+	if (is_appimage(bprm)) {
+		if (appimage_refused(task)) {
+			bpf_map_delete_elem(&vias, &tgid);
+			return 0;
+		}
+		v.ino = k.ino;
+		v.dev = k.dev | APPIMAGE_DEV_FLAG;
+		v.state = VIA_RESOLVED;
+		v.cookie = bpf_ktime_get_boot_ns();
+		bpf_map_update_elem(&vias, &tgid, &v, BPF_ANY);
+		report_exec(task, bprm, &k, APPIMAGE_EXEC_KIND, tgid, v.cookie, 0, BPF_CORE_READ(bprm, file, f_path.dentry),
+			    BPF_CORE_READ(bprm, file, f_path.mnt));
+		return 0;
+	}
 	in = bpf_map_lookup_elem(&interpreters, &k);
 	if (!in) {
 		bpf_map_delete_elem(&vias, &tgid);
@@ -147,7 +286,8 @@ int tattle_exec(struct bpf_raw_tracepoint_args *ctx)
 	v.ino = VIA_UNIDENTIFIED_INO;
 	v.state = VIA_PENDING;
 	bpf_map_update_elem(&vias, &tgid, &v, BPF_ANY);
-	report_exec(task, bprm, &k, kind, tgid, v.cookie, shebang);
+	report_exec(task, bprm, &k, kind, tgid, v.cookie, shebang, BPF_CORE_READ(task, fs, pwd.dentry),
+		    BPF_CORE_READ(task, fs, pwd.mnt));
 	return 0;
 }
 

@@ -13,6 +13,7 @@
 
 struct super_block {
 	__u32 s_dev; /* kernel dev_t: major << 20 | minor */
+	unsigned long s_magic; /* the file system type's magic number (FUSE_SUPER_MAGIC for FUSE) */
 };
 
 struct inode {
@@ -54,6 +55,8 @@ struct mm_struct {
 	struct file *exe_file;
 	unsigned long arg_start;
 	unsigned long arg_end;
+	unsigned long env_start;
+	unsigned long env_end;
 };
 
 /* The new program of an exec: the file the kernel runs last (the interpreter of a script), the path exec was
@@ -63,6 +66,7 @@ struct linux_binprm {
 	struct file *file;
 	const char *filename;
 	const char *interp;
+	char buf[256]; /* BINPRM_BUF_SIZE: the first bytes of file */
 };
 
 struct fs_struct {
@@ -89,6 +93,7 @@ struct task_struct {
 	struct css_set *cgroups;
 	struct fs_struct *fs;
 	char comm[16];
+	unsigned int ptrace; /* PT_PTRACED … while a tracer is attached */
 };
 
 struct sock_common {

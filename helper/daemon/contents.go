@@ -52,12 +52,13 @@ func (d *Daemon) checkContents(entries []store.Entry) (resting map[string]string
 	for _, e := range entries {
 		r := e.Rule
 		if r.SHA256 != "" && r.Enabled {
-			watched = append(watched, r.Application)
-			sum, err := d.contents.SHA256(r.Application)
+			file := contentPath(r.Application)
+			watched = append(watched, file)
+			sum, err := d.contents.SHA256(file)
 			switch {
 			case err != nil, sum == r.SHA256:
 				// Missing files are the compiler's business; an equal one is what the rule was made for.
-			case !e.Source.ReadOnly && d.contents.Packaged(r.Application):
+			case !e.Source.ReadOnly && d.contents.Packaged(file):
 				next := r
 				next.SHA256, next.Modified = sum, now
 				if err := d.store.Update(next); err != nil {
@@ -87,7 +88,16 @@ func (d *Daemon) checkContents(entries []store.Entry) (resting map[string]string
 	return resting, list
 }
 
-// changedExe reports whether a rule for the executable at path rests because the file changed.
+// contentPath is the file whose content a rule's application is: an executable's path, an AppImage's file.
+func contentPath(application string) string {
+	if p, ok := strings.CutPrefix(application, identity.AppImagePrefix); ok {
+		return p
+	}
+	return application
+}
+
+// changedExe reports whether a rule for the application (an executable's path, "appimage:PATH") rests because
+// its file changed.
 func (d *Daemon) changedExe(path string) bool {
 	d.content.mu.Lock()
 	defer d.content.mu.Unlock()
@@ -103,6 +113,22 @@ func (d *Daemon) staleIdentity(ev enforce.Event) bool {
 	d.mu.Lock()
 	cur := d.current
 	d.mu.Unlock()
+	if ev.App.IsAppImage() {
+		// An AppImage a rule names whose file the last compilation did not know there (replaced, or put there).
+		if _, known := cur.AppImages[ev.App]; known {
+			return false
+		}
+		path, ok := strings.CutPrefix(ev.Exe, identity.AppImagePrefix)
+		if !ok {
+			return false
+		}
+		named := false
+		for i := range cur.Active {
+			named = named || (cur.Active[i].AppKind == rules.AppImage && cur.Active[i].AppValue == path)
+		}
+		id, err := identity.Stat(path)
+		return named && err == nil && identity.AppImageOf(id) == ev.App
+	}
 	if len(cur.Paths[ev.App]) > 0 {
 		return false
 	}
@@ -133,6 +159,17 @@ func (d *Daemon) staleIdentity(ev enforce.Event) bool {
 // sha256For is the content of an attempt's executable, for the rule an answer makes ("" when it cannot be
 // read as the very file the process runs).
 func (d *Daemon) sha256For(a hold.Attempt) string {
+	if file, ok := strings.CutPrefix(a.Exe, identity.AppImagePrefix); ok && a.App.IsAppImage() {
+		// An AppImage's rule is for the content of its file.
+		if id, err := identity.Stat(file); err != nil || identity.AppImageOf(id) != a.App {
+			return ""
+		}
+		sum, err := d.contents.SHA256(file)
+		if err != nil {
+			return ""
+		}
+		return sum
+	}
 	if a.Exe == "" || !filepath.IsAbs(a.Exe) {
 		return ""
 	}

@@ -149,9 +149,28 @@ func (d *Daemon) Apply() error {
 	return nil
 }
 
-// ExePath names an executable identity for display (from events seen, or from a live process).
+// ExePath names an executable identity for display (from events seen, or from a live process); an AppImage
+// as "appimage:PATH" (AppImageName).
 func (d *Daemon) ExePath(tgid uint32, app identity.Executable) string {
+	if app.IsAppImage() {
+		return d.AppImageName(tgid, app)
+	}
 	return d.resolver.Path(tgid, app)
+}
+
+// AppImageName names an AppImage identity as rules do, "appimage:PATH": the path of a rule that names this
+// very file, else where the kernel saw it exec'd; "" when the helper cannot tell (an answer then makes no rule).
+func (d *Daemon) AppImageName(tgid uint32, app identity.Executable) string {
+	d.mu.Lock()
+	p := d.current.AppImages[app]
+	d.mu.Unlock()
+	if p == "" {
+		p = d.scripts.AppImagePath(tgid, app)
+	}
+	if p == "" {
+		return ""
+	}
+	return identity.AppImagePrefix + p
 }
 
 // ViaFor names the script of a script identity for display: "" for any other identity, api.ViaUnidentified
@@ -369,6 +388,10 @@ func (d *Daemon) logEvents(events *enforce.EventReader) {
 		} else {
 			ev.Via = d.ViaFor(ev.App)
 		}
+		if ev.App.IsAppImage() {
+			// The kernel's path is the file on the AppImage's mount (new at every launch): named by its file.
+			ev.Exe = d.AppImageName(ev.TGID, ev.App)
+		}
 		d.log.Debug("connection attempt", "kind", ev.Kind, "verdict", ev.Verdict, "exe", ev.Exe, "via", ev.Via,
 			"pid", ev.TGID, "uid", ev.UID, "comm", ev.Comm, "dest", ev.Dest, "proto", ev.Proto, "hook", ev.Hook)
 		if ev.Kind != enforce.EventUndecided {
@@ -425,6 +448,8 @@ func (d *Daemon) decideInUserspaceBy(ev enforce.Event) (enforce.Verdict, string,
 	case rules.AppSnap:
 		flow.Snap = pn.Value
 	}
+	// An AppImage by its identity too (the kernel's, of the file it was started from).
+	flow.AppImage = cur.AppImages[ev.App]
 	winner := rules.Decide(cur.Active, flow, d.lookupList(), now)
 	if winner == nil {
 		return enforce.Undecided, "", false
@@ -499,11 +524,8 @@ func unknowable(active []rules.Compiled, winner *rules.Compiled, f rules.Flow, l
 				r.Remote, relaxed = rules.Any, true
 			}
 		}
-		if c.AppKind == rules.AppImage {
-			// Not identified yet (issue 12): such a rule might be this process's. Flatpak apps and snaps are
-			// known exactly, by their files' identities (helper/packaged).
-			r.Application, relaxed = rules.Any, true
-		}
+		// Applications are known exactly: executables, scripts, Flatpak apps and snaps, AppImages by their
+		// files' identities.
 		if !relaxed {
 			continue
 		}

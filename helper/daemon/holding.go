@@ -9,6 +9,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -172,6 +173,10 @@ func (d *Daemon) commitAnswer(a hold.Attempt, ans api.Answer) error {
 		d.log.Info("answer about an unidentified script: no rule made", "exe", a.Exe, "pid", a.PID)
 		return nil
 	}
+	if a.App.IsAppImage() && !strings.HasPrefix(a.Exe, identity.AppImagePrefix) {
+		d.log.Info("answer about an AppImage whose file is not known: no rule made", "exe", a.Exe, "pid", a.PID)
+		return nil
+	}
 	now := time.Now().UTC().Truncate(time.Second)
 	r := hold.RuleFor(a, ans, now)
 	r.SHA256 = d.sha256For(a)
@@ -228,7 +233,7 @@ func (d *Daemon) resolvePacket(p netfilter.Packet, pk hold.PacketKey) (hold.Atte
 	if best == nil {
 		return hold.Attempt{}, enforce.Undecided, false
 	}
-	exe := d.resolver.Path(best.LastTGID, best.App)
+	exe := d.ExePath(best.LastTGID, best.App)
 	a := hold.Attempt{Key: hold.Key{App: best.App, UID: best.UID, Dest: pk.Dest, Proto: pk.Proto},
 		PID: best.LastTGID, Exe: exe, Via: d.ViaFor(best.App), Comm: comm(best.LastTGID), Time: p.Time}
 	v, _ := d.decideInUserspace(enforce.Event{App: a.App, UID: a.UID, Dest: a.Dest, Proto: a.Proto, Exe: exe, Via: a.Via})

@@ -20,7 +20,7 @@ import (
 const DefaultPinDir = "/sys/fs/bpf/tattle"
 
 // layoutVersion changes whenever the pinned maps' meaning changes in a way a newer helper cannot reuse.
-const layoutVersion = 3
+const layoutVersion = 4
 
 // Options configure Open.
 type Options struct {
@@ -65,11 +65,12 @@ type maps struct {
 	InterpOpts   *ebpf.Map `ebpf:"interp_opts"`
 	Vias         *ebpf.Map `ebpf:"vias"`
 	ExecEvents   *ebpf.Map `ebpf:"exec_events"`
+	AppImageEnv  *ebpf.Map `ebpf:"appimage_env"`
 }
 
 func (m *maps) close() {
 	for _, mp := range []*ebpf.Map{m.Config, m.ScopeRules, m.DestRules, m.Flows, m.Events, m.Stats, m.SockStates, m.DNSSocks,
-		m.Interpreters, m.InterpOpts, m.Vias, m.ExecEvents} {
+		m.Interpreters, m.InterpOpts, m.Vias, m.ExecEvents, m.AppImageEnv} {
 		if mp != nil {
 			mp.Close()
 		}
@@ -77,7 +78,7 @@ func (m *maps) close() {
 }
 
 var mapNames = []string{"config", "scope_rules", "dest_rules", "flows", "events", "stats", "sock_states", "dns_socks",
-	"interpreters", "interp_opts", "vias", "exec_events"}
+	"interpreters", "interp_opts", "vias", "exec_events", "appimage_env"}
 
 // Enforcer is a handle on Tattle's kernel state. Closing it leaves enforcement in place (everything is
 // pinned); Uninstall removes it.
@@ -333,7 +334,7 @@ func (e *Enforcer) reattach(obj backendObject) error {
 		"config": &e.maps.Config, "scope_rules": &e.maps.ScopeRules, "dest_rules": &e.maps.DestRules,
 		"flows": &e.maps.Flows, "events": &e.maps.Events, "stats": &e.maps.Stats, "sock_states": &e.maps.SockStates,
 		"dns_socks": &e.maps.DNSSocks, "interpreters": &e.maps.Interpreters, "interp_opts": &e.maps.InterpOpts,
-		"vias": &e.maps.Vias, "exec_events": &e.maps.ExecEvents,
+		"vias": &e.maps.Vias, "exec_events": &e.maps.ExecEvents, "appimage_env": &e.maps.AppImageEnv,
 	}
 	for name, dst := range ms {
 		m, err := ebpf.LoadPinnedMap(filepath.Join(e.pinDir, "maps", name), nil)

@@ -118,7 +118,7 @@ func (r *EventReader) Read() (Event, error) {
 		return Event{}, fmt.Errorf("decode event: %w", err)
 	}
 	ev := decodeEvent(&raw, r.clock)
-	if r.resolver != nil {
+	if r.resolver != nil && !ev.App.IsAppImage() { // an AppImage is named by its file, not the one it runs now
 		if ev.ExeFromKernel {
 			r.resolver.Learn(ev.App, ev.Exe)
 		} else {

@@ -153,6 +153,11 @@ type ExecEvent struct {
 	Args          []string // argv, argv[0] included
 	ArgsTruncated bool
 	Cwd           string // "" when the kernel could not read it whole
+	// AppImage: the exec of an AppImage file (Kind identity.AppImageExecKind), which the kernel identifies
+	// the process by (identity.AppImageOf(Interpreter)); File is that file's path in the process's mount
+	// namespace, read from the kernel's dentries ("" when cut short).
+	AppImage bool
+	File     string
 }
 
 // ExecReader delivers exec events. One reader per system.
@@ -205,6 +210,9 @@ func decodeExec(raw *bpf.CgroupExecEvent) ExecEvent {
 	if n := int(raw.CwdLen); n > 0 && n <= len(raw.Cwd) && raw.CwdTruncated == 0 {
 		ev.Cwd = bytesOf(raw.Cwd[:n])
 	}
+	if ev.Kind == identity.AppImageExecKind {
+		ev.AppImage, ev.File, ev.Cwd = true, ev.Cwd, ""
+	}
 	return ev
 }
 
@@ -214,4 +222,45 @@ func bytesOf(b []int8) string {
 		out[i] = byte(c)
 	}
 	return string(out)
+}
+
+// AppImages: the kernel identifies a process started from an AppImage file by that file (bpf/core.h,
+// "AppImages"), unless the AppImage was exec'd with an environment variable of the list installed here.
+
+// maxEnvName is the longest variable name the kernel's list holds (ENV_NAME_SIZE - 1, less one: a name the
+// kernel reads as long as the key is taken for a longer name).
+const maxEnvName = 30
+
+// SetAppImageRefusedEnv installs the environment variables that refuse an AppImage its identity: names, and
+// prefixes of exactly three bytes standing for every name they begin ("LD_"). Until it is called the kernel
+// gives no AppImage its identity.
+func (e *Enforcer) SetAppImageRefusedEnv(names, prefixes []string) error {
+	put := func(name string) error {
+		var k bpf.CgroupEnvName
+		for i := 0; i < len(name); i++ {
+			k.Name[i] = int8(name[i])
+		}
+		one := uint8(1)
+		if err := e.maps.AppImageEnv.Put(&k, &one); err != nil {
+			return fmt.Errorf("install refused AppImage variable %q: %w", name, err)
+		}
+		return nil
+	}
+	for _, n := range names {
+		if n == "" || len(n) > maxEnvName || len(n) == 3 || strings.ContainsAny(n, "=\x00") {
+			return fmt.Errorf("refused AppImage variable %q: not a name the kernel can match exactly", n)
+		}
+		if err := put(n); err != nil {
+			return err
+		}
+	}
+	for _, p := range prefixes {
+		if len(p) != 3 || strings.ContainsAny(p, "=\x00") {
+			return fmt.Errorf("refused AppImage variable prefix %q: the kernel matches prefixes of three bytes", p)
+		}
+		if err := put(p); err != nil {
+			return err
+		}
+	}
+	return put("") // the list is complete
 }

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"strings"
 	"sync"
 	"time"
 
@@ -356,6 +357,9 @@ func (h *Holder) Attempt(a Attempt) {
 		User: h.userName(a.UID), Comm: a.Comm, Host: a.Host, Reverse: a.Reverse, Addr: a.Dest.Addr().String(), Port: a.Dest.Port(),
 		Protocol: a.Proto.String(), Created: now.UnixMilli(), Deadline: q.deadline.UnixMilli(),
 		Default: st.DefaultAction, Attempts: 1, Domain: rules.RegistrableDomain(a.Host), System: a.System}
+	if a.App.IsAppImage() && strings.HasPrefix(a.Exe, identity.AppImagePrefix) {
+		q.api.Package = a.Exe // an AppImage is named as its rules name it, "appimage:PATH"
+	}
 	helperCtx := h.ctx
 	// The question's own timeout runs from when its agent is asked (the agent's queue may hold it back a while,
 	// see helper/askqueue); this context ends when the helper stops or a rule settles it.

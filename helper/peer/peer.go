@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -52,21 +53,31 @@ var (
 )
 
 // InjectionVariable reports whether an environment variable makes the dynamic loader, glibc, GLib/GIO, GTK
-// or an interpreter load code the program did not ask for. This is the one list of them.
+// or an interpreter load code the program did not ask for. This is the one list of them (InjectionNames and
+// InjectionPrefixes spell it out, for the kernel's AppImage check).
 func InjectionVariable(name string) bool {
-	if strings.HasPrefix(name, "LD_") { // LD_PRELOAD, LD_LIBRARY_PATH, LD_AUDIT, LD_DEBUG_OUTPUT, …
-		return true
+	for _, p := range InjectionPrefixes() {
+		if strings.HasPrefix(name, p) {
+			return true
+		}
 	}
-	switch name {
-	case "GCONV_PATH", // glibc's iconv loads modules from here
+	return slices.Contains(InjectionNames(), name)
+}
+
+// InjectionPrefixes are the prefixes of injection variables: LD_PRELOAD, LD_LIBRARY_PATH, LD_AUDIT,
+// LD_DEBUG_OUTPUT, …
+func InjectionPrefixes() []string { return []string{"LD_"} }
+
+// InjectionNames are the injection variables named one by one.
+func InjectionNames() []string {
+	return []string{
+		"GCONV_PATH", // glibc's iconv loads modules from here
 		"GTK_MODULES", "GTK3_MODULES", "GTK_PATH", "GTK_EXE_PREFIX", "GTK_IM_MODULE_FILE",
 		"GDK_PIXBUF_MODULE_FILE", "GDK_PIXBUF_MODULEDIR",
 		"GIO_EXTRA_MODULES", "GIO_MODULE_DIR", "GI_TYPELIB_PATH",
 		"GST_PLUGIN_PATH", "GST_PLUGIN_PATH_1_0", "GST_PLUGIN_SYSTEM_PATH", "GST_PLUGIN_SYSTEM_PATH_1_0",
-		"PYTHONPATH", "PYTHONSTARTUP", "PYTHONHOME", "PERL5LIB", "PERL5OPT", "RUBYOPT", "RUBYLIB", "NODE_OPTIONS":
-		return true
+		"PYTHONPATH", "PYTHONSTARTUP", "PYTHONHOME", "PERL5LIB", "PERL5OPT", "RUBYOPT", "RUBYLIB", "NODE_OPTIONS",
 	}
-	return false
 }
 
 // Trusted is the set of agent programs tattled accepts.

@@ -1,10 +1,11 @@
 // Package ruleset turns the rules in force into what the kernel enforces, and keeps the rest for the helper.
 //
 // A rule goes into the kernel maps when the kernel can match it exactly: an executable path (resolved to its
-// device and inode) or any application; an address, prefix or any remote; one port, a short range or any; TCP,
-// UDP or both; a list that holds addresses only (the built-in list:resolvers, Options.ListAddrs), one entry per
-// address. Rules about names (hosts, domains, other lists), packaged-app identities and wide port ranges stay in
-// userspace and are evaluated by the helper for the attempts the kernel reports as undecided.
+// device and inode), a Flatpak app or snap (one scope per executable), an AppImage (the file's AppImage
+// identity) or any application; an address, prefix or any remote; one port, a short range or any; TCP, UDP
+// or both; a list that holds addresses only (the built-in list:resolvers, Options.ListAddrs), one entry per
+// address. Rules about names (hosts, domains, other lists) and wide port ranges stay in userspace and are
+// evaluated by the helper for the attempts the kernel reports as undecided.
 //
 // Precedence must come out the same on both sides. Rules are taken in precedence order (rules.Compare); a
 // kernel-capable rule that a higher-precedence userspace rule could override is kept out of the kernel too, so
@@ -65,6 +66,9 @@ type Result struct {
 	// rules the helper evaluates. (ostree hard-links identical files: two apps' byte-identical executable is
 	// one file to the kernel, and takes the first app's name.)
 	Packaged map[identity.Executable]PackagedName
+	// AppImages names, per AppImage identity (identity.AppImageOf), the path of the AppImage rules that name
+	// it, so the rules the helper evaluates match it by identity too.
+	AppImages map[identity.Executable]string
 	// Names are the host, domain and wildcard rules whose learned addresses the helper may install in the
 	// kernel, highest precedence first.
 	Names []NameRule
@@ -168,6 +172,7 @@ func CompileOptions(rs []rules.Rule, now time.Time, o Options) (Result, error) {
 		Paths:     map[identity.Executable][]string{},
 		Vias:      map[identity.Executable]string{},
 		Packaged:  map[identity.Executable]PackagedName{},
+		AppImages: map[identity.Executable]string{},
 	}
 	var cands []candidate
 	for _, r := range rs {
@@ -195,8 +200,13 @@ func CompileOptions(rs []rules.Rule, now time.Time, o Options) (Result, error) {
 		if c.Rule.Via != "" && cd.reason == "" {
 			res.Vias[cd.scope.App] = c.Rule.Via
 		}
+		if c.AppKind == rules.AppImage && cd.reason == "" {
+			if _, taken := res.AppImages[cd.scope.App]; !taken {
+				res.AppImages[cd.scope.App] = c.AppValue
+			}
+		}
 		cd.scopeOK = cd.reason == ""
-		cd.missing = !cd.scopeOK && c.AppKind == rules.AppPath
+		cd.missing = !cd.scopeOK && (c.AppKind == rules.AppPath || c.AppKind == rules.AppImage)
 		if cd.reason == "" {
 			cd.reason = kernelReason(c)
 			if c.RemoteKind == rules.RemoteList && o.ListAddrs != nil {
@@ -364,8 +374,15 @@ func kernelScope(c rules.Compiled, stat Stat) (enforce.Scope, string) {
 			}
 			s.App = identity.ViaIdentity(exe, script)
 		}
+	case rules.AppImage:
+		// The kernel knows an AppImage's processes by the AppImage file: see shared/identity.
+		file, err := stat(c.AppValue)
+		if err != nil {
+			return s, fmt.Sprintf("AppImage not found (%v); matched by path in userspace", err)
+		}
+		s.App = identity.AppImageOf(file)
 	default:
-		return s, "AppImage identities are matched in userspace"
+		return s, "unknown application kind"
 	}
 	return s, ""
 }

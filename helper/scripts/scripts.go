@@ -24,6 +24,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tattlefw/tattle/helper/enforce"
+	"github.com/tattlefw/tattle/helper/peer"
 	"github.com/tattlefw/tattle/shared/identity"
 )
 
@@ -62,6 +63,8 @@ type Tracker struct {
 	byApp   map[identity.Executable]Result
 	byCook  map[uint64]Result
 	interp  map[identity.Executable]identity.InterpreterKind
+	// appImages names AppImage identities by their file's path, from the kernel's reports of their execs.
+	appImages map[identity.Executable]string
 }
 
 // New returns a tracker for an open enforcer.
@@ -76,7 +79,7 @@ func New(enf *enforce.Enforcer, o Options) *Tracker {
 		o.Log = slog.Default()
 	}
 	return &Tracker{enf: enf, log: o.Log, proc: o.Proc, dirs: o.Dirs, changed: make(chan struct{}),
-		byApp: map[identity.Executable]Result{}, byCook: map[uint64]Result{}}
+		byApp: map[identity.Executable]Result{}, byCook: map[uint64]Result{}, appImages: map[identity.Executable]string{}}
 }
 
 // FindInterpreters lists the interpreters in dirs by identity: files whose name, and whose target's name
@@ -134,6 +137,10 @@ func (t *Tracker) Run(ctx context.Context) error {
 	if err := t.RefreshInterpreters(); err != nil {
 		return fmt.Errorf("install interpreters: %w", err)
 	}
+	// Without this list the kernel gives no AppImage its identity: they are then their bare files.
+	if err := t.enf.SetAppImageRefusedEnv(AppImageRefusedEnv(), peer.InjectionPrefixes()); err != nil {
+		t.log.Error("AppImages are not identified by their files", "error", err)
+	}
 	rd, err := t.enf.ExecEvents()
 	if err != nil {
 		return err
@@ -164,6 +171,10 @@ func (t *Tracker) Run(ctx context.Context) error {
 		}
 		if err != nil {
 			t.log.Warn("read exec event", "error", err)
+			continue
+		}
+		if ev.AppImage {
+			t.learnAppImage(ev)
 			continue
 		}
 		t.settle(ev.Cookie, t.resolveExec(ev), ev.TGID)
@@ -408,4 +419,79 @@ func (t *Tracker) identify(tgid uint32, interp identity.Executable, script, cwd,
 func (t *Tracker) exe(tgid uint32) string {
 	p, _ := os.Readlink(filepath.Join(t.proc, strconv.FormatUint(uint64(tgid), 10), "exe"))
 	return p
+}
+
+// AppImageRefusedEnv are the environment variables with which an exec'd AppImage is not given its identity:
+// the injection variables (helper/peer) and TARGET_APPIMAGE, with which an AppImage's runtime mounts and runs
+// another file's payload. Prefixes are peer.InjectionPrefixes.
+func AppImageRefusedEnv() []string {
+	return append(peer.InjectionNames(), "TARGET_APPIMAGE")
+}
+
+// learnAppImage remembers the path of an AppImage the kernel saw exec'd.
+func (t *Tracker) learnAppImage(ev enforce.ExecEvent) {
+	if ev.File == "" {
+		return
+	}
+	app := identity.AppImageOf(ev.Interpreter)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(t.appImages) >= maxRemembered {
+		t.appImages = map[identity.Executable]string{}
+	}
+	t.appImages[app] = ev.File
+	t.log.Debug("AppImage started", "pid", ev.TGID, "file", ev.File)
+}
+
+// AppImagePath names an AppImage identity by its file's path: as the kernel reported its exec, else from
+// process tgid's APPIMAGE variable (which its runtime sets) when that path, opened in the process's root, is
+// the very file; "" when neither tells.
+func (t *Tracker) AppImagePath(tgid uint32, app identity.Executable) string {
+	t.mu.Lock()
+	p, ok := t.appImages[app]
+	t.mu.Unlock()
+	if ok {
+		return p
+	}
+	dir := filepath.Join(t.proc, strconv.FormatUint(uint64(tgid), 10))
+	data, err := os.ReadFile(filepath.Join(dir, "environ"))
+	if err != nil {
+		return ""
+	}
+	for _, kv := range strings.Split(string(data), "\x00") {
+		v, found := strings.CutPrefix(kv, "APPIMAGE=")
+		if !found || !filepath.IsAbs(v) {
+			continue
+		}
+		v = filepath.Clean(v)
+		if id, ok := t.fileIn(tgid, v); ok && identity.AppImageOf(id) == app {
+			t.mu.Lock()
+			t.appImages[app] = v
+			t.mu.Unlock()
+			return v
+		}
+	}
+	return ""
+}
+
+// fileIn identifies the regular file at an absolute path inside process tgid's root and mount table.
+func (t *Tracker) fileIn(tgid uint32, path string) (identity.Executable, bool) {
+	dir := filepath.Join(t.proc, strconv.FormatUint(uint64(tgid), 10))
+	root, err := unix.Open(filepath.Join(dir, "root"), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return identity.Executable{}, false
+	}
+	defer unix.Close(root)
+	fd, err := unix.Openat2(root, path, &unix.OpenHow{Flags: unix.O_PATH | unix.O_CLOEXEC,
+		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS})
+	if err != nil {
+		return identity.Executable{}, false
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return identity.Executable{}, false
+	}
+	id, err := identity.ReadMounts(filepath.Join(dir, "mountinfo")).StatFD(fd)
+	return id, err == nil
 }

@@ -322,7 +322,7 @@ func (w *Window) show(q api.Question) {
 	w.notice.SetVisible(len(notes) > 0)
 	w.values["proto"].SetText(protoName(q.Protocol))
 	path := q.Exe
-	if q.Package != "" {
+	if q.Package != "" && q.Package != q.Exe {
 		path += " · " + q.Package
 	}
 	w.values["path"].SetText(path)
