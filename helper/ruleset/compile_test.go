@@ -403,3 +403,39 @@ func TestAddressListCompilesToItsAddresses(t *testing.T) {
 		t.Errorf("without ListAddrs the list rule is %+v", p)
 	}
 }
+
+// An AppImage rule is a kernel scope of the file's AppImage identity: not the file's own identity (a rule for
+// the file's path, which names the runtime run bare), and a missing file holds no other rule back.
+func TestAppImageRulesCompileToTheFilesAppImageIdentity(t *testing.T) {
+	file := identity.Executable{Dev: 2049, Ino: 500}
+	st := func(path string) (identity.Executable, error) {
+		if path == "/home/u/Apps/Tool.AppImage" {
+			return file, nil
+		}
+		return stat(path)
+	}
+	res, err := CompileOptions([]rules.Rule{
+		mk("tool", "appimage:/home/u/Apps/Tool.AppImage", "any", "any", "any", "allow"),
+		mk("tool-file", "/home/u/Apps/Tool.AppImage", "any", "any", "any", "deny"),
+		mk("gone", "appimage:/home/u/Apps/Gone.AppImage", "any", "any", "any", "allow"),
+		mk("deny-a", "/usr/bin/a", "any", "any", "any", "deny"),
+	}, t0, Options{Stat: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	app := identity.AppImageOf(file)
+	if r, ok := res.Kernel.Defaults[enforce.Scope{App: app, UID: identity.AnyUID}]; !ok || r.Verdict != enforce.Allow || res.KernelIDs[r.RuleID] != "tool" {
+		t.Errorf("the AppImage's kernel scope: %+v, %v", r, ok)
+	}
+	if r, ok := res.Kernel.Defaults[enforce.Scope{App: file, UID: identity.AnyUID}]; !ok || res.KernelIDs[r.RuleID] != "tool-file" {
+		t.Errorf("the file's own scope belongs to the path rule: %+v, %v", r, ok)
+	}
+	if res.AppImages[app] != "/home/u/Apps/Tool.AppImage" {
+		t.Errorf("AppImages = %v", res.AppImages)
+	}
+	for id, want := range map[string]Where{"tool": InKernel, "tool-file": InKernel, "gone": InUserspace, "deny-a": InKernel} {
+		if got := placement(res, id); got.Where != want {
+			t.Errorf("%s: placed %s (%s), want %s", id, got.Where, got.Reason, want)
+		}
+	}
+}

@@ -18,7 +18,7 @@ type Rule struct {
 	// rule covers that interpreter's processes started on that script only. Empty: the program itself, with
 	// no script (python3 -c, a REPL; for a program that is no interpreter, its every process).
 	Via string `json:"via,omitempty"`
-	// SHA256 is the content the rule was made for (hex SHA-256 of the Application's file), set for rules made
+	// SHA256 is the content the rule was made for (hex SHA-256 of the Application's file, an AppImage's too), set for rules made
 	// by answering a question: when the file no longer holds it (changed in place, replaced) the rule rests
 	// and the program is asked about again, unless the new file is its package's.
 	SHA256    string    `json:"sha256,omitempty"`
@@ -168,8 +168,8 @@ func (r *Rule) Validate() error {
 		return fail("owner", "4294967295 is not a user id; leave owner out for a rule that covers every user")
 	}
 	if r.SHA256 != "" {
-		if kind != AppPath {
-			return fail("sha256", "is the content of an executable, which only an application given by its path has; remove sha256")
+		if kind != AppPath && kind != AppImage {
+			return fail("sha256", "is the content of an executable or AppImage file, which only an application given by its path has; remove sha256")
 		}
 		if len(r.SHA256) != 64 || strings.Trim(r.SHA256, "0123456789abcdef") != "" {
 			return fail("sha256", fmt.Sprintf("%s is not a SHA-256 (64 lower-case hex digits); remove it to match the program whatever it holds", quote(r.SHA256)))
