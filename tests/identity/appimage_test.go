@@ -305,6 +305,19 @@ except OSError as e:
 		t.Errorf("(c) python3 run by Py.AppImage: question %+v, result %+v; want asked about %s and refused", q, res, python)
 	}
 	report.Add(t, "(c) Py.AppImage (allowed; AppRun -> /usr/bin/python3) mounted at %s: python3 -c asked about %q, denied once: connect ok=%v", mnt, q.Exe, res.OK)
+
+	// A new version downloaded over the AppImage (a new file renamed into place): the answer's rule was for the
+	// old content, so it is asked again as a changed program, under the same name.
+	appendBytes(t, filepath.Join(payload, "AppRun"), "version 2")
+	makeAppImage(t, runtime, payload, app+".part")
+	if err := os.Rename(app+".part", app); err != nil {
+		t.Fatal(err)
+	}
+	q, res, _ = askedLaunch(t, ag, "a n f", app, nil, "tcp", srv)
+	if !q.Changed || q.Exe != name || !res.OK {
+		t.Errorf("the replaced AppImage: question %+v (want Changed, about %s), result %+v", q, name, res)
+	}
+	report.Add(t, "Tool.AppImage replaced by a new version (rename): asked again about %q, changed=%v; allowed", q.Exe, q.Changed)
 }
 
 // kernelFlow finds the kernel's flow of app (any user) to dest.
