@@ -284,9 +284,12 @@ func (d *Daemon) watchUntilQuit(ctx context.Context) {
 				continue
 			}
 			if apps == nil {
-				apps = runningExecutables("/proc")
+				apps = runningExecutables("/proc", d.enf.ViaOf)
 			}
-			id, err := identity.Stat(r.Application)
+			id, err := identity.Stat(contentPath(r.Application))
+			if err == nil && strings.HasPrefix(r.Application, identity.AppImagePrefix) {
+				id = identity.AppImageOf(id)
+			}
 			if err != nil || !apps[id] {
 				ids = append(ids, r.ID)
 			}
@@ -307,18 +310,24 @@ func (d *Daemon) watchUntilQuit(ctx context.Context) {
 }
 
 // runningExecutables returns the identities of every running process's executable.
-func runningExecutables(proc string) map[identity.Executable]bool {
+// runningExecutables lists the identities of the running processes: their executables and, where the kernel
+// knows one (viaOf), the identity it gives them (an AppImage's).
+func runningExecutables(proc string, viaOf func(tgid uint32) (enforce.Via, bool)) map[identity.Executable]bool {
 	out := map[identity.Executable]bool{}
 	entries, err := os.ReadDir(proc)
 	if err != nil {
 		return out
 	}
 	for _, e := range entries {
-		if _, err := strconv.Atoi(e.Name()); err != nil {
+		pid, err := strconv.ParseUint(e.Name(), 10, 32)
+		if err != nil {
 			continue
 		}
 		if id, err := identity.Stat(filepath.Join(proc, e.Name(), "exe")); err == nil {
 			out[id] = true
+		}
+		if v, ok := viaOf(uint32(pid)); ok && v.State == enforce.ViaResolved && v.App.IsAppImage() {
+			out[v.App] = true
 		}
 	}
 	return out
