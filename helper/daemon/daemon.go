@@ -390,7 +390,10 @@ func (d *Daemon) logEvents(events *enforce.EventReader) {
 		}
 		if ev.App.IsAppImage() {
 			// The kernel's path is the file on the AppImage's mount (new at every launch): named by its file.
-			ev.Exe = d.AppImageName(ev.TGID, ev.App)
+			// (Unknown, the path stays for display; an answer then makes no rule.)
+			if name := d.AppImageName(ev.TGID, ev.App); name != "" {
+				ev.Exe = name
+			}
 		}
 		d.log.Debug("connection attempt", "kind", ev.Kind, "verdict", ev.Verdict, "exe", ev.Exe, "via", ev.Via,
 			"pid", ev.TGID, "uid", ev.UID, "comm", ev.Comm, "dest", ev.Dest, "proto", ev.Proto, "hook", ev.Hook)

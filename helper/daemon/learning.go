@@ -4,11 +4,13 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/tattlefw/tattle/helper/hold"
 	"github.com/tattlefw/tattle/shared/api"
+	"github.com/tattlefw/tattle/shared/identity"
 	"github.com/tattlefw/tattle/shared/rules"
 )
 
@@ -101,7 +103,8 @@ func (d *Daemon) learnedRules() []rules.Rule {
 // propose stores a disabled rule for an attempt learning mode allowed: exactly what was seen (the
 // executable and script, the user, the host name or else the address, the port and protocol).
 func (d *Daemon) propose(a hold.Attempt) {
-	if a.App.IsUnidentified() || a.Via == api.ViaUnidentified || a.Exe == "" || !filepath.IsAbs(a.Exe) {
+	named := filepath.IsAbs(a.Exe) || (a.App.IsAppImage() && strings.HasPrefix(a.Exe, identity.AppImagePrefix))
+	if a.App.IsUnidentified() || a.Via == api.ViaUnidentified || !named {
 		return // no rule can name it
 	}
 	if a.Host == "" {
