@@ -51,10 +51,13 @@ func main() {
 	fuse := exec.Command("squashfuse", "-f", "-o", "offset="+strconv.FormatInt(offset, 10), target, mnt)
 	// Its output is not the app's: left open, it would keep the app's pipes open after the app exits.
 	if err := fuse.Start(); err != nil {
+		os.Remove(mnt)
 		fail(fmt.Errorf("start squashfuse: %w", err))
 	}
 	if err := waitMounted(mnt, 10*time.Second); err != nil {
 		fuse.Process.Kill()
+		fuse.Wait()
+		os.Remove(mnt)
 		fail(err)
 	}
 	fmt.Fprintf(os.Stderr, "appimage-runtime: mounted at %s\n", mnt)
