@@ -398,6 +398,10 @@ func (d *Daemon) logEvents(events *enforce.EventReader) {
 		d.log.Debug("connection attempt", "kind", ev.Kind, "verdict", ev.Verdict, "exe", ev.Exe, "via", ev.Via,
 			"pid", ev.TGID, "uid", ev.UID, "comm", ev.Comm, "dest", ev.Dest, "proto", ev.Proto, "hook", ev.Hook)
 		if ev.Kind != enforce.EventUndecided {
+			if d.history != nil || d.records != nil {
+				// The name it looked up, for the record (the kernel already decided: only the record waits).
+				d.catchUpNames()
+			}
 			d.recordDecision(ev, ev.Verdict, "")
 			continue
 		}

@@ -17,10 +17,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	mdns "github.com/miekg/dns"
+	"golang.org/x/sys/unix"
 
 	"github.com/tattlefw/tattle/helper/netfilter"
 	"github.com/tattlefw/tattle/tests/internal/testrig"
@@ -272,11 +276,15 @@ func TestPrometheusAndJournal(t *testing.T) {
 	os.WriteFile(script, []byte("import socket, sys, time\ntime.sleep(0.5)\ns = socket.socket()\ns.settimeout(5)\n"+
 		"try:\n    s.connect((sys.argv[1], int(sys.argv[2])))\n    print('connected')\nexcept OSError as e:\n    print(e)\n"), 0o644)
 	denied := testrig.CopyApp(t, curlPath, apps, "curl-denied")
+	named := testrig.CopyApp(t, curlPath, apps, "curl-named")
 	allowed := testrig.CopyApp(t, curlPath, apps, "curl-allowed")
 	for _, r := range [][]string{
 		{"--deny", "--app", denied, "--remote", ns.NsV4.String(), "--id", "t16-deny-curl"},
 		{"--allow", "--app", allowed, "--remote", ns.NsV4.String(), "--id", "t16-allow-curl"},
 		{"--deny", "--app", pyExe, "--via", script, "--remote", ns.NsV4.String(), "--id", "t16-deny-script"},
+		// A program that looks its host up first: its DNS query allowed, its connection denied.
+		{"--allow", "--app", named, "--remote", ns.NsV4.String(), "--port", "53", "--protocol", "udp", "--id", "t16-named-dns"},
+		{"--deny", "--app", named, "--remote", ns.NsV4.String(), "--port", strconv.Itoa(port), "--id", "t16-deny-named"},
 	} {
 		if out, errOut, code := b.Ctl(t, 0, append([]string{"rules", "add"}, r...)...); code != 0 {
 			t.Fatalf("rules add: %d %s %s", code, out, errOut)
@@ -412,10 +420,77 @@ func TestPrometheusAndJournal(t *testing.T) {
 			t.Errorf("the script's journal record %s = %v, want %q", k, last[k], x)
 		}
 	}
+	// The host name: curl-named resolves photos.t16.test through a DNS server in the namespace (a private
+	// mount namespace gives it a resolv.conf naming that server), then connects and is denied.
+	const host = "photos.t16.test"
+	startDNS(t, ns, host)
+	resolv := filepath.Join(dir, "resolv.conf")
+	os.WriteFile(resolv, []byte("nameserver "+ns.NsV4.String()+"\noptions timeout:2 attempts:2\n"), 0o644)
+	out, err = exec.Command(need(t, "unshare"), "--mount", "--propagation", "private", "--", "sh", "-c",
+		`mount --bind "$0" /etc/resolv.conf && exec "$1" -sS --max-time 5 -o /dev/null "$2"`, resolv, named,
+		fmt.Sprintf("http://%s:%d/blob", host, port)).CombinedOutput()
+	if err == nil {
+		t.Errorf("the denied named program connected: %s", out)
+	}
+	var nr []map[string]any
+	deadline = time.Now().Add(15 * time.Second)
+	for len(nr) == 0 && time.Now().Before(deadline) {
+		for _, x := range journalRecords(t, dir, named) {
+			if x["TATTLE_VERDICT"] == "deny" {
+				nr = append(nr, x)
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if len(nr) == 0 {
+		t.Fatalf("no journal record of the denied %s (curl: %s)", named, out)
+	}
+	for k, x := range map[string]string{"TATTLE_HOST": host, "TATTLE_DEST": dest, "TATTLE_RULE": "t16-deny-named", "TATTLE_PROTO": "tcp"} {
+		if s, _ := nr[0][k].(string); s != x {
+			t.Errorf("the named program's journal record %s = %v, want %q", k, nr[0][k], x)
+		}
+	}
+	report.Add(t, "the record of a program that looked its host up: MESSAGE=%q (TATTLE_HOST=%v)", nr[0]["MESSAGE"], nr[0]["TATTLE_HOST"])
 	report.Add(t, "the denied script's record: MESSAGE=%q (TATTLE_APP=%v TATTLE_VIA=%v); %d record(s) of it", last["MESSAGE"], last["TATTLE_APP"], last["TATTLE_VIA"], len(sr))
 	report.Add(t, "a real systemd-journald (the test's, in its own mount namespace) got %d record(s) of the denied curl copy, read with journalctl -o json: MESSAGE=%q, "+
 		"TATTLE_DEST=%v TATTLE_PROTO=%v TATTLE_VERDICT=%v TATTLE_RULE=%v TATTLE_UID=%v TATTLE_USER=%v _PID=%v (tattled)",
 		len(recs), msg, r["TATTLE_DEST"], r["TATTLE_PROTO"], r["TATTLE_VERDICT"], r["TATTLE_RULE"], r["TATTLE_UID"], r["TATTLE_USER"], r["_PID"])
+}
+
+// startDNS answers A queries for host with the namespace's address, on port 53 inside the namespace.
+func startDNS(t *testing.T, ns *testrig.Netns, host string) {
+	t.Helper()
+	var pc net.PacketConn
+	var lerr error
+	f, err := os.Open("/var/run/netns/" + ns.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		// The thread is never unlocked: it dies with this goroutine rather than return to the pool inside.
+		runtime.LockOSThread()
+		if lerr = unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); lerr == nil {
+			pc, lerr = net.ListenPacket("udp4", ns.NsV4.String()+":53")
+		}
+	}()
+	<-done
+	if lerr != nil {
+		t.Fatalf("dns listen: %v", lerr)
+	}
+	srv := &mdns.Server{PacketConn: pc, Handler: mdns.HandlerFunc(func(w mdns.ResponseWriter, q *mdns.Msg) {
+		m := new(mdns.Msg)
+		m.SetReply(q)
+		if len(q.Question) == 1 && strings.EqualFold(q.Question[0].Name, mdns.Fqdn(host)) && q.Question[0].Qtype == mdns.TypeA {
+			m.Answer = []mdns.RR{&mdns.A{Hdr: mdns.RR_Header{Name: mdns.Fqdn(host), Rrtype: mdns.TypeA, Class: mdns.ClassINET, Ttl: 300},
+				A: net.IP(ns.NsV4.AsSlice())}}
+		}
+		w.WriteMsg(m)
+	})}
+	go srv.ActivateAndServe()
+	t.Cleanup(func() { srv.Shutdown() })
 }
 
 // monitorBytes is what tattlectl monitor shows app received, summed over its flows, once it stops changing.
