@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"io"
@@ -149,8 +150,13 @@ func TestUnixSocketIsRootOnly(t *testing.T) {
 			if err != nil {
 				return
 			}
-			io.WriteString(c, "HTTP/1.0 200 OK\r\n\r\nopen\n")
-			c.Close()
+			go func() {
+				defer c.Close()
+				// Read the request before answering: closing on an unread request resets the connection.
+				if _, err := http.ReadRequest(bufio.NewReader(c)); err == nil {
+					io.WriteString(c, "HTTP/1.0 200 OK\r\nContent-Length: 5\r\n\r\nopen\n")
+				}
+			}()
 		}
 	}()
 	path := filepath.Join(dir, "metrics.sock")
