@@ -207,12 +207,18 @@ func waitValue(t *testing.T, base, q string, ok func(float64) bool) (float64, ti
 // journalRecords reads the records of app back from the test's journal files.
 func journalRecords(t *testing.T, dir, app string) []map[string]any {
 	t.Helper()
+	return journalRecordsMatching(t, dir, "TATTLE_APP="+app)
+}
+
+// journalRecordsMatching reads the records matching a journalctl field match.
+func journalRecordsMatching(t *testing.T, dir, match string) []map[string]any {
+	t.Helper()
 	mid, err := os.ReadFile("/etc/machine-id")
 	if err != nil {
 		t.Fatal(err)
 	}
 	jdir := filepath.Join(dir, "log", "journal", strings.TrimSpace(string(mid)))
-	out, err := exec.Command(need(t, "journalctl"), "--directory="+jdir, "-o", "json", "--no-pager", "TATTLE_APP="+app).Output()
+	out, err := exec.Command(need(t, "journalctl"), "--directory="+jdir, "-o", "json", "--no-pager", match).Output()
 	if err != nil {
 		var ee *exec.ExitError
 		if errors.As(err, &ee) {
@@ -538,4 +544,64 @@ func TestNonLoopbackEndpointRefused(t *testing.T) {
 		}
 	}
 	report.Add(t, "tattled -metrics-listen with 0.0.0.0, 10.1.2.3, [::] and a host name: refused with exit 2 before anything starts")
+}
+
+// -journal-records=false: journald runs, decisions are still made and counted, but none is recorded.
+func TestJournalRecordsOff(t *testing.T) {
+	curlPath := need(t, "curl")
+	dir := t.TempDir()
+	jpid, _ := startJournald(t, dir)
+	ns := testrig.NewNetns(t, "t16o", 19)
+	mport := freePort(t)
+	endpoint := fmt.Sprintf("127.0.0.1:%d", mport)
+	table := fmt.Sprintf("tattle-t16o-%d", os.Getpid())
+	t.Cleanup(func() { netfilter.Uninstall(table) })
+	b := testrig.StartTattleBusWrapped(t, "metrics-off", []string{need(t, "nsenter"), fmt.Sprintf("--mount=/proc/%d/ns/mnt", jpid), "--"},
+		"-nft-table", table, "-queue", "7464", "-metrics-listen", endpoint, "-journal-records=false")
+	denied := testrig.CopyApp(t, curlPath, testrig.AppDir(t), "curl-unrecorded")
+	if out, errOut, code := b.Ctl(t, 0, "rules", "add", "--deny", "--app", denied, "--remote", ns.NsV4.String(), "--id", "t16-off"); code != 0 {
+		t.Fatalf("rules add: %d %s %s", code, out, errOut)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if out, err := exec.Command(denied, "-sS", "--max-time", "5", fmt.Sprintf("http://%s:15219/", ns.NsV4)).CombinedOutput(); err == nil {
+		t.Fatalf("the denied program connected: %s", out)
+	}
+	// Counted: the decision was made and seen.
+	want := fmt.Sprintf(`tattle_app_decisions_total{app=%q,verdict="deny"} 1`, denied)
+	var body string
+	deadline := time.Now().Add(15 * time.Second)
+	for !strings.Contains(body, want) && time.Now().Before(deadline) {
+		if resp, err := http.Get("http://" + endpoint + "/metrics"); err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			body = string(b)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if !strings.Contains(body, want) {
+		t.Fatalf("the endpoint never showed %s:\n%.3000s", want, body)
+	}
+	// journald is there for any client in tattled's mount namespace (a probe record sent from there arrives),
+	// yet holds no record of the decision.
+	// logger --journald writes to the native socket, as go-systemd's journal package does.
+	probe := exec.Command(need(t, "nsenter"), fmt.Sprintf("--mount=/proc/%d/ns/mnt", jpid), "--", need(t, "logger"), "--journald")
+	probe.Stdin = strings.NewReader("MESSAGE=probe\nSYSLOG_IDENTIFIER=t16probe\n")
+	if out, err := probe.CombinedOutput(); err != nil {
+		t.Fatalf("logger --journald in the journal's namespace: %v %s", err, out)
+	}
+	var probed bool
+	for deadline := time.Now().Add(10 * time.Second); !probed && time.Now().Before(deadline); {
+		probed = len(journalRecordsMatching(t, dir, "SYSLOG_IDENTIFIER=t16probe")) > 0
+		time.Sleep(200 * time.Millisecond)
+	}
+	if !probed {
+		t.Fatal("the test's journald did not get the probe record: the check below would prove nothing")
+	}
+	if recs := journalRecords(t, dir, denied); len(recs) != 0 {
+		t.Errorf("with -journal-records=false journald got %d record(s): %v", len(recs), recs[0])
+	}
+	if strings.Contains(body, "tattle_journal_records_total") {
+		t.Errorf("the endpoint reports journal records with the records off")
+	}
+	report.Add(t, "tattled -journal-records=false under a running journald: the denial is counted (%s) and no record reaches the journal", want)
 }
