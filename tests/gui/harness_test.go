@@ -83,7 +83,8 @@ func waitFile(t testing.TB, path string, what string, log *testrig.LogTail) {
 	t.Fatalf("%s did not start (no %s):\n%s", what, path, log)
 }
 
-// Session is a desktop session of one display kind: "x11" (Xvfb + openbox) or "wayland" (weston headless).
+// Session is a desktop session of one display kind: "x11" (Xvfb + openbox), "wayland" (weston headless) or
+// "gnome" (GNOME Shell headless on Wayland, gnome_test.go).
 type Session struct {
 	Kind string
 	Env  []string // for processes of the session (the app, the AT-SPI script)
@@ -167,6 +168,8 @@ func StartSessionAs(t *testing.T, kind string, uid uint32) *Session {
 			"--socket=tattle-wayland", "--idle-time=0", "--debug") // --debug: allows weston-screenshooter
 		waitFile(t, filepath.Join(dir, "tattle-wayland"), "weston", s.Log)
 		s.Env = append(base, "WAYLAND_DISPLAY=tattle-wayland", "GDK_BACKEND=wayland")
+	case "gnome":
+		startGnomeShell(t, s, base)
 	default:
 		t.Fatalf("unknown session kind %q", kind)
 	}
@@ -211,6 +214,8 @@ func (s *Session) Screenshot(t *testing.T, name string) string {
 		if err := os.WriteFile(dst, data, 0o644); err != nil {
 			t.Fatal(err)
 		}
+	case "gnome":
+		s.gnomeScreenshot(t, dst)
 	}
 	t.Logf("screenshot %s", dst)
 	return dst

@@ -50,6 +50,11 @@ type Window struct {
 	deny     *gtk.Button
 	ignored  *gtk.Label
 	shownAt  time.Time  // when the current question was shown: answers wait armDelay from then
+	// engaged: the user clicked the alert or brought it up on purpose (the tray's Reopen) since the current
+	// question was shown; until then keys do not answer. A compositor may give the new window the keyboard
+	// (GNOME Shell on Wayland does: GTK 3 cannot ask it not to), and Return or space typed for another
+	// window must not press a button.
+	engaged bool
 	notice   *gtk.Label // what is special about this question: a system process, a changed program
 	ticking  bool
 
@@ -265,6 +270,7 @@ func (w *Window) Current() (api.Question, bool) {
 func (w *Window) show(q api.Question) {
 	w.current = &q
 	w.shownAt = time.Now()
+	w.engaged = false
 	w.ignored.SetText("")
 	w.ignored.Hide()
 	w.scriptingOK, w.scriptingFor = false, q.ID
@@ -414,6 +420,10 @@ func (w *Window) takeFocus() {
 	if w.current == nil {
 		return
 	}
+	if time.Since(w.shownAt) >= armDelay {
+		// A click as the alert appeared was meant for another window: it does not engage the alert.
+		w.engaged = true
+	}
 	w.win.SetAcceptFocus(true)
 	w.win.PresentWithTime(gdk.CURRENT_TIME)
 }
@@ -443,6 +453,10 @@ func (w *Window) decide(action string) {
 		slog.Warn("ignored an answer that came from no real input", "question", w.current.ID, "action", action)
 		w.ignored.SetText(i18n.T("A program tried to answer for you; it was ignored. Use your mouse or keyboard."))
 		w.ignored.Show()
+		return
+	}
+	if keyInput() && !w.engaged {
+		slog.Info("ignored a key answering the alert before the user turned to it", "question", w.current.ID, "action", action)
 		return
 	}
 	if time.Since(w.shownAt) < armDelay {

@@ -29,6 +29,19 @@ package alert
 // 	return real;
 // }
 //
+// /* Whether the event GTK is handling now is a key press or release. */
+// static int tattle_key_input(void)
+// {
+// 	GdkEvent *ev = gtk_get_current_event();
+// 	int key = 0;
+//
+// 	if (!ev)
+// 		return 0;
+// 	key = gdk_event_get_event_type(ev) == GDK_KEY_PRESS || gdk_event_get_event_type(ev) == GDK_KEY_RELEASE;
+// 	gdk_event_free(ev);
+// 	return key;
+// }
+//
 // /* Whether the app runs on an X11 display, where any client can inject input (XTEST). */
 // static int tattle_on_x11(void)
 // {
@@ -42,6 +55,9 @@ import "C"
 // On X11 any client can still fake input through the XTEST extension, which the server delivers as real:
 // only a Wayland session keeps other programs from typing or clicking for the user (SECURITY.md).
 func realInput() bool { return C.tattle_real_input() != 0 }
+
+// keyInput reports whether the signal being handled was caused by a key (Return, space or a mnemonic).
+func keyInput() bool { return C.tattle_key_input() != 0 }
 
 // onX11 reports whether the app's display is an X11 one.
 func onX11() bool { return C.tattle_on_x11() != 0 }
