@@ -149,13 +149,33 @@ fi
 if [ "$phase" = 2 ]; then
 	wait_active 60 || true
 	expect boot-active active "$(systemctl is-active tattled.service)" "started at boot"
-	ready=$(show ActiveEnterTimestampMonotonic)
-	netpre=$(systemctl show -p ActiveEnterTimestampMonotonic --value network-pre.target)
-	figure boot_to_enforcing_s "$(awk "BEGIN{printf \"%.2f\", $ready / 1e6}") (kernel start to READY=1; rules applied before READY)"
-	if [ "$ready" -gt 0 ] && { [ "$netpre" = 0 ] || [ "$ready" -le "$netpre" ]; }; then
-		pass before-network "ready at $ready us, network-pre.target at $netpre us"
+	# Before the network: network-pre.target may only be reached once tattled's start job is done (READY=1).
+	# ActiveEnterTimestamp is no measure of that: it is the *last* activation, moved by any restart (the watchdog,
+	# Restart=on-failure, a D-Bus activation). PID 1's own journal records are: the first "Started" of
+	# tattled.service (its start job done, JOB_RESULT=done) must come before "Reached target network-pre.target",
+	# in the journal's order (one writer, PID 1), and the unit must be ordered Before= the target it Wants=.
+	order=$(journalctl -b -o json --no-pager _PID=1 MESSAGE_ID=39f53479d3a045ac8e11786248231fbf | python3 -c '
+import json, sys
+first = {}
+for line in sys.stdin:
+    e = json.loads(line)
+    u = e.get("UNIT")
+    if u in ("tattled.service", "network-pre.target") and e.get("JOB_TYPE") == "start" and u not in first:
+        first[u] = (len(first), int(e["__MONOTONIC_TIMESTAMP"]), e.get("JOB_RESULT"))
+t, n = first.get("tattled.service"), first.get("network-pre.target")
+print(t[1] if t else 0, n[1] if n else 0, t[2] if t else "-", "yes" if t and n and t[0] < n[0] else "no")')
+	read -r ready netpre result tfirst <<<"$order"
+	before=$(show Before)
+	wants=$(show Wants)
+	figure boot_to_enforcing_s "$(awk "BEGIN{printf \"%.2f\", $ready / 1e6}") (kernel start to the first READY=1 of this boot; rules applied before READY)"
+	figure boot_restarts "$(show NRestarts) (restarts of tattled.service since boot)"
+	case " $before " in *" network-pre.target "*) ordered=yes ;; *) ordered=no ;; esac
+	case " $wants " in *" network-pre.target "*) wanted=yes ;; *) wanted=no ;; esac
+	if [ "$ordered" = yes ] && [ "$wanted" = yes ] && [ "$result" = done ] && [ "$tfirst" = yes ]; then
+		pass before-network "started (READY=1) at $ready us, network-pre.target reached at $netpre us, after it in PID 1's journal; Before= and Wants= network-pre.target"
 	else
-		fail before-network "ready at $ready us, network-pre.target at $netpre us"
+		fail before-network "first start: result $result at $ready us, network-pre.target at $netpre us, tattled first: $tfirst; Before=network-pre.target: $ordered, Wants=: $wanted"
+		journalctl -b --no-pager -u tattled.service -u network-pre.target | head -n 40 | logs
 	fi
 	systemd-analyze 2>&1 | head -n 1 | logs
 	expect rule-survived 1 "$(tattlectl rules list 2>/dev/null | grep -c vm-deny)" "the deny rule is there after the reboot"
@@ -164,7 +184,17 @@ if [ "$phase" = 2 ]; then
 	if apt-get remove -y -q tattle >/tmp/apt.log 2>&1; then pass apt-remove "apt-get remove tattle"; else fail apt-remove "apt-get remove failed"; logs </tmp/apt.log; fi
 	if [ -e /sys/fs/bpf/tattle ]; then fail removed-pins "/sys/fs/bpf/tattle remains: $(ls /sys/fs/bpf/tattle)"; else pass removed-pins "no /sys/fs/bpf/tattle"; fi
 	if nft list table inet tattle >/dev/null 2>&1; then fail removed-nft "table inet tattle remains"; else pass removed-nft "no nft table inet tattle"; fi
-	if pgrep -x tattled >/dev/null; then fail removed-unit "a tattled process still runs"; else pass removed-unit "no tattled process (unit state: $(systemctl is-active tattled.service))"; fi
+	# The removal stops the helper on purpose: the unit ends inactive (then unloaded), never failed.
+	unit=$(systemctl show -p LoadState,ActiveState,SubState,Result,ExecMainCode,ExecMainStatus tattled.service | tr '\n' ' ')
+	if pgrep -x tattled >/dev/null; then
+		fail removed-unit "a tattled process still runs ($unit)"
+	elif [ "$(systemctl is-failed tattled.service)" = failed ]; then
+		fail removed-unit "the unit was left failed: $unit"
+		logs </tmp/apt.log
+		journalctl -b --no-pager -n 40 -u tattled.service | logs
+	else
+		pass removed-unit "no tattled process, unit $(systemctl is-active tattled.service): $unit"
+	fi
 	expect removed-enforce ECONNREFUSED "$(tryconnect 127.0.0.1 "$deny_port")" "nothing denies any more"
 	say "PHASE-DONE 2"
 	systemctl poweroff
