@@ -90,13 +90,15 @@ fuzz FuzzModinfoDepends ./tests/vm
 
 echo "== all rings: go test (packages one at a time, so only one test's programs are attached at once)"
 log="$TATTLE_RESULTS_DIR/go-test.log"
+# The report tool is built first, on its own: it must work when the packages under test do not build.
+report="$(mktemp -d)/gotestreport"
+go build -o "$report" ./tests/internal/gotestreport
 rc=0
-go test -v -p 1 -count=1 -timeout 40m ./... >"$log" 2>&1 || rc=$?
-grep -E '^(ok|FAIL|panic:|--- FAIL|\s+--- FAIL|\s+[a-z_]+_test\.go:[0-9]+:)' "$log" || true
+# One line per package; for every failure what says why without opening the log: a package that does not
+# build prints the compiler's errors, a failing test its whole output (messages, a panic's stack), a test
+# binary that died (a timeout, a crash) the tests it was running and its last lines.
+go test -json -p 1 -count=1 -timeout 40m ./... 2>&1 | "$report" -log "$log" || rc=$?
 echo "== benchmark reports"
 cat "$TATTLE_RESULTS_DIR"/bench-*.txt "$TATTLE_RESULTS_DIR"/hold.txt 2>/dev/null || echo "(none)"
 echo "full test log: $log"
-passed=$(grep -cE '^\s*--- PASS' "$log" || true)
-failed=$(grep -cE '^\s*--- FAIL' "$log" || true)
-echo "tests: $passed passed, $failed failed"
 exit "$rc"
