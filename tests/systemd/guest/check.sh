@@ -58,6 +58,7 @@ if [ "$phase" = 1 ]; then
 	expect unit-enabled enabled "$(systemctl is-enabled tattled.service)" "the package enabled the unit"
 	wait_active 60 || true
 	expect unit-active active "$(systemctl is-active tattled.service)" "the package started the helper"
+	[ "$(systemctl is-active tattled.service)" = active ] || journalctl -b --no-pager -n 40 -u tattled.service | logs
 	status=$(show StatusText)
 	case "$status" in
 	"enforcing with the lsm backend"*) pass status-text "STATUS= from sd_notify: $status" ;;
