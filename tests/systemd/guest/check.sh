@@ -19,6 +19,19 @@ figure() { say "FIGURE $1 ${*:2}"; }
 logs() { sed 's/^/LOG /' >&3; }
 show() { systemctl show -p "$1" --value tattled.service; }
 uptime_s() { cut -d' ' -f1 /proc/uptime; }
+# journal_fields N: the last N journal entries of this boot about tattled.service, with the helper's own fields
+# (ERROR=, BACKEND=...), which the short output leaves out.
+journal_fields() {
+	journalctl -b -u tattled.service -o json --no-pager | python3 -c '
+import json, sys
+for line in sys.stdin:
+    e = json.loads(line)
+    extra = " ".join("%s=%s" % (k, v) for k, v in e.items()
+                     if not k.startswith("_") and k not in ("MESSAGE", "PRIORITY", "SYSLOG_FACILITY", "SYSLOG_IDENTIFIER",
+                                                            "SYSLOG_TIMESTAMP", "CODE_LINE", "CODE_FILE", "MESSAGE_ID", "INVOCATION_ID",
+                                                            "UNIT", "TID", "SYSLOG_PID") and not k.startswith("__"))
+    print("%.3f %s %s %s" % (int(e["__MONOTONIC_TIMESTAMP"]) / 1e6, e.get("SYSLOG_IDENTIFIER", "?"), e.get("MESSAGE"), extra))' | tail -n "$1"
+}
 deny_port=9
 # tryconnect ADDR PORT: one TCP connect by bash (a binary, not a script: `bash -c` is identified as bash);
 # prints connected, EPERM (a deny rule in the kernel), ECONNREFUSED (nothing listens) or what else happened.
@@ -58,7 +71,7 @@ if [ "$phase" = 1 ]; then
 	expect unit-enabled enabled "$(systemctl is-enabled tattled.service)" "the package enabled the unit"
 	wait_active 60 || true
 	expect unit-active active "$(systemctl is-active tattled.service)" "the package started the helper"
-	[ "$(systemctl is-active tattled.service)" = active ] || journalctl -b --no-pager -n 40 -u tattled.service | logs
+	[ "$(systemctl is-active tattled.service)" = active ] || journal_fields 30 | logs
 	status=$(show StatusText)
 	case "$status" in
 	"enforcing with the lsm backend"*) pass status-text "STATUS= from sd_notify: $status" ;;
@@ -192,7 +205,7 @@ print(t[1] if t else 0, n[1] if n else 0, t[2] if t else "-", "yes" if t and n a
 	elif [ "$(systemctl is-failed tattled.service)" = failed ]; then
 		fail removed-unit "the unit was left failed: $unit"
 		logs </tmp/apt.log
-		journalctl -b --no-pager -n 40 -u tattled.service | logs
+		journal_fields 40 | logs
 	else
 		pass removed-unit "no tattled process, unit $(systemctl is-active tattled.service): $unit"
 	fi
