@@ -318,7 +318,14 @@ func (e *Enforcer) install(obj backendObject, cgroupRoot string) error {
 		}
 		e.links[name] = l
 	}
-	return e.installTraffic(cgroupRoot, mapDir, linkDir)
+	// Traffic counting is no part of enforcement: a kernel that refuses its programs (Linux 6.1 offers
+	// cgroup_skb programs no bpf_get_current_uid_gid) enforces all the same, without byte counts.
+	if err := e.installTraffic(cgroupRoot, mapDir, linkDir); err != nil {
+		e.dropTraffic(mapDir, linkDir)
+		e.log.Warn("traffic is not counted: the kernel refused the traffic programs; enforcement is unaffected",
+			"error", err)
+	}
+	return nil
 }
 
 // reattach takes the pinned links and maps of an earlier run.

@@ -102,9 +102,31 @@ func (e *Enforcer) installTraffic(cgroupRoot, mapDir, linkDir string) error {
 	return nil
 }
 
-func (e *Enforcer) reattachTraffic() error {
+// dropTraffic undoes what a failed installTraffic left: attached links, their pins and the map's pin.
+func (e *Enforcer) dropTraffic(mapDir, linkDir string) {
 	for _, name := range trafficPrograms {
+		if l, ok := e.links[name]; ok {
+			l.Unpin()
+			l.Close()
+			delete(e.links, name)
+		}
+		os.Remove(filepath.Join(linkDir, name))
+	}
+	os.Remove(filepath.Join(mapDir, trafficMapName))
+	if e.traffic.socks != nil {
+		e.traffic.socks.Close()
+		e.traffic.socks = nil
+	}
+}
+
+// reattachTraffic takes the pinned traffic links and map of an earlier run; when that run pinned none (its
+// kernel refused the programs), traffic stays uncounted.
+func (e *Enforcer) reattachTraffic() error {
+	for i, name := range trafficPrograms {
 		l, err := link.LoadPinnedLink(filepath.Join(e.pinDir, "links", name), nil)
+		if i == 0 && errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
 		if err != nil {
 			return fmt.Errorf("load pinned link %s: %w", name, err)
 		}

@@ -10,9 +10,16 @@ upgrade | failed-upgrade | 1 | 2) exit 0 ;;
 esac
 
 if [ -d /run/systemd/system ]; then
+	systemctl disable tattled.service || true
+	# Stopped while the unit is still loaded from its file: systemd stops it as the unit says (SIGTERM, the
+	# helper exits 0 and the unit ends inactive). Masking first would replace the running unit's settings with a
+	# masked unit's on the reload that `mask` makes, under which the stop is judged.
+	systemctl stop tattled.service || true
 	# --runtime: until the next boot or postremove, D-Bus activation cannot start the helper again.
 	systemctl mask --runtime tattled.service >/dev/null 2>&1 || true
-	systemctl disable --now tattled.service || true
+	# A call on the bus between the stop and the mask may have activated it again: stop that one too (a
+	# masked unit can be stopped, not started).
+	systemctl stop tattled.service || true
 else
 	systemctl disable tattled.service 2>/dev/null || true
 fi
