@@ -11,9 +11,9 @@ esac
 
 if [ -d /run/systemd/system ]; then
 	systemctl disable tattled.service || true
-	# Stopped while the unit is still loaded from its file: systemd stops it as the unit says (SIGTERM, the
-	# helper exits 0 and the unit ends inactive). Masking first would replace the running unit's settings with a
-	# masked unit's on the reload that `mask` makes, under which the stop is judged.
+	# Stopped while the unit is still loaded from its file, so that systemd stops it as the unit says and it
+	# ends inactive. Masking first (an earlier version) left it failed: `mask` reloads systemd, and the running
+	# unit was then stopped under a masked unit's settings instead of its own.
 	systemctl stop tattled.service || true
 	# --runtime: until the next boot or postremove, D-Bus activation cannot start the helper again.
 	systemctl mask --runtime tattled.service >/dev/null 2>&1 || true
