@@ -91,7 +91,8 @@ fuzz FuzzModinfoDepends ./tests/vm
 echo "== all rings: go test (packages one at a time, so only one test's programs are attached at once)"
 log="$TATTLE_RESULTS_DIR/go-test.log"
 # The report tool is built first, on its own: it must work when the packages under test do not build.
-report="$(mktemp -d)/gotestreport"
+reportdir=$(mktemp -d)
+report="$reportdir/gotestreport"
 go build -o "$report" ./tests/internal/gotestreport
 rc=0
 # One line per package; for every failure what says why without opening the log: a package that does not
@@ -101,4 +102,5 @@ go test -json -p 1 -count=1 -timeout 40m ./... 2>&1 | "$report" -log "$log" || r
 echo "== benchmark reports"
 cat "$TATTLE_RESULTS_DIR"/bench-*.txt "$TATTLE_RESULTS_DIR"/hold.txt 2>/dev/null || echo "(none)"
 echo "full test log: $log"
+rm -rf "$reportdir"
 exit "$rc"
