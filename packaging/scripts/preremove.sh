@@ -12,8 +12,8 @@ esac
 if [ -d /run/systemd/system ]; then
 	systemctl disable tattled.service || true
 	# Stopped while the unit is still loaded from its file, so that systemd stops it as the unit says and it
-	# ends inactive. Masking first (an earlier version) left it failed: `mask` reloads systemd, and the running
-	# unit was then stopped under a masked unit's settings instead of its own.
+	# ends inactive: `mask` reloads systemd, and a unit masked while it runs would be stopped under a masked
+	# unit's settings (no Type=notify, no RuntimeDirectory=) instead of its own.
 	systemctl stop tattled.service || true
 	# --runtime: until the next boot or postremove, D-Bus activation cannot start the helper again.
 	systemctl mask --runtime tattled.service >/dev/null 2>&1 || true
