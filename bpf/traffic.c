@@ -10,9 +10,12 @@
  * Nothing runs on the connect path. A socket's record is made on its first outgoing packet: a TCP socket's
  * SYN sent by connect() (state SYN_SENT), or a UDP datagram, both sent in the sending process's own context,
  * so the executable is the current task's. A socket whose first packet is sent from elsewhere (an accepted
- * connection's answers from softirq, a held SYN let go by the helper) gets no record: the uid of the current
- * task must be the socket's, and TCP must be in SYN_SENT. Per packet the cost is one hash lookup by cookie
- * and two atomic adds; packets of sockets without a record stop after the lookup.
+ * connection's answers from softirq) gets no record: the uid of the current task must be the socket's, and
+ * TCP must be in SYN_SENT. A held connection's SYN is let go by the helper, from its own context: before it
+ * does, the helper puts the flow under the connection's addresses and ports in traffic_expected, and the
+ * socket's next packet (the handshake's ACK, in softirq) makes its record from there. Per packet the cost is
+ * one hash lookup by cookie and two atomic adds; packets of sockets without a record pay one more lookup in
+ * traffic_expected (usually empty) and stop.
  *
  * Bytes are layer-4 payload (what the application wrote or read; TCP and UDP headers and retransmitted
  * headers are not counted, retransmitted payload is); packets count segments of a GSO/GRO packet.
@@ -54,6 +57,30 @@ struct {
 	__type(value, struct sock_traffic);
 } traffic_socks SEC(".maps");
 
+/* A connection the helper let go (its SYN was held): its flow, by its own addresses and ports. Entries are
+ * taken by the socket's next packet; one never taken (the packet was lost) ages out of the LRU. */
+struct expected_key {
+	__u8 src[16]; /* IPv4-mapped for IPv4 */
+	__u8 dst[16];
+	__u16 sport; /* host order */
+	__u16 dport;
+	__u8 proto;
+	__u8 _pad[3];
+};
+
+struct expected_flow {
+	__u64 ino;
+	__u32 dev;
+	__u32 uid;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct expected_key);
+	__type(value, struct expected_flow);
+} traffic_expected SEC(".maps");
+
 struct ip4 {
 	__u8 ver_ihl;
 	__u8 tos;
@@ -94,41 +121,82 @@ static __always_inline __u64 segments(struct __sk_buff *skb)
 	return skb->gso_segs > 1 ? skb->gso_segs : 1;
 }
 
-/* Makes the record of a socket at its first outgoing packet, or returns NULL when this packet cannot tell
- * whose it is. */
+static __always_inline void sock_dst(struct bpf_sock *sk, __u8 addr[16])
+{
+	if (sk->family == AF_INET) {
+		__u32 a = sk->dst_ip4;
+
+		addr[10] = 0xff;
+		addr[11] = 0xff;
+		__builtin_memcpy(&addr[12], &a, 4);
+	} else {
+		__u32 a[4] = {sk->dst_ip6[0], sk->dst_ip6[1], sk->dst_ip6[2], sk->dst_ip6[3]};
+
+		__builtin_memcpy(addr, a, 16);
+	}
+}
+
+/* The flow the helper expects this socket to be (it let the connection's SYN go), or 0 when none. */
+static __always_inline int expected(struct bpf_sock *sk, struct sock_traffic *t)
+{
+	struct expected_key k = {};
+	struct expected_flow *f;
+
+	sock_dst(sk, k.dst);
+	if (sk->family == AF_INET) {
+		__u32 a = sk->src_ip4;
+
+		k.src[10] = 0xff;
+		k.src[11] = 0xff;
+		__builtin_memcpy(&k.src[12], &a, 4);
+	} else {
+		__u32 a[4] = {sk->src_ip6[0], sk->src_ip6[1], sk->src_ip6[2], sk->src_ip6[3]};
+
+		__builtin_memcpy(k.src, a, 16);
+	}
+	k.sport = (__u16)sk->src_port; /* src_port is in host order */
+	k.dport = bpf_ntohs((__u16)sk->dst_port);
+	k.proto = sk->protocol;
+	f = bpf_map_lookup_elem(&traffic_expected, &k);
+	if (!f)
+		return 0;
+	t->ino = f->ino;
+	t->dev = f->dev;
+	t->uid = f->uid;
+	bpf_map_delete_elem(&traffic_expected, &k);
+	return 1;
+}
+
+/* Makes the record of a socket at its first outgoing packet (or, for a connection the helper let go, at its
+ * first packet after that), or returns NULL when this packet cannot tell whose it is. */
 static __always_inline struct sock_traffic *open_record(struct __sk_buff *skb, struct bpf_sock *sk, __u64 cookie)
 {
 	struct task_struct *task;
 	struct inode *inode;
 	struct sock_traffic t = {};
-	__u64 ugid;
+	__u32 uid;
 
 	if (sk->protocol != IPPROTO_TCP && sk->protocol != IPPROTO_UDP)
 		return NULL;
-	if (sk->protocol == IPPROTO_TCP && sk->state != TCP_SYN_SENT)
-		return NULL;
-	ugid = bpf_get_current_uid_gid();
-	if ((__u32)ugid != bpf_get_socket_uid(skb))
-		return NULL;
-	task = bpf_get_current_task_btf();
-	inode = task->mm->exe_file->f_inode;
-	t.ino = inode->i_ino;
-	if (!t.ino)
-		return NULL;
-	t.dev = inode->i_sb->s_dev;
-	t.uid = (__u32)ugid;
-	t.proto = sk->protocol;
-	if (sk->family == AF_INET) {
-		__u32 a = sk->dst_ip4;
-
-		t.addr[10] = 0xff;
-		t.addr[11] = 0xff;
-		__builtin_memcpy(&t.addr[12], &a, 4);
-	} else {
-		__u32 a[4] = {sk->dst_ip6[0], sk->dst_ip6[1], sk->dst_ip6[2], sk->dst_ip6[3]};
-
-		__builtin_memcpy(t.addr, a, 16);
+	/* The helper's word first: a packet it let go is sent from its context, whose task is not the socket's. */
+	if (!expected(sk, &t)) {
+		if (sk->protocol == IPPROTO_TCP && sk->state != TCP_SYN_SENT)
+			return NULL;
+		/* The current task's real uid, read from its credentials: bpf_get_current_uid_gid is not offered to
+		 * cgroup_skb programs before Linux 6.5 (Debian 12 runs 6.1). */
+		task = bpf_get_current_task_btf();
+		uid = task->cred->uid.val;
+		if (uid != bpf_get_socket_uid(skb))
+			return NULL;
+		inode = task->mm->exe_file->f_inode;
+		t.ino = inode->i_ino;
+		if (!t.ino)
+			return NULL;
+		t.dev = inode->i_sb->s_dev;
+		t.uid = uid;
 	}
+	t.proto = sk->protocol;
+	sock_dst(sk, t.addr);
 	/* dst_port is in network order in its low 16 bits. */
 	t.port = bpf_ntohs((__u16)sk->dst_port);
 	if (!t.port)

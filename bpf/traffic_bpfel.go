@@ -13,6 +13,23 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type TrafficExpectedFlow struct {
+	_   structs.HostLayout
+	Ino uint64
+	Dev uint32
+	Uid uint32
+}
+
+type TrafficExpectedKey struct {
+	_     structs.HostLayout
+	Src   [16]uint8
+	Dst   [16]uint8
+	Sport uint16
+	Dport uint16
+	Proto uint8
+	Pad   [3]uint8
+}
+
 type TrafficSockTraffic struct {
 	_         structs.HostLayout
 	Ino       uint64
@@ -34,6 +51,7 @@ type TrafficSockTraffic struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	TrafficMapTrafficExpected       = "traffic_expected"
 	TrafficMapTrafficSocks          = "traffic_socks"
 	TrafficProgTattleTrafficEgress  = "tattle_traffic_egress"
 	TrafficProgTattleTrafficIngress = "tattle_traffic_ingress"
@@ -91,7 +109,8 @@ type TrafficProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type TrafficMapSpecs struct {
-	TrafficSocks *ebpf.MapSpec `ebpf:"traffic_socks"`
+	TrafficExpected *ebpf.MapSpec `ebpf:"traffic_expected"`
+	TrafficSocks    *ebpf.MapSpec `ebpf:"traffic_socks"`
 }
 
 // TrafficVariableSpecs contains global variables before they are loaded into the kernel.
@@ -120,11 +139,13 @@ func (o *TrafficObjects) Close() error {
 //
 // It can be passed to LoadTrafficObjects or ebpf.CollectionSpec.LoadAndAssign.
 type TrafficMaps struct {
-	TrafficSocks *ebpf.Map `ebpf:"traffic_socks"`
+	TrafficExpected *ebpf.Map `ebpf:"traffic_expected"`
+	TrafficSocks    *ebpf.Map `ebpf:"traffic_socks"`
 }
 
 func (m *TrafficMaps) Close() error {
 	return _TrafficClose(
+		m.TrafficExpected,
 		m.TrafficSocks,
 	)
 }

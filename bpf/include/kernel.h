@@ -86,10 +86,19 @@ struct css_set {
 	struct cgroup *dfl_cgrp;
 };
 
+typedef struct {
+	unsigned int val;
+} kuid_t;
+
+struct cred {
+	kuid_t uid;
+};
+
 struct task_struct {
 	int pid;
 	int tgid;
 	struct mm_struct *mm;
+	const struct cred *cred;
 	struct css_set *cgroups;
 	struct fs_struct *fs;
 	char comm[16];

@@ -116,6 +116,9 @@ func (e *Enforcer) Close() error {
 	if e.traffic.socks != nil {
 		e.traffic.socks.Close()
 	}
+	if e.traffic.expected != nil {
+		e.traffic.expected.Close()
+	}
 	return nil
 }
 

@@ -25,7 +25,10 @@ func withTraffic(backend [32]byte) [32]byte {
 	return sha256.Sum256(append(backend[:], t[:]...))
 }
 
-const trafficMapName = "traffic_socks"
+const (
+	trafficMapName  = "traffic_socks"
+	expectedMapName = "traffic_expected"
+)
 
 var trafficPrograms = []string{
 	bpf.TrafficProgTattleTrafficEgress, bpf.TrafficProgTattleTrafficIngress, bpf.TrafficProgTattleTrafficRelease,
@@ -58,7 +61,8 @@ func (t *Traffic) add(o Traffic) {
 // trafficState holds what the helper folded from closed sockets' records: the kernel keeps one record per
 // live socket, the totals of the ones gone live here.
 type trafficState struct {
-	socks  *ebpf.Map
+	socks    *ebpf.Map
+	expected *ebpf.Map // connections the helper lets go, by addresses and ports
 	mu     sync.Mutex
 	folded map[FlowID]Traffic
 }
@@ -69,9 +73,11 @@ func (e *Enforcer) installTraffic(cgroupRoot, mapDir, linkDir string) error {
 		return fmt.Errorf("parse embedded traffic object: %w", err)
 	}
 	spec.Maps[trafficMapName].Pinning = ebpf.PinByName
+	spec.Maps[expectedMapName].Pinning = ebpf.PinByName
 	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{Maps: ebpf.MapOptions{PinPath: mapDir}})
 	if errors.Is(err, ebpf.ErrMapIncompatible) {
 		os.Remove(filepath.Join(mapDir, trafficMapName))
+		os.Remove(filepath.Join(mapDir, expectedMapName))
 		coll, err = ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{Maps: ebpf.MapOptions{PinPath: mapDir}})
 	}
 	if err != nil {
@@ -84,6 +90,9 @@ func (e *Enforcer) installTraffic(cgroupRoot, mapDir, linkDir string) error {
 		return fmt.Errorf("take traffic map: %w", err)
 	}
 	e.traffic.socks = m
+	if e.traffic.expected, err = coll.Maps[expectedMapName].Clone(); err != nil {
+		return fmt.Errorf("take traffic map: %w", err)
+	}
 	for _, name := range trafficPrograms {
 		prog, ps := coll.Programs[name], spec.Programs[name]
 		if prog == nil || ps == nil {
@@ -137,6 +146,24 @@ func (e *Enforcer) reattachTraffic() error {
 		return fmt.Errorf("load pinned map %s: %w", trafficMapName, err)
 	}
 	e.traffic.socks = m
+	if e.traffic.expected, err = ebpf.LoadPinnedMap(filepath.Join(e.pinDir, "maps", expectedMapName), nil); err != nil {
+		return fmt.Errorf("load pinned map %s: %w", expectedMapName, err)
+	}
+	return nil
+}
+
+// ExpectTraffic tells the traffic programs whose connection src -> dst is before the helper lets its held
+// packet go: that packet is sent from the helper's context, so the kernel could not tell whose it is, and
+// the socket would go uncounted. The socket's next packet takes the entry.
+func (e *Enforcer) ExpectTraffic(proto Protocol, src, dst netip.AddrPort, app identity.Executable, uid uint32) error {
+	if e.traffic.expected == nil {
+		return nil
+	}
+	k := bpf.TrafficExpectedKey{Src: src.Addr().As16(), Dst: dst.Addr().As16(), Sport: src.Port(), Dport: dst.Port(), Proto: uint8(proto)}
+	v := bpf.TrafficExpectedFlow{Ino: app.Ino, Dev: app.KernelDev(), Uid: uid}
+	if err := e.traffic.expected.Put(k, v); err != nil {
+		return fmt.Errorf("expect traffic of %v -> %v: %w", src, dst, err)
+	}
 	return nil
 }
 

@@ -1,0 +1,125 @@
+package hold
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tattlefw/tattle/shared/api"
+	"github.com/tattlefw/tattle/tests/internal/testrig"
+)
+
+// A held first connection, allowed by its user, is the one a new program makes: its traffic must count for
+// that program like any other's. Its SYN leaves from the helper's context when the answer lets it go (the
+// kernel cannot tell whose it is there), so the helper names the connection to the traffic programs first.
+func TestHeldConnectionTrafficIsCounted(t *testing.T) {
+	r := newRig(t, "hold-traffic", api.Settings{})
+	var ln net.Listener
+	r.NS.Inside(t, func() {
+		var err error
+		if ln, err = net.Listen("tcp4", r.NS.PeerAddr+":0"); err != nil {
+			t.Errorf("listen: %v", err)
+		}
+	})
+	if ln == nil {
+		t.FailNow()
+	}
+	t.Cleanup(func() { ln.Close() })
+	const sent, received = 2_000_000, 6_000_000
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				n, _ := io.Copy(io.Discard, c)
+				io.CopyN(c, zeros{}, n*(received/sent))
+			}()
+		}
+	}()
+	srv := ln.Addr().String()
+	ag := r.StartAgent(t)
+	app := testrig.CopyApp(t, testrig.Build(t).Client, testrig.AppDir(t), "held-downloader")
+	cmd := exec.Command(app, "-send", fmt.Sprint(sent), "tcp", srv)
+	var out strings.Builder
+	cmd.Stdout = &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	q := ag.Next(t, "question", 10*time.Second).Question
+	if q.Exe != app {
+		t.Fatalf("question about %s, want %s", q.Exe, app)
+	}
+	ag.Answer(t, "a")
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("downloader: %v: %s", err, out.String())
+	}
+	var res struct {
+		OK             bool
+		Sent, Received int64
+	}
+	if err := json.Unmarshal([]byte(out.String()), &res); err != nil || !res.OK || res.Sent != sent || res.Received != received {
+		t.Fatalf("the allowed download moved %+v (%s), want %d out and %d in", res, out.String(), sent, received)
+	}
+
+	var tx, rx, helperBytes uint64
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		stdout, errOut, code := r.Ctl(t, 0, "monitor", "--once", "--json")
+		if code != 0 {
+			t.Fatalf("monitor: %d %s", code, errOut)
+		}
+		var flows []struct {
+			Exe         string `json:"exe"`
+			Destination string `json:"destination"`
+			Sent        uint64 `json:"sent_bytes"`
+			Received    uint64 `json:"received_bytes"`
+		}
+		if err := json.Unmarshal([]byte(stdout), &flows); err != nil {
+			t.Fatalf("monitor --json: %v: %s", err, stdout)
+		}
+		tx, rx, helperBytes = 0, 0, 0
+		for _, f := range flows {
+			switch {
+			case f.Exe == app && f.Destination == srv:
+				tx, rx = f.Sent, f.Received
+			case f.Destination == srv:
+				helperBytes += f.Sent + f.Received // counted for another program (the helper, say)
+			}
+		}
+		if near(tx, sent) && near(rx, received) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	report.Add(t, "held connection allowed by its user, then %d bytes out and %d in: counted %d sent (%+.3f%%), %d received (%+.3f%%)",
+		sent, received, tx, pct(tx, sent), rx, pct(rx, received))
+	if !near(tx, sent) || !near(rx, received) {
+		t.Errorf("the held connection's traffic counted %d sent and %d received, want %d and %d within 1%%\n%s", tx, rx, sent, received, r.Log)
+	}
+	if helperBytes != 0 {
+		t.Errorf("%d bytes to %s counted for another program than the downloader", helperBytes, srv)
+	}
+	ag.Quiet(t, time.Second)
+}
+
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) {
+	clear(p)
+	return len(p), nil
+}
+
+func near(got uint64, want int) bool {
+	return math.Abs(float64(got)-float64(want)) <= 0.01*float64(want)
+}
+
+func pct(got uint64, want int) float64 { return (float64(got) - float64(want)) / float64(want) * 100 }
