@@ -12,10 +12,10 @@
  * so the executable is the current task's. A socket whose first packet is sent from elsewhere (an accepted
  * connection's answers from softirq) gets no record: the uid of the current task must be the socket's, and
  * TCP must be in SYN_SENT. A held connection's SYN is let go by the helper, from its own context: before it
- * does, the helper puts the flow under the connection's addresses and ports in traffic_expected, and the
- * socket's next packet (the handshake's ACK, in softirq) makes its record from there. Per packet the cost is
- * one hash lookup by cookie and two atomic adds; packets of sockets without a record pay one more lookup in
- * traffic_expected (usually empty) and stop.
+ * does, the helper puts the flow under the connection's addresses and ports in traffic_expected, and that
+ * packet, sent from the helper's own context (traffic_helper names its process), makes the record from there.
+ * Per packet the cost is one hash lookup by cookie and two atomic adds; packets of sockets without a record
+ * stop after the lookup.
  *
  * Bytes are layer-4 payload (what the application wrote or read; TCP and UDP headers and retransmitted
  * headers are not counted, retransmitted payload is); packets count segments of a GSO/GRO packet.
@@ -80,6 +80,15 @@ struct {
 	__type(key, struct expected_key);
 	__type(value, struct expected_flow);
 } traffic_expected SEC(".maps");
+
+/* The helper's process (tgid), which the helper writes when it opens the programs: only packets sent from
+ * its context look for an expected connection. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} traffic_helper SEC(".maps");
 
 struct ip4 {
 	__u8 ver_ihl;
@@ -174,17 +183,21 @@ static __always_inline struct sock_traffic *open_record(struct __sk_buff *skb, s
 	struct task_struct *task;
 	struct inode *inode;
 	struct sock_traffic t = {};
-	__u32 uid;
+	__u32 uid, zero = 0, *helper;
 
 	if (sk->protocol != IPPROTO_TCP && sk->protocol != IPPROTO_UDP)
 		return NULL;
-	/* The helper's word first: a packet it let go is sent from its context, whose task is not the socket's. */
-	if (!expected(sk, &t)) {
-		if (sk->protocol == IPPROTO_TCP && sk->state != TCP_SYN_SENT)
+	if (sk->protocol == IPPROTO_TCP && sk->state != TCP_SYN_SENT)
+		return NULL;
+	task = bpf_get_current_task_btf();
+	helper = bpf_map_lookup_elem(&traffic_helper, &zero);
+	if (helper && *helper && task->tgid == *helper) {
+		/* A held packet the helper lets go: sent from its context, so only the helper can say whose. */
+		if (!expected(sk, &t))
 			return NULL;
+	} else {
 		/* The current task's real uid, read from its credentials: bpf_get_current_uid_gid is not offered to
 		 * cgroup_skb programs before Linux 6.5 (Debian 12 runs 6.1). */
-		task = bpf_get_current_task_btf();
 		uid = task->cred->uid.val;
 		if (uid != bpf_get_socket_uid(skb))
 			return NULL;

@@ -52,6 +52,7 @@ type TrafficSockTraffic struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	TrafficMapTrafficExpected       = "traffic_expected"
+	TrafficMapTrafficHelper         = "traffic_helper"
 	TrafficMapTrafficSocks          = "traffic_socks"
 	TrafficProgTattleTrafficEgress  = "tattle_traffic_egress"
 	TrafficProgTattleTrafficIngress = "tattle_traffic_ingress"
@@ -110,6 +111,7 @@ type TrafficProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type TrafficMapSpecs struct {
 	TrafficExpected *ebpf.MapSpec `ebpf:"traffic_expected"`
+	TrafficHelper   *ebpf.MapSpec `ebpf:"traffic_helper"`
 	TrafficSocks    *ebpf.MapSpec `ebpf:"traffic_socks"`
 }
 
@@ -140,12 +142,14 @@ func (o *TrafficObjects) Close() error {
 // It can be passed to LoadTrafficObjects or ebpf.CollectionSpec.LoadAndAssign.
 type TrafficMaps struct {
 	TrafficExpected *ebpf.Map `ebpf:"traffic_expected"`
+	TrafficHelper   *ebpf.Map `ebpf:"traffic_helper"`
 	TrafficSocks    *ebpf.Map `ebpf:"traffic_socks"`
 }
 
 func (m *TrafficMaps) Close() error {
 	return _TrafficClose(
 		m.TrafficExpected,
+		m.TrafficHelper,
 		m.TrafficSocks,
 	)
 }

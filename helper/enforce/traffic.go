@@ -28,6 +28,7 @@ func withTraffic(backend [32]byte) [32]byte {
 const (
 	trafficMapName  = "traffic_socks"
 	expectedMapName = "traffic_expected"
+	helperMapName   = "traffic_helper"
 )
 
 var trafficPrograms = []string{
@@ -74,10 +75,12 @@ func (e *Enforcer) installTraffic(cgroupRoot, mapDir, linkDir string) error {
 	}
 	spec.Maps[trafficMapName].Pinning = ebpf.PinByName
 	spec.Maps[expectedMapName].Pinning = ebpf.PinByName
+	spec.Maps[helperMapName].Pinning = ebpf.PinByName
 	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{Maps: ebpf.MapOptions{PinPath: mapDir}})
 	if errors.Is(err, ebpf.ErrMapIncompatible) {
 		os.Remove(filepath.Join(mapDir, trafficMapName))
 		os.Remove(filepath.Join(mapDir, expectedMapName))
+		os.Remove(filepath.Join(mapDir, helperMapName))
 		coll, err = ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{Maps: ebpf.MapOptions{PinPath: mapDir}})
 	}
 	if err != nil {
@@ -92,6 +95,9 @@ func (e *Enforcer) installTraffic(cgroupRoot, mapDir, linkDir string) error {
 	e.traffic.socks = m
 	if e.traffic.expected, err = coll.Maps[expectedMapName].Clone(); err != nil {
 		return fmt.Errorf("take traffic map: %w", err)
+	}
+	if err := nameHelper(coll.Maps[helperMapName]); err != nil {
+		return err
 	}
 	for _, name := range trafficPrograms {
 		prog, ps := coll.Programs[name], spec.Programs[name]
@@ -148,6 +154,20 @@ func (e *Enforcer) reattachTraffic() error {
 	e.traffic.socks = m
 	if e.traffic.expected, err = ebpf.LoadPinnedMap(filepath.Join(e.pinDir, "maps", expectedMapName), nil); err != nil {
 		return fmt.Errorf("load pinned map %s: %w", expectedMapName, err)
+	}
+	h, err := ebpf.LoadPinnedMap(filepath.Join(e.pinDir, "maps", helperMapName), nil)
+	if err != nil {
+		return fmt.Errorf("load pinned map %s: %w", helperMapName, err)
+	}
+	defer h.Close()
+	return nameHelper(h)
+}
+
+// nameHelper tells the traffic programs which process is this helper: packets it lets go are sent from its
+// context, and only they may be matched with what ExpectTraffic said.
+func nameHelper(m *ebpf.Map) error {
+	if err := m.Put(uint32(0), uint32(os.Getpid())); err != nil {
+		return fmt.Errorf("name the helper to the traffic programs: %w", err)
 	}
 	return nil
 }
