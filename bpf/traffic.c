@@ -17,6 +17,10 @@
  * Per packet the cost is one hash lookup by cookie and two atomic adds; packets of sockets without a record
  * stop after the lookup.
  *
+ * Loopback traffic is not counted: it never leaves the machine (what a firewall shows is what goes out), and
+ * local IPC (databases, desktop services over TCP) would pay for every packet, at both ends. Its
+ * connections are still decided and shown.
+ *
  * Bytes are layer-4 payload (what the application wrote or read; TCP and UDP headers and retransmitted
  * headers are not counted, retransmitted payload is); packets count segments of a GSO/GRO packet.
  */
@@ -32,6 +36,7 @@
 #define ETH_P_IPV6 0x86DD
 #define AF_INET 2
 #define TCP_SYN_SENT 2
+#define LOOPBACK_IFINDEX 1 /* lo is ifindex 1 in every network namespace */
 
 /* One socket's account. The flow fields are those of struct flow_key in core.h. */
 struct sock_traffic {
@@ -225,7 +230,7 @@ int tattle_traffic_egress(struct __sk_buff *skb)
 	struct sock_traffic *t;
 	__u64 cookie;
 
-	if (!sk)
+	if (!sk || skb->ifindex == LOOPBACK_IFINDEX)
 		return 1;
 	sk = bpf_sk_fullsock(sk);
 	if (!sk)
@@ -249,7 +254,7 @@ int tattle_traffic_ingress(struct __sk_buff *skb)
 	struct sock_traffic *t;
 	__u64 cookie;
 
-	if (!skb->sk)
+	if (!skb->sk || skb->ifindex == LOOPBACK_IFINDEX)
 		return 1;
 	cookie = bpf_get_socket_cookie(skb);
 	t = bpf_map_lookup_elem(&traffic_socks, &cookie);
@@ -266,8 +271,20 @@ int tattle_traffic_ingress(struct __sk_buff *skb)
 SEC("cgroup/sock_release")
 int tattle_traffic_release(struct bpf_sock *sk)
 {
-	__u64 cookie = bpf_get_socket_cookie(sk);
-	struct sock_traffic *t = bpf_map_lookup_elem(&traffic_socks, &cookie);
+	__u64 cookie;
+	struct sock_traffic *t;
+
+	/* Sockets that never had a destination, or had a loopback one, have no record: no lookup for them. */
+	if (!sk->dst_port)
+		return 1;
+	if (sk->family == AF_INET) {
+		if ((bpf_ntohl(sk->dst_ip4) >> 24) == 127)
+			return 1;
+	} else if (!sk->dst_ip6[0] && !sk->dst_ip6[1] && !sk->dst_ip6[2] && sk->dst_ip6[3] == bpf_htonl(1)) {
+		return 1;
+	}
+	cookie = bpf_get_socket_cookie(sk);
+	t = bpf_map_lookup_elem(&traffic_socks, &cookie);
 
 	if (t) {
 		t->closed = 1;

@@ -6,23 +6,25 @@ import (
 	"io"
 	"net"
 	"os/exec"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/tattlefw/tattle/app/client"
 	"github.com/tattlefw/tattle/shared/api"
 	"github.com/tattlefw/tattle/tests/internal/testrig"
 )
 
-// transferServer accepts connections on loopback, reads until the client ends its side, then answers with
-// reply times as many bytes and closes: one download per connection.
+// transferServer accepts connections in a network namespace the test makes (loopback traffic is not
+// counted: it never leaves the machine), reads until the client ends its side, then answers with reply
+// times as many bytes and closes: one download per connection.
 func transferServer(t *testing.T, reply int) string {
 	t.Helper()
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ns := testrig.NewNetns(t, "t16g", 20)
+	ln := listenIn(t, ns, "tcp4", ns.NsV4.String()+":0")
 	t.Cleanup(func() { ln.Close() })
 	go func() {
 		for {
@@ -68,7 +70,7 @@ func TestMonitorShowsTraffic(t *testing.T) {
 	defer cl.Close()
 	now := time.Now().Unix()
 	if _, err := cl.AddRules(context.Background(), []api.Rule{
-		{ID: "allow-downloader", Application: downloader, Owner: 0, Direction: "outgoing", Remote: "127.0.0.1", Port: "any",
+		{ID: "allow-downloader", Application: downloader, Owner: 0, Direction: "outgoing", Remote: "10.0.0.0/8", Port: "any",
 			Protocol: "tcp", Action: "allow", Duration: "forever", Enabled: true, Created: now, Modified: now},
 		{ID: "deny-pinger", Application: idle, Owner: 0, Direction: "outgoing", Remote: "127.0.0.1", Port: "any",
 			Protocol: "tcp", Action: "deny", Duration: "forever", Enabled: true, Created: now, Modified: now},
@@ -182,4 +184,34 @@ func hasTextPrefix(names [][2]string, role, prefix string) bool {
 		}
 	}
 	return false
+}
+
+// listenIn listens inside the namespace: the socket stays there whichever thread then accepts on it.
+func listenIn(t *testing.T, ns *testrig.Netns, network, addr string) net.Listener {
+	t.Helper()
+	fd, err := unix.Open("/var/run/netns/"+ns.Name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatalf("open netns %s: %v", ns.Name, err)
+	}
+	defer unix.Close(fd)
+	type result struct {
+		ln  net.Listener
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		// The thread stays in the namespace and dies with this goroutine (never unlocked).
+		runtime.LockOSThread()
+		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
+			done <- result{err: err}
+			return
+		}
+		ln, err := net.Listen(network, addr)
+		done <- result{ln, err}
+	}()
+	r := <-done
+	if r.err != nil {
+		t.Fatalf("listen in %s: %v", ns.Name, r.err)
+	}
+	return r.ln
 }
