@@ -114,7 +114,7 @@ func startSession(parent context.Context, app *gtk.Application, log *slog.Logger
 }
 
 func (s *session) buildWindow(entries *desktop.Index) {
-	s.win, _ = gtk.ApplicationWindowNew(s.app)
+	s.win = ui.Must(gtk.ApplicationWindowNew(s.app))
 	s.win.SetTitle(i18n.T("Tattle"))
 	s.win.SetDefaultSize(1180, 680)
 	s.win.SetIconName(AppID)
@@ -124,7 +124,7 @@ func (s *session) buildWindow(entries *desktop.Index) {
 		return true
 	})
 
-	s.stack, _ = gtk.StackNew()
+	s.stack = ui.Must(gtk.StackNew())
 	s.stack.SetTransitionType(gtk.STACK_TRANSITION_TYPE_CROSSFADE)
 	s.mon = monitor.New(s.ctx, entries, s.trafficSource())
 	s.rules = rulesview.New(s.ctx, s.cl, &s.win.Window, entries)
@@ -146,15 +146,15 @@ func (s *session) buildWindow(entries *desktop.Index) {
 			s.hist.Load()
 		}
 	})
-	switcher, _ := gtk.StackSwitcherNew()
+	switcher := ui.Must(gtk.StackSwitcherNew())
 	switcher.SetStack(s.stack)
-	header, _ := gtk.HeaderBarNew()
+	header := ui.Must(gtk.HeaderBarNew())
 	header.SetShowCloseButton(true)
 	header.SetCustomTitle(switcher)
 	s.win.SetTitlebar(header)
 	header.ShowAll()
 
-	box, _ := gtk.BoxNew(gtk.ORIENTATION_VERTICAL, 0)
+	box := ui.Must(gtk.BoxNew(gtk.ORIENTATION_VERTICAL, 0))
 	box.PackStart(s.msg.Bar, false, false, 0)
 	box.PackStart(s.stack, true, true, 0)
 	s.win.Add(box)

@@ -71,7 +71,7 @@ type Window struct {
 // accessibility actions and synthetic input may answer (nil: never).
 func New(app *gtk.Application, entries *desktop.Index, answer func(id uint64, a api.Answer), scripting func() (bool, error)) *Window {
 	w := &Window{entries: entries, answer: answer, scripting: scripting, values: map[string]*gtk.Label{}, captions: map[string]*gtk.Label{}}
-	w.win, _ = gtk.WindowNew(gtk.WINDOW_TOPLEVEL)
+	w.win = ui.Must(gtk.WindowNew(gtk.WINDOW_TOPLEVEL))
 	app.AddWindow(w.win)
 	w.win.SetTitle(i18n.T("Tattle: allow this connection?"))
 	w.win.SetRole("tattle-alert")
@@ -92,36 +92,36 @@ func New(app *gtk.Application, entries *desktop.Index, answer func(id uint64, a 
 		return false
 	})
 
-	box, _ := gtk.BoxNew(gtk.ORIENTATION_VERTICAL, 12)
+	box := ui.Must(gtk.BoxNew(gtk.ORIENTATION_VERTICAL, 12))
 	box.SetMarginStart(18)
 	box.SetMarginEnd(18)
 	box.SetMarginTop(18)
 	box.SetMarginBottom(18)
 	w.win.Add(box)
 
-	head, _ := gtk.BoxNew(gtk.ORIENTATION_HORIZONTAL, 12)
-	w.icon, _ = gtk.ImageNewFromIconName("application-x-executable", gtk.ICON_SIZE_DIALOG)
+	head := ui.Must(gtk.BoxNew(gtk.ORIENTATION_HORIZONTAL, 12))
+	w.icon = ui.Must(gtk.ImageNewFromIconName("application-x-executable", gtk.ICON_SIZE_DIALOG))
 	w.icon.SetPixelSize(48)
 	head.PackStart(w.icon, false, false, 0)
-	w.title, _ = gtk.LabelNew("")
+	w.title = ui.Must(gtk.LabelNew(""))
 	w.title.SetLineWrap(true)
 	w.title.SetMaxWidthChars(44)
 	w.title.SetXAlign(0)
 	head.PackStart(w.title, true, true, 0)
 	box.PackStart(head, false, false, 0)
 
-	grid, _ := gtk.GridNew()
+	grid := ui.Must(gtk.GridNew())
 	grid.SetRowSpacing(4)
 	grid.SetColumnSpacing(12)
 	row := 0
 	addValue := func(key, label string) {
-		l, _ := gtk.LabelNew(label)
+		l := ui.Must(gtk.LabelNew(label))
 		l.SetXAlign(1)
 		l.SetYAlign(0)
 		if sc, err := l.GetStyleContext(); err == nil {
 			sc.AddClass("dim-label")
 		}
-		v, _ := gtk.LabelNew("")
+		v := ui.Must(gtk.LabelNew(""))
 		v.SetXAlign(0)
 		v.SetSelectable(true)
 		v.SetCanFocus(false)
@@ -144,11 +144,11 @@ func New(app *gtk.Application, entries *desktop.Index, answer func(id uint64, a 
 	addValue("user", i18n.T("User"))
 	box.PackStart(grid, false, false, 0)
 
-	choices, _ := gtk.GridNew()
+	choices := ui.Must(gtk.GridNew())
 	choices.SetRowSpacing(6)
 	choices.SetColumnSpacing(12)
-	w.scope, _ = gtk.ComboBoxTextNew()
-	w.duration, _ = gtk.ComboBoxTextNew()
+	w.scope = ui.Must(gtk.ComboBoxTextNew())
+	w.duration = ui.Must(gtk.ComboBoxTextNew())
 	for _, d := range []struct{ id, label string }{
 		{rules.DurationOnce, i18n.T("Once")},
 		{rules.DurationUntilQuit, i18n.T("Until the application quits")},
@@ -160,10 +160,10 @@ func New(app *gtk.Application, entries *desktop.Index, answer func(id uint64, a 
 	}
 	ui.SetAccessible(w.scope, i18n.T("Scope"), "")
 	ui.SetAccessible(w.duration, i18n.T("Duration"), "")
-	sl, _ := gtk.LabelNewWithMnemonic(i18n.T("_Connections"))
+	sl := ui.Must(gtk.LabelNewWithMnemonic(i18n.T("_Connections")))
 	sl.SetMnemonicWidget(w.scope)
 	sl.SetXAlign(1)
-	dl, _ := gtk.LabelNewWithMnemonic(i18n.T("_For"))
+	dl := ui.Must(gtk.LabelNewWithMnemonic(i18n.T("_For")))
 	dl.SetMnemonicWidget(w.duration)
 	dl.SetXAlign(1)
 	choices.Attach(sl, 0, 0, 1, 1)
@@ -172,23 +172,23 @@ func New(app *gtk.Application, entries *desktop.Index, answer func(id uint64, a 
 	choices.Attach(w.duration, 1, 1, 1, 1)
 	box.PackStart(choices, false, false, 0)
 
-	w.countdn, _ = gtk.LabelNew("")
+	w.countdn = ui.Must(gtk.LabelNew(""))
 	w.countdn.SetXAlign(0)
-	w.more, _ = gtk.LabelNew("")
+	w.more = ui.Must(gtk.LabelNew(""))
 	w.more.SetXAlign(0)
 	if sc, err := w.more.GetStyleContext(); err == nil {
 		sc.AddClass("dim-label")
 	}
 	box.PackStart(w.countdn, false, false, 0)
 	box.PackStart(w.more, false, false, 0)
-	w.notice, _ = gtk.LabelNew("")
+	w.notice = ui.Must(gtk.LabelNew(""))
 	w.notice.SetXAlign(0)
 	w.notice.SetLineWrap(true)
 	w.notice.SetMaxWidthChars(48)
 	w.notice.SetNoShowAll(true) // shown only when there is something to say
 	box.PackStart(w.notice, false, false, 0)
 	box.ReorderChild(w.notice, 1) // right under the title
-	w.ignored, _ = gtk.LabelNew("")
+	w.ignored = ui.Must(gtk.LabelNew(""))
 	w.ignored.SetXAlign(0)
 	w.ignored.SetLineWrap(true)
 	w.ignored.SetMaxWidthChars(48)
@@ -198,10 +198,10 @@ func New(app *gtk.Application, entries *desktop.Index, answer func(id uint64, a 
 	}
 	box.PackStart(w.ignored, false, false, 0)
 
-	buttons, _ := gtk.BoxNew(gtk.ORIENTATION_HORIZONTAL, 12)
+	buttons := ui.Must(gtk.BoxNew(gtk.ORIENTATION_HORIZONTAL, 12))
 	buttons.SetHomogeneous(true)
-	w.deny, _ = gtk.ButtonNewWithMnemonic(i18n.T("_Deny"))
-	w.allow, _ = gtk.ButtonNewWithMnemonic(i18n.T("_Allow"))
+	w.deny = ui.Must(gtk.ButtonNewWithMnemonic(i18n.T("_Deny")))
+	w.allow = ui.Must(gtk.ButtonNewWithMnemonic(i18n.T("_Allow")))
 	if sc, err := w.deny.GetStyleContext(); err == nil {
 		sc.AddClass("destructive-action")
 	}
@@ -217,7 +217,7 @@ func New(app *gtk.Application, entries *desktop.Index, answer func(id uint64, a 
 	box.PackEnd(buttons, false, false, 0)
 	if onX11() {
 		// Said where the user decides: on X11 the alert cannot tell a program's fake clicks from the user's.
-		x11, _ := gtk.LabelNew(i18n.T("On X11, other programs can fake clicks and keys; a Wayland session prevents that."))
+		x11 := ui.Must(gtk.LabelNew(i18n.T("On X11, other programs can fake clicks and keys; a Wayland session prevents that.")))
 		x11.SetXAlign(0)
 		x11.SetLineWrap(true)
 		x11.SetMaxWidthChars(48)

@@ -57,14 +57,14 @@ type Page struct {
 // New builds the page. source may be nil (no helper: the page says so).
 func New(ctx context.Context, source Source, entries *desktop.Index) *Page {
 	p := &Page{ctx: ctx, source: source, entries: entries}
-	p.store, _ = gtk.ListStoreNew(glib.TYPE_STRING, glib.TYPE_STRING, glib.TYPE_STRING, glib.TYPE_STRING,
-		glib.TYPE_STRING, glib.TYPE_STRING, glib.TYPE_STRING, glib.TYPE_STRING)
-	view, _ := gtk.TreeViewNewWithModel(p.store)
+	p.store = ui.Must(gtk.ListStoreNew(glib.TYPE_STRING, glib.TYPE_STRING, glib.TYPE_STRING, glib.TYPE_STRING,
+		glib.TYPE_STRING, glib.TYPE_STRING, glib.TYPE_STRING, glib.TYPE_STRING))
+	view := ui.Must(gtk.TreeViewNewWithModel(p.store))
 	view.SetEnableSearch(false)
 	view.SetFixedHeightMode(true)
 	ui.SetAccessible(view, i18n.T("Connection history"), "")
 	column := func(title string, width int, expand bool, cells ...func(c *gtk.TreeViewColumn)) {
-		c, _ := gtk.TreeViewColumnNew()
+		c := ui.Must(gtk.TreeViewColumnNew())
 		c.SetTitle(title)
 		c.SetResizable(true)
 		c.SetSizing(gtk.TREE_VIEW_COLUMN_FIXED)
@@ -77,7 +77,7 @@ func New(ctx context.Context, source Source, entries *desktop.Index) *Page {
 	}
 	text := func(col int) func(c *gtk.TreeViewColumn) {
 		return func(c *gtk.TreeViewColumn) {
-			r, _ := gtk.CellRendererTextNew()
+			r := ui.Must(gtk.CellRendererTextNew())
 			r.SetProperty("ellipsize", 3) // PANGO_ELLIPSIZE_END
 			c.PackStart(r, true)
 			c.AddAttribute(r, "text", col)
@@ -85,7 +85,7 @@ func New(ctx context.Context, source Source, entries *desktop.Index) *Page {
 	}
 	icon := func(col int) func(c *gtk.TreeViewColumn) {
 		return func(c *gtk.TreeViewColumn) {
-			r, _ := gtk.CellRendererPixbufNew()
+			r := ui.Must(gtk.CellRendererPixbufNew())
 			c.PackStart(r, false)
 			c.AddAttribute(r, "icon-name", col)
 		}
@@ -97,12 +97,12 @@ func New(ctx context.Context, source Source, entries *desktop.Index) *Page {
 	column(i18n.T("Verdict"), 110, false, icon(colVerdictIcon), text(colVerdict))
 	column(i18n.T("Rule"), 200, true, text(colRule))
 
-	p.search, _ = gtk.SearchEntryNew()
+	p.search = ui.Must(gtk.SearchEntryNew())
 	p.search.SetPlaceholderText(i18n.T("Search applications, scripts, hosts, addresses"))
 	p.search.SetHExpand(true)
 	ui.SetAccessible(p.search, i18n.T("Search history"), "")
 	p.search.Connect("search-changed", func() { p.Load() })
-	p.verdict, _ = gtk.ComboBoxTextNew()
+	p.verdict = ui.Must(gtk.ComboBoxTextNew())
 	for _, v := range []struct{ id, label string }{{"", i18n.T("All verdicts")}, {"allow", i18n.T("Allowed")},
 		{"deny", i18n.T("Denied")}, {"undecided", i18n.T("Asked")}} {
 		p.verdict.Append(v.id, v.label)
@@ -110,11 +110,11 @@ func New(ctx context.Context, source Source, entries *desktop.Index) *Page {
 	p.verdict.SetActiveID("")
 	ui.SetAccessible(p.verdict, i18n.T("Verdict"), "")
 	p.verdict.Connect("changed", func() { p.Load() })
-	refresh, _ := gtk.ButtonNewFromIconName("view-refresh-symbolic", gtk.ICON_SIZE_BUTTON)
+	refresh := ui.Must(gtk.ButtonNewFromIconName("view-refresh-symbolic", gtk.ICON_SIZE_BUTTON))
 	refresh.SetTooltipText(i18n.T("Read the history again"))
 	ui.SetAccessible(refresh, i18n.T("Refresh"), "")
 	refresh.Connect("clicked", func() { p.Load() })
-	bar, _ := gtk.BoxNew(gtk.ORIENTATION_HORIZONTAL, 6)
+	bar := ui.Must(gtk.BoxNew(gtk.ORIENTATION_HORIZONTAL, 6))
 	bar.SetMarginStart(6)
 	bar.SetMarginEnd(6)
 	bar.SetMarginTop(6)
@@ -123,26 +123,26 @@ func New(ctx context.Context, source Source, entries *desktop.Index) *Page {
 	bar.PackStart(p.verdict, false, false, 0)
 	bar.PackStart(refresh, false, false, 0)
 
-	scroll, _ := gtk.ScrolledWindowNew(nil, nil)
+	scroll := ui.Must(gtk.ScrolledWindowNew(nil, nil))
 	scroll.SetVExpand(true)
 	scroll.Add(view)
-	p.status, _ = gtk.LabelNew("")
+	p.status = ui.Must(gtk.LabelNew(""))
 	p.status.SetXAlign(0)
 	p.status.SetHExpand(true)
 	if sc, err := p.status.GetStyleContext(); err == nil {
 		sc.AddClass("dim-label")
 	}
-	p.more, _ = gtk.ButtonNewWithLabel(i18n.T("Show more"))
+	p.more = ui.Must(gtk.ButtonNewWithLabel(i18n.T("Show more")))
 	p.more.SetSensitive(false)
 	p.more.Connect("clicked", func() { p.fetch(false) })
-	foot, _ := gtk.BoxNew(gtk.ORIENTATION_HORIZONTAL, 6)
+	foot := ui.Must(gtk.BoxNew(gtk.ORIENTATION_HORIZONTAL, 6))
 	foot.SetMarginStart(8)
 	foot.SetMarginEnd(6)
 	foot.SetMarginBottom(4)
 	foot.PackStart(p.status, true, true, 0)
 	foot.PackEnd(p.more, false, false, 0)
 
-	p.Widget, _ = gtk.BoxNew(gtk.ORIENTATION_VERTICAL, 0)
+	p.Widget = ui.Must(gtk.BoxNew(gtk.ORIENTATION_VERTICAL, 0))
 	p.Widget.PackStart(bar, false, false, 0)
 	p.Widget.PackStart(scroll, true, true, 0)
 	p.Widget.PackStart(foot, false, false, 0)

@@ -56,21 +56,21 @@ type chart struct {
 
 func newChart(ctx context.Context, source TrafficSource, onSelect func(since, until time.Time)) *chart {
 	c := &chart{ranges: chartRanges(), onSelect: onSelect, refresh: make(chan struct{}, 1)}
-	c.Widget, _ = gtk.BoxNew(gtk.ORIENTATION_VERTICAL, 2)
+	c.Widget = ui.Must(gtk.BoxNew(gtk.ORIENTATION_VERTICAL, 2))
 	c.Widget.SetMarginStart(6)
 	c.Widget.SetMarginEnd(6)
-	top, _ := gtk.BoxNew(gtk.ORIENTATION_HORIZONTAL, 6)
-	title, _ := gtk.LabelNew("")
+	top := ui.Must(gtk.BoxNew(gtk.ORIENTATION_HORIZONTAL, 6))
+	title := ui.Must(gtk.LabelNew(""))
 	title.SetMarkup("<b>" + glib.MarkupEscapeText(i18n.T("Traffic")) + "</b>")
 	top.PackStart(title, false, false, 0)
-	c.summary, _ = gtk.LabelNew("")
+	c.summary = ui.Must(gtk.LabelNew(""))
 	c.summary.SetXAlign(0)
 	c.summary.SetEllipsize(3) // PANGO_ELLIPSIZE_END
 	if sc, err := c.summary.GetStyleContext(); err == nil {
 		sc.AddClass("dim-label")
 	}
 	top.PackStart(c.summary, true, true, 0)
-	combo, _ := gtk.ComboBoxTextNew()
+	combo := ui.Must(gtk.ComboBoxTextNew())
 	for _, r := range c.ranges {
 		combo.AppendText(r.label)
 	}
@@ -86,7 +86,7 @@ func newChart(ctx context.Context, source TrafficSource, onSelect func(since, un
 	top.PackEnd(combo, false, false, 0)
 	c.Widget.PackStart(top, false, false, 0)
 
-	c.area, _ = gtk.DrawingAreaNew()
+	c.area = ui.Must(gtk.DrawingAreaNew())
 	c.area.SetSizeRequest(-1, 80)
 	c.area.AddEvents(int(gdk.BUTTON_PRESS_MASK | gdk.BUTTON_RELEASE_MASK | gdk.POINTER_MOTION_MASK))
 	ui.SetAccessible(c.area, i18n.T("Traffic chart"), "")

@@ -115,14 +115,14 @@ type detail struct {
 func New(ctx context.Context, entries *desktop.Index, traffic TrafficSource) *Monitor {
 	m := &Monitor{model: flows.New(), filter: flows.ShowAll, entries: entries, users: map[uint32]string{},
 		rows: map[string]*row{}, appIDs: map[flows.AppKey]string{}, destIDs: map[flows.DestKey]string{}}
-	m.store, _ = gtk.TreeStoreNew(glib.TYPE_STRING, glib.TYPE_STRING, glib.TYPE_STRING, glib.TYPE_STRING,
+	m.store = ui.Must(gtk.TreeStoreNew(glib.TYPE_STRING, glib.TYPE_STRING, glib.TYPE_STRING, glib.TYPE_STRING,
 		glib.TYPE_STRING, glib.TYPE_STRING, glib.TYPE_STRING, gdk.PixbufGetType(), glib.TYPE_BOOLEAN, glib.TYPE_STRING,
-		glib.TYPE_STRING, glib.TYPE_STRING, glib.TYPE_STRING, glib.TYPE_UINT64, glib.TYPE_INT64, glib.TYPE_UINT64, glib.TYPE_UINT64)
-	m.filterM, _ = m.store.ToTreeModel().FilterNew(nil)
+		glib.TYPE_STRING, glib.TYPE_STRING, glib.TYPE_STRING, glib.TYPE_UINT64, glib.TYPE_INT64, glib.TYPE_UINT64, glib.TYPE_UINT64))
+	m.filterM = ui.Must(m.store.ToTreeModel().FilterNew(nil))
 	m.filterM.SetVisibleColumn(colVisible)
 	// Sorting sits above the filter; until a column header is clicked it keeps the store's order.
-	m.sortM, _ = gtk.TreeModelSortNew(m.filterM)
-	m.view, _ = gtk.TreeViewNewWithModel(m.sortM)
+	m.sortM = ui.Must(gtk.TreeModelSortNew(m.filterM))
+	m.view = ui.Must(gtk.TreeViewNewWithModel(m.sortM))
 	m.view.SetEnableSearch(false)
 	// Every row has the same height: GTK then never measures rows one by one, which is what keeps thousands of
 	// flows cheap (fixed-height mode needs fixed-width columns; they stay resizable).
@@ -130,16 +130,16 @@ func New(ctx context.Context, entries *desktop.Index, traffic TrafficSource) *Mo
 	ui.SetAccessible(m.view, i18n.T("Connections"), "")
 
 	// Application / destination column: icon + name.
-	name, _ := gtk.TreeViewColumnNew()
+	name := ui.Must(gtk.TreeViewColumnNew())
 	name.SetTitle(i18n.T("Application / Destination"))
 	name.SetExpand(true)
 	name.SetResizable(true)
 	name.SetSizing(gtk.TREE_VIEW_COLUMN_FIXED)
 	name.SetFixedWidth(230)
-	icon, _ := gtk.CellRendererPixbufNew()
+	icon := ui.Must(gtk.CellRendererPixbufNew())
 	name.PackStart(icon, false)
 	name.AddAttribute(icon, "icon-name", colIcon)
-	text, _ := gtk.CellRendererTextNew()
+	text := ui.Must(gtk.CellRendererTextNew())
 	text.SetProperty("ellipsize", 3) // PANGO_ELLIPSIZE_END
 	name.PackStart(text, true)
 	name.AddAttribute(text, "text", colName)
@@ -155,8 +155,8 @@ func New(ctx context.Context, entries *desktop.Index, traffic TrafficSource) *Mo
 		m.view.AppendColumn(c)
 	}
 	addText := func(title string, col, sortBy int) {
-		r, _ := gtk.CellRendererTextNew()
-		c, _ := gtk.TreeViewColumnNewWithAttribute(title, r, "text", col)
+		r := ui.Must(gtk.CellRendererTextNew())
+		c := ui.Must(gtk.TreeViewColumnNewWithAttribute(title, r, "text", col))
 		if sortBy >= 0 {
 			c.SetSortColumnID(sortBy)
 		}
@@ -164,23 +164,23 @@ func New(ctx context.Context, entries *desktop.Index, traffic TrafficSource) *Mo
 	}
 	addText(i18n.T("Port"), colPort, -1)
 	addText(i18n.T("Protocol"), colProto, -1)
-	vr, _ := gtk.CellRendererPixbufNew()
-	vc, _ := gtk.TreeViewColumnNewWithAttribute(i18n.T("Verdict"), vr, "icon-name", colVerdict)
+	vr := ui.Must(gtk.CellRendererPixbufNew())
+	vc := ui.Must(gtk.TreeViewColumnNewWithAttribute(i18n.T("Verdict"), vr, "icon-name", colVerdict))
 	fixed(vc, i18n.T("Verdict"))
 	addText(i18n.T("Attempts"), colAttempts, colSortAttempts)
 	addText(i18n.T("Last seen"), colLast, colSortLast)
 	addText(i18n.T("Sent"), colSent, colSortSent)
 	addText(i18n.T("Received"), colReceived, colSortReceived)
 	addText(i18n.T("Rate"), colRate, -1)
-	sr, _ := gtk.CellRendererPixbufNew()
-	sc, _ := gtk.TreeViewColumnNewWithAttribute(i18n.T("Activity"), sr, "pixbuf", colSpark)
+	sr := ui.Must(gtk.CellRendererPixbufNew())
+	sc := ui.Must(gtk.TreeViewColumnNewWithAttribute(i18n.T("Activity"), sr, "pixbuf", colSpark))
 	fixed(sc, i18n.T("Activity"))
 
-	sel, _ := m.view.GetSelection()
+	sel := ui.Must(m.view.GetSelection())
 	sel.Connect("changed", func() { m.selectionChanged(sel) })
 
 	// Search and filters above the list.
-	search, _ := gtk.SearchEntryNew()
+	search := ui.Must(gtk.SearchEntryNew())
 	search.SetPlaceholderText(i18n.T("Search applications, hosts, addresses"))
 	search.SetHExpand(true)
 	ui.SetAccessible(search, i18n.T("Search connections"), "")
@@ -189,13 +189,13 @@ func New(ctx context.Context, entries *desktop.Index, traffic TrafficSource) *Mo
 		m.filter.Text = t
 		m.refilter()
 	})
-	bar, _ := gtk.BoxNew(gtk.ORIENTATION_HORIZONTAL, 6)
+	bar := ui.Must(gtk.BoxNew(gtk.ORIENTATION_HORIZONTAL, 6))
 	bar.SetMarginStart(6)
 	bar.SetMarginEnd(6)
 	bar.SetMarginTop(6)
 	bar.SetMarginBottom(6)
 	bar.PackStart(search, true, true, 0)
-	toggles, _ := gtk.BoxNew(gtk.ORIENTATION_HORIZONTAL, 0)
+	toggles := ui.Must(gtk.BoxNew(gtk.ORIENTATION_HORIZONTAL, 0))
 	if sc, err := toggles.GetStyleContext(); err == nil {
 		sc.AddClass("linked")
 	}
@@ -203,7 +203,7 @@ func New(ctx context.Context, entries *desktop.Index, traffic TrafficSource) *Mo
 		label string
 		on    *bool
 	}{{i18n.T("Allowed"), &m.filter.Allowed}, {i18n.T("Denied"), &m.filter.Denied}, {i18n.T("Asked"), &m.filter.Asked}} {
-		b, _ := gtk.ToggleButtonNewWithLabel(t.label)
+		b := ui.Must(gtk.ToggleButtonNewWithLabel(t.label))
 		b.SetActive(true)
 		on := t.on
 		b.Connect("toggled", func() {
@@ -214,10 +214,10 @@ func New(ctx context.Context, entries *desktop.Index, traffic TrafficSource) *Mo
 	}
 	bar.PackStart(toggles, false, false, 0)
 
-	scroll, _ := gtk.ScrolledWindowNew(nil, nil)
+	scroll := ui.Must(gtk.ScrolledWindowNew(nil, nil))
 	scroll.SetVExpand(true)
 	scroll.Add(m.view)
-	m.status, _ = gtk.LabelNew("")
+	m.status = ui.Must(gtk.LabelNew(""))
 	m.status.SetXAlign(0)
 	m.status.SetMarginStart(8)
 	m.status.SetMarginBottom(4)
@@ -231,14 +231,14 @@ func New(ctx context.Context, entries *desktop.Index, traffic TrafficSource) *Mo
 		}
 		m.refilter()
 	})
-	left, _ := gtk.BoxNew(gtk.ORIENTATION_VERTICAL, 0)
+	left := ui.Must(gtk.BoxNew(gtk.ORIENTATION_VERTICAL, 0))
 	left.PackStart(bar, false, false, 0)
 	left.PackStart(m.chart.Widget, false, false, 0)
 	left.PackStart(scroll, true, true, 0)
 	left.PackStart(m.status, false, false, 0)
 
 	m.detail = newDetail()
-	m.Widget, _ = gtk.PanedNew(gtk.ORIENTATION_HORIZONTAL)
+	m.Widget = ui.Must(gtk.PanedNew(gtk.ORIENTATION_HORIZONTAL))
 	m.Widget.Pack1(left, true, false)
 	m.Widget.Pack2(m.detail.grid, false, false)
 	m.Widget.SetPosition(800)
@@ -605,14 +605,14 @@ func (m *Monitor) selectionChanged(sel *gtk.TreeSelection) {
 
 func newDetail() *detail {
 	d := &detail{values: map[string]*gtk.Label{}}
-	d.grid, _ = gtk.GridNew()
+	d.grid = ui.Must(gtk.GridNew())
 	d.grid.SetRowSpacing(6)
 	d.grid.SetColumnSpacing(12)
 	d.grid.SetMarginStart(12)
 	d.grid.SetMarginEnd(12)
 	d.grid.SetMarginTop(12)
 	d.grid.SetSizeRequest(260, -1)
-	title, _ := gtk.LabelNew("")
+	title := ui.Must(gtk.LabelNew(""))
 	title.SetMarkup("<b>" + glib.MarkupEscapeText(i18n.T("Details")) + "</b>")
 	title.SetXAlign(0)
 	d.grid.Attach(title, 0, 0, 2, 1)
@@ -644,12 +644,12 @@ func newDetail() *detail {
 		case "pid":
 			label = i18n.T("Last process")
 		}
-		l, _ := gtk.LabelNew(label)
+		l := ui.Must(gtk.LabelNew(label))
 		l.SetXAlign(1)
 		if sc, err := l.GetStyleContext(); err == nil {
 			sc.AddClass("dim-label")
 		}
-		v, _ := gtk.LabelNew("")
+		v := ui.Must(gtk.LabelNew(""))
 		v.SetXAlign(0)
 		v.SetSelectable(true)
 		v.SetLineWrap(true)
@@ -658,10 +658,10 @@ func newDetail() *detail {
 		d.grid.Attach(v, 1, i+1, 1, 1)
 		d.values[k] = v
 	}
-	act, _ := gtk.LabelNew(i18n.T("Activity (last minute)"))
+	act := ui.Must(gtk.LabelNew(i18n.T("Activity (last minute)")))
 	act.SetXAlign(0)
 	d.grid.Attach(act, 0, 14, 2, 1)
-	d.spark, _ = gtk.DrawingAreaNew()
+	d.spark = ui.Must(gtk.DrawingAreaNew())
 	d.spark.SetSizeRequest(240, 60)
 	d.spark.Connect("draw", func(da *gtk.DrawingArea, cr *cairo.Context) bool {
 		drawHistory(cr, float64(da.GetAllocatedWidth()), float64(da.GetAllocatedHeight()), d.hist)

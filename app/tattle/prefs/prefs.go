@@ -35,20 +35,20 @@ type Page struct {
 // New builds the page.
 func New(ctx context.Context, cl *client.Client) *Page {
 	p := &Page{ctx: ctx, cl: cl, msg: ui.NewMessageBar()}
-	grid, _ := gtk.GridNew()
+	grid := ui.Must(gtk.GridNew())
 	grid.SetRowSpacing(12)
 	grid.SetColumnSpacing(18)
 	grid.SetHAlign(gtk.ALIGN_CENTER)
 	grid.SetMarginTop(24)
 	row := 0
 	add := func(label, help string, w gtk.IWidget) {
-		l, _ := gtk.LabelNewWithMnemonic(label)
+		l := ui.Must(gtk.LabelNewWithMnemonic(label))
 		l.SetXAlign(1)
 		l.SetMnemonicWidget(w)
 		ui.SetAccessible(w, strings.ReplaceAll(label, "_", ""), help)
 		grid.Attach(l, 0, row, 1, 1)
 		grid.Attach(w, 1, row, 1, 1)
-		h, _ := gtk.LabelNew(help)
+		h := ui.Must(gtk.LabelNew(help))
 		h.SetXAlign(0)
 		h.SetLineWrap(true)
 		h.SetMaxWidthChars(60)
@@ -59,7 +59,7 @@ func New(ctx context.Context, cl *client.Client) *Page {
 		row += 2
 	}
 	combo := func(items ...[2]string) *gtk.ComboBoxText {
-		c, _ := gtk.ComboBoxTextNew()
+		c := ui.Must(gtk.ComboBoxTextNew())
 		for _, it := range items {
 			c.Append(it[0], it[1])
 		}
@@ -71,14 +71,14 @@ func New(ctx context.Context, cl *client.Client) *Page {
 	add(i18n.T("_Mode"), i18n.T("What happens when an application connects somewhere no rule covers."), p.mode)
 	p.defAct = combo([2]string{api.DefaultDeny, i18n.T("Deny")}, [2]string{api.DefaultAllow, i18n.T("Allow")})
 	add(i18n.T("_Unanswered questions"), i18n.T("Applied once when nobody answers a question in time."), p.defAct)
-	p.timeout, _ = gtk.SpinButtonNewWithRange(api.MinQuestionTimeout, api.MaxQuestionTimeout, 1)
+	p.timeout = ui.Must(gtk.SpinButtonNewWithRange(api.MinQuestionTimeout, api.MaxQuestionTimeout, 1))
 	add(i18n.T("Question _timeout (seconds)"), i18n.T("How long a held connection waits for an answer."), p.timeout)
 	p.fail = combo([2]string{api.FailPass, i18n.T("Let new connections through")}, [2]string{api.FailDrop, i18n.T("Hold new connections back")})
 	add(i18n.T("While the service is _stopped"), i18n.T("What happens to connections no rule decides while tattled is not running."), p.fail)
-	p.history, _ = gtk.SpinButtonNewWithRange(1, api.MaxHistoryDays, 1)
+	p.history = ui.Must(gtk.SpinButtonNewWithRange(1, api.MaxHistoryDays, 1))
 	add(i18n.T("Keep _history (days)"), i18n.T("Connection history older than this is deleted."), p.history)
 
-	p.apply, _ = gtk.ButtonNewWithMnemonic(i18n.T("_Apply"))
+	p.apply = ui.Must(gtk.ButtonNewWithMnemonic(i18n.T("_Apply")))
 	if sc, err := p.apply.GetStyleContext(); err == nil {
 		sc.AddClass("suggested-action")
 	}
@@ -86,7 +86,7 @@ func New(ctx context.Context, cl *client.Client) *Page {
 	p.apply.Connect("clicked", func() { p.save() })
 	grid.Attach(p.apply, 1, row, 1, 1)
 
-	p.Widget, _ = gtk.BoxNew(gtk.ORIENTATION_VERTICAL, 0)
+	p.Widget = ui.Must(gtk.BoxNew(gtk.ORIENTATION_VERTICAL, 0))
 	p.Widget.PackStart(p.msg.Bar, false, false, 0)
 	p.Widget.PackStart(grid, false, false, 0)
 	return p

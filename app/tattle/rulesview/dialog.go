@@ -21,11 +21,11 @@ func runDialog(parent *gtk.Window, base *api.Rule, uid uint32) (api.Rule, bool) 
 		title = i18n.T("Edit rule")
 		f = FormOf(*base)
 	}
-	d, _ := gtk.DialogNewWithButtons(title, parent, gtk.DIALOG_MODAL|gtk.DIALOG_DESTROY_WITH_PARENT,
-		[]any{i18n.T("_Cancel"), gtk.RESPONSE_CANCEL}, []any{i18n.T("_Save"), gtk.RESPONSE_ACCEPT})
+	d := ui.Must(gtk.DialogNewWithButtons(title, parent, gtk.DIALOG_MODAL|gtk.DIALOG_DESTROY_WITH_PARENT,
+		[]any{i18n.T("_Cancel"), gtk.RESPONSE_CANCEL}, []any{i18n.T("_Save"), gtk.RESPONSE_ACCEPT}))
 	d.SetDefaultResponse(gtk.RESPONSE_ACCEPT)
-	area, _ := d.GetContentArea()
-	grid, _ := gtk.GridNew()
+	area := ui.Must(d.GetContentArea())
+	grid := ui.Must(gtk.GridNew())
 	grid.SetRowSpacing(8)
 	grid.SetColumnSpacing(12)
 	grid.SetMarginStart(12)
@@ -36,7 +36,7 @@ func runDialog(parent *gtk.Window, base *api.Rule, uid uint32) (api.Rule, bool) 
 
 	row := 0
 	add := func(label string, w gtk.IWidget) {
-		l, _ := gtk.LabelNewWithMnemonic(label)
+		l := ui.Must(gtk.LabelNewWithMnemonic(label))
 		l.SetXAlign(1)
 		l.SetMnemonicWidget(w)
 		grid.Attach(l, 0, row, 1, 1)
@@ -44,7 +44,7 @@ func runDialog(parent *gtk.Window, base *api.Rule, uid uint32) (api.Rule, bool) 
 		row++
 	}
 	entry := func(text, placeholder, name string) *gtk.Entry {
-		e, _ := gtk.EntryNew()
+		e := ui.Must(gtk.EntryNew())
 		e.SetText(text)
 		e.SetPlaceholderText(placeholder)
 		e.SetWidthChars(36)
@@ -53,7 +53,7 @@ func runDialog(parent *gtk.Window, base *api.Rule, uid uint32) (api.Rule, bool) 
 		return e
 	}
 	combo := func(active string, items ...[2]string) *gtk.ComboBoxText {
-		c, _ := gtk.ComboBoxTextNew()
+		c := ui.Must(gtk.ComboBoxTextNew())
 		for _, it := range items {
 			c.Append(it[0], it[1])
 		}
@@ -79,11 +79,11 @@ func runDialog(parent *gtk.Window, base *api.Rule, uid uint32) (api.Rule, bool) 
 	add(i18n.T("_Duration"), duration)
 	note := entry(f.Note, "", i18n.T("Note"))
 	add(i18n.T("_Note"), note)
-	system, _ := gtk.CheckButtonNewWithMnemonic(i18n.T("For _all users (needs an administrator)"))
+	system := ui.Must(gtk.CheckButtonNewWithMnemonic(i18n.T("For _all users (needs an administrator)")))
 	system.SetActive(f.System)
 	grid.Attach(system, 1, row, 1, 1)
 	row++
-	problem, _ := gtk.LabelNew("")
+	problem := ui.Must(gtk.LabelNew(""))
 	problem.SetLineWrap(true)
 	problem.SetMaxWidthChars(50)
 	problem.SetXAlign(0)

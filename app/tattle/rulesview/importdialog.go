@@ -21,11 +21,11 @@ const previewRows = 1000
 // the summary, the rules it would make and the report lines. Import then runs the same request for real
 // (one transaction); Cancel changes nothing. A dry run the helper refuses shows why, with only Close.
 func (p *Page) previewImport(req api.ImportRequest, paths []string) {
-	d, _ := gtk.DialogNewWithButtons(i18n.T("Import rules"), p.parent, gtk.DIALOG_MODAL|gtk.DIALOG_DESTROY_WITH_PARENT)
+	d := ui.Must(gtk.DialogNewWithButtons(i18n.T("Import rules"), p.parent, gtk.DIALOG_MODAL|gtk.DIALOG_DESTROY_WITH_PARENT))
 	d.SetDefaultSize(560, -1)
-	cancel, _ := d.AddButton(i18n.T("_Cancel"), gtk.RESPONSE_CANCEL)
-	area, _ := d.GetContentArea()
-	box, _ := gtk.BoxNew(gtk.ORIENTATION_VERTICAL, 8)
+	cancel := ui.Must(d.AddButton(i18n.T("_Cancel"), gtk.RESPONSE_CANCEL))
+	area := ui.Must(d.GetContentArea())
+	box := ui.Must(gtk.BoxNew(gtk.ORIENTATION_VERTICAL, 8))
 	box.SetMarginStart(12)
 	box.SetMarginEnd(12)
 	box.SetMarginTop(12)
@@ -33,7 +33,7 @@ func (p *Page) previewImport(req api.ImportRequest, paths []string) {
 	box.SetVExpand(true)
 	area.PackStart(box, true, true, 0)
 	label := func(text string) *gtk.Label {
-		l, _ := gtk.LabelNew(text)
+		l := ui.Must(gtk.LabelNew(text))
 		l.SetLineWrap(true)
 		l.SetXAlign(0)
 		l.SetSelectable(true)
@@ -45,7 +45,7 @@ func (p *Page) previewImport(req api.ImportRequest, paths []string) {
 	status.SetWidthChars(60)
 	status.SetMaxWidthChars(110)
 	box.PackStart(status, false, false, 0)
-	spinner, _ := gtk.SpinnerNew()
+	spinner := ui.Must(gtk.SpinnerNew())
 	spinner.Start()
 	box.PackStart(spinner, false, false, 0)
 	d.ShowAll()
@@ -109,7 +109,7 @@ func (p *Page) previewImport(req api.ImportRequest, paths []string) {
 		if pv.sum.Imported > 0 {
 			final = pv.req
 			cancel.SetLabel(i18n.T("_Cancel"))
-			imp, _ := d.AddButton(i18n.T("_Import"), gtk.RESPONSE_ACCEPT)
+			imp := ui.Must(d.AddButton(i18n.T("_Import"), gtk.RESPONSE_ACCEPT))
 			if sc, err := imp.GetStyleContext(); err == nil {
 				sc.AddClass("suggested-action")
 			}
@@ -135,7 +135,7 @@ func (p *Page) runImport(req api.ImportRequest) {
 }
 
 func heading(text string) *gtk.Label {
-	l, _ := gtk.LabelNew("")
+	l := ui.Must(gtk.LabelNew(""))
 	l.SetMarkup("<b>" + glib.MarkupEscapeText(text) + "</b>")
 	l.SetXAlign(0)
 	return l
@@ -149,7 +149,7 @@ func previewRules(rs []api.Rule, uid uint32) *gtk.ScrolledWindow {
 	for i := range types {
 		types[i] = glib.TYPE_STRING
 	}
-	store, _ := gtk.ListStoreNew(types...)
+	store := ui.Must(gtk.ListStoreNew(types...))
 	idx := make([]int, len(cols))
 	for i := range idx {
 		idx[i] = i
@@ -179,12 +179,12 @@ func previewRules(rs []api.Rule, uid uint32) *gtk.ScrolledWindow {
 		}
 		store.InsertWithValues(nil, -1, idx, []any{app, remoteLabel(r.Remote), r.Port, r.Protocol, actionLabel(r.Action), state, scope, r.Note})
 	}
-	view, _ := gtk.TreeViewNewWithModel(store)
+	view := ui.Must(gtk.TreeViewNewWithModel(store))
 	view.SetTooltipColumn(len(cols) - 1) // the note, often longer than its column
 	ui.SetAccessible(view, i18n.T("Rules it would make"), "")
 	for i, title := range cols {
-		rend, _ := gtk.CellRendererTextNew()
-		col, _ := gtk.TreeViewColumnNewWithAttribute(title, rend, "text", i)
+		rend := ui.Must(gtk.CellRendererTextNew())
+		col := ui.Must(gtk.TreeViewColumnNewWithAttribute(title, rend, "text", i))
 		col.SetResizable(true)
 		if i == 0 || i == len(cols)-1 {
 			rend.SetProperty("ellipsize", 3)
@@ -197,7 +197,7 @@ func previewRules(rs []api.Rule, uid uint32) *gtk.ScrolledWindow {
 
 // previewReport is the list of the report's lines (file:line:column and what was not kept exactly).
 func previewReport(lines []string) *gtk.ScrolledWindow {
-	store, _ := gtk.ListStoreNew(glib.TYPE_STRING)
+	store := ui.Must(gtk.ListStoreNew(glib.TYPE_STRING))
 	for n, l := range lines {
 		if n == previewRows {
 			l = fmt.Sprintf(i18n.T("… and %d more"), len(lines)-n)
@@ -207,19 +207,19 @@ func previewReport(lines []string) *gtk.ScrolledWindow {
 			break
 		}
 	}
-	view, _ := gtk.TreeViewNewWithModel(store)
+	view := ui.Must(gtk.TreeViewNewWithModel(store))
 	view.SetHeadersVisible(false)
 	ui.SetAccessible(view, i18n.T("Not imported exactly"), "")
-	rend, _ := gtk.CellRendererTextNew()
+	rend := ui.Must(gtk.CellRendererTextNew())
 	rend.SetProperty("wrap-mode", 2) // PANGO_WRAP_WORD_CHAR: long lines stay whole
 	rend.SetProperty("wrap-width", 880)
-	col, _ := gtk.TreeViewColumnNewWithAttribute("", rend, "text", 0)
+	col := ui.Must(gtk.TreeViewColumnNewWithAttribute("", rend, "text", 0))
 	view.AppendColumn(col)
 	return scrolled(view)
 }
 
 func scrolled(w gtk.IWidget) *gtk.ScrolledWindow {
-	s, _ := gtk.ScrolledWindowNew(nil, nil)
+	s := ui.Must(gtk.ScrolledWindowNew(nil, nil))
 	s.SetPolicy(gtk.POLICY_AUTOMATIC, gtk.POLICY_AUTOMATIC)
 	s.SetShadowType(gtk.SHADOW_IN)
 	s.SetMinContentHeight(140)

@@ -71,16 +71,16 @@ type Page struct {
 // New builds the page. parent is the window dialogs belong to.
 func New(ctx context.Context, cl *client.Client, parent *gtk.Window, entries *desktop.Index) *Page {
 	p := &Page{ctx: ctx, cl: cl, parent: parent, entries: entries, msg: ui.NewMessageBar(), rules: map[string]api.Rule{}, uid: uint32(os.Getuid())}
-	p.store, _ = gtk.TreeStoreNew(glib.TYPE_STRING, glib.TYPE_STRING, glib.TYPE_BOOLEAN, glib.TYPE_BOOLEAN,
+	p.store = ui.Must(gtk.TreeStoreNew(glib.TYPE_STRING, glib.TYPE_STRING, glib.TYPE_BOOLEAN, glib.TYPE_BOOLEAN,
 		glib.TYPE_STRING, glib.TYPE_STRING, glib.TYPE_STRING, glib.TYPE_STRING, glib.TYPE_STRING, glib.TYPE_STRING,
-		glib.TYPE_STRING, glib.TYPE_STRING, glib.TYPE_BOOLEAN)
-	filter, _ := p.store.ToTreeModel().FilterNew(nil)
+		glib.TYPE_STRING, glib.TYPE_STRING, glib.TYPE_BOOLEAN))
+	filter := ui.Must(p.store.ToTreeModel().FilterNew(nil))
 	filter.SetVisibleColumn(colVisible)
-	p.view, _ = gtk.TreeViewNewWithModel(filter)
+	p.view = ui.Must(gtk.TreeViewNewWithModel(filter))
 	ui.SetAccessible(p.view, i18n.T("Rules"), "")
 
-	tr, _ := gtk.CellRendererToggleNew()
-	tc, _ := gtk.TreeViewColumnNewWithAttribute(i18n.T("On"), tr, "active", colEnabled)
+	tr := ui.Must(gtk.CellRendererToggleNew())
+	tc := ui.Must(gtk.TreeViewColumnNewWithAttribute(i18n.T("On"), tr, "active", colEnabled))
 	tc.AddAttribute(tr, "visible", colToggleVisible)
 	tr.Connect("toggled", func(_ *gtk.CellRendererToggle, path string) {
 		fp, err := gtk.TreePathNewFromString(path)
@@ -94,14 +94,14 @@ func New(ctx context.Context, cl *client.Client, parent *gtk.Window, entries *de
 		p.toggle(p.idAt(filter.ToTreeModel(), it))
 	})
 
-	name, _ := gtk.TreeViewColumnNew()
+	name := ui.Must(gtk.TreeViewColumnNew())
 	name.SetTitle(i18n.T("Application / Remote"))
 	name.SetExpand(true)
 	name.SetMinWidth(230) // room for the program of a factory rule and its destination
-	ir, _ := gtk.CellRendererPixbufNew()
+	ir := ui.Must(gtk.CellRendererPixbufNew())
 	name.PackStart(ir, false)
 	name.AddAttribute(ir, "icon-name", colIcon)
-	nr, _ := gtk.CellRendererTextNew()
+	nr := ui.Must(gtk.CellRendererTextNew())
 	nr.SetProperty("ellipsize", 3)
 	name.PackStart(nr, true)
 	name.AddAttribute(nr, "text", colName)
@@ -113,26 +113,26 @@ func New(ctx context.Context, cl *client.Client, parent *gtk.Window, entries *de
 		col   int
 	}{{i18n.T("Port"), colPort}, {i18n.T("Protocol"), colProto}, {i18n.T("Action"), colAction},
 		{i18n.T("Duration"), colDuration}, {i18n.T("Applies to"), colScope}, {i18n.T("Note"), colNote}} {
-		r, _ := gtk.CellRendererTextNew()
-		col, _ := gtk.TreeViewColumnNewWithAttribute(c.title, r, "text", c.col)
+		r := ui.Must(gtk.CellRendererTextNew())
+		col := ui.Must(gtk.TreeViewColumnNewWithAttribute(c.title, r, "text", c.col))
 		col.SetResizable(true)
 		p.view.AppendColumn(col)
 	}
 	p.view.Connect("row-activated", func() { p.edit() })
 
-	p.search, _ = gtk.SearchEntryNew()
+	p.search = ui.Must(gtk.SearchEntryNew())
 	p.search.SetPlaceholderText(i18n.T("Filter rules"))
 	p.search.SetHExpand(true)
 	p.search.Connect("search-changed", func() { p.applyFilter() })
 
 	button := func(icon, tip string, f func()) *gtk.Button {
-		b, _ := gtk.ButtonNewFromIconName(icon, gtk.ICON_SIZE_BUTTON)
+		b := ui.Must(gtk.ButtonNewFromIconName(icon, gtk.ICON_SIZE_BUTTON))
 		b.SetTooltipText(tip)
 		ui.SetAccessible(b, tip, "")
 		b.Connect("clicked", f)
 		return b
 	}
-	bar, _ := gtk.BoxNew(gtk.ORIENTATION_HORIZONTAL, 6)
+	bar := ui.Must(gtk.BoxNew(gtk.ORIENTATION_HORIZONTAL, 6))
 	bar.SetMarginStart(6)
 	bar.SetMarginEnd(6)
 	bar.SetMarginTop(6)
@@ -153,14 +153,14 @@ func New(ctx context.Context, cl *client.Client, parent *gtk.Window, entries *de
 	bar.PackStart(button("document-open-symbolic", i18n.T("Import rules"), func() { p.importRules() }), false, false, 0)
 	bar.PackStart(button("document-save-symbolic", i18n.T("Export rules"), func() { p.exportRules() }), false, false, 0)
 
-	scroll, _ := gtk.ScrolledWindowNew(nil, nil)
+	scroll := ui.Must(gtk.ScrolledWindowNew(nil, nil))
 	scroll.SetVExpand(true)
 	scroll.Add(p.view)
-	p.Widget, _ = gtk.BoxNew(gtk.ORIENTATION_VERTICAL, 0)
+	p.Widget = ui.Must(gtk.BoxNew(gtk.ORIENTATION_VERTICAL, 0))
 	p.Widget.PackStart(p.msg.Bar, false, false, 0)
-	p.approval, _ = gtk.InfoBarNew()
+	p.approval = ui.Must(gtk.InfoBarNew())
 	p.approval.SetMessageType(gtk.MESSAGE_WARNING)
-	p.approvalLabel, _ = gtk.LabelNew("")
+	p.approvalLabel = ui.Must(gtk.LabelNew(""))
 	p.approvalLabel.SetLineWrap(true)
 	p.approvalLabel.SetXAlign(0)
 	if content, err := p.approval.GetContentArea(); err == nil {
@@ -174,9 +174,9 @@ func New(ctx context.Context, cl *client.Client, parent *gtk.Window, entries *de
 	})
 	p.approval.SetNoShowAll(true)
 	p.Widget.PackStart(p.approval, false, false, 0)
-	p.learnBar, _ = gtk.InfoBarNew()
+	p.learnBar = ui.Must(gtk.InfoBarNew())
 	p.learnBar.SetMessageType(gtk.MESSAGE_QUESTION)
-	p.learnLabel, _ = gtk.LabelNew("")
+	p.learnLabel = ui.Must(gtk.LabelNew(""))
 	p.learnLabel.SetLineWrap(true)
 	p.learnLabel.SetXAlign(0)
 	if content, err := p.learnBar.GetContentArea(); err == nil {
@@ -467,7 +467,7 @@ func (p *Page) idAt(m *gtk.TreeModel, it *gtk.TreeIter) string {
 }
 
 func (p *Page) selectedID() string {
-	sel, _ := p.view.GetSelection()
+	sel := ui.Must(p.view.GetSelection())
 	model, it, ok := sel.GetSelected()
 	if !ok {
 		return ""
@@ -586,20 +586,20 @@ func formatName(id string) string {
 
 // chooseFormat asks which format (and, for import, whether the rules are for everyone).
 func (p *Page) chooseFormat(title string, withSystem bool) (string, bool, bool) {
-	d, _ := gtk.DialogNewWithButtons(title, p.parent, gtk.DIALOG_MODAL|gtk.DIALOG_DESTROY_WITH_PARENT,
-		[]any{i18n.T("_Cancel"), gtk.RESPONSE_CANCEL}, []any{i18n.T("_Continue"), gtk.RESPONSE_ACCEPT})
-	area, _ := d.GetContentArea()
+	d := ui.Must(gtk.DialogNewWithButtons(title, p.parent, gtk.DIALOG_MODAL|gtk.DIALOG_DESTROY_WITH_PARENT,
+		[]any{i18n.T("_Cancel"), gtk.RESPONSE_CANCEL}, []any{i18n.T("_Continue"), gtk.RESPONSE_ACCEPT}))
+	area := ui.Must(d.GetContentArea())
 	area.SetSpacing(8)
 	area.SetMarginStart(12)
 	area.SetMarginEnd(12)
 	area.SetMarginTop(12)
-	combo, _ := gtk.ComboBoxTextNew()
+	combo := ui.Must(gtk.ComboBoxTextNew())
 	for _, f := range formats {
 		combo.Append(f.id, formatName(f.id))
 	}
 	combo.SetActiveID(api.FormatTattle)
 	area.Add(combo)
-	sys, _ := gtk.CheckButtonNewWithMnemonic(i18n.T("Rules for _all users (needs an administrator)"))
+	sys := ui.Must(gtk.CheckButtonNewWithMnemonic(i18n.T("Rules for _all users (needs an administrator)")))
 	if withSystem {
 		area.Add(sys)
 	}
@@ -626,12 +626,12 @@ func (p *Page) importRules() {
 		if f.id != format {
 			continue
 		}
-		filter, _ := gtk.FileFilterNew()
+		filter := ui.Must(gtk.FileFilterNew())
 		filter.SetName(formatName(f.id))
 		filter.AddPattern(f.pattern)
 		fc.AddFilter(filter)
 	}
-	all, _ := gtk.FileFilterNew()
+	all := ui.Must(gtk.FileFilterNew())
 	all.SetName(i18n.T("All files"))
 	all.AddPattern("*")
 	fc.AddFilter(all)

@@ -69,14 +69,14 @@ type MessageBar struct {
 
 // NewMessageBar makes a hidden message bar.
 func NewMessageBar() *MessageBar {
-	bar, _ := gtk.InfoBarNew()
+	bar := Must(gtk.InfoBarNew())
 	bar.SetShowCloseButton(true)
 	bar.SetNoShowAll(true)
-	label, _ := gtk.LabelNew("")
+	label := Must(gtk.LabelNew(""))
 	label.SetLineWrap(true)
 	label.SetXAlign(0)
 	label.SetSelectable(true)
-	area, _ := bar.GetContentArea()
+	area := Must(bar.GetContentArea())
 	area.Add(label)
 	label.Show()
 	bar.Connect("response", func() { bar.Hide() })
@@ -121,4 +121,14 @@ func SetRow(store *gtk.TreeStore, iter *gtk.TreeIter, columns []int, values []an
 	C.set_row((*C.GtkTreeStore)(unsafe.Pointer(store.GObject)), (*C.GtkTreeIter)(unsafe.Pointer(iter)), (*C.gint)(cols), (**C.GValue)(vals), C.gint(len(columns)))
 	runtime.KeepAlive(keep) // their finalizers free them
 	return nil
+}
+
+// Must returns v, or panics when GTK could not make it. GTK's constructors fail only when the toolkit itself
+// is broken (out of memory, no display): the window cannot be built then, and a clear panic here beats a nil
+// widget failing somewhere later.
+func Must[T any](v T, err error) T {
+	if err != nil {
+		panic(fmt.Sprintf("tattle: GTK could not create a %T: %v", v, err))
+	}
+	return v
 }
