@@ -446,7 +446,7 @@ func (d *Daemon) decideInUserspaceBy(ev enforce.Event) (enforce.Verdict, string,
 	cur := d.current
 	now := time.Now()
 	proto := ev.Proto.String()
-	flow := rules.Flow{AppPath: pathFor(cur, ev.App, ev.Exe), Via: viaFor(cur, ev.App, ev.Via), UID: ev.UID, Addr: ev.Dest.Addr(), Port: ev.Dest.Port(), Proto: proto,
+	flow := rules.Flow{AppPath: cur.PathFor(ev.App, ev.Exe), Via: cur.ViaFor(ev.App, ev.Via), UID: ev.UID, Addr: ev.Dest.Addr(), Port: ev.Dest.Port(), Proto: proto,
 		Hostnames: d.hostnamesFor(appKey{App: ev.App, UID: ev.UID}, ev.Dest.Addr(), now)}
 	// A packaged app by the identity of the file its process runs, never by what the process says it is.
 	switch pn := cur.Packaged[ev.App]; pn.Kind {
@@ -461,7 +461,7 @@ func (d *Daemon) decideInUserspaceBy(ev enforce.Event) (enforce.Verdict, string,
 	if winner == nil {
 		return enforce.Undecided, "", false
 	}
-	if blocker := unknowable(cur.Active, winner, flow, d.lookupList(), now); blocker != "" {
+	if blocker := ruleset.Unknowable(cur.Active, winner, flow, d.lookupList(), isResolvers, now); blocker != "" {
 		d.log.Debug("left undecided: a rule of higher precedence needs facts not known yet", "rule", blocker,
 			"exe", ev.Exe, "dest", ev.Dest, "proto", proto)
 		return enforce.Undecided, "", false
@@ -478,70 +478,8 @@ func (d *Daemon) decideInUserspaceBy(ev enforce.Event) (enforce.Verdict, string,
 	return verdict, winner.Rule.ID, true
 }
 
-// pathFor names the event's executable for path rules by its identity, never by the path string it reported
-// (which a process can make up with its own mount namespace): a rule path whose file is this executable.
-func pathFor(cur ruleset.Result, app identity.Executable, exe string) string {
-	paths := cur.Paths[app]
-	if len(paths) == 0 {
-		return ""
-	}
-	for _, p := range paths {
-		if p == exe {
-			return p
-		}
-	}
-	return paths[0]
-}
-
-// viaFor names the event's script for via rules by its identity, as pathFor does for executables. A script
-// no rule names keeps its reported path (it matches no via rule either way); one not identified matches none.
-func viaFor(cur ruleset.Result, app identity.Executable, via string) string {
-	if v := cur.Vias[app]; v != "" {
-		return v
-	}
-	if app.IsUnidentified() || (app.IsScript() && via == "") {
-		return api.ViaUnidentified
-	}
-	return via
-}
-
-// unknowable returns the ID of a rule of higher precedence than winner that could match f if the facts the
-// helper lacks (names, packaged identities) were known, or "".
-func unknowable(active []rules.Compiled, winner *rules.Compiled, f rules.Flow, lists rules.ListLookup, now time.Time) string {
-	for i := range active {
-		c := &active[i]
-		if c.Rule.ID == winner.Rule.ID {
-			return ""
-		}
-		r := c.Rule
-		relaxed := false
-		switch c.RemoteKind {
-		case rules.RemoteHost, rules.RemoteDomain, rules.RemoteWildcard:
-			// With the names the application looked up known, such a rule either matched or does not.
-			if len(f.Hostnames) == 0 {
-				r.Remote, relaxed = rules.Any, true
-			}
-		case rules.RemoteList:
-			// A list may hold names: without the flow's names (or without the list) it might still match. The
-			// resolvers hold addresses only: the flow's address decides.
-			if c.Name == resolvers.ListName && lists != nil {
-				break
-			}
-			if len(f.Hostnames) == 0 || lists == nil {
-				r.Remote, relaxed = rules.Any, true
-			}
-		}
-		// Applications are known exactly: executables, scripts, Flatpak apps and snaps, AppImages by their
-		// files' identities.
-		if !relaxed {
-			continue
-		}
-		if rc, err := rules.Compile(r); err == nil && rc.Matches(f, nil, now) {
-			return c.Rule.ID
-		}
-	}
-	return ""
-}
+// isResolvers says whether a list is the built-in one of the machine's resolvers, which holds addresses only.
+func isResolvers(list string) bool { return list == resolvers.ListName }
 
 // learnedRuleID marks flow verdicts the helper cached after deciding in userspace.
 const learnedRuleID = ^uint32(0)

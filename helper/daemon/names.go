@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/netip"
-	"os"
 	"slices"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -67,7 +65,7 @@ func (d *Daemon) StartNames(ctx context.Context, cgroupRoot string, grace time.D
 	d.names.cache = dns.NewCache[appKey](dns.CacheConfig{Grace: grace})
 	d.names.installed = map[enforce.Destination]learned{}
 	d.names.reverse = map[netip.Addr]reverseName{}
-	d.names.hosts = readHostsFile("/etc/hosts")
+	d.names.hosts = dns.ReadHostsFile("/etc/hosts")
 	if grace <= 0 {
 		grace = dns.DefaultGrace
 	}
@@ -381,32 +379,6 @@ func (d *Daemon) ReverseFor(addr netip.Addr) string {
 		return r.name
 	}
 	return d.names.hosts[addr]
-}
-
-// readHostsFile maps each address in a hosts file to its first name.
-func readHostsFile(path string) map[netip.Addr]string {
-	out := map[netip.Addr]string{}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return out
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if i := strings.IndexByte(line, '#'); i >= 0 {
-			line = line[:i]
-		}
-		f := strings.Fields(line)
-		if len(f) < 2 {
-			continue
-		}
-		a, err := netip.ParseAddr(f[0])
-		if err != nil {
-			continue
-		}
-		if _, seen := out[a.Unmap()]; !seen {
-			out[a.Unmap()] = strings.ToLower(f[1])
-		}
-	}
-	return out
 }
 
 // HostFor returns the name an application looked up for addr (else any application's), "" when none is known.
