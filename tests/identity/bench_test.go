@@ -150,7 +150,7 @@ func TestScriptConnectRateUnderViaRules(t *testing.T) {
 	}
 	defer stats.Close()
 	// The connect path's programs (the hooks, exec and fork tracking) apart from the traffic counters, which
-	// run per packet: a loopback connect+close sends about seven packets, each seen by both its ends.
+	// run per packet (loopback packets are checked and skipped, not counted).
 	progTime := func(enf *enforce.Enforcer) (ns, traffic, runs uint64) {
 		ids, err := enf.ProgramIDs()
 		if err != nil {
@@ -242,7 +242,7 @@ func TestScriptConnectRateUnderViaRules(t *testing.T) {
 	fmt.Fprintf(&b, "connect path programs' time per connect: %.0f ns (%d connect hook runs) = %.2f%% of the script's connect+close without Tattle\n",
 		perConnect, progRuns, 100*share)
 	trafficPer := float64(trafficNS) / float64(rounds*count)
-	fmt.Fprintf(&b, "traffic counters' time per connect+close (every packet of both ends on loopback): %.0f ns = %.2f%% (bounded by the bulk throughput benchmark, tests/bench)\n",
+	fmt.Fprintf(&b, "traffic counters' time per connect+close (loopback: checked and skipped, both ends): %.0f ns = %.2f%% (bounded in tests/bench)\n",
 		trafficPer, 100*trafficPer*median(off)/1e9)
 	report.Add(t, "%s", strings.TrimSpace(strings.ReplaceAll(b.String(), "\n", "\n    ")))
 	if allowed < uint64(rounds*count) {
