@@ -31,4 +31,3 @@ func ReadHostsFile(path string) map[netip.Addr]string {
 	}
 	return out
 }
-

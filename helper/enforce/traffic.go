@@ -64,8 +64,8 @@ func (t *Traffic) add(o Traffic) {
 type trafficState struct {
 	socks    *ebpf.Map
 	expected *ebpf.Map // connections the helper lets go, by addresses and ports
-	mu     sync.Mutex
-	folded map[FlowID]Traffic
+	mu       sync.Mutex
+	folded   map[FlowID]Traffic
 }
 
 func (e *Enforcer) installTraffic(cgroupRoot, mapDir, linkDir string) error {

@@ -76,4 +76,3 @@ func Unknowable(active []rules.Compiled, winner *rules.Compiled, f rules.Flow, l
 	}
 	return ""
 }
-

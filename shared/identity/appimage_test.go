@@ -9,7 +9,7 @@ import (
 func TestAppImageIdentity(t *testing.T) {
 	files := []Executable{
 		{Dev: unix.Mkdev(8, 1), Ino: 1234},
-		{Dev: unix.Mkdev(0, 41), Ino: 7},            // an anonymous device (tmpfs, btrfs)
+		{Dev: unix.Mkdev(0, 41), Ino: 7},              // an anonymous device (tmpfs, btrfs)
 		{Dev: unix.Mkdev(259, 0x12345), Ino: 1 << 40}, // a large minor and inode
 	}
 	for _, f := range files {

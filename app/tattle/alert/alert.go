@@ -49,14 +49,14 @@ type Window struct {
 	allow    *gtk.Button
 	deny     *gtk.Button
 	ignored  *gtk.Label
-	shownAt  time.Time  // when the current question was shown: answers wait armDelay from then
+	shownAt  time.Time // when the current question was shown: answers wait armDelay from then
 	// engaged: the user clicked the alert or brought it up on purpose (the tray's Reopen) since the current
 	// question was shown; until then keys do not answer. A compositor may give the new window the keyboard
 	// (GNOME Shell on Wayland does: GTK 3 cannot ask it not to), and Return or space typed for another
 	// window must not press a button.
 	engaged bool
-	notice   *gtk.Label // what is special about this question: a system process, a changed program
-	ticking  bool
+	notice  *gtk.Label // what is special about this question: a system process, a changed program
+	ticking bool
 
 	// scripting tells whether the administrator lets accessibility actions and synthetic input answer
 	// (Settings.AllowGUIScripting), asked afresh each time a question is shown; until it says yes, only the
