@@ -3,49 +3,23 @@ package gui
 import (
 	"context"
 	"encoding/json"
-	"io"
-	"net"
 	"os/exec"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/tattlefw/tattle/app/client"
 	"github.com/tattlefw/tattle/shared/api"
 	"github.com/tattlefw/tattle/tests/internal/testrig"
 )
 
-// transferServer accepts connections in a network namespace the test makes (loopback traffic is not
-// counted: it never leaves the machine), reads until the client ends its side, then answers with reply
-// times as many bytes and closes: one download per connection.
-func transferServer(t *testing.T, reply int) string {
+// transferServer serves downloads (testrig.ServeDownloads) from a host in a network namespace the test makes:
+// loopback traffic is not counted, it never leaves the machine.
+func transferServer(t *testing.T, reply int64) string {
 	t.Helper()
 	ns := testrig.NewNetns(t, "t16g", 20)
-	ln := listenIn(t, ns, "tcp4", ns.NsV4.String()+":0")
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				n, _ := io.Copy(io.Discard, c)
-				buf := make([]byte, 64<<10)
-				for left := n * int64(reply); left > 0; {
-					w, err := c.Write(buf[:min(int64(len(buf)), left)])
-					if err != nil {
-						return
-					}
-					left -= int64(w)
-				}
-			}()
-		}
-	}()
+	ln := ns.Listen(t, "tcp4", ns.NsV4.String()+":0")
+	testrig.ServeDownloads(ln, reply)
 	return ln.Addr().String()
 }
 
@@ -184,34 +158,4 @@ func hasTextPrefix(names [][2]string, role, prefix string) bool {
 		}
 	}
 	return false
-}
-
-// listenIn listens inside the namespace: the socket stays there whichever thread then accepts on it.
-func listenIn(t *testing.T, ns *testrig.Netns, network, addr string) net.Listener {
-	t.Helper()
-	fd, err := unix.Open("/var/run/netns/"+ns.Name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		t.Fatalf("open netns %s: %v", ns.Name, err)
-	}
-	defer unix.Close(fd)
-	type result struct {
-		ln  net.Listener
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		// The thread stays in the namespace and dies with this goroutine (never unlocked).
-		runtime.LockOSThread()
-		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
-			done <- result{err: err}
-			return
-		}
-		ln, err := net.Listen(network, addr)
-		done <- result{ln, err}
-	}()
-	r := <-done
-	if r.err != nil {
-		t.Fatalf("listen in %s: %v", ns.Name, r.err)
-	}
-	return r.ln
 }

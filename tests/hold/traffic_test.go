@@ -3,7 +3,6 @@ package hold
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"math"
 	"net"
 	"os/exec"
@@ -20,6 +19,7 @@ import (
 // kernel cannot tell whose it is there), so the helper names the connection to the traffic programs first.
 func TestHeldConnectionTrafficIsCounted(t *testing.T) {
 	r := newRig(t, "hold-traffic", api.Settings{})
+	const sent, received = 2_000_000, 6_000_000
 	var ln net.Listener
 	r.NS.Inside(t, func() {
 		var err error
@@ -31,20 +31,7 @@ func TestHeldConnectionTrafficIsCounted(t *testing.T) {
 		t.FailNow()
 	}
 	t.Cleanup(func() { ln.Close() })
-	const sent, received = 2_000_000, 6_000_000
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				n, _ := io.Copy(io.Discard, c)
-				io.CopyN(c, zeros{}, n*(received/sent))
-			}()
-		}
-	}()
+	testrig.ServeDownloads(ln, received/sent)
 	srv := ln.Addr().String()
 	ag := r.StartAgent(t)
 	app := testrig.CopyApp(t, testrig.Build(t).Client, testrig.AppDir(t), "held-downloader")
@@ -109,13 +96,6 @@ func TestHeldConnectionTrafficIsCounted(t *testing.T) {
 		t.Errorf("%d bytes to %s counted for another program than the downloader", helperBytes, srv)
 	}
 	ag.Quiet(t, time.Second)
-}
-
-type zeros struct{}
-
-func (zeros) Read(p []byte) (int, error) {
-	clear(p)
-	return len(p), nil
 }
 
 func near(got uint64, want int) bool {

@@ -2,10 +2,15 @@ package testrig
 
 import (
 	"fmt"
+	"io"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
+	"runtime"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // Netns is a network namespace the test made, joined to the host by a veth pair: the one kind of remote host
@@ -51,4 +56,60 @@ func NewNetns(t testing.TB, prefix string, idx int) *Netns {
 // Command runs name inside the namespace (ip netns exec execs it: the command keeps the PID Start gives).
 func (n *Netns) Command(name string, args ...string) *exec.Cmd {
 	return exec.Command("ip", append([]string{"netns", "exec", n.Name, name}, args...)...)
+}
+
+// Listen listens inside the namespace (from a thread that joins it and dies with its goroutine); the socket
+// stays there whichever thread then accepts on it. Cleanup closes it.
+func (n *Netns) Listen(t testing.TB, network, addr string) net.Listener {
+	t.Helper()
+	fd, err := unix.Open("/var/run/netns/"+n.Name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatalf("open netns %s: %v", n.Name, err)
+	}
+	defer unix.Close(fd)
+	type result struct {
+		ln  net.Listener
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread must not go back to the pool in the namespace
+		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
+			done <- result{err: err}
+			return
+		}
+		ln, err := net.Listen(network, addr)
+		done <- result{ln, err}
+	}()
+	r := <-done
+	if r.err != nil {
+		t.Fatalf("listen in %s: %v", n.Name, r.err)
+	}
+	t.Cleanup(func() { r.ln.Close() })
+	return r.ln
+}
+
+// ServeDownloads answers every connection on ln as a download: it reads until the client ends its side, then
+// sends reply times as many bytes and closes. It stops when ln is closed.
+func ServeDownloads(ln net.Listener, reply int64) {
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				n, _ := io.Copy(io.Discard, c)
+				io.CopyN(c, zeros{}, n*reply)
+			}()
+		}
+	}()
+}
+
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) {
+	clear(p)
+	return len(p), nil
 }
