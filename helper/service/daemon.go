@@ -93,16 +93,27 @@ func (s *Service) ModeChanged(mode string) { s.props.SetMust(api.DaemonInterface
 // monitorIface implements io.github.tattlefw.Tattle1.Monitor.
 type monitorIface struct{ s *Service }
 
+// monitorCaller admits a Monitor call and says what it may see: the caller's own processes' flows and
+// history, everyone's with monitor-all. release ends the call's admission.
+func (i monitorIface) monitorCaller(msg dbus.Message, sender dbus.Sender) (c caller, all bool, release func(), derr *dbus.Error) {
+	c, release, derr = i.s.caller(msg, sender)
+	if derr != nil {
+		return caller{}, false, nil, derr
+	}
+	all, err := i.s.allowed(c, api.ActionMonitorAll, c.interactive)
+	if err != nil {
+		release()
+		return caller{}, false, nil, failed("check authorization", err)
+	}
+	return c, all, release, nil
+}
+
 func (i monitorIface) Flows(msg dbus.Message, sender dbus.Sender) ([]api.Flow, *dbus.Error) {
-	c, release, derr := i.s.caller(msg, sender)
+	c, all, release, derr := i.monitorCaller(msg, sender)
 	if derr != nil {
 		return nil, derr
 	}
 	defer release()
-	all, err := i.s.allowed(c, api.ActionMonitorAll, c.interactive)
-	if err != nil {
-		return nil, failed("check authorization", err)
-	}
 	flows, err := i.s.enf.Flows()
 	if err != nil {
 		return nil, failed("read flows", err)
@@ -129,15 +140,11 @@ func (s *Service) wireFlow(f enforce.Flow) api.Flow {
 }
 
 func (i monitorIface) Subscribe(msg dbus.Message, sender dbus.Sender) *dbus.Error {
-	c, release, derr := i.s.caller(msg, sender)
+	c, all, release, derr := i.monitorCaller(msg, sender)
 	if derr != nil {
 		return derr
 	}
 	defer release()
-	all, err := i.s.allowed(c, api.ActionMonitorAll, c.interactive)
-	if err != nil {
-		return failed("check authorization", err)
-	}
 	if derr := i.s.monitor.subscribe(subscriber{name: c.sender, uid: c.uid, all: all}); derr != nil {
 		return derr
 	}
@@ -163,15 +170,11 @@ const maxHistorySearch = 4096
 // History answers from the connection history, with the Monitor's rule: one's own processes' entries, all
 // of them with monitor-all.
 func (i monitorIface) History(msg dbus.Message, sender dbus.Sender, q api.HistoryQuery) ([]api.HistoryEntry, *dbus.Error) {
-	c, release, derr := i.s.caller(msg, sender)
+	c, all, release, derr := i.monitorCaller(msg, sender)
 	if derr != nil {
 		return nil, derr
 	}
 	defer release()
-	all, err := i.s.allowed(c, api.ActionMonitorAll, c.interactive)
-	if err != nil {
-		return nil, failed("check authorization", err)
-	}
 	// Each row is searched for these: a caller's megabyte of search text would cost every row that much.
 	if len(q.App) > maxHistorySearch || len(q.Host) > maxHistorySearch || len(q.Text) > maxHistorySearch || len(q.Verdict) > maxHistorySearch {
 		return nil, invalid("history search text longer than %d bytes", maxHistorySearch)
@@ -206,15 +209,11 @@ func (i monitorIface) History(msg dbus.Message, sender dbus.Sender, q api.Histor
 // Traffic sums the history's traffic samples in [since, until) into buckets of bucketSeconds, with the
 // Monitor's rule (one's own flows; all with monitor-all).
 func (i monitorIface) Traffic(msg dbus.Message, sender dbus.Sender, since, until int64, bucketSeconds uint32) ([]api.TrafficBucket, *dbus.Error) {
-	c, release, derr := i.s.caller(msg, sender)
+	c, all, release, derr := i.monitorCaller(msg, sender)
 	if derr != nil {
 		return nil, derr
 	}
 	defer release()
-	all, err := i.s.allowed(c, api.ActionMonitorAll, c.interactive)
-	if err != nil {
-		return nil, failed("check authorization", err)
-	}
 	h := i.s.daemon.History()
 	if h == nil {
 		return nil, failed("read the traffic history", ErrNoHistory)
