@@ -43,6 +43,16 @@ if [ "$before" != "$after" ]; then
 fi
 echo "identical"
 
+echo "== gofmt: every Go file formatted"
+unformatted=$(gofmt -l $(git ls-files '*.go'))
+if [ -n "$unformatted" ]; then
+	echo "gofmt would reformat these files:" >&2
+	echo "$unformatted" >&2
+	echo "fix: run 'gofmt -w' on them and commit" >&2
+	exit 1
+fi
+echo "formatted"
+
 echo "== go vet"
 go vet ./...
 
