@@ -32,6 +32,7 @@ packages=(
 	libgtk-3-dev adwaita-icon-theme fonts-dejavu-core fonts-cantarell # the GTK app (gotk3 via cgo), its icons and fonts
 	weston openbox at-spi2-core python3-pyatspi         # GUI tests: Wayland (headless) and X11 sessions, driven through AT-SPI
 	gnome-shell gnome-shell-extension-appindicator dconf-service dconf-gsettings-backend # GNOME Shell session (headless Wayland) with its tray host
+	kwin-wayland                                         # KWin session (kwin_wayland --virtual): scripting, fake input, ScreenShot2
 	python3-gi gir1.2-gtk-3.0                            # the desktop tests' editor window (tests/gui/editor.py)
 	strace python3-dbus libglib2.0-bin passwd util-linux bsdutils # security ring: rogue agents (traced, python, gdbus); a test user; pkttyagent on a pty
 	iperf3                                               # traffic ring: bulk throughput and byte counters

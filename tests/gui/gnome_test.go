@@ -133,7 +133,7 @@ func (s *Session) gnomeScreenshot(t *testing.T, dst string) {
 	}
 }
 
-// ShellWindow is a window as GNOME Shell sees it.
+// ShellWindow is a window as the compositor (GNOME Shell or KWin) sees it.
 type ShellWindow struct {
 	Title      string `json:"title"`
 	Focused    bool   `json:"focused"`
@@ -146,9 +146,12 @@ type ShellWindow struct {
 	H          int    `json:"h"`
 }
 
-// ShellStack returns the windows of the active workspace bottom to top, as Mutter stacks them.
+// ShellStack returns the windows of the active workspace bottom to top, as Mutter (or KWin) stacks them.
 func (s *Session) ShellStack(t *testing.T) []ShellWindow {
 	t.Helper()
+	if s.Kind == "kwin" {
+		return s.kwinStack(t)
+	}
 	var ws []ShellWindow
 	s.Eval(t, `global.display.sort_windows_by_stacking(global.workspace_manager.get_active_workspace().list_windows()).map(w => {
 		const r = w.get_buffer_rect();
@@ -158,17 +161,25 @@ func (s *Session) ShellStack(t *testing.T) []ShellWindow {
 	return ws
 }
 
-// ShellFocus is the title of the window GNOME Shell gives the keyboard ("" for none).
+// ShellFocus is the title of the window GNOME Shell (or KWin) gives the keyboard ("" for none).
 func (s *Session) ShellFocus(t *testing.T) string {
 	t.Helper()
+	if s.Kind == "kwin" {
+		return s.kwinFocus(t)
+	}
 	var title string
 	s.Eval(t, `global.display.focus_window ? global.display.focus_window.get_title() : ""`, &title)
 	return title
 }
 
-// ShellType types text ("\n": Return) with the compositor's virtual keyboard (Clutter's seat: the real input path).
+// ShellType types text ("\n": Return) with the compositor's virtual keyboard (Clutter's seat, or KWin's fake
+// input: the real input path).
 func (s *Session) ShellType(t *testing.T, text string) {
 	t.Helper()
+	if s.Kind == "kwin" {
+		s.kwinType(t, text)
+		return
+	}
 	js, _ := json.Marshal(text)
 	s.Eval(t, `(() => {
 		const C = imports.gi.Clutter, G = imports.gi.GLib;
@@ -185,6 +196,10 @@ func (s *Session) ShellType(t *testing.T, text string) {
 // ShellClick moves the compositor's virtual pointer to x, y on the screen and clicks the primary button.
 func (s *Session) ShellClick(t *testing.T, x, y int) {
 	t.Helper()
+	if s.Kind == "kwin" {
+		s.kwinClick(t, x, y)
+		return
+	}
 	s.Eval(t, `(() => {
 		const C = imports.gi.Clutter, G = imports.gi.GLib;
 		const d = global._tattlePointer;

@@ -84,13 +84,15 @@ func waitFile(t testing.TB, path string, what string, log *testrig.LogTail) {
 }
 
 // Session is a desktop session of one display kind: "x11" (Xvfb + openbox), "wayland" (weston headless) or
-// "gnome" (GNOME Shell headless on Wayland, gnome_test.go).
+// "gnome" (GNOME Shell headless on Wayland, gnome_test.go) or "kwin" (KWin's virtual backend on Wayland,
+// kwin_test.go).
 type Session struct {
 	Kind string
 	Env  []string // for processes of the session (the app, the AT-SPI script)
 	Log  *testrig.LogTail
 	dir  string
 	cred *syscall.Credential // the session's user, nil for root
+	kwin *kwinRig            // "kwin" only
 }
 
 // StartSession starts a session bus, the accessibility bus and the display server.
@@ -170,6 +172,8 @@ func StartSessionAs(t *testing.T, kind string, uid uint32) *Session {
 		s.Env = append(base, "WAYLAND_DISPLAY=tattle-wayland", "GDK_BACKEND=wayland")
 	case "gnome":
 		startGnomeShell(t, s, base)
+	case "kwin":
+		startKWin(t, s, base)
 	default:
 		t.Fatalf("unknown session kind %q", kind)
 	}
@@ -216,6 +220,8 @@ func (s *Session) Screenshot(t *testing.T, name string) string {
 		}
 	case "gnome":
 		s.gnomeScreenshot(t, dst)
+	case "kwin":
+		s.kwinScreenshot(t, dst)
 	}
 	t.Logf("screenshot %s", dst)
 	return dst
