@@ -2,6 +2,7 @@ package tray
 
 import (
 	"fmt"
+	"reflect"
 
 	"github.com/godbus/dbus/v5"
 )
@@ -231,4 +232,48 @@ func (o menuObject) AboutToShowGroup(ids []int32) ([]int32, []int32, *dbus.Error
 		}
 	}
 	return []int32{}, bad, nil
+}
+
+// itemPropsUpdate is the protocol's (ia{sv}) of ItemsPropertiesUpdated; removedProps its (ias).
+type itemPropsUpdate struct {
+	ID    int32
+	Props map[string]dbus.Variant
+}
+
+type removedProps struct {
+	ID    int32
+	Names []string
+}
+
+// changedProps lists the properties of ids in both trees that differ in m from prev, and those m drops.
+func (m *menuTree) changedProps(prev *menuTree) ([]itemPropsUpdate, []removedProps) {
+	updated, removed := []itemPropsUpdate{}, []removedProps{}
+	if prev == nil {
+		return updated, removed
+	}
+	for id, n := range m.nodes {
+		old, ok := prev.nodes[id]
+		if !ok {
+			continue
+		}
+		ch := map[string]dbus.Variant{}
+		for k, v := range n.props {
+			if ov, ok := old.props[k]; !ok || !reflect.DeepEqual(ov.Value(), v.Value()) {
+				ch[k] = v
+			}
+		}
+		var gone []string
+		for k := range old.props {
+			if _, ok := n.props[k]; !ok {
+				gone = append(gone, k)
+			}
+		}
+		if len(ch) > 0 {
+			updated = append(updated, itemPropsUpdate{ID: id, Props: ch})
+		}
+		if len(gone) > 0 {
+			removed = append(removed, removedProps{ID: id, Names: gone})
+		}
+	}
+	return updated, removed
 }

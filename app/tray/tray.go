@@ -282,11 +282,21 @@ func (t *Tray) SetMenu(items []Item) error {
 		t.mu.Unlock()
 		return nil
 	}
+	prev := t.menu
 	t.menu = newMenuTree(items, t.menu.revision+1)
 	rev := t.menu.revision
+	updated, removed := t.menu.changedProps(prev)
 	t.mu.Unlock()
 	if err := t.conn.Emit(MenuPath, MenuInterface+".LayoutUpdated", rev, int32(0)); err != nil {
 		return fmt.Errorf("tray: announcing the new menu: %w", err)
+	}
+	// Hosts such as GNOME's AppIndicator extension read only the structure from a new layout and keep the
+	// labels of ids they know: an id whose item changed (a question where "No questions waiting" was) must
+	// be announced with its new properties.
+	if len(updated) > 0 || len(removed) > 0 {
+		if err := t.conn.Emit(MenuPath, MenuInterface+".ItemsPropertiesUpdated", updated, removed); err != nil {
+			return fmt.Errorf("tray: announcing the menu's changed items: %w", err)
+		}
 	}
 	return nil
 }

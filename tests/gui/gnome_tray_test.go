@@ -8,7 +8,6 @@ import (
 
 	"github.com/godbus/dbus/v5"
 
-	"github.com/tattlefw/tattle/shared/api"
 	"github.com/tattlefw/tattle/tests/internal/testrig"
 )
 
@@ -60,13 +59,17 @@ func trayMenuItem(t *testing.T, s *Session, label string) shellActor {
 // TestTrayOnGnomeShell: GNOME Shell with Debian's AppIndicator extension shows the app's StatusNotifierItem in
 // its top panel, registered by the app's own connection; a click with the compositor's virtual pointer opens
 // its menu (the app's dbusmenu as the extension renders it) while a question waits and the main window is
-// closed, and its Open Monitor, clicked, brings the main window back. Not yet here (issue 17): the menu
-// listing the question (asked of the agent directly, tattled holds none, so the menu says none wait).
+// closed, and its Open Monitor, clicked, brings the main window back. The question is a real program's
+// connection held by tattled: the menu lists it by the program's name, destination port and all, and
+// choosing that entry brings the alert (closed by the user) back.
 func TestTrayOnGnomeShell(t *testing.T) {
 	h := StartHelper(t)
-	h.SetMode(t, api.ModeSilentAllow)
+	if !h.HasPrompts(t) {
+		t.Skip("needs Prompts in the helper")
+	}
 	s := StartSession(t, "gnome")
 	app := StartApp(t, s, h, English())
+	s.Log.WaitFor(t, "registered as agent", 0)
 
 	// The extension's watcher lists the item, registered by the app's own connection.
 	conn, err := dbus.Connect(s.SessionBus())
@@ -95,39 +98,93 @@ func TestTrayOnGnomeShell(t *testing.T) {
 		t.Errorf("the watcher's item %q belongs to pid %d (%v), not the app's %d", items[0], pid, err, app.Cmd.Process.Pid)
 	}
 
-	// A waiting question, and the main window closed (the app keeps running in the background).
+	// A connection of a real program held for the answer; its alert and the main window closed (the app keeps
+	// running in the background, the question still waits).
+	servers := testrig.StartServers(t)
 	exe := testrig.CopyApp(t, testrig.Build(t).Client, testrig.AppDir(t), "traycheck")
-	q := question(6001, exe, "", "192.0.2.31", 443, "tcp")
-	c := ask(h, app, q)
-	s.WaitFor(t, "push button", "Allow", 20*time.Second)
-	s.Eval(t, `global.get_window_actors().map(a => a.meta_window).filter(w => w.get_title() === "Tattle").forEach(w => w.delete(global.get_current_time())); true`, nil)
-	deadline = time.Now().Add(10 * time.Second)
-	for hasWindow(s.ShellStack(t), "Tattle") {
+	result := startClient(exe, servers.TCP4)
+	deadline = time.Now().Add(60 * time.Second)
+	for names := s.Names(t); !hasName(names, "label", exe); names = s.Names(t) {
 		if time.Now().After(deadline) {
-			t.Fatalf("the main window did not close: %s", titles(s.ShellStack(t)))
+			t.Fatalf("the alert did not show %s; it shows:\n%s", exe, dumpNames(names))
 		}
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(200 * time.Millisecond)
+	}
+	_, port, _ := strings.Cut(servers.TCP4, ":")
+	closeWindow := func(title string) {
+		t.Helper()
+		js, _ := json.Marshal(title)
+		s.Eval(t, `global.get_window_actors().map(a => a.meta_window).filter(w => w.get_title() === `+string(js)+`).forEach(w => w.delete(global.get_current_time())); true`, nil)
+		deadline := time.Now().Add(10 * time.Second)
+		for hasWindow(s.ShellStack(t), title) {
+			if time.Now().After(deadline) {
+				t.Fatalf("the window %q did not close: %s", title, titles(s.ShellStack(t)))
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	closeWindow(alertTitle)
+	closeWindow("Tattle")
+	select {
+	case r := <-result:
+		t.Fatalf("the connection ended before anyone answered: %+v", r)
+	default:
 	}
 
-	ind := trayIndicator(t, s)
-	x, y := ind.center()
-	s.ShellClick(t, x, y)
-	var open shellActor
-	deadline = time.Now().Add(10 * time.Second)
-	for open = trayMenuItem(t, s, "Open Monitor"); !open.Visible; open = trayMenuItem(t, s, "Open Monitor") {
-		if time.Now().After(deadline) {
-			t.Fatalf("the tray menu did not open with an Open Monitor item: %+v", trayIndicator(t, s))
+	// The menu lists the question; choosing it brings the alert back.
+	openMenu := func() []string {
+		t.Helper()
+		ind := trayIndicator(t, s)
+		x, y := ind.center()
+		s.ShellClick(t, x, y)
+		deadline := time.Now().Add(10 * time.Second)
+		for !trayMenuItem(t, s, "Open Monitor").Visible {
+			if time.Now().After(deadline) {
+				t.Fatalf("the tray menu did not open with an Open Monitor item: %+v", trayIndicator(t, s))
+			}
+			time.Sleep(100 * time.Millisecond)
 		}
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(300 * time.Millisecond) // the menu's opening animation
+		return trayIndicator(t, s).Labels
 	}
-	labels := trayIndicator(t, s).Labels
+	labels := openMenu()
+	entry := ""
+	for _, l := range labels {
+		if strings.HasPrefix(l, "traycheck to ") && strings.HasSuffix(l, " port "+port) {
+			entry = l
+		}
+	}
+	if entry == "" {
+		s.Screenshot(t, "gnome-tray-menu-no-question")
+		t.Fatalf("the tray menu does not list the question of traycheck to port %s: %q", port, labels)
+	}
 	for _, want := range []string{"Open Monitor", "Mode", "Quit Tattle"} {
 		if !contains(labels, want) {
 			t.Errorf("the tray menu in GNOME Shell's panel has no %q: %q", want, labels)
 		}
 	}
+	if contains(labels, "No questions waiting") {
+		t.Errorf("the tray menu says no questions wait while one does: %q", labels)
+	}
 	s.Screenshot(t, "gnome-tray-menu")
-	open = trayMenuItem(t, s, "Open Monitor") // where it is now the menu's opening animation is over
+	it := trayMenuItem(t, s, entry)
+	x, y := it.center()
+	s.ShellClick(t, x, y)
+	deadline = time.Now().Add(10 * time.Second)
+	for !hasWindow(s.ShellStack(t), alertTitle) {
+		if time.Now().After(deadline) {
+			t.Fatalf("choosing %q in the tray menu (clicked at %d,%d) did not bring up the alert: %s", entry, x, y, titles(s.ShellStack(t)))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	s.WaitFor(t, "push button", "Allow", 10*time.Second)
+	if !hasName(s.Names(t), "label", exe) {
+		t.Errorf("the alert brought back from the tray does not name %s", exe)
+	}
+	s.Screenshot(t, "gnome-tray-reopened-alert")
+
+	openMenu()
+	open := trayMenuItem(t, s, "Open Monitor")
 	x, y = open.center()
 	s.ShellClick(t, x, y)
 	deadline = time.Now().Add(10 * time.Second)
@@ -138,7 +195,7 @@ func TestTrayOnGnomeShell(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	s.Screenshot(t, "gnome-tray-opened-monitor")
-	cancel(t, h, app, q.ID, c)
+	closeWindow(alertTitle)
 }
 
 func hasWindow(ws []ShellWindow, title string) bool {
