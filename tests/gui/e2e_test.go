@@ -70,11 +70,22 @@ func startClient(path, addr string) <-chan testrig.Result {
 // (forever) clicked with the pointer completes the SAME connection;
 // the new rule is listed in the app's Rules page and by tattlectl.
 func TestAllowForeverEndToEnd(t *testing.T) {
+	allowForeverEndToEnd(t, "x11", "x11-en-alert-end-to-end", "x11-en-alert-scripted-press-ignored", "x11-en-rules-after-allow")
+}
+
+// TestAllowForeverEndToEndGnomeShell: the same in GNOME Shell 43 on Wayland, Allow clicked with the
+// compositor's virtual pointer.
+func TestAllowForeverEndToEndGnomeShell(t *testing.T) {
+	allowForeverEndToEnd(t, "gnome", "gnome-e2e-alert", "gnome-e2e-scripted-press-ignored", "gnome-e2e-rules-after-allow")
+}
+
+// allowForeverEndToEnd is the body of the tests above in a session of kind, with its screenshots' names.
+func allowForeverEndToEnd(t *testing.T, kind, shotAlert, shotIgnored, shotRules string) {
 	h := StartHelper(t)
 	if !h.HasPrompts(t) {
 		t.Skip("needs Prompts in the helper")
 	}
-	s := StartSession(t, "x11")
+	s := StartSession(t, kind)
 	StartApp(t, s, h, English())
 	s.Log.WaitFor(t, "registered as agent", 0)
 
@@ -103,7 +114,7 @@ func TestAllowForeverEndToEnd(t *testing.T) {
 		t.Fatalf("the connection ended before anyone answered: %+v", r)
 	default:
 	}
-	s.Screenshot(t, "x11-en-alert-end-to-end")
+	s.Screenshot(t, shotAlert)
 
 	// The attack: another program of the user presses Allow through the accessibility tree. Not the user's
 	// hand, so ignored, and the alert says so; the connection stays held.
@@ -114,13 +125,18 @@ func TestAllowForeverEndToEnd(t *testing.T) {
 		t.Fatalf("an AT-SPI press of Allow answered the question: %+v", r)
 	case <-time.After(2 * time.Second):
 	}
-	s.Screenshot(t, "x11-en-alert-scripted-press-ignored")
+	s.Screenshot(t, shotIgnored)
 	// The attack's line, in the security ring's form (tests/security writes security.txt).
 	os.MkdirAll(resultsDir(t), 0o755)
 	os.WriteFile(filepath.Join(resultsDir(t), "security-gui.txt"), []byte("tried: AT-SPI doAction on the alert's Allow, GUI scripting off / stopped: "+
 		"the connection stayed held, the alert said \"A program tried to answer for you; it was ignored.\"\n"), 0o644)
 	// The user clicks Allow with the mouse.
-	s.RealClick(t, "push button", "Allow")
+	if kind == "gnome" {
+		time.Sleep(700 * time.Millisecond) // past the arm delay
+		s.ShellClickAccessible(t, alertTitle, "push button", "Allow")
+	} else {
+		s.RealClick(t, "push button", "Allow")
+	}
 
 	select {
 	case r := <-result:
@@ -144,7 +160,7 @@ func TestAllowForeverEndToEnd(t *testing.T) {
 			t.Errorf("the Rules page does not show %q for the new rule; it shows:\n%s", want, dumpNames(names))
 		}
 	}
-	s.Screenshot(t, "x11-en-rules-after-allow")
+	s.Screenshot(t, shotRules)
 
 	// ... and tattlectl lists it.
 	cmd := exec.Command(tattlectl(t), "rules", "list")
