@@ -82,10 +82,15 @@ var userUID = func() uint32 {
 	return 65534
 }()
 
-func newAuthRig(t *testing.T) *authRig { return newAuthRigFactory(t, "") }
+func newAuthRig(t *testing.T) *authRig { return newAuthRigWith(t, "", seams{}) }
 
 // newAuthRigFactory is newAuthRig with factory rule groups from factoryDir ("": none).
 func newAuthRigFactory(t *testing.T, factoryDir string) *authRig {
+	return newAuthRigWith(t, factoryDir, seams{})
+}
+
+// newAuthRigWith is newAuthRigFactory with the service's seams replaced by x.
+func newAuthRigWith(t *testing.T, factoryDir string, x seams) *authRig {
 	t.Helper()
 	bus := testbus.Start(t, testbus.Options{Type: "system", Open: true})
 	svcConn := testbus.Connect(t, bus.Address)
@@ -107,8 +112,8 @@ func newAuthRigFactory(t *testing.T, factoryDir string) *authRig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := New(Options{Conn: svcConn, Store: st, Daemon: daemon.New(enf, st, log), Enforcer: enf, TrustedAgents: trusted,
-		Authorizer: r.auth, Version: "test", Logger: log}); err != nil {
+	if _, err := newService(Options{Conn: svcConn, Store: st, Daemon: daemon.New(enf, st, log), Enforcer: enf, TrustedAgents: trusted,
+		Authorizer: r.auth, Version: "test", Logger: log}, x); err != nil {
 		t.Fatal(err)
 	}
 	r.dest = svcConn.Names()[0]

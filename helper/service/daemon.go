@@ -17,7 +17,7 @@ import (
 // daemonIface implements io.github.tattlefw.Tattle1.Daemon.
 type daemonIface struct{ s *Service }
 
-func (i daemonIface) Status() (api.Status, *dbus.Error) {
+func (i daemonIface) Status(*call) (api.Status, *dbus.Error) {
 	cur := i.s.daemon.Current()
 	st := api.Status{
 		Version:       i.s.version,
@@ -43,17 +43,9 @@ func (i daemonIface) Status() (api.Status, *dbus.Error) {
 	return st, nil
 }
 
-func (i daemonIface) SetMode(msg dbus.Message, sender dbus.Sender, mode string) *dbus.Error {
-	c, release, derr := i.s.caller(msg, sender)
-	if derr != nil {
-		return derr
-	}
-	defer release()
+func (i daemonIface) SetMode(c *call, mode string) *dbus.Error {
 	if err := api.ValidateMode(mode); err != nil {
 		return invalid("%v", err)
-	}
-	if derr := i.s.require(c, api.ActionManageRules, "change the mode"); derr != nil {
-		return derr
 	}
 	if err := i.s.store.SetMode(mode); err != nil {
 		return failed("save the mode", err)
@@ -66,17 +58,9 @@ func (i daemonIface) SetMode(msg dbus.Message, sender dbus.Sender, mode string) 
 // Learn starts learning mode for seconds: undecided connections are allowed and proposed as disabled rules;
 // then the helper returns to alert by itself. Like SetMode, it needs manage-rules: a program running as the
 // user cannot open everything up behind the user's back.
-func (i daemonIface) Learn(msg dbus.Message, sender dbus.Sender, seconds uint32) *dbus.Error {
-	c, release, derr := i.s.caller(msg, sender)
-	if derr != nil {
-		return derr
-	}
-	defer release()
+func (i daemonIface) Learn(c *call, seconds uint32) *dbus.Error {
 	if err := api.ValidateLearnSeconds(seconds); err != nil {
 		return invalid("%v", err)
-	}
-	if derr := i.s.require(c, api.ActionManageRules, "start learning mode"); derr != nil {
-		return derr
 	}
 	until := time.Now().Add(time.Duration(seconds) * time.Second)
 	if err := i.s.daemon.Learn(until); err != nil {
@@ -93,34 +77,17 @@ func (s *Service) ModeChanged(mode string) { s.props.SetMust(api.DaemonInterface
 // monitorIface implements io.github.tattlefw.Tattle1.Monitor.
 type monitorIface struct{ s *Service }
 
-// monitorCaller admits a Monitor call and says what it may see: the caller's own processes' flows and
-// history, everyone's with monitor-all. release ends the call's admission.
-func (i monitorIface) monitorCaller(msg dbus.Message, sender dbus.Sender) (c caller, all bool, release func(), derr *dbus.Error) {
-	c, release, derr = i.s.caller(msg, sender)
-	if derr != nil {
-		return caller{}, false, nil, derr
-	}
-	all, err := i.s.allowed(c, api.ActionMonitorAll, c.interactive)
-	if err != nil {
-		release()
-		return caller{}, false, nil, failed("check authorization", err)
-	}
-	return c, all, release, nil
-}
+// The Monitor's methods show the caller's own processes' flows and history, everyone's with monitor-all
+// (call.all, from the access table).
 
-func (i monitorIface) Flows(msg dbus.Message, sender dbus.Sender) ([]api.Flow, *dbus.Error) {
-	c, all, release, derr := i.monitorCaller(msg, sender)
-	if derr != nil {
-		return nil, derr
-	}
-	defer release()
+func (i monitorIface) Flows(c *call) ([]api.Flow, *dbus.Error) {
 	flows, err := i.s.enf.Flows()
 	if err != nil {
 		return nil, failed("read flows", err)
 	}
 	out := []api.Flow{}
 	for _, f := range flows {
-		if all || f.UID == c.uid {
+		if c.all || f.UID == c.uid {
 			out = append(out, i.s.wireFlow(f))
 		}
 	}
@@ -139,13 +106,8 @@ func (s *Service) wireFlow(f enforce.Flow) api.Flow {
 	}
 }
 
-func (i monitorIface) Subscribe(msg dbus.Message, sender dbus.Sender) *dbus.Error {
-	c, all, release, derr := i.monitorCaller(msg, sender)
-	if derr != nil {
-		return derr
-	}
-	defer release()
-	if derr := i.s.monitor.subscribe(subscriber{name: c.sender, uid: c.uid, all: all}); derr != nil {
+func (i monitorIface) Subscribe(c *call) *dbus.Error {
+	if derr := i.s.monitor.subscribe(subscriber{name: c.sender, uid: c.uid, all: c.all}); derr != nil {
 		return derr
 	}
 	// A client that left during the polkit check would never be seen leaving: drop it now.
@@ -156,8 +118,8 @@ func (i monitorIface) Subscribe(msg dbus.Message, sender dbus.Sender) *dbus.Erro
 	return nil
 }
 
-func (i monitorIface) Unsubscribe(sender dbus.Sender) *dbus.Error {
-	i.s.monitor.unsubscribe(string(sender))
+func (i monitorIface) Unsubscribe(c *call) *dbus.Error {
+	i.s.monitor.unsubscribe(c.sender)
 	return nil
 }
 
@@ -169,12 +131,7 @@ const maxHistorySearch = 4096
 
 // History answers from the connection history, with the Monitor's rule: one's own processes' entries, all
 // of them with monitor-all.
-func (i monitorIface) History(msg dbus.Message, sender dbus.Sender, q api.HistoryQuery) ([]api.HistoryEntry, *dbus.Error) {
-	c, all, release, derr := i.monitorCaller(msg, sender)
-	if derr != nil {
-		return nil, derr
-	}
-	defer release()
+func (i monitorIface) History(c *call, q api.HistoryQuery) ([]api.HistoryEntry, *dbus.Error) {
 	// Each row is searched for these: a caller's megabyte of search text would cost every row that much.
 	if len(q.App) > maxHistorySearch || len(q.Host) > maxHistorySearch || len(q.Text) > maxHistorySearch || len(q.Verdict) > maxHistorySearch {
 		return nil, invalid("history search text longer than %d bytes", maxHistorySearch)
@@ -190,7 +147,7 @@ func (i monitorIface) History(msg dbus.Message, sender dbus.Sender, q api.Histor
 	if q.Until > 0 {
 		f.Until = time.UnixMilli(q.Until)
 	}
-	if !all {
+	if !c.all {
 		uid := c.uid
 		f.UID = &uid
 	}
@@ -208,18 +165,13 @@ func (i monitorIface) History(msg dbus.Message, sender dbus.Sender, q api.Histor
 
 // Traffic sums the history's traffic samples in [since, until) into buckets of bucketSeconds, with the
 // Monitor's rule (one's own flows; all with monitor-all).
-func (i monitorIface) Traffic(msg dbus.Message, sender dbus.Sender, since, until int64, bucketSeconds uint32) ([]api.TrafficBucket, *dbus.Error) {
-	c, all, release, derr := i.monitorCaller(msg, sender)
-	if derr != nil {
-		return nil, derr
-	}
-	defer release()
+func (i monitorIface) Traffic(c *call, since, until int64, bucketSeconds uint32) ([]api.TrafficBucket, *dbus.Error) {
 	h := i.s.daemon.History()
 	if h == nil {
 		return nil, failed("read the traffic history", ErrNoHistory)
 	}
 	var uid *uint32
-	if !all {
+	if !c.all {
 		u := c.uid
 		uid = &u
 	}

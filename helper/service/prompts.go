@@ -165,13 +165,13 @@ func (s *Service) forQuestion(q api.Question) (agent, bool) {
 // promptsIface implements io.github.tattlefw.Tattle1.Prompts.
 type promptsIface struct{ s *Service }
 
-func (i promptsIface) RegisterAgent(msg dbus.Message, sender dbus.Sender, path dbus.ObjectPath) *dbus.Error {
-	return i.register(msg, sender, path, false)
+func (i promptsIface) RegisterAgent(c *call, path dbus.ObjectPath) *dbus.Error {
+	return i.register(c, path, false)
 }
 
 // RegisterAgentWithOptions is RegisterAgent with options: "replace" (b) makes this agent the one asked,
 // ahead of the user's others (tattlectl agent --replace); it needs the user's own authentication.
-func (i promptsIface) RegisterAgentWithOptions(msg dbus.Message, sender dbus.Sender, path dbus.ObjectPath, opts map[string]dbus.Variant) *dbus.Error {
+func (i promptsIface) RegisterAgentWithOptions(c *call, path dbus.ObjectPath, opts map[string]dbus.Variant) *dbus.Error {
 	replace := false
 	for k, v := range opts {
 		switch k {
@@ -185,31 +185,21 @@ func (i promptsIface) RegisterAgentWithOptions(msg dbus.Message, sender dbus.Sen
 			return invalid("unknown agent option %q", k)
 		}
 	}
-	return i.register(msg, sender, path, replace)
+	return i.register(c, path, replace)
 }
 
-func (i promptsIface) register(msg dbus.Message, sender dbus.Sender, path dbus.ObjectPath, replace bool) *dbus.Error {
-	c, release, derr := i.s.caller(msg, sender)
-	if derr != nil {
-		return derr
-	}
-	defer release()
+// register records the agent of an admitted call (the access table checked the program and answer-prompts).
+func (i promptsIface) register(c *call, path dbus.ObjectPath, replace bool) *dbus.Error {
 	if !path.IsValid() {
 		return invalid("agent path %q is not a valid object path", path)
 	}
-	proc, derr := i.s.trustedAgent(c)
-	if derr != nil {
-		return derr
-	}
-	if derr := i.s.require(c, api.ActionAnswerPrompts, "answer questions about your processes' connections"); derr != nil {
-		return derr
-	}
 	if replace {
-		if derr := i.s.require(c, api.ActionManageOwnRules, "take over answering questions from your other agents"); derr != nil {
+		if derr := c.require(api.ActionManageOwnRules, "take over answering questions from your other agents"); derr != nil {
 			return derr
 		}
 	}
-	admin := i.s.isAdministrator(c)
+	proc := c.agent
+	admin := i.s.isAdministrator(*c.caller)
 	ag := agent{sender: c.sender, path: path, uid: c.uid, admin: admin, pid: proc.PID, kind: proc.Kind, exe: proc.Exe,
 		replace: replace, session: i.s.sessionOf(proc.PID)}
 	before, _ := i.s.forUID(c.uid)
@@ -263,8 +253,8 @@ func (s *Service) agentsLeft(gone []agent) {
 	}
 }
 
-func (i promptsIface) UnregisterAgent(sender dbus.Sender, path dbus.ObjectPath) *dbus.Error {
-	gone := i.s.agents.remove(string(sender), path)
+func (i promptsIface) UnregisterAgent(c *call, path dbus.ObjectPath) *dbus.Error {
+	gone := i.s.agents.remove(c.sender, path)
 	if len(gone) == 0 {
 		return dbus.NewError(api.ErrNotFound, []any{fmt.Sprintf("no agent registered by this connection at %s", path)})
 	}
@@ -272,14 +262,8 @@ func (i promptsIface) UnregisterAgent(sender dbus.Sender, path dbus.ObjectPath) 
 	return nil
 }
 
-func (i promptsIface) Pending(msg dbus.Message, sender dbus.Sender) ([]api.Question, *dbus.Error) {
-	c, release, derr := i.s.caller(msg, sender)
-	if derr != nil {
-		return nil, derr
-	}
-	defer release()
-	all := i.s.mayManage(c)
-	return i.s.daemon.Pending(c.uid, all), nil
+func (i promptsIface) Pending(c *call) ([]api.Question, *dbus.Error) {
+	return i.s.daemon.Pending(c.uid, c.all), nil
 }
 
 // Ask asks the agent responsible for q (agents.forQuestion) and waits for its answer until ctx ends. Questions
@@ -358,21 +342,13 @@ func (s *Service) PendingChanged(n int) {
 	s.props.SetMust(api.DaemonInterface, "Pending", uint32(n))
 }
 
-func (i daemonIface) Settings() (api.Settings, *dbus.Error) {
+func (i daemonIface) Settings(*call) (api.Settings, *dbus.Error) {
 	return i.s.store.Settings(), nil
 }
 
-func (i daemonIface) SetSettings(msg dbus.Message, sender dbus.Sender, st api.Settings) *dbus.Error {
-	c, release, derr := i.s.caller(msg, sender)
-	if derr != nil {
-		return derr
-	}
-	defer release()
+func (i daemonIface) SetSettings(c *call, st api.Settings) *dbus.Error {
 	if err := store.ValidateSettings(st); err != nil {
 		return invalid("%v", err)
-	}
-	if derr := i.s.require(c, api.ActionManageRules, "change the settings"); derr != nil {
-		return derr
 	}
 	if err := i.s.store.SetSettings(st); errors.Is(err, store.ErrNotLearning) {
 		return invalid("%v", err)

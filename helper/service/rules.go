@@ -16,9 +16,10 @@ import (
 // rulesIface implements io.github.tattlefw.Tattle1.Rules.
 type rulesIface struct{ s *Service }
 
-// visible reports whether c may see a rule: system rules and c's own; everything for those who may manage.
-func (s *Service) visible(c caller, manage bool, r rules.Rule) bool {
-	return manage || r.Owner == nil || *r.Owner == c.uid
+// visible reports whether the call (managersSeeAll) may see a rule: system rules and the caller's own;
+// everything for those who may manage.
+func visible(c *call, r rules.Rule) bool {
+	return c.all || r.Owner == nil || *r.Owner == c.uid
 }
 
 func (s *Service) mayManage(c caller) bool {
@@ -26,16 +27,10 @@ func (s *Service) mayManage(c caller) bool {
 	return err == nil && ok
 }
 
-func (i rulesIface) List(msg dbus.Message, sender dbus.Sender) ([]api.Rule, *dbus.Error) {
-	c, release, derr := i.s.caller(msg, sender)
-	if derr != nil {
-		return nil, derr
-	}
-	defer release()
-	manage := i.s.mayManage(c)
+func (i rulesIface) List(c *call) ([]api.Rule, *dbus.Error) {
 	out := []api.Rule{}
 	for _, e := range i.s.store.Entries() {
-		if i.s.visible(c, manage, e.Rule) {
+		if visible(c, e.Rule) {
 			w := api.FromRule(e.Rule, e.Source.File, e.Source.ReadOnly)
 			w.Factory = e.Source.Factory
 			out = append(out, w)
@@ -81,17 +76,12 @@ func owners(rs []rules.Rule) []*uint32 {
 	return out
 }
 
-func (i rulesIface) Add(msg dbus.Message, sender dbus.Sender, ws []api.Rule) ([]string, *dbus.Error) {
-	c, release, derr := i.s.caller(msg, sender)
-	if derr != nil {
-		return nil, derr
-	}
-	defer release()
+func (i rulesIface) Add(c *call, ws []api.Rule) ([]string, *dbus.Error) {
 	rs, derr := fromWire(ws, time.Now().UTC().Truncate(time.Second), api.MaxRulesPerCall)
 	if derr != nil {
 		return nil, derr
 	}
-	if derr := i.s.requireForOwners(c, owners(rs)); derr != nil {
+	if derr := c.requireOwners(owners(rs)); derr != nil {
 		return nil, derr
 	}
 	if err := i.s.store.Add(rs); err != nil {
@@ -114,12 +104,7 @@ func (s *Service) find(id string) (rules.Rule, *dbus.Error) {
 	return r, nil
 }
 
-func (i rulesIface) Update(msg dbus.Message, sender dbus.Sender, w api.Rule) *dbus.Error {
-	c, release, derr := i.s.caller(msg, sender)
-	if derr != nil {
-		return derr
-	}
-	defer release()
+func (i rulesIface) Update(c *call, w api.Rule) *dbus.Error {
 	old, derr := i.s.find(w.ID)
 	if derr != nil {
 		return derr
@@ -128,7 +113,7 @@ func (i rulesIface) Update(msg dbus.Message, sender dbus.Sender, w api.Rule) *db
 	if derr != nil {
 		return derr
 	}
-	if derr := i.s.requireForOwners(c, []*uint32{old.Owner, rs[0].Owner}); derr != nil {
+	if derr := c.requireOwners([]*uint32{old.Owner, rs[0].Owner}); derr != nil {
 		return derr
 	}
 	err := i.s.store.Modify(w.ID, func(cur rules.Rule) (rules.Rule, error) {
@@ -145,12 +130,7 @@ func (i rulesIface) Update(msg dbus.Message, sender dbus.Sender, w api.Rule) *db
 	return i.s.changed()
 }
 
-func (i rulesIface) Remove(msg dbus.Message, sender dbus.Sender, ids []string) *dbus.Error {
-	c, release, derr := i.s.caller(msg, sender)
-	if derr != nil {
-		return derr
-	}
-	defer release()
+func (i rulesIface) Remove(c *call, ids []string) *dbus.Error {
 	if len(ids) == 0 || len(ids) > api.MaxRulesPerCall {
 		return invalid("give between 1 and %d rule ids", api.MaxRulesPerCall)
 	}
@@ -164,7 +144,7 @@ func (i rulesIface) Remove(msg dbus.Message, sender dbus.Sender, ids []string) *
 		callOwners = append(callOwners, r.Owner)
 		authorized[id] = r.Owner
 	}
-	if derr := i.s.requireForOwners(c, callOwners); derr != nil {
+	if derr := c.requireOwners(callOwners); derr != nil {
 		return derr
 	}
 	err := i.s.store.RemoveIf(ids, func(cur rules.Rule) error {
@@ -180,15 +160,10 @@ func (i rulesIface) Remove(msg dbus.Message, sender dbus.Sender, ids []string) *
 	return i.s.changed()
 }
 
-func (i rulesIface) SetEnabled(msg dbus.Message, sender dbus.Sender, id string, enabled bool) *dbus.Error {
-	c, release, derr := i.s.caller(msg, sender)
-	if derr != nil {
-		return derr
-	}
-	defer release()
+func (i rulesIface) SetEnabled(c *call, id string, enabled bool) *dbus.Error {
 	if i.s.store.IsFactory(id) {
 		// A factory rule covers every user: switching it is an administrator's change.
-		if derr := i.s.requireForOwners(c, []*uint32{nil}); derr != nil {
+		if derr := c.requireOwners([]*uint32{nil}); derr != nil {
 			return derr
 		}
 		if err := i.s.store.SetFactoryEnabled(id, enabled); err != nil {
@@ -201,7 +176,7 @@ func (i rulesIface) SetEnabled(msg dbus.Message, sender dbus.Sender, id string, 
 	if derr != nil {
 		return derr
 	}
-	if derr := i.s.requireForOwners(c, []*uint32{r.Owner}); derr != nil {
+	if derr := c.requireOwners([]*uint32{r.Owner}); derr != nil {
 		return derr
 	}
 	err := i.s.store.Modify(id, func(cur rules.Rule) (rules.Rule, error) {
@@ -221,28 +196,23 @@ func (i rulesIface) SetEnabled(msg dbus.Message, sender dbus.Sender, id string, 
 	return i.s.changed()
 }
 
-func (i rulesIface) Import(msg dbus.Message, sender dbus.Sender, format string, data []byte, system bool) (uint32, []string, *dbus.Error) {
-	sum, report, derr := i.importFiles(msg, sender, api.ImportRequest{Format: format, Files: []api.ImportFile{{Name: "import", Data: data}}, System: system})
+func (i rulesIface) Import(c *call, format string, data []byte, system bool) (uint32, []string, *dbus.Error) {
+	sum, report, derr := i.importFiles(c, api.ImportRequest{Format: format, Files: []api.ImportFile{{Name: "import", Data: data}}, System: system})
 	if derr != nil {
 		return 0, nil, derr
 	}
 	return sum.Imported, report, nil
 }
 
-func (i rulesIface) ImportFiles(msg dbus.Message, sender dbus.Sender, req api.ImportRequest) (api.ImportSummary, []string, *dbus.Error) {
-	return i.importFiles(msg, sender, req)
+func (i rulesIface) ImportFiles(c *call, req api.ImportRequest) (api.ImportSummary, []string, *dbus.Error) {
+	return i.importFiles(c, req)
 }
 
 // importFiles converts the request's files and stores the rules and the named lists they need as one
 // transaction: everything is checked first, the lists are written and loaded, then the rules are added; if
 // adding fails the lists are removed again. With DryRun nothing is written.
-func (i rulesIface) importFiles(msg dbus.Message, sender dbus.Sender, req api.ImportRequest) (api.ImportSummary, []string, *dbus.Error) {
+func (i rulesIface) importFiles(c *call, req api.ImportRequest) (api.ImportSummary, []string, *dbus.Error) {
 	var none api.ImportSummary
-	c, release, derr := i.s.caller(msg, sender)
-	if derr != nil {
-		return none, nil, derr
-	}
-	defer release()
 	size, nfiles := 0, len(req.Files)
 	for _, f := range req.Files {
 		size += len(f.Data)
@@ -265,7 +235,7 @@ func (i rulesIface) importFiles(msg dbus.Message, sender dbus.Sender, req api.Im
 	if req.System {
 		owner = nil
 	}
-	if derr := i.s.requireForOwners(c, []*uint32{owner}); derr != nil {
+	if derr := c.requireOwners([]*uint32{owner}); derr != nil {
 		return none, nil, derr
 	}
 	now := time.Now().UTC().Truncate(time.Second)
@@ -332,7 +302,7 @@ func (i rulesIface) importFiles(msg dbus.Message, sender dbus.Sender, req api.Im
 	if derr != nil {
 		return none, nil, derr
 	}
-	if derr := i.s.requireForOwners(c, owners(valid)); derr != nil {
+	if derr := c.requireOwners(owners(valid)); derr != nil {
 		return none, nil, derr
 	}
 	if req.DryRun {
@@ -428,12 +398,7 @@ func convertImport(req api.ImportRequest, opts rules.ImportOptions) (*rules.Impo
 
 // Approve marks imported rules approved: their owner has looked at them (same authorization as changing
 // them, so the user's own password for their own rules).
-func (i rulesIface) Approve(msg dbus.Message, sender dbus.Sender, ids []string) *dbus.Error {
-	c, release, derr := i.s.caller(msg, sender)
-	if derr != nil {
-		return derr
-	}
-	defer release()
+func (i rulesIface) Approve(c *call, ids []string) *dbus.Error {
 	if len(ids) == 0 || len(ids) > api.MaxRulesPerCall {
 		return invalid("give between 1 and %d rule ids", api.MaxRulesPerCall)
 	}
@@ -447,7 +412,7 @@ func (i rulesIface) Approve(msg dbus.Message, sender dbus.Sender, ids []string) 
 		callOwners = append(callOwners, r.Owner)
 		authorized[id] = r.Owner
 	}
-	if derr := i.s.requireForOwners(c, callOwners); derr != nil {
+	if derr := c.requireOwners(callOwners); derr != nil {
 		return derr
 	}
 	for _, id := range ids {
@@ -480,16 +445,10 @@ func nonNil(s []string) []string {
 	return s
 }
 
-func (i rulesIface) Export(msg dbus.Message, sender dbus.Sender, format string) ([]byte, []string, *dbus.Error) {
-	c, release, derr := i.s.caller(msg, sender)
-	if derr != nil {
-		return nil, nil, derr
-	}
-	defer release()
-	manage := i.s.mayManage(c)
+func (i rulesIface) Export(c *call, format string) ([]byte, []string, *dbus.Error) {
 	var rs []rules.Rule
 	for _, e := range i.s.store.Entries() {
-		if i.s.visible(c, manage, e.Rule) {
+		if visible(c, e.Rule) {
 			rs = append(rs, e.Rule)
 		}
 	}
@@ -517,7 +476,7 @@ func nonNilRules(rs []rules.Rule) []rules.Rule {
 	return rs
 }
 
-func (i rulesIface) Problems() ([]api.Problem, *dbus.Error) {
+func (i rulesIface) Problems(*call) ([]api.Problem, *dbus.Error) {
 	out := []api.Problem{}
 	for _, p := range i.s.store.Problems() {
 		out = append(out, api.Problem{File: p.File, Error: p.Error, Since: p.Since.Unix()})

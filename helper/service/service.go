@@ -45,6 +45,19 @@ type Service struct {
 
 	callsMu sync.Mutex
 	calls   map[uint32]int // calls in progress per uid
+
+	access map[method]access // who may call what: accessTable
+	seams
+}
+
+// seams are what the unit tests replace; the zero value is production.
+type seams struct {
+	// table replaces accessTable when not nil.
+	table map[method]access
+	// credsOf replaces asking the bus for a caller's credentials (GetConnectionCredentials).
+	credsOf func(sender string) (map[string]dbus.Variant, error)
+	// entered is called as a method's body is about to run, with the admitted call.
+	entered func(method, *call)
 }
 
 // Options wire a Service.
@@ -61,13 +74,19 @@ type Options struct {
 }
 
 // New exports the interfaces on conn. Call Serve to take the bus name.
-func New(o Options) (*Service, error) {
+func New(o Options) (*Service, error) { return newService(o, seams{}) }
+
+func newService(o Options, x seams) (*Service, error) {
 	if o.Authorizer == nil {
 		o.Authorizer = Polkit{Conn: o.Conn}
 	}
 	s := &Service{conn: o.Conn, store: o.Store, daemon: o.Daemon, enf: o.Enforcer, auth: o.Authorizer,
 		version: o.Version, log: o.Logger, monitor: newMonitor(), calls: map[uint32]int{},
-		turns: askqueue.New(askqueue.DefaultPerAgent, askqueue.DefaultTotal), trusted: o.TrustedAgents}
+		turns: askqueue.New(askqueue.DefaultPerAgent, askqueue.DefaultTotal), trusted: o.TrustedAgents,
+		access: x.table, seams: x}
+	if s.access == nil {
+		s.access = accessTable()
+	}
 	props, err := prop.Export(o.Conn, api.ObjectPath, prop.Map{api.DaemonInterface: {
 		"Version": {Value: o.Version, Emit: prop.EmitConst},
 		"Backend": {Value: string(o.Enforcer.Backend()), Emit: prop.EmitConst},
@@ -78,21 +97,17 @@ func New(o Options) (*Service, error) {
 		return nil, fmt.Errorf("export properties: %w", err)
 	}
 	s.props = props
-	ifaces := []struct {
-		name string
-		v    any
-	}{
-		{api.DaemonInterface, daemonIface{s}},
-		{api.RulesInterface, rulesIface{s}},
-		{api.MonitorInterface, monitorIface{s}},
-		{api.PromptsInterface, promptsIface{s}},
-	}
+	ifaces := interfaceObjects(s)
 	node := &introspect.Node{Name: string(api.ObjectPath), Interfaces: []introspect.Interface{introspect.IntrospectData, prop.IntrospectData}}
+	served := map[method]bool{}
 	for _, i := range ifaces {
-		if err := o.Conn.Export(i.v, api.ObjectPath, i.name); err != nil {
-			return nil, fmt.Errorf("export %s: %w", i.name, err)
+		in, err := s.export(i.name, i.v)
+		if err != nil {
+			return nil, err
 		}
-		in := introspect.Interface{Name: i.name, Methods: introspect.Methods(i.v)}
+		for _, m := range in.Methods {
+			served[method{i.name, m.Name}] = true
+		}
 		switch i.name {
 		case api.RulesInterface:
 			in.Signals = []introspect.Signal{{Name: "Changed"}}
@@ -103,10 +118,31 @@ func New(o Options) (*Service, error) {
 		}
 		node.Interfaces = append(node.Interfaces, in)
 	}
+	// An entry for a method nobody serves is a stale or misspelt name (and the method it meant has none).
+	for m := range s.access {
+		if !served[m] {
+			return nil, fmt.Errorf("the access table names %s, which is not served", m)
+		}
+	}
 	if err := o.Conn.Export(introspect.NewIntrospectable(node), api.ObjectPath, "org.freedesktop.DBus.Introspectable"); err != nil {
 		return nil, fmt.Errorf("export introspection: %w", err)
 	}
 	return s, nil
+}
+
+// interfaceObject is one served interface: its exported methods are its D-Bus methods (see export).
+type interfaceObject struct {
+	name string
+	v    any
+}
+
+func interfaceObjects(s *Service) []interfaceObject {
+	return []interfaceObject{
+		{api.DaemonInterface, daemonIface{s}},
+		{api.RulesInterface, rulesIface{s}},
+		{api.MonitorInterface, monitorIface{s}},
+		{api.PromptsInterface, promptsIface{s}},
+	}
 }
 
 // Serve takes the bus name (which is when D-Bus activation completes) and keeps it until ctx ends.
@@ -171,7 +207,12 @@ func (s *Service) caller(msg dbus.Message, sender dbus.Sender) (caller, func(), 
 // taken when the connection was made (which no PID reuse can redirect).
 func (s *Service) credentials(sender string) (caller, error) {
 	var creds map[string]dbus.Variant
-	if err := s.conn.BusObject().Call("org.freedesktop.DBus.GetConnectionCredentials", 0, sender).Store(&creds); err != nil {
+	if s.credsOf != nil {
+		var err error
+		if creds, err = s.credsOf(sender); err != nil {
+			return caller{}, err
+		}
+	} else if err := s.conn.BusObject().Call("org.freedesktop.DBus.GetConnectionCredentials", 0, sender).Store(&creds); err != nil {
 		return caller{}, err
 	}
 	c := caller{sender: sender, pidfd: -1}
