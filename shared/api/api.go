@@ -63,7 +63,8 @@
 // the next in that order takes over. An agent never sees a question about another user's process unless it runs as root.
 //
 // Every call that changes state checks polkit for the caller (subject: its bus name), honouring the message's
-// allow-interactive-authorization flag. Root is always authorized.
+// allow-interactive-authorization flag. Root is always authorized. The helper declares the access above in one
+// table (helper/service/access.go); a method it serves without an entry there is refused to everyone.
 package api
 
 import "github.com/godbus/dbus/v5"
