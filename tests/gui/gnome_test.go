@@ -43,8 +43,11 @@ func startGnomeShell(t *testing.T, s *Session, base []string) {
 	sys := testrig.StartSystemBus(t, testrig.BusOptions{})
 	env := append(append([]string{}, base...), "DBUS_SYSTEM_BUS_ADDRESS="+sys.Address)
 	hide := "if [ -d /run/systemd ]; then mount -t tmpfs tmpfs /run/systemd || exit 1; fi; "
+	// Mutter starts Xwayland only if /tmp/.X11-unix is root's and mode 1777; a machine's may not be (here it
+	// was 1755). Its own, in the namespace: X clients outside reach the display by its abstract socket.
+	hide += "mkdir -p /tmp/.X11-unix && mount -t tmpfs -o mode=1777 tmpfs /tmp/.X11-unix || exit 1; "
 	proc(t, s.Log, env, s.dir, nil, "unshare", "-m", "sh", "-c", hide+
-		"exec gnome-shell --headless --wayland --no-x11 --virtual-monitor 1280x800 --unsafe-mode")
+		"exec gnome-shell --headless --wayland --virtual-monitor 1280x800 --unsafe-mode")
 	waitFile(t, filepath.Join(s.dir, "wayland-0"), "gnome-shell", s.Log)
 	s.Env = append(base, "WAYLAND_DISPLAY=wayland-0", "GDK_BACKEND=wayland")
 	// Started: Eval answers and the startup animation is over. Leave the overview it opens on.
@@ -59,6 +62,16 @@ func startGnomeShell(t *testing.T, s *Session, base []string) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+	// Mutter runs Xwayland (without --no-x11) and exports its display and authority in its own environment,
+	// as a GNOME session hands them to the apps it starts. GDK_BACKEND stays wayland: the app is a Wayland
+	// client that opens the X display for its alert alone.
+	var xenv [2]string
+	s.Eval(t, `[imports.gi.GLib.getenv("DISPLAY") || "", imports.gi.GLib.getenv("XAUTHORITY") || ""]`, &xenv)
+	if xenv[0] == "" {
+		t.Fatalf("gnome-shell exports no DISPLAY (no Xwayland):\n%s", s.Log)
+	}
+	s.Env = append(s.Env, "DISPLAY="+xenv[0], "XAUTHORITY="+xenv[1])
+	s.xwayland = true
 	// The virtual devices, made once: a device just made drops the first events sent to it.
 	s.Eval(t, `const C = imports.gi.Clutter, seat = C.get_default_backend().get_default_seat();
 		global._tattleKeyboard = seat.create_virtual_device(C.InputDeviceType.KEYBOARD_DEVICE);
@@ -144,6 +157,7 @@ type ShellWindow struct {
 	Y          int    `json:"y"`
 	W          int    `json:"w"`
 	H          int    `json:"h"`
+	X11        bool   `json:"x11"` // an X11 client (on Xwayland)
 }
 
 // ShellStack returns the windows of the active workspace bottom to top, as Mutter (or KWin) stacks them.
@@ -156,7 +170,7 @@ func (s *Session) ShellStack(t *testing.T) []ShellWindow {
 	s.Eval(t, `global.display.sort_windows_by_stacking(global.workspace_manager.get_active_workspace().list_windows()).map(w => {
 		const r = w.get_buffer_rect();
 		return {title: w.get_title() || "", focused: w.has_focus(), fullscreen: w.is_fullscreen(), above: w.is_above(),
-			layer: w.get_layer(), x: r.x, y: r.y, w: r.width, h: r.height};
+			layer: w.get_layer(), x: r.x, y: r.y, w: r.width, h: r.height, x11: w.get_client_type() === 1};
 	})`, &ws)
 	return ws
 }
@@ -217,7 +231,8 @@ func (s *Session) ShellClick(t *testing.T, x, y int) {
 }
 
 // ShellClickAccessible clicks the middle of the app's accessible with role and name in the window titled
-// window: GTK on Wayland reports extents from its window's origin, which Shell knows.
+// window: GTK on Wayland reports extents from its window's origin, which the compositor knows; on X11
+// (Xwayland) they are on the screen already.
 func (s *Session) ShellClickAccessible(t *testing.T, window, role, name string) {
 	t.Helper()
 	out, err := s.atspi(t, "extents", "tattle", role, name)
@@ -230,7 +245,11 @@ func (s *Session) ShellClickAccessible(t *testing.T, window, role, name string) 
 	}
 	for _, w := range s.ShellStack(t) {
 		if w.Title == window {
-			s.ShellClick(t, w.X+e[0]+e[2]/2, w.Y+e[1]+e[3]/2)
+			if w.X11 {
+				s.ShellClick(t, e[0]+e[2]/2, e[1]+e[3]/2)
+			} else {
+				s.ShellClick(t, w.X+e[0]+e[2]/2, w.Y+e[1]+e[3]/2)
+			}
 			return
 		}
 	}

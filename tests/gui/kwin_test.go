@@ -94,10 +94,25 @@ func startKWin(t *testing.T, s *Session, base []string) {
 	sys := testrig.StartSystemBus(t, testrig.BusOptions{})
 	env := append(append([]string{}, base...), "DBUS_SYSTEM_BUS_ADDRESS="+sys.Address, "XDG_CACHE_HOME="+filepath.Join(s.dir, "cache"),
 		"KWIN_XKB_DEFAULT_KEYMAP=1", "XKB_DEFAULT_LAYOUT=us")
+	// --xwayland: KWin runs Xwayland and starts the applications it is given, once that is up, with its
+	// DISPLAY and XAUTHORITY (as Plasma's session gets them): here one that writes them down for the test.
+	xenv := filepath.Join(s.dir, "kwin-x11-env")
 	proc(t, s.Log, env, s.dir, nil, kwin, "--virtual", "--width", "1280", "--height", "800", "--socket", kwinSocket,
-		"--no-lockscreen", "--no-global-shortcuts", "--no-kactivities")
+		"--no-lockscreen", "--no-global-shortcuts", "--no-kactivities", "--xwayland",
+		"sh -c 'printf \"%s\\n%s\\n\" \"$DISPLAY\" \"$XAUTHORITY\" >"+xenv+".tmp && mv "+xenv+".tmp "+xenv+"'")
 	waitFile(t, filepath.Join(s.dir, kwinSocket), "kwin_wayland", s.Log)
-	s.Env = append(base, "WAYLAND_DISPLAY="+kwinSocket, "GDK_BACKEND=wayland")
+	waitFile(t, xenv, "KWin's Xwayland", s.Log)
+	data, err = os.ReadFile(xenv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := strings.Split(strings.TrimSpace(string(data)), "\n")
+	if len(x) != 2 || x[0] == "" {
+		t.Fatalf("KWin started its applications with DISPLAY and XAUTHORITY %q:\n%s", data, s.Log)
+	}
+	// GDK_BACKEND stays wayland: the app is a Wayland client that opens the X display for its alert alone.
+	s.Env = append(base, "WAYLAND_DISPLAY="+kwinSocket, "GDK_BACKEND=wayland", "DISPLAY="+x[0], "XAUTHORITY="+x[1])
+	s.xwayland = true
 
 	conn, err := dbus.Connect(s.SessionBus())
 	if err != nil {
@@ -194,7 +209,7 @@ func (s *Session) kwinStack(t *testing.T) []ShellWindow {
 	s.KWinScript(t, `workspace.clientList().sort((a, b) => a.stackingOrder - b.stackingOrder).map(w => {
 		const r = w.bufferGeometry;
 		return {title: w.caption, focused: w.active, fullscreen: w.fullScreen, above: w.keepAbove, layer: w.layer,
-			x: r.x, y: r.y, w: r.width, h: r.height};
+			x: r.x, y: r.y, w: r.width, h: r.height, x11: w.windowId > 0};
 	})`, &ws)
 	return ws
 }

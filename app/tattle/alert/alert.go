@@ -85,10 +85,14 @@ func New(app *gtk.Application, entries *desktop.Index, answer func(id uint64, a 
 		w.win.Hide()
 		return true
 	})
-	// A click on the window means the user is now dealing with it: let it take the keyboard.
+	// A click on the window means the user is now dealing with it: let it take the keyboard. Only the user's
+	// own click: on Xwayland another X client could click with XTEST to pull the keyboard here and engage the
+	// alert, and the user's next Return would then press a button.
 	w.win.AddEvents(int(gdk.BUTTON_PRESS_MASK))
 	w.win.Connect("button-press-event", func() bool {
-		w.takeFocus()
+		if realInput() {
+			w.takeFocus()
+		}
 		return false
 	})
 
@@ -227,6 +231,9 @@ func New(app *gtk.Application, entries *desktop.Index, answer func(id uint64, a 
 		box.PackEnd(x11, false, false, 0)
 	}
 	box.ShowAll()
+	if moveToXwayland(w.win) {
+		slog.Info("the alert shows on Xwayland, where it can appear without taking the keyboard")
+	}
 	return w
 }
 
@@ -388,6 +395,10 @@ func (w *Window) show(q api.Question) {
 // placeOnActiveMonitor moves the window to the top right of the monitor with the pointer (X11; Wayland
 // compositors place windows themselves).
 func (w *Window) placeOnActiveMonitor() {
+	if onXwayland(w.win) {
+		// The compositor places X windows too; the X pointer is only known while it is over an X window.
+		return
+	}
 	display, err := gdk.DisplayGetDefault()
 	if err != nil {
 		return
@@ -425,7 +436,9 @@ func (w *Window) takeFocus() {
 		w.engaged = true
 	}
 	w.win.SetAcceptFocus(true)
-	w.win.PresentWithTime(gdk.CURRENT_TIME)
+	// The click's own time: an X window manager (on Xwayland too) weighs it against the focused window's last
+	// input before it moves the keyboard.
+	w.win.PresentWithTime(eventTime())
 }
 
 func (w *Window) updateCountdown() {

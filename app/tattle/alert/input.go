@@ -1,7 +1,54 @@
 package alert
 
-// #cgo pkg-config: gtk+-3.0
+// #cgo pkg-config: gtk+-3.0 x11 xi
 // #include <gtk/gtk.h>
+// #include <gdk/gdkx.h>
+// #include <gdk/gdkwayland.h>
+// #include <X11/extensions/XInput2.h>
+//
+// /* Whether the X device with that id is one of the X server's XTEST devices: what any X client's
+//  * XTestFakeInput comes from. The server marks them with the device property "XTEST Device", which no client
+//  * can change or delete. Anything unclear counts as XTEST (fail closed). */
+// static int tattle_xtest_device(Display *dpy, int id)
+// {
+// 	Atom prop = XInternAtom(dpy, "XTEST Device", True), type = None;
+// 	int format = 0, xtest = 1;
+// 	unsigned long n = 0, after = 0;
+// 	unsigned char *data = NULL;
+//
+// 	if (prop == None)
+// 		return 1;
+// 	gdk_x11_display_error_trap_push(gdk_x11_lookup_xdisplay(dpy));
+// 	if (XIGetProperty(dpy, id, prop, 0, 1, False, AnyPropertyType, &type, &format, &n, &after, &data) == Success) {
+// 		/* No such property: a device of the server's own (on Xwayland: its seat's pointer, keyboard, touch). */
+// 		xtest = type != None && (format != 8 || n < 1 || data[0] != 0);
+// 	}
+// 	if (gdk_x11_display_error_trap_pop(gdk_x11_lookup_xdisplay(dpy)))
+// 		xtest = 1;
+// 	if (data)
+// 		XFree(data);
+// 	return xtest;
+// }
+//
+// /* Whether an event on an Xwayland window came through the compositor (its seat's devices), not from XTEST:
+//  * on Xwayland any X client of the session may fake input with XTEST, and the X server delivers that to X
+//  * windows as if it were real, without the compositor seeing it. Events not on Xwayland: 1. */
+// static int tattle_xwayland_event_real(GdkEvent *ev)
+// {
+// 	GdkDisplay *def = gdk_display_get_default(), *d;
+// 	GdkDevice *src;
+//
+// 	if (!ev->any.window)
+// 		return 0;
+// 	d = gdk_window_get_display(ev->any.window);
+// 	if (!def || !GDK_IS_WAYLAND_DISPLAY(def) || !GDK_IS_X11_DISPLAY(d))
+// 		return 1;
+// 	src = gdk_event_get_source_device(ev);
+// 	if (!src || !GDK_IS_X11_DEVICE_XI2(src))
+// 		return 0;
+// 	return !tattle_xtest_device(GDK_DISPLAY_XDISPLAY(d), gdk_x11_device_get_id(src));
+// }
+//
 //
 // /* Whether the event GTK is handling now is one of the user's own: a button, key or touch event that the
 //  * display server delivered, not one a client sent with XSendEvent (send_event set). An accessibility action
@@ -20,7 +67,7 @@ package alert
 // 	case GDK_KEY_RELEASE:
 // 	case GDK_TOUCH_BEGIN:
 // 	case GDK_TOUCH_END:
-// 		real = !ev->any.send_event;
+// 		real = !ev->any.send_event && tattle_xwayland_event_real(ev);
 // 		break;
 // 	default:
 // 		break;
@@ -58,6 +105,9 @@ func realInput() bool { return C.tattle_real_input() != 0 }
 
 // keyInput reports whether the signal being handled was caused by a key (Return, space or a mnemonic).
 func keyInput() bool { return C.tattle_key_input() != 0 }
+
+// eventTime is the time of the event being handled (gdk.CURRENT_TIME when there is none).
+func eventTime() uint32 { return uint32(C.gtk_get_current_event_time()) }
 
 // onX11 reports whether the app's display is an X11 one.
 func onX11() bool { return C.tattle_on_x11() != 0 }

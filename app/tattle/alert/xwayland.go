@@ -1,0 +1,66 @@
+package alert
+
+// #cgo pkg-config: gtk+-3.0
+// #include <gtk/gtk.h>
+// #include <gdk/gdkx.h>
+// #include <gdk/gdkwayland.h>
+//
+// /* Opens the X display named by DISPLAY (Xwayland) beside the default Wayland display and moves the window
+//  * to its screen. GTK picks a display's backend by GDK_BACKEND each time it opens one: a session that set it
+//  * to wayland would have GTK try to open ":0" as a Wayland socket, so it is set to x11 for this one call. */
+// static int tattle_move_to_xwayland(GtkWindow *w)
+// {
+// 	GdkDisplay *def = gdk_display_get_default();
+// 	const char *name = g_getenv("DISPLAY");
+// 	gchar *saved;
+// 	GdkDisplay *x;
+//
+// 	if (!def || !GDK_IS_WAYLAND_DISPLAY(def) || !name || !*name)
+// 		return 0;
+// 	saved = g_strdup(g_getenv("GDK_BACKEND"));
+// 	g_setenv("GDK_BACKEND", "x11", TRUE);
+// 	x = gdk_display_open(name);
+// 	if (saved)
+// 		g_setenv("GDK_BACKEND", saved, TRUE);
+// 	else
+// 		g_unsetenv("GDK_BACKEND");
+// 	g_free(saved);
+// 	if (!x)
+// 		return 0;
+// 	if (!GDK_IS_X11_DISPLAY(x)) {
+// 		gdk_display_close(x);
+// 		return 0;
+// 	}
+// 	gtk_window_set_screen(w, gdk_display_get_default_screen(x));
+// 	return 1;
+// }
+//
+// /* Whether the window is on an X display while the app's own display is Wayland: Xwayland. */
+// static int tattle_window_on_xwayland(GtkWindow *w)
+// {
+// 	GdkDisplay *def = gdk_display_get_default();
+//
+// 	return def && GDK_IS_WAYLAND_DISPLAY(def) && GDK_IS_X11_DISPLAY(gtk_widget_get_display(GTK_WIDGET(w)));
+// }
+//
+import "C"
+
+import (
+	"unsafe"
+
+	"github.com/gotk3/gotk3/gtk"
+)
+
+// moveToXwayland puts the alert on the session's Xwayland display when the app runs on Wayland and DISPLAY
+// names one, and reports whether it did. There the compositor's X11 window management honours what Wayland
+// cannot say (xdg-shell has no such request): map without focus (_NET_WM_USER_TIME 0) and take no keyboard
+// until the user clicks (WM_HINTS input false), while the window stays above the others. Without an X
+// display the alert stays a Wayland window, which GNOME Shell and KWin focus when it appears.
+func moveToXwayland(w *gtk.Window) bool {
+	return C.tattle_move_to_xwayland((*C.GtkWindow)(unsafe.Pointer(w.GObject))) != 0
+}
+
+// onXwayland reports whether the window is on Xwayland (an X display beside the app's Wayland one).
+func onXwayland(w *gtk.Window) bool {
+	return C.tattle_window_on_xwayland((*C.GtkWindow)(unsafe.Pointer(w.GObject))) != 0
+}
