@@ -142,6 +142,36 @@ func alertOverFocusedWindow(t *testing.T, kind string) {
 		s.Screenshot(t, shot+"-alert-click-failed")
 		t.Fatalf("a click on Allow with the compositor's virtual pointer did not answer; stack %s", titles(s.ShellStack(t)))
 	}
+
+	// A click on the alert (not on a button) gives it the keyboard, and then its shortcut answers.
+	q3 := question(5003, exe, "", "192.0.2.23", 443, "tcp")
+	c3 := ask(h, app, q3)
+	s.WaitFor(t, "push button", "Allow", 20*time.Second)
+	alertOver(t, s, ed)
+	time.Sleep(700 * time.Millisecond) // past the arm delay
+	s.ShellClickAccessible(t, alertTitle, "label", "editorcheck wants to connect to 192.0.2.23")
+	deadline := time.Now().Add(5 * time.Second)
+	for s.ShellFocus(t) != alertTitle {
+		if time.Now().After(deadline) {
+			t.Fatalf("a click on the alert did not give it the keyboard: the compositor focuses %q", s.ShellFocus(t))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond) // the focus event reaches GTK
+	held := ed.Text(t)
+	s.ShellAltKey(t, 'a')
+	select {
+	case call := <-c3.Done:
+		var a api.Answer
+		if err := call.Store(&a); err != nil || a.Action != "allow" {
+			t.Errorf("answer %+v, %v", a, err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatalf("Alt+A in the clicked alert did not answer; focus %q", s.ShellFocus(t))
+	}
+	if text := ed.Text(t); text != held {
+		t.Errorf("Alt+A reached the editor: it holds %q, had %q", text, held)
+	}
 }
 
 // cancel withdraws a question as tattled does, and waits until Ask returns.

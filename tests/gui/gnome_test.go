@@ -207,6 +207,35 @@ func (s *Session) ShellType(t *testing.T, text string) {
 	})()`, nil)
 }
 
+// ShellAltKey presses Alt+c with the compositor's virtual keyboard.
+func (s *Session) ShellAltKey(t *testing.T, c rune) {
+	t.Helper()
+	if s.Kind == "kwin" {
+		code, _, ok := evdevKey(c)
+		if !ok {
+			t.Fatalf("no key for %q", c)
+		}
+		in := s.kwin.input
+		in.key(keyLeftAlt, true)
+		in.key(code, true)
+		in.key(code, false)
+		in.key(keyLeftAlt, false)
+		if err := in.roundtrip(); err != nil {
+			t.Fatalf("KWin's fake input: %v", err)
+		}
+		return
+	}
+	s.Eval(t, `(() => {
+		const C = imports.gi.Clutter, G = imports.gi.GLib;
+		const d = global._tattleKeyboard, k = C.unicode_to_keysym(`+strconv.Itoa(int(c))+`);
+		d.notify_keyval(G.get_monotonic_time(), C.KEY_Alt_L, C.KeyState.PRESSED);
+		d.notify_keyval(G.get_monotonic_time(), k, C.KeyState.PRESSED);
+		d.notify_keyval(G.get_monotonic_time(), k, C.KeyState.RELEASED);
+		d.notify_keyval(G.get_monotonic_time(), C.KEY_Alt_L, C.KeyState.RELEASED);
+		return true;
+	})()`, nil)
+}
+
 // ShellClick moves the compositor's virtual pointer to x, y on the screen and clicks the primary button.
 func (s *Session) ShellClick(t *testing.T, x, y int) {
 	t.Helper()

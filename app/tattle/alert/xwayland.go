@@ -1,13 +1,29 @@
 package alert
 
-// #cgo pkg-config: gtk+-3.0
+// #cgo pkg-config: gtk+-3.0 x11
 // #include <gtk/gtk.h>
 // #include <gdk/gdkx.h>
 // #include <gdk/gdkwayland.h>
+// #include <X11/Xatom.h>
 //
 // /* Opens the X display named by DISPLAY (Xwayland) beside the default Wayland display and moves the window
 //  * to its screen. GTK picks a display's backend by GDK_BACKEND each time it opens one: a session that set it
 //  * to wayland would have GTK try to open ":0" as a Wayland socket, so it is set to x11 for this one call. */
+// static void tattle_type_critical(GtkWidget *w, gpointer data)
+// {
+// 	GdkWindow *gw = gtk_widget_get_window(w);
+// 	GdkDisplay *d;
+// 	Atom types[2];
+//
+// 	if (!gw || !GDK_IS_X11_WINDOW(gw))
+// 		return;
+// 	d = gdk_window_get_display(gw);
+// 	types[0] = gdk_x11_get_xatom_by_name_for_display(d, "_KDE_NET_WM_WINDOW_TYPE_CRITICAL_NOTIFICATION");
+// 	types[1] = gdk_x11_get_xatom_by_name_for_display(d, "_NET_WM_WINDOW_TYPE_DIALOG");
+// 	XChangeProperty(GDK_DISPLAY_XDISPLAY(d), GDK_WINDOW_XID(gw), gdk_x11_get_xatom_by_name_for_display(d, "_NET_WM_WINDOW_TYPE"),
+// 		XA_ATOM, 32, PropModeReplace, (unsigned char *)types, 2);
+// }
+//
 // static int tattle_move_to_xwayland(GtkWindow *w)
 // {
 // 	GdkDisplay *def = gdk_display_get_default();
@@ -32,6 +48,10 @@ package alert
 // 		return 0;
 // 	}
 // 	gtk_window_set_screen(w, gdk_display_get_default_screen(x));
+// 	/* KWin stacks the active fullscreen window above keep-above ones; a critical notification (KDE's window
+// 	 * type, which window managers that do not know it skip for the dialog type after it) goes above that.
+// 	 * Set after GTK has set the type hint at realize. */
+// 	g_signal_connect_after(w, "realize", G_CALLBACK(tattle_type_critical), NULL);
 // 	return 1;
 // }
 //
