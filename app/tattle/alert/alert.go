@@ -436,6 +436,9 @@ func (w *Window) takeFocus() {
 		w.engaged = true
 	}
 	w.win.SetAcceptFocus(true)
+	if onXwayland(w.win) {
+		xwaylandTakeFocus(w.win, eventTime())
+	}
 	// The click's own time: an X window manager (on Xwayland too) weighs it against the focused window's last
 	// input before it moves the keyboard.
 	w.win.PresentWithTime(eventTime())

@@ -55,6 +55,23 @@ package alert
 // 	return 1;
 // }
 //
+// /* Gives the window the X input focus at the time of the user's click: what GDK does when the window manager
+//  * sends WM_TAKE_FOCUS, which KWin and Mutter send on that click, but that message may arrive before the
+//  * click itself has made the window accept focus, and then both window managers take the later
+//  * _NET_ACTIVE_WINDOW for a window they already activated. */
+// static void tattle_x11_take_focus(GtkWindow *w, guint32 time)
+// {
+// 	GdkWindow *gw = gtk_widget_get_window(GTK_WIDGET(w));
+// 	GdkDisplay *d;
+//
+// 	if (!gw || !GDK_IS_X11_WINDOW(gw) || time == GDK_CURRENT_TIME)
+// 		return;
+// 	d = gdk_window_get_display(gw);
+// 	gdk_x11_display_error_trap_push(d);
+// 	XSetInputFocus(GDK_DISPLAY_XDISPLAY(d), GDK_WINDOW_XID(gw), RevertToParent, time);
+// 	gdk_x11_display_error_trap_pop_ignored(d);
+// }
+//
 // /* Whether the window is on an X display while the app's own display is Wayland: Xwayland. */
 // static int tattle_window_on_xwayland(GtkWindow *w)
 // {
@@ -83,4 +100,9 @@ func moveToXwayland(w *gtk.Window) bool {
 // onXwayland reports whether the window is on Xwayland (an X display beside the app's Wayland one).
 func onXwayland(w *gtk.Window) bool {
 	return C.tattle_window_on_xwayland((*C.GtkWindow)(unsafe.Pointer(w.GObject))) != 0
+}
+
+// xwaylandTakeFocus sets the X input focus on the window with the time of the user's click (time 0: not).
+func xwaylandTakeFocus(w *gtk.Window, time uint32) {
+	C.tattle_x11_take_focus((*C.GtkWindow)(unsafe.Pointer(w.GObject)), C.guint32(time))
 }
