@@ -29,10 +29,11 @@ packages=(
 	desktop-file-utils appstream librsvg2-bin            # desktop entry and AppStream metainfo validation; icons rendered
 	xvfb xdotool imagemagick                             # tray test: a real panel on a private X server, clicked, screenshot
 	haskell-status-notifier-item-utils haskell-gtk-sni-tray-utils # a real StatusNotifierWatcher and GTK tray panel
-	libgtk-3-dev adwaita-icon-theme fonts-dejavu-core fonts-cantarell # the GTK app (gotk3 via cgo), its icons and fonts
+	libgtk-3-dev libx11-dev libxi-dev adwaita-icon-theme fonts-dejavu-core fonts-cantarell # the GTK app (gotk3 via cgo; Xlib, XInput 2 for the alert on Xwayland), its icons and fonts
 	weston openbox at-spi2-core python3-pyatspi         # GUI tests: Wayland (headless) and X11 sessions, driven through AT-SPI
 	gnome-shell gnome-shell-extension-appindicator dconf-service dconf-gsettings-backend # GNOME Shell session (headless Wayland) with its tray host
 	kwin-wayland                                         # KWin session (kwin_wayland --virtual): scripting, fake input, ScreenShot2
+	xwayland                                             # Xwayland in the GNOME Shell and KWin sessions: where the alert shows without taking the keyboard
 	python3-gi gir1.2-gtk-3.0                            # the desktop tests' editor window (tests/gui/editor.py)
 	strace python3-dbus libglib2.0-bin passwd util-linux bsdutils # security ring: rogue agents (traced, python, gdbus); a test user; pkttyagent on a pty
 	iperf3                                               # traffic ring: bulk throughput and byte counters
