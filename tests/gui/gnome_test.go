@@ -71,7 +71,6 @@ func startGnomeShell(t *testing.T, s *Session, base []string) {
 		t.Fatalf("gnome-shell exports no DISPLAY (no Xwayland):\n%s", s.Log)
 	}
 	s.Env = append(s.Env, "DISPLAY="+xenv[0], "XAUTHORITY="+xenv[1])
-	s.xwayland = true
 	// The virtual devices, made once: a device just made drops the first events sent to it.
 	s.Eval(t, `const C = imports.gi.Clutter, seat = C.get_default_backend().get_default_seat();
 		global._tattleKeyboard = seat.create_virtual_device(C.InputDeviceType.KEYBOARD_DEVICE);

@@ -93,9 +93,6 @@ type Session struct {
 	dir  string
 	cred *syscall.Credential // the session's user, nil for root
 	kwin *kwinRig            // "kwin" only
-	// xwayland: the Wayland compositor runs Xwayland and the session's processes get its DISPLAY ("gnome",
-	// "kwin").
-	xwayland bool
 }
 
 // StartSession starts a session bus, the accessibility bus and the display server.

@@ -115,7 +115,6 @@ func startKWin(t *testing.T, s *Session, base []string) {
 	if x[1] != "" { // kwin_wayland started without its wrapper makes no authority file
 		s.Env = append(s.Env, "XAUTHORITY="+x[1])
 	}
-	s.xwayland = true
 
 	conn, err := dbus.Connect(s.SessionBus())
 	if err != nil {
