@@ -30,6 +30,8 @@ static __always_inline int handle(struct bpf_sock_addr *ctx, __u8 family, __u8 h
 		note_decision(sk, verdict, &id, strict);
 		apply_mark(ctx, sk);
 	}
+	if (hook == HOOK_CONNECT)
+		note_traffic(bpf_get_socket_cookie(ctx), &fk);
 	return 1;
 }
 

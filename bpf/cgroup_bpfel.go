@@ -185,6 +185,24 @@ type CgroupSockState struct {
 	Pad      [3]uint8
 }
 
+type CgroupSockTraffic struct {
+	_         structs.HostLayout
+	Ino       uint64
+	Dev       uint32
+	Uid       uint32
+	Addr      [16]uint8
+	Port      uint16
+	Proto     uint8
+	Closed    uint8
+	Peered    uint8
+	Pad       [3]uint8
+	TxBytes   uint64
+	TxPackets uint64
+	RxBytes   uint64
+	RxPackets uint64
+	LastNs    uint64
+}
+
 type CgroupVia struct {
 	_        structs.HostLayout
 	Ino      uint64
@@ -213,6 +231,7 @@ const (
 	CgroupMapScopeRules      = "scope_rules"
 	CgroupMapSockStates      = "sock_states"
 	CgroupMapStats           = "stats"
+	CgroupMapTrafficSocks    = "traffic_socks"
 	CgroupMapVias            = "vias"
 	CgroupProgTattleConnect4 = "tattle_connect4"
 	CgroupProgTattleConnect6 = "tattle_connect6"
@@ -290,6 +309,7 @@ type CgroupMapSpecs struct {
 	ScopeRules   *ebpf.MapSpec `ebpf:"scope_rules"`
 	SockStates   *ebpf.MapSpec `ebpf:"sock_states"`
 	Stats        *ebpf.MapSpec `ebpf:"stats"`
+	TrafficSocks *ebpf.MapSpec `ebpf:"traffic_socks"`
 	Vias         *ebpf.MapSpec `ebpf:"vias"`
 }
 
@@ -333,6 +353,7 @@ type CgroupMaps struct {
 	ScopeRules   *ebpf.Map `ebpf:"scope_rules"`
 	SockStates   *ebpf.Map `ebpf:"sock_states"`
 	Stats        *ebpf.Map `ebpf:"stats"`
+	TrafficSocks *ebpf.Map `ebpf:"traffic_socks"`
 	Vias         *ebpf.Map `ebpf:"vias"`
 }
 
@@ -352,6 +373,7 @@ func (m *CgroupMaps) Close() error {
 		m.ScopeRules,
 		m.SockStates,
 		m.Stats,
+		m.TrafficSocks,
 		m.Vias,
 	)
 }

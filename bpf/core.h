@@ -36,6 +36,7 @@
 #include <bpf/bpf_core_read.h>
 
 #include "include/kernel.h"
+#include "traffic.h"
 
 #define AF_INET 2
 #define AF_INET6 10
@@ -783,6 +784,34 @@ static __always_inline void note_dns_socket(struct bpf_sock_addr *ctx, const str
 		return;
 	cookie = bpf_get_socket_cookie(ctx);
 	bpf_map_update_elem(&dns_socks, &cookie, &ds, BPF_ANY);
+}
+
+/* Makes the traffic record of a socket whose connect() is let through (allowed, or undecided and held):
+ * the one map update the connect path pays for counting, and only for destinations off the machine.
+ * Loopback traffic is not counted (DESIGN.md, Traffic accounting). A socket connected again keeps its first
+ * destination's record. */
+static __always_inline void note_traffic(__u64 cookie, const struct flow_key *fk)
+{
+	struct sock_traffic t = {};
+	__u32 w[4];
+
+	if (!fk->port)
+		return;
+	__builtin_memcpy(w, fk->addr, 16);
+	if (!w[0] && !w[1]) {
+		if (w[2] == bpf_htonl(0xffff) && (fk->addr[12] == 127 || !w[3]))
+			return; /* 127.0.0.0/8, 0.0.0.0 */
+		if (!w[2] && (!w[3] || w[3] == bpf_htonl(1)))
+			return; /* ::1, :: */
+	}
+	t.ino = fk->ino;
+	t.dev = fk->dev;
+	t.uid = fk->uid;
+	__builtin_memcpy(t.addr, fk->addr, 16);
+	t.port = fk->port;
+	t.proto = fk->proto;
+	t.last_ns = monotonic_ns();
+	bpf_map_update_elem(&traffic_socks, &cookie, &t, BPF_NOEXIST);
 }
 
 /* Fills the destination of a flow from a cgroup sock_addr context. */

@@ -69,6 +69,8 @@ static __always_inline int handle(struct socket *sock, const void *address, int 
 	if (verdict == VERDICT_DENY)
 		return -EPERM;
 	note_decision(sk, verdict, &id, strict);
+	if (hook == HOOK_CONNECT)
+		note_traffic(bpf_get_socket_cookie(sk), &fk);
 	return 0;
 }
 

@@ -30,6 +30,7 @@ const (
 	LsmMapScopeRules          = "scope_rules"
 	LsmMapSockStates          = "sock_states"
 	LsmMapStats               = "stats"
+	LsmMapTrafficSocks        = "traffic_socks"
 	LsmMapVias                = "vias"
 	LsmProgTattleExec         = "tattle_exec"
 	LsmProgTattleFork         = "tattle_fork"
@@ -111,6 +112,7 @@ type LsmMapSpecs struct {
 	ScopeRules   *ebpf.MapSpec `ebpf:"scope_rules"`
 	SockStates   *ebpf.MapSpec `ebpf:"sock_states"`
 	Stats        *ebpf.MapSpec `ebpf:"stats"`
+	TrafficSocks *ebpf.MapSpec `ebpf:"traffic_socks"`
 	Vias         *ebpf.MapSpec `ebpf:"vias"`
 }
 
@@ -154,6 +156,7 @@ type LsmMaps struct {
 	ScopeRules   *ebpf.Map `ebpf:"scope_rules"`
 	SockStates   *ebpf.Map `ebpf:"sock_states"`
 	Stats        *ebpf.Map `ebpf:"stats"`
+	TrafficSocks *ebpf.Map `ebpf:"traffic_socks"`
 	Vias         *ebpf.Map `ebpf:"vias"`
 }
 
@@ -173,6 +176,7 @@ func (m *LsmMaps) Close() error {
 		m.ScopeRules,
 		m.SockStates,
 		m.Stats,
+		m.TrafficSocks,
 		m.Vias,
 	)
 }

@@ -13,23 +13,6 @@ import (
 	"github.com/cilium/ebpf"
 )
 
-type TrafficExpectedFlow struct {
-	_   structs.HostLayout
-	Ino uint64
-	Dev uint32
-	Uid uint32
-}
-
-type TrafficExpectedKey struct {
-	_     structs.HostLayout
-	Src   [16]uint8
-	Dst   [16]uint8
-	Sport uint16
-	Dport uint16
-	Proto uint8
-	Pad   [3]uint8
-}
-
 type TrafficSockTraffic struct {
 	_         structs.HostLayout
 	Ino       uint64
@@ -39,7 +22,8 @@ type TrafficSockTraffic struct {
 	Port      uint16
 	Proto     uint8
 	Closed    uint8
-	Pad       uint32
+	Peered    uint8
+	Pad       [3]uint8
 	TxBytes   uint64
 	TxPackets uint64
 	RxBytes   uint64
@@ -51,12 +35,8 @@ type TrafficSockTraffic struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	TrafficMapTrafficExpected       = "traffic_expected"
-	TrafficMapTrafficHelper         = "traffic_helper"
 	TrafficMapTrafficSocks          = "traffic_socks"
-	TrafficProgTattleTrafficEgress  = "tattle_traffic_egress"
-	TrafficProgTattleTrafficIngress = "tattle_traffic_ingress"
-	TrafficProgTattleTrafficRelease = "tattle_traffic_release"
+	TrafficProgTattleTrafficSockops = "tattle_traffic_sockops"
 )
 
 // LoadTraffic returns the embedded CollectionSpec for Traffic.
@@ -101,18 +81,14 @@ type TrafficSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type TrafficProgramSpecs struct {
-	TattleTrafficEgress  *ebpf.ProgramSpec `ebpf:"tattle_traffic_egress"`
-	TattleTrafficIngress *ebpf.ProgramSpec `ebpf:"tattle_traffic_ingress"`
-	TattleTrafficRelease *ebpf.ProgramSpec `ebpf:"tattle_traffic_release"`
+	TattleTrafficSockops *ebpf.ProgramSpec `ebpf:"tattle_traffic_sockops"`
 }
 
 // TrafficMapSpecs contains maps before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type TrafficMapSpecs struct {
-	TrafficExpected *ebpf.MapSpec `ebpf:"traffic_expected"`
-	TrafficHelper   *ebpf.MapSpec `ebpf:"traffic_helper"`
-	TrafficSocks    *ebpf.MapSpec `ebpf:"traffic_socks"`
+	TrafficSocks *ebpf.MapSpec `ebpf:"traffic_socks"`
 }
 
 // TrafficVariableSpecs contains global variables before they are loaded into the kernel.
@@ -141,15 +117,11 @@ func (o *TrafficObjects) Close() error {
 //
 // It can be passed to LoadTrafficObjects or ebpf.CollectionSpec.LoadAndAssign.
 type TrafficMaps struct {
-	TrafficExpected *ebpf.Map `ebpf:"traffic_expected"`
-	TrafficHelper   *ebpf.Map `ebpf:"traffic_helper"`
-	TrafficSocks    *ebpf.Map `ebpf:"traffic_socks"`
+	TrafficSocks *ebpf.Map `ebpf:"traffic_socks"`
 }
 
 func (m *TrafficMaps) Close() error {
 	return _TrafficClose(
-		m.TrafficExpected,
-		m.TrafficHelper,
 		m.TrafficSocks,
 	)
 }
@@ -164,16 +136,12 @@ type TrafficVariables struct {
 //
 // It can be passed to LoadTrafficObjects or ebpf.CollectionSpec.LoadAndAssign.
 type TrafficPrograms struct {
-	TattleTrafficEgress  *ebpf.Program `ebpf:"tattle_traffic_egress"`
-	TattleTrafficIngress *ebpf.Program `ebpf:"tattle_traffic_ingress"`
-	TattleTrafficRelease *ebpf.Program `ebpf:"tattle_traffic_release"`
+	TattleTrafficSockops *ebpf.Program `ebpf:"tattle_traffic_sockops"`
 }
 
 func (p *TrafficPrograms) Close() error {
 	return _TrafficClose(
-		p.TattleTrafficEgress,
-		p.TattleTrafficIngress,
-		p.TattleTrafficRelease,
+		p.TattleTrafficSockops,
 	)
 }
 

@@ -99,11 +99,6 @@ func (d *Daemon) StartHolding(ctx context.Context, o HoldOptions) error {
 			return d.NamesFor(a.App, a.UID, a.Dest)
 		},
 		Changed: o.Asker.PendingChanged,
-		ExpectTraffic: func(h netfilter.Headers, app identity.Executable, uid uint32) {
-			if err := d.enf.ExpectTraffic(enforce.Protocol(h.Proto), h.Src, h.Dst, app, uid); err != nil {
-				d.log.Debug("traffic of a held connection will not be counted", "error", err)
-			}
-		},
 	})
 	if err := q.Start(ctx, d.log, d.hold.holder.Packet); err != nil {
 		q.Close()

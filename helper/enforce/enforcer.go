@@ -20,7 +20,7 @@ import (
 const DefaultPinDir = "/sys/fs/bpf/tattle"
 
 // layoutVersion changes whenever the pinned maps' meaning changes in a way a newer helper cannot reuse.
-const layoutVersion = 4
+const layoutVersion = 5
 
 // Options configure Open.
 type Options struct {
@@ -78,7 +78,7 @@ func (m *maps) close() {
 }
 
 var mapNames = []string{"config", "scope_rules", "dest_rules", "flows", "events", "stats", "sock_states", "dns_socks",
-	"interpreters", "interp_opts", "vias", "exec_events", "appimage_env"}
+	"interpreters", "interp_opts", "vias", "exec_events", "appimage_env", trafficMapName}
 
 // Enforcer is a handle on Tattle's kernel state. Closing it leaves enforcement in place (everything is
 // pinned); Uninstall removes it.
@@ -113,12 +113,7 @@ func (e *Enforcer) Close() error {
 		l.Close()
 	}
 	e.maps.close()
-	if e.traffic.socks != nil {
-		e.traffic.socks.Close()
-	}
-	if e.traffic.expected != nil {
-		e.traffic.expected.Close()
-	}
+	e.closeTraffic()
 	return nil
 }
 
@@ -254,6 +249,7 @@ func (e *Enforcer) finishOpen(marks Marks) error {
 		e.Close()
 		return err
 	}
+	e.openTC()
 	return nil
 }
 
@@ -321,10 +317,10 @@ func (e *Enforcer) install(obj backendObject, cgroupRoot string) error {
 		}
 		e.links[name] = l
 	}
-	// Traffic counting is no part of enforcement: a kernel that refuses its programs (Linux 6.1 offers
-	// cgroup_skb programs no bpf_get_current_uid_gid) enforces all the same, without byte counts.
+	// Traffic counting is no part of enforcement: a kernel that refuses its programs enforces all the same,
+	// without byte counts.
 	if err := e.installTraffic(cgroupRoot, mapDir, linkDir); err != nil {
-		e.dropTraffic(mapDir, linkDir)
+		e.dropTraffic(linkDir)
 		e.log.Warn("traffic is not counted: the kernel refused the traffic programs; enforcement is unaffected",
 			"error", err)
 	}

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -18,26 +19,22 @@ import (
 	"github.com/tattlefw/tattle/shared/identity"
 )
 
-// The traffic object (bpf/traffic.c) is attached and pinned with the backend's programs: its build takes part
-// in the pinned set's hash, so a helper with other traffic programs replaces the whole set.
+// The TCP traffic object (bpf/traffic.c) is attached and pinned with the backend's programs: its build takes
+// part in the pinned set's hash, so a helper with other traffic programs replaces the whole set.
 func withTraffic(backend [32]byte) [32]byte {
 	t := bpf.TrafficObjectHash()
 	return sha256.Sum256(append(backend[:], t[:]...))
 }
 
-const (
-	trafficMapName  = "traffic_socks"
-	expectedMapName = "traffic_expected"
-	helperMapName   = "traffic_helper"
-)
+// trafficMapName is the socket records' map (bpf/traffic.h). The decision core makes the records, so the
+// backend's object pins it; the traffic objects take it from the pin.
+const trafficMapName = "traffic_socks"
 
-var trafficPrograms = []string{
-	bpf.TrafficProgTattleTrafficEgress, bpf.TrafficProgTattleTrafficIngress, bpf.TrafficProgTattleTrafficRelease,
-}
+var trafficPrograms = []string{bpf.TrafficProgTattleTrafficSockops}
 
-// closedQuiet is how long a released socket's record must have been quiet before it is folded into its flow's
-// totals and removed: a closed TCP socket still sends what was left in its buffer.
-const closedQuiet = 5 * time.Second
+// udpQuiet is how long a UDP socket's record must have been quiet, with the socket gone from sock_diag's
+// list, before it is folded into its flow's totals and removed.
+const udpQuiet = 5 * time.Second
 
 // FlowID names a flow: an application run by one user to one destination.
 type FlowID struct {
@@ -62,10 +59,35 @@ func (t *Traffic) add(o Traffic) {
 // trafficState holds what the helper folded from closed sockets' records: the kernel keeps one record per
 // live socket, the totals of the ones gone live here.
 type trafficState struct {
-	socks    *ebpf.Map
-	expected *ebpf.Map // connections the helper lets go, by addresses and ports
-	mu       sync.Mutex
-	folded   map[FlowID]Traffic
+	socks  *ebpf.Map
+	mu     sync.Mutex
+	folded map[FlowID]Traffic
+	tc     *tcCounters // UDP counters on the interfaces; nil when not attached by this handle
+}
+
+// tcCounters are the UDP counting programs (bpf/traffic_tc.c) and their attachments, one pair per interface
+// but loopback. They belong to the running helper (not pinned): interfaces come and go, and the helper
+// attaches to new ones when it reads the counters (syncTC).
+type tcCounters struct {
+	egress, ingress *ebpf.Program
+	peers           *ebpf.Map
+	links           map[int]tcLinks // by ifindex
+	unsupported     bool            // the kernel has no tcx (before Linux 6.6): UDP is not counted
+}
+
+type tcLinks struct {
+	name             string
+	egress, ingress link.Link
+}
+
+func (c *tcCounters) close() {
+	for _, l := range c.links {
+		l.egress.Close()
+		l.ingress.Close()
+	}
+	c.egress.Close()
+	c.ingress.Close()
+	c.peers.Close()
 }
 
 func (e *Enforcer) installTraffic(cgroupRoot, mapDir, linkDir string) error {
@@ -74,15 +96,7 @@ func (e *Enforcer) installTraffic(cgroupRoot, mapDir, linkDir string) error {
 		return fmt.Errorf("parse embedded traffic object: %w", err)
 	}
 	spec.Maps[trafficMapName].Pinning = ebpf.PinByName
-	spec.Maps[expectedMapName].Pinning = ebpf.PinByName
-	spec.Maps[helperMapName].Pinning = ebpf.PinByName
 	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{Maps: ebpf.MapOptions{PinPath: mapDir}})
-	if errors.Is(err, ebpf.ErrMapIncompatible) {
-		os.Remove(filepath.Join(mapDir, trafficMapName))
-		os.Remove(filepath.Join(mapDir, expectedMapName))
-		os.Remove(filepath.Join(mapDir, helperMapName))
-		coll, err = ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{Maps: ebpf.MapOptions{PinPath: mapDir}})
-	}
 	if err != nil {
 		e.logVerifier(err)
 		return fmt.Errorf("load traffic programs: %w", err)
@@ -93,12 +107,6 @@ func (e *Enforcer) installTraffic(cgroupRoot, mapDir, linkDir string) error {
 		return fmt.Errorf("take traffic map: %w", err)
 	}
 	e.traffic.socks = m
-	if e.traffic.expected, err = coll.Maps[expectedMapName].Clone(); err != nil {
-		return fmt.Errorf("take traffic map: %w", err)
-	}
-	if err := nameHelper(coll.Maps[helperMapName]); err != nil {
-		return err
-	}
 	for _, name := range trafficPrograms {
 		prog, ps := coll.Programs[name], spec.Programs[name]
 		if prog == nil || ps == nil {
@@ -117,8 +125,9 @@ func (e *Enforcer) installTraffic(cgroupRoot, mapDir, linkDir string) error {
 	return nil
 }
 
-// dropTraffic undoes what a failed installTraffic left: attached links, their pins and the map's pin.
-func (e *Enforcer) dropTraffic(mapDir, linkDir string) {
+// dropTraffic undoes what a failed installTraffic left: attached links and their pins. (The records' map
+// belongs to the backend's object.)
+func (e *Enforcer) dropTraffic(linkDir string) {
 	for _, name := range trafficPrograms {
 		if l, ok := e.links[name]; ok {
 			l.Unpin()
@@ -127,15 +136,14 @@ func (e *Enforcer) dropTraffic(mapDir, linkDir string) {
 		}
 		os.Remove(filepath.Join(linkDir, name))
 	}
-	os.Remove(filepath.Join(mapDir, trafficMapName))
 	if e.traffic.socks != nil {
 		e.traffic.socks.Close()
 		e.traffic.socks = nil
 	}
 }
 
-// reattachTraffic takes the pinned traffic links and map of an earlier run; when that run pinned none (its
-// kernel refused the programs), traffic stays uncounted.
+// reattachTraffic takes the pinned traffic link and map of an earlier run; when that run pinned no link (its
+// kernel refused the program), traffic stays uncounted.
 func (e *Enforcer) reattachTraffic() error {
 	for i, name := range trafficPrograms {
 		l, err := link.LoadPinnedLink(filepath.Join(e.pinDir, "links", name), nil)
@@ -152,44 +160,120 @@ func (e *Enforcer) reattachTraffic() error {
 		return fmt.Errorf("load pinned map %s: %w", trafficMapName, err)
 	}
 	e.traffic.socks = m
-	if e.traffic.expected, err = ebpf.LoadPinnedMap(filepath.Join(e.pinDir, "maps", expectedMapName), nil); err != nil {
-		return fmt.Errorf("load pinned map %s: %w", expectedMapName, err)
+	return nil
+}
+
+// openTC loads the UDP counters and attaches them to the interfaces there are now. Counting is no part of
+// enforcement: failing here only leaves UDP uncounted.
+func (e *Enforcer) openTC() {
+	if e.traffic.socks == nil {
+		return
 	}
-	h, err := ebpf.LoadPinnedMap(filepath.Join(e.pinDir, "maps", helperMapName), nil)
+	spec, err := bpf.LoadTrafficTc()
 	if err != nil {
-		return fmt.Errorf("load pinned map %s: %w", helperMapName, err)
+		e.log.Warn("UDP traffic is not counted", "error", fmt.Errorf("parse embedded TC object: %w", err))
+		return
 	}
-	defer h.Close()
-	return nameHelper(h)
+	spec.Maps[trafficMapName].Pinning = ebpf.PinByName
+	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{
+		Maps: ebpf.MapOptions{PinPath: filepath.Join(e.pinDir, "maps")}})
+	if err != nil {
+		e.logVerifier(err)
+		e.log.Warn("UDP traffic is not counted: the kernel refused the TC programs", "error", err)
+		return
+	}
+	defer coll.Close()
+	c := &tcCounters{links: map[int]tcLinks{}}
+	var errs []error
+	for dst, name := range map[**ebpf.Program]string{&c.egress: bpf.TrafficTcProgTattleTrafficTcEgress, &c.ingress: bpf.TrafficTcProgTattleTrafficTcIngress} {
+		p, err := coll.Programs[name].Clone()
+		errs = append(errs, err)
+		*dst = p
+	}
+	p, err := coll.Maps[bpf.TrafficTcMapUdpPeers].Clone()
+	c.peers = p
+	if err := errors.Join(append(errs, err)...); err != nil {
+		e.log.Warn("UDP traffic is not counted", "error", fmt.Errorf("take TC programs: %w", err))
+		for _, x := range []interface{ Close() error }{c.egress, c.ingress, c.peers} {
+			if x != nil {
+				x.Close()
+			}
+		}
+		return
+	}
+	e.traffic.mu.Lock()
+	defer e.traffic.mu.Unlock()
+	e.traffic.tc = c
+	e.syncTCLocked()
 }
 
-// nameHelper tells the traffic programs which process is this helper: packets it lets go are sent from its
-// context, and only they may be matched with what ExpectTraffic said.
-func nameHelper(m *ebpf.Map) error {
-	if err := m.Put(uint32(0), uint32(os.Getpid())); err != nil {
-		return fmt.Errorf("name the helper to the traffic programs: %w", err)
+// syncTCLocked attaches the UDP counters to interfaces that appeared since the last call and lets go of the
+// ones gone. Loopback gets none. Callers hold traffic.mu.
+func (e *Enforcer) syncTCLocked() {
+	c := e.traffic.tc
+	if c == nil || c.unsupported {
+		return
 	}
-	return nil
+	ifs, err := net.Interfaces()
+	if err != nil {
+		e.log.Debug("list interfaces for the UDP counters", "error", err)
+		return
+	}
+	seen := map[int]bool{}
+	for _, ifc := range ifs {
+		if ifc.Flags&net.FlagLoopback != 0 {
+			continue
+		}
+		seen[ifc.Index] = true
+		if l, ok := c.links[ifc.Index]; ok && l.name == ifc.Name {
+			continue
+		} else if ok {
+			l.egress.Close()
+			l.ingress.Close()
+			delete(c.links, ifc.Index)
+		}
+		eg, err := link.AttachTCX(link.TCXOptions{Interface: ifc.Index, Program: c.egress, Attach: ebpf.AttachTCXEgress})
+		if errors.Is(err, ebpf.ErrNotSupported) {
+			c.unsupported = true
+			e.log.Warn("UDP traffic is not counted: the kernel has no tcx (Linux 6.6 or later); TCP is", "error", err)
+			return
+		}
+		if err != nil {
+			e.log.Debug("attach the UDP counters", "interface", ifc.Name, "error", err)
+			continue
+		}
+		in, err := link.AttachTCX(link.TCXOptions{Interface: ifc.Index, Program: c.ingress, Attach: ebpf.AttachTCXIngress})
+		if err != nil {
+			eg.Close()
+			e.log.Debug("attach the UDP counters", "interface", ifc.Name, "error", err)
+			continue
+		}
+		c.links[ifc.Index] = tcLinks{name: ifc.Name, egress: eg, ingress: in}
+	}
+	for idx, l := range c.links {
+		if !seen[idx] {
+			l.egress.Close()
+			l.ingress.Close()
+			delete(c.links, idx)
+		}
+	}
 }
 
-// ExpectTraffic tells the traffic programs whose connection src -> dst is before the helper lets its held
-// packet go: that packet is sent from the helper's context, so the kernel could not tell whose it is, and
-// the socket would go uncounted. The socket's next packet takes the entry.
-func (e *Enforcer) ExpectTraffic(proto Protocol, src, dst netip.AddrPort, app identity.Executable, uid uint32) error {
-	if e.traffic.expected == nil {
-		return nil
+func (e *Enforcer) closeTraffic() {
+	if e.traffic.socks != nil {
+		e.traffic.socks.Close()
 	}
-	k := bpf.TrafficExpectedKey{Src: src.Addr().As16(), Dst: dst.Addr().As16(), Sport: src.Port(), Dport: dst.Port(), Proto: uint8(proto)}
-	v := bpf.TrafficExpectedFlow{Ino: app.Ino, Dev: app.KernelDev(), Uid: uid}
-	if err := e.traffic.expected.Put(k, v); err != nil {
-		return fmt.Errorf("expect traffic of %v -> %v: %w", src, dst, err)
+	if e.traffic.tc != nil {
+		e.traffic.tc.close()
+		e.traffic.tc = nil
 	}
-	return nil
 }
 
-// FlowTraffic returns the bytes and packets of every flow that has any: the live sockets' records plus what
-// closed ones left. Records of sockets closed and quiet for a while are folded into the totals and removed
-// from the kernel, so only one reader (the helper) should call it.
+// FlowTraffic returns the bytes and packets of every flow that has any: the live sockets' counters plus
+// what closed ones left. A live TCP socket's counters are the kernel's own, read through sock_diag; a closed
+// one's were written into its record when it closed; a UDP socket's are its record's. Records of closed
+// sockets are folded into the totals and removed from the kernel, so only one reader (the helper) should
+// call it.
 func (e *Enforcer) FlowTraffic() (map[FlowID]Traffic, error) {
 	if e.traffic.socks == nil {
 		return nil, nil
@@ -197,6 +281,7 @@ func (e *Enforcer) FlowTraffic() (map[FlowID]Traffic, error) {
 	now := monotonicNow()
 	e.traffic.mu.Lock()
 	defer e.traffic.mu.Unlock()
+	e.syncTCLocked()
 	if e.traffic.folded == nil {
 		e.traffic.folded = map[FlowID]Traffic{}
 	}
@@ -204,28 +289,59 @@ func (e *Enforcer) FlowTraffic() (map[FlowID]Traffic, error) {
 	for id, t := range e.traffic.folded {
 		out[id] = t
 	}
+	// Read the kernel's list before the records: a socket that closes in between has its final counts in its
+	// record by the time the record is read.
+	live := map[uint64]Traffic{}
+	if err := dumpSockets(unix.IPPROTO_TCP, func(s diagSocket) {
+		if s.hasInfo {
+			live[s.cookie] = s.traffic
+		}
+	}); err != nil {
+		e.log.Debug("live TCP counters unavailable", "error", err)
+	}
 	var (
-		cookie uint64
-		v      bpf.TrafficSockTraffic
-		done   []uint64
+		cookie  uint64
+		v       bpf.TrafficSockTraffic
+		done    []uint64
+		udpIdle []uint64
 	)
 	it := e.traffic.socks.Iterate()
 	for it.Next(&cookie, &v) {
-		id := FlowID{App: identity.FromKernel(v.Dev, v.Ino), UID: v.Uid,
-			Dest: netip.AddrPortFrom(netip.AddrFrom16(v.Addr).Unmap(), v.Port), Proto: Protocol(v.Proto)}
 		t := Traffic{TxBytes: v.TxBytes, TxPackets: v.TxPackets, RxBytes: v.RxBytes, RxPackets: v.RxPackets}
+		switch {
+		case Protocol(v.Proto) == TCP && v.Closed != 0:
+			done = append(done, cookie)
+		case Protocol(v.Proto) == TCP:
+			// A socket not in the list is in another network namespace (counted when it closes) or never
+			// got connected (nothing to count; the LRU drops its record in time).
+			if l, ok := live[cookie]; ok {
+				t = l
+			}
+		case now > v.LastNs && time.Duration(now-v.LastNs) > udpQuiet:
+			udpIdle = append(udpIdle, cookie)
+		}
+		id := recordFlow(&v)
 		sum := out[id]
 		sum.add(t)
 		out[id] = sum
-		if v.Closed != 0 && now > v.LastNs && time.Duration(now-v.LastNs) > closedQuiet {
-			done = append(done, cookie)
-		}
 	}
 	if err := it.Err(); err != nil {
 		return nil, fmt.Errorf("read traffic counters: %w", err)
 	}
-	// Fold before deleting: a record read above and removed below is counted exactly once. A record that
-	// changed in between (a late packet of a closed socket) loses at most that packet.
+	if len(udpIdle) > 0 {
+		open := map[uint64]bool{}
+		if err := dumpSockets(unix.IPPROTO_UDP, func(s diagSocket) { open[s.cookie] = true }); err != nil {
+			e.log.Debug("list UDP sockets", "error", err)
+		} else {
+			for _, c := range udpIdle {
+				if !open[c] {
+					done = append(done, c)
+				}
+			}
+		}
+	}
+	// Fold before deleting: a record read above and removed below is counted exactly once. A UDP record that
+	// changed in between (a late datagram of a closed socket) loses at most that datagram.
 	for _, c := range done {
 		if err := e.traffic.socks.Lookup(c, &v); err != nil {
 			continue
@@ -233,13 +349,17 @@ func (e *Enforcer) FlowTraffic() (map[FlowID]Traffic, error) {
 		if err := e.traffic.socks.Delete(c); err != nil {
 			continue
 		}
-		id := FlowID{App: identity.FromKernel(v.Dev, v.Ino), UID: v.Uid,
-			Dest: netip.AddrPortFrom(netip.AddrFrom16(v.Addr).Unmap(), v.Port), Proto: Protocol(v.Proto)}
+		id := recordFlow(&v)
 		f := e.traffic.folded[id]
 		f.add(Traffic{TxBytes: v.TxBytes, TxPackets: v.TxPackets, RxBytes: v.RxBytes, RxPackets: v.RxPackets})
 		e.traffic.folded[id] = f
 	}
 	return out, nil
+}
+
+func recordFlow(v *bpf.TrafficSockTraffic) FlowID {
+	return FlowID{App: identity.FromKernel(v.Dev, v.Ino), UID: v.Uid,
+		Dest: netip.AddrPortFrom(netip.AddrFrom16(v.Addr).Unmap(), v.Port), Proto: Protocol(v.Proto)}
 }
 
 // monotonicNow reads CLOCK_MONOTONIC, the clock of the records' time stamps.

@@ -123,9 +123,6 @@ type Env struct {
 	// attempt it belongs to and what the rules say now (enforce.Undecided: ask). ok is false when no
 	// application can be found for it.
 	Resolve func(p netfilter.Packet, k PacketKey) (a Attempt, v enforce.Verdict, ok bool)
-	// ExpectTraffic, when set, is told of each held packet about to be let go for an application: the socket's
-	// traffic is then counted for it (the kernel cannot tell whose a packet sent from the helper is). Optional.
-	ExpectTraffic func(h netfilter.Headers, app identity.Executable, uid uint32)
 	// UserName names a uid for questions.
 	UserName func(uid uint32) string
 	// Decide decides an attempt by the rules as for its kernel event (ok false: no rule decides). The holder
@@ -288,7 +285,7 @@ func (h *Holder) Decided(k Key, v enforce.Verdict) {
 	waiting := h.takeOrphans(pk)
 	h.mu.Unlock()
 	for _, p := range waiting {
-		h.releaseFor(p, v, k.App, k.UID)
+		h.release(p, v)
 	}
 }
 
@@ -631,7 +628,7 @@ func (h *Holder) finish(q *question, v enforce.Verdict, reach remembering) {
 	n := len(h.questions)
 	h.mu.Unlock()
 	for _, p := range packets {
-		h.releaseFor(p, v, q.attempt.App, q.attempt.UID)
+		h.release(p, v)
 	}
 	h.changed(n)
 }
@@ -739,7 +736,7 @@ func (h *Holder) sweep(now time.Time) {
 			h.remember(settledKey{PacketKey: pk}, v)
 			h.mu.Unlock()
 			for _, p := range ps {
-				h.releaseFor(p, v, a.App, a.UID)
+				h.release(p, v)
 			}
 			continue
 		}
@@ -805,14 +802,6 @@ func (h *Holder) placeLate(pk PacketKey, ps []netfilter.Packet) []netfilter.Pack
 		h.release(d.p, d.v)
 	}
 	return left
-}
-
-// releaseFor releases a packet of a known application: one let through has its socket's traffic counted for it.
-func (h *Holder) releaseFor(p netfilter.Packet, v enforce.Verdict, app identity.Executable, uid uint32) {
-	if v == enforce.Allow && h.env.ExpectTraffic != nil {
-		h.env.ExpectTraffic(p.Headers, app, uid)
-	}
-	h.release(p, v)
 }
 
 // release gives a packet its verdict: Allow accepts, Deny refuses (reset), anything else drops.
