@@ -100,6 +100,15 @@ func Open(ctx context.Context, cgroupRoot string) (*Capture, error) {
 	return c, nil
 }
 
+// ProgramID is the kernel's ID of the attached capture program (for its run statistics).
+func (c *Capture) ProgramID() (ebpf.ProgramID, error) {
+	info, err := c.link.Info()
+	if err != nil {
+		return 0, fmt.Errorf("inspect DNS capture link: %w", err)
+	}
+	return info.Program, nil
+}
+
 // bootOffset is wall time minus CLOCK_BOOTTIME, sampled now.
 func bootOffset() time.Duration {
 	var ts unix.Timespec

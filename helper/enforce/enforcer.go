@@ -507,6 +507,7 @@ func (e *Enforcer) ProgramIDs() ([]NamedProgram, error) {
 		}
 		out = append(out, NamedProgram{Name: name, ID: info.Program})
 	}
+	out = append(out, e.tcProgramIDs()...)
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil
 }

@@ -259,6 +259,25 @@ func (e *Enforcer) syncTCLocked() {
 	}
 }
 
+// tcProgramIDs names the UDP counters (attached per interface, so not among the pinned links).
+func (e *Enforcer) tcProgramIDs() []NamedProgram {
+	e.traffic.mu.Lock()
+	defer e.traffic.mu.Unlock()
+	c := e.traffic.tc
+	if c == nil {
+		return nil
+	}
+	var out []NamedProgram
+	for name, p := range map[string]*ebpf.Program{bpf.TrafficTcProgTattleTrafficTcEgress: c.egress, bpf.TrafficTcProgTattleTrafficTcIngress: c.ingress} {
+		if info, err := p.Info(); err == nil {
+			if id, ok := info.ID(); ok {
+				out = append(out, NamedProgram{Name: name, ID: id})
+			}
+		}
+	}
+	return out
+}
+
 func (e *Enforcer) closeTraffic() {
 	if e.traffic.socks != nil {
 		e.traffic.socks.Close()

@@ -15,8 +15,8 @@ import (
 )
 
 // A held first connection, allowed by its user, is the one a new program makes: its traffic must count for
-// that program like any other's. Its SYN leaves from the helper's context when the answer lets it go (the
-// kernel cannot tell whose it is there), so the helper names the connection to the traffic programs first.
+// that program like any other's, though its SYN leaves from the helper's context when the answer lets it go:
+// the socket's record was made at connect(), in the program's own context.
 func TestHeldConnectionTrafficIsCounted(t *testing.T) {
 	r := newRig(t, "hold-traffic", api.Settings{})
 	const sent, received = 2_000_000, 6_000_000
