@@ -76,7 +76,7 @@ type tcCounters struct {
 }
 
 type tcLinks struct {
-	name             string
+	name            string
 	egress, ingress link.Link
 }
 
