@@ -193,9 +193,8 @@ type CgroupSockTraffic struct {
 	Addr      [16]uint8
 	Port      uint16
 	Proto     uint8
-	Closed    uint8
 	Peered    uint8
-	Pad       [3]uint8
+	Pad       [4]uint8
 	TxBytes   uint64
 	TxPackets uint64
 	RxBytes   uint64

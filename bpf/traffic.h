@@ -1,15 +1,13 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
 /*
  * The traffic record of an outbound socket, shared by the decision core (which makes it when it lets a
- * connect() to a non-loopback destination through) and the traffic counters (traffic.c for TCP, traffic_tc.c
- * for UDP), keyed by the socket's cookie.
+ * connect() to a non-loopback destination through) and the traffic counters (traffic.c), keyed by the
+ * socket's cookie.
  */
 #ifndef TATTLE_TRAFFIC_H
 #define TATTLE_TRAFFIC_H
 
-/* One socket's account. The flow fields are those of struct flow_key in core.h. TCP counters are written
- * once, when the socket closes (the helper reads live sockets' counters from the kernel's own, sock_diag);
- * UDP counters are added per packet by the TC programs. */
+/* One socket's account. The flow fields are those of struct flow_key in core.h. */
 struct sock_traffic {
 	__u64 ino;
 	__u32 dev;
@@ -17,9 +15,8 @@ struct sock_traffic {
 	__u8 addr[16]; /* destination, IPv4-mapped for IPv4 */
 	__u16 port;    /* destination port, host order */
 	__u8 proto;
-	__u8 closed; /* TCP: the socket reached TCP_CLOSE, the counters are final */
-	__u8 peered; /* UDP: its addresses and ports are in udp_peers, so answers find the record */
-	__u8 _pad[3];
+	__u8 peered; /* its addresses and ports are in peers (traffic.c), so packets received find the record */
+	__u8 _pad[4];
 	__u64 tx_bytes;
 	__u64 tx_packets;
 	__u64 rx_bytes;

@@ -13,6 +13,16 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type TrafficPeer struct {
+	_      structs.HostLayout
+	Local  [16]uint8
+	Remote [16]uint8
+	Lport  uint16
+	Rport  uint16
+	Proto  uint8
+	Pad    [3]uint8
+}
+
 type TrafficSockTraffic struct {
 	_         structs.HostLayout
 	Ino       uint64
@@ -21,9 +31,8 @@ type TrafficSockTraffic struct {
 	Addr      [16]uint8
 	Port      uint16
 	Proto     uint8
-	Closed    uint8
 	Peered    uint8
-	Pad       [3]uint8
+	Pad       [4]uint8
 	TxBytes   uint64
 	TxPackets uint64
 	RxBytes   uint64
@@ -35,8 +44,10 @@ type TrafficSockTraffic struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	TrafficMapPeers                 = "peers"
 	TrafficMapTrafficSocks          = "traffic_socks"
-	TrafficProgTattleTrafficSockops = "tattle_traffic_sockops"
+	TrafficProgTattleTrafficEgress  = "tattle_traffic_egress"
+	TrafficProgTattleTrafficIngress = "tattle_traffic_ingress"
 )
 
 // LoadTraffic returns the embedded CollectionSpec for Traffic.
@@ -81,13 +92,15 @@ type TrafficSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type TrafficProgramSpecs struct {
-	TattleTrafficSockops *ebpf.ProgramSpec `ebpf:"tattle_traffic_sockops"`
+	TattleTrafficEgress  *ebpf.ProgramSpec `ebpf:"tattle_traffic_egress"`
+	TattleTrafficIngress *ebpf.ProgramSpec `ebpf:"tattle_traffic_ingress"`
 }
 
 // TrafficMapSpecs contains maps before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type TrafficMapSpecs struct {
+	Peers        *ebpf.MapSpec `ebpf:"peers"`
 	TrafficSocks *ebpf.MapSpec `ebpf:"traffic_socks"`
 }
 
@@ -117,11 +130,13 @@ func (o *TrafficObjects) Close() error {
 //
 // It can be passed to LoadTrafficObjects or ebpf.CollectionSpec.LoadAndAssign.
 type TrafficMaps struct {
+	Peers        *ebpf.Map `ebpf:"peers"`
 	TrafficSocks *ebpf.Map `ebpf:"traffic_socks"`
 }
 
 func (m *TrafficMaps) Close() error {
 	return _TrafficClose(
+		m.Peers,
 		m.TrafficSocks,
 	)
 }
@@ -136,12 +151,14 @@ type TrafficVariables struct {
 //
 // It can be passed to LoadTrafficObjects or ebpf.CollectionSpec.LoadAndAssign.
 type TrafficPrograms struct {
-	TattleTrafficSockops *ebpf.Program `ebpf:"tattle_traffic_sockops"`
+	TattleTrafficEgress  *ebpf.Program `ebpf:"tattle_traffic_egress"`
+	TattleTrafficIngress *ebpf.Program `ebpf:"tattle_traffic_ingress"`
 }
 
 func (p *TrafficPrograms) Close() error {
 	return _TrafficClose(
-		p.TattleTrafficSockops,
+		p.TattleTrafficEgress,
+		p.TattleTrafficIngress,
 	)
 }
 

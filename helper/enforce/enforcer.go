@@ -127,13 +127,13 @@ type backendObject struct {
 func objectFor(b Backend) (backendObject, error) {
 	switch b {
 	case BackendCgroup:
-		return backendObject{load: bpf.LoadCgroup, hash: withTraffic(bpf.CgroupObjectHash()), programs: []string{
+		return backendObject{load: bpf.LoadCgroup, hash: bpf.CgroupObjectHash(), programs: []string{
 			bpf.CgroupProgTattleConnect4, bpf.CgroupProgTattleConnect6,
 			bpf.CgroupProgTattleSendmsg4, bpf.CgroupProgTattleSendmsg6,
 			bpf.CgroupProgTattleExec, bpf.CgroupProgTattleFork,
 		}}, nil
 	case BackendLSM:
-		return backendObject{load: bpf.LoadLsm, hash: withTraffic(bpf.LsmObjectHash()), programs: []string{
+		return backendObject{load: bpf.LoadLsm, hash: bpf.LsmObjectHash(), programs: []string{
 			bpf.LsmProgTattleLsmConnect, bpf.LsmProgTattleLsmSendmsg,
 			bpf.LsmProgTattleMarkConnect4, bpf.LsmProgTattleMarkConnect6,
 			bpf.LsmProgTattleMarkSendmsg4, bpf.LsmProgTattleMarkSendmsg6,
@@ -317,12 +317,8 @@ func (e *Enforcer) install(obj backendObject, cgroupRoot string) error {
 		}
 		e.links[name] = l
 	}
-	// Traffic counting is no part of enforcement: a kernel that refuses its programs enforces all the same,
-	// without byte counts.
-	if err := e.installTraffic(cgroupRoot, mapDir, linkDir); err != nil {
-		e.dropTraffic(linkDir)
-		e.log.Warn("traffic is not counted: the kernel refused the traffic programs; enforcement is unaffected",
-			"error", err)
+	if e.traffic.socks, err = coll.Maps[trafficMapName].Clone(); err != nil {
+		return fmt.Errorf("take map %s: %w", trafficMapName, err)
 	}
 	return nil
 }
@@ -349,7 +345,12 @@ func (e *Enforcer) reattach(obj backendObject) error {
 		}
 		*dst = m
 	}
-	return e.reattachTraffic()
+	m, err := ebpf.LoadPinnedMap(filepath.Join(e.pinDir, "maps", trafficMapName), nil)
+	if err != nil {
+		return fmt.Errorf("load pinned map %s: %w", trafficMapName, err)
+	}
+	e.traffic.socks = m
+	return nil
 }
 
 // OpenPinned takes the programs and maps an earlier run pinned under pinDir, without loading or attaching

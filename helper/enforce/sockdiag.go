@@ -4,44 +4,28 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-
 	"syscall"
 
 	"golang.org/x/sys/unix"
 )
 
-// The kernel's own per-socket counters, read through sock_diag (NETLINK_SOCK_DIAG, inet_diag): a live TCP
-// socket's bytes come from its tcp_info, so nothing in Tattle runs per packet to count them. A dump sees the
-// sockets of the helper's network namespace only.
+// The kernel's list of sockets, read through sock_diag (NETLINK_SOCK_DIAG, inet_diag): a traffic record whose
+// socket is no longer listed is folded (FlowTraffic). A dump lists the sockets of the helper's network
+// namespace only.
 
 const (
-	inetDiagInfo = 2 // INET_DIAG_INFO: struct tcp_info
-
 	// struct inet_diag_msg: family, state, timer, retrans, then inet_diag_sockid (sport, dport, src[16],
 	// dst[16], if, cookie[2]), then expires, rqueue, wqueue, uid, inode.
 	diagMsgLen    = 72
 	diagCookieOff = 4 + 2 + 2 + 16 + 16 + 4
 
-	// Offsets in struct tcp_info (linux/tcp.h), present since Linux 4.2.
-	tcpiBytesAcked    = 120
-	tcpiBytesReceived = 128
-	tcpiSegsOut       = 136
-	tcpiSegsIn        = 140
-	tcpiLenNeeded     = 144
-
-	// States asked for: all but LISTEN, TIME_WAIT (no tcp_info) and NEW_SYN_RECV (request sockets).
+	// TCP states asked for: all but LISTEN, TIME_WAIT and NEW_SYN_RECV. A socket in TIME_WAIT sends no
+	// payload any more: its record may be folded.
 	tcpDiagStates = 0xfff &^ (1<<unix.BPF_TCP_LISTEN | 1<<unix.BPF_TCP_TIME_WAIT | 1<<unix.BPF_TCP_NEW_SYN_RECV)
 )
 
-// diagSocket is one socket a dump listed: its cookie and, for TCP, its counters.
-type diagSocket struct {
-	cookie  uint64
-	traffic Traffic
-	hasInfo bool
-}
-
-// dumpSockets lists the sockets of proto (IPPROTO_TCP or IPPROTO_UDP), both families, calling fn for each.
-func dumpSockets(proto uint8, fn func(diagSocket)) error {
+// dumpSockets lists the cookies of the sockets of proto (IPPROTO_TCP or IPPROTO_UDP), both families.
+func dumpSockets(proto uint8, fn func(cookie uint64)) error {
 	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.NETLINK_SOCK_DIAG)
 	if err != nil {
 		return fmt.Errorf("open sock_diag: %w", err)
@@ -59,7 +43,7 @@ func dumpSockets(proto uint8, fn func(diagSocket)) error {
 	return nil
 }
 
-func dumpFamily(fd int, buf []byte, family, proto uint8, fn func(diagSocket)) error {
+func dumpFamily(fd int, buf []byte, family, proto uint8, fn func(uint64)) error {
 	// nlmsghdr + struct inet_diag_req_v2 (family, protocol, ext, pad, states, inet_diag_sockid).
 	req := make([]byte, unix.NLMSG_HDRLEN+56)
 	binary.NativeEndian.PutUint32(req[0:], uint32(len(req)))
@@ -69,7 +53,6 @@ func dumpFamily(fd int, buf []byte, family, proto uint8, fn func(diagSocket)) er
 	r[0], r[1] = family, proto
 	states := uint32(0xfff)
 	if proto == unix.IPPROTO_TCP {
-		r[2] = 1 << (inetDiagInfo - 1)
 		states = tcpDiagStates
 	}
 	binary.NativeEndian.PutUint32(r[4:], states)
@@ -100,44 +83,10 @@ func dumpFamily(fd int, buf []byte, family, proto uint8, fn func(diagSocket)) er
 				}
 				return nil
 			case unix.SOCK_DIAG_BY_FAMILY:
-				if s, ok := parseDiagMsg(m.Data); ok {
-					fn(s)
+				if len(m.Data) >= diagMsgLen {
+					fn(binary.NativeEndian.Uint64(m.Data[diagCookieOff:]))
 				}
 			}
 		}
 	}
-}
-
-func parseDiagMsg(d []byte) (diagSocket, bool) {
-	if len(d) < diagMsgLen {
-		return diagSocket{}, false
-	}
-	s := diagSocket{cookie: binary.NativeEndian.Uint64(d[diagCookieOff:])}
-	for a := d[diagMsgLen:]; len(a) >= 4; {
-		l := int(binary.NativeEndian.Uint16(a[0:]))
-		typ := binary.NativeEndian.Uint16(a[2:])
-		if l < 4 || l > len(a) {
-			break
-		}
-		if typ == inetDiagInfo && l-4 >= tcpiLenNeeded {
-			info := a[4:l]
-			acked := binary.NativeEndian.Uint64(info[tcpiBytesAcked:])
-			if acked > 0 {
-				acked-- // the SYN, as the close-time count (bpf/traffic.c)
-			}
-			s.traffic = Traffic{
-				TxBytes:   acked,
-				RxBytes:   binary.NativeEndian.Uint64(info[tcpiBytesReceived:]),
-				TxPackets: uint64(binary.NativeEndian.Uint32(info[tcpiSegsOut:])),
-				RxPackets: uint64(binary.NativeEndian.Uint32(info[tcpiSegsIn:])),
-			}
-			s.hasInfo = true
-		}
-		step := (l + 3) &^ 3
-		if step > len(a) {
-			break
-		}
-		a = a[step:]
-	}
-	return s, true
 }

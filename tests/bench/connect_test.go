@@ -204,7 +204,7 @@ func TestConnectRateWithTattleVersusWithout(t *testing.T) {
 	share := perConnect * median(off) / 1e9
 	fmt.Fprintf(&b, "connect path programs' time per connect: %.0f ns = %.2f%% of an unfiltered connect+close\n", perConnect, 100*share)
 	trafficShare := trafficPer * median(off) / 1e9
-	fmt.Fprintf(&b, "traffic counters' time per connect+close (sock_ops events; loopback sockets have no record): %.0f ns = %.2f%%; all programs %.2f%%\n",
+	fmt.Fprintf(&b, "traffic counters' time per connect+close (tcx on interfaces but loopback: none expected here): %.0f ns = %.2f%%; all programs %.2f%%\n",
 		trafficPer, 100*trafficShare, 100*(share+trafficShare))
 	dnsShare := dnsPer * median(off) / 1e9
 	fmt.Fprintf(&b, "DNS capture (cgroup_skb/ingress, statistics round only, not in the rates above): %.0f ns = %.2f%% per connect+close, "+
