@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -61,6 +62,8 @@ type tcCounters struct {
 	egress, ingress *ebpf.Program
 	peers           *ebpf.Map
 	links           map[int]tcLinks // by ifindex
+	watch           *os.File        // rtnetlink link notifications; closing it stops the watcher
+	watched         chan struct{}   // closed when the watcher has stopped
 	unsupported     bool            // the kernel has no tcx (before Linux 6.6): traffic is not counted
 }
 
@@ -70,6 +73,10 @@ type tcLinks struct {
 }
 
 func (c *tcCounters) close() {
+	if c.watch != nil {
+		c.watch.Close()
+		<-c.watched
+	}
 	for _, l := range c.links {
 		l.egress.Close()
 		l.ingress.Close()
@@ -118,9 +125,42 @@ func (e *Enforcer) openTC() {
 		return
 	}
 	e.traffic.mu.Lock()
-	defer e.traffic.mu.Unlock()
 	e.traffic.tc = c
 	e.syncTCLocked()
+	e.traffic.mu.Unlock()
+	if err := e.watchLinks(c); err != nil {
+		e.log.Warn("interfaces that appear are counted only from the helper's next read of the counters", "error", err)
+	}
+}
+
+// watchLinks attaches the counters to each interface as it appears, not only when the counters are next
+// read: a VPN or a container's veth that comes up starts carrying traffic at once. The watcher goroutine
+// belongs to c and stops when c is closed.
+func (e *Enforcer) watchLinks(c *tcCounters) error {
+	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, unix.NETLINK_ROUTE)
+	if err != nil {
+		return fmt.Errorf("open rtnetlink: %w", err)
+	}
+	if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK, Groups: unix.RTMGRP_LINK}); err != nil {
+		unix.Close(fd)
+		return fmt.Errorf("subscribe to link notifications: %w", err)
+	}
+	// A non-blocking descriptor in an os.File is served by the runtime's poller, so Close wakes a Read.
+	c.watch = os.NewFile(uintptr(fd), "rtnetlink")
+	c.watched = make(chan struct{})
+	go func() {
+		defer close(c.watched)
+		buf := make([]byte, 1<<16)
+		for {
+			if _, err := c.watch.Read(buf); err != nil && !errors.Is(err, unix.ENOBUFS) {
+				return
+			}
+			e.traffic.mu.Lock()
+			e.syncTCLocked()
+			e.traffic.mu.Unlock()
+		}
+	}()
+	return nil
 }
 
 // syncTCLocked attaches the traffic counters to interfaces that appeared since the last call and lets go of the
