@@ -204,3 +204,104 @@ func checkHistory(t *testing.T, b *testrig.TattleBus, app, dest string, moved ui
 		"tattlectl traffic sums %d bytes sent, %d received in the last 10 minutes; user nobody sees %d entries of others\n",
 		len(entries), filepath.Base(app), e.Exe, e.Dest, e.Verdict, e.RuleID, sent, received, others))
 }
+
+// UDP is counted like TCP, for a connected socket (iperf3's data socket in -u mode), both directions. The
+// namespace and its veth pair are made after tattled started: the counters must reach an interface that
+// appears while the helper runs, before the traffic does.
+func TestUDPBytesCountedBothDirections(t *testing.T) {
+	iperfPath, err := exec.LookPath("iperf3")
+	if err != nil {
+		t.Fatalf("iperf3 is needed (tests/install-deps.sh installs it): %v", err)
+	}
+	table := fmt.Sprintf("tattle-t16u-%d", os.Getpid())
+	t.Cleanup(func() { netfilter.Uninstall(table) })
+	b := testrig.StartTattleBus(t, "traffic-udp", "-nft-table", table, "-queue", "7463")
+	time.Sleep(500 * time.Millisecond)
+	ns := testrig.NewNetns(t, "t16u", 23)
+	const port = 15223
+	srv := ns.Command(iperfPath, "-s", "-B", ns.NsV4.String(), "-p", strconv.Itoa(port))
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Process.Kill(); srv.Wait() })
+	dir := testrig.AppDir(t)
+	fwd := testrig.CopyApp(t, iperfPath, dir, "iperf3-udp-send")
+	rev := testrig.CopyApp(t, iperfPath, dir, "iperf3-udp-receive")
+	for _, app := range []string{fwd, rev} {
+		if out, errOut, code := b.Ctl(t, 0, "rules", "add", "--allow", "--app", app, "--remote", ns.NsV4.String()); code != 0 {
+			t.Fatalf("rules add: %d %s %s", code, out, errOut)
+		}
+	}
+	time.Sleep(500 * time.Millisecond) // the server's listener, and the watcher's attach
+	udp := func(args ...string) (bytes, lost uint64) {
+		cmd := exec.Command(args[0], append([]string{"-c", ns.NsV4.String(), "-p", strconv.Itoa(port), "-u", "-b", "200M",
+			"-l", "1200", "-n", strconv.Itoa(20 << 20), "-J"}, args[1:]...)...)
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("%v: %v: %s", cmd.Args, err, out)
+		}
+		var r struct {
+			End struct {
+				Sum struct {
+					Bytes       uint64 `json:"bytes"`
+					LostPackets uint64 `json:"lost_packets"`
+				} `json:"sum"`
+			} `json:"end"`
+			Error string `json:"error"`
+		}
+		if err := json.Unmarshal(out, &r); err != nil || r.Error != "" {
+			t.Fatalf("iperf3 result %v %q: %.300s", err, r.Error, out)
+		}
+		return r.End.Sum.Bytes, r.End.Sum.LostPackets
+	}
+	sent, _ := udp(fwd)
+	revBytes, revLost := udp(rev, "-R")
+	received := revBytes - revLost*1200 // what reached this end: the server sent revBytes, revLost datagrams lost
+	if sent < 20<<20 || received < 10<<20 {
+		t.Fatalf("iperf3 moved %d bytes out and %d in over UDP, want about %d each", sent, received, 20<<20)
+	}
+	dest := fmt.Sprintf("%s:%d", ns.NsV4, port)
+	type udpFlow struct {
+		flowJSON
+		Protocol string `json:"protocol"`
+	}
+	var s, r udpFlow
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		out, errOut, code := b.Ctl(t, 0, "monitor", "--once", "--json")
+		if code != 0 {
+			t.Fatalf("monitor: %d %s", code, errOut)
+		}
+		var flows []udpFlow
+		if err := json.Unmarshal([]byte(out), &flows); err != nil {
+			t.Fatalf("monitor --json: %v: %s", err, out)
+		}
+		for _, f := range flows {
+			if f.Destination == dest && f.Protocol == "udp" {
+				switch filepath.Base(f.Exe) {
+				case "iperf3-udp-send":
+					s = f
+				case "iperf3-udp-receive":
+					r = f
+				}
+			}
+		}
+		if within(s.Sent, sent, 0.01) && within(r.Received, received, 0.01) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	report := fmt.Sprintf("UDP traffic counters, 20 MiB each way over a veth pair made after tattled started (iperf3 -u copies):\n"+
+		"  sent:     iperf3 sent %d bytes, counted %d bytes in %d packets (%+.3f%%)\n"+
+		"  received: %d bytes reached this end (%d lost), counted %d bytes in %d packets (%+.3f%%)\n",
+		sent, s.Sent, s.SentPkts, 100*(float64(s.Sent)-float64(sent))/float64(sent),
+		received, revLost, r.Received, r.RecvPkts, 100*(float64(r.Received)-float64(received))/float64(received))
+	t.Log(report)
+	testrig.WriteSection("traffic.txt", "UDP byte counters", report)
+	if !within(s.Sent, sent, 0.01) {
+		t.Errorf("UDP bytes sent counted %d, iperf3 sent %d: more than 1%% apart", s.Sent, sent)
+	}
+	if !within(r.Received, received, 0.01) {
+		t.Errorf("UDP bytes received counted %d, %d reached this end: more than 1%% apart", r.Received, received)
+	}
+}
