@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -177,8 +178,8 @@ func (e *Enforcer) syncTCLocked() {
 	}
 	seen := map[int]bool{}
 	for _, ifc := range ifs {
-		if ifc.Flags&net.FlagLoopback != 0 {
-			continue
+		if ifc.Flags&net.FlagLoopback != 0 || stacked(ifc.Name) {
+			continue // gets none, and lets go of one it had before it got a lower interface
 		}
 		seen[ifc.Index] = true
 		if l, ok := c.links[ifc.Index]; ok && l.name == ifc.Name {
@@ -232,6 +233,21 @@ func (e *Enforcer) tcProgramIDs() []NamedProgram {
 		}
 	}
 	return out
+}
+
+// stacked tells whether an interface sends through others (a bridge, a bond, a VLAN): a packet leaving
+// through it passes its lower interface too, with the same socket, and is counted there, once.
+func stacked(name string) bool {
+	ents, err := os.ReadDir(filepath.Join("/sys/class/net", name))
+	if err != nil {
+		return false
+	}
+	for _, ent := range ents {
+		if strings.HasPrefix(ent.Name(), "lower_") {
+			return true
+		}
+	}
+	return false
 }
 
 func (e *Enforcer) closeTraffic() {
