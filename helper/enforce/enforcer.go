@@ -127,13 +127,13 @@ type backendObject struct {
 func objectFor(b Backend) (backendObject, error) {
 	switch b {
 	case BackendCgroup:
-		return backendObject{load: bpf.LoadCgroup, hash: bpf.CgroupObjectHash(), programs: []string{
+		return backendObject{load: bpf.LoadCgroup, hash: withTraffic(bpf.CgroupObjectHash()), programs: []string{
 			bpf.CgroupProgTattleConnect4, bpf.CgroupProgTattleConnect6,
 			bpf.CgroupProgTattleSendmsg4, bpf.CgroupProgTattleSendmsg6,
 			bpf.CgroupProgTattleExec, bpf.CgroupProgTattleFork,
 		}}, nil
 	case BackendLSM:
-		return backendObject{load: bpf.LoadLsm, hash: bpf.LsmObjectHash(), programs: []string{
+		return backendObject{load: bpf.LoadLsm, hash: withTraffic(bpf.LsmObjectHash()), programs: []string{
 			bpf.LsmProgTattleLsmConnect, bpf.LsmProgTattleLsmSendmsg,
 			bpf.LsmProgTattleMarkConnect4, bpf.LsmProgTattleMarkConnect6,
 			bpf.LsmProgTattleMarkSendmsg4, bpf.LsmProgTattleMarkSendmsg6,

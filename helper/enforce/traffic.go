@@ -1,12 +1,14 @@
 package enforce
 
 import (
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -18,6 +20,14 @@ import (
 	"github.com/tattlefw/tattle/bpf"
 	"github.com/tattlefw/tattle/shared/identity"
 )
+
+// The traffic counters (bpf/traffic.c) are pinned with the backend's programs (their links, one pair per
+// interface): their build takes part in the pinned set's hash, so a helper with other counters replaces the
+// whole set.
+func withTraffic(backend [32]byte) [32]byte {
+	t := bpf.TrafficObjectHash()
+	return sha256.Sum256(append(backend[:], t[:]...))
+}
 
 // trafficMapName is the socket records' map (bpf/traffic.h). The decision core makes the records, so the
 // backend's object pins it; the traffic counters take it from the pin.
@@ -57,15 +67,15 @@ type trafficState struct {
 }
 
 // tcCounters are the counting programs (bpf/traffic.c) and their attachments, one pair per interface but
-// loopback. They belong to the running helper (not pinned): interfaces come and go, and the helper
-// attaches to new ones when it reads the counters (syncTC).
+// loopback, pinned so they count on while the helper restarts. Interfaces come and go: the running helper
+// attaches to new ones as they appear (watchLinks) and lets go of those gone.
 type tcCounters struct {
 	egress, ingress *ebpf.Program
-	peers           *ebpf.Map
-	links           map[int]tcLinks // by ifindex
-	watch           *os.File        // rtnetlink link notifications; closing it stops the watcher
-	watched         chan struct{}   // closed when the watcher has stopped
-	unsupported     bool            // the kernel has no tcx (before Linux 6.6): traffic is not counted
+	links           map[int]tcLinks // by ifindex, pinned as program@ifindex under linkDir
+	linkDir         string
+	watch           *os.File      // rtnetlink link notifications; closing it stops the watcher
+	watched         chan struct{} // closed when the watcher has stopped
+	unsupported     bool          // the kernel has no tcx (before Linux 6.6): traffic is not counted
 }
 
 type tcLinks struct {
@@ -84,46 +94,60 @@ func (c *tcCounters) close() {
 	}
 	c.egress.Close()
 	c.ingress.Close()
-	c.peers.Close()
 }
 
-// openTC loads the traffic counters and attaches them to the interfaces there are now. Counting is no part of
-// enforcement: failing here only leaves traffic uncounted.
+// attach attaches and pins both programs on one interface.
+func (c *tcCounters) attach(ifc net.Interface) (tcLinks, error) {
+	l := tcLinks{name: ifc.Name}
+	var err error
+	for _, a := range []struct {
+		dst  *link.Link
+		prog *ebpf.Program
+		name string
+		at   ebpf.AttachType
+	}{
+		{&l.egress, c.egress, bpf.TrafficProgTattleTrafficEgress, ebpf.AttachTCXEgress},
+		{&l.ingress, c.ingress, bpf.TrafficProgTattleTrafficIngress, ebpf.AttachTCXIngress},
+	} {
+		if *a.dst, err = link.AttachTCX(link.TCXOptions{Interface: ifc.Index, Program: a.prog, Attach: a.at}); err == nil {
+			err = (*a.dst).Pin(filepath.Join(c.linkDir, fmt.Sprintf("%s@%d", a.name, ifc.Index)))
+		}
+		if err != nil {
+			l.detach()
+			return tcLinks{}, err
+		}
+	}
+	return l, nil
+}
+
+// detach lets go of an interface's links and their pins.
+func (l tcLinks) detach() {
+	for _, x := range []link.Link{l.egress, l.ingress} {
+		if x != nil {
+			x.Unpin()
+			x.Close()
+		}
+	}
+}
+
+// openTC loads the traffic counters (or takes over the ones an earlier run of this build left attached) and
+// attaches them to the interfaces there are now. Counting is no part of enforcement: failing here only leaves
+// traffic uncounted.
 func (e *Enforcer) openTC() {
 	if e.traffic.socks == nil {
 		return
 	}
-	spec, err := bpf.LoadTraffic()
-	if err != nil {
-		e.log.Warn("traffic is not counted", "error", fmt.Errorf("parse embedded TC object: %w", err))
-		return
-	}
-	spec.Maps[trafficMapName].Pinning = ebpf.PinByName
-	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{
-		Maps: ebpf.MapOptions{PinPath: filepath.Join(e.pinDir, "maps")}})
-	if err != nil {
-		e.logVerifier(err)
-		e.log.Warn("traffic is not counted: the kernel refused the TC programs", "error", err)
-		return
-	}
-	defer coll.Close()
-	c := &tcCounters{links: map[int]tcLinks{}}
-	var errs []error
-	for dst, name := range map[**ebpf.Program]string{&c.egress: bpf.TrafficProgTattleTrafficEgress, &c.ingress: bpf.TrafficProgTattleTrafficIngress} {
-		p, err := coll.Programs[name].Clone()
-		errs = append(errs, err)
-		*dst = p
-	}
-	p, err := coll.Maps[bpf.TrafficMapPeers].Clone()
-	c.peers = p
-	if err := errors.Join(append(errs, err)...); err != nil {
-		e.log.Warn("traffic is not counted", "error", fmt.Errorf("take TC programs: %w", err))
-		for _, x := range []interface{ Close() error }{c.egress, c.ingress, c.peers} {
-			if x != nil {
-				x.Close()
-			}
+	c := &tcCounters{links: map[int]tcLinks{}, linkDir: filepath.Join(e.pinDir, "links")}
+	pinned := c.pinnedLinks()
+	if !e.reused || !c.takeOver(pinned) {
+		for _, l := range pinned {
+			l.Unpin()
+			l.Close()
 		}
-		return
+		if err := e.loadTC(c); err != nil {
+			e.log.Warn("traffic is not counted", "error", err)
+			return
+		}
 	}
 	e.traffic.mu.Lock()
 	e.traffic.tc = c
@@ -132,6 +156,113 @@ func (e *Enforcer) openTC() {
 	if err := e.watchLinks(c); err != nil {
 		e.log.Warn("interfaces that appear are counted only from the helper's next read of the counters", "error", err)
 	}
+}
+
+func (e *Enforcer) loadTC(c *tcCounters) error {
+	spec, err := bpf.LoadTraffic()
+	if err != nil {
+		return fmt.Errorf("parse embedded traffic object: %w", err)
+	}
+	spec.Maps[trafficMapName].Pinning = ebpf.PinByName
+	spec.Maps[bpf.TrafficMapPeers].Pinning = ebpf.PinByName
+	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{
+		Maps: ebpf.MapOptions{PinPath: filepath.Join(e.pinDir, "maps")}})
+	if err != nil {
+		e.logVerifier(err)
+		return fmt.Errorf("the kernel refused the traffic programs: %w", err)
+	}
+	defer coll.Close()
+	eg, err1 := coll.Programs[bpf.TrafficProgTattleTrafficEgress].Clone()
+	in, err2 := coll.Programs[bpf.TrafficProgTattleTrafficIngress].Clone()
+	if err := errors.Join(err1, err2); err != nil {
+		for _, p := range []*ebpf.Program{eg, in} {
+			if p != nil {
+				p.Close()
+			}
+		}
+		return fmt.Errorf("take traffic programs: %w", err)
+	}
+	c.egress, c.ingress = eg, in
+	return nil
+}
+
+// pinnedLinks loads the counters' links an earlier run pinned, by pin name (program@ifindex).
+func (c *tcCounters) pinnedLinks() map[string]link.Link {
+	out := map[string]link.Link{}
+	ents, _ := os.ReadDir(c.linkDir)
+	for _, ent := range ents {
+		prog, _, ok := strings.Cut(ent.Name(), "@")
+		if !ok || (prog != bpf.TrafficProgTattleTrafficEgress && prog != bpf.TrafficProgTattleTrafficIngress) {
+			continue
+		}
+		path := filepath.Join(c.linkDir, ent.Name())
+		l, err := link.LoadPinnedLink(path, nil)
+		if err != nil {
+			os.Remove(path)
+			continue
+		}
+		out[ent.Name()] = l
+	}
+	return out
+}
+
+// takeOver adopts the pinned links of an earlier run of this build, and their programs, so a restarted helper
+// neither reloads the counters nor leaves a gap in counting. It fails (taking nothing) when no complete pair
+// is pinned.
+func (c *tcCounters) takeOver(pinned map[string]link.Link) bool {
+	for name, eg := range pinned {
+		prog, idx, _ := strings.Cut(name, "@")
+		if prog != bpf.TrafficProgTattleTrafficEgress {
+			continue
+		}
+		in, ok := pinned[bpf.TrafficProgTattleTrafficIngress+"@"+idx]
+		if !ok {
+			continue
+		}
+		egress, err1 := programOf(eg)
+		ingress, err2 := programOf(in)
+		if err1 != nil || err2 != nil {
+			for _, p := range []*ebpf.Program{egress, ingress} {
+				if p != nil {
+					p.Close()
+				}
+			}
+			return false
+		}
+		c.egress, c.ingress = egress, ingress
+		break
+	}
+	if c.egress == nil {
+		return false
+	}
+	for name, eg := range pinned {
+		prog, idx, _ := strings.Cut(name, "@")
+		if prog != bpf.TrafficProgTattleTrafficEgress {
+			continue
+		}
+		in, ok := pinned[bpf.TrafficProgTattleTrafficIngress+"@"+idx]
+		n, err := strconv.Atoi(idx)
+		ifc, ierr := net.InterfaceByIndex(n)
+		if !ok || err != nil || ierr != nil {
+			continue // let go below
+		}
+		c.links[n] = tcLinks{name: ifc.Name, egress: eg, ingress: in}
+		delete(pinned, name)
+		delete(pinned, bpf.TrafficProgTattleTrafficIngress+"@"+idx)
+	}
+	for _, l := range pinned {
+		l.Unpin()
+		l.Close()
+	}
+	return true
+}
+
+func programOf(l link.Link) (*ebpf.Program, error) {
+	info, err := l.Info()
+	if err != nil {
+		return nil, fmt.Errorf("inspect traffic link: %w", err)
+	}
+	return ebpf.NewProgramFromID(info.Program)
 }
 
 // watchLinks attaches the counters to each interface as it appears, not only when the counters are next
@@ -185,11 +316,10 @@ func (e *Enforcer) syncTCLocked() {
 		if l, ok := c.links[ifc.Index]; ok && l.name == ifc.Name {
 			continue
 		} else if ok {
-			l.egress.Close()
-			l.ingress.Close()
+			l.detach()
 			delete(c.links, ifc.Index)
 		}
-		eg, err := link.AttachTCX(link.TCXOptions{Interface: ifc.Index, Program: c.egress, Attach: ebpf.AttachTCXEgress})
+		l, err := c.attach(ifc)
 		if errors.Is(err, ebpf.ErrNotSupported) {
 			c.unsupported = true
 			e.log.Warn("traffic is not counted: the kernel has no tcx (Linux 6.6 or later)", "error", err)
@@ -199,21 +329,21 @@ func (e *Enforcer) syncTCLocked() {
 			e.log.Debug("attach the traffic counters", "interface", ifc.Name, "error", err)
 			continue
 		}
-		in, err := link.AttachTCX(link.TCXOptions{Interface: ifc.Index, Program: c.ingress, Attach: ebpf.AttachTCXIngress})
-		if err != nil {
-			eg.Close()
-			e.log.Debug("attach the traffic counters", "interface", ifc.Name, "error", err)
-			continue
-		}
-		c.links[ifc.Index] = tcLinks{name: ifc.Name, egress: eg, ingress: in}
+		c.links[ifc.Index] = l
 	}
 	for idx, l := range c.links {
 		if !seen[idx] {
-			l.egress.Close()
-			l.ingress.Close()
+			l.detach()
 			delete(c.links, idx)
 		}
 	}
+}
+
+// CountsTraffic tells whether the traffic counters are attached (the kernel has tcx and took them).
+func (e *Enforcer) CountsTraffic() bool {
+	e.traffic.mu.Lock()
+	defer e.traffic.mu.Unlock()
+	return e.traffic.tc != nil && !e.traffic.tc.unsupported
 }
 
 // tcProgramIDs names the traffic counters (attached per interface, so not among the pinned links).
@@ -221,7 +351,7 @@ func (e *Enforcer) tcProgramIDs() []NamedProgram {
 	e.traffic.mu.Lock()
 	defer e.traffic.mu.Unlock()
 	c := e.traffic.tc
-	if c == nil {
+	if c == nil || c.unsupported {
 		return nil
 	}
 	var out []NamedProgram
