@@ -339,20 +339,23 @@ func (e *Enforcer) syncTCLocked() {
 	}
 }
 
-// CountsTraffic tells whether the traffic counters are attached (the kernel has tcx and took them).
+// CountsTraffic tells whether the traffic counters are attached to any interface (the kernel has tcx, and
+// there is an interface besides loopback).
 func (e *Enforcer) CountsTraffic() bool {
 	e.traffic.mu.Lock()
 	defer e.traffic.mu.Unlock()
-	return e.traffic.tc != nil && !e.traffic.tc.unsupported
+	return e.traffic.tc.attached()
 }
 
-// tcProgramIDs names the traffic counters (attached per interface, so not among the pinned links).
+func (c *tcCounters) attached() bool { return c != nil && !c.unsupported && len(c.links) > 0 }
+
+// tcProgramIDs names the traffic counters (attached per interface, so not among the backend's links).
 func (e *Enforcer) tcProgramIDs() []NamedProgram {
 	e.traffic.mu.Lock()
 	defer e.traffic.mu.Unlock()
 	c := e.traffic.tc
-	if c == nil || c.unsupported {
-		return nil
+	if !c.attached() {
+		return nil // loaded for interfaces to come, but attached nowhere
 	}
 	var out []NamedProgram
 	for name, p := range map[string]*ebpf.Program{bpf.TrafficProgTattleTrafficEgress: c.egress, bpf.TrafficProgTattleTrafficIngress: c.ingress} {
