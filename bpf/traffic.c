@@ -2,7 +2,7 @@
 
 // SPDX-License-Identifier: GPL-2.0-only
 /*
- * Traffic accounting: TC (tcx) programs on every interface but loopback add each TCP segment's and UDP
+ * Traffic accounting: TC programs (tcx, or clsact filters before Linux 6.6) on every interface but loopback add each TCP segment's and UDP
  * datagram's payload to the record of its socket (traffic.h), which the decision core made when it let the
  * socket's connect() to a non-loopback destination through. Loopback runs nothing of this, and no cgroup
  * program runs per packet: a cgroup_skb program makes the kernel run the cgroup-BPF framework on every packet
@@ -26,7 +26,9 @@
 
 #include "traffic.h"
 
-#define TC_ACT_OK 0
+/* Both tcx (TCX_NEXT) and a legacy clsact filter (TC_ACT_UNSPEC) read -1 as "go on": the programs only count,
+ * so the programs and filters after them still run and decide. */
+#define TC_ACT_UNSPEC (-1)
 #define ETH_P_IP 0x0800
 #define ETH_P_IPV6 0x86DD
 
@@ -111,20 +113,20 @@ int tattle_traffic_egress(struct __sk_buff *skb)
 	long n;
 
 	if (!sk)
-		return TC_ACT_OK;
+		return TC_ACT_UNSPEC;
 	cookie = bpf_get_socket_cookie(skb);
 	t = bpf_map_lookup_elem(&traffic_socks, &cookie);
 	if (!t)
-		return TC_ACT_OK;
+		return TC_ACT_UNSPEC;
 	n = parse(skb, p.local, p.remote, &p.lport, &p.rport, &p.proto);
 	if (n < 0 || p.proto != t->proto)
-		return TC_ACT_OK;
+		return TC_ACT_UNSPEC;
 	if (!t->peered && !bpf_map_update_elem(&peers, &p, &cookie, BPF_ANY))
 		t->peered = 1;
 	__sync_fetch_and_add(&t->tx_bytes, n);
 	__sync_fetch_and_add(&t->tx_packets, segments(skb));
 	t->last_ns = bpf_ktime_get_ns();
-	return TC_ACT_OK;
+	return TC_ACT_UNSPEC;
 }
 
 SEC("tc")
@@ -137,17 +139,17 @@ int tattle_traffic_ingress(struct __sk_buff *skb)
 
 	n = parse(skb, p.remote, p.local, &p.rport, &p.lport, &p.proto);
 	if (n < 0)
-		return TC_ACT_OK;
+		return TC_ACT_UNSPEC;
 	cookie = bpf_map_lookup_elem(&peers, &p);
 	if (!cookie)
-		return TC_ACT_OK;
+		return TC_ACT_UNSPEC;
 	t = bpf_map_lookup_elem(&traffic_socks, cookie);
 	if (!t)
-		return TC_ACT_OK;
+		return TC_ACT_UNSPEC;
 	__sync_fetch_and_add(&t->rx_bytes, n);
 	__sync_fetch_and_add(&t->rx_packets, segments(skb));
 	t->last_ns = bpf_ktime_get_ns();
-	return TC_ACT_OK;
+	return TC_ACT_UNSPEC;
 }
 
 char LICENSE[] SEC("license") = "GPL";

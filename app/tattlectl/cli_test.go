@@ -389,7 +389,8 @@ func TestRulesJSON(t *testing.T) {
 func TestStatus(t *testing.T) {
 	te := newTestEnv(t)
 	te.h.status = api.Status{Version: "0.1.0", Backend: "cgroup", Mode: "alert", Rules: 12, KernelEntries: 30, Problems: 1, EventsLost: 5,
-		Pending: 2, Holding: "xtables NFQUEUE", Names: "DNS answers to local sockets (cgroup_skb capture)"}
+		Pending: 2, Holding: "xtables NFQUEUE", Names: "DNS answers to local sockets (cgroup_skb capture)",
+		Traffic: "off: eth0: add clsact qdisc: operation not supported"}
 	te.h.problems = []api.Problem{{File: "/etc/tattle/rules.d/bad.json", Error: `rule 2: field "port": "x" is not a port`}}
 	if code := te.run("status"); code != 0 {
 		t.Fatalf("exit %d: %s", code, te.err)
@@ -403,6 +404,7 @@ Problems:        1
 Events lost:     5
 Holding:         xtables NFQUEUE
 Host names:      DNS answers to local sockets (cgroup_skb capture)
+Traffic:         off: eth0: add clsact qdisc: operation not supported
 Questions open:  2
   /etc/tattle/rules.d/bad.json: rule 2: field "port": "x" is not a port
 `
@@ -410,7 +412,7 @@ Questions open:  2
 		t.Errorf("status:\n%s\nwant:\n%s", te.out, want)
 	}
 	te.run("status", "--json")
-	if want := `{"version":"0.1.0","backend":"cgroup","mode":"alert","rules":12,"kernel_entries":30,"problems":1,"events_lost":5,"pending":2,"holding":"xtables NFQUEUE","names":"DNS answers to local sockets (cgroup_skb capture)"}` + "\n"; te.out.String() != want {
+	if want := `{"version":"0.1.0","backend":"cgroup","mode":"alert","rules":12,"kernel_entries":30,"problems":1,"events_lost":5,"pending":2,"holding":"xtables NFQUEUE","names":"DNS answers to local sockets (cgroup_skb capture)","traffic":"off: eth0: add clsact qdisc: operation not supported"}` + "\n"; te.out.String() != want {
 		t.Errorf("status --json: %s\nwant %s", te.out, want)
 	}
 }

@@ -27,6 +27,7 @@ type statusJSON struct {
 	Pending       uint32 `json:"pending"`
 	Holding       string `json:"holding"`
 	Names         string `json:"names"`
+	Traffic       string `json:"traffic"`
 	LearnUntil    int64  `json:"learn_until,omitempty"`
 }
 
@@ -50,6 +51,7 @@ func writeStatus(w io.Writer, st api.Status, problems []api.Problem) error {
 	fmt.Fprintf(tw, "Events lost:\t%d\n", st.EventsLost)
 	fmt.Fprintf(tw, "Holding:\t%s\n", cell(st.Holding))
 	fmt.Fprintf(tw, "Host names:\t%s\n", cell(st.Names))
+	fmt.Fprintf(tw, "Traffic:\t%s\n", cell(st.Traffic))
 	fmt.Fprintf(tw, "Questions open:\t%d\n", st.Pending)
 	if err := tw.Flush(); err != nil {
 		return err

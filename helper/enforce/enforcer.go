@@ -30,6 +30,9 @@ type Options struct {
 	SecurityFS string  // DefaultSecurityFS when empty
 	Marks      Marks   // DefaultMarks when zero
 	Logger     *slog.Logger
+	// TrafficAttach chooses how the traffic counters are attached: tcx where the kernel has it, else clsact
+	// (TrafficAuto); TrafficClsact forces legacy TC filters (tests run that path on kernels with tcx).
+	TrafficAttach TrafficAttach
 }
 
 func (o *Options) fill() {
@@ -95,7 +98,8 @@ type Enforcer struct {
 	destCount map[scopeKey]int
 	marks     Marks
 
-	traffic trafficState
+	traffic       trafficState
+	trafficAttach TrafficAttach
 }
 
 // Backend reports which backend enforces.
@@ -185,7 +189,7 @@ func open(opts Options, backend Backend) (*Enforcer, error) {
 		return nil, err
 	}
 
-	e := &Enforcer{backend: backend, pinDir: opts.PinDir, links: map[string]link.Link{}, log: opts.Logger}
+	e := &Enforcer{backend: backend, pinDir: opts.PinDir, links: map[string]link.Link{}, log: opts.Logger, trafficAttach: opts.TrafficAttach}
 	want := pinMeta{Layout: layoutVersion, Backend: backendCode(backend), Hash: obj.hash}
 
 	if have, ok := readPinMeta(opts.PinDir); ok {
@@ -201,7 +205,7 @@ func open(opts Options, backend Backend) (*Enforcer, error) {
 			}
 			opts.Logger.Warn("pinned programs are incomplete; attaching afresh", "error", err)
 			e.Close()
-			e = &Enforcer{backend: backend, pinDir: opts.PinDir, links: map[string]link.Link{}, log: opts.Logger}
+			e = &Enforcer{backend: backend, pinDir: opts.PinDir, links: map[string]link.Link{}, log: opts.Logger, trafficAttach: opts.TrafficAttach}
 		} else {
 			opts.Logger.Info("pinned programs are from another build or backend; replacing them",
 				"pinned_backend", backendName(have.Backend), "backend", backend)
@@ -415,6 +419,10 @@ func (e *Enforcer) Entries() (scopes, destinations int, err error) {
 func Uninstall(pinDir string) error {
 	if pinDir == "" {
 		pinDir = DefaultPinDir
+	}
+	// Legacy TC filters (kernels without tcx) are no pins: found by their handle on every interface.
+	if err := uninstallClsact(pinDir); err != nil {
+		return fmt.Errorf("remove the traffic counters' filters: %w", err)
 	}
 	if err := detachLinks(pinDir); err != nil {
 		return err

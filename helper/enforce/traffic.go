@@ -64,23 +64,27 @@ type trafficState struct {
 	mu     sync.Mutex
 	folded map[FlowID]Traffic
 	tc     *tcCounters // the counters on the interfaces; nil when not attached by this handle
+	off    error       // why tc is nil, when loading the counters failed
 }
 
 // tcCounters are the counting programs (bpf/traffic.c) and their attachments, one pair per interface but
-// loopback, pinned so they count on while the helper restarts. Interfaces come and go: the running helper
-// attaches to new ones as they appear (watchLinks) and lets go of those gone.
+// loopback, pinned tcx links (or clsact filters before Linux 6.6: clsact.go) so they count on while the helper
+// restarts. Interfaces come and go: the running helper attaches to new ones as they appear (watchLinks) and
+// lets go of those gone.
 type tcCounters struct {
 	egress, ingress *ebpf.Program
-	links           map[int]tcLinks // by ifindex, pinned as program@ifindex under linkDir
+	links           map[int]tcLinks // by ifindex, pinned as program@ifindex under linkDir (tcx)
 	linkDir         string
+	clsact          bool          // the kernel has no tcx, or the helper was told to use clsact: legacy TC filters
+	handle          uint32        // the clsact filters' handle (clsactHandle)
+	lastErr         error         // the last attachment that failed, for the status while none works
 	watch           *os.File      // rtnetlink link notifications; closing it stops the watcher
 	watched         chan struct{} // closed when the watcher has stopped
-	unsupported     bool          // the kernel has no tcx (before Linux 6.6): traffic is not counted
 }
 
 type tcLinks struct {
 	name            string
-	egress, ingress link.Link
+	egress, ingress link.Link // nil for clsact filters
 }
 
 func (c *tcCounters) close() {
@@ -96,9 +100,16 @@ func (c *tcCounters) close() {
 	c.ingress.Close()
 }
 
-// attach attaches and pins both programs on one interface.
+// attach attaches (and pins, for tcx) both programs on one interface.
 func (c *tcCounters) attach(ifc net.Interface) (tcLinks, error) {
 	l := tcLinks{name: ifc.Name}
+	if c.clsact {
+		if err := attachClsact(c.linkDir, c.handle, ifc.Index, c.egress, c.ingress); err != nil {
+			detachClsact(c.linkDir, c.handle, ifc.Index)
+			return tcLinks{}, err
+		}
+		return l, nil
+	}
 	var err error
 	for _, a := range []struct {
 		dst  *link.Link
@@ -120,7 +131,15 @@ func (c *tcCounters) attach(ifc net.Interface) (tcLinks, error) {
 	return l, nil
 }
 
-// detach lets go of an interface's links and their pins.
+// detach lets go of an interface's counters: its links and their pins, or its clsact filters.
+func (c *tcCounters) detach(ifindex int, l tcLinks) {
+	if c.clsact {
+		detachClsact(c.linkDir, c.handle, ifindex)
+		return
+	}
+	l.detach()
+}
+
 func (l tcLinks) detach() {
 	for _, x := range []link.Link{l.egress, l.ingress} {
 		if x != nil {
@@ -137,16 +156,24 @@ func (e *Enforcer) openTC() {
 	if e.traffic.socks == nil {
 		return
 	}
-	c := &tcCounters{links: map[int]tcLinks{}, linkDir: filepath.Join(e.pinDir, "links")}
+	c := &tcCounters{links: map[int]tcLinks{}, linkDir: filepath.Join(e.pinDir, "links"), handle: clsactHandle(e.pinDir)}
 	pinned := c.pinnedLinks()
-	if !e.reused || !c.takeOver(pinned) {
+	if e.trafficAttach == TrafficClsact || !e.reused || !c.takeOver(pinned) {
 		for _, l := range pinned {
 			l.Unpin()
 			l.Close()
 		}
 		if err := e.loadTC(c); err != nil {
 			e.log.Warn("traffic is not counted", "error", err)
+			e.traffic.mu.Lock()
+			e.traffic.off = err
+			e.traffic.mu.Unlock()
 			return
+		}
+		// A feature probe, not the kernel's version: backports and distribution kernels differ.
+		c.clsact = e.trafficAttach == TrafficClsact || !haveTCX(c.egress)
+		if c.clsact {
+			e.log.Info("the kernel has no tcx (Linux 6.6): the traffic counters are clsact filters")
 		}
 	}
 	e.traffic.mu.Lock()
@@ -299,7 +326,7 @@ func (e *Enforcer) watchLinks(c *tcCounters) error {
 // ones gone. Loopback gets none. Callers hold traffic.mu.
 func (e *Enforcer) syncTCLocked() {
 	c := e.traffic.tc
-	if c == nil || c.unsupported {
+	if c == nil {
 		return
 	}
 	ifs, err := net.Interfaces()
@@ -316,38 +343,70 @@ func (e *Enforcer) syncTCLocked() {
 		if l, ok := c.links[ifc.Index]; ok && l.name == ifc.Name {
 			continue
 		} else if ok {
-			l.detach()
+			c.detach(ifc.Index, l)
 			delete(c.links, ifc.Index)
 		}
 		l, err := c.attach(ifc)
-		if errors.Is(err, ebpf.ErrNotSupported) {
-			c.unsupported = true
-			e.log.Warn("traffic is not counted: the kernel has no tcx (Linux 6.6 or later)", "error", err)
-			return
-		}
 		if err != nil {
-			e.log.Debug("attach the traffic counters", "interface", ifc.Name, "error", err)
+			if c.lastErr == nil || c.lastErr.Error() != err.Error() {
+				e.log.Warn("attach the traffic counters", "interface", ifc.Name, "error", err)
+			}
+			c.lastErr = fmt.Errorf("%s: %w", ifc.Name, err)
 			continue
 		}
 		c.links[ifc.Index] = l
 	}
 	for idx, l := range c.links {
 		if !seen[idx] {
-			l.detach()
+			c.detach(idx, l)
 			delete(c.links, idx)
 		}
 	}
 }
 
-// CountsTraffic tells whether the traffic counters are attached to any interface (the kernel has tcx, and
-// there is an interface besides loopback).
+// TrafficAttach chooses how the traffic counters are attached.
+type TrafficAttach string
+
+const (
+	TrafficAuto   TrafficAttach = ""       // tcx where the kernel has it, else clsact
+	TrafficClsact TrafficAttach = "clsact" // legacy TC filters even where there is tcx
+)
+
+// TrafficCounting says how traffic is counted: "tcx", "tc clsact", or "off: <why>" (for the status: a user
+// must see that bytes are not counted rather than read 0 B).
+func (e *Enforcer) TrafficCounting() string {
+	e.traffic.mu.Lock()
+	defer e.traffic.mu.Unlock()
+	c := e.traffic.tc
+	switch {
+	case e.traffic.socks == nil:
+		return "off: the backend keeps no socket records"
+	case c == nil && e.traffic.off != nil:
+		return "off: " + e.traffic.off.Error()
+	case c == nil:
+		return "off: the counters are not loaded"
+	case len(c.links) == 0 && c.lastErr != nil:
+		return "off: " + c.lastErr.Error()
+	}
+	how := "tcx"
+	if c.clsact {
+		how = "tc clsact"
+	}
+	if len(c.links) == 0 {
+		return how + ", no interface but loopback"
+	}
+	return how
+}
+
+// CountsTraffic tells whether the traffic counters are attached to any interface (there is one besides
+// loopback, and tcx or clsact took them).
 func (e *Enforcer) CountsTraffic() bool {
 	e.traffic.mu.Lock()
 	defer e.traffic.mu.Unlock()
 	return e.traffic.tc.attached()
 }
 
-func (c *tcCounters) attached() bool { return c != nil && !c.unsupported && len(c.links) > 0 }
+func (c *tcCounters) attached() bool { return c != nil && len(c.links) > 0 }
 
 // tcProgramIDs names the traffic counters (attached per interface, so not among the backend's links).
 func (e *Enforcer) tcProgramIDs() []NamedProgram {

@@ -37,6 +37,7 @@ func (i daemonIface) Status(*call) (api.Status, *dbus.Error) {
 	st.Pending = uint32(i.s.daemon.PendingCount())
 	st.Holding = i.s.daemon.Holding()
 	st.Names = i.s.daemon.NameSource()
+	st.Traffic = i.s.enf.TrafficCounting()
 	if ks, err := i.s.enf.Stats(); err == nil {
 		st.EventsLost = ks.EventsLost
 	}

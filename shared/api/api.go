@@ -340,6 +340,7 @@ type Status struct {
 	Pending       uint32 // open questions
 	Holding       string // how held connections reach the helper: "nftables queue", "xtables NFQUEUE" or "off: <why>"
 	Names         string // how host names are learned, or "off: <why>"
+	Traffic       string // how bytes are counted: "tcx", "tc clsact" (before Linux 6.6), or "off: <why>"
 	LearnUntil    int64  // in ModeLearn: Unix seconds when the mode returns to alert; else 0
 }
 
