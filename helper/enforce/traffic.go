@@ -92,9 +92,13 @@ func (c *tcCounters) close() {
 		c.watch.Close()
 		<-c.watched
 	}
+	// clsact filters stay in the kernel (counting while the helper restarts); tcx links stay pinned.
 	for _, l := range c.links {
-		l.egress.Close()
-		l.ingress.Close()
+		for _, x := range []link.Link{l.egress, l.ingress} {
+			if x != nil {
+				x.Close()
+			}
+		}
 	}
 	c.egress.Close()
 	c.ingress.Close()

@@ -30,9 +30,8 @@ func NewNetns(t testing.TB, prefix string, idx int) *Netns {
 	n := &Netns{
 		Name:   fmt.Sprintf("%s-%d", prefix, id),
 		HostIf: fmt.Sprintf("%.6s%dh", prefix, id),
-		HostV4: netip.AddrFrom4([4]byte{10, byte(200 + idx), byte(id % 250), 1}),
-		NsV4:   netip.AddrFrom4([4]byte{10, byte(200 + idx), byte(id % 250), 2}),
 	}
+	n.HostV4, n.NsV4 = netnsAddrs(idx, id)
 	nsIf := fmt.Sprintf("%.6s%dn", prefix, id)
 	run := func(args ...string) {
 		t.Helper()
@@ -51,6 +50,10 @@ func NewNetns(t testing.TB, prefix string, idx int) *Netns {
 	run("-n", n.Name, "link", "set", nsIf, "up")
 	run("-n", n.Name, "link", "set", "lo", "up")
 	return n
+}
+
+func netnsAddrs(idx, id int) (host, ns netip.Addr) {
+	return netip.AddrFrom4([4]byte{10, byte(200 + idx), byte(id % 250), 1}), netip.AddrFrom4([4]byte{10, byte(200 + idx), byte(id % 250), 2})
 }
 
 // Command runs name inside the namespace (ip netns exec execs it: the command keeps the PID Start gives).

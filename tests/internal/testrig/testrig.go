@@ -146,6 +146,8 @@ type Result struct {
 	Mark      uint32  `json:"mark"`
 	Echoed    bool    `json:"echoed"`
 	Rate      float64 `json:"rate"`
+	Sent      int64   `json:"sent"`     // with -send: bytes written after connecting
+	Received  int64   `json:"received"` // with -send: bytes read until the peer closed
 }
 
 // Elapsed is how long the attempted system call took.
