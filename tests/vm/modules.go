@@ -21,6 +21,11 @@ var holdingModules = []string{
 	"nfnetlink_queue", "nft_queue", "nft_ct", "nft_reject_inet", "nft_compat", "xt_NFQUEUE", "nft_socket",
 }
 
+// trafficModules are what the traffic test needs beyond them: a veth pair to a namespace, and the clsact qdisc
+// (sch_ingress) and bpf classifier the counters are attached with where the kernel has no tcx. A Debian
+// system loads them on demand; the guest has no modprobe.
+var trafficModules = []string{"veth", "sch_ingress", "cls_bpf"}
+
 // kernelModules is one kernel's module tree as unpacked by fetch-kernels.sh.
 type kernelModules struct {
 	release string            // directory name under modules/, what `uname -r` says in the guest

@@ -7,6 +7,8 @@
 //
 // Every boot also runs tests/holding-kernel, with the netfilter modules holding needs loaded from the
 // kernel's own package: there the native nftables queue expression must be used (the host kernel lacks it).
+// The suite's traffic test counts bytes over a veth (through clsact filters on 6.1, which has no tcx; tcx and
+// clsact on 6.12); its figures go to traffic-vm-BOOT.txt.
 //
 // Kernels come from tests/vm/fetch-kernels.sh (TATTLE_KERNELS, default /var/cache/tattle-kernels). Console logs
 // and benchmark reports are kept in $TATTLE_RESULTS_DIR (default tests/output).
@@ -37,11 +39,11 @@ type boot struct {
 
 var boots = []boot{
 	{name: "bookworm-lsm", kernel: "bookworm", expectLSM: true, bench: true,
-		env: []string{"TATTLE_BACKEND=auto", "TATTLE_EXPECT_BACKEND=lsm", "TATTLE_EXPECT_BPF_LSM=yes", "TATTLE_EXPECT_NFT_QUEUE=native"}},
+		env: []string{"TATTLE_BACKEND=auto", "TATTLE_EXPECT_BACKEND=lsm", "TATTLE_EXPECT_BPF_LSM=yes", "TATTLE_EXPECT_NFT_QUEUE=native", "TATTLE_EXPECT_TRAFFIC=clsact"}},
 	{name: "trixie-lsm", kernel: "trixie", expectLSM: true, bench: true,
-		env: []string{"TATTLE_BACKEND=auto", "TATTLE_EXPECT_BACKEND=lsm", "TATTLE_EXPECT_BPF_LSM=yes", "TATTLE_EXPECT_NFT_QUEUE=native"}},
+		env: []string{"TATTLE_BACKEND=auto", "TATTLE_EXPECT_BACKEND=lsm", "TATTLE_EXPECT_BPF_LSM=yes", "TATTLE_EXPECT_NFT_QUEUE=native", "TATTLE_EXPECT_TRAFFIC=tcx"}},
 	{name: "bookworm-no-bpf-lsm", kernel: "bookworm", cmdline: "lsm=landlock,lockdown,yama,apparmor",
-		env: []string{"TATTLE_BACKEND=auto", "TATTLE_EXPECT_BACKEND=cgroup", "TATTLE_EXPECT_BPF_LSM=no", "TATTLE_EXPECT_NFT_QUEUE=native"}},
+		env: []string{"TATTLE_BACKEND=auto", "TATTLE_EXPECT_BACKEND=cgroup", "TATTLE_EXPECT_BPF_LSM=no", "TATTLE_EXPECT_NFT_QUEUE=native", "TATTLE_EXPECT_TRAFFIC=clsact"}},
 }
 
 func kernelsDir() string {
@@ -160,7 +162,7 @@ func initramfs(t *testing.T, work string) string {
 			continue
 		}
 		done[b.kernel] = true
-		release, order, err := installModules(filepath.Join(kernelsDir(), b.kernel), root, holdingModules)
+		release, order, err := installModules(filepath.Join(kernelsDir(), b.kernel), root, append(holdingModules, trafficModules...))
 		if err != nil {
 			t.Fatalf("netfilter modules for the %s kernel: %v", b.kernel, err)
 		}
@@ -249,6 +251,7 @@ func runBoot(t *testing.T, b boot, initrd, results string) {
 		benchText strings.Builder
 		inBench   bool
 		holding   strings.Builder // tests/holding-kernel's report lines
+		traffic   strings.Builder // the traffic counters' figures (tests/enforcement)
 		modules   string
 	)
 	sc := bufio.NewScanner(io.TeeReader(stdout, logFile))
@@ -270,6 +273,8 @@ func runBoot(t *testing.T, b boot, initrd, results string) {
 			modules = line[strings.Index(line, "TATTLE-VM-MODULES"):]
 		case strings.HasPrefix(line, "TATTLE-HOLDING "):
 			holding.WriteString(strings.TrimPrefix(line, "TATTLE-HOLDING ") + "\n")
+		case strings.HasPrefix(line, "TATTLE-TRAFFIC "):
+			traffic.WriteString(strings.TrimPrefix(line, "TATTLE-TRAFFIC ") + "\n")
 		}
 		if m := resultLine.FindStringSubmatch(line); m != nil {
 			result = m
@@ -292,6 +297,13 @@ func runBoot(t *testing.T, b boot, initrd, results string) {
 		t.Logf("connection holding inside %s:\n%s", b.name, holding.String())
 		report := fmt.Sprintf("%s (%s)\n%s", b.name, strings.TrimSpace(string(pkg)), holding.String())
 		if err := os.WriteFile(filepath.Join(results, "holding-kernel-"+b.name+".txt"), []byte(report), 0o644); err != nil {
+			t.Error(err)
+		}
+	}
+	if traffic.Len() > 0 {
+		t.Logf("traffic counted inside %s:\n%s", b.name, traffic.String())
+		report := fmt.Sprintf("%s (%s): TCP payload bytes moved over a veth to a namespace and counted\n%s", b.name, strings.TrimSpace(string(pkg)), traffic.String())
+		if err := os.WriteFile(filepath.Join(results, "traffic-vm-"+b.name+".txt"), []byte(report), 0o644); err != nil {
 			t.Error(err)
 		}
 	}
@@ -319,6 +331,10 @@ func runBoot(t *testing.T, b boot, initrd, results string) {
 	}
 	if result[3] != "0" {
 		t.Errorf("holding test failed in %s (exit %s); see %s", b.name, result[3], logPath)
+	}
+	// The guest's own assertion (TATTLE_EXPECT_TRAFFIC) already failed it otherwise; this checks it ran.
+	if !strings.Contains(traffic.String(), "auto tc clsact, both transfers") && !strings.Contains(traffic.String(), "clsact tc clsact, both transfers") {
+		t.Errorf("no report of bytes counted through clsact filters from %s; see %s", b.name, logPath)
 	}
 	// The guest's own assertion (TATTLE_EXPECT_NFT_QUEUE) already failed it otherwise; this checks it ran.
 	if !strings.Contains(holding.String(), `method "nftables queue"`) {
