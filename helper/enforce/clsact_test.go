@@ -1,7 +1,10 @@
 package enforce
 
 import (
+	"errors"
 	"testing"
+
+	"github.com/cilium/ebpf"
 
 	"github.com/tattlefw/tattle/bpf"
 )
@@ -33,5 +36,33 @@ func TestOwnFiltersKeepToTheInstancesOwn(t *testing.T) {
 	}
 	if got := ownFilters(filters[2:], mine); len(got) != 0 {
 		t.Errorf("filters of others taken as own: %+v", got)
+	}
+}
+
+// The status must say traffic is not counted, and why, rather than let 0 B pass for nothing moved.
+func TestTrafficCountingSaysWhyNot(t *testing.T) {
+	refused := errors.New("the kernel refused the traffic programs: invalid argument")
+	noQdisc := errors.New("eth0: add clsact qdisc: operation not supported")
+	for _, c := range []struct {
+		socks bool
+		tc    *tcCounters
+		off   error
+		want  string
+	}{
+		{false, nil, nil, "off: the backend keeps no socket records"},
+		{true, nil, refused, "off: " + refused.Error()},
+		{true, &tcCounters{clsact: true, links: map[int]tcLinks{}, lastErr: noQdisc}, nil, "off: " + noQdisc.Error()},
+		{true, &tcCounters{clsact: true, links: map[int]tcLinks{2: {name: "eth0"}}, lastErr: noQdisc}, nil, "tc clsact"},
+		{true, &tcCounters{links: map[int]tcLinks{2: {name: "eth0"}}}, nil, "tcx"},
+		{true, &tcCounters{links: map[int]tcLinks{}}, nil, "tcx, no interface but loopback"},
+	} {
+		e := &Enforcer{}
+		if c.socks {
+			e.traffic.socks = &ebpf.Map{}
+		}
+		e.traffic.tc, e.traffic.off = c.tc, c.off
+		if got := e.TrafficCounting(); got != c.want {
+			t.Errorf("TrafficCounting() = %q, want %q", got, c.want)
+		}
 	}
 }

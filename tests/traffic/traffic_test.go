@@ -80,6 +80,15 @@ func TestBytesCountedBothDirections(t *testing.T) {
 		}
 	}
 	time.Sleep(200 * time.Millisecond)
+	// The status says how bytes are counted (the host kernel has tcx), over D-Bus and tattlectl.
+	if out, errOut, code := b.Ctl(t, 0, "status", "--json"); code != 0 {
+		t.Fatalf("status: %d %s", code, errOut)
+	} else {
+		var st struct{ Traffic string }
+		if err := json.Unmarshal([]byte(out), &st); err != nil || st.Traffic != "tcx" {
+			t.Errorf("status says traffic is counted by %q (%v), want tcx: %s", st.Traffic, err, out)
+		}
+	}
 	const size = 100 << 20
 	// What the other end received is what went over the wire: iperf3's "sent" counts what it wrote into the
 	// socket, and it closes the socket at the end with some of that still unsent.
