@@ -9,6 +9,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // NewNetnsNetlink makes what NewNetns makes with netlink calls instead of ip(8): the VM guests have only
@@ -54,7 +55,9 @@ func NewNetnsNetlink(t testing.TB, prefix string, idx int) *Netns {
 			netlink.LinkDel(l)
 		}
 	})
-	in, err := netlink.NewHandleAt(ns)
+	// Route sockets only: a handle with no families opens one of each, and a guest kernel without xfrm
+	// refuses that.
+	in, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
 	if err != nil {
 		t.Fatalf("netlink in %s: %v", n.Name, err)
 	}
@@ -74,7 +77,7 @@ func NewNetnsNetlink(t testing.TB, prefix string, idx int) *Netns {
 			t.Fatalf("set %s up: %v", name, err)
 		}
 	}
-	host, err := netlink.NewHandle()
+	host, err := netlink.NewHandle(unix.NETLINK_ROUTE)
 	if err != nil {
 		t.Fatal(err)
 	}
