@@ -65,7 +65,13 @@ func (n *Netns) Command(name string, args ...string) *exec.Cmd {
 // stays there whichever thread then accepts on it. Cleanup closes it.
 func (n *Netns) Listen(t testing.TB, network, addr string) net.Listener {
 	t.Helper()
-	fd, err := unix.Open("/var/run/netns/"+n.Name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	// ip(8) names namespaces under /var/run/netns, vishvananda/netns (NewNetnsNetlink) under /run/netns: the
+	// same directory on a Debian system, not in the VM guests' initramfs.
+	path := "/var/run/netns/" + n.Name
+	if _, err := os.Stat(path); err != nil {
+		path = "/run/netns/" + n.Name
+	}
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		t.Fatalf("open netns %s: %v", n.Name, err)
 	}
