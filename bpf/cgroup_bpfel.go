@@ -199,7 +199,7 @@ type CgroupSockTraffic struct {
 	TxPackets uint64
 	RxBytes   uint64
 	RxPackets uint64
-	LastNs    uint64
+	MadeNs    uint64
 }
 
 type CgroupVia struct {

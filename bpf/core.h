@@ -810,7 +810,7 @@ static __always_inline void note_traffic(__u64 cookie, const struct flow_key *fk
 	__builtin_memcpy(t.addr, fk->addr, 16);
 	t.port = fk->port;
 	t.proto = fk->proto;
-	t.last_ns = monotonic_ns();
+	t.made_ns = monotonic_ns();
 	bpf_map_update_elem(&traffic_socks, &cookie, &t, BPF_NOEXIST);
 }
 

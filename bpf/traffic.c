@@ -125,7 +125,6 @@ int tattle_traffic_egress(struct __sk_buff *skb)
 		t->peered = 1;
 	__sync_fetch_and_add(&t->tx_bytes, n);
 	__sync_fetch_and_add(&t->tx_packets, segments(skb));
-	t->last_ns = bpf_ktime_get_ns();
 	return TC_ACT_UNSPEC;
 }
 
@@ -148,7 +147,6 @@ int tattle_traffic_ingress(struct __sk_buff *skb)
 		return TC_ACT_UNSPEC;
 	__sync_fetch_and_add(&t->rx_bytes, n);
 	__sync_fetch_and_add(&t->rx_packets, segments(skb));
-	t->last_ns = bpf_ktime_get_ns();
 	return TC_ACT_UNSPEC;
 }
 

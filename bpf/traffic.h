@@ -21,7 +21,8 @@ struct sock_traffic {
 	__u64 tx_packets;
 	__u64 rx_bytes;
 	__u64 rx_packets;
-	__u64 last_ns; /* CLOCK_MONOTONIC of the record's making or its last counted packet */
+	__u64 made_ns; /* CLOCK_MONOTONIC of the record's making (the helper tells quiet records by their counts:
+			* a clock read per packet was a quarter of the counters' cost) */
 };
 
 struct {

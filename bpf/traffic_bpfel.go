@@ -37,7 +37,7 @@ type TrafficSockTraffic struct {
 	TxPackets uint64
 	RxBytes   uint64
 	RxPackets uint64
-	LastNs    uint64
+	MadeNs    uint64
 }
 
 // Names of all BPF objects in the ELF.

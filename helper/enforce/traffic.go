@@ -37,6 +37,11 @@ const trafficMapName = "traffic_socks"
 // it is folded into its flow's totals and removed.
 const closedQuiet = 5 * time.Second
 
+type seenRecord struct {
+	counts Traffic
+	since  uint64
+}
+
 // FlowID names a flow: an application run by one user to one destination.
 type FlowID struct {
 	App   identity.Executable
@@ -63,8 +68,12 @@ type trafficState struct {
 	socks  *ebpf.Map
 	mu     sync.Mutex
 	folded map[FlowID]Traffic
-	tc     *tcCounters // the counters on the interfaces; nil when not attached by this handle
-	off    error       // why tc is nil, when loading the counters failed
+	// seen is each live record's counts when they last changed, and when (CLOCK_MONOTONIC): the kernel
+	// stamps a record only when it makes it, since a clock read on every packet cost a quarter of the
+	// counters' time per packet.
+	seen map[uint64]seenRecord
+	tc   *tcCounters // the counters on the interfaces; nil when not attached by this handle
+	off  error       // why tc is nil, when loading the counters failed
 }
 
 // tcCounters are the counting programs (bpf/traffic.c) and their attachments, one pair per interface but
@@ -471,6 +480,7 @@ func (e *Enforcer) FlowTraffic() (map[FlowID]Traffic, error) {
 	if e.traffic.folded == nil {
 		e.traffic.folded = map[FlowID]Traffic{}
 	}
+	seen := make(map[uint64]seenRecord, len(e.traffic.seen))
 	out := make(map[FlowID]Traffic, len(e.traffic.folded))
 	for id, t := range e.traffic.folded {
 		out[id] = t
@@ -483,10 +493,20 @@ func (e *Enforcer) FlowTraffic() (map[FlowID]Traffic, error) {
 	it := e.traffic.socks.Iterate()
 	for it.Next(&cookie, &v) {
 		id := recordFlow(&v)
+		counts := Traffic{TxBytes: v.TxBytes, TxPackets: v.TxPackets, RxBytes: v.RxBytes, RxPackets: v.RxPackets}
 		sum := out[id]
-		sum.add(Traffic{TxBytes: v.TxBytes, TxPackets: v.TxPackets, RxBytes: v.RxBytes, RxPackets: v.RxPackets})
+		sum.add(counts)
 		out[id] = sum
-		if now > v.LastNs && time.Duration(now-v.LastNs) > closedQuiet {
+		s, known := e.traffic.seen[cookie]
+		switch {
+		case !known && counts == (Traffic{}):
+			s = seenRecord{counts: counts, since: v.MadeNs}
+		case !known || s.counts != counts:
+			// Counted since the last look (or before this handle's first): its last packet may be now.
+			s = seenRecord{counts: counts, since: now}
+		}
+		seen[cookie] = s
+		if now > s.since && time.Duration(now-s.since) > closedQuiet {
 			quiet[v.Proto] = append(quiet[v.Proto], cookie)
 		}
 	}
@@ -517,11 +537,13 @@ func (e *Enforcer) FlowTraffic() (map[FlowID]Traffic, error) {
 		if err := e.traffic.socks.Delete(c); err != nil {
 			continue
 		}
+		delete(seen, c)
 		id := recordFlow(&v)
 		f := e.traffic.folded[id]
 		f.add(Traffic{TxBytes: v.TxBytes, TxPackets: v.TxPackets, RxBytes: v.RxBytes, RxPackets: v.RxPackets})
 		e.traffic.folded[id] = f
 	}
+	e.traffic.seen = seen
 	return out, nil
 }
 
