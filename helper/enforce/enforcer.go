@@ -42,6 +42,9 @@ func (o *Options) fill() {
 	if o.PinDir == "" {
 		o.PinDir = DefaultPinDir
 	}
+	if filepath.IsAbs(o.PinDir) {
+		o.PinDir = filepath.Clean(o.PinDir)
+	}
 	if o.SecurityFS == "" {
 		o.SecurityFS = DefaultSecurityFS
 	}
@@ -51,6 +54,32 @@ func (o *Options) fill() {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
+}
+
+// ErrBadOptions is what Open returns for options it cannot use, before anything is attached or pinned.
+var ErrBadOptions = errors.New("invalid enforcer options")
+
+// validate checks every option before Open touches the kernel: a typo must not attach anything, nor
+// quietly mean a default (an unknown traffic mode once behaved as auto).
+func (o *Options) validate() error {
+	if _, err := ParseBackend(string(o.Backend)); err != nil {
+		return fmt.Errorf("%w: %w", ErrBadOptions, err)
+	}
+	switch o.TrafficAttach {
+	case TrafficAuto, TrafficClsact:
+	default:
+		return fmt.Errorf("%w: unknown traffic attach mode %q: use %q (auto) or %q", ErrBadOptions, o.TrafficAttach, TrafficAuto, TrafficClsact)
+	}
+	if !filepath.IsAbs(o.PinDir) || filepath.Dir(filepath.Clean(o.PinDir)) == "/" {
+		return fmt.Errorf("%w: pin directory %q must be an absolute path below a bpffs mount (like %s)", ErrBadOptions, o.PinDir, DefaultPinDir)
+	}
+	if o.CgroupRoot != "" && !filepath.IsAbs(o.CgroupRoot) {
+		return fmt.Errorf("%w: cgroup root %q must be an absolute path", ErrBadOptions, o.CgroupRoot)
+	}
+	if err := o.Marks.Validate(); err != nil {
+		return fmt.Errorf("%w: %w", ErrBadOptions, err)
+	}
+	return nil
 }
 
 // maps are the kernel maps shared by both backends (declared once, in bpf/core.h).
@@ -152,6 +181,9 @@ func objectFor(b Backend) (backendObject, error) {
 // virtualised setups) falls back to the cgroup backend, and says so.
 func Open(opts Options) (*Enforcer, error) {
 	opts.fill()
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
 	if opts.Backend == BackendAuto {
 		// A running system keeps the backend it has: auto must not swap a working set of programs for
 		// another (after a fallback, for example).
