@@ -22,9 +22,10 @@ var holdingModules = []string{
 }
 
 // trafficModules are what the traffic test needs beyond them: a veth pair to a namespace, and the clsact qdisc
-// (sch_ingress) and bpf classifier the counters are attached with where the kernel has no tcx. A Debian
-// system loads them on demand; the guest has no modprobe.
-var trafficModules = []string{"veth", "sch_ingress", "cls_bpf"}
+// (sch_ingress) and bpf classifier the counters are attached with where the kernel has no tcx, and the socket
+// lists (tcp_diag, udp_diag) by which the helper knows a closed socket's record is done. A Debian system loads
+// them on demand; the guest has no modprobe.
+var trafficModules = []string{"veth", "sch_ingress", "cls_bpf", "tcp_diag", "udp_diag"}
 
 // kernelModules is one kernel's module tree as unpacked by fetch-kernels.sh.
 type kernelModules struct {
