@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
 	"slices"
 	"strings"
 )
@@ -157,6 +158,12 @@ func (r *report) write(w io.Writer) (ok bool) {
 				if hasFailedChild(p.failed, t) {
 					continue
 				}
+				// The messages first: a long output is cut in the middle where CI shows only a part of it,
+				// and the reason must survive the cut.
+				if why := failureMessages(p.tests[t]); len(why) > 0 {
+					fmt.Fprintf(w, "  --- %s: why:\n", t)
+					printLines(w, why)
+				}
 				fmt.Fprintf(w, "  --- %s:\n", t)
 				printLines(w, p.tests[t])
 			}
@@ -220,6 +227,28 @@ func hasPanic(lines []string) bool {
 		}
 	}
 	return false
+}
+
+// messageLine is how the testing package starts a t.Error, t.Fatal or t.Log line: "    name_test.go:42: ".
+var messageLine = regexp.MustCompile(`^\s+[\w.-]+\.go:\d+: `)
+
+// failureMessages picks the test's messages (with their continuation lines, indented deeper) out of its
+// output, leaving out the rest (what the test printed itself, the RUN and FAIL lines).
+func failureMessages(lines []string) []string {
+	var out []string
+	depth := -1 // the indentation of the message being copied, or -1 outside one
+	for _, l := range lines {
+		indent := len(l) - len(strings.TrimLeft(l, " \t"))
+		switch {
+		case messageLine.MatchString(l):
+			out, depth = append(out, strings.TrimSpace(l)), indent
+		case depth >= 0 && indent > depth && strings.TrimSpace(l) != "":
+			out = append(out, "  "+strings.TrimSpace(l))
+		default:
+			depth = -1
+		}
+	}
+	return out
 }
 
 func tail(lines []string, n int) []string {
