@@ -24,40 +24,18 @@ import (
 	"github.com/tattlefw/tattle/helper/dnscapture"
 	"github.com/tattlefw/tattle/helper/enforce"
 	"github.com/tattlefw/tattle/shared/identity"
+	"github.com/tattlefw/tattle/tests/internal/benchstat"
 	"github.com/tattlefw/tattle/tests/internal/testrig"
 )
 
 func TestMain(m *testing.M) { os.Exit(testrig.Main(m)) }
 
-func envInt(k string, def int) int {
-	if v, err := strconv.Atoi(os.Getenv(k)); err == nil && v > 0 {
-		return v
-	}
-	return def
-}
-
-func envFloat(k string, def float64) float64 {
-	if v, err := strconv.ParseFloat(os.Getenv(k), 64); err == nil && v > 0 {
-		return v
-	}
-	return def
-}
-
-func median(xs []float64) float64 {
-	s := append([]float64(nil), xs...)
-	sort.Float64s(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
-}
-
 func TestConnectRateWithTattleVersusWithout(t *testing.T) {
-	rounds := envInt("TATTLE_BENCH_ROUNDS", 9)
-	count := envInt("TATTLE_BENCH_CONNECTS", 20000)
+	rounds := benchstat.Int("TATTLE_BENCH_ROUNDS", 9)
+	count := benchstat.Int("TATTLE_BENCH_CONNECTS", 20000)
 	// A regression bound on a noisy measure, not the goal.
-	minRatio := envFloat("TATTLE_BENCH_MIN_RATIO", 0.80)
-	maxShare := envFloat("TATTLE_BENCH_MAX_COST_SHARE", 0.05)
+	minRatio := benchstat.Float("TATTLE_BENCH_MIN_RATIO", 0.80)
+	maxShare := benchstat.Float("TATTLE_BENCH_MAX_COST_SHARE", 0.05)
 	warmup := count / 5
 	backend, err := enforce.ParseBackend(os.Getenv("TATTLE_BACKEND"))
 	if err != nil {
@@ -166,14 +144,14 @@ func TestConnectRateWithTattleVersusWithout(t *testing.T) {
 	}
 
 	var b strings.Builder
-	kernel := kernelRelease()
+	kernel := benchstat.KernelRelease()
 	fmt.Fprintf(&b, "Tattle connect-rate benchmark (%s backend, kernel %s)\n", attached, kernel)
 	fmt.Fprintf(&b, "loopback TCP connect+close of an allowed application, %d per run, %d alternating rounds\n", count, rounds)
 	for i := range on {
 		fmt.Fprintf(&b, "  round %d: without %8.0f/s  with %8.0f/s  ratio %.3f\n", i+1, off[i], on[i], ratios[i])
 	}
-	ratio := median(ratios)
-	fmt.Fprintf(&b, "median rate without Tattle %.0f/s, with Tattle %.0f/s\n", median(off), median(on))
+	ratio := benchstat.Median(ratios)
+	fmt.Fprintf(&b, "median rate without Tattle %.0f/s, with Tattle %.0f/s\n", benchstat.Median(off), benchstat.Median(on))
 	fmt.Fprintf(&b, "RATIO with/without (median of rounds): %.3f (goal >= 0.95)\n", ratio)
 	names := make([]string, 0, len(progs))
 	for n := range progs {
@@ -201,12 +179,12 @@ func TestConnectRateWithTattleVersusWithout(t *testing.T) {
 	}
 	// The programs' own time as a share of one connect+close without Tattle: a figure that, unlike the rate
 	// ratio, does not move with the machine's noise.
-	share := perConnect * median(off) / 1e9
+	share := perConnect * benchstat.Median(off) / 1e9
 	fmt.Fprintf(&b, "connect path programs' time per connect: %.0f ns = %.2f%% of an unfiltered connect+close\n", perConnect, 100*share)
-	trafficShare := trafficPer * median(off) / 1e9
+	trafficShare := trafficPer * benchstat.Median(off) / 1e9
 	fmt.Fprintf(&b, "traffic counters' time per connect+close (tcx on interfaces but loopback: none expected here): %.0f ns = %.2f%%; all programs %.2f%%\n",
 		trafficPer, 100*trafficShare, 100*(share+trafficShare))
-	dnsShare := dnsPer * median(off) / 1e9
+	dnsShare := dnsPer * benchstat.Median(off) / 1e9
 	fmt.Fprintf(&b, "DNS capture (cgroup_skb/ingress, statistics round only, not in the rates above): %.0f ns = %.2f%% per connect+close, "+
 		"its own run time only (the cgroup-BPF framework it makes every received packet run is not in it)\n", dnsPer, 100*dnsShare)
 	report := b.String()
@@ -260,14 +238,6 @@ func programStats(t *testing.T, enf *enforce.Enforcer, capture *dnscapture.Captu
 		out[id.Name] = *st
 	}
 	return out
-}
-
-func kernelRelease() string {
-	var u unix.Utsname
-	if err := unix.Uname(&u); err != nil {
-		return "unknown"
-	}
-	return unix.ByteSliceToString(u.Release[:])
 }
 
 func writeResult(t *testing.T, name, content string) {

@@ -5,11 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"math"
 	"os"
 	"os/exec"
 	"runtime"
-	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -19,6 +17,7 @@ import (
 	"github.com/tattlefw/tattle/helper/enforce"
 	"github.com/tattlefw/tattle/helper/netfilter"
 	"github.com/tattlefw/tattle/shared/identity"
+	"github.com/tattlefw/tattle/tests/internal/benchstat"
 	"github.com/tattlefw/tattle/tests/internal/testrig"
 )
 
@@ -103,15 +102,10 @@ func (s *series) report(b *strings.Builder) {
 	for i := range s.on {
 		fmt.Fprintf(b, "  %s round %2d: without %6.2f Gbit/s  with %6.2f Gbit/s  ratio %.3f\n", s.name, i+1, s.off[i], s.on[i], s.ratios[i])
 	}
-	r := append([]float64(nil), s.ratios...)
-	sort.Float64s(r)
-	q1, q3 := r[len(r)/4], r[(3*len(r))/4]
-	// The median's own noise, from the spread of the rounds (a normal's IQR is 1.349 sd; the median's standard
-	// error is 1.253 sd/sqrt(n)): what the goal and the bound are compared against.
-	noise := 1.253 * (q3 - q1) / 1.349 / math.Sqrt(float64(len(r)))
+	sp := benchstat.SpreadOf(s.ratios)
 	fmt.Fprintf(b, "%s: median without %.2f Gbit/s, with %.2f Gbit/s; RATIO with/without median %.3f ± %.3f "+
 		"(spread: min %.3f, quartiles %.3f..%.3f, max %.3f; goal >= 0.97); %d bytes per run, sent bytes counted with Tattle %d\n",
-		s.name, median(s.off), median(s.on), median(s.ratios), noise, r[0], q1, q3, r[len(r)-1], s.size, s.counted)
+		s.name, benchstat.Median(s.off), benchstat.Median(s.on), sp.Median, sp.Noise, sp.Min, sp.Q1, sp.Q3, sp.Max, s.size, s.counted)
 }
 
 // The issue: "bulk throughput with Tattle / without >= 0.97 on loopback and through a veth pair (at least 15
@@ -126,13 +120,13 @@ func (s *series) report(b *strings.Builder) {
 // iperf3 is given a byte count (-n) measured in the warm-up, not a time: its -t drops fractions (-t 0.5 runs
 // forever).
 func TestBulkThroughputWithTattleVersusWithout(t *testing.T) {
-	rounds := envInt("TATTLE_BENCH_TRAFFIC_ROUNDS", 60)
-	secs := envFloat("TATTLE_BENCH_TRAFFIC_SECONDS", 0.4)
+	rounds := benchstat.Int("TATTLE_BENCH_TRAFFIC_ROUNDS", 60)
+	secs := benchstat.Float("TATTLE_BENCH_TRAFFIC_SECONDS", 0.4)
 	// The goal is 0.97 (the report says where each run stands); what fails the test is a regression bound.
 	// Single rounds here spread from 0.33 to 1.9 (quartiles ~0.86..1.05), which leaves the median of 60
 	// rounds a noise of ~0.02: a bound of 0.90 under a true ~0.93 failed CI runs by chance; 0.85 is three of
 	// those below what is measured and still far above a per-packet upcall's cost (NFQUEUE: ~0.02).
-	minRatio := envFloat("TATTLE_BENCH_MIN_TRAFFIC_RATIO", 0.85)
+	minRatio := benchstat.Float("TATTLE_BENCH_MIN_TRAFFIC_RATIO", 0.85)
 	iperfPath, err := exec.LookPath("iperf3")
 	if err != nil {
 		t.Fatalf("iperf3 is needed (tests/install-deps.sh installs it): %v", err)
@@ -226,7 +220,7 @@ func TestBulkThroughputWithTattleVersusWithout(t *testing.T) {
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "Tattle bulk-throughput benchmark (kernel %s): iperf3 TCP, a fixed size per run (~%.1f s), %d alternating rounds, "+
-		"with = decision programs + traffic counters + DNS capture + hold table attached\n", kernelRelease(), secs, rounds)
+		"with = decision programs + traffic counters + DNS capture + hold table attached\n", benchstat.KernelRelease(), secs, rounds)
 	if la, err := os.ReadFile("/proc/loadavg"); err == nil {
 		fmt.Fprintf(&b, "machine load average at the end: %s", la)
 	}
@@ -246,7 +240,7 @@ func TestBulkThroughputWithTattleVersusWithout(t *testing.T) {
 		case s.name != "loopback" && (s.counted < uint64(sent) || s.counted > uint64(sent)+uint64(sent)/100):
 			t.Errorf("%s: the traffic counters saw %d bytes sent in the runs with Tattle, iperf3 sent %d: byte counting was not on or wrong", s.name, s.counted, sent)
 		}
-		if m := median(s.ratios); m < minRatio {
+		if m := benchstat.Median(s.ratios); m < minRatio {
 			t.Errorf("%s: throughput with Tattle is %.3f of without (median of %d rounds); the regression bound is %.2f (the goal 0.97)", s.name, m, rounds, minRatio)
 		}
 	}

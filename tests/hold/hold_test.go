@@ -17,6 +17,7 @@ import (
 
 	"github.com/tattlefw/tattle/shared/api"
 	"github.com/tattlefw/tattle/shared/rules"
+	"github.com/tattlefw/tattle/tests/internal/benchstat"
 	"github.com/tattlefw/tattle/tests/internal/holdrig"
 	"github.com/tattlefw/tattle/tests/internal/testrig"
 )
@@ -57,12 +58,6 @@ func TestAllowCompletesTheHeldConnection(t *testing.T) {
 		t.Errorf("second connection: %s", word)
 	}
 	ag.Quiet(t, time.Second)
-}
-
-func median(v []float64) float64 {
-	s := append([]float64(nil), v...)
-	sort.Float64s(s)
-	return s[len(s)/2]
 }
 
 func hasRule(rs []api.Rule, action, exe, remote string) bool {
@@ -164,7 +159,7 @@ func TestQuestionsAreIndependentAndShared(t *testing.T) {
 	ag.Answer(t, "a 1")
 	held.Wait(t, 10*time.Second)
 	bases = append(bases, rate())
-	base, during := median(bases), median(durings)
+	base, during := benchstat.Median(bases), benchstat.Median(durings)
 	ratio := during / base
 	report.Add(t, "20 allowed applications' connect rate with one question open / with none: %.3f (medians %.0f vs %.0f connects/s; rounds open %v, none %v)",
 		ratio, during, base, durings, bases)

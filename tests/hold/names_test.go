@@ -18,6 +18,7 @@ import (
 	"github.com/tattlefw/tattle/helper/enforce"
 	"github.com/tattlefw/tattle/shared/api"
 	"github.com/tattlefw/tattle/shared/identity"
+	"github.com/tattlefw/tattle/tests/internal/benchstat"
 	"github.com/tattlefw/tattle/tests/internal/holdrig"
 	"github.com/tattlefw/tattle/tests/internal/testrig"
 )
@@ -424,9 +425,9 @@ func TestBlocklistOf100000Domains(t *testing.T) {
 			}
 		}
 	}
-	ratio := median(with) / median(without)
+	ratio := benchstat.Median(with) / benchstat.Median(without)
 	report.Add(t, "allowed application's connect rate with the 100,000-domain list rule / without: %.3f (medians %.0f vs %.0f connects/s)",
-		ratio, median(with), median(without))
+		ratio, benchstat.Median(with), benchstat.Median(without))
 	if ratio < 0.85 {
 		t.Errorf("connect rate with the list rule fell to %.2f", ratio)
 	}

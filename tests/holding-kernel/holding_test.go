@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tattlefw/tattle/helper/netfilter"
+	"github.com/tattlefw/tattle/tests/internal/benchstat"
 )
 
 // Queue numbers of the tests, added to this run's base (newRig).
@@ -50,7 +51,7 @@ func TestQueueMethod(t *testing.T) {
 			t.Errorf("the hold chain uses connection tracking (ct %v): every packet would pay for it", e.Key)
 		}
 	}
-	reportLine(t, "kernel %s backend %s: method %q; hold chain: %s", kernelRelease(), r.enf.Backend(), r.method,
+	reportLine(t, "kernel %s backend %s: method %q; hold chain: %s", benchstat.KernelRelease(), r.enf.Backend(), r.method,
 		describeExprs(exprs))
 	// Four queueing rules: strict (never bypassed) and held, for TCP and for UDP.
 	switch r.method {
@@ -76,7 +77,7 @@ func TestQueueMethod(t *testing.T) {
 		if m, ok := want[exp]; !ok {
 			t.Errorf("TATTLE_EXPECT_NFT_QUEUE=%q: want native or xtables", exp)
 		} else if r.method != m {
-			t.Errorf("installed with %q on kernel %s, want %q", r.method, kernelRelease(), m)
+			t.Errorf("installed with %q on kernel %s, want %q", r.method, benchstat.KernelRelease(), m)
 		}
 	} else {
 		t.Logf("TATTLE_EXPECT_NFT_QUEUE is not set: method not asserted")

@@ -11,7 +11,6 @@
 package holdingkernel
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -534,16 +533,4 @@ func describeExprs(es []expr.Any) string {
 		}
 	}
 	return strings.Join(parts, ", ")
-}
-
-// kernelRelease is `uname -r`, for the report.
-func kernelRelease() string {
-	f, err := os.Open("/proc/sys/kernel/osrelease")
-	if err != nil {
-		return "unknown"
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	sc.Scan()
-	return sc.Text()
 }

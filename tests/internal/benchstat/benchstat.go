@@ -1,0 +1,71 @@
+// Package benchstat holds what the benchmarks share: their knobs from the environment, the statistics of
+// alternating rounds (a median and how far it can be trusted), and the kernel they ran on, for the report.
+package benchstat
+
+import (
+	"math"
+	"os"
+	"sort"
+	"strconv"
+
+	"golang.org/x/sys/unix"
+)
+
+// Int is the positive integer in the environment variable name, or def.
+func Int(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
+
+// Float is the positive number in the environment variable name, or def.
+func Float(name string, def float64) float64 {
+	if v, err := strconv.ParseFloat(os.Getenv(name), 64); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
+
+// Median of xs (the mean of the middle two for an even count); NaN for none.
+func Median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return math.NaN()
+	}
+	s := append([]float64(nil), xs...)
+	sort.Float64s(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// Spread describes a benchmark's rounds: their median, extremes and quartiles, and Noise, the median's own
+// standard error estimated from the quartiles (a normal's IQR is 1.349 sd, its median's error 1.253 sd/sqrt(n)),
+// robust to the single wild rounds a shared machine gives.
+type Spread struct {
+	Median, Min, Q1, Q3, Max, Noise float64
+}
+
+// SpreadOf the rounds xs; the zero Spread (NaN median) for none.
+func SpreadOf(xs []float64) Spread {
+	if len(xs) == 0 {
+		return Spread{Median: math.NaN()}
+	}
+	s := append([]float64(nil), xs...)
+	sort.Float64s(s)
+	q1, q3 := s[len(s)/4], s[(3*len(s))/4]
+	return Spread{
+		Median: Median(s), Min: s[0], Q1: q1, Q3: q3, Max: s[len(s)-1],
+		Noise: 1.253 * (q3 - q1) / 1.349 / math.Sqrt(float64(len(s))),
+	}
+}
+
+// KernelRelease is `uname -r`, for the report.
+func KernelRelease() string {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return "unknown"
+	}
+	return unix.ByteSliceToString(u.Release[:])
+}
