@@ -58,3 +58,5 @@ int tattle_sendmsg6(struct bpf_sock_addr *ctx)
 {
 	return handle(ctx, AF_INET6, HOOK_SENDMSG);
 }
+
+char LICENSE[] SEC("license") = "GPL";

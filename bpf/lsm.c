@@ -145,3 +145,5 @@ int tattle_mark_sendmsg6(struct bpf_sock_addr *ctx)
 	mark_and_note(ctx);
 	return 1;
 }
+
+char LICENSE[] SEC("license") = "GPL";

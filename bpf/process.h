@@ -1,11 +1,11 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
 /*
  * Process lifecycle hooks, part of both backends' objects (raw tracepoints: they load where LSM and fentry
- * programs cannot): they keep the vias map (core.h) true for every process, so the connect hooks identify an
+ * programs cannot): they keep the vias map (identity.h) true for every process, so the connect hooks identify an
  * interpreter's process by its script.
  *
  *   sched_process_exec  a process with an AppImage's identity exec'd a file of its own FUSE mount: it stays the
- *                       AppImage (core.h, "AppImages"); an AppImage file was exec'd: the process is that
+ *                       AppImage (identity.h, "AppImages"); an AppImage file was exec'd: the process is that
  *                       AppImage, reported to the helper with the file's path, unless it is traced or its
  *                       environment is refused; an interpreter was exec'd: record the process (resolved at
  *                       once when its first argument says there is no script, else pending and reported to
@@ -16,7 +16,14 @@
 #ifndef TATTLE_PROCESS_H
 #define TATTLE_PROCESS_H
 
-#include "core.h"
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+
+#include "include/kernel.h"
+#include "maps.h"
+#include "identity.h"
+#include "path.h"
 
 #define EXEC_ARGS_SIZE 1024 /* power of two: sizes are masked with EXEC_ARGS_SIZE - 1 */
 #define EXEC_FILENAME_SIZE 256

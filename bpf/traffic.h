@@ -7,7 +7,7 @@
 #ifndef TATTLE_TRAFFIC_H
 #define TATTLE_TRAFFIC_H
 
-/* One socket's account. The flow fields are those of struct flow_key in core.h. */
+/* One socket's account. The flow fields are those of struct flow_key in maps.h. */
 struct sock_traffic {
 	__u64 ino;
 	__u32 dev;

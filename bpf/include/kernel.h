@@ -128,4 +128,14 @@ struct msghdr {
 
 #pragma clang attribute pop
 
+/* Constants of the kernel's interface that libc headers would give; BPF programs include none. */
+#define AF_INET 2
+#define AF_INET6 10
+#define SOCK_STREAM 1
+#define SOCK_DGRAM 2
+#define SOL_SOCKET 1
+#define SO_MARK 36
+#define EPERM 1
+#define TCP_CLOSE 7
+
 #endif

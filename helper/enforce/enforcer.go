@@ -82,7 +82,9 @@ func (o *Options) validate() error {
 	return nil
 }
 
-// maps are the kernel maps shared by both backends (declared once, in bpf/core.h).
+// maps are the kernel maps shared by both backends (bpf/maps.h, identity.h and process.h, built into both
+// objects). Go wants literal tags, so the tags repeat the names that named takes from the C through bpf2go;
+// TestMapNamesAgree checks that they match and that both objects declare every one.
 type maps struct {
 	Config     *ebpf.Map `ebpf:"config"`
 	ScopeRules *ebpf.Map `ebpf:"scope_rules"`
@@ -100,17 +102,41 @@ type maps struct {
 	AppImageEnv  *ebpf.Map `ebpf:"appimage_env"`
 }
 
+// namedMap is one of the shared maps with its name in the objects (and under the pin directory).
+type namedMap struct {
+	name string
+	m    **ebpf.Map
+}
+
+// named lists the shared maps by name: the one list that pinning, reattaching and closing go by. The
+// names are bpf2go's constants for the C maps: the cgroup object's, which the lsm object shares.
+func (m *maps) named() []namedMap {
+	return []namedMap{
+		{bpf.CgroupMapConfig, &m.Config}, {bpf.CgroupMapScopeRules, &m.ScopeRules},
+		{bpf.CgroupMapDestRules, &m.DestRules}, {bpf.CgroupMapFlows, &m.Flows}, {bpf.CgroupMapEvents, &m.Events},
+		{bpf.CgroupMapStats, &m.Stats}, {bpf.CgroupMapSockStates, &m.SockStates}, {bpf.CgroupMapDnsSocks, &m.DNSSocks},
+		{bpf.CgroupMapInterpreters, &m.Interpreters}, {bpf.CgroupMapInterpOpts, &m.InterpOpts},
+		{bpf.CgroupMapVias, &m.Vias}, {bpf.CgroupMapExecEvents, &m.ExecEvents},
+		{bpf.CgroupMapAppimageEnv, &m.AppImageEnv},
+	}
+}
+
 func (m *maps) close() {
-	for _, mp := range []*ebpf.Map{m.Config, m.ScopeRules, m.DestRules, m.Flows, m.Events, m.Stats, m.SockStates, m.DNSSocks,
-		m.Interpreters, m.InterpOpts, m.Vias, m.ExecEvents, m.AppImageEnv} {
-		if mp != nil {
-			mp.Close()
+	for _, nm := range m.named() {
+		if *nm.m != nil {
+			(*nm.m).Close()
 		}
 	}
 }
 
-var mapNames = []string{"config", "scope_rules", "dest_rules", "flows", "events", "stats", "sock_states", "dns_socks",
-	"interpreters", "interp_opts", "vias", "exec_events", "appimage_env", trafficMapName}
+// pinnedMapNames are the maps the backend's object pins by name: the shared maps and the traffic records.
+func pinnedMapNames() []string {
+	var names []string
+	for _, nm := range (&maps{}).named() {
+		names = append(names, nm.name)
+	}
+	return append(names, trafficMapName)
+}
 
 // Enforcer is a handle on Tattle's kernel state. Closing it leaves enforcement in place (everything is
 // pinned); Uninstall removes it.
@@ -299,7 +325,7 @@ func (e *Enforcer) install(obj backendObject, cgroupRoot string) error {
 		return fmt.Errorf("create pin directory: %w", err)
 	}
 	// Pin the shared state; compiler-generated maps (.rodata and the like) belong to their programs.
-	for _, name := range mapNames {
+	for _, name := range pinnedMapNames() {
 		ms, ok := spec.Maps[name]
 		if !ok {
 			return fmt.Errorf("map %s missing from the embedded object", name)
@@ -368,18 +394,12 @@ func (e *Enforcer) reattach(obj backendObject) error {
 		}
 		e.links[name] = l
 	}
-	ms := map[string]**ebpf.Map{
-		"config": &e.maps.Config, "scope_rules": &e.maps.ScopeRules, "dest_rules": &e.maps.DestRules,
-		"flows": &e.maps.Flows, "events": &e.maps.Events, "stats": &e.maps.Stats, "sock_states": &e.maps.SockStates,
-		"dns_socks": &e.maps.DNSSocks, "interpreters": &e.maps.Interpreters, "interp_opts": &e.maps.InterpOpts,
-		"vias": &e.maps.Vias, "exec_events": &e.maps.ExecEvents, "appimage_env": &e.maps.AppImageEnv,
-	}
-	for name, dst := range ms {
-		m, err := ebpf.LoadPinnedMap(filepath.Join(e.pinDir, "maps", name), nil)
+	for _, nm := range e.maps.named() {
+		m, err := ebpf.LoadPinnedMap(filepath.Join(e.pinDir, "maps", nm.name), nil)
 		if err != nil {
-			return fmt.Errorf("load pinned map %s: %w", name, err)
+			return fmt.Errorf("load pinned map %s: %w", nm.name, err)
 		}
-		*dst = m
+		*nm.m = m
 	}
 	m, err := ebpf.LoadPinnedMap(filepath.Join(e.pinDir, "maps", trafficMapName), nil)
 	if err != nil {

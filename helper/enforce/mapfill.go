@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"github.com/cilium/ebpf"
+
+	"github.com/tattlefw/tattle/bpf"
 )
 
 // MapFill is how full one kernel map is: its entries and the most it holds.
@@ -21,8 +23,9 @@ func (e *Enforcer) MapFill() ([]MapFill, error) {
 		name string
 		m    *ebpf.Map
 	}{
-		{"scope_rules", e.maps.ScopeRules}, {"dest_rules", e.maps.DestRules}, {"flows", e.maps.Flows},
-		{"dns_socks", e.maps.DNSSocks}, {"vias", e.maps.Vias}, {trafficMapName, e.traffic.socks},
+		{bpf.CgroupMapScopeRules, e.maps.ScopeRules}, {bpf.CgroupMapDestRules, e.maps.DestRules},
+		{bpf.CgroupMapFlows, e.maps.Flows}, {bpf.CgroupMapDnsSocks, e.maps.DNSSocks}, {bpf.CgroupMapVias, e.maps.Vias},
+		{trafficMapName, e.traffic.socks},
 	}
 	out := make([]MapFill, 0, len(ms))
 	for _, x := range ms {

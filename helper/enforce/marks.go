@@ -7,7 +7,7 @@ import (
 	"github.com/tattlefw/tattle/shared/identity"
 )
 
-// Marks is the SO_MARK layout of undecided sockets (bpf/core.h explains the parts). Netfilter matches Held to
+// Marks is the SO_MARK layout of undecided sockets (bpf/mark.h explains the parts). Netfilter matches Held to
 // queue a socket's new packets to the helper, and Strict to drop rather than pass them while no helper reads
 // the queue; the helper reads Token to tell which application sent a queued packet. Deny is never set by the
 // kernel programs: the helper puts it on a held packet it refuses, and a netfilter rule rejects that packet.
@@ -48,7 +48,7 @@ func (m Marks) Validate() error {
 
 func (m Marks) tokenShift() uint32 { return uint32(bits.TrailingZeros32(m.Token)) }
 
-// TokenOf returns the token bits the kernel puts on undecided sockets of app run by uid (bpf/core.h
+// TokenOf returns the token bits the kernel puts on undecided sockets of app run by uid (bpf/mark.h
 // identity_token).
 func (m Marks) TokenOf(app identity.Executable, uid uint32) uint32 {
 	h := app.Ino * 0x9E3779B97F4A7C15

@@ -14,7 +14,7 @@ import (
 	"github.com/tattlefw/tattle/shared/identity"
 )
 
-// Scripts: the kernel identifies an interpreter's process by its script (see bpf/core.h, "Scripts"). The
+// Scripts: the kernel identifies an interpreter's process by its script (see bpf/identity.h, "Scripts"). The
 // helper fills the interpreter table, is told about every exec of an interpreter on a script, and writes the
 // identity it resolved for it.
 
@@ -224,7 +224,7 @@ func bytesOf(b []int8) string {
 	return string(out)
 }
 
-// AppImages: the kernel identifies a process started from an AppImage file by that file (bpf/core.h,
+// AppImages: the kernel identifies a process started from an AppImage file by that file (bpf/identity.h,
 // "AppImages"), unless the AppImage was exec'd with an environment variable of the list installed here.
 
 // maxEnvName is the longest variable name the kernel's list holds (ENV_NAME_SIZE - 1, less one: a name the

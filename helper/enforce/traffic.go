@@ -29,9 +29,9 @@ func withTraffic(backend [32]byte) [32]byte {
 	return sha256.Sum256(append(backend[:], t[:]...))
 }
 
-// trafficMapName is the socket records' map (bpf/traffic.h). The decision core makes the records, so the
-// backend's object pins it; the traffic counters take it from the pin.
-const trafficMapName = "traffic_socks"
+// trafficMapName is the socket records' map (bpf/traffic.h), in all three objects. The decision core makes
+// the records, so the backend's object pins it; the traffic counters take it from the pin.
+const trafficMapName = bpf.TrafficMapTrafficSocks
 
 // closedQuiet is how long a record must have been quiet, with its socket gone from sock_diag's list, before
 // it is folded into its flow's totals and removed.

@@ -216,7 +216,7 @@ func TestAnAppSpecificNameRuleDoesNotEvictOtherAppsRules(t *testing.T) {
 	}
 }
 
-// kernelDecide models the kernel's lookup (bpf/core.h) over compiled verdicts: scopes from most to least
+// kernelDecide models the kernel's lookup (bpf/decision.h) over compiled verdicts: scopes from most to least
 // specific; in a scope the longest prefix, an exact port before any port at equal length, then the default.
 func kernelDecide(v enforce.Verdicts, app identity.Executable, uid uint32, addr netip.Addr, port uint16, proto enforce.Protocol) (enforce.Ruling, bool) {
 	for _, s := range []enforce.Scope{{App: app, UID: uid}, {App: app, UID: identity.AnyUID}, {App: identity.Any, UID: uid}, {App: identity.Any, UID: identity.AnyUID}} {

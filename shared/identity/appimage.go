@@ -3,7 +3,7 @@ package identity
 import "golang.org/x/sys/unix"
 
 // AppImages: a process started from an AppImage file is known by that file, whatever fresh /tmp/.mount_…
-// path its payload is mounted at (see bpf/core.h, "AppImages"). The kernel gives such a process an identity
+// path its payload is mounted at (see bpf/identity.h, "AppImages"). The kernel gives such a process an identity
 // of its own: the file's device with appImageMajor set in its major number, which no device has, and the
 // file's inode. No file's identity equals it, so a rule for the file's path (which names the runtime run
 // bare, or refused) never matches the AppImage, nor the other way round.
