@@ -200,7 +200,10 @@ func TestFloodOfPortsIsOneQuestion(t *testing.T) {
 	if !strings.Contains(out, "ECONNREFUSED=3000") {
 		t.Errorf("after Allow every connection should reach the host (closed ports: refused by it): %s", out)
 	}
-	if ratio < 0.95 {
+	// A regression bound on one 4 s run against two 3 s ones on a shared 2-core machine: such single runs
+	// differ by about 5% with nothing held (0.947 was seen in a clean run), so 0.95 failed by chance; a flood
+	// that the allowed program noticed (the helper or the queue starved) shows far below 0.90.
+	if ratio < 0.90 {
 		t.Errorf("allowed program's connect rate fell to %.3f of its rate without the flood", ratio)
 	}
 }
