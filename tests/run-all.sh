@@ -98,6 +98,9 @@ fuzz FuzzExtractRoundTrip ./app/i18n/extract 100000 # each input parses Go sourc
 echo "== fuzzing the kernel module info reader of the VM ring's initramfs"
 fuzz FuzzModinfoDepends ./tests/vm
 
+echo "== leftovers of killed test runs (their programs would still decide every socket)"
+go run ./tests/internal/leftovers
+
 echo "== all rings: go test (packages one at a time, so only one test's programs are attached at once)"
 log="$TATTLE_RESULTS_DIR/go-test.log"
 # The report tool is built first, on its own: it must work when the packages under test do not build.
