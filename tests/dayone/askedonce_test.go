@@ -44,13 +44,13 @@ func TestNewProgramIsAskedOnce(t *testing.T) {
 		t.Fatal("data/rules.d has no factory-dns-udp")
 	}
 	resolvers := filepath.Join(t.TempDir(), "resolv.conf")
-	r := newRig(t, "dayone-askedonce", api.Settings{DefaultAction: api.DefaultDeny, SystemDefault: api.DefaultDeny, QuestionTimeout: 30},
+	r := ring.NewRig(t, "dayone-askedonce", api.Settings{DefaultAction: api.DefaultDeny, SystemDefault: api.DefaultDeny, QuestionTimeout: 30},
 		"-factory-dir", factoryDir, "-resolver-files", resolvers)
 	ag := r.StartAgent(t)
 
 	// The resolver in one namespace, the named host in another: the host's address is not the DNS server's.
 	const name = "app.dayone.test"
-	hosts := newNetns(t, 1)
+	hosts := ring.NewNetns(t, 1)
 	srv := hosts.TCPServer(t)
 	hostAddr, port, _ := net.SplitHostPort(srv)
 	resolver := dnsServer(t, r.NS, map[string]string{name: hostAddr})

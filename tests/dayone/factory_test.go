@@ -32,7 +32,7 @@ except OSError as e:
     print("error %s" % errno.errorcode.get(e.errno, e.errno))
 `
 
-func udpQuery(t *testing.T, addr string, timeout time.Duration) *started {
+func udpQuery(t *testing.T, addr string, timeout time.Duration) *holdrig.Started {
 	t.Helper()
 	host, port, _ := net.SplitHostPort(addr)
 	return holdrig.Start(t, "python3", "-c", pyUDP, host, port, fmt.Sprint(timeout.Seconds()))
@@ -47,7 +47,7 @@ type listedRule struct {
 	Factory  bool   `json:"factory"`
 }
 
-func listJSON(t *testing.T, r *rig) map[string]listedRule {
+func listJSON(t *testing.T, r *holdrig.Rig) map[string]listedRule {
 	t.Helper()
 	out, errOut, code := r.Ctl(t, 0, "rules", "list", "--json")
 	if code != 0 {
@@ -99,7 +99,7 @@ func shippedFactory(t *testing.T) (string, map[string]string) {
 func TestFactoryRules(t *testing.T) {
 	factoryDir, shipped := shippedFactory(t)
 	resolv := filepath.Join(t.TempDir(), "resolv.conf")
-	r := newRig(t, "dayone-factory", api.Settings{DefaultAction: api.DefaultDeny, SystemDefault: api.DefaultDeny},
+	r := ring.NewRig(t, "dayone-factory", api.Settings{DefaultAction: api.DefaultDeny, SystemDefault: api.DefaultDeny},
 		"-factory-dir", factoryDir, "-resolver-files", resolv)
 	ag := r.StartAgent(t)
 	const dnsUDP = "factory-dns-udp"
@@ -199,14 +199,14 @@ func TestFactoryRules(t *testing.T) {
 	if x.Enabled || !x.Factory {
 		t.Fatalf("after restart: %+v", x)
 	}
-	ns1 := newNetns(t, 1)
+	ns1 := ring.NewNetns(t, 1)
 	srv1 := ns1.UDPServerOn(t, 53)
 	setResolvers(t, r, resolv, ns1.PeerAddr) // a configured resolver: only the disabled rule would allow it
 	askedAfterDisable("after the restart", srv1)
 
 	// An administrator's dns.json replaces the factory one: its rule allows what it says, the factory DNS
 	// rules are gone, the other factory groups stay.
-	ns2 := newNetns(t, 2)
+	ns2 := ring.NewNetns(t, 2)
 	srv2 := ns2.UDPServerOn(t, 53)
 	override := `{"version": 1, "name": "our resolver", "rules": [{"id": "corp-dns-udp", "application": "any",
   "remote": "` + ns2.PeerAddr + `", "port": "53", "protocol": "udp", "action": "allow", "duration": "forever",
@@ -253,7 +253,7 @@ func TestFactoryRules(t *testing.T) {
 // setResolvers replaces the test's resolv.conf (path, given to tattled as -resolver-files) by a rename, as
 // resolvconf and NetworkManager do, naming addrs, and waits until tattled has the rules on list:resolvers
 // recompiled for them; it returns how long that took from the rename.
-func setResolvers(t *testing.T, r *rig, path string, addrs ...string) time.Duration {
+func setResolvers(t *testing.T, r *holdrig.Rig, path string, addrs ...string) time.Duration {
 	t.Helper()
 	var b strings.Builder
 	b.WriteString("# written by the test\nsearch dayone.test\n")
@@ -288,10 +288,10 @@ func setResolvers(t *testing.T, r *rig, path string, addrs ...string) time.Durat
 func TestFactoryDNSFollowsTheResolvers(t *testing.T) {
 	factoryDir, _ := shippedFactory(t)
 	resolv := filepath.Join(t.TempDir(), "resolv.conf") // missing at the start: an empty list
-	r := newRig(t, "dayone-resolvers", api.Settings{DefaultAction: api.DefaultDeny, SystemDefault: api.DefaultDeny},
+	r := ring.NewRig(t, "dayone-resolvers", api.Settings{DefaultAction: api.DefaultDeny, SystemDefault: api.DefaultDeny},
 		"-factory-dir", factoryDir, "-resolver-files", resolv)
 	ag := r.StartAgent(t)
-	hosts := []*netns{newNetns(t, 1), newNetns(t, 2)}
+	hosts := []*holdrig.Netns{ring.NewNetns(t, 1), ring.NewNetns(t, 2)}
 	type servers struct{ udp, tcp string }
 	var srv []servers
 	for _, h := range hosts {
@@ -313,11 +313,11 @@ func TestFactoryDNSFollowsTheResolvers(t *testing.T) {
 		t.Helper()
 		for _, c := range []struct {
 			proto, addr string
-			start       func() *started
+			start       func() *holdrig.Started
 			outcome     func(string) string
 		}{
-			{"udp", s.udp, func() *started { return udpQuery(t, s.udp, 5*time.Second) }, strings.TrimSpace},
-			{"tcp", s.tcp, func() *started { return holdrig.Python(t, s.tcp, 10*time.Second) }, func(out string) string {
+			{"udp", s.udp, func() *holdrig.Started { return udpQuery(t, s.udp, 5*time.Second) }, strings.TrimSpace},
+			{"tcp", s.tcp, func() *holdrig.Started { return holdrig.Python(t, s.tcp, 10*time.Second) }, func(out string) string {
 				w, _ := holdrig.ParsePy(t, out)
 				return w
 			}},

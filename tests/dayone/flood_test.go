@@ -22,7 +22,7 @@ type capture struct {
 	fd   int
 }
 
-func captureSYNs(t *testing.T, n *netns, dst string, lo, hi uint16) *capture {
+func captureSYNs(t *testing.T, n *holdrig.Netns, dst string, lo, hi uint16) *capture {
 	t.Helper()
 	c := &capture{fd: -1}
 	want := net.ParseIP(dst).To4()
@@ -141,7 +141,7 @@ func connectRate(t *testing.T, srv string, d time.Duration) float64 {
 // the bus; and other, allowed programs keep their connect rate meanwhile.
 func TestFloodOfPortsIsOneQuestion(t *testing.T) {
 	const n, base = 3000, 20000
-	r := newRig(t, "dayone-flood", apiSettings(60))
+	r := ring.NewRig(t, "dayone-flood", apiSettings(60))
 	srv := r.NS.TCPServer(t)
 	capt := captureSYNs(t, r.NS, r.NS.PeerAddr, base, base+n)
 	ag := r.StartAgent(t)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/tattlefw/tattle/shared/api"
+	"github.com/tattlefw/tattle/tests/internal/holdrig"
 	"github.com/tattlefw/tattle/tests/internal/testrig"
 )
 
@@ -28,7 +29,7 @@ type learnedGroup struct {
 	} `json:"rules"`
 }
 
-func learned(t *testing.T, r *rig, uid uint32) map[string]learnedGroup {
+func learned(t *testing.T, r *holdrig.Rig, uid uint32) map[string]learnedGroup {
 	t.Helper()
 	out, errOut, code := r.Ctl(t, uid, "rules", "learned", "--json")
 	if code != 0 {
@@ -45,7 +46,7 @@ func learned(t *testing.T, r *rig, uid uint32) map[string]learnedGroup {
 	return m
 }
 
-func status(t *testing.T, r *rig) api.Status {
+func status(t *testing.T, r *holdrig.Rig) api.Status {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -60,7 +61,7 @@ func status(t *testing.T, r *rig) api.Status {
 // exactly what each did as a disabled rule; approving one program's enables it (then decided in the kernel,
 // unasked); the mode ends by itself and the next unknown program, and an unapproved one, are asked again.
 func TestLearningMode(t *testing.T) {
-	r := newRig(t, "dayone-learn", apiSettings(30))
+	r := ring.NewRig(t, "dayone-learn", apiSettings(30))
 	ag := r.StartAgent(t)
 	u := testrig.TestUser(t)
 	dir := testrig.AppDir(t)

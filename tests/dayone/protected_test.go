@@ -16,7 +16,7 @@ import (
 func TestProtectedAnswersNeedThePassword(t *testing.T) {
 	st := apiSettings(20)
 	st.Protected = true
-	r := newRig(t, "dayone-protected", st)
+	r := ring.NewRig(t, "dayone-protected", st)
 	const name, password = "tattle-d1-prot", "protected-Pw-2"
 	uid := testUser(t, name, password)
 	tty := newPTY(t, uid)

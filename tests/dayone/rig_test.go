@@ -11,7 +11,6 @@ import (
 	"os"
 	"testing"
 
-	"github.com/tattlefw/tattle/shared/api"
 	"github.com/tattlefw/tattle/tests/internal/holdrig"
 	"github.com/tattlefw/tattle/tests/internal/testrig"
 )
@@ -23,16 +22,3 @@ var ring = holdrig.Ring{Table: "tattle_test_dayone", Queue: "7453", Netns: "d1",
 
 // report collects the figures the tests measure, for tests/output/dayone.txt.
 var report = testrig.NewReport("dayone.txt")
-
-type (
-	rig     = holdrig.Rig
-	netns   = holdrig.Netns
-	started = holdrig.Started
-)
-
-func newNetns(t *testing.T, i int) *netns { return ring.NewNetns(t, i) }
-
-func newRig(t *testing.T, name string, st api.Settings, extra ...string) *rig {
-	t.Helper()
-	return ring.NewRig(t, name, st, extra...)
-}

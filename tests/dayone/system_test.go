@@ -28,7 +28,7 @@ import (
 )
 
 // dnsServer answers A queries for names in the namespace (UDP port 53 of its address).
-func dnsServer(t *testing.T, n *netns, names map[string]string) string {
+func dnsServer(t *testing.T, n *holdrig.Netns, names map[string]string) string {
 	t.Helper()
 	var pc net.PacketConn
 	n.Inside(t, func() {
@@ -103,7 +103,7 @@ func TestSystemTrafficSurvivesDayOne(t *testing.T) {
 			t.Fatalf("%s is missing (see tests/install-deps.sh)", tool)
 		}
 	}
-	r := newRig(t, "dayone-system", apiSettings(20))
+	r := ring.NewRig(t, "dayone-system", apiSettings(20))
 	srv := r.NS.TCPServer(t)
 	udp := r.NS.UDPServer(t)
 	resolver := dnsServer(t, r.NS, map[string]string{"mirror.dayone.test": r.NS.PeerAddr})
@@ -249,7 +249,7 @@ func TestSystemTrafficSurvivesDayOne(t *testing.T) {
 // the system bus at its standard path (a setuid program ignores DBUS_SYSTEM_BUS_ADDRESS): the agent runs in a
 // mount namespace of its own with the test bus's directory over /run/dbus (as testrig.RunWithPassword does),
 // keeping the user's groups.
-func startTTYAgent(t *testing.T, r *rig, uid uint32, tty *pty) *testagent.Agent {
+func startTTYAgent(t *testing.T, r *holdrig.Rig, uid uint32, tty *pty) *testagent.Agent {
 	t.Helper()
 	if err := os.MkdirAll("/run/dbus", 0o755); err != nil {
 		t.Fatal(err)

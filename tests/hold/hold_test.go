@@ -168,7 +168,7 @@ func TestQuestionsAreIndependentAndShared(t *testing.T) {
 	}
 
 	// 20 identities x 10 concurrent attempts: one question each.
-	var clients []*started
+	var clients []*holdrig.Started
 	for i := 0; i < 20; i++ {
 		app := testrig.CopyApp(t, bin, dir, fmt.Sprintf("burst-%02d", i))
 		for j := 0; j < 10; j++ {
@@ -321,7 +321,7 @@ func (a *testAgent) Ask(q api.Question) (api.Answer, *dbus.Error) {
 
 func (a *testAgent) Cancel(id uint64) *dbus.Error { return nil }
 
-func registerTestAgent(t *testing.T, r *rig, conn *dbus.Conn) *testAgent {
+func registerTestAgent(t *testing.T, r *holdrig.Rig, conn *dbus.Conn) *testAgent {
 	t.Helper()
 	a := &testAgent{asked: make(chan askCall, 16), stop: make(chan struct{})}
 	t.Cleanup(func() { close(a.stop) })
@@ -502,7 +502,7 @@ func TestRuleMadeMeanwhileSettlesOpenQuestions(t *testing.T) {
 	r := newRig(t, "hold-recheck", api.Settings{})
 	srv := r.NS.TCPServer(t)
 	// Another host: attempts of one program to one host share one question whatever the port (issue 10).
-	srv2 := newNetns(t, 1).TCPServer(t)
+	srv2 := ring.NewNetns(t, 1).TCPServer(t)
 	ag := r.StartAgent(t)
 	app := testrig.CopyApp(t, testrig.Build(t).Client, testrig.AppDir(t), "recheck")
 
@@ -518,7 +518,7 @@ func TestRuleMadeMeanwhileSettlesOpenQuestions(t *testing.T) {
 	}
 	// Answering the first with "any connection, forever" covers the second too.
 	answered := ag.Answer(t, "a n")
-	for _, c := range []*started{first, second} {
+	for _, c := range []*holdrig.Started{first, second} {
 		var res testrig.Result
 		json.Unmarshal([]byte(c.Wait(t, 5*time.Second)), &res)
 		if !res.OK {

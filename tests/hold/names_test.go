@@ -39,7 +39,7 @@ type dnsServer struct {
 	records map[string][]mdns.RR
 }
 
-func startDNS(t *testing.T, n, hosts *netns, records map[string][]mdns.RR) *dnsServer {
+func startDNS(t *testing.T, n, hosts *holdrig.Netns, records map[string][]mdns.RR) *dnsServer {
 	t.Helper()
 	run := func(args ...string) {
 		t.Helper()
@@ -159,10 +159,10 @@ func (s *dnsServer) resolveAndConnect(t *testing.T, names ...string) map[string]
 	return res
 }
 
-func newNamesRig(t *testing.T, records map[string][]mdns.RR, extra ...string) (*rig, *dnsServer) {
+func newNamesRig(t *testing.T, records map[string][]mdns.RR, extra ...string) (*holdrig.Rig, *dnsServer) {
 	t.Helper()
 	r := newRig(t, "names", api.Settings{}, extra...)
-	s := startDNS(t, r.NS, newNetns(t, 1), records)
+	s := startDNS(t, r.NS, ring.NewNetns(t, 1), records)
 	// DNS to the test's server is allowed by address (ranks above every name rule).
 	for _, args := range [][]string{
 		{"rules", "add", "--allow", "--app", "any", "--remote", s.addr, "--port", "53", "--protocol", "udp"},

@@ -22,18 +22,10 @@ var ring = holdrig.Ring{Table: "tattle_test_hold", Queue: "7452", Netns: "hold",
 // report collects the figures the tests measure, for tests/output/hold.txt.
 var report = testrig.NewReport("hold.txt")
 
-type (
-	rig     = holdrig.Rig
-	netns   = holdrig.Netns
-	started = holdrig.Started
-)
-
-func newNetns(t *testing.T, i int) *netns { return ring.NewNetns(t, i) }
-
 // newRig starts the ring's helper. Its agents: tattlectl agent, and this test binary's own in-process agent
 // (registerTestAgent), which the helper must accept as a trusted agent program too (both are root's, in
 // directories only root writes).
-func newRig(t *testing.T, name string, st api.Settings, extra ...string) *rig {
+func newRig(t *testing.T, name string, st api.Settings, extra ...string) *holdrig.Rig {
 	t.Helper()
 	self, err := os.Executable()
 	if err != nil {
