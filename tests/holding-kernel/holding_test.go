@@ -166,28 +166,13 @@ func TestHeldUDP(t *testing.T) {
 		t.Run(f.name, func(t *testing.T) {
 			srv := startUDP(t, f.udp, f.addr)
 			c := startUDPApp(t, r.udp, "connected", srv.addr, 3*time.Second, srv.addr)
-			p := q.next(t, unix.IPPROTO_UDP, srv.addr)
-			r.checkMark(t, p, r.udp, false)
-			time.Sleep(time.Until(p.Time.Add(holdFor)))
-			if n := arrivals(srv.got); n != 0 {
-				t.Fatalf("server received %d datagrams while the first was held", n)
-			}
-			verdict := time.Now()
-			if err := q.q.Accept(p.ID); err != nil {
-				t.Fatal(err)
-			}
-			var delivered time.Time
-			select {
-			case delivered = <-srv.got:
-			case <-time.After(packetWait):
-				t.Fatal("the accepted datagram never reached the server")
-			}
+			p, delivery := r.holdThenAccept(t, q, srv)
 			res := c.udpResult(t)
 			if len(res.Echoed) != 1 || !res.Echoed[0] {
 				t.Fatalf("accepted datagram: echo received %v", res.Echoed)
 			}
 			reportLine(t, "udp %s (connected socket) held %v then accepted: delivered %v after the verdict, "+
-				"client got the echo; mark %#x", f.name, holdFor, delivered.Sub(verdict).Round(time.Microsecond), p.Mark)
+				"client got the echo; mark %#x", f.name, holdFor, delivery.Round(time.Microsecond), p.Mark)
 		})
 	}
 }
@@ -205,22 +190,7 @@ func TestHeldUDPUnconnectedSendto(t *testing.T) {
 		t.Run(f.name, func(t *testing.T) {
 			first, second := startUDP(t, f.udp, f.addr), startUDP(t, f.udp, f.addr)
 			c := startUDPApp(t, r.udp, "sendto2", first.addr, 3*time.Second, second.addr)
-			p := q.next(t, unix.IPPROTO_UDP, first.addr)
-			r.checkMark(t, p, r.udp, false)
-			time.Sleep(time.Until(p.Time.Add(holdFor)))
-			if n := arrivals(first.got); n != 0 {
-				t.Fatalf("server received %d datagrams while the first was held", n)
-			}
-			verdict := time.Now()
-			if err := q.q.Accept(p.ID); err != nil {
-				t.Fatal(err)
-			}
-			var delivered time.Time
-			select {
-			case delivered = <-first.got:
-			case <-time.After(packetWait):
-				t.Fatal("the accepted datagram never reached the server")
-			}
+			p, delivery := r.holdThenAccept(t, q, first)
 			p2 := q.next(t, unix.IPPROTO_UDP, second.addr)
 			r.checkMark(t, p2, r.udp, false)
 			if err := q.q.Accept(p2.ID); err != nil {
@@ -232,8 +202,32 @@ func TestHeldUDPUnconnectedSendto(t *testing.T) {
 			}
 			reportLine(t, "udp %s unconnected sendto held %v then accepted: delivered %v after the verdict; the "+
 				"second datagram, to a new destination, held too; mark %#x", f.name, holdFor,
-				delivered.Sub(verdict).Round(time.Microsecond), p.Mark)
+				delivery.Round(time.Microsecond), p.Mark)
 		})
+	}
+}
+
+// holdThenAccept takes the udp app's first datagram to srv off the queue, checks its marks, holds it for
+// holdFor while asserting srv has not received it, accepts it and waits for srv to. It returns the packet
+// and how long delivery took after the verdict.
+func (r *rig) holdThenAccept(t *testing.T, q *queue, srv *udpServer) (netfilter.Packet, time.Duration) {
+	t.Helper()
+	p := q.next(t, unix.IPPROTO_UDP, srv.addr)
+	r.checkMark(t, p, r.udp, false)
+	time.Sleep(time.Until(p.Time.Add(holdFor)))
+	if n := arrivals(srv.got); n != 0 {
+		t.Fatalf("server received %d datagrams while the first was held", n)
+	}
+	verdict := time.Now()
+	if err := q.q.Accept(p.ID); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case delivered := <-srv.got:
+		return p, delivered.Sub(verdict)
+	case <-time.After(packetWait):
+		t.Fatal("the accepted datagram never reached the server")
+		return p, 0
 	}
 }
 
