@@ -150,6 +150,31 @@ func (e *env) dial(change, noInteractive bool) (Helper, error) {
 	return e.connect(change && !noInteractive && !e.noInteractive)
 }
 
+// show runs a read-only command whose one flag is --json: it fetches a value from the helper and prints it as
+// JSON or, through writeText (given the open connection, for follow-up queries), as textForm.
+func show[T any](ctx context.Context, e *env, name, textForm string, args []string,
+	fetch func(Helper, context.Context) (T, error), writeJSON func(io.Writer, T) error,
+	writeText func(context.Context, Helper, T) error) error {
+	fs := newFlagSet(name)
+	asJSON := fs.Bool("json", false, "print JSON instead of "+textForm)
+	if err := noArgs(e, name, fs, args); err != nil {
+		return err
+	}
+	h, err := e.dial(false, false)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	v, err := fetch(h, ctx)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return writeJSON(e.stdout, v)
+	}
+	return writeText(ctx, h, v)
+}
+
 // command is one subcommand: its name, synopsis and summary for help, and the function that runs it.
 type command struct {
 	name     string // "rules add"

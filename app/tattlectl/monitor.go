@@ -10,28 +10,14 @@ import (
 )
 
 func cmdStatus(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet("status")
-	asJSON := fs.Bool("json", false, "print JSON instead of text")
-	if err := noArgs(e, "status", fs, args); err != nil {
-		return err
-	}
-	h, err := e.dial(false, false)
-	if err != nil {
-		return err
-	}
-	defer h.Close()
-	st, err := h.Status(ctx)
-	if err != nil {
-		return err
-	}
-	if *asJSON {
-		return writeStatusJSON(e.stdout, st)
-	}
-	var problems []api.Problem
-	if st.Problems > 0 {
-		problems, _ = h.Problems(ctx) // the count is shown either way
-	}
-	return writeStatus(e.stdout, st, problems)
+	return show(ctx, e, "status", "text", args, Helper.Status, writeStatusJSON,
+		func(ctx context.Context, h Helper, st api.Status) error {
+			var problems []api.Problem
+			if st.Problems > 0 {
+				problems, _ = h.Problems(ctx) // the count is shown either way
+			}
+			return writeStatus(e.stdout, st, problems)
+		})
 }
 
 type monitorOptions struct {

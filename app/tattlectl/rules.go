@@ -18,24 +18,8 @@ import (
 )
 
 func cmdRulesList(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet("rules list")
-	asJSON := fs.Bool("json", false, "print JSON instead of a table")
-	if err := noArgs(e, "rules list", fs, args); err != nil {
-		return err
-	}
-	h, err := e.dial(false, false)
-	if err != nil {
-		return err
-	}
-	defer h.Close()
-	rs, err := h.Rules(ctx)
-	if err != nil {
-		return err
-	}
-	if *asJSON {
-		return writeRulesJSON(e.stdout, rs)
-	}
-	return writeRulesTable(e.stdout, rs, e)
+	return show(ctx, e, "rules list", "a table", args, Helper.Rules, writeRulesJSON,
+		func(_ context.Context, _ Helper, rs []api.Rule) error { return writeRulesTable(e.stdout, rs, e) })
 }
 
 // addOptions are the flags of "rules add".
@@ -292,8 +276,11 @@ func idArgs(e *env, name string, args []string) (ids []string, noInteractive boo
 	return ids, noInteractive, err
 }
 
-func cmdRulesRemove(ctx context.Context, e *env, args []string) error {
-	ids, ni, err := idArgs(e, "rules remove", args)
+// changeRules runs a command that changes the rules given by id: it connects for a change (asking a password
+// unless --no-interactive) and applies change to the ids.
+func changeRules(ctx context.Context, e *env, name string, args []string,
+	change func(Helper, context.Context, []string) error) error {
+	ids, ni, err := idArgs(e, name, args)
 	if err != nil {
 		return err
 	}
@@ -302,20 +289,15 @@ func cmdRulesRemove(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer h.Close()
-	return h.RemoveRules(ctx, ids)
+	return change(h, ctx, ids)
+}
+
+func cmdRulesRemove(ctx context.Context, e *env, args []string) error {
+	return changeRules(ctx, e, "rules remove", args, Helper.RemoveRules)
 }
 
 func cmdRulesApprove(ctx context.Context, e *env, args []string) error {
-	ids, ni, err := idArgs(e, "rules approve", args)
-	if err != nil {
-		return err
-	}
-	h, err := e.dial(true, ni)
-	if err != nil {
-		return err
-	}
-	defer h.Close()
-	return h.Approve(ctx, ids)
+	return changeRules(ctx, e, "rules approve", args, Helper.Approve)
 }
 
 func cmdRulesEnable(ctx context.Context, e *env, args []string) error {
@@ -327,21 +309,14 @@ func cmdRulesDisable(ctx context.Context, e *env, args []string) error {
 }
 
 func setEnabled(ctx context.Context, e *env, name string, args []string, on bool) error {
-	ids, ni, err := idArgs(e, name, args)
-	if err != nil {
-		return err
-	}
-	h, err := e.dial(true, ni)
-	if err != nil {
-		return err
-	}
-	defer h.Close()
-	for _, id := range ids {
-		if err := h.SetEnabled(ctx, id, on); err != nil {
-			return err
+	return changeRules(ctx, e, name, args, func(h Helper, ctx context.Context, ids []string) error {
+		for _, id := range ids {
+			if err := h.SetEnabled(ctx, id, on); err != nil {
+				return err
+			}
 		}
-	}
-	return nil
+		return nil
+	})
 }
 
 func checkFormat(f string) error {
