@@ -171,13 +171,8 @@ func previewRules(rs []api.Rule, uid uint32) *gtk.ScrolledWindow {
 		case !r.Enabled:
 			state = i18n.T("Disabled")
 		}
-		scope := i18n.T("You")
-		if r.Owner == api.NoOwner {
-			scope = i18n.T("Everyone (system)")
-		} else if r.Owner != int64(uid) {
-			scope = fmt.Sprintf(i18n.T("User %d"), r.Owner)
-		}
-		store.InsertWithValues(nil, -1, idx, []any{app, remoteLabel(r.Remote), r.Port, r.Protocol, actionLabel(r.Action), state, scope, r.Note})
+		store.InsertWithValues(nil, -1, idx, []any{app, remoteLabel(r.Remote), r.Port, r.Protocol, actionLabel(r.Action), state,
+			scopeLabel(r.Owner, uid), r.Note})
 	}
 	view := ui.Must(gtk.TreeViewNewWithModel(store))
 	view.SetTooltipColumn(len(cols) - 1) // the note, often longer than its column

@@ -266,12 +266,7 @@ func (p *Page) show(rs []api.Rule) {
 			if r.Action == "deny" {
 				icon = "action-unavailable-symbolic"
 			}
-			scope := i18n.T("You")
-			if r.Owner == api.NoOwner {
-				scope = i18n.T("Everyone (system)")
-			} else if r.Owner != int64(p.uid) {
-				scope = fmt.Sprintf(i18n.T("User %d"), r.Owner)
-			}
+			scope := scopeLabel(r.Owner, p.uid)
 			if r.ReadOnly {
 				scope += " · " + i18n.T("administrator's file")
 			}
@@ -279,10 +274,7 @@ func (p *Page) show(rs []api.Rule) {
 				scope += " · " + i18n.T("not approved")
 				icon = "dialog-warning-symbolic"
 			}
-			p.store.InsertWithValues(&gtk.TreeIter{}, parent, -1,
-				[]int{colIcon, colName, colEnabled, colToggleVisible, colRemote, colPort, colProto, colAction, colDuration, colScope, colNote, colID, colVisible},
-				[]any{icon, remoteLabel(r.Remote), r.Enabled, true, r.Remote, r.Port, r.Protocol, actionLabel(r.Action),
-					durationLabel(r.Duration), scope, r.Note, r.ID, true})
+			p.addRuleRow(parent, r, icon, remoteLabel(r.Remote), scope, r.Note)
 		}
 	}
 	p.view.ExpandAll()
@@ -346,17 +338,8 @@ func (p *Page) showLearned(rs []api.Rule) {
 		if r.Via != "" {
 			app += " " + filepath.Base(r.Via)
 		}
-		scope := i18n.T("You")
-		if r.Owner == api.NoOwner {
-			scope = i18n.T("Everyone (system)")
-		} else if r.Owner != int64(p.uid) {
-			scope = fmt.Sprintf(i18n.T("User %d"), r.Owner)
-		}
-		scope += " · " + i18n.T("learned, not approved")
-		p.store.InsertWithValues(&gtk.TreeIter{}, parent, -1,
-			[]int{colIcon, colName, colEnabled, colToggleVisible, colRemote, colPort, colProto, colAction, colDuration, colScope, colNote, colID, colVisible},
-			[]any{"dialog-information-symbolic", app + " → " + r.Remote, r.Enabled, true, r.Remote, r.Port, r.Protocol,
-				actionLabel(r.Action), durationLabel(r.Duration), scope, r.Application, r.ID, true})
+		scope := scopeLabel(r.Owner, p.uid) + " · " + i18n.T("learned, not approved")
+		p.addRuleRow(parent, r, "dialog-information-symbolic", app+" → "+r.Remote, scope, r.Application)
 		if r.Owner == int64(p.uid) || (p.uid == 0 && r.Owner == api.NoOwner) {
 			p.learned = append(p.learned, r.ID)
 		}
@@ -425,11 +408,28 @@ func (p *Page) showFactory(rs []api.Rule) {
 			label += " → " + r.Remote
 		}
 		scope := i18n.T("Everyone (system)") + " · " + fmt.Sprintf(i18n.T("Factory (%s)"), filepath.Base(r.Source))
-		p.store.InsertWithValues(&gtk.TreeIter{}, parent, -1,
-			[]int{colIcon, colName, colEnabled, colToggleVisible, colRemote, colPort, colProto, colAction, colDuration, colScope, colNote, colID, colVisible},
-			[]any{"object-select-symbolic", label, r.Enabled, true, r.Remote, r.Port, r.Protocol,
-				actionLabel(r.Action), durationLabel(r.Duration), scope, strings.TrimPrefix(r.Note, "Factory: "), r.ID, true})
+		p.addRuleRow(parent, r, "object-select-symbolic", label, scope, strings.TrimPrefix(r.Note, "Factory: "))
 	}
+}
+
+// addRuleRow adds rule r under parent, shown as icon and name, with its scope and note; the other columns
+// are the rule's own fields, the same in every group.
+func (p *Page) addRuleRow(parent *gtk.TreeIter, r api.Rule, icon, name, scope, note string) {
+	p.store.InsertWithValues(&gtk.TreeIter{}, parent, -1,
+		[]int{colIcon, colName, colEnabled, colToggleVisible, colRemote, colPort, colProto, colAction, colDuration, colScope, colNote, colID, colVisible},
+		[]any{icon, name, r.Enabled, true, r.Remote, r.Port, r.Protocol, actionLabel(r.Action), durationLabel(r.Duration),
+			scope, note, r.ID, true})
+}
+
+// scopeLabel says whose connections a rule of owner covers, as the user uid sees it.
+func scopeLabel(owner int64, uid uint32) string {
+	switch owner {
+	case api.NoOwner:
+		return i18n.T("Everyone (system)")
+	case int64(uid):
+		return i18n.T("You")
+	}
+	return fmt.Sprintf(i18n.T("User %d"), owner)
 }
 
 // applyFilter shows rules (and their applications) whose text contains the filter.
