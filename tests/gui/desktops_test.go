@@ -64,13 +64,65 @@ func keysDoNotAnswer(t *testing.T, s *Session, call *dbus.Call, text string) {
 	t.Helper()
 	time.Sleep(700 * time.Millisecond) // past the arm delay: only the keys' meaning matters now
 	s.ShellType(t, text)
+	if a, answered, _ := answerWithin(call, 1500*time.Millisecond); answered {
+		t.Errorf("keys typed while the alert was up answered it: %+v (focus %q)", a, s.ShellFocus(t))
+	}
+}
+
+// answerWithin waits up to d for the answer to an Ask call; answered is false when none came.
+func answerWithin(call *dbus.Call, d time.Duration) (a api.Answer, answered bool, err error) {
 	select {
 	case c := <-call.Done:
-		var a api.Answer
-		c.Store(&a)
-		t.Errorf("keys typed while the alert was up answered it: %+v (focus %q)", a, s.ShellFocus(t))
-	case <-time.After(1500 * time.Millisecond):
+		err = c.Store(&a)
+		return a, true, err
+	case <-time.After(d):
+		return a, false, nil
 	}
+}
+
+// allowedWithin waits up to d for the answer to an Ask call and checks that it is allow; it reports false
+// when no answer came.
+func allowedWithin(t *testing.T, call *dbus.Call, d time.Duration) bool {
+	t.Helper()
+	a, answered, err := answerWithin(call, d)
+	if answered && (err != nil || a.Action != "allow") {
+		t.Errorf("answer %+v, %v", a, err)
+	}
+	return answered
+}
+
+// editorScene is where the alert meets a focused window: a helper in silent-allow mode (nothing else asks), a
+// session of a compositor kind with the app in it, a test client copied as the program that asks, and an
+// editor titled "Notes" holding the keyboard.
+type editorScene struct {
+	h    *Helper
+	s    *Session
+	app  *App
+	exe  string
+	ed   *Editor
+	shot string // the screenshots' prefix for the kind
+}
+
+func startEditorScene(t *testing.T, kind, program string) *editorScene {
+	t.Helper()
+	h := StartHelper(t)
+	h.SetMode(t, api.ModeSilentAllow)
+	s := StartSession(t, kind)
+	app := StartApp(t, s, h, English())
+	exe := testrig.CopyApp(t, testrig.Build(t).Client, testrig.AppDir(t), program)
+	return &editorScene{h: h, s: s, app: app, exe: exe, ed: StartEditor(t, s, "Notes"),
+		shot: map[string]string{"gnome": "gnome", "kwin": "kde"}[kind]}
+}
+
+// askOverEditor asks question id about a connection to addr:443 and waits until its alert shows above the
+// editor, the editor keeping the keyboard (alertOver).
+func (sc *editorScene) askOverEditor(t *testing.T, id uint64, addr string) (api.Question, *dbus.Call) {
+	t.Helper()
+	q := question(id, sc.exe, "", addr, 443, "tcp")
+	c := ask(sc.h, sc.app, q)
+	sc.s.WaitFor(t, "push button", "Allow", 20*time.Second)
+	alertOver(t, sc.s, sc.ed)
+	return q, c
 }
 
 // TestAlertOverFocusedWindowGnomeShell: in GNOME Shell on Wayland, with an editor focused (text typed with
@@ -90,13 +142,8 @@ func TestAlertOverFocusedWindowKWin(t *testing.T) {
 
 // alertOverFocusedWindow is the body of the tests above in a session of kind.
 func alertOverFocusedWindow(t *testing.T, kind string) {
-	h := StartHelper(t)
-	h.SetMode(t, api.ModeSilentAllow)
-	s := StartSession(t, kind)
-	app := StartApp(t, s, h, English())
-	exe := testrig.CopyApp(t, testrig.Build(t).Client, testrig.AppDir(t), "editorcheck")
-	shot := map[string]string{"gnome": "gnome", "kwin": "kde"}[kind] // screenshots' prefix
-	ed := StartEditor(t, s, "Notes")
+	sc := startEditorScene(t, kind, "editorcheck")
+	s, ed := sc.s, sc.ed
 	s.ShellType(t, "before ")
 	ed.WaitText(t, "before ")
 
@@ -109,45 +156,30 @@ func alertOverFocusedWindow(t *testing.T, kind string) {
 		}
 		ed.WaitText(t, text)
 	}
-	q1 := question(5001, exe, "", "192.0.2.21", 443, "tcp")
-	c1 := ask(h, app, q1)
-	s.WaitFor(t, "push button", "Allow", 20*time.Second)
-	alertOver(t, s, ed)
+	q1, c1 := sc.askOverEditor(t, 5001, "192.0.2.21")
 	keysDoNotAnswer(t, s, c1, "typed while asked\n ")
 	typed("before typed while asked\n ")
 	t.Logf("the editor holds %q", ed.Text(t))
-	s.Screenshot(t, shot+"-alert-over-editor")
-	cancel(t, h, app, q1.ID, c1)
+	s.Screenshot(t, sc.shot+"-alert-over-editor")
+	cancel(t, sc.h, sc.app, q1.ID, c1)
 	s.WaitForGone(t, "push button", "Allow", 10*time.Second)
 
 	ed.Fullscreen(t, s)
 	before := ed.Text(t)
-	q2 := question(5002, exe, "", "192.0.2.22", 443, "tcp")
-	c2 := ask(h, app, q2)
-	s.WaitFor(t, "push button", "Allow", 20*time.Second)
-	alertOver(t, s, ed)
+	_, c2 := sc.askOverEditor(t, 5002, "192.0.2.22")
 	keysDoNotAnswer(t, s, c2, "and fullscreen\n ")
 	typed(before + "and fullscreen\n ")
-	s.Screenshot(t, shot+"-alert-over-fullscreen")
+	s.Screenshot(t, sc.shot+"-alert-over-fullscreen")
 
 	time.Sleep(700 * time.Millisecond) // past the arm delay
 	s.ShellClickAccessible(t, alertTitle, "push button", "Allow")
-	select {
-	case call := <-c2.Done:
-		var a api.Answer
-		if err := call.Store(&a); err != nil || a.Action != "allow" {
-			t.Errorf("answer %+v, %v", a, err)
-		}
-	case <-time.After(10 * time.Second):
-		s.Screenshot(t, shot+"-alert-click-failed")
+	if !allowedWithin(t, c2, 10*time.Second) {
+		s.Screenshot(t, sc.shot+"-alert-click-failed")
 		t.Fatalf("a click on Allow with the compositor's virtual pointer did not answer; stack %s", titles(s.ShellStack(t)))
 	}
 
 	// A click on the alert (not on a button) gives it the keyboard, and then its shortcut answers.
-	q3 := question(5003, exe, "", "192.0.2.23", 443, "tcp")
-	c3 := ask(h, app, q3)
-	s.WaitFor(t, "push button", "Allow", 20*time.Second)
-	alertOver(t, s, ed)
+	_, c3 := sc.askOverEditor(t, 5003, "192.0.2.23")
 	time.Sleep(700 * time.Millisecond) // past the arm delay
 	s.ShellClickAccessible(t, alertTitle, "label", "editorcheck wants to connect to 192.0.2.23")
 	deadline := time.Now().Add(5 * time.Second)
@@ -160,13 +192,7 @@ func alertOverFocusedWindow(t *testing.T, kind string) {
 	time.Sleep(300 * time.Millisecond) // the focus event reaches GTK
 	held := ed.Text(t)
 	s.ShellAltKey(t, 'a')
-	select {
-	case call := <-c3.Done:
-		var a api.Answer
-		if err := call.Store(&a); err != nil || a.Action != "allow" {
-			t.Errorf("answer %+v, %v", a, err)
-		}
-	case <-time.After(5 * time.Second):
+	if !allowedWithin(t, c3, 5*time.Second) {
 		t.Fatalf("Alt+A in the clicked alert did not answer; focus %q", s.ShellFocus(t))
 	}
 	if text := ed.Text(t); text != held {
@@ -201,16 +227,9 @@ func TestAlertIgnoresXTESTKWin(t *testing.T) {
 }
 
 func alertIgnoresXTEST(t *testing.T, kind string) {
-	h := StartHelper(t)
-	h.SetMode(t, api.ModeSilentAllow)
-	s := StartSession(t, kind)
-	app := StartApp(t, s, h, English())
-	exe := testrig.CopyApp(t, testrig.Build(t).Client, testrig.AppDir(t), "xtestcheck")
-	ed := StartEditor(t, s, "Notes")
-	q := question(5011, exe, "", "192.0.2.31", 443, "tcp")
-	c := ask(h, app, q)
-	s.WaitFor(t, "push button", "Allow", 20*time.Second)
-	alertOver(t, s, ed)
+	sc := startEditorScene(t, kind, "xtestcheck")
+	s, ed := sc.s, sc.ed
+	_, c := sc.askOverEditor(t, 5011, "192.0.2.31")
 	time.Sleep(700 * time.Millisecond) // past the arm delay
 	out, err := s.atspi(t, "extents", "tattle", "push button", "Allow")
 	if err != nil {
@@ -230,12 +249,8 @@ func alertIgnoresXTEST(t *testing.T, kind string) {
 	}
 	notAnswered := func(what string) {
 		t.Helper()
-		select {
-		case r := <-c.Done:
-			var a api.Answer
-			r.Store(&a)
+		if a, answered, _ := answerWithin(c, 2*time.Second); answered {
 			t.Fatalf("%s answered the alert: %+v", what, a)
-		case <-time.After(2 * time.Second):
 		}
 	}
 	// The attack: an XTEST click on Allow, at its place on the X screen.
@@ -243,7 +258,7 @@ func alertIgnoresXTEST(t *testing.T, kind string) {
 	notAnswered("an XTEST click on Allow")
 	// It reached the button (else the check above proves nothing): the alert says a program tried.
 	s.WaitForText(t, "label", "A program tried to answer for you", 5*time.Second)
-	s.Screenshot(t, map[string]string{"gnome": "gnome", "kwin": "kde"}[kind]+"-alert-xtest-ignored")
+	s.Screenshot(t, sc.shot+"-alert-xtest-ignored")
 	if focus := s.ShellFocus(t); focus != ed.Title || !ed.Active(t) {
 		t.Errorf("the XTEST click moved the keyboard: the compositor focuses %q (editor active %v)", focus, ed.Active(t))
 	}
@@ -263,13 +278,7 @@ func alertIgnoresXTEST(t *testing.T, kind string) {
 
 	// The user's own click, through the compositor's pointer, still answers.
 	s.ShellClickAccessible(t, alertTitle, "push button", "Allow")
-	select {
-	case call := <-c.Done:
-		var a api.Answer
-		if err := call.Store(&a); err != nil || a.Action != "allow" {
-			t.Errorf("answer %+v, %v", a, err)
-		}
-	case <-time.After(10 * time.Second):
+	if !allowedWithin(t, c, 10*time.Second) {
 		t.Fatal("a click on Allow with the compositor's virtual pointer did not answer")
 	}
 }
