@@ -269,15 +269,7 @@ func colours(data []byte) []string {
 // opaqueFraction is the share of a PNG's pixels that are not transparent.
 func opaqueFraction(t *testing.T, path string) float64 {
 	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	img, err := png.Decode(f)
-	if err != nil {
-		t.Fatalf("decoding %s: %v", path, err)
-	}
+	img := decodePNG(t, path)
 	b := img.Bounds()
 	painted := 0
 	for y := b.Min.Y; y < b.Max.Y; y++ {
@@ -325,6 +317,7 @@ func TestTrayPixmapsCurrent(t *testing.T) {
 	}
 }
 
+// decodePNG reads the PNG image at path, failing the test if it cannot.
 func decodePNG(t *testing.T, path string) image.Image {
 	t.Helper()
 	f, err := os.Open(path)

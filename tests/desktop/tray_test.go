@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"image"
-	"image/png"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -94,16 +93,7 @@ func screenshot(t *testing.T, env []string, path string) image.Image {
 	t.Helper()
 	importCmd := tool(t, "import", "imagemagick")
 	run(t, "", env, importCmd, "-window", "root", path)
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	img, err := png.Decode(f)
-	if err != nil {
-		t.Fatalf("decoding %s: %v", path, err)
-	}
-	return img
+	return decodePNG(t, path)
 }
 
 // darkPixels counts pixels darker than mid-grey in a rectangle.
