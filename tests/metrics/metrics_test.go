@@ -58,6 +58,27 @@ func freePort(t *testing.T) int {
 // logBuffer keeps a process's output for the failure message.
 type logBuffer struct{ bytes.Buffer }
 
+// runForTest starts cmd, its output going to out, and stops it when the test ends: an interrupt, then a kill
+// if it has not exited after grace.
+func runForTest(t *testing.T, cmd *exec.Cmd, out *logBuffer, grace time.Duration) {
+	t.Helper()
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Signal(os.Interrupt)
+		done := make(chan struct{})
+		go func() { cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(grace):
+			cmd.Process.Kill()
+			<-done
+		}
+	})
+}
+
 // startJournald runs systemd-journald in a new mount namespace: its own /run/systemd (where it binds
 // /run/systemd/journal/socket, the path every journal client writes to), its journal files in dir (bound over
 // /run/log) and a configuration of the test's (volatile storage, no rate limit, no forwarding). It returns
@@ -80,22 +101,8 @@ mount --bind "$1" /run/log
 mount --bind "$2" /etc/systemd/journald.conf
 exec "$3"`
 	cmd := exec.Command(need(t, "unshare"), "--mount", "--propagation", "private", "--", "sh", "-c", script, "sh", logs, conf, journald)
-	var out logBuffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Signal(os.Interrupt)
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			cmd.Process.Kill()
-			<-done
-		}
-	})
+	out := new(logBuffer)
+	runForTest(t, cmd, out, 5*time.Second)
 	pid := cmd.Process.Pid // unshare and sh exec: the same process becomes journald
 	sock := fmt.Sprintf("/proc/%d/root/run/systemd/journal/socket", pid)
 	deadline := time.Now().Add(15 * time.Second)
@@ -108,7 +115,7 @@ exec "$3"`
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	return pid, &out
+	return pid, out
 }
 
 // startPrometheus runs Debian's Prometheus on loopback, scraping target every second.
@@ -122,25 +129,14 @@ func startPrometheus(t *testing.T, dir, target string) string {
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	cmd := exec.Command(bin, "--config.file="+conf, "--storage.tsdb.path="+filepath.Join(dir, "tsdb"),
 		"--web.listen-address="+addr, "--log.level=warn")
-	var out logBuffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	out := new(logBuffer)
+	// Registered first, so it runs after runForTest's stop and shows all prometheus wrote.
 	t.Cleanup(func() {
-		cmd.Process.Signal(os.Interrupt)
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-			<-done
-		}
 		if t.Failed() {
 			t.Logf("prometheus:\n%s", out.String())
 		}
 	})
+	runForTest(t, cmd, out, 10*time.Second)
 	base := "http://" + addr
 	deadline := time.Now().Add(30 * time.Second)
 	for {
