@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tattlefw/tattle/app/client"
 	"github.com/tattlefw/tattle/shared/api"
 )
 
@@ -17,13 +16,7 @@ import (
 // the rule removed, importing that file through the chooser (a path typed after Ctrl+L) and the preview's
 // Import brings it back.
 func TestExportImportThroughFileChooser(t *testing.T) {
-	h := StartHelper(t)
-	h.SetMode(t, api.ModeSilentAllow)
-	cl, err := client.Dial(h.Address, client.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	h, cl := startQuietHelper(t)
 	now := time.Now().Unix()
 	if _, err := cl.AddRules(context.Background(), []api.Rule{{ID: "deny-wget-exported", Application: "/usr/bin/wget", Owner: 0,
 		Direction: "outgoing", Remote: "domain:example.net", Port: "any", Protocol: "any", Action: "deny", Duration: "forever",
@@ -58,14 +51,7 @@ func TestExportImportThroughFileChooser(t *testing.T) {
 	if err := cl.RemoveRules(context.Background(), []string{"deny-wget-exported"}); err != nil {
 		t.Fatal(err)
 	}
-	s.Click(t, "push button", "Import rules")
-	s.WaitFor(t, "push button", "Continue", 10*time.Second)
-	s.Click(t, "push button", "Continue")
-	s.WaitFor(t, "push button", "Import", 10*time.Second)
-	s.Keys(t, "ctrl+l")
-	s.Type(t, dst)
-	time.Sleep(300 * time.Millisecond)
-	s.Keys(t, "Return")
+	importFile(t, s, "", dst)
 	// The preview first: nothing changes until Import.
 	s.WaitForText(t, "label", "1 file, 1 source rule: 1 imported exactly, 0 reported, 0 refused; 1 Tattle rule, 0 named lists", 10*time.Second)
 	s.Click(t, "push button", "Import")

@@ -22,13 +22,7 @@ import (
 // leaves the rules as they were; Import makes exactly the previewed rules. A file the helper refuses shows
 // why, with Close as the only way on.
 func TestImportPreview(t *testing.T) {
-	h := StartHelper(t)
-	h.SetMode(t, api.ModeSilentAllow)
-	cl, err := client.Dial(h.Address, client.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	h, cl := startQuietHelper(t)
 	file := filepath.Join(repoRoot(t), "tests", "testdata", "rulefiles", "littlesnitch", "macbook-export.lsrules")
 
 	// What tattlectl says of the same import (the app's default: the user's own rules, so --user).
@@ -48,20 +42,7 @@ func TestImportPreview(t *testing.T) {
 	s := StartSession(t, "x11")
 	StartApp(t, s, h, English())
 	s.ShowPage(t, "rules")
-	open := func(path string) {
-		t.Helper()
-		s.Click(t, "push button", "Import rules")
-		s.WaitFor(t, "push button", "Continue", 10*time.Second)
-		if _, err := s.atspi(t, "choose", "tattle", "Tattle rules (.json)", "Little Snitch rule group (.lsrules)"); err != nil {
-			t.Fatal(err)
-		}
-		s.Click(t, "push button", "Continue")
-		s.WaitFor(t, "push button", "Import", 10*time.Second)
-		s.Keys(t, "ctrl+l")
-		s.Type(t, path)
-		time.Sleep(300 * time.Millisecond)
-		s.Keys(t, "Return")
-	}
+	const lsrules = "Little Snitch rule group (.lsrules)"
 	rulesNow := func() []api.Rule {
 		t.Helper()
 		rs, err := cl.Rules(context.Background())
@@ -81,7 +62,7 @@ func TestImportPreview(t *testing.T) {
 		return string(out)
 	}
 
-	open(file)
+	importFile(t, s, lsrules, file)
 	s.WaitForText(t, "label", summary, 20*time.Second)
 	names := s.Names(t)
 	for _, c := range []struct{ role, text string }{
@@ -108,7 +89,7 @@ func TestImportPreview(t *testing.T) {
 		t.Fatalf("after Cancel tattlectl lists:\n%s", out)
 	}
 
-	open(file)
+	importFile(t, s, lsrules, file)
 	s.WaitForText(t, "label", summary, 20*time.Second)
 	s.Click(t, "push button", "Import")
 	s.WaitForText(t, "label", "Imported "+strconv.Itoa(want)+" rules from macbook-export.lsrules.", 20*time.Second)
@@ -133,7 +114,7 @@ func TestImportPreview(t *testing.T) {
 	if err := os.WriteFile(broken, []byte("{\n  \"rules\": [ { \"action\": \"allow\", }\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	open(broken)
+	importFile(t, s, lsrules, broken)
 	s.WaitForText(t, "label", "These files cannot be imported", 20*time.Second)
 	names = s.Names(t)
 	if hasName(names, "animation", "") || !hasName(names, "label", "broken.lsrules: invalid JSON at line 2, column 36") || !hasName(names, "push button", "Close") || hasExact(names, "push button", "Import") {
@@ -146,6 +127,40 @@ func TestImportPreview(t *testing.T) {
 	if n := len(rulesNow()); n != want {
 		t.Errorf("after the refused file the helper holds %d rules, want %d", n, want)
 	}
+}
+
+// startQuietHelper starts a helper in silent-allow mode, so that no question comes up over the dialogs, and a
+// client of it through which the test looks at the rules.
+func startQuietHelper(t *testing.T) (*Helper, *client.Client) {
+	t.Helper()
+	h := StartHelper(t)
+	h.SetMode(t, api.ModeSilentAllow)
+	cl, err := client.Dial(h.Address, client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cl.Close() })
+	return h, cl
+}
+
+// importFile imports path as a user would from the Rules page: Import rules, the format (the first step's
+// choice; "" keeps its default, Tattle rules), Continue, and the path typed into the desktop's file chooser
+// after Ctrl+L. The preview comes next.
+func importFile(t *testing.T, s *Session, format, path string) {
+	t.Helper()
+	s.Click(t, "push button", "Import rules")
+	s.WaitFor(t, "push button", "Continue", 10*time.Second)
+	if format != "" {
+		if _, err := s.atspi(t, "choose", "tattle", "Tattle rules (.json)", format); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.Click(t, "push button", "Continue")
+	s.WaitFor(t, "push button", "Import", 10*time.Second)
+	s.Keys(t, "ctrl+l")
+	s.Type(t, path)
+	time.Sleep(300 * time.Millisecond)
+	s.Keys(t, "Return")
 }
 
 // hasExact reports whether names holds an accessible with that role and exactly that name.
