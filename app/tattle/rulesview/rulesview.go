@@ -257,10 +257,7 @@ func (p *Page) show(rs []api.Rule) {
 	}
 	sort.Strings(apps)
 	for _, a := range apps {
-		parent := &gtk.TreeIter{}
-		label, icon := p.appLabel(a)
-		p.store.InsertWithValues(parent, nil, -1, []int{colIcon, colName, colToggleVisible, colVisible},
-			[]any{icon, label, false, true})
+		parent := p.addGroupRow(p.appLabel(a))
 		for _, r := range groups[a] {
 			icon := "object-select-symbolic"
 			if r.Action == "deny" {
@@ -301,16 +298,21 @@ func (p *Page) showApproval(rs []api.Rule) {
 		}
 	}
 	n := len(p.unapproved)
-	if n == 0 {
-		p.approval.Hide()
-		return
-	}
-	p.approvalLabel.SetText(fmt.Sprintf(i18n.N(
+	offer(p.approval, p.approvalLabel, n, fmt.Sprintf(i18n.N(
 		"%d rule came from outside Tattle (an import) and is in force but not approved. Check it below (marked \"not approved\"), then approve it.",
 		"%d rules came from outside Tattle (an import) and are in force but not approved. Check them below (marked \"not approved\"), then approve them.", n), n))
+}
+
+// offer shows bar, its label saying text, when there are n > 0 rules to act on, and hides it when there are none.
+func offer(bar *gtk.InfoBar, label *gtk.Label, n int, text string) {
+	if n == 0 {
+		bar.Hide()
+		return
+	}
+	label.SetText(text)
 	// Not ShowAll: it does nothing to a widget marked no-show-all.
-	p.approvalLabel.Show()
-	p.approval.Show()
+	label.Show()
+	bar.Show()
 }
 
 // approve approves the unapproved rules shown (polkit asks for the user's password).
@@ -330,9 +332,8 @@ func (p *Page) showLearned(rs []api.Rule) {
 		p.learnBar.Hide()
 		return
 	}
-	parent := &gtk.TreeIter{}
-	p.store.InsertWithValues(parent, nil, -1, []int{colIcon, colName, colToggleVisible, colVisible},
-		[]any{"dialog-information-symbolic", fmt.Sprintf(i18n.N("Learned (%d proposal)", "Learned (%d proposals)", len(rs)), len(rs)), false, true})
+	parent := p.addGroupRow(fmt.Sprintf(i18n.N("Learned (%d proposal)", "Learned (%d proposals)", len(rs)), len(rs)),
+		"dialog-information-symbolic")
 	for _, r := range rs {
 		app := filepath.Base(r.Application)
 		if r.Via != "" {
@@ -345,15 +346,9 @@ func (p *Page) showLearned(rs []api.Rule) {
 		}
 	}
 	n := len(p.learned)
-	if n == 0 {
-		p.learnBar.Hide()
-		return
-	}
-	p.learnLabel.SetText(fmt.Sprintf(i18n.N(
+	offer(p.learnBar, p.learnLabel, n, fmt.Sprintf(i18n.N(
 		"Learning mode proposed %d rule (group \"Learned\"), disabled until you approve it. Approve it to enable it, or discard it.",
 		"Learning mode proposed %d rules (group \"Learned\"), disabled until you approve them. Approve them to enable them, or discard them.", n), n))
-	p.learnLabel.Show()
-	p.learnBar.Show()
 }
 
 // approveLearnedProgram approves the proposals of the program whose proposal is selected (the same
@@ -390,9 +385,7 @@ func (p *Page) showFactory(rs []api.Rule) {
 	if len(rs) == 0 {
 		return
 	}
-	parent := &gtk.TreeIter{}
-	p.store.InsertWithValues(parent, nil, -1, []int{colIcon, colName, colToggleVisible, colVisible},
-		[]any{"emblem-system-symbolic", i18n.T("Factory rules"), false, true})
+	parent := p.addGroupRow(i18n.T("Factory rules"), "emblem-system-symbolic")
 	for _, r := range rs {
 		app := r.Application
 		if app == "any" {
@@ -410,6 +403,15 @@ func (p *Page) showFactory(rs []api.Rule) {
 		scope := i18n.T("Everyone (system)") + " · " + fmt.Sprintf(i18n.T("Factory (%s)"), filepath.Base(r.Source))
 		p.addRuleRow(parent, r, "object-select-symbolic", label, scope, strings.TrimPrefix(r.Note, "Factory: "))
 	}
+}
+
+// addGroupRow adds a top-level row, labelled and with icon, for a group of rules (no switch of its own), and
+// returns it to add the rules under.
+func (p *Page) addGroupRow(label, icon string) *gtk.TreeIter {
+	parent := &gtk.TreeIter{}
+	p.store.InsertWithValues(parent, nil, -1, []int{colIcon, colName, colToggleVisible, colVisible},
+		[]any{icon, label, false, true})
+	return parent
 }
 
 // addRuleRow adds rule r under parent, shown as icon and name, with its scope and note; the other columns
