@@ -93,12 +93,7 @@ func TestHeldTCP(t *testing.T) {
 		t.Run(f.name+"/accept", func(t *testing.T) {
 			srv := startTCP(t, f.tcp, f.addr)
 			c := startApp(t, r.held, "tcp", srv.addr)
-			p := q.next(t, unix.IPPROTO_TCP, srv.addr)
-			r.checkMark(t, p, r.held, false)
-			time.Sleep(time.Until(p.Time.Add(holdFor)))
-			if c.exitedWithin(0) {
-				t.Fatalf("connect returned while its SYN was held: %s", c.stdout.String())
-			}
+			p := r.holdSYN(t, q, r.held, false, c, srv)
 			if n := arrivals(srv.accepts); n != 0 {
 				t.Fatalf("server accepted %d connections while the SYN was held", n)
 			}
@@ -130,12 +125,7 @@ func TestHeldTCP(t *testing.T) {
 		t.Run(f.name+"/refuse", func(t *testing.T) {
 			srv := startTCP(t, f.tcp, f.addr)
 			c := startApp(t, r.strict, "tcp", srv.addr)
-			p := q.next(t, unix.IPPROTO_TCP, srv.addr)
-			r.checkMark(t, p, r.strict, true)
-			time.Sleep(time.Until(p.Time.Add(holdFor)))
-			if c.exitedWithin(0) {
-				t.Fatalf("connect returned while its SYN was held: %s", c.stdout.String())
-			}
+			p := r.holdSYN(t, q, r.strict, true, c, srv)
 			verdict := time.Now()
 			if err := q.q.Refuse(p.ID, p.Mark|testMarks.Deny); err != nil {
 				t.Fatal(err)
@@ -166,7 +156,7 @@ func TestHeldUDP(t *testing.T) {
 		t.Run(f.name, func(t *testing.T) {
 			srv := startUDP(t, f.udp, f.addr)
 			c := startUDPApp(t, r.udp, "connected", srv.addr, 3*time.Second, srv.addr)
-			p, delivery := r.holdThenAccept(t, q, srv)
+			p, delivery := r.holdDatagramThenAccept(t, q, srv)
 			res := c.udpResult(t)
 			if len(res.Echoed) != 1 || !res.Echoed[0] {
 				t.Fatalf("accepted datagram: echo received %v", res.Echoed)
@@ -190,7 +180,7 @@ func TestHeldUDPUnconnectedSendto(t *testing.T) {
 		t.Run(f.name, func(t *testing.T) {
 			first, second := startUDP(t, f.udp, f.addr), startUDP(t, f.udp, f.addr)
 			c := startUDPApp(t, r.udp, "sendto2", first.addr, 3*time.Second, second.addr)
-			p, delivery := r.holdThenAccept(t, q, first)
+			p, delivery := r.holdDatagramThenAccept(t, q, first)
 			p2 := q.next(t, unix.IPPROTO_UDP, second.addr)
 			r.checkMark(t, p2, r.udp, false)
 			if err := q.q.Accept(p2.ID); err != nil {
@@ -207,10 +197,23 @@ func TestHeldUDPUnconnectedSendto(t *testing.T) {
 	}
 }
 
-// holdThenAccept takes the udp app's first datagram to srv off the queue, checks its marks, holds it for
-// holdFor while asserting srv has not received it, accepts it and waits for srv to. It returns the packet
+// holdSYN takes the SYN app a's client c sends to srv off the queue, checks its marks (strict: a is a strict
+// app), and holds it for holdFor, asserting that c's connect() is still blocked.
+func (r *rig) holdSYN(t *testing.T, q *queue, a app, strict bool, c *running, srv *tcpServer) netfilter.Packet {
+	t.Helper()
+	p := q.next(t, unix.IPPROTO_TCP, srv.addr)
+	r.checkMark(t, p, a, strict)
+	time.Sleep(time.Until(p.Time.Add(holdFor)))
+	if c.exitedWithin(0) {
+		t.Fatalf("connect returned while its SYN was held: %s", c.stdout.String())
+	}
+	return p
+}
+
+// holdDatagramThenAccept takes the udp app's first datagram to srv off the queue, checks its marks, holds it
+// for holdFor while asserting srv has not received it, accepts it and waits for srv to. It returns the packet
 // and how long delivery took after the verdict.
-func (r *rig) holdThenAccept(t *testing.T, q *queue, srv *udpServer) (netfilter.Packet, time.Duration) {
+func (r *rig) holdDatagramThenAccept(t *testing.T, q *queue, srv *udpServer) (netfilter.Packet, time.Duration) {
 	t.Helper()
 	p := q.next(t, unix.IPPROTO_UDP, srv.addr)
 	r.checkMark(t, p, r.udp, false)
