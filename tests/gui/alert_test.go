@@ -45,14 +45,7 @@ func TestAlertShowsWhatTheAnswerCovers(t *testing.T) {
 		}
 	}
 	s.Screenshot(t, "x11-en-alert-system-ports")
-	if err := h.Conn.Object(app.Owner, "/io/github/tattlefw/Tattle/Agent").Call(api.AgentInterface+".Cancel", 0, q.ID).Err; err != nil {
-		t.Fatalf("Cancel: %v", err)
-	}
-	select {
-	case <-call.Done:
-	case <-time.After(10 * time.Second):
-		t.Fatal("Ask did not return after Cancel")
-	}
+	cancel(t, h, app, q.ID, call)
 }
 
 // TestAlertIgnoresClicksAsItAppears: a user clicking away where the alert then appears must not answer it.
