@@ -35,6 +35,7 @@ packages=(
 	kwin-wayland                                         # KWin session (kwin_wayland --virtual): scripting, fake input, ScreenShot2
 	xwayland                                             # Xwayland in the GNOME Shell and KWin sessions: where the alert shows without taking the keyboard
 	python3-gi gir1.2-gtk-3.0                            # the desktop tests' editor window (tests/gui/editor.py)
+	dunst x11-utils                                      # the alert's notification fallback: a real notification server (dunst, dunstctl); xprop reads the window manager's stacking
 	strace python3-dbus libglib2.0-bin passwd util-linux bsdutils # security ring: rogue agents (traced, python, gdbus); a test user; pkttyagent on a pty
 	iperf3                                               # traffic ring: bulk throughput and byte counters
 	prometheus systemd                                   # metrics ring: a real Prometheus server scraping tattled; systemd-journald reading its records

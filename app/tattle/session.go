@@ -43,6 +43,8 @@ type session struct {
 	alert  *alert.Window
 	agent  *agent.Agent
 	tray   *trayUI // nil without a session bus
+	// notified is closed when the alert's notification is withdrawn at the end (nil: no notifications).
+	notified chan struct{}
 }
 
 func startSession(parent context.Context, app *gtk.Application, log *slog.Logger) *session {
@@ -87,6 +89,7 @@ func startSession(parent context.Context, app *gtk.Application, log *slog.Logger
 		st, err := cl.Settings(ctx)
 		return st.AllowGUIScripting, err
 	})
+	s.startNotifications()
 	s.agent = agent.New(ctx, log, func() {
 		glib.IdleAdd(func() { s.questionsChanged() })
 	})
@@ -179,6 +182,13 @@ func (s *session) stop() {
 		s.tray.close()
 	}
 	s.cancel()
+	if s.notified != nil {
+		// A notification left behind would offer to show an alert that is gone.
+		select {
+		case <-s.notified:
+		case <-time.After(2 * time.Second):
+		}
+	}
 }
 
 // questionsChanged shows the oldest open question (or hides the alert) and teaches the monitor host names.

@@ -159,11 +159,15 @@ type ShellWindow struct {
 	X11        bool   `json:"x11"` // an X11 client (on Xwayland)
 }
 
-// ShellStack returns the windows of the active workspace bottom to top, as Mutter (or KWin) stacks them.
+// ShellStack returns the windows of the active workspace bottom to top, as Mutter (or KWin, or the X11
+// session's window manager) stacks them.
 func (s *Session) ShellStack(t *testing.T) []ShellWindow {
 	t.Helper()
-	if s.Kind == "kwin" {
+	switch s.Kind {
+	case "kwin":
 		return s.kwinStack(t)
+	case "x11":
+		return s.x11Stack(t)
 	}
 	var ws []ShellWindow
 	s.Eval(t, `global.display.sort_windows_by_stacking(global.workspace_manager.get_active_workspace().list_windows()).map(w => {
@@ -174,11 +178,15 @@ func (s *Session) ShellStack(t *testing.T) []ShellWindow {
 	return ws
 }
 
-// ShellFocus is the title of the window GNOME Shell (or KWin) gives the keyboard ("" for none).
+// ShellFocus is the title of the window GNOME Shell (or KWin, or the X11 window manager) gives the keyboard
+// ("" for none).
 func (s *Session) ShellFocus(t *testing.T) string {
 	t.Helper()
-	if s.Kind == "kwin" {
+	switch s.Kind {
+	case "kwin":
 		return s.kwinFocus(t)
+	case "x11":
+		return s.x11Focus(t)
 	}
 	var title string
 	s.Eval(t, `global.display.focus_window ? global.display.focus_window.get_title() : ""`, &title)
@@ -291,7 +299,8 @@ type Editor struct {
 	buf   string
 }
 
-// StartEditor opens the editor in the session and waits until GNOME Shell gives it the keyboard.
+// StartEditor opens the editor in the session and waits until the compositor (or window manager) gives it
+// the keyboard.
 func StartEditor(t *testing.T, s *Session, title string) *Editor {
 	t.Helper()
 	e := &Editor{Title: title, buf: filepath.Join(s.dir, "editor-buffer")}

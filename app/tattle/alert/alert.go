@@ -1,7 +1,8 @@
 // Package alert is the window that asks the user about a held connection. One window shows the oldest open
 // question and says how many more wait. It stays above other windows and marks itself urgent, but takes no
 // keyboard focus until the user clicks it, so typing elsewhere never lands in it by accident; then its
-// mnemonics (Alt+A allow, Alt+D deny) work. A countdown shows when the default applies.
+// mnemonics (Alt+A allow, Alt+D deny) work. A countdown shows when the default applies. When the window
+// manager keeps it from the front anyway, a notification (Fallback) offers to bring it up.
 package alert
 
 import (
@@ -18,6 +19,7 @@ import (
 
 	"github.com/tattlefw/tattle/app/i18n"
 	"github.com/tattlefw/tattle/app/tattle/desktop"
+	"github.com/tattlefw/tattle/app/tattle/notify"
 	"github.com/tattlefw/tattle/app/tattle/ui"
 	"github.com/tattlefw/tattle/shared/api"
 	"github.com/tattlefw/tattle/shared/identity"
@@ -30,6 +32,18 @@ const ForTime = time.Hour
 // armDelay is how long after a question appears its buttons do nothing: the user may have been typing or
 // clicking in another window at that moment (issue 17).
 const armDelay = 500 * time.Millisecond
+
+// raiseSettle is how long after a question's alert was shown the window manager's stacking is read to tell
+// whether it kept the alert from the front: long enough for it to map and stack a new window.
+const raiseSettle = 400 * time.Millisecond
+
+// Fallback brings the alert to the user's notice when the window manager kept it from the front
+// (notify.Async): Show puts up a notification whose only action calls Present, replacing the one shown;
+// Withdraw takes it away. Both must return at once: they are called on the main loop.
+type Fallback interface {
+	Show(msg notify.Message)
+	Withdraw()
+}
 
 // Window is the alert. Use it on the main loop only.
 type Window struct {
@@ -57,6 +71,10 @@ type Window struct {
 	engaged bool
 	notice  *gtk.Label // what is special about this question: a system process, a changed program
 	ticking bool
+
+	fallback Fallback // nil: no notifications
+	name     string   // the application and destination of the current question, as the title names them
+	where    string
 
 	// scripting tells whether the administrator lets accessibility actions and synthetic input answer
 	// (Settings.AllowGUIScripting), asked afresh each time a question is shown; until it says yes, only the
@@ -242,6 +260,7 @@ func (w *Window) Update(queue []api.Question) {
 	if len(queue) == 0 {
 		w.current = nil
 		w.win.Hide()
+		w.withdraw()
 		return
 	}
 	q := queue[0]
@@ -264,6 +283,63 @@ func (w *Window) Reopen() {
 	}
 	w.win.ShowAll()
 	w.takeFocus()
+}
+
+// SetFallback sets what brings the alert up when the window manager keeps it from the front.
+func (w *Window) SetFallback(f Fallback) {
+	w.fallback = f
+}
+
+// Present brings the alert to the front and gives it the keyboard: the notification's action. Whoever sent
+// that (any program of the user can emit the signal, see package notify), it does only what a new question
+// does by itself: it does not engage the alert, so keys still do not answer until the user clicks it, and
+// it starts the arm delay again, so a click meant for the window that was in front does not answer either.
+func (w *Window) Present() {
+	if w.current == nil {
+		return
+	}
+	w.shownAt = time.Now()
+	w.win.ShowAll()
+	w.win.SetAcceptFocus(true)
+	// No user event comes with a D-Bus signal: on X the server's time now (openbox, for one, then lets the
+	// alert in front unless the user was busy in another window in the last half second).
+	t := x11ServerTime(w.win)
+	if t == 0 {
+		t = eventTime()
+	}
+	w.win.PresentWithTime(t)
+	w.withdraw()
+}
+
+// withdraw takes the notification away: the alert is up, or its question settled.
+func (w *Window) withdraw() {
+	if w.fallback != nil {
+		w.fallback.Withdraw()
+	}
+}
+
+// checkRaised tells, raiseSettle after the question id was shown, whether the window manager kept the alert
+// from the front, and notifies if so; otherwise it withdraws the notification of an earlier question.
+func (w *Window) checkRaised(id uint64) {
+	if w.fallback == nil || w.current == nil || w.current.ID != id {
+		return
+	}
+	if w.engaged || !w.win.GetVisible() || !raiseRefused(w.win) {
+		// Up in front, or the user already turned to it or closed it: they have seen it.
+		w.withdraw()
+		return
+	}
+	slog.Info("the window manager kept the alert from the front; showing a notification", "question", id)
+	w.fallback.Show(notify.Message{
+		AppName: i18n.T("Tattle"),
+		AppIcon: "io.github.tattlefw.Tattle",
+		Desktop: "io.github.tattlefw.Tattle",
+		// TRANSLATORS: a notification's summary, plain text: the application's name, then the destination.
+		Summary: fmt.Sprintf(i18n.T("%s wants to connect to %s"), w.name, w.where),
+		Body:    i18n.T("Another window covers Tattle's alert. Show the alert to allow or deny; this notification cannot answer."),
+		// TRANSLATORS: the notification's one action: it brings up the alert window, it does not answer.
+		ShowLabel: i18n.T("Show the alert"),
+	})
 }
 
 // Current is the question shown, if any.
@@ -324,6 +400,7 @@ func (w *Window) show(q api.Question) {
 		where += " · " + portsLabel(q)
 	}
 	w.values["dest"].SetText(where)
+	w.name, w.where = name, where
 	var notes []string
 	if q.System {
 		notes = append(notes, i18n.T("<b>System process.</b> Your answer makes a rule for all users."))
@@ -379,6 +456,11 @@ func (w *Window) show(q api.Question) {
 	w.placeOnActiveMonitor()
 	w.win.ShowAll()
 	w.updateCountdown()
+	id := q.ID
+	glib.TimeoutAdd(uint(raiseSettle/time.Millisecond), func() bool {
+		w.checkRaised(id)
+		return false
+	})
 	if !w.ticking {
 		w.ticking = true
 		glib.TimeoutAdd(250, func() bool {
@@ -436,6 +518,7 @@ func (w *Window) takeFocus() {
 		w.engaged = true
 	}
 	w.win.SetAcceptFocus(true)
+	w.withdraw()
 	if onXwayland(w.win) {
 		xwaylandTakeFocus(w.win, eventTime())
 	}
@@ -486,6 +569,7 @@ func (w *Window) decide(action string) {
 	}
 	id := w.current.ID
 	w.current = nil
+	w.withdraw()
 	w.answer(id, a)
 }
 

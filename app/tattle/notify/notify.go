@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/godbus/dbus/v5"
 )
@@ -249,4 +250,71 @@ func parse(sig *dbus.Signal) (Event, bool) {
 		return Event{ID: id, Closed: true}, true
 	}
 	return Event{}, false
+}
+
+// Async keeps the notification in step with what the alert wants shown, from a goroutine of its own (Run), so
+// that the GTK main loop never waits for the bus. Show and Withdraw only record the wish; Run acts on the
+// latest one, in order, so a withdrawal never overtakes the notification it withdraws.
+type Async struct {
+	n    *Notifier
+	kick chan struct{}
+
+	mu   sync.Mutex
+	want *Message // nil: no notification
+}
+
+// NewAsync drives n. Start Run before the first Show.
+func NewAsync(n *Notifier) *Async {
+	return &Async{n: n, kick: make(chan struct{}, 1)}
+}
+
+// Show asks for msg to be shown, replacing the notification shown, if any. It never blocks.
+func (a *Async) Show(msg Message) {
+	a.set(&msg)
+}
+
+// Withdraw asks for the notification to be closed. It never blocks.
+func (a *Async) Withdraw() {
+	a.set(nil)
+}
+
+func (a *Async) set(msg *Message) {
+	a.mu.Lock()
+	a.want = msg
+	a.mu.Unlock()
+	select {
+	case a.kick <- struct{}{}:
+	default: // Run has a wake-up pending already; it reads the latest wish
+	}
+}
+
+// Run acts on the wishes until ctx ends, then withdraws the notification (within a second), so that none
+// outlives the app.
+func (a *Async) Run(ctx context.Context) {
+	defer func() {
+		wctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		if err := a.n.Withdraw(wctx); err != nil {
+			slog.Warn("cannot withdraw the alert's notification", "error", err)
+		}
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-a.kick:
+		}
+		a.mu.Lock()
+		want := a.want
+		a.mu.Unlock()
+		if want != nil {
+			if err := a.n.Show(ctx, *want); err != nil {
+				slog.Warn("cannot show a notification for the alert", "error", err)
+			}
+			continue
+		}
+		if err := a.n.Withdraw(ctx); err != nil {
+			slog.Warn("cannot withdraw the alert's notification", "error", err)
+		}
+	}
 }

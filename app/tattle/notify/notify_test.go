@@ -3,7 +3,10 @@ package notify
 import (
 	"context"
 	"errors"
+	"fmt"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/godbus/dbus/v5"
 )
@@ -134,5 +137,74 @@ func TestParse(t *testing.T) {
 		if ok != tc.ok || got != tc.want {
 			t.Errorf("parse(%v) = %v, %v; want %v, %v", tc.sig, got, ok, tc.want, tc.ok)
 		}
+	}
+}
+
+// syncServer is a fakeServer safe for Async's goroutine, reporting each call.
+type syncServer struct {
+	mu    sync.Mutex
+	f     fakeServer
+	calls chan string
+}
+
+func (s *syncServer) Notify(ctx context.Context, replaces uint32, msg Message) (uint32, error) {
+	s.mu.Lock()
+	id, err := s.f.Notify(ctx, replaces, msg)
+	s.mu.Unlock()
+	s.calls <- "notify " + msg.Summary
+	return id, err
+}
+
+func (s *syncServer) Close(ctx context.Context, id uint32) error {
+	s.mu.Lock()
+	err := s.f.Close(ctx, id)
+	s.mu.Unlock()
+	s.calls <- "close"
+	return err
+}
+
+// Async acts on wishes in order, replaces rather than stacks, and withdraws when it stops.
+func TestAsyncInOrder(t *testing.T) {
+	srv := &syncServer{calls: make(chan string, 16)}
+	n := New(srv, func() {})
+	a := NewAsync(n)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { a.Run(ctx); close(done) }()
+	next := func() string {
+		t.Helper()
+		select {
+		case c := <-srv.calls:
+			return c
+		case <-time.After(5 * time.Second):
+			t.Fatal("no call to the server")
+			return ""
+		}
+	}
+	a.Show(Message{Summary: "one"})
+	if c := next(); c != "notify one" {
+		t.Fatalf("first call %q", c)
+	}
+	a.Show(Message{Summary: "two"})
+	if c := next(); c != "notify two" {
+		t.Fatalf("second call %q", c)
+	}
+	a.Withdraw()
+	if c := next(); c != "close" {
+		t.Fatalf("third call %q", c)
+	}
+	a.Show(Message{Summary: "three"})
+	if c := next(); c != "notify three" {
+		t.Fatalf("fourth call %q", c)
+	}
+	cancel()
+	<-done
+	if c := next(); c != "close" {
+		t.Fatalf("Run did not withdraw as it stopped: %q", c)
+	}
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	if fmt.Sprint(srv.f.notified) != "[0 1 0]" {
+		t.Fatalf("Notify's replaces arguments %v, want [0 1 0]", srv.f.notified)
 	}
 }
