@@ -449,6 +449,9 @@ func (w *Window) show(q api.Question) {
 	w.scope.Append(api.ScopeAny, i18n.T("Any connection"))
 	w.scope.SetActiveID(api.ScopeHost)
 	w.duration.SetActiveID(rules.DurationForever)
+	// Each question starts at its first choice, not on a button the previous one left focused, where a Return
+	// would press it once the user turns to the alert.
+	w.scope.GrabFocus()
 
 	// Shown without taking the keyboard: typing elsewhere goes on undisturbed until the user clicks here.
 	w.win.SetAcceptFocus(false)
