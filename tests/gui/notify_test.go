@@ -97,8 +97,9 @@ func TestAlertNotificationWhenRaiseRefused(t *testing.T) {
 	q4 := question(6004, r.exe, "", "192.0.2.44", 443, "tcp")
 	from = d.log.Len()
 	c3 := ask(h, app, q3)
-	c4 := ask(h, app, q4)
 	s.WaitFor(t, "label", "192.0.2.43:443", 20*time.Second)
+	c4 := ask(h, app, q4) // after: the app handles each call on its own goroutine, in no set order
+	s.WaitFor(t, "label", "1 more waiting", 20*time.Second)
 	r.waitBelow(t)
 	n3, next := d.waitNote(t, "notecheck wants to connect to 192.0.2.43:443", from)
 	cancel(t, h, app, q3.ID, c3) // settled elsewhere (its deadline, say)
