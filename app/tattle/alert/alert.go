@@ -234,6 +234,21 @@ func New(app *gtk.Application, entries *desktop.Index, answer func(id uint64, a 
 	ui.SetAccessible(w.deny, i18n.T("Deny"), "")
 	w.deny.Connect("clicked", func() { w.decide(rules.ActionDeny) })
 	w.allow.Connect("clicked", func() { w.decide(rules.ActionAllow) })
+	// A mnemonic (Alt+A, Alt+D) is decided on its own key press. GTK would press the button and click it on
+	// the key's release, which reaches the button only when it has the focus; otherwise a timer clicks it, with
+	// no event to tell the user's key from a program's.
+	for _, b := range []struct {
+		button *gtk.Button
+		action string
+	}{{w.deny, rules.ActionDeny}, {w.allow, rules.ActionAllow}} {
+		b.button.Connect("mnemonic-activate", func(_ *gtk.Button, groupCycling bool) bool {
+			if groupCycling {
+				return false // another widget shares the mnemonic: GTK only moves the focus
+			}
+			w.decide(b.action)
+			return true
+		})
+	}
 	buttons.PackStart(w.deny, true, true, 0)
 	buttons.PackStart(w.allow, true, true, 0)
 	box.PackEnd(buttons, false, false, 0)
