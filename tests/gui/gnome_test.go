@@ -46,8 +46,9 @@ func startGnomeShell(t *testing.T, s *Session, base []string) {
 	// Mutter starts Xwayland only if /tmp/.X11-unix is root's and mode 1777; a machine's may not be (here it
 	// was 1755). Its own, in the namespace: X clients outside reach the display by its abstract socket.
 	hide += "mkdir -p /tmp/.X11-unix && mount -t tmpfs -o mode=1777 tmpfs /tmp/.X11-unix || exit 1; "
+	monitors := strings.Repeat(" --virtual-monitor 1280x800", max(s.monitors, 1))
 	proc(t, s.Log, env, s.dir, nil, "unshare", "-m", "sh", "-c", hide+
-		"exec gnome-shell --headless --wayland --virtual-monitor 1280x800 --unsafe-mode")
+		"exec gnome-shell --headless --wayland"+monitors+" --unsafe-mode")
 	waitFile(t, filepath.Join(s.dir, "wayland-0"), "gnome-shell", s.Log)
 	s.Env = append(base, "WAYLAND_DISPLAY=wayland-0", "GDK_BACKEND=wayland")
 	// Started: Eval answers and the startup animation is over. Leave the overview it opens on.

@@ -93,6 +93,9 @@ type Session struct {
 	dir  string
 	cred *syscall.Credential // the session's user, nil for root
 	kwin *kwinRig            // "kwin" only
+	// monitors is how many monitors of 1280x800 the compositor shows, side by side ("gnome" and "kwin";
+	// the others have one).
+	monitors int
 }
 
 // StartSession starts a session bus, the accessibility bus and the display server.
@@ -105,7 +108,21 @@ func StartSession(t *testing.T, kind string) *Session {
 // app run as that user; the display server and window manager run as root.
 func StartSessionAs(t *testing.T, kind string, uid uint32) *Session {
 	t.Helper()
-	s := &Session{Kind: kind, Log: &testrig.LogTail{}}
+	return startSession(t, kind, uid, 1)
+}
+
+// StartSessionMonitors starts a session of kind "gnome" or "kwin" whose compositor shows n monitors.
+func StartSessionMonitors(t *testing.T, kind string, n int) *Session {
+	t.Helper()
+	if n != 1 && kind != "gnome" && kind != "kwin" {
+		t.Fatalf("a %q session has one monitor", kind)
+	}
+	return startSession(t, kind, 0, n)
+}
+
+func startSession(t *testing.T, kind string, uid uint32, monitors int) *Session {
+	t.Helper()
+	s := &Session{Kind: kind, Log: &testrig.LogTail{}, monitors: monitors}
 	if uid != 0 {
 		s.cred = &syscall.Credential{Uid: uid, Gid: uid}
 	}

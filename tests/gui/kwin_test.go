@@ -97,7 +97,7 @@ func startKWin(t *testing.T, s *Session, base []string) {
 	// --xwayland: KWin runs Xwayland and starts the applications it is given, once that is up, with its
 	// DISPLAY and XAUTHORITY (as Plasma's session gets them): here one that writes them down for the test.
 	xenv := filepath.Join(s.dir, "kwin-x11-env")
-	proc(t, s.Log, env, s.dir, nil, kwin, "--virtual", "--width", "1280", "--height", "800", "--socket", kwinSocket,
+	proc(t, s.Log, env, s.dir, nil, kwin, "--virtual", "--width", "1280", "--height", "800", "--output-count", strconv.Itoa(max(s.monitors, 1)), "--socket", kwinSocket,
 		"--no-lockscreen", "--no-global-shortcuts", "--no-kactivities", "--xwayland",
 		"sh -c 'printf \"%s\\n%s\\n\" \"$DISPLAY\" \"$XAUTHORITY\" >"+xenv+".tmp && mv "+xenv+".tmp "+xenv+"'")
 	waitFile(t, filepath.Join(s.dir, kwinSocket), "kwin_wayland", s.Log)
