@@ -496,7 +496,9 @@ func (w *Window) show(q api.Question) {
 // compositors place windows themselves).
 func (w *Window) placeOnActiveMonitor() {
 	if onXwayland(w.win) {
-		// The compositor places X windows too; the X pointer is only known while it is over an X window.
+		// The compositor places X windows too, on the pointer's monitor (Mutter; KWin by default, else on the
+		// active window's), which is the active window's when the user clicked into it; the X pointer is only
+		// known while it is over an X window, the active Wayland window not at all.
 		return
 	}
 	display, err := gdk.DisplayGetDefault()
