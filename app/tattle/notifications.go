@@ -1,7 +1,6 @@
 package main
 
 import (
-	"github.com/godbus/dbus/v5"
 	"github.com/gotk3/gotk3/glib"
 
 	"github.com/tattlefw/tattle/app/tattle/notify"
@@ -11,17 +10,9 @@ import (
 // keeps it from the front, on a session bus connection of its own. Its goroutines end with the session; the
 // connection closes when the app exits. Without a session bus the alert goes without.
 func (s *session) startNotifications() {
-	conn, err := dbus.SessionBusPrivate()
-	if err == nil {
-		if err = conn.Auth(nil); err == nil {
-			err = conn.Hello()
-		}
-	}
+	conn, err := privateSessionBus()
 	if err != nil {
 		s.log.Warn("no session bus for notifications", "error", err)
-		if conn != nil {
-			conn.Close()
-		}
 		return
 	}
 	srv := notify.NewDBusServer(conn)

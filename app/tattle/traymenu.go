@@ -29,17 +29,9 @@ type trayUI struct {
 // startTray puts Tattle in the desktop's tray, on its own connection to the session bus. Without a session
 // bus or a tray the app keeps working, and says so once.
 func (s *session) startTray() {
-	conn, err := dbus.SessionBusPrivate()
-	if err == nil {
-		if err = conn.Auth(nil); err == nil {
-			err = conn.Hello()
-		}
-	}
+	conn, err := privateSessionBus()
 	if err != nil {
 		s.log.Warn("no session bus for the tray icon", "error", err)
-		if conn != nil {
-			conn.Close()
-		}
 		return
 	}
 	u := &trayUI{s: s, conn: conn}
@@ -172,4 +164,21 @@ func (u *trayUI) setMode(mode string) {
 			u.update(u.pending)
 		})
 	}()
+}
+
+// privateSessionBus opens a connection of its own to the session bus, so that what one part of the app does
+// on it (the tray's names, the notifications' signal matches) never mixes with another's.
+func privateSessionBus() (*dbus.Conn, error) {
+	conn, err := dbus.SessionBusPrivate()
+	if err != nil {
+		return nil, err
+	}
+	if err = conn.Auth(nil); err == nil {
+		err = conn.Hello()
+	}
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return conn, nil
 }
