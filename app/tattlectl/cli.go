@@ -144,14 +144,21 @@ func (e *env) userLabel(uid uint32) string {
 	return strconv.FormatUint(uint64(uid), 10)
 }
 
-// dial connects for one command. Commands that change state allow interactive authorization unless the
-// user said --no-interactive (before the command or after it).
-func (e *env) dial(change, noInteractive bool) (Helper, error) {
-	return e.connect(change && !noInteractive && !e.noInteractive)
+// withHelper connects to the helper for one command, runs use on the connection and closes it. Commands that
+// change state (change) allow interactive authorization unless the user said --no-interactive (before the
+// command or after it). Errors come back as the client made them: report turns them into what failed and what
+// to do.
+func (e *env) withHelper(change, noInteractive bool, use func(Helper) error) error {
+	h, err := e.connect(change && !noInteractive && !e.noInteractive)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	return use(h)
 }
 
 // show runs a read-only command whose one flag is --json: it fetches a value from the helper and prints it as
-// JSON or, through writeText (given the open connection, for follow-up queries), as textForm.
+// JSON or as textForm (see fetchAndWrite).
 func show[T any](ctx context.Context, e *env, name, textForm string, args []string,
 	fetch func(Helper, context.Context) (T, error), writeJSON func(io.Writer, T) error,
 	writeText func(context.Context, Helper, T) error) error {
@@ -160,19 +167,24 @@ func show[T any](ctx context.Context, e *env, name, textForm string, args []stri
 	if err := noArgs(e, name, fs, args); err != nil {
 		return err
 	}
-	h, err := e.dial(false, false)
-	if err != nil {
-		return err
-	}
-	defer h.Close()
-	v, err := fetch(h, ctx)
-	if err != nil {
-		return err
-	}
-	if *asJSON {
-		return writeJSON(e.stdout, v)
-	}
-	return writeText(ctx, h, v)
+	return fetchAndWrite(ctx, e, *asJSON, fetch, writeJSON, writeText)
+}
+
+// fetchAndWrite is the end of a read-only command: it fetches a value from the helper and prints it as JSON
+// or, through writeText (given the open connection, for follow-up queries), as text.
+func fetchAndWrite[T any](ctx context.Context, e *env, asJSON bool,
+	fetch func(Helper, context.Context) (T, error), writeJSON func(io.Writer, T) error,
+	writeText func(context.Context, Helper, T) error) error {
+	return e.withHelper(false, false, func(h Helper) error {
+		v, err := fetch(h, ctx)
+		if err != nil {
+			return err
+		}
+		if asJSON {
+			return writeJSON(e.stdout, v)
+		}
+		return writeText(ctx, h, v)
+	})
 }
 
 // command is one subcommand: its name, synopsis and summary for help, and the function that runs it.

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"text/tabwriter"
 	"time"
 
@@ -37,33 +38,35 @@ func cmdHistory(ctx context.Context, e *env, args []string) error {
 	}
 	q.Since = e.now().Add(-*since).UnixMilli()
 	q.Offset, q.Limit = uint32((*page-1)*historyPage), historyPage
-	h, err := e.dial(false, false)
-	if err != nil {
-		return err
+	return fetchAndWrite(ctx, e, *asJSON,
+		func(h Helper, ctx context.Context) ([]api.HistoryEntry, error) { return h.History(ctx, q) },
+		writeHistoryJSON,
+		func(_ context.Context, _ Helper, entries []api.HistoryEntry) error {
+			return writeHistoryTable(e, entries, *page)
+		})
+}
+
+func writeHistoryJSON(w io.Writer, entries []api.HistoryEntry) error {
+	type entryJSON struct {
+		Time     string `json:"time"`
+		Exe      string `json:"exe"`
+		Via      string `json:"via,omitempty"`
+		UID      uint32 `json:"uid"`
+		Dest     string `json:"destination"`
+		Host     string `json:"host,omitempty"`
+		Protocol string `json:"protocol"`
+		Verdict  string `json:"verdict"`
+		RuleID   string `json:"rule_id,omitempty"`
 	}
-	defer h.Close()
-	entries, err := h.History(ctx, q)
-	if err != nil {
-		return err
+	out := make([]entryJSON, 0, len(entries))
+	for _, x := range entries {
+		out = append(out, entryJSON{msTime(x.Time), x.Exe, x.Via, x.UID, x.Dest, x.Host, x.Protocol, x.Verdict, x.RuleID})
 	}
-	if *asJSON {
-		type entryJSON struct {
-			Time     string `json:"time"`
-			Exe      string `json:"exe"`
-			Via      string `json:"via,omitempty"`
-			UID      uint32 `json:"uid"`
-			Dest     string `json:"destination"`
-			Host     string `json:"host,omitempty"`
-			Protocol string `json:"protocol"`
-			Verdict  string `json:"verdict"`
-			RuleID   string `json:"rule_id,omitempty"`
-		}
-		out := make([]entryJSON, 0, len(entries))
-		for _, x := range entries {
-			out = append(out, entryJSON{msTime(x.Time), x.Exe, x.Via, x.UID, x.Dest, x.Host, x.Protocol, x.Verdict, x.RuleID})
-		}
-		return writeJSONLine(e.stdout, out)
-	}
+	return writeJSONLine(w, out)
+}
+
+// writeHistoryTable prints one page of history, with a pointer to the next page when this one is full.
+func writeHistoryTable(e *env, entries []api.HistoryEntry, page uint) error {
 	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "TIME\tAPPLICATION\tUSER\tDESTINATION\tHOST\tPROTO\tVERDICT\tRULE")
 	now := e.now()
@@ -72,7 +75,7 @@ func cmdHistory(ctx context.Context, e *env, args []string) error {
 			cell(e.userLabel(x.UID)), cell(x.Dest), cell(x.Host), cell(x.Protocol), cell(x.Verdict), cell(x.RuleID))
 	}
 	if len(entries) == historyPage {
-		fmt.Fprintf(tw, "… more: --page %d\n", *page+1)
+		fmt.Fprintf(tw, "… more: --page %d\n", page+1)
 	}
 	return tw.Flush()
 }
@@ -91,27 +94,28 @@ func cmdTraffic(ctx context.Context, e *env, args []string) error {
 	if *since / *bucket > 10000 {
 		return usagef("--since %v in buckets of %v: more than 10000 rows; use a wider --bucket", *since, *bucket)
 	}
-	h, err := e.dial(false, false)
-	if err != nil {
-		return err
+	return fetchAndWrite(ctx, e, *asJSON,
+		func(h Helper, ctx context.Context) ([]api.TrafficBucket, error) {
+			return h.Traffic(ctx, e.now().Add(-*since), time.Time{}, *bucket)
+		},
+		writeTrafficJSON,
+		func(_ context.Context, _ Helper, bs []api.TrafficBucket) error { return writeTrafficTable(e, bs) })
+}
+
+func writeTrafficJSON(w io.Writer, bs []api.TrafficBucket) error {
+	type bucketJSON struct {
+		Start    string `json:"start"`
+		Sent     uint64 `json:"sent_bytes"`
+		Received uint64 `json:"received_bytes"`
 	}
-	defer h.Close()
-	bs, err := h.Traffic(ctx, e.now().Add(-*since), time.Time{}, *bucket)
-	if err != nil {
-		return err
+	out := make([]bucketJSON, 0, len(bs))
+	for _, b := range bs {
+		out = append(out, bucketJSON{msTime(b.Start), b.Sent, b.Received})
 	}
-	if *asJSON {
-		type bucketJSON struct {
-			Start    string `json:"start"`
-			Sent     uint64 `json:"sent_bytes"`
-			Received uint64 `json:"received_bytes"`
-		}
-		out := make([]bucketJSON, 0, len(bs))
-		for _, b := range bs {
-			out = append(out, bucketJSON{msTime(b.Start), b.Sent, b.Received})
-		}
-		return writeJSONLine(e.stdout, out)
-	}
+	return writeJSONLine(w, out)
+}
+
+func writeTrafficTable(e *env, bs []api.TrafficBucket) error {
 	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "FROM\tSENT\tRECEIVED")
 	now := e.now()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"path/filepath"
 	"sort"
 	"text/tabwriter"
@@ -26,12 +27,8 @@ func cmdLearn(ctx context.Context, e *env, args []string) error {
 	if err != nil || d < time.Second || d > api.MaxLearnSeconds*time.Second || d%time.Second != 0 {
 		return usagef("%q is not a duration of whole seconds from 1s to 24h (such as 10m)", pos[0])
 	}
-	h, err := e.dial(true, *noInteractive)
+	err = e.withHelper(true, *noInteractive, func(h Helper) error { return h.Learn(ctx, uint32(d/time.Second)) })
 	if err != nil {
-		return err
-	}
-	defer h.Close()
-	if err := h.Learn(ctx, uint32(d/time.Second)); err != nil {
 		return err
 	}
 	fmt.Fprintf(e.stdout, "learning until %s; then back to alert. Review with 'tattlectl rules learned'.\n",
@@ -106,44 +103,40 @@ func cmdRulesLearned(ctx context.Context, e *env, args []string) error {
 		}
 		*app = filepath.Join(wd, *app)
 	}
-	h, err := e.dial(verb != "", *noInteractive)
-	if err != nil {
-		return err
-	}
-	defer h.Close()
-	rs, err := h.Rules(ctx)
-	if err != nil {
-		return err
-	}
-	groups, err := groupLearned(rs)
-	if err != nil {
-		return err
-	}
-	if verb == "" {
-		if *asJSON {
-			if groups == nil {
-				groups = []learnedGroup{}
-			}
-			enc := json.NewEncoder(e.stdout)
-			enc.SetEscapeHTML(false)
-			enc.SetIndent("", "  ")
-			return enc.Encode(groups)
+	return e.withHelper(verb != "", *noInteractive, func(h Helper) error {
+		rs, err := h.Rules(ctx)
+		if err != nil {
+			return err
 		}
-		return writeLearned(e, groups)
-	}
+		groups, err := groupLearned(rs)
+		switch {
+		case err != nil:
+			return err
+		case verb == "" && *asJSON:
+			return writeLearnedJSON(e.stdout, groups)
+		case verb == "":
+			return writeLearned(e, groups)
+		}
+		return settleLearned(ctx, e, h, verb, groups, *all, *app)
+	})
+}
+
+// settleLearned approves or discards (verb) the proposals of every program (all) or of app.
+func settleLearned(ctx context.Context, e *env, h Helper, verb string, groups []learnedGroup, all bool, app string) error {
 	var ids []string
 	for _, g := range groups {
-		if *all || g.Application == filepath.Clean(*app) || g.Via == filepath.Clean(*app) {
+		if all || g.Application == filepath.Clean(app) || g.Via == filepath.Clean(app) {
 			for _, r := range g.Rules {
 				ids = append(ids, r.ID)
 			}
 		}
 	}
 	if len(ids) == 0 {
-		return fmt.Errorf("no learned proposals%s ('tattlectl rules learned' lists them)", forApp(*app))
+		return fmt.Errorf("no learned proposals%s ('tattlectl rules learned' lists them)", forApp(app))
 	}
 	for start := 0; start < len(ids); start += api.MaxRulesPerCall {
 		part := ids[start:min(start+api.MaxRulesPerCall, len(ids))]
+		var err error
 		if verb == "approve" {
 			err = h.Approve(ctx, part)
 		} else {
@@ -157,11 +150,7 @@ func cmdRulesLearned(ctx context.Context, e *env, args []string) error {
 	if verb == "discard" {
 		done = "discarded"
 	}
-	noun := "proposals"
-	if len(ids) == 1 {
-		noun = "proposal"
-	}
-	fmt.Fprintf(e.stdout, "%d %s %s\n", len(ids), noun, done)
+	fmt.Fprintf(e.stdout, "%d %s %s\n", len(ids), plural(len(ids), "proposal", "proposals"), done)
 	return nil
 }
 
@@ -170,6 +159,16 @@ func forApp(app string) string {
 		return ""
 	}
 	return " for " + app
+}
+
+func writeLearnedJSON(w io.Writer, groups []learnedGroup) error {
+	if groups == nil {
+		groups = []learnedGroup{}
+	}
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	return enc.Encode(groups)
 }
 
 func writeLearned(e *env, groups []learnedGroup) error {

@@ -59,11 +59,11 @@ func cmdMonitor(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	h, err := e.dial(false, false)
-	if err != nil {
-		return err
-	}
-	defer h.Close()
+	return e.withHelper(false, false, func(h Helper) error { return watchFlows(ctx, e, o, h) })
+}
+
+// watchFlows prints the flows every o.interval until Ctrl-C (once with --once).
+func watchFlows(ctx context.Context, e *env, o monitorOptions, h Helper) error {
 	tick := time.NewTicker(o.interval)
 	defer tick.Stop()
 	for first := true; ; first = false {

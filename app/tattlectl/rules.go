@@ -250,19 +250,16 @@ func cmdRulesAdd(ctx context.Context, e *env, args []string) error {
 	for _, n := range notes {
 		fmt.Fprintf(e.stderr, "tattlectl: note: %s\n", n)
 	}
-	h, err := e.dial(true, o.noInteractive)
-	if err != nil {
-		return err
-	}
-	defer h.Close()
-	ids, err := h.AddRules(ctx, []api.Rule{api.FromRule(r, "", false)})
-	if err != nil {
-		return err
-	}
-	for _, id := range ids {
-		fmt.Fprintln(e.stdout, id)
-	}
-	return nil
+	return e.withHelper(true, o.noInteractive, func(h Helper) error {
+		ids, err := h.AddRules(ctx, []api.Rule{api.FromRule(r, "", false)})
+		if err != nil {
+			return err
+		}
+		for _, id := range ids {
+			fmt.Fprintln(e.stdout, id)
+		}
+		return nil
+	})
 }
 
 // idArgs parses the commands that take rule ids.
@@ -284,12 +281,7 @@ func changeRules(ctx context.Context, e *env, name string, args []string,
 	if err != nil {
 		return err
 	}
-	h, err := e.dial(true, ni)
-	if err != nil {
-		return err
-	}
-	defer h.Close()
-	return change(h, ctx, ids)
+	return e.withHelper(true, ni, func(h Helper) error { return change(h, ctx, ids) })
 }
 
 func cmdRulesRemove(ctx context.Context, e *env, args []string) error {
@@ -406,27 +398,24 @@ func cmdRulesImport(ctx context.Context, e *env, args []string) error {
 			return err
 		}
 	}
-	h, err := e.dial(true, o.noInteractive)
-	if err != nil {
-		return err
-	}
-	defer h.Close()
-	sum, report, err := h.ImportFiles(ctx, req)
-	if err != nil {
-		return err
-	}
-	word := "imported"
-	if o.dryRun {
-		word = "dry run, nothing changed"
-	}
-	fmt.Fprintf(e.stdout, "%s: %s\n", word, sum.Summary)
-	for _, s := range report {
-		fmt.Fprintf(e.stderr, "tattlectl: %s\n", oneLine(s))
-	}
-	if sum.Imported == 0 {
-		return fmt.Errorf("nothing was imported from %s", displayName(o.file))
-	}
-	return nil
+	return e.withHelper(true, o.noInteractive, func(h Helper) error {
+		sum, report, err := h.ImportFiles(ctx, req)
+		if err != nil {
+			return err
+		}
+		word := "imported"
+		if o.dryRun {
+			word = "dry run, nothing changed"
+		}
+		fmt.Fprintf(e.stdout, "%s: %s\n", word, sum.Summary)
+		for _, s := range report {
+			fmt.Fprintf(e.stderr, "tattlectl: %s\n", oneLine(s))
+		}
+		if sum.Imported == 0 {
+			return fmt.Errorf("nothing was imported from %s", displayName(o.file))
+		}
+		return nil
+	})
 }
 
 // readListDirs reads the OpenSnitch list directories the rules name: where they say, else under listsDir
@@ -535,26 +524,20 @@ func cmdRulesExport(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	h, err := e.dial(false, false)
-	if err != nil {
-		return err
-	}
-	defer h.Close()
-	data, skipped, err := h.Export(ctx, o.format)
-	if err != nil {
-		return err
-	}
-	for _, s := range skipped {
-		fmt.Fprintf(e.stderr, "tattlectl: skipped: %s\n", oneLine(s))
-	}
-	if o.file == "-" {
-		_, err = e.stdout.Write(data)
-		return err
-	}
-	if err := e.writeFile(o.file, data); err != nil {
-		return err
-	}
-	return nil
+	return e.withHelper(false, false, func(h Helper) error {
+		data, skipped, err := h.Export(ctx, o.format)
+		if err != nil {
+			return err
+		}
+		for _, s := range skipped {
+			fmt.Fprintf(e.stderr, "tattlectl: skipped: %s\n", oneLine(s))
+		}
+		if o.file == "-" {
+			_, err = e.stdout.Write(data)
+			return err
+		}
+		return e.writeFile(o.file, data)
+	})
 }
 
 func cmdMode(ctx context.Context, e *env, args []string) error {
@@ -577,20 +560,17 @@ func cmdMode(ctx context.Context, e *env, args []string) error {
 			return usagef("%q is not a mode; use %s", pos[0], strings.Join(modes, ", "))
 		}
 	}
-	h, err := e.dial(len(pos) == 1, *noInteractive)
-	if err != nil {
-		return err
-	}
-	defer h.Close()
-	if len(pos) == 1 {
-		return h.SetMode(ctx, pos[0])
-	}
-	st, err := h.Status(ctx)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintln(e.stdout, st.Mode)
-	return nil
+	return e.withHelper(len(pos) == 1, *noInteractive, func(h Helper) error {
+		if len(pos) == 1 {
+			return h.SetMode(ctx, pos[0])
+		}
+		st, err := h.Status(ctx)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(e.stdout, st.Mode)
+		return nil
+	})
 }
 
 // noArgs parses a command that takes flags only.
