@@ -235,24 +235,14 @@ func (c *Client) Flows(ctx context.Context) ([]api.Flow, error) {
 // Rules.Changed signal), until ctx ends; then the channel is closed. Several changes in a row may be
 // delivered as one.
 func (c *Client) WatchChanged(ctx context.Context) (<-chan struct{}, error) {
-	opts := []dbus.MatchOption{
-		dbus.WithMatchSender(api.BusName),
-		dbus.WithMatchObjectPath(api.ObjectPath),
-		dbus.WithMatchInterface(api.RulesInterface),
-		dbus.WithMatchMember("Changed"),
+	sigs, stop, err := c.helperSignals(ctx, api.RulesInterface, "Changed", 16)
+	if err != nil {
+		return nil, err
 	}
-	if err := c.conn.AddMatchSignalContext(ctx, opts...); err != nil {
-		return nil, callError(ctx, "org.freedesktop.DBus.AddMatch", err, c.opts.Timeout)
-	}
-	sigs := make(chan *dbus.Signal, 16)
-	c.conn.Signal(sigs)
 	out := make(chan struct{}, 1)
 	go func() {
 		defer close(out)
-		defer func() {
-			c.conn.RemoveSignal(sigs)
-			c.conn.RemoveMatchSignal(opts...)
-		}()
+		defer stop()
 		for {
 			select {
 			case <-ctx.Done():

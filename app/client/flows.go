@@ -13,20 +13,12 @@ import (
 // changed flows on the returned channel until ctx ends; then it unsubscribes and closes the channel. Batches
 // are never dropped: a reader that falls behind slows down only this client's signal queue.
 func (c *Client) WatchFlows(ctx context.Context) (<-chan []api.Flow, error) {
-	opts := []dbus.MatchOption{
-		dbus.WithMatchSender(api.BusName),
-		dbus.WithMatchObjectPath(api.ObjectPath),
-		dbus.WithMatchInterface(api.MonitorInterface),
-		dbus.WithMatchMember("FlowsChanged"),
+	sigs, stop, err := c.helperSignals(ctx, api.MonitorInterface, "FlowsChanged", 64)
+	if err != nil {
+		return nil, err
 	}
-	if err := c.conn.AddMatchSignalContext(ctx, opts...); err != nil {
-		return nil, callError(ctx, "org.freedesktop.DBus.AddMatch", err, c.opts.Timeout)
-	}
-	sigs := make(chan *dbus.Signal, 64)
-	c.conn.Signal(sigs)
 	if err := c.call(ctx, api.MonitorInterface+".Subscribe", false, nil); err != nil {
-		c.conn.RemoveSignal(sigs)
-		c.conn.RemoveMatchSignal(opts...)
+		stop()
 		return nil, err
 	}
 	out := make(chan []api.Flow, 16)
@@ -34,8 +26,7 @@ func (c *Client) WatchFlows(ctx context.Context) (<-chan []api.Flow, error) {
 	go func() {
 		defer close(out)
 		defer func() {
-			c.conn.RemoveSignal(sigs)
-			c.conn.RemoveMatchSignal(opts...)
+			stop()
 			// ctx is over; unsubscribe with a short call of its own.
 			uctx, cancel := context.WithTimeout(context.Background(), c.opts.Timeout)
 			defer cancel()
@@ -71,6 +62,27 @@ func (c *Client) WatchFlows(ctx context.Context) (<-chan []api.Flow, error) {
 		}
 	}()
 	return out, nil
+}
+
+// helperSignals matches the helper's signal iface.member on its object and delivers the connection's signals
+// on sigs (buffered for size) until stop; the receiver still filters, as sigs gets every signal of the
+// connection.
+func (c *Client) helperSignals(ctx context.Context, iface, member string, size int) (sigs chan *dbus.Signal, stop func(), err error) {
+	opts := []dbus.MatchOption{
+		dbus.WithMatchSender(api.BusName),
+		dbus.WithMatchObjectPath(api.ObjectPath),
+		dbus.WithMatchInterface(iface),
+		dbus.WithMatchMember(member),
+	}
+	if err := c.conn.AddMatchSignalContext(ctx, opts...); err != nil {
+		return nil, nil, callError(ctx, "org.freedesktop.DBus.AddMatch", err, c.opts.Timeout)
+	}
+	sigs = make(chan *dbus.Signal, size)
+	c.conn.Signal(sigs)
+	return sigs, func() {
+		c.conn.RemoveSignal(sigs)
+		c.conn.RemoveMatchSignal(opts...)
+	}, nil
 }
 
 // helperOwner is the unique bus name of the running helper, "" when none runs.
