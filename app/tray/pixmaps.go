@@ -7,9 +7,9 @@ import (
 	"image"
 	"image/color"
 	"image/png"
-	"os"
 	"path/filepath"
-	"strings"
+
+	"github.com/tattlefw/tattle/app/xdg"
 )
 
 //go:generate sh pixmaps/gen.sh
@@ -86,21 +86,9 @@ func defaultPixmaps(opts Options) ([3][]pixmap, error) {
 // (XDG_DATA_HOME and XDG_DATA_DIRS, with the defaults of the XDG base directory specification), or in
 // themePath.
 func iconInstalled(name, themePath string) bool {
-	home := os.Getenv("XDG_DATA_HOME")
-	if home == "" {
-		if h, err := os.UserHomeDir(); err == nil {
-			home = filepath.Join(h, ".local", "share")
-		}
-	}
-	dirs := os.Getenv("XDG_DATA_DIRS")
-	if dirs == "" {
-		dirs = "/usr/local/share:/usr/share"
-	}
 	var roots []string
-	for _, d := range append([]string{home}, strings.Split(dirs, ":")...) {
-		if d != "" {
-			roots = append(roots, filepath.Join(d, "icons"))
-		}
+	for _, d := range xdg.DataDirs() {
+		roots = append(roots, filepath.Join(d, "icons"))
 	}
 	if themePath != "" {
 		roots = append(roots, themePath)

@@ -10,6 +10,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+
+	"github.com/tattlefw/tattle/app/xdg"
 )
 
 // Entry is what the UI shows for an application.
@@ -25,28 +27,9 @@ type Index struct {
 	byID  map[string]Entry // by desktop file id without ".desktop": Flatpak exports name theirs by app id
 }
 
-// DataDirs are the XDG data directories, most important first.
+// DataDirs are the XDG data directories, most important first, and Flatpak's exports.
 func DataDirs() []string {
-	home := os.Getenv("XDG_DATA_HOME")
-	if home == "" {
-		if h, err := os.UserHomeDir(); err == nil {
-			home = filepath.Join(h, ".local", "share")
-		}
-	}
-	dirs := os.Getenv("XDG_DATA_DIRS")
-	if dirs == "" {
-		dirs = "/usr/local/share:/usr/share"
-	}
-	out := []string{}
-	if home != "" {
-		out = append(out, home)
-	}
-	for _, d := range strings.Split(dirs, ":") {
-		if d != "" {
-			out = append(out, d)
-		}
-	}
-	return append(out, "/var/lib/flatpak/exports/share")
+	return append(xdg.DataDirs(), "/var/lib/flatpak/exports/share")
 }
 
 // Load reads the entries under each dir's applications folder; earlier directories win.
