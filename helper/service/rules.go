@@ -130,21 +130,31 @@ func (i rulesIface) Update(c *call, w api.Rule) *dbus.Error {
 	return i.s.changed()
 }
 
-func (i rulesIface) Remove(c *call, ids []string) *dbus.Error {
+// authorizeIDs checks that the caller may change the rules ids names (1 to MaxRulesPerCall of them) and
+// returns the owner each had when authorized: the change refuses a rule whose owner changed meanwhile.
+func (i rulesIface) authorizeIDs(c *call, ids []string) (map[string]*uint32, *dbus.Error) {
 	if len(ids) == 0 || len(ids) > api.MaxRulesPerCall {
-		return invalid("give between 1 and %d rule ids", api.MaxRulesPerCall)
+		return nil, invalid("give between 1 and %d rule ids", api.MaxRulesPerCall)
 	}
 	var callOwners []*uint32
 	authorized := map[string]*uint32{}
 	for _, id := range ids {
 		r, derr := i.s.find(id)
 		if derr != nil {
-			return derr
+			return nil, derr
 		}
 		callOwners = append(callOwners, r.Owner)
 		authorized[id] = r.Owner
 	}
 	if derr := c.requireOwners(callOwners); derr != nil {
+		return nil, derr
+	}
+	return authorized, nil
+}
+
+func (i rulesIface) Remove(c *call, ids []string) *dbus.Error {
+	authorized, derr := i.authorizeIDs(c, ids)
+	if derr != nil {
 		return derr
 	}
 	err := i.s.store.RemoveIf(ids, func(cur rules.Rule) error {
@@ -399,20 +409,8 @@ func convertImport(req api.ImportRequest, opts rules.ImportOptions) (*rules.Impo
 // Approve marks imported rules approved: their owner has looked at them (same authorization as changing
 // them, so the user's own password for their own rules).
 func (i rulesIface) Approve(c *call, ids []string) *dbus.Error {
-	if len(ids) == 0 || len(ids) > api.MaxRulesPerCall {
-		return invalid("give between 1 and %d rule ids", api.MaxRulesPerCall)
-	}
-	authorized := map[string]*uint32{}
-	var callOwners []*uint32
-	for _, id := range ids {
-		r, derr := i.s.find(id)
-		if derr != nil {
-			return derr
-		}
-		callOwners = append(callOwners, r.Owner)
-		authorized[id] = r.Owner
-	}
-	if derr := c.requireOwners(callOwners); derr != nil {
+	authorized, derr := i.authorizeIDs(c, ids)
+	if derr != nil {
 		return derr
 	}
 	for _, id := range ids {
