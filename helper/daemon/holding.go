@@ -166,6 +166,19 @@ func (d *Daemon) PendingCount() int {
 	return d.hold.holder.Count()
 }
 
+// idBase is the program's part of the id of a rule made for an attempt: the file name of its script, or else
+// of its executable, as a slug.
+func idBase(a hold.Attempt) string {
+	name := a.Exe
+	if a.Via != "" {
+		name = a.Via
+	}
+	if base := rules.Slug(filepath.Base(name), 40); base != "" {
+		return base
+	}
+	return "app"
+}
+
 // commitAnswer stores the rule an answer asks for and installs it.
 func (d *Daemon) commitAnswer(a hold.Attempt, ans api.Answer) error {
 	if a.App.IsUnidentified() || a.Via == api.ViaUnidentified {
@@ -180,14 +193,7 @@ func (d *Daemon) commitAnswer(a hold.Attempt, ans api.Answer) error {
 	now := time.Now().UTC().Truncate(time.Second)
 	r := hold.RuleFor(a, ans, now)
 	r.SHA256 = d.sha256For(a)
-	name := a.Exe
-	if a.Via != "" {
-		name = a.Via
-	}
-	base := rules.Slug(filepath.Base(name), 40)
-	if base == "" {
-		base = "app"
-	}
+	base := idBase(a)
 	var err error
 	for n := 0; n < 5; n++ {
 		r.ID = fmt.Sprintf("answer-%s-%d", base, now.UnixNano()/1e6+int64(n))

@@ -128,14 +128,7 @@ func (d *Daemon) propose(a hold.Attempt) {
 	if !ok {
 		return
 	}
-	name := a.Exe
-	if a.Via != "" {
-		name = a.Via
-	}
-	base := rules.Slug(filepath.Base(name), 40)
-	if base == "" {
-		base = "app"
-	}
+	base := idBase(a)
 	stamp := time.Now().UnixNano() / 1e3
 	for r.ID = fmt.Sprintf("learned-%s-%d", base, stamp); d.store.HasID(r.ID); stamp++ {
 		r.ID = fmt.Sprintf("learned-%s-%d", base, stamp+1)
