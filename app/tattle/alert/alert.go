@@ -115,10 +115,7 @@ func New(app *gtk.Application, entries *desktop.Index, answer func(id uint64, a 
 	})
 
 	box := ui.Must(gtk.BoxNew(gtk.ORIENTATION_VERTICAL, 12))
-	box.SetMarginStart(18)
-	box.SetMarginEnd(18)
-	box.SetMarginTop(18)
-	box.SetMarginBottom(18)
+	ui.SetMargins(box, 18)
 	w.win.Add(box)
 
 	head := ui.Must(gtk.BoxNew(gtk.ORIENTATION_HORIZONTAL, 12))

@@ -19,10 +19,7 @@ func (m *Monitor) filterBar() *gtk.Box {
 		m.refilter()
 	})
 	bar := ui.Must(gtk.BoxNew(gtk.ORIENTATION_HORIZONTAL, 6))
-	bar.SetMarginStart(6)
-	bar.SetMarginEnd(6)
-	bar.SetMarginTop(6)
-	bar.SetMarginBottom(6)
+	ui.SetMargins(bar, 6)
 	bar.PackStart(search, true, true, 0)
 	toggles := ui.Must(gtk.BoxNew(gtk.ORIENTATION_HORIZONTAL, 0))
 	if sc, err := toggles.GetStyleContext(); err == nil {

@@ -28,10 +28,7 @@ func runDialog(parent *gtk.Window, base *api.Rule, uid uint32) (api.Rule, bool) 
 	grid := ui.Must(gtk.GridNew())
 	grid.SetRowSpacing(8)
 	grid.SetColumnSpacing(12)
-	grid.SetMarginStart(12)
-	grid.SetMarginEnd(12)
-	grid.SetMarginTop(12)
-	grid.SetMarginBottom(12)
+	ui.SetMargins(grid, 12)
 	area.Add(grid)
 
 	row := 0

@@ -26,10 +26,7 @@ func (p *Page) previewImport(req api.ImportRequest, paths []string) {
 	cancel := ui.Must(d.AddButton(i18n.T("_Cancel"), gtk.RESPONSE_CANCEL))
 	area := ui.Must(d.GetContentArea())
 	box := ui.Must(gtk.BoxNew(gtk.ORIENTATION_VERTICAL, 8))
-	box.SetMarginStart(12)
-	box.SetMarginEnd(12)
-	box.SetMarginTop(12)
-	box.SetMarginBottom(12)
+	ui.SetMargins(box, 12)
 	box.SetVExpand(true)
 	area.PackStart(box, true, true, 0)
 	label := func(text string) *gtk.Label {

@@ -125,18 +125,9 @@ func New(ctx context.Context, cl *client.Client, parent *gtk.Window, entries *de
 	p.search.SetHExpand(true)
 	p.search.Connect("search-changed", func() { p.applyFilter() })
 
-	button := func(icon, tip string, f func()) *gtk.Button {
-		b := ui.Must(gtk.ButtonNewFromIconName(icon, gtk.ICON_SIZE_BUTTON))
-		b.SetTooltipText(tip)
-		ui.SetAccessible(b, tip, "")
-		b.Connect("clicked", f)
-		return b
-	}
+	button := func(icon, tip string, f func()) *gtk.Button { return ui.IconButton(icon, tip, tip, f) }
 	bar := ui.Must(gtk.BoxNew(gtk.ORIENTATION_HORIZONTAL, 6))
-	bar.SetMarginStart(6)
-	bar.SetMarginEnd(6)
-	bar.SetMarginTop(6)
-	bar.SetMarginBottom(6)
+	ui.SetMargins(bar, 6)
 	bar.PackStart(p.search, true, true, 0)
 	bar.PackStart(button("list-add-symbolic", i18n.T("Add rule"), func() { p.add() }), false, false, 0)
 	p.editButton = button("document-edit-symbolic", i18n.T("Edit rule"), func() { p.edit() })

@@ -132,3 +132,22 @@ func Must[T any](v T, err error) T {
 	}
 	return v
 }
+
+// SetMargins gives w the same margin of px pixels on all four sides.
+func SetMargins(w gtk.IWidget, px int) {
+	widget := w.ToWidget()
+	widget.SetMarginStart(px)
+	widget.SetMarginEnd(px)
+	widget.SetMarginTop(px)
+	widget.SetMarginBottom(px)
+}
+
+// IconButton is a button showing only an icon: name is what screen readers (and the tests) call it, tooltip
+// what the pointer shows.
+func IconButton(icon, name, tooltip string, clicked func()) *gtk.Button {
+	b := Must(gtk.ButtonNewFromIconName(icon, gtk.ICON_SIZE_BUTTON))
+	b.SetTooltipText(tooltip)
+	SetAccessible(b, name, "")
+	b.Connect("clicked", clicked)
+	return b
+}
