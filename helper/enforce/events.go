@@ -103,21 +103,31 @@ func (e *Enforcer) Events(resolver PathResolver) (*EventReader, error) {
 // ErrClosed is returned by Read after Close.
 var ErrClosed = errors.New("event reader closed")
 
+// readRecord blocks for the next record of rd and decodes it as the program's struct T (what names it in the
+// error); ErrClosed once rd is closed.
+func readRecord[T any](rd *ringbuf.Reader, what string) (*T, error) {
+	rec, err := rd.Read()
+	if errors.Is(err, ringbuf.ErrClosed) {
+		return nil, ErrClosed
+	}
+	if err != nil {
+		return nil, err
+	}
+	var raw T
+	if err := binary.Read(bytes.NewReader(rec.RawSample), binary.LittleEndian, &raw); err != nil {
+		return nil, fmt.Errorf("decode %s: %w", what, err)
+	}
+	return &raw, nil
+}
+
 // Read blocks for the next event. It returns ErrClosed once Close was called, and os.ErrDeadlineExceeded
 // when a deadline set with SetDeadline passes.
 func (r *EventReader) Read() (Event, error) {
-	rec, err := r.rd.Read()
-	if errors.Is(err, ringbuf.ErrClosed) {
-		return Event{}, ErrClosed
-	}
+	raw, err := readRecord[bpf.CgroupEvent](r.rd, "event")
 	if err != nil {
 		return Event{}, err
 	}
-	var raw bpf.CgroupEvent
-	if err := binary.Read(bytes.NewReader(rec.RawSample), binary.LittleEndian, &raw); err != nil {
-		return Event{}, fmt.Errorf("decode event: %w", err)
-	}
-	ev := decodeEvent(&raw, r.clock)
+	ev := decodeEvent(raw, r.clock)
 	if r.resolver != nil && !ev.App.IsAppImage() { // an AppImage is named by its file, not the one it runs now
 		if ev.ExeFromKernel {
 			r.resolver.Learn(ev.App, ev.Exe)

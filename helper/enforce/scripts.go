@@ -1,8 +1,6 @@
 package enforce
 
 import (
-	"bytes"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"strings"
@@ -174,18 +172,11 @@ func (e *Enforcer) ExecEvents() (*ExecReader, error) {
 
 // Read blocks for the next exec event; ErrClosed after Close.
 func (r *ExecReader) Read() (ExecEvent, error) {
-	rec, err := r.rd.Read()
-	if errors.Is(err, ringbuf.ErrClosed) {
-		return ExecEvent{}, ErrClosed
-	}
+	raw, err := readRecord[bpf.CgroupExecEvent](r.rd, "exec event")
 	if err != nil {
 		return ExecEvent{}, err
 	}
-	var raw bpf.CgroupExecEvent
-	if err := binary.Read(bytes.NewReader(rec.RawSample), binary.LittleEndian, &raw); err != nil {
-		return ExecEvent{}, fmt.Errorf("decode exec event: %w", err)
-	}
-	return decodeExec(&raw), nil
+	return decodeExec(raw), nil
 }
 
 // Close unblocks Read.
