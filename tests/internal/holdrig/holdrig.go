@@ -49,23 +49,7 @@ func (g Ring) NewNetns(t *testing.T, i int) *Netns {
 	t.Helper()
 	n := &Netns{Name: fmt.Sprintf("tattle-%s-%d-%d", g.Netns, os.Getpid(), i),
 		HostAddr: fmt.Sprintf("10.199.%d.1", g.Subnet+i), PeerAddr: fmt.Sprintf("10.199.%d.2", g.Subnet+i)}
-	hostIf, peerIf := fmt.Sprintf("%s%d-%d", g.Link, os.Getpid()%100000, i), "eth0"
-	run := func(args ...string) {
-		t.Helper()
-		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-			t.Fatalf("ip %v: %v\n%s", args, err, out)
-		}
-	}
-	exec.Command("ip", "netns", "del", n.Name).Run()
-	run("netns", "add", n.Name)
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", n.Name).Run() })
-	run("link", "add", hostIf, "type", "veth", "peer", "name", peerIf, "netns", n.Name)
-	t.Cleanup(func() { exec.Command("ip", "link", "del", hostIf).Run() })
-	run("addr", "add", n.HostAddr+"/30", "dev", hostIf)
-	run("link", "set", hostIf, "up")
-	run("-n", n.Name, "addr", "add", n.PeerAddr+"/30", "dev", peerIf)
-	run("-n", n.Name, "link", "set", peerIf, "up")
-	run("-n", n.Name, "link", "set", "lo", "up")
+	testrig.AddVethNetns(t, n.Name, fmt.Sprintf("%s%d-%d", g.Link, os.Getpid()%100000, i), "eth0", n.HostAddr, n.PeerAddr)
 	fd, err := unix.Open("/run/netns/"+n.Name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -146,16 +130,7 @@ func (n *Netns) UDPServerOn(t *testing.T, port int) string {
 		t.FailNow()
 	}
 	t.Cleanup(func() { pc.Close() })
-	go func() {
-		buf := make([]byte, 2048)
-		for {
-			k, addr, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			pc.WriteTo(buf[:k], addr)
-		}
-	}()
+	go testrig.EchoUDP(pc)
 	return pc.LocalAddr().String()
 }
 

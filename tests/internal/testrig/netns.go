@@ -32,24 +32,31 @@ func NewNetns(t testing.TB, prefix string, idx int) *Netns {
 		HostIf: fmt.Sprintf("%.6s%dh", prefix, id),
 	}
 	n.HostV4, n.NsV4 = netnsAddrs(idx, id)
-	nsIf := fmt.Sprintf("%.6s%dn", prefix, id)
+	AddVethNetns(t, n.Name, n.HostIf, fmt.Sprintf("%.6s%dn", prefix, id), n.HostV4.String(), n.NsV4.String())
+	return n
+}
+
+// AddVethNetns makes namespace name (replacing a stale one) linked to the host by a veth pair: hostIf on the
+// host with hostAddr/30, nsIf inside with nsAddr/30, both up, and the namespace's lo up. Cleanup removes the
+// namespace and the link.
+func AddVethNetns(t testing.TB, name, hostIf, nsIf, hostAddr, nsAddr string) {
+	t.Helper()
 	run := func(args ...string) {
 		t.Helper()
 		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
 			t.Fatalf("ip %v: %v: %s", args, err, out)
 		}
 	}
-	exec.Command("ip", "netns", "delete", n.Name).Run()
-	run("netns", "add", n.Name)
-	t.Cleanup(func() { exec.Command("ip", "netns", "delete", n.Name).Run() })
-	run("link", "add", n.HostIf, "type", "veth", "peer", "name", nsIf, "netns", n.Name)
-	t.Cleanup(func() { exec.Command("ip", "link", "delete", n.HostIf).Run() })
-	run("addr", "add", n.HostV4.String()+"/30", "dev", n.HostIf)
-	run("link", "set", n.HostIf, "up")
-	run("-n", n.Name, "addr", "add", n.NsV4.String()+"/30", "dev", nsIf)
-	run("-n", n.Name, "link", "set", nsIf, "up")
-	run("-n", n.Name, "link", "set", "lo", "up")
-	return n
+	exec.Command("ip", "netns", "delete", name).Run()
+	run("netns", "add", name)
+	t.Cleanup(func() { exec.Command("ip", "netns", "delete", name).Run() })
+	run("link", "add", hostIf, "type", "veth", "peer", "name", nsIf, "netns", name)
+	t.Cleanup(func() { exec.Command("ip", "link", "delete", hostIf).Run() })
+	run("addr", "add", hostAddr+"/30", "dev", hostIf)
+	run("link", "set", hostIf, "up")
+	run("-n", name, "addr", "add", nsAddr+"/30", "dev", nsIf)
+	run("-n", name, "link", "set", nsIf, "up")
+	run("-n", name, "link", "set", "lo", "up")
 }
 
 func netnsAddrs(idx, id int) (host, ns netip.Addr) {

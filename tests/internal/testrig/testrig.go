@@ -233,19 +233,23 @@ func StartServers(t testing.TB) Servers {
 			t.Fatalf("listen %s: %v", u.addr, err)
 		}
 		t.Cleanup(func() { pc.Close() })
-		go func() {
-			buf := make([]byte, 1500)
-			for {
-				n, from, err := pc.ReadFrom(buf)
-				if err != nil {
-					return
-				}
-				pc.WriteTo(buf[:n], from)
-			}
-		}()
+		go EchoUDP(pc)
 		*u.dst = pc.LocalAddr().String()
 	}
 	return s
+}
+
+// EchoUDP sends every datagram pc receives back to its sender, until pc is closed (the caller's Cleanup
+// closes it, which ends the goroutine it runs on).
+func EchoUDP(pc net.PacketConn) {
+	buf := make([]byte, 2048)
+	for {
+		n, from, err := pc.ReadFrom(buf)
+		if err != nil {
+			return
+		}
+		pc.WriteTo(buf[:n], from)
+	}
 }
 
 // PinDir returns a bpffs directory for one test's own programs, removed (detached) by the caller.
