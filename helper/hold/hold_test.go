@@ -187,6 +187,13 @@ func packet(id uint32, sport uint16, at time.Time) netfilter.Packet {
 		Headers: netfilter.Headers{Proto: unix.IPPROTO_TCP, Src: netip.AddrPortFrom(netip.MustParseAddr("10.0.0.1"), sport), Dst: dest}}
 }
 
+// committed is what the holder asked to commit so far.
+func (r *rig) committed() []api.Answer {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]api.Answer(nil), r.commits...)
+}
+
 // with changes the rig's fakes while the holder may be calling them.
 func (r *rig) with(f func()) {
 	r.mu.Lock()
@@ -236,10 +243,8 @@ func TestPacketBeforeEventJoinsItsQuestion(t *testing.T) {
 	if v := r.queue.waitVerdict(t, 1); v != "accept" {
 		t.Fatalf("the held packet got %q after Allow once, want accept", v)
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if len(r.commits) != 0 {
-		t.Fatalf("allow once made rules: %+v", r.commits)
+	if c := r.committed(); len(c) != 0 {
+		t.Fatalf("allow once made rules: %+v", c)
 	}
 }
 
@@ -278,10 +283,8 @@ func TestAttemptsOfOneFlowShareOneQuestion(t *testing.T) {
 	if n := len(r.agent.questions()); n != 1 {
 		t.Fatalf("the agent was asked %d times, want once", n)
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if len(r.commits) != 1 || r.commits[0].Duration != rules.DurationForever {
-		t.Fatalf("commits %+v, want the one forever rule", r.commits)
+	if c := r.committed(); len(c) != 1 || c[0].Duration != rules.DurationForever {
+		t.Fatalf("commits %+v, want the one forever rule", c)
 	}
 }
 
@@ -373,10 +376,8 @@ func TestNoAnswerAppliesDefaultToThisConnectionOnly(t *testing.T) {
 	r.h.Attempt(attempt())
 	r.waitAsked(t)
 	r.waitAsked(t)
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if len(r.commits) != 0 {
-		t.Fatalf("the default made rules: %+v", r.commits)
+	if c := r.committed(); len(c) != 0 {
+		t.Fatalf("the default made rules: %+v", c)
 	}
 }
 
@@ -427,9 +428,7 @@ func TestInvalidAnswerAppliesDefault(t *testing.T) {
 	if v := r.queue.waitVerdict(t, 1); v != "refuse" {
 		t.Fatalf("packet got %q after an invalid allow, want refuse (default deny)", v)
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if len(r.commits) != 0 {
-		t.Fatalf("an invalid answer made rules: %+v", r.commits)
+	if c := r.committed(); len(c) != 0 {
+		t.Fatalf("an invalid answer made rules: %+v", c)
 	}
 }
