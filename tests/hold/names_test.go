@@ -85,15 +85,7 @@ func startDNS(t *testing.T, n, hosts *holdrig.Netns, records map[string][]mdns.R
 	})}
 	go srv.ActivateAndServe()
 	t.Cleanup(func() { srv.Shutdown(); ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
+	go testrig.AcceptAndClose(ln)
 	return s
 }
 

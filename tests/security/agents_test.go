@@ -50,14 +50,7 @@ func startAgent(t *testing.T, b *testrig.TattleBus, u testrig.User, extraEnv []s
 	cmd.Env = append(append([]string{}, b.Env...), extraEnv...)
 	cmd.Dir = "/"
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: u.UID, Gid: u.UID}}
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
+	stdin, stdout := testrig.Pipes(t, cmd)
 	a := &realAgent{cmd: cmd, stdin: stdin, events: make(chan agentEvent, 64), out: &testrig.LogTail{}}
 	cmd.Stderr = logWriter{a.out}
 	if err := cmd.Start(); err != nil {

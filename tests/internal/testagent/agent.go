@@ -38,14 +38,7 @@ type Agent struct {
 // helper holds every program on the machine, and those are not what the test is about.
 func Start(t testing.TB, cmd *exec.Cmd, log *testrig.LogTail) *Agent {
 	t.Helper()
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
+	stdin, stdout := testrig.Pipes(t, cmd)
 	cmd.Stderr = LogWriter{Log: log, Prefix: "agent: "}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

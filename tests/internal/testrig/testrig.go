@@ -213,15 +213,7 @@ func StartServers(t testing.TB) Servers {
 			t.Fatalf("listen %s: %v", l.addr, err)
 		}
 		t.Cleanup(func() { ln.Close() })
-		go func() {
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				c.Close()
-			}
-		}()
+		go AcceptAndClose(ln)
 		*l.dst = ln.Addr().String()
 	}
 	for _, u := range []struct {
@@ -237,6 +229,32 @@ func StartServers(t testing.TB) Servers {
 		*u.dst = pc.LocalAddr().String()
 	}
 	return s
+}
+
+// AcceptAndClose accepts the connections on ln and closes each at once, until ln is closed (the caller's
+// Cleanup closes it, which ends the goroutine it runs on).
+func AcceptAndClose(ln net.Listener) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		c.Close()
+	}
+}
+
+// Pipes connects pipes to cmd's standard input and output, before it starts.
+func Pipes(t testing.TB, cmd *exec.Cmd) (io.WriteCloser, io.ReadCloser) {
+	t.Helper()
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return stdin, stdout
 }
 
 // EchoUDP sends every datagram pc receives back to its sender, until pc is closed (the caller's Cleanup

@@ -73,14 +73,7 @@ func RunWithPassword(t testing.TB, bus *SystemBus, u User, password string, argv
 		"sh", bus.Dir, strconv.Itoa(int(u.UID)), strings.Join(quoted, " "))
 	cmd.Env = bus.Env
 	cmd.Dir = "/"
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
+	stdin, stdout := Pipes(t, cmd)
 	cmd.Stderr = cmd.Stdout
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start script: %v", err)
@@ -102,7 +95,7 @@ func RunWithPassword(t testing.TB, bus *SystemBus, u User, password string, argv
 		}
 	}
 	stdin.Close()
-	err = cmd.Wait()
+	err := cmd.Wait()
 	shown := ansi.ReplaceAllString(strings.ReplaceAll(out.String(), "\r", ""), "")
 	code := 0
 	if exitErr, ok := err.(*exec.ExitError); ok {
