@@ -230,27 +230,24 @@ func renderContract(n *introspect.Node) string {
 			b.WriteString("/>\n")
 		}
 	}
+	// A method or signal: an empty element when it has neither arguments nor annotations.
+	writeMember := func(kind, name string, args []introspect.Arg, directions bool, anns []introspect.Annotation) {
+		if len(args) == 0 && len(anns) == 0 {
+			fmt.Fprintf(&b, "    <%s name=%q/>\n", kind, name)
+			return
+		}
+		fmt.Fprintf(&b, "    <%s name=%q>\n", kind, name)
+		writeArgs(args, directions)
+		writeAnn("      ", anns)
+		fmt.Fprintf(&b, "    </%s>\n", kind)
+	}
 	for _, in := range tattleInterfaces(n) {
 		fmt.Fprintf(&b, "  <interface name=%q>\n", in.Name)
 		for _, m := range in.Methods {
-			if len(m.Args) == 0 && len(m.Annotations) == 0 {
-				fmt.Fprintf(&b, "    <method name=%q/>\n", m.Name)
-				continue
-			}
-			fmt.Fprintf(&b, "    <method name=%q>\n", m.Name)
-			writeArgs(m.Args, true)
-			writeAnn("      ", m.Annotations)
-			b.WriteString("    </method>\n")
+			writeMember("method", m.Name, m.Args, true, m.Annotations)
 		}
 		for _, s := range in.Signals {
-			if len(s.Args) == 0 && len(s.Annotations) == 0 {
-				fmt.Fprintf(&b, "    <signal name=%q/>\n", s.Name)
-				continue
-			}
-			fmt.Fprintf(&b, "    <signal name=%q>\n", s.Name)
-			writeArgs(s.Args, false)
-			writeAnn("      ", s.Annotations)
-			b.WriteString("    </signal>\n")
+			writeMember("signal", s.Name, s.Args, false, s.Annotations)
 		}
 		for _, p := range in.Properties {
 			if len(p.Annotations) == 0 {
