@@ -52,16 +52,8 @@ func sandboxed(t *testing.T, files, info, cgroup, exe string, args ...string) te
 // not undecided, not a verdict the helper learned after deciding in userspace.
 func (r *rig) kernelDecided(t *testing.T, app identity.Executable, dest string) (enforce.Flow, bool) {
 	t.Helper()
-	flows, err := r.enf.Flows()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range flows {
-		if f.App == app && f.Dest.String() == dest {
-			return f, f.Verdict == enforce.Allow && f.RuleID != ^uint32(0) && f.Undecided == 0
-		}
-	}
-	return enforce.Flow{}, false
+	f, ok := r.kernelFlow(t, app, dest)
+	return f, ok && f.Verdict == enforce.Allow && f.RuleID != ^uint32(0) && f.Undecided == 0
 }
 
 func squashfs(t *testing.T, src, mountpoint string) {
