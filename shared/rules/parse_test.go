@@ -169,19 +169,21 @@ func fileWith(rule string) string {
 ]}`
 }
 
-func TestParseErrors(t *testing.T) {
-	many := func(n int) string {
-		var b strings.Builder
-		b.WriteString(`{"version":1,"rules":[`)
-		for i := range n {
-			if i > 0 {
-				b.WriteByte(',')
-			}
-			fmt.Fprintf(&b, `{"id":"r%d","application":"any","remote":"any","port":"any","protocol":"any","action":"deny","duration":"forever","enabled":true}`, i)
+// manyRules is a rules file of n distinct deny-everything rules.
+func manyRules(n int) string {
+	var b strings.Builder
+	b.WriteString(`{"version":1,"rules":[`)
+	for i := range n {
+		if i > 0 {
+			b.WriteByte(',')
 		}
-		b.WriteString("]}")
-		return b.String()
+		fmt.Fprintf(&b, `{"id":"r%d","application":"any","remote":"any","port":"any","protocol":"any","action":"deny","duration":"forever","enabled":true}`, i)
 	}
+	b.WriteString("]}")
+	return b.String()
+}
+
+func TestParseErrors(t *testing.T) {
 	for _, c := range []struct {
 		name  string
 		input string
@@ -233,7 +235,7 @@ func TestParseErrors(t *testing.T) {
 		{"huge note", fileWith(ruleJSON("note", `"`+strings.Repeat("x", 2<<20)+`"`)), []string{`rule 3 (id "block-ads")`, `field "note"`, "2097152 bytes"}},
 		{"huge unknown field name", fileWith(ruleJSON(strings.Repeat("k", 1<<20), `1`)), []string{`rule 3 (id "block-ads")`, "not a rule field"}},
 		{"duplicate ids", fileWith(strings.Replace(ruleJSON("", ""), "block-ads", "one", 1)), []string{`rule 3 (id "one")`, `field "id"`, "rule 1 has the same id"}},
-		{"too many rules", many(MaxRulesPerFile + 1), []string{"rule 10001", "at most 10000 rules"}},
+		{"too many rules", manyRules(MaxRulesPerFile + 1), []string{"rule 10001", "at most 10000 rules"}},
 		{"invalid UTF-8", "{\"version\":1,\"name\":\"\xff\",\"rules\":[]}", []string{"not UTF-8", "byte 21"}},
 		{"byte-order mark", "\xef\xbb\xbf{}", []string{"byte-order mark"}},
 		{"too large", `{"version":1,"name":"` + strings.Repeat(" ", MaxFileSize) + `","rules":[]}`, []string{"more than the 16777216"}},
@@ -260,16 +262,7 @@ func TestParseErrors(t *testing.T) {
 }
 
 func TestParseAcceptsLimits(t *testing.T) {
-	var b strings.Builder
-	b.WriteString(`{"version":1,"rules":[`)
-	for i := range MaxRulesPerFile {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		fmt.Fprintf(&b, `{"id":"r%d","application":"any","remote":"any","port":"any","protocol":"any","action":"deny","duration":"forever","enabled":true}`, i)
-	}
-	b.WriteString("]}")
-	f, err := Parse("big.json", []byte(b.String()))
+	f, err := Parse("big.json", []byte(manyRules(MaxRulesPerFile)))
 	if err != nil || len(f.Rules) != MaxRulesPerFile {
 		t.Fatalf("%d rules: %v", MaxRulesPerFile, err)
 	}
