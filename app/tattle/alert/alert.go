@@ -137,9 +137,7 @@ func New(app *gtk.Application, entries *desktop.Index, answer func(id uint64, a 
 		l := ui.Must(gtk.LabelNew(label))
 		l.SetXAlign(1)
 		l.SetYAlign(0)
-		if sc, err := l.GetStyleContext(); err == nil {
-			sc.AddClass("dim-label")
-		}
+		ui.Dim(l)
 		v := ui.Must(gtk.LabelNew(""))
 		v.SetXAlign(0)
 		v.SetSelectable(true)
@@ -195,9 +193,7 @@ func New(app *gtk.Application, entries *desktop.Index, answer func(id uint64, a 
 	w.countdn.SetXAlign(0)
 	w.more = ui.Must(gtk.LabelNew(""))
 	w.more.SetXAlign(0)
-	if sc, err := w.more.GetStyleContext(); err == nil {
-		sc.AddClass("dim-label")
-	}
+	ui.Dim(w.more)
 	box.PackStart(w.countdn, false, false, 0)
 	box.PackStart(w.more, false, false, 0)
 	w.notice = ui.Must(gtk.LabelNew(""))
@@ -255,9 +251,7 @@ func New(app *gtk.Application, entries *desktop.Index, answer func(id uint64, a 
 		x11.SetXAlign(0)
 		x11.SetLineWrap(true)
 		x11.SetMaxWidthChars(48)
-		if sc, err := x11.GetStyleContext(); err == nil {
-			sc.AddClass("dim-label")
-		}
+		ui.Dim(x11)
 		box.PackEnd(x11, false, false, 0)
 	}
 	box.ShowAll()

@@ -123,9 +123,7 @@ func New(ctx context.Context, source Source, entries *desktop.Index) *Page {
 	p.status = ui.Must(gtk.LabelNew(""))
 	p.status.SetXAlign(0)
 	p.status.SetHExpand(true)
-	if sc, err := p.status.GetStyleContext(); err == nil {
-		sc.AddClass("dim-label")
-	}
+	ui.Dim(p.status)
 	p.more = ui.Must(gtk.ButtonNewWithLabel(i18n.T("Show more")))
 	p.more.SetSensitive(false)
 	p.more.Connect("clicked", func() { p.fetch(false) })

@@ -66,9 +66,7 @@ func newChart(ctx context.Context, source TrafficSource, onSelect func(since, un
 	c.summary = ui.Must(gtk.LabelNew(""))
 	c.summary.SetXAlign(0)
 	c.summary.SetEllipsize(3) // PANGO_ELLIPSIZE_END
-	if sc, err := c.summary.GetStyleContext(); err == nil {
-		sc.AddClass("dim-label")
-	}
+	ui.Dim(c.summary)
 	top.PackStart(c.summary, true, true, 0)
 	combo := ui.Must(gtk.ComboBoxTextNew())
 	for _, r := range c.ranges {

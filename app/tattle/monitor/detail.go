@@ -65,9 +65,7 @@ func newDetail() *detail {
 		}
 		l := ui.Must(gtk.LabelNew(label))
 		l.SetXAlign(1)
-		if sc, err := l.GetStyleContext(); err == nil {
-			sc.AddClass("dim-label")
-		}
+		ui.Dim(l)
 		v := ui.Must(gtk.LabelNew(""))
 		v.SetXAlign(0)
 		v.SetSelectable(true)

@@ -80,9 +80,7 @@ func New(ctx context.Context, entries *desktop.Index, traffic TrafficSource) *Mo
 	m.status.SetXAlign(0)
 	m.status.SetMarginStart(8)
 	m.status.SetMarginBottom(4)
-	if sc, err := m.status.GetStyleContext(); err == nil {
-		sc.AddClass("dim-label")
-	}
+	ui.Dim(m.status)
 	m.chart = newChart(ctx, traffic, func(since, until time.Time) {
 		m.filter.Since, m.filter.Until = since.UnixMilli(), until.UnixMilli()
 		if since.IsZero() {

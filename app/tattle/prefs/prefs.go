@@ -52,9 +52,7 @@ func New(ctx context.Context, cl *client.Client) *Page {
 		h.SetXAlign(0)
 		h.SetLineWrap(true)
 		h.SetMaxWidthChars(60)
-		if sc, err := h.GetStyleContext(); err == nil {
-			sc.AddClass("dim-label")
-		}
+		ui.Dim(h)
 		grid.Attach(h, 1, row+1, 1, 1)
 		row += 2
 	}

@@ -151,3 +151,10 @@ func IconButton(icon, name, tooltip string, clicked func()) *gtk.Button {
 	b.Connect("clicked", clicked)
 	return b
 }
+
+// Dim shows w's text in the theme's secondary colour (GTK's dim-label style class), for captions and notes.
+func Dim(w gtk.IWidget) {
+	if sc, err := w.ToWidget().GetStyleContext(); err == nil {
+		sc.AddClass("dim-label")
+	}
+}
