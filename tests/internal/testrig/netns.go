@@ -26,14 +26,21 @@ type Netns struct {
 // idx keeps concurrent packages apart. Cleanup removes both.
 func NewNetns(t testing.TB, prefix string, idx int) *Netns {
 	t.Helper()
+	n, nsIf := netnsNames(prefix, idx)
+	AddVethNetns(t, n.Name, n.HostIf, nsIf, n.HostV4.String(), n.NsV4.String())
+	return n
+}
+
+// netnsNames names the namespace, its links and addresses by prefix, idx and this process (NewNetns,
+// NewNetnsNetlink); nsIf is the link's name inside.
+func netnsNames(prefix string, idx int) (n *Netns, nsIf string) {
 	id := os.Getpid() % 10000
-	n := &Netns{
+	n = &Netns{
 		Name:   fmt.Sprintf("%s-%d", prefix, id),
 		HostIf: fmt.Sprintf("%.6s%dh", prefix, id),
 	}
 	n.HostV4, n.NsV4 = netnsAddrs(idx, id)
-	AddVethNetns(t, n.Name, n.HostIf, fmt.Sprintf("%.6s%dn", prefix, id), n.HostV4.String(), n.NsV4.String())
-	return n
+	return n, fmt.Sprintf("%.6s%dn", prefix, id)
 }
 
 // AddVethNetns makes namespace name (replacing a stale one) linked to the host by a veth pair: hostIf on the

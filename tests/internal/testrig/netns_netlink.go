@@ -1,9 +1,7 @@
 package testrig
 
 import (
-	"fmt"
 	"net"
-	"os"
 	"runtime"
 	"testing"
 
@@ -16,13 +14,7 @@ import (
 // busybox's ip, which knows neither namespaces nor veth pairs. Netns.Command still needs ip(8).
 func NewNetnsNetlink(t testing.TB, prefix string, idx int) *Netns {
 	t.Helper()
-	id := os.Getpid() % 10000
-	n := &Netns{
-		Name:   fmt.Sprintf("%s-%d", prefix, id),
-		HostIf: fmt.Sprintf("%.6s%dh", prefix, id),
-	}
-	n.HostV4, n.NsV4 = netnsAddrs(idx, id)
-	nsIf := fmt.Sprintf("%.6s%dn", prefix, id)
+	n, nsIf := netnsNames(prefix, idx)
 	netns.DeleteNamed(n.Name)
 	if l, err := netlink.LinkByName(n.HostIf); err == nil {
 		netlink.LinkDel(l)
