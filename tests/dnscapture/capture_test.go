@@ -157,15 +157,19 @@ func zoneHandler(t *testing.T) dns.HandlerFunc {
 	}
 }
 
+// serveZone answers the test zone on pc from when it returns until the test ends.
+func serveZone(t *testing.T, pc net.PacketConn) {
+	srv := &dns.Server{PacketConn: pc, Handler: zoneHandler(t)}
+	started := make(chan struct{})
+	srv.NotifyStartedFunc = func() { close(started) }
+	go srv.ActivateAndServe()
+	<-started
+	t.Cleanup(func() { srv.Shutdown() })
+}
+
 func startServer(t *testing.T, n *testNet) {
 	for _, a := range []netip.Addr{n.nsV4, n.nsV6} {
-		pc := n.listenIn(t, netip.AddrPortFrom(a, 53))
-		srv := &dns.Server{PacketConn: pc, Handler: zoneHandler(t)}
-		started := make(chan struct{})
-		srv.NotifyStartedFunc = func() { close(started) }
-		go srv.ActivateAndServe()
-		<-started
-		t.Cleanup(func() { srv.Shutdown() })
+		serveZone(t, n.listenIn(t, netip.AddrPortFrom(a, 53)))
 	}
 }
 
@@ -383,12 +387,7 @@ func TestCaptureLoopback(t *testing.T) {
 			t.Logf("%v:53 is not free (%v); not testing it", a, err)
 			continue
 		}
-		srv := &dns.Server{PacketConn: pc, Handler: zoneHandler(t)}
-		started := make(chan struct{})
-		srv.NotifyStartedFunc = func() { close(started) }
-		go srv.ActivateAndServe()
-		<-started
-		t.Cleanup(func() { srv.Shutdown() })
+		serveZone(t, pc)
 		servers = append(servers, a)
 	}
 	if len(servers) == 0 {
