@@ -118,20 +118,26 @@ func setOwnMark(fd int) {
 	}
 }
 
-func dial(typ int, addr string, send int64) Result {
+// socketFor opens a socket of typ (with the test's own mark) for addr, which it parses.
+func socketFor(typ int, addr string) (fd int, sa unix.Sockaddr) {
 	sa, family, err := sockaddr(addr)
 	if err != nil {
 		fail(err)
 	}
-	fd, err := unix.Socket(family, typ|unix.SOCK_CLOEXEC, 0)
+	fd, err = unix.Socket(family, typ|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		fail(err)
 	}
-	defer unix.Close(fd)
 	setOwnMark(fd)
+	return fd, sa
+}
+
+func dial(typ int, addr string, send int64) Result {
+	fd, sa := socketFor(typ, addr)
+	defer unix.Close(fd)
 	var res Result
 	start := time.Now()
-	err = unix.Connect(fd, sa)
+	err := unix.Connect(fd, sa)
 	res.ElapsedUS = time.Since(start).Microseconds()
 	record(&res, err)
 	res.Mark = mark(fd)
@@ -169,19 +175,11 @@ func transfer(fd int, n int64, res *Result) {
 }
 
 func sendUDP(addr string) Result {
-	sa, family, err := sockaddr(addr)
-	if err != nil {
-		fail(err)
-	}
-	fd, err := unix.Socket(family, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		fail(err)
-	}
+	fd, sa := socketFor(unix.SOCK_DGRAM, addr)
 	defer unix.Close(fd)
-	setOwnMark(fd)
 	var res Result
 	start := time.Now()
-	err = unix.Sendto(fd, []byte("tattle"), 0, sa)
+	err := unix.Sendto(fd, []byte("tattle"), 0, sa)
 	res.ElapsedUS = time.Since(start).Microseconds()
 	record(&res, err)
 	res.Mark = mark(fd)
