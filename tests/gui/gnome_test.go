@@ -195,9 +195,21 @@ func (s *Session) ShellFocus(t *testing.T) string {
 }
 
 // ShellType types text ("\n": Return) with the compositor's virtual keyboard (Clutter's seat, or KWin's fake
-// input: the real input path).
+// input: the real input path; on X11 the X server's XTEST keyboard).
 func (s *Session) ShellType(t *testing.T, text string) {
 	t.Helper()
+	if s.Kind == "x11" {
+		// xdotool type drops "\n": Return is pressed as a key.
+		for i, line := range strings.Split(text, "\n") {
+			if i > 0 {
+				s.Keys(t, "Return")
+			}
+			if line != "" {
+				s.Type(t, line)
+			}
+		}
+		return
+	}
 	if s.Kind == "kwin" {
 		s.kwinType(t, text)
 		return
@@ -244,9 +256,14 @@ func (s *Session) ShellAltKey(t *testing.T, c rune) {
 	})()`, nil)
 }
 
-// ShellClick moves the compositor's virtual pointer to x, y on the screen and clicks the primary button.
+// ShellClick moves the compositor's virtual pointer (on X11 the X server's XTEST pointer) to x, y on the
+// screen and clicks the primary button.
 func (s *Session) ShellClick(t *testing.T, x, y int) {
 	t.Helper()
+	if s.Kind == "x11" {
+		s.xdotool(t, "mousemove", "--sync", strconv.Itoa(x), strconv.Itoa(y), "click", "1")
+		return
+	}
 	if s.Kind == "kwin" {
 		s.kwinClick(t, x, y)
 		return

@@ -93,8 +93,8 @@ type Session struct {
 	dir  string
 	cred *syscall.Credential // the session's user, nil for root
 	kwin *kwinRig            // "kwin" only
-	// monitors is how many monitors of 1280x800 the compositor shows, side by side ("gnome" and "kwin";
-	// the others have one).
+	// monitors is how many monitors of 1280x800 the compositor shows, side by side ("gnome", "kwin" and
+	// "x11"; the others have one).
 	monitors int
 }
 
@@ -111,10 +111,11 @@ func StartSessionAs(t *testing.T, kind string, uid uint32) *Session {
 	return startSession(t, kind, uid, 1)
 }
 
-// StartSessionMonitors starts a session of kind "gnome" or "kwin" whose compositor shows n monitors.
+// StartSessionMonitors starts a session of kind "gnome", "kwin" or "x11" whose compositor (X server) shows n
+// monitors.
 func StartSessionMonitors(t *testing.T, kind string, n int) *Session {
 	t.Helper()
-	if n != 1 && kind != "gnome" && kind != "kwin" {
+	if n != 1 && kind != "gnome" && kind != "kwin" && kind != "x11" {
 		t.Fatalf("a %q session has one monitor", kind)
 	}
 	return startSession(t, kind, 0, n)
@@ -171,15 +172,25 @@ func startSession(t *testing.T, kind string, uid uint32, monitors int) *Session 
 		if err != nil {
 			t.Fatal(err)
 		}
-		proc(t, s.Log, base, dir, []*os.File{w}, "Xvfb", "-displayfd", "3", "-screen", "0", "1280x800x24", "-nolisten", "tcp", "-noreset")
+		server := "Xvfb"
+		if monitors > 1 {
+			// Xvfb has one RandR output, and GDK 3 counts a monitor per output (x11monitors_test.go).
+			server = "Xorg"
+			proc(t, s.Log, base, dir, []*os.File{w}, "Xorg", xorgDummyArgs(t, s, monitors)...)
+		} else {
+			proc(t, s.Log, base, dir, []*os.File{w}, "Xvfb", "-displayfd", "3", "-screen", "0", "1280x800x24", "-nolisten", "tcp", "-noreset")
+		}
 		w.Close()
 		num, err := bufio.NewReader(r).ReadString('\n')
 		r.Close()
 		if err != nil {
-			t.Fatalf("Xvfb did not report its display: %v\n%s", err, s.Log)
+			t.Fatalf("%s did not report its display: %v\n%s", server, err, s.Log)
 		}
 		display := ":" + strings.TrimSpace(num)
 		s.Env = append(base, "DISPLAY="+display, "GDK_BACKEND=x11")
+		if monitors > 1 {
+			s.x11SetMonitors(t, monitors) // before openbox, which reads the monitors as it starts
+		}
 		proc(t, s.Log, s.Env, dir, nil, "openbox", "--sm-disable")
 		time.Sleep(300 * time.Millisecond) // openbox takes over the root window
 	case "wayland":

@@ -45,6 +45,8 @@ func (s *Session) ShellMonitors(t *testing.T) []Rect {
 			const r = workspace.clientArea(7, i, workspace.currentDesktop);
 			return {x: r.x, y: r.y, w: r.width, h: r.height};
 		})`, &ms)
+	case "x11":
+		return s.x11Monitors(t)
 	default:
 		t.Fatalf("no monitors read from a %q session", s.Kind)
 	}
@@ -55,6 +57,9 @@ func (s *Session) ShellMonitors(t *testing.T) []Rect {
 // it; false when it shows no such window.
 func (s *Session) ShellFrame(t *testing.T, title string) (Rect, bool) {
 	t.Helper()
+	if s.Kind == "x11" {
+		return s.x11Frame(t, title)
+	}
 	var r *Rect
 	js, _ := json.Marshal(title)
 	switch s.Kind {
@@ -113,6 +118,8 @@ func (s *Session) ShellPointer(t *testing.T) (x, y int) {
 	t.Helper()
 	var p struct{ X, Y int }
 	switch s.Kind {
+	case "x11":
+		return s.x11Pointer(t)
 	case "gnome":
 		var xy []int
 		s.Eval(t, `global.get_pointer()`, &xy)
@@ -129,6 +136,10 @@ func (s *Session) ShellPointer(t *testing.T) (x, y int) {
 // ShellPointTo moves the compositor's virtual pointer to x, y without clicking.
 func (s *Session) ShellPointTo(t *testing.T, x, y int) {
 	t.Helper()
+	if s.Kind == "x11" {
+		s.xdotool(t, "mousemove", "--sync", strconv.Itoa(x), strconv.Itoa(y))
+		return
+	}
 	if s.Kind == "kwin" {
 		s.kwin.input.send(fakeInputMotionAbsolute, fixed(x), fixed(y))
 		if err := s.kwin.input.roundtrip(); err != nil {
@@ -288,4 +299,119 @@ func alertOnActiveMonitor(t *testing.T, kind string) {
 		}
 		alertOn("pointer on the other monitor, active screen not following it", 1, shot+"-two-monitors-active-window")
 	}
+}
+
+// TestAlertOnActiveMonitorX11: on X11 the app places the alert itself, on the monitor of the window the user
+// works in (_NET_ACTIVE_WINDOW), not the pointer's. Two monitors side by side (Xorg's dummy driver; openbox),
+// the editor on the second focused by a click, then the pointer moved to the first while the user types on:
+// a real held connection's alert appears wholly on the second monitor, above the editor, which keeps the
+// keyboard. And the reverse: the editor on the first, the pointer on the second, the alert on the first.
+func TestAlertOnActiveMonitorX11(t *testing.T) {
+	h := StartHelper(t)
+	if !h.HasPrompts(t) {
+		t.Skip("needs Prompts in the helper")
+	}
+	s := StartSessionMonitors(t, "x11", 2)
+	mons := s.ShellMonitors(t)
+	if len(mons) != 2 || mons[0] == mons[1] {
+		t.Fatalf("the X server shows monitors %v, want two", mons)
+	}
+	t.Logf("monitors %v", mons)
+	StartApp(t, s, h, English())
+	s.Log.WaitFor(t, "registered as agent", 0)
+	servers := testrig.StartServers(t)
+	exe := testrig.CopyApp(t, testrig.Build(t).Client, testrig.AppDir(t), "monitorcheck")
+	ed := StartEditor(t, s, "Notes")
+
+	focused := func(what string) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for s.ShellFocus(t) != ed.Title || !ed.Active(t) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: the window manager focuses %q (editor active: %v)", what, s.ShellFocus(t), ed.Active(t))
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	// work puts the editor on monitor edMon, clicks into it, types, and parks the pointer on monitor ptrMon.
+	n := 0
+	work := func(edMon, ptrMon int) {
+		t.Helper()
+		m := mons[edMon]
+		s.x11Move(t, ed.Title, m.X+200, m.Y+150)
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			if r, ok := s.ShellFrame(t, ed.Title); ok && monitorOf(r, mons) == edMon {
+				break
+			}
+			if time.Now().After(deadline) {
+				r, _ := s.ShellFrame(t, ed.Title)
+				t.Fatalf("the window manager did not move the editor to monitor %d %v: its frame %v", edMon, m, r)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		er, _ := s.ShellFrame(t, ed.Title)
+		s.ShellClick(t, er.X+er.W/2, er.Y+er.H/2)
+		focused("clicked into the editor")
+		n++
+		before := ed.Text(t)
+		s.ShellType(t, "typing "+strconv.Itoa(n)+" ")
+		ed.WaitText(t, before+"typing "+strconv.Itoa(n)+" ")
+		p := mons[ptrMon]
+		s.ShellPointTo(t, p.X+p.W/2, p.Y+p.H/2)
+	}
+	// alertOn has a real program connect to addr, held, and checks that its alert lies wholly on monitor want,
+	// above the editor, which keeps the keyboard; then the user allows it with a click.
+	alertOn := func(how, addr string, want int, screenshot string) {
+		t.Helper()
+		px, py := s.ShellPointer(t)
+		result := startClient(exe, addr)
+		deadline := time.Now().Add(60 * time.Second)
+		for names := s.Names(t); !hasName(names, "label", addr); names = s.Names(t) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: the alert did not show %s connecting to %s; it shows:\n%s", how, exe, addr, dumpNames(names))
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		alertOver(t, s, ed)
+		er, _ := s.ShellFrame(t, ed.Title)
+		ar, ok := s.ShellFrame(t, alertTitle)
+		if !ok {
+			t.Fatalf("%s: the X server shows no alert", how)
+		}
+		t.Logf("%s: pointer at %d,%d; the editor's frame %v (monitor %d); the alert's %v (monitor %d)", how, px, py,
+			er, monitorOf(er, mons), ar, monitorOf(ar, mons))
+		if got := monitorOf(ar, mons); got != want {
+			t.Errorf("%s: the alert's frame %v is on monitor %d, want wholly on %d %v (monitors %v, the editor's frame %v, pointer at %d,%d)",
+				how, ar, got, want, mons[want], mons, er, px, py)
+		}
+		before := ed.Text(t)
+		time.Sleep(700 * time.Millisecond) // past the arm delay: only the keys' meaning matters now
+		s.ShellType(t, "asked\n ")
+		focused(how)
+		ed.WaitText(t, before+"asked\n ")
+		select {
+		case r := <-result:
+			t.Fatalf("%s: the connection ended before anyone answered (keys typed into the editor answered?): %+v", how, r)
+		default:
+		}
+		if screenshot != "" {
+			s.Screenshot(t, screenshot)
+		}
+		s.RealClick(t, "push button", "Allow")
+		select {
+		case r := <-result:
+			if !r.OK {
+				t.Fatalf("%s: the held connection did not complete after Allow: %+v", how, r)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("%s: the client did not finish after Allow", how)
+		}
+		s.WaitForGone(t, "push button", "Allow", 10*time.Second)
+	}
+
+	work(1, 0)
+	alertOn("the editor on the second monitor, the pointer on the first", servers.TCP4, 1, "x11-en-alert-active-monitor")
+	work(0, 1)
+	alertOn("the editor on the first monitor, the pointer on the second", servers.TCP4b, 0, "")
 }

@@ -483,8 +483,9 @@ func (w *Window) show(q api.Question) {
 	}
 }
 
-// placeOnActiveMonitor moves the window to the top right of the monitor with the pointer (X11; Wayland
-// compositors place windows themselves).
+// placeOnActiveMonitor moves the window to the top right of the monitor of the active window, the one the
+// user types into (X11), else of the pointer: the user may work with the keyboard on one monitor while the
+// pointer rests on another. Wayland compositors place windows themselves.
 func (w *Window) placeOnActiveMonitor() {
 	if onXwayland(w.win) {
 		// The compositor places X windows too, on the pointer's monitor (Mutter; KWin by default, else on the
@@ -496,17 +497,19 @@ func (w *Window) placeOnActiveMonitor() {
 	if err != nil {
 		return
 	}
-	seat, err := display.GetDefaultSeat()
-	if err != nil {
-		return
-	}
-	pointer, err := seat.GetPointer()
-	if err != nil {
-		return
-	}
-	var x, y int
-	if err := pointer.GetPosition(nil, &x, &y); err != nil {
-		return
+	x, y, ok := x11ActiveCentre(w.win)
+	if !ok {
+		seat, err := display.GetDefaultSeat()
+		if err != nil {
+			return
+		}
+		pointer, err := seat.GetPointer()
+		if err != nil {
+			return
+		}
+		if err := pointer.GetPosition(nil, &x, &y); err != nil {
+			return
+		}
 	}
 	mon, err := display.GetMonitorAtPoint(x, y)
 	if err != nil || mon == nil {
