@@ -462,8 +462,16 @@ func (w *Window) show(q api.Question) {
 	// Shown without taking the keyboard: typing elsewhere goes on undisturbed until the user clicks here.
 	w.win.SetAcceptFocus(false)
 	w.win.SetFocusOnMap(false)
-	w.placeOnActiveMonitor()
+	x, y, placed := w.activeMonitorPlace()
+	if placed {
+		w.win.Move(x, y)
+	}
 	w.win.ShowAll()
+	if placed {
+		// GTK applies a move made while the window is hidden at its first map only: shown again for a later
+		// question the alert would appear where the last one was. Moved when mapped, it asks the window manager.
+		w.win.Move(x, y)
+	}
 	w.updateCountdown()
 	id := q.ID
 	glib.TimeoutAdd(uint(raiseSettle/time.Millisecond), func() bool {
@@ -483,44 +491,48 @@ func (w *Window) show(q api.Question) {
 	}
 }
 
-// placeOnActiveMonitor moves the window to the top right of the monitor of the active window, the one the
-// user types into (X11), else of the pointer: the user may work with the keyboard on one monitor while the
-// pointer rests on another. Wayland compositors place windows themselves.
-func (w *Window) placeOnActiveMonitor() {
+// activeMonitorPlace is where the window goes: the top right of the monitor of the active window, the one
+// the user types into (X11), else of the pointer; the user may work with the keyboard on one monitor while the
+// pointer rests on another. False when the app does not place it: Wayland compositors place windows
+// themselves, X ones on Xwayland too.
+func (w *Window) activeMonitorPlace() (x, y int, ok bool) {
 	if onXwayland(w.win) {
 		// The compositor places X windows too, on the pointer's monitor (Mutter; KWin by default, else on the
 		// active window's), which is the active window's when the user clicked into it; the X pointer is only
 		// known while it is over an X window, the active Wayland window not at all.
-		return
+		return 0, 0, false
+	}
+	if !onX11() {
+		return 0, 0, false
 	}
 	display, err := gdk.DisplayGetDefault()
 	if err != nil {
-		return
+		return 0, 0, false
 	}
-	x, y, ok := x11ActiveCentre(w.win)
-	if !ok {
+	x, y, active := x11ActiveCentre(w.win)
+	if !active {
 		seat, err := display.GetDefaultSeat()
 		if err != nil {
-			return
+			return 0, 0, false
 		}
 		pointer, err := seat.GetPointer()
 		if err != nil {
-			return
+			return 0, 0, false
 		}
 		if err := pointer.GetPosition(nil, &x, &y); err != nil {
-			return
+			return 0, 0, false
 		}
 	}
 	mon, err := display.GetMonitorAtPoint(x, y)
 	if err != nil || mon == nil {
-		return
+		return 0, 0, false
 	}
 	area := mon.GetWorkarea()
 	width, _ := w.win.GetSize()
 	if width < 420 {
 		width = 420
 	}
-	w.win.Move(area.GetX()+area.GetWidth()-width-24, area.GetY()+24)
+	return area.GetX() + area.GetWidth() - width - 24, area.GetY() + 24, true
 }
 
 func (w *Window) takeFocus() {
