@@ -33,6 +33,7 @@ packages=(
 	weston openbox at-spi2-core python3-pyatspi         # GUI tests: Wayland (headless) and X11 sessions, driven through AT-SPI
 	gnome-shell gnome-shell-extension-appindicator dconf-service dconf-gsettings-backend # GNOME Shell session (headless Wayland) with its tray host
 	kwin-wayland                                         # KWin session (kwin_wayland --virtual): scripting, fake input, ScreenShot2
+	plasma-workspace plasma-desktop-data qtwayland5      # KWin tray test: plasmashell's system tray (its shell package in -data), kded5's StatusNotifierWatcher, Qt on Wayland
 	xwayland                                             # Xwayland in the GNOME Shell and KWin sessions: where the alert shows without taking the keyboard
 	xserver-xorg-core xserver-xorg-video-dummy           # X11 with two monitors: Xorg's dummy driver has several RandR outputs (Xvfb one)
 	python3-gi gir1.2-gtk-3.0                            # the desktop tests' editor window (tests/gui/editor.py)

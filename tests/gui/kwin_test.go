@@ -41,6 +41,8 @@ type kwinRig struct {
 	input   *fakeInput
 	mu      sync.Mutex // serializes script runs (one report channel)
 	n       int
+	// systemBus is the session's private system bus (KWin's, and Plasma's in the tray test): never the host's.
+	systemBus string
 }
 
 type kwinReport struct{ token, data string }
@@ -121,7 +123,7 @@ func startKWin(t *testing.T, s *Session, base []string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	rig := &kwinRig{conn: conn, reports: make(chan kwinReport, 16)}
+	rig := &kwinRig{conn: conn, reports: make(chan kwinReport, 16), systemBus: sys.Address}
 	if err := conn.Export(kwinProbe{rig.reports}, kwinProbePath, kwinProbeIface); err != nil {
 		t.Fatal(err)
 	}
@@ -318,14 +320,20 @@ func (s *Session) kwinType(t *testing.T, text string) {
 // kwinClick moves KWin's fake pointer to x, y on the screen and clicks the primary button.
 func (s *Session) kwinClick(t *testing.T, x, y int) {
 	t.Helper()
+	s.kwinClickButton(t, x, y, btnLeft)
+}
+
+// kwinClickButton moves KWin's fake pointer to x, y and clicks button (btnLeft, btnRight).
+func (s *Session) kwinClickButton(t *testing.T, x, y int, button uint32) {
+	t.Helper()
 	in := s.kwin.input
 	in.send(fakeInputMotionAbsolute, fixed(x), fixed(y))
 	if err := in.roundtrip(); err != nil {
 		t.Fatalf("KWin's fake input: %v", err)
 	}
 	time.Sleep(100 * time.Millisecond) // a hand moves, then presses
-	in.send(fakeInputButton, btnLeft, 1)
-	in.send(fakeInputButton, btnLeft, 0)
+	in.send(fakeInputButton, button, 1)
+	in.send(fakeInputButton, button, 0)
 	if err := in.roundtrip(); err != nil {
 		t.Fatalf("KWin's fake input: %v", err)
 	}
@@ -337,6 +345,7 @@ const (
 	keyEnter     = 28
 	keySpace     = 57
 	btnLeft      = 0x110
+	btnRight     = 0x111
 )
 
 // evdevKey is the Linux key code typing c on a US keyboard, and whether it needs Shift.
