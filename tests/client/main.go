@@ -34,6 +34,19 @@ type Result struct {
 	Rate      float64 `json:"rate,omitempty"`
 	Sent      int64   `json:"sent,omitempty"`     // with -send: bytes written after connecting
 	Received  int64   `json:"received,omitempty"` // with -send: bytes read until the peer closed
+	// With -send: the kernel's own account of the socket (TCP_INFO), read after the peer closed.
+	TCP *TCPStats `json:"tcp,omitempty"`
+}
+
+// TCPStats are a socket's TCP_INFO counts: what the kernel handed down for it, the tests' reference for a
+// sent count.
+type TCPStats struct {
+	BytesSent    uint64 `json:"bytes_sent"`    // payload handed to IP, what it sent again included
+	BytesRetrans uint64 `json:"bytes_retrans"` // payload sent again (RTO, fast retransmit, loss probes)
+	BytesAcked   uint64 `json:"bytes_acked"`
+	SegsOut      uint32 `json:"segs_out"`
+	DataSegsOut  uint32 `json:"data_segs_out"`
+	TotalRetrans uint32 `json:"total_retrans"` // segments sent again
 }
 
 func main() {
@@ -168,6 +181,10 @@ func transfer(fd int, n int64, res *Result) {
 			return
 		}
 		if r == 0 {
+			if ti, err := unix.GetsockoptTCPInfo(fd, unix.IPPROTO_TCP, unix.TCP_INFO); err == nil {
+				res.TCP = &TCPStats{BytesSent: ti.Bytes_sent, BytesRetrans: ti.Bytes_retrans, BytesAcked: ti.Bytes_acked,
+					SegsOut: ti.Segs_out, DataSegsOut: ti.Data_segs_out, TotalRetrans: ti.Total_retrans}
+			}
 			return
 		}
 		res.Received += int64(r)

@@ -2,7 +2,6 @@ package enforcement
 
 import (
 	"fmt"
-	"math"
 	"net/netip"
 	"os"
 	"strconv"
@@ -18,7 +17,8 @@ import (
 
 // Issue 16: bytes are counted where the kernel has no tcx (Debian 12's 6.1), through clsact filters. A
 // transfer each way to a host in a network namespace (a veth made after the helper's counters, so the link
-// watcher attaches them) is counted within 1%; a restart (a second Open on the same pins) neither counts
+// watcher attaches them) is counted as the sockets say (TCP_INFO: sent exactly what the client's socket sent,
+// received between what it read and what the server's socket sent); a restart (a second Open on the same pins) neither counts
 // twice nor leaves a second filter; Uninstall leaves no filter and no qdisc it made. Where the kernel has tcx
 // the same runs once as chosen (tcx) and once forced to clsact. The guests report TATTLE-TRAFFIC lines.
 func TestTrafficCountedWithoutTCX(t *testing.T) {
@@ -135,22 +135,29 @@ func trafficRun(t *testing.T, name string, how enforce.TrafficAttach, size int64
 		app := testrig.CopyApp(t, testrig.Build(t).Client, testrig.AppDir(t), "app-traffic")
 		dest := netip.AddrPortFrom(ns.NsV4, 15218)
 		ln := ns.Listen(t, "tcp", dest.String())
-		testrig.ServeDownloads(ln, 1)
+		served := testrig.ServeDownloads(ln, 1)
 		flow := enforce.FlowID{App: ident(t, app), UID: 0, Dest: dest, Proto: enforce.TCP}
-		var moved enforce.Traffic
-		// The counters see segments on the wire: what TCP sent again (a loaded machine's veth drops from its
-		// backlog) is counted again, so the sent count may exceed what moved by that much.
-		var resent uint64
+		// The counters see segments at the interface, so what TCP sent again (reordering on the veth makes it
+		// resend segments the peer had: DSACKed, spurious) is counted again. The reference is each socket's
+		// own account (TCP_INFO): sent is counted exactly as the client's socket handed it down (bytes_sent,
+		// resent included); received at least what the client read and at most what the server's socket sent.
+		var want expected
 		transfer := func(n int64) {
 			t.Helper()
-			before := retransmittedSegments(t)
-			defer func() { resent += (retransmittedSegments(t) - before) * mss }()
 			r := testrig.RunApp(t, app, testrig.RunOpts{Timeout: 5 * time.Minute}, "-send", strconv.FormatInt(n, 10), "tcp", dest.String())
-			if !r.OK || r.Sent != n || r.Received != n {
-				t.Fatalf("transfer of %d bytes each way: ok=%v sent %d received %d (%s)", n, r.OK, r.Sent, r.Received, r.Error)
+			if !r.OK || r.Sent != n || r.Received != n || r.TCP == nil {
+				t.Fatalf("transfer of %d bytes each way: ok=%v sent %d received %d tcp_info %v (%s)", n, r.OK, r.Sent, r.Received, r.TCP, r.Error)
 			}
-			moved.TxBytes += uint64(r.Sent)
-			moved.RxBytes += uint64(r.Received)
+			var srv testrig.TCPStats
+			select {
+			case srv = <-served:
+			case <-time.After(15 * time.Second):
+				t.Fatalf("the server reported no TCP_INFO for the transfer of %d bytes", n)
+			}
+			t.Logf("transfer of %d bytes each way: client socket sent %d (%d resent in %d segments), server socket sent %d (%d resent in %d segments)",
+				n, r.TCP.BytesSent, r.TCP.BytesRetrans, r.TCP.TotalRetrans, srv.BytesSent, srv.BytesRetrans, srv.TotalRetrans)
+			want.add(expected{written: uint64(r.Sent), sent: r.TCP.BytesSent, sentResent: r.TCP.BytesRetrans,
+				read: uint64(r.Received), peerSent: srv.BytesSent})
 		}
 		counted := func(e *enforce.Enforcer) enforce.Traffic {
 			t.Helper()
@@ -162,7 +169,7 @@ func trafficRun(t *testing.T, name string, how enforce.TrafficAttach, size int64
 					t.Fatal(err)
 				}
 				got = flows[flow]
-				if withinSent(got.TxBytes, moved.TxBytes, resent) && within(got.RxBytes, moved.RxBytes) || time.Now().After(deadline) {
+				if want.holds(got) || time.Now().After(deadline) {
 					return got
 				}
 				time.Sleep(200 * time.Millisecond)
@@ -170,12 +177,14 @@ func trafficRun(t *testing.T, name string, how enforce.TrafficAttach, size int64
 		}
 		report := func(when string, got enforce.Traffic) {
 			t.Helper()
-			line := fmt.Sprintf("%s %s, %s: sent %d counted %d (%+.3f%%; TCP resent about %d), received %d counted %d (%+.3f%%)", name, counting, when,
-				moved.TxBytes, got.TxBytes, pct(got.TxBytes, moved.TxBytes), resent, moved.RxBytes, got.RxBytes, pct(got.RxBytes, moved.RxBytes))
+			line := fmt.Sprintf("%s %s, %s: wrote %d, the socket sent %d (%d resent), counted %d (%+d); read %d, the server's socket sent %d, counted %d",
+				name, counting, when, want.written, want.sent, want.sentResent, got.TxBytes, int64(got.TxBytes)-int64(want.sent),
+				want.read, want.peerSent, got.RxBytes)
 			fmt.Println("TATTLE-TRAFFIC " + line)
 			t.Log(line)
-			if !withinSent(got.TxBytes, moved.TxBytes, resent) || !within(got.RxBytes, moved.RxBytes) {
-				t.Errorf("%s: counted more than 1%% away from what moved (sent: beyond what TCP resent)", when)
+			if !want.holds(got) {
+				t.Errorf("%s: sent counted %d, the socket sent %d (want exactly that); received counted %d, want %d to %d (read, what the server's socket sent)",
+					when, got.TxBytes, want.sent, got.RxBytes, want.read, want.peerSent)
 			}
 		}
 
@@ -195,13 +204,13 @@ func trafficRun(t *testing.T, name string, how enforce.TrafficAttach, size int64
 			time.Sleep(50 * time.Millisecond)
 		}
 		check("after a restart", 1)
-		first := moved
+		first := want
 		transfer(size / 4)
 		// The first socket's record is still in the pinned map unless the first handle folded it (quiet for
 		// 5 s): then only the second transfer is left to count. Counted twice, it is 20% or 100% off.
 		got := counted(enf)
-		if !within(got.TxBytes, moved.TxBytes) && got.TxBytes < first.TxBytes {
-			moved = enforce.Traffic{TxBytes: moved.TxBytes - first.TxBytes, RxBytes: moved.RxBytes - first.RxBytes}
+		if !want.holds(got) && got.TxBytes < first.sent {
+			want = want.less(first)
 			got = counted(enf)
 		}
 		report("both transfers, the second after a restart", got)
@@ -247,46 +256,27 @@ func trafficRun(t *testing.T, name string, how enforce.TrafficAttach, size int64
 	return counting
 }
 
-func within(got, want uint64) bool { return math.Abs(float64(got)-float64(want)) <= 0.01*float64(want) }
-
-// withinSent is within for a sent count, which may also hold the resent bytes.
-func withinSent(got, want, resent uint64) bool {
-	return within(got, want) || got > want && float64(got-want) <= float64(resent)+0.01*float64(want)
+// expected is what the sockets of a flow's transfers say about them (TCP_INFO, summed).
+type expected struct {
+	written, sent, sentResent uint64 // the client wrote; its socket sent, resent included; of that, resent
+	read, peerSent            uint64 // the client read; the server's socket sent, resent included
 }
 
-// mss is a TCP segment's payload on the test's veth (MTU 1500, timestamps on).
-const mss = 1448
-
-// retransmittedSegments is the host's count of TCP segments sent again (RetransSegs of /proc/net/snmp): the
-// test's client is the host's TCP sender while it runs.
-func retransmittedSegments(t *testing.T) uint64 {
-	t.Helper()
-	b, err := os.ReadFile("/proc/net/snmp")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, line := range strings.Split(string(b), "\n") {
-		fields := strings.Fields(line)
-		if len(fields) == 0 || fields[0] != "Tcp:" {
-			continue
-		}
-		if names == nil {
-			names = fields
-			continue
-		}
-		for i, n := range names {
-			if n == "RetransSegs" && i < len(fields) {
-				v, err := strconv.ParseUint(fields[i], 10, 64)
-				if err != nil {
-					t.Fatalf("/proc/net/snmp RetransSegs %q: %v", fields[i], err)
-				}
-				return v
-			}
-		}
-	}
-	t.Fatalf("no Tcp RetransSegs in /proc/net/snmp")
-	return 0
+func (e *expected) add(o expected) {
+	e.written += o.written
+	e.sent += o.sent
+	e.sentResent += o.sentResent
+	e.read += o.read
+	e.peerSent += o.peerSent
 }
 
-func pct(got, want uint64) float64 { return 100 * (float64(got) - float64(want)) / float64(want) }
+func (e expected) less(o expected) expected {
+	return expected{e.written - o.written, e.sent - o.sent, e.sentResent - o.sentResent, e.read - o.read, e.peerSent - o.peerSent}
+}
+
+// holds: sent counted exactly as the socket sent it; received at least what was read (every byte of it
+// passed the host's interface) and at most what the server's socket sent (a resent segment arrives again,
+// one its veth dropped never arrives).
+func (e expected) holds(got enforce.Traffic) bool {
+	return got.TxBytes == e.sent && got.RxBytes >= e.read && got.RxBytes <= e.peerSent
+}

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"runtime"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -113,8 +114,10 @@ func (n *Netns) Listen(t testing.TB, network, addr string) net.Listener {
 }
 
 // ServeDownloads answers every connection on ln as a download: it reads until the client ends its side, then
-// sends reply times as many bytes and closes. It stops when ln is closed.
-func ServeDownloads(ln net.Listener, reply int64) {
+// sends reply times as many bytes and closes. It stops when ln is closed. Each served connection's TCP_INFO,
+// read once all it sent was acknowledged, comes on the returned channel (dropped when nobody reads it).
+func ServeDownloads(ln net.Listener, reply int64) <-chan TCPStats {
+	served := make(chan TCPStats, 16)
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -125,9 +128,43 @@ func ServeDownloads(ln net.Listener, reply int64) {
 				defer c.Close()
 				n, _ := io.Copy(io.Discard, c)
 				io.CopyN(c, zeros{}, n*reply)
+				tc, ok := c.(*net.TCPConn)
+				if !ok {
+					return
+				}
+				tc.CloseWrite()
+				if st, ok := ackedTCPStats(tc); ok {
+					select {
+					case served <- st:
+					default:
+					}
+				}
 			}()
 		}
 	}()
+	return served
+}
+
+// ackedTCPStats waits (up to 10 s) until nothing the socket sent is unacknowledged, its FIN included, so no
+// more is sent, and returns its TCP_INFO.
+func ackedTCPStats(c *net.TCPConn) (TCPStats, bool) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return TCPStats{}, false
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var ti *unix.TCPInfo
+		rc.Control(func(fd uintptr) { ti, err = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO) })
+		if err != nil {
+			return TCPStats{}, false
+		}
+		if ti.State == unix.BPF_TCP_CLOSE || time.Now().After(deadline) {
+			return TCPStats{BytesSent: ti.Bytes_sent, BytesRetrans: ti.Bytes_retrans, BytesAcked: ti.Bytes_acked,
+				SegsOut: ti.Segs_out, DataSegsOut: ti.Data_segs_out, TotalRetrans: ti.Total_retrans}, ti.State == unix.BPF_TCP_CLOSE
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 type zeros struct{}

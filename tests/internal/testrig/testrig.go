@@ -148,6 +148,18 @@ type Result struct {
 	Rate      float64 `json:"rate"`
 	Sent      int64   `json:"sent"`     // with -send: bytes written after connecting
 	Received  int64   `json:"received"` // with -send: bytes read until the peer closed
+	// TCP is the kernel's account of the client's socket (TCP_INFO) with -send, read after the peer closed.
+	TCP *TCPStats `json:"tcp"`
+}
+
+// TCPStats are a socket's TCP_INFO counts (tests/client).
+type TCPStats struct {
+	BytesSent    uint64 `json:"bytes_sent"`    // payload handed to IP, what it sent again included
+	BytesRetrans uint64 `json:"bytes_retrans"` // payload sent again (RTO, fast retransmit, loss probes)
+	BytesAcked   uint64 `json:"bytes_acked"`
+	SegsOut      uint32 `json:"segs_out"`
+	DataSegsOut  uint32 `json:"data_segs_out"`
+	TotalRetrans uint32 `json:"total_retrans"` // segments sent again
 }
 
 // Elapsed is how long the attempted system call took.
