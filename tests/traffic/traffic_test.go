@@ -29,8 +29,10 @@ type flowJSON struct {
 	RecvPkts    uint64 `json:"received_packets"`
 }
 
-// iperfBytes runs one iperf3 client and returns the payload bytes it sent and received on its data stream.
-func iperfBytes(t *testing.T, cmd *exec.Cmd) (sent, received uint64) {
+// iperfBytes runs one iperf3 client and returns the payload bytes the sending side wrote and the receiving side
+// received on its data stream, and how much the sender's socket may have sent again (its retransmitted
+// segments, TCP_INFO's total_retrans, times the MSS: a resent segment is at most that).
+func iperfBytes(t *testing.T, cmd *exec.Cmd) (sent, received, resent uint64) {
 	t.Helper()
 	out, err := cmd.Output()
 	if err != nil {
@@ -38,16 +40,29 @@ func iperfBytes(t *testing.T, cmd *exec.Cmd) (sent, received uint64) {
 	}
 	var r struct {
 		End struct {
-			SumSent     struct{ Bytes uint64 } `json:"sum_sent"`
+			SumSent struct {
+				Bytes       uint64
+				Retransmits uint64
+			} `json:"sum_sent"`
 			SumReceived struct{ Bytes uint64 } `json:"sum_received"`
 		} `json:"end"`
+		Start struct {
+			MSS uint64 `json:"tcp_mss_default"`
+		} `json:"start"`
 		Error string `json:"error"`
 	}
 	if err := json.Unmarshal(out, &r); err != nil || r.Error != "" {
 		t.Fatalf("iperf3 result %v %q: %.300s", err, r.Error, out)
 	}
-	return r.End.SumSent.Bytes, r.End.SumReceived.Bytes
+	mss := r.Start.MSS
+	if mss == 0 {
+		mss = 1448 // the veth's MTU 1500 less IP, TCP and timestamp headers
+	}
+	return r.End.SumSent.Bytes, r.End.SumReceived.Bytes, r.End.SumSent.Retransmits * mss
 }
+
+// control bounds what iperf3's control connection (the same flow) carries each way.
+const control = 4 << 10
 
 func within(got, want uint64, frac float64) bool {
 	return math.Abs(float64(got)-float64(want)) <= frac*float64(want)
@@ -92,8 +107,8 @@ func TestBytesCountedBothDirections(t *testing.T) {
 	const size = 100 << 20
 	// What the other end received is what went over the wire: iperf3's "sent" counts what it wrote into the
 	// socket, and it closes the socket at the end with some of that still unsent.
-	written, sent := iperfBytes(t, exec.Command(fwd, "-c", ns.NsV4.String(), "-p", strconv.Itoa(port), "-n", strconv.Itoa(size), "-J"))
-	_, received := iperfBytes(t, exec.Command(rev, "-c", ns.NsV4.String(), "-p", strconv.Itoa(port), "-n", strconv.Itoa(size), "-R", "-J"))
+	written, sent, sentResent := iperfBytes(t, exec.Command(fwd, "-c", ns.NsV4.String(), "-p", strconv.Itoa(port), "-n", strconv.Itoa(size), "-J"))
+	peerWrote, received, peerResent := iperfBytes(t, exec.Command(rev, "-c", ns.NsV4.String(), "-p", strconv.Itoa(port), "-n", strconv.Itoa(size), "-R", "-J"))
 	// The server may get a little less than was written (see above); what it got is what is compared.
 	if sent < size*9/10 || received < size {
 		t.Fatalf("iperf3 moved %d bytes out and %d in, want about %d each", sent, received, size)
@@ -120,25 +135,28 @@ func TestBytesCountedBothDirections(t *testing.T) {
 			}
 		}
 		s, r := got["iperf3-send"], got["iperf3-receive"]
-		if float64(s.Sent) >= 0.99*float64(sent) && within(r.Received, received, 0.01) || time.Now().After(deadline) {
+		if s.Sent >= sent && r.Received >= received || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
 	s, r := got["iperf3-send"], got["iperf3-receive"]
 	report := fmt.Sprintf("traffic counters, 100 MiB each way over a veth pair to a namespace (iperf3 copies, tattled on a private bus, read with tattlectl monitor --json):\n"+
-		"  sent:     iperf3 wrote %d bytes, the server received %d, counted %d bytes in %d packets (%+.3f%%); its replies counted %d bytes\n"+
-		"  received: iperf3 received %d bytes, counted %d bytes in %d packets (%+.3f%%); its requests counted %d bytes\n",
-		written, sent, s.Sent, s.SentPkts, 100*(float64(s.Sent)-float64(sent))/float64(sent), s.Received,
-		received, r.Received, r.RecvPkts, 100*(float64(r.Received)-float64(received))/float64(received), r.Sent)
+		"  sent:     iperf3 wrote %d bytes (resent at most %d), the server received %d, counted %d bytes in %d packets (%+.3f%%); its replies counted %d bytes\n"+
+		"  received: the server wrote %d bytes (resent at most %d), iperf3 received %d, counted %d bytes in %d packets (%+.3f%%); its requests counted %d bytes\n",
+		written, sentResent, sent, s.Sent, s.SentPkts, 100*(float64(s.Sent)-float64(sent))/float64(sent), s.Received,
+		peerWrote, peerResent, received, r.Received, r.RecvPkts, 100*(float64(r.Received)-float64(received))/float64(received), r.Sent)
 	t.Log(report)
 	testrig.WriteSection("traffic.txt", "byte counters", report)
-	// The wire carried at least what the server reported and at most what iperf3 wrote.
-	if float64(s.Sent) < 0.99*float64(sent) || float64(s.Sent) > 1.01*float64(written) {
-		t.Errorf("sent bytes counted %d, the server received %d: more than 1%% apart", s.Sent, sent)
+	// The counters see what the sending socket handed down, what it resent included (tests/enforcement
+	// shows that to the byte with the socket's TCP_INFO): at least what the receiver got, at most what the
+	// sender wrote and resent, and the flow's control connection (same destination: parameters and results,
+	// a few hundred bytes each way).
+	if s.Sent < sent || s.Sent > written+sentResent+control {
+		t.Errorf("sent bytes counted %d, want %d (the server received) to %d (iperf3 wrote and resent, and control)", s.Sent, sent, written+sentResent+control)
 	}
-	if !within(r.Received, received, 0.01) {
-		t.Errorf("received bytes counted %d, iperf3 received %d: more than 1%% apart", r.Received, received)
+	if r.Received < received || r.Received > peerWrote+peerResent+control {
+		t.Errorf("received bytes counted %d, want %d (iperf3 received) to %d (the server wrote and resent, and control)", r.Received, received, peerWrote+peerResent+control)
 	}
 	checkHistory(t, b, fwd, dest, sent+received)
 }
