@@ -35,7 +35,7 @@ packages=(
 	kwin-wayland                                         # KWin session (kwin_wayland --virtual): scripting, fake input, ScreenShot2
 	plasma-workspace plasma-desktop-data qtwayland5      # KWin tray test: plasmashell's system tray (its shell package in -data), kded5's StatusNotifierWatcher, Qt on Wayland
 	xwayland                                             # Xwayland in the GNOME Shell and KWin sessions: where the alert shows without taking the keyboard
-	xserver-xorg-core xserver-xorg-video-dummy           # X11 with two monitors: Xorg's dummy driver has several RandR outputs (Xvfb one)
+	xserver-xorg-core xserver-xorg-video-dummy x11-xserver-utils # X11 with two monitors: Xorg's dummy driver has several RandR outputs (Xvfb one), xrandr turns them on
 	python3-gi gir1.2-gtk-3.0                            # the desktop tests' editor window (tests/gui/editor.py)
 	dunst x11-utils                                      # the alert's notification fallback: a real notification server (dunst, dunstctl); xprop reads the window manager's stacking
 	strace python3-dbus libglib2.0-bin passwd util-linux bsdutils # security ring: rogue agents (traced, python, gdbus); a test user; pkttyagent on a pty
