@@ -154,6 +154,24 @@ func (s *Session) ShellPointTo(t *testing.T, x, y int) {
 }
 
 // monitorOf is the index of the monitor r lies wholly on, -1 for none.
+// alertOnMonitor checks that the alert shows above the editor and lies wholly on monitor want of mons; how
+// names the case, px, py are where the pointer was when the question came.
+func alertOnMonitor(t *testing.T, s *Session, ed *Editor, how string, mons []Rect, want, px, py int) {
+	t.Helper()
+	alertOver(t, s, ed)
+	er, _ := s.ShellFrame(t, ed.Title)
+	ar, ok := s.ShellFrame(t, alertTitle)
+	if !ok {
+		t.Fatalf("%s: the window manager shows no alert", how)
+	}
+	t.Logf("%s: pointer at %d,%d; the editor's frame %v (monitor %d); the alert's %v (monitor %d)", how, px, py,
+		er, monitorOf(er, mons), ar, monitorOf(ar, mons))
+	if got := monitorOf(ar, mons); got != want {
+		t.Errorf("%s: the alert's frame %v is on monitor %d, want wholly on %d %v (monitors %v, the editor's frame %v, pointer at %d,%d)",
+			how, ar, got, want, mons[want], mons, er, px, py)
+	}
+}
+
 func monitorOf(r Rect, ms []Rect) int {
 	for i, m := range ms {
 		if r.within(m) {
@@ -240,18 +258,7 @@ func alertOnActiveMonitor(t *testing.T, kind string) {
 		q := question(uint64(5020+n), exe, "", fmt.Sprintf("192.0.2.%d", 40+n), 443, "tcp")
 		c := ask(h, app, q)
 		s.WaitFor(t, "push button", "Allow", 20*time.Second)
-		alertOver(t, s, ed)
-		er, _ := s.ShellFrame(t, ed.Title)
-		ar, ok := s.ShellFrame(t, alertTitle)
-		if !ok {
-			t.Fatalf("%s: the compositor shows no alert", how)
-		}
-		t.Logf("%s: pointer at %d,%d; the editor's frame %v (monitor %d); the alert's %v (monitor %d)", how, px, py,
-			er, monitorOf(er, mons), ar, monitorOf(ar, mons))
-		if got := monitorOf(ar, mons); got != want {
-			t.Errorf("%s: the alert's frame %v is on monitor %d, want wholly on %d %v (monitors %v, the editor's frame %v, pointer at %d,%d)",
-				how, ar, got, want, mons[want], mons, er, px, py)
-		}
+		alertOnMonitor(t, s, ed, how, mons, want, px, py)
 		before := ed.Text(t)
 		keysDoNotAnswer(t, s, c, "asked "+strconv.Itoa(n)+"\n ")
 		focused(how)
@@ -373,18 +380,7 @@ func TestAlertOnActiveMonitorX11(t *testing.T) {
 			}
 			time.Sleep(200 * time.Millisecond)
 		}
-		alertOver(t, s, ed)
-		er, _ := s.ShellFrame(t, ed.Title)
-		ar, ok := s.ShellFrame(t, alertTitle)
-		if !ok {
-			t.Fatalf("%s: the X server shows no alert", how)
-		}
-		t.Logf("%s: pointer at %d,%d; the editor's frame %v (monitor %d); the alert's %v (monitor %d)", how, px, py,
-			er, monitorOf(er, mons), ar, monitorOf(ar, mons))
-		if got := monitorOf(ar, mons); got != want {
-			t.Errorf("%s: the alert's frame %v is on monitor %d, want wholly on %d %v (monitors %v, the editor's frame %v, pointer at %d,%d)",
-				how, ar, got, want, mons[want], mons, er, px, py)
-		}
+		alertOnMonitor(t, s, ed, how, mons, want, px, py)
 		before := ed.Text(t)
 		time.Sleep(700 * time.Millisecond) // past the arm delay: only the keys' meaning matters now
 		s.ShellType(t, "asked\n ")
