@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -22,6 +23,7 @@ import (
 	"github.com/tattlefw/tattle/app/tattle/rulesview"
 	"github.com/tattlefw/tattle/app/tattle/stall"
 	"github.com/tattlefw/tattle/app/tattle/ui"
+	"github.com/tattlefw/tattle/app/tattle/userinput"
 	"github.com/tattlefw/tattle/shared/api"
 )
 
@@ -85,10 +87,7 @@ func startSession(parent context.Context, app *gtk.Application, log *slog.Logger
 		if !s.agent.Answer(id, a) {
 			log.Info("question was settled before the answer", "id", id)
 		}
-	}, func() (bool, error) {
-		st, err := cl.Settings(ctx)
-		return st.AllowGUIScripting, err
-	})
+	}, s.guiScripting)
 	s.startNotifications()
 	s.agent = agent.New(ctx, log, func() {
 		glib.IdleAdd(func() { s.questionsChanged() })
@@ -130,8 +129,9 @@ func (s *session) buildWindow(entries *desktop.Index) {
 	s.stack = ui.Must(gtk.StackNew())
 	s.stack.SetTransitionType(gtk.STACK_TRANSITION_TYPE_CROSSFADE)
 	s.mon = monitor.New(s.ctx, entries, s.trafficSource())
-	s.rules = rulesview.New(s.ctx, s.cl, &s.win.Window, entries)
-	s.prefs = prefs.New(s.ctx, s.cl)
+	gate := userinput.NewGate(s.guiScripting, s.log)
+	s.rules = rulesview.New(s.ctx, s.cl, gate, &s.win.Window, entries)
+	s.prefs = prefs.New(s.ctx, s.cl, gate)
 	s.stack.AddTitled(s.mon.Widget, "monitor", i18n.T("Monitor"))
 	s.hist = historyview.New(s.ctx, s.historySource(), entries)
 	s.stack.AddTitled(s.hist.Widget, "history", i18n.T("History"))
@@ -166,6 +166,19 @@ func (s *session) buildWindow(entries *desktop.Index) {
 	if page := os.Getenv("TATTLE_PAGE"); page != "" {
 		s.stack.SetVisibleChildName(page)
 	}
+}
+
+// errNoService: the app has no connection to the helper (the system bus was not reachable at start).
+var errNoService = errors.New("not connected to the Tattle service")
+
+// guiScripting reads whether the administrator lets accessibility actions and synthetic input act for the
+// user (Settings.AllowGUIScripting): the alert and userinput.Gate ask it afresh each time.
+func (s *session) guiScripting() (bool, error) {
+	if s.cl == nil {
+		return false, errNoService
+	}
+	st, err := s.cl.Settings(s.ctx)
+	return st.AllowGUIScripting, err
 }
 
 func (s *session) present() {

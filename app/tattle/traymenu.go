@@ -16,7 +16,7 @@ import (
 )
 
 // trayUI keeps the tray item in step with the app: its icon (normal, question waiting, silent mode) and
-// its menu (open the monitor, the mode, the questions waiting, quit). All its methods run on the main loop.
+// its menu (open the monitor, the mode (shown; Preferences change it), the questions waiting, quit). All its methods run on the main loop.
 type trayUI struct {
 	s       *session
 	t       *tray.Tray
@@ -114,19 +114,24 @@ func (u *trayUI) update(pending []api.Question) {
 
 	s := u.s
 	onMain := func(f func()) func() { return func() { glib.IdleAdd(f) } }
-	modeItem := func(label, mode string) tray.Item {
-		return tray.Item{Label: label, Toggle: tray.Radio, Checked: u.mode == mode, OnClick: onMain(func() { u.setMode(mode) })}
+	// The mode is shown, not switched, here: a menu item's click reaches the app as a dbusmenu Event call,
+	// which any program on the session bus can make too. Preferences change it on the user's own click.
+	modeName := map[string]string{api.ModeAlert: i18n.T("Alert"), api.ModeSilentAllow: i18n.T("Silent, allow"),
+		api.ModeSilentDeny: i18n.T("Silent, deny")}[u.mode]
+	modeLabel := i18n.T("Change _Mode…")
+	if modeName != "" {
+		modeLabel = fmt.Sprintf(i18n.T("_Mode: %s…"), modeName)
 	}
 	items := []tray.Item{
 		{Label: i18n.T("_Open Monitor"), OnClick: onMain(func() {
 			s.stack.SetVisibleChildName("monitor")
 			s.present()
 		})},
-		{Label: i18n.T("_Mode"), Children: []tray.Item{
-			modeItem(i18n.T("Alert"), api.ModeAlert),
-			modeItem(i18n.T("Silent, allow"), api.ModeSilentAllow),
-			modeItem(i18n.T("Silent, deny"), api.ModeSilentDeny),
-		}},
+		{Label: modeLabel, OnClick: onMain(func() {
+			s.stack.SetVisibleChildName("preferences")
+			s.present()
+			s.prefs.FocusMode()
+		})},
 		{Separator: true},
 	}
 	if len(pending) == 0 {
@@ -149,21 +154,6 @@ func (u *trayUI) update(pending []api.Question) {
 	}
 	items = append(items, tray.Item{Separator: true}, tray.Item{Label: i18n.T("_Quit Tattle"), OnClick: onMain(func() { s.app.Quit() })})
 	u.t.SetMenu(items)
-}
-
-func (u *trayUI) setMode(mode string) {
-	go func() {
-		err := u.s.cl.SetMode(u.s.ctx, mode)
-		glib.IdleAdd(func() {
-			if err != nil {
-				u.s.msg.Show(gtk.MESSAGE_ERROR, fmt.Sprintf(i18n.T("The mode was not changed: %s"), err))
-				u.s.present()
-				return
-			}
-			u.mode = mode
-			u.update(u.pending)
-		})
-	}()
 }
 
 // privateSessionBus opens a connection of its own to the session bus, so that what one part of the app does

@@ -167,7 +167,7 @@ func TestTrayOnGnomeShell(t *testing.T) {
 		s.Screenshot(t, "gnome-tray-menu-no-question")
 		t.Fatalf("the tray menu does not list the question of traycheck to port %s: %q", port, labels)
 	}
-	for _, want := range []string{"Open Monitor", "Mode", "Quit Tattle"} {
+	for _, want := range []string{"Open Monitor", "Mode: Alert…", "Quit Tattle"} {
 		if !contains(labels, want) {
 			t.Errorf("the tray menu in GNOME Shell's panel has no %q: %q", want, labels)
 		}

@@ -135,6 +135,9 @@ func startQuietHelper(t *testing.T) (*Helper, *client.Client) {
 	t.Helper()
 	h := StartHelper(t)
 	h.SetMode(t, api.ModeSilentAllow)
+	// The test drives the pages through AT-SPI, which changes nothing unless the administrator allows GUI
+	// scripting (TestForgedInputChangesNothing shows it refused otherwise).
+	h.SetGUIScripting(t, true)
 	cl, err := client.Dial(h.Address, client.Options{})
 	if err != nil {
 		t.Fatal(err)

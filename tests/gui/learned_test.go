@@ -14,6 +14,9 @@ import (
 // the helper.
 func TestLearnedProposalsOnRulesPage(t *testing.T) {
 	h := StartHelper(t)
+	// The test drives the pages through AT-SPI, which changes nothing unless the administrator allows GUI
+	// scripting (TestForgedInputChangesNothing shows it refused otherwise).
+	h.SetGUIScripting(t, true)
 	cl, err := client.Dial(h.Address, client.Options{})
 	if err != nil {
 		t.Fatal(err)

@@ -16,6 +16,9 @@ const nobody = 65534
 // refuses; the app says what happened and what to do, and no rule is added.
 func TestSystemRuleWithoutAuthAgent(t *testing.T) {
 	h := StartHelper(t)
+	// The test drives the pages through AT-SPI, which changes nothing unless the administrator allows GUI
+	// scripting (TestForgedInputChangesNothing shows it refused otherwise).
+	h.SetGUIScripting(t, true)
 	s := StartSessionAs(t, "x11", nobody)
 	StartApp(t, s, h, English())
 	s.Keys(t, "alt+2") // the Rules page

@@ -15,6 +15,9 @@ import (
 // helper, and deleting it (with confirmation) removes it there too.
 func TestRuleDialog(t *testing.T) {
 	h := StartHelper(t)
+	// The test drives the pages through AT-SPI, which changes nothing unless the administrator allows GUI
+	// scripting (TestForgedInputChangesNothing shows it refused otherwise).
+	h.SetGUIScripting(t, true)
 	h.SetMode(t, api.ModeSilentAllow)
 	s := StartSession(t, "x11")
 	StartApp(t, s, h, English())
@@ -90,6 +93,9 @@ func TestRuleDialog(t *testing.T) {
 // approve them; approving (the owner's authorization) clears the mark in the helper.
 func TestImportedRulesAwaitApproval(t *testing.T) {
 	h := StartHelper(t)
+	// The test drives the pages through AT-SPI, which changes nothing unless the administrator allows GUI
+	// scripting (TestForgedInputChangesNothing shows it refused otherwise).
+	h.SetGUIScripting(t, true)
 	h.SetMode(t, api.ModeSilentAllow)
 	cl, err := client.Dial(h.Address, client.Options{})
 	if err != nil {

@@ -268,7 +268,10 @@ func screens(t *testing.T, kind string, lang Lang) {
 	}
 	s.Screenshot(t, name+"-rules")
 
-	// Preferences: the helper's settings; a changed timeout is written to the helper when applied.
+	// Preferences: the helper's settings; a changed timeout is written to the helper when applied. The test
+	// presses Apply through AT-SPI, which the administrator must allow (TestForgedInputChangesNothing shows it
+	// refused otherwise); so must the alert's buttons below.
+	h.SetGUIScripting(t, true)
 	s.ShowPage(t, "preferences")
 	timeout := strings.ReplaceAll(lang.T("Question _timeout (seconds)"), "_", "")
 	s.WaitFor(t, "spin button", timeout, 10*time.Second)
@@ -288,9 +291,8 @@ func screens(t *testing.T, kind string, lang Lang) {
 	s.Screenshot(t, name+"-preferences")
 	s.ShowPage(t, "monitor")
 
-	// Alert: two questions, one window, the second counted as waiting. The test answers through AT-SPI,
-	// which the administrator must allow (TestAllowForeverEndToEnd shows it refused otherwise).
-	h.SetGUIScripting(t, true)
+	// Alert: two questions, one window, the second counted as waiting. The test answers through AT-SPI
+	// (allowed above; TestAllowForeverEndToEnd shows it refused otherwise).
 	_, p4, _ := net.SplitHostPort(w.servers.TCP4)
 	port, _ := strconv.Atoi(p4)
 	q1 := question(1001, w.browser, "updates.example.org", host4, uint16(port), "tcp")
@@ -338,9 +340,10 @@ func screens(t *testing.T, kind string, lang Lang) {
 		if st := trayStatus(t, s, item); st != "NeedsAttention" {
 			t.Errorf("tray item status = %q while questions wait, want NeedsAttention", st)
 		}
-		// The tray's menu lists the waiting questions and the mode.
+		// The tray's menu lists the waiting questions and the mode (silent-allow, set above).
 		labels := trayMenu(t, s, item)
-		for _, want := range []string{lang.T("_Open Monitor"), lang.T("Alert"), "webbrowser", "fetcher", lang.T("_Quit Tattle")} {
+		mode := fmt.Sprintf(lang.T("_Mode: %s…"), lang.T("Silent, allow"))
+		for _, want := range []string{lang.T("_Open Monitor"), mode, "webbrowser", "fetcher", lang.T("_Quit Tattle")} {
 			found := false
 			for _, l := range labels {
 				found = found || strings.Contains(l, want)

@@ -21,6 +21,7 @@ import (
 	"github.com/tattlefw/tattle/app/tattle/desktop"
 	"github.com/tattlefw/tattle/app/tattle/notify"
 	"github.com/tattlefw/tattle/app/tattle/ui"
+	"github.com/tattlefw/tattle/app/tattle/userinput"
 	"github.com/tattlefw/tattle/shared/api"
 	"github.com/tattlefw/tattle/shared/identity"
 	"github.com/tattlefw/tattle/shared/rules"
@@ -108,7 +109,7 @@ func New(app *gtk.Application, entries *desktop.Index, answer func(id uint64, a 
 	// alert, and the user's next Return would then press a button.
 	w.win.AddEvents(int(gdk.BUTTON_PRESS_MASK))
 	w.win.Connect("button-press-event", func() bool {
-		if realInput() {
+		if userinput.Real() {
 			w.takeFocus()
 		}
 		return false
@@ -245,7 +246,7 @@ func New(app *gtk.Application, entries *desktop.Index, answer func(id uint64, a 
 	buttons.PackStart(w.deny, true, true, 0)
 	buttons.PackStart(w.allow, true, true, 0)
 	box.PackEnd(buttons, false, false, 0)
-	if onX11() {
+	if userinput.OnX11() {
 		// Said where the user decides: on X11 the alert cannot tell a program's fake clicks from the user's.
 		x11 := ui.Must(gtk.LabelNew(i18n.T("On X11, other programs can fake clicks and keys; a Wayland session prevents that.")))
 		x11.SetXAlign(0)
@@ -311,7 +312,7 @@ func (w *Window) Present() {
 	// alert in front unless the user was busy in another window in the last half second).
 	t := x11ServerTime(w.win)
 	if t == 0 {
-		t = eventTime()
+		t = userinput.EventTime()
 	}
 	w.win.PresentWithTime(t)
 	w.withdraw()
@@ -502,7 +503,7 @@ func (w *Window) activeMonitorPlace() (x, y int, ok bool) {
 		// known while it is over an X window, the active Wayland window not at all.
 		return 0, 0, false
 	}
-	if !onX11() {
+	if !userinput.OnX11() {
 		return 0, 0, false
 	}
 	display, err := gdk.DisplayGetDefault()
@@ -546,11 +547,11 @@ func (w *Window) takeFocus() {
 	w.win.SetAcceptFocus(true)
 	w.withdraw()
 	if onXwayland(w.win) {
-		xwaylandTakeFocus(w.win, eventTime())
+		xwaylandTakeFocus(w.win, userinput.EventTime())
 	}
 	// The click's own time: an X window manager (on Xwayland too) weighs it against the focused window's last
 	// input before it moves the keyboard.
-	w.win.PresentWithTime(eventTime())
+	w.win.PresentWithTime(userinput.EventTime())
 }
 
 func (w *Window) updateCountdown() {
@@ -573,14 +574,14 @@ func (w *Window) decide(action string) {
 	if w.current == nil {
 		return
 	}
-	if !realInput() && !(w.scriptingOK && w.scriptingFor == w.current.ID) {
+	if !userinput.Real() && !(w.scriptingOK && w.scriptingFor == w.current.ID) {
 		// Not the user's hand: another program pressing the button through AT-SPI or sending events.
 		slog.Warn("ignored an answer that came from no real input", "question", w.current.ID, "action", action)
 		w.ignored.SetText(i18n.T("A program tried to answer for you; it was ignored. Use your mouse or keyboard."))
 		w.ignored.Show()
 		return
 	}
-	if keyInput() && !w.engaged {
+	if userinput.Key() && !w.engaged {
 		slog.Info("ignored a key answering the alert before the user turned to it", "question", w.current.ID, "action", action)
 		return
 	}

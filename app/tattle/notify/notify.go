@@ -4,7 +4,7 @@
 // Any program running as the user can own org.freedesktop.Notifications on the session bus, or emit an
 // ActionInvoked signal that looks like the server's. So nothing arriving from the notification ever answers the
 // question: its one action ("show", also the default action) calls present, which raises and focuses the real
-// alert window, where only the user's real input answers (see app/tattle/alert/input.go and the arm delay).
+// alert window, where only the user's real input answers (see app/tattle/userinput and the alert's arm delay).
 // A forged signal can at most bring the alert to the front, which the alert does by itself anyway.
 package notify
 

@@ -1,6 +1,8 @@
 // Package prefs is the Preferences page: the helper's settings (mode, default action, question timeout,
 // fail policy, history retention), read with Daemon.Settings and written whole with SetSettings, which
-// needs an administrator (polkit manage-rules). Failures show in the page's message bar.
+// needs an administrator (polkit manage-rules). Apply acts only on the user's own click or key (userinput.Gate):
+// polkit keeps an administrator's authorization for minutes, and any program of the user can press buttons
+// through AT-SPI. Failures show in the page's message bar.
 package prefs
 
 import (
@@ -13,6 +15,7 @@ import (
 	"github.com/tattlefw/tattle/app/client"
 	"github.com/tattlefw/tattle/app/i18n"
 	"github.com/tattlefw/tattle/app/tattle/ui"
+	"github.com/tattlefw/tattle/app/tattle/userinput"
 	"github.com/tattlefw/tattle/shared/api"
 )
 
@@ -22,6 +25,7 @@ type Page struct {
 
 	ctx      context.Context
 	cl       *client.Client
+	gate     *userinput.Gate
 	msg      *ui.MessageBar
 	mode     *gtk.ComboBoxText
 	defAct   *gtk.ComboBoxText
@@ -32,9 +36,9 @@ type Page struct {
 	settings api.Settings
 }
 
-// New builds the page.
-func New(ctx context.Context, cl *client.Client) *Page {
-	p := &Page{ctx: ctx, cl: cl, msg: ui.NewMessageBar()}
+// New builds the page; gate decides whether a press of Apply is the user's.
+func New(ctx context.Context, cl *client.Client, gate *userinput.Gate) *Page {
+	p := &Page{ctx: ctx, cl: cl, gate: gate, msg: ui.NewMessageBar()}
 	grid := ui.Must(gtk.GridNew())
 	grid.SetRowSpacing(12)
 	grid.SetColumnSpacing(18)
@@ -81,7 +85,8 @@ func New(ctx context.Context, cl *client.Client) *Page {
 		sc.AddClass("suggested-action")
 	}
 	p.apply.SetHAlign(gtk.ALIGN_END)
-	p.apply.Connect("clicked", func() { p.save() })
+	// A refused Apply reloads the page, so it shows the settings in force, not what another program chose.
+	p.apply.Connect("clicked", func() { p.gate.Do(p.msg, "apply the settings", p.save, p.Load) })
 	grid.Attach(p.apply, 1, row, 1, 1)
 
 	p.Widget = ui.Must(gtk.BoxNew(gtk.ORIENTATION_VERTICAL, 0))
@@ -89,6 +94,9 @@ func New(ctx context.Context, cl *client.Client) *Page {
 	p.Widget.PackStart(grid, false, false, 0)
 	return p
 }
+
+// FocusMode puts the keyboard on the mode's choice (the tray's "Change Mode" opens the page there).
+func (p *Page) FocusMode() { p.mode.GrabFocus() }
 
 // Load reads the settings from the helper.
 func (p *Page) Load() {

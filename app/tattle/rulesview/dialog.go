@@ -7,13 +7,14 @@ import (
 
 	"github.com/tattlefw/tattle/app/i18n"
 	"github.com/tattlefw/tattle/app/tattle/ui"
+	"github.com/tattlefw/tattle/app/tattle/userinput"
 	"github.com/tattlefw/tattle/shared/api"
 	"github.com/tattlefw/tattle/shared/rules"
 )
 
 // runDialog edits a rule (base nil: a new one) and returns it validated; false when the user cancelled.
 // Invalid input keeps the dialog open with the validator's message under the fields.
-func runDialog(parent *gtk.Window, base *api.Rule, uid uint32) (api.Rule, bool) {
+func runDialog(parent *gtk.Window, base *api.Rule, uid uint32) (r api.Rule, ok, real bool) {
 	title := i18n.T("New rule")
 	f := Form{Application: rules.Any, Remote: rules.Any, Port: rules.Any, Protocol: rules.Any,
 		Action: rules.ActionAllow, Duration: rules.DurationForever, Enabled: true}
@@ -91,8 +92,9 @@ func runDialog(parent *gtk.Window, base *api.Rule, uid uint32) (api.Rule, bool) 
 	d.ShowAll()
 	defer d.Destroy()
 	for {
-		if d.Run() != gtk.RESPONSE_ACCEPT {
-			return api.Rule{}, false
+		resp, real := userinput.Run(d)
+		if resp != gtk.RESPONSE_ACCEPT {
+			return api.Rule{}, false, false
 		}
 		f.Application, _ = app.GetText()
 		f.Remote, _ = remote.GetText()
@@ -107,7 +109,7 @@ func runDialog(parent *gtk.Window, base *api.Rule, uid uint32) (api.Rule, bool) 
 		}
 		r, err := f.Rule(base, uid)
 		if err == nil {
-			return r, true
+			return r, true, real
 		}
 		problem.SetText(err.Error())
 	}

@@ -55,7 +55,8 @@ func (p *Page) previewImport(req api.ImportRequest, paths []string) {
 		stop()
 		d.Destroy()
 		if gtk.ResponseType(resp) == gtk.RESPONSE_ACCEPT {
-			p.runImport(final)
+			req := final
+			p.gate.Do(p.msg, "import rules", func() { p.runImport(req) }, nil)
 		}
 	})
 

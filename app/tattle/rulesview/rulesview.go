@@ -2,7 +2,8 @@
 // ships in a group of their own: switched off, never deleted or edited), with a filter, an enable toggle per
 // rule, an add/edit dialog that validates with shared/rules exactly as the helper does, delete,
 // and import/export through the desktop's file chooser. Changes the helper refuses (no polkit agent to ask
-// for an administrator's password, an invalid rule) are shown in the page's message bar.
+// for an administrator's password, an invalid rule) are shown in the page's message bar. Every change acts
+// only on the user's own click or key (userinput.Gate), never on a button another program pressed.
 package rulesview
 
 import (
@@ -20,6 +21,7 @@ import (
 	"github.com/tattlefw/tattle/app/i18n"
 	"github.com/tattlefw/tattle/app/tattle/desktop"
 	"github.com/tattlefw/tattle/app/tattle/ui"
+	"github.com/tattlefw/tattle/app/tattle/userinput"
 	"github.com/tattlefw/tattle/shared/api"
 )
 
@@ -45,6 +47,7 @@ type Page struct {
 
 	ctx    context.Context
 	cl     *client.Client
+	gate   *userinput.Gate
 	parent *gtk.Window
 	msg    *ui.MessageBar
 	store  *gtk.TreeStore
@@ -68,9 +71,9 @@ type Page struct {
 	learned    []string // IDs of the proposals the user may approve
 }
 
-// New builds the page. parent is the window dialogs belong to.
-func New(ctx context.Context, cl *client.Client, parent *gtk.Window, entries *desktop.Index) *Page {
-	p := &Page{ctx: ctx, cl: cl, parent: parent, entries: entries, msg: ui.NewMessageBar(), rules: map[string]api.Rule{}, uid: uint32(os.Getuid())}
+// New builds the page. parent is the window dialogs belong to; gate decides whether a change is the user's.
+func New(ctx context.Context, cl *client.Client, gate *userinput.Gate, parent *gtk.Window, entries *desktop.Index) *Page {
+	p := &Page{ctx: ctx, cl: cl, gate: gate, parent: parent, entries: entries, msg: ui.NewMessageBar(), rules: map[string]api.Rule{}, uid: uint32(os.Getuid())}
 	p.store = ui.Must(gtk.TreeStoreNew(glib.TYPE_STRING, glib.TYPE_STRING, glib.TYPE_BOOLEAN, glib.TYPE_BOOLEAN,
 		glib.TYPE_STRING, glib.TYPE_STRING, glib.TYPE_STRING, glib.TYPE_STRING, glib.TYPE_STRING, glib.TYPE_STRING,
 		glib.TYPE_STRING, glib.TYPE_STRING, glib.TYPE_BOOLEAN))
@@ -91,7 +94,8 @@ func New(ctx context.Context, cl *client.Client, parent *gtk.Window, entries *de
 		if err != nil {
 			return
 		}
-		p.toggle(p.idAt(filter.ToTreeModel(), it))
+		id := p.idAt(filter.ToTreeModel(), it)
+		p.gate.Do(p.msg, "switch a rule", func() { p.toggle(id) }, nil)
 	})
 
 	name := ui.Must(gtk.TreeViewColumnNew())
@@ -160,7 +164,7 @@ func New(ctx context.Context, cl *client.Client, parent *gtk.Window, entries *de
 	p.approval.AddButton(i18n.T("Approve"), gtk.RESPONSE_ACCEPT)
 	p.approval.Connect("response", func(_ *gtk.InfoBar, resp gtk.ResponseType) {
 		if resp == gtk.RESPONSE_ACCEPT {
-			p.approve()
+			p.gate.Do(p.msg, "approve imported rules", p.approve, nil)
 		}
 	})
 	p.approval.SetNoShowAll(true)
@@ -179,11 +183,11 @@ func New(ctx context.Context, cl *client.Client, parent *gtk.Window, entries *de
 	p.learnBar.Connect("response", func(_ *gtk.InfoBar, resp gtk.ResponseType) {
 		switch resp {
 		case gtk.RESPONSE_APPLY:
-			p.approveLearnedProgram()
+			p.gate.Do(p.msg, "approve a program's learned rules", p.approveLearnedProgram, nil)
 		case gtk.RESPONSE_ACCEPT:
-			p.reviewLearned(true)
+			p.gate.Do(p.msg, "approve the learned rules", func() { p.reviewLearned(true) }, nil)
 		case gtk.RESPONSE_REJECT:
-			p.reviewLearned(false)
+			p.gate.Do(p.msg, "discard the learned rules", func() { p.reviewLearned(false) }, nil)
 		}
 	})
 	p.learnBar.SetNoShowAll(true)
@@ -505,12 +509,14 @@ func (p *Page) toggle(id string) {
 }
 
 func (p *Page) add() {
-	r, ok := runDialog(p.parent, nil, p.uid)
+	r, ok, real := runDialog(p.parent, nil, p.uid)
 	if !ok {
 		return
 	}
-	ui.Background(func() ([]string, error) { return p.cl.AddRules(p.ctx, []api.Rule{r}) },
-		func(_ []string, err error) { p.report(i18n.T("Adding the rule"), err) })
+	p.gate.Decided(real, p.msg, "add a rule", func() {
+		ui.Background(func() ([]string, error) { return p.cl.AddRules(p.ctx, []api.Rule{r}) },
+			func(_ []string, err error) { p.report(i18n.T("Adding the rule"), err) })
+	}, nil)
 }
 
 func (p *Page) edit() {
@@ -526,12 +532,14 @@ func (p *Page) edit() {
 		p.msg.Show(gtk.MESSAGE_INFO, fmt.Sprintf(i18n.T("This rule comes from the administrator's file %s; change that file to edit it."), r.Source))
 		return
 	}
-	nr, ok := runDialog(p.parent, &r, p.uid)
+	nr, ok, real := runDialog(p.parent, &r, p.uid)
 	if !ok {
 		return
 	}
-	ui.Background(func() (struct{}, error) { return struct{}{}, p.cl.UpdateRule(p.ctx, nr) },
-		func(_ struct{}, err error) { p.report(i18n.T("Changing the rule"), err) })
+	p.gate.Decided(real, p.msg, "change a rule", func() {
+		ui.Background(func() (struct{}, error) { return struct{}{}, p.cl.UpdateRule(p.ctx, nr) },
+			func(_ struct{}, err error) { p.report(i18n.T("Changing the rule"), err) })
+	}, nil)
 }
 
 func (p *Page) remove() {
@@ -548,13 +556,15 @@ func (p *Page) remove() {
 		"%s", fmt.Sprintf(i18n.T("Delete the rule for %s to %s?"), r.Application, r.Remote))
 	d.AddButton(i18n.T("_Cancel"), gtk.RESPONSE_CANCEL)
 	d.AddButton(i18n.T("_Delete"), gtk.RESPONSE_ACCEPT)
-	resp := d.Run()
+	resp, real := userinput.Run(&d.Dialog)
 	d.Destroy()
 	if resp != gtk.RESPONSE_ACCEPT {
 		return
 	}
-	ui.Background(func() (struct{}, error) { return struct{}{}, p.cl.RemoveRules(p.ctx, []string{id}) },
-		func(_ struct{}, err error) { p.report(i18n.T("Deleting the rule"), err) })
+	p.gate.Decided(real, p.msg, "delete a rule", func() {
+		ui.Background(func() (struct{}, error) { return struct{}{}, p.cl.RemoveRules(p.ctx, []string{id}) },
+			func(_ struct{}, err error) { p.report(i18n.T("Deleting the rule"), err) })
+	}, nil)
 }
 
 // factoryInfo says what can be done with a factory rule instead of editing or deleting it.

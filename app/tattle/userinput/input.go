@@ -1,4 +1,7 @@
-package alert
+// Package userinput tells the user's own input from what other programs of the user can do to the app:
+// press its buttons through the accessibility tree (AT-SPI doAction), send it X events (XSendEvent), or fake
+// input with XTEST on Xwayland. Whatever changes a decision (an answer, a rule, a setting) goes through it.
+package userinput
 
 // #cgo pkg-config: gtk+-3.0 x11 xi
 // #include <gtk/gtk.h>
@@ -98,16 +101,16 @@ package alert
 // }
 import "C"
 
-// realInput reports whether the signal being handled was caused by the user's own mouse, keyboard or touch.
+// Real reports whether the signal being handled was caused by the user's own mouse, keyboard or touch.
 // On X11 any client can still fake input through the XTEST extension, which the server delivers as real:
 // only a Wayland session keeps other programs from typing or clicking for the user (SECURITY.md).
-func realInput() bool { return C.tattle_real_input() != 0 }
+func Real() bool { return C.tattle_real_input() != 0 }
 
-// keyInput reports whether the signal being handled was caused by a key (Return, space or a mnemonic).
-func keyInput() bool { return C.tattle_key_input() != 0 }
+// Key reports whether the signal being handled was caused by a key (Return, space or a mnemonic).
+func Key() bool { return C.tattle_key_input() != 0 }
 
-// eventTime is the time of the event being handled (gdk.CURRENT_TIME when there is none).
-func eventTime() uint32 { return uint32(C.gtk_get_current_event_time()) }
+// EventTime is the time of the event being handled (gdk.CURRENT_TIME when there is none).
+func EventTime() uint32 { return uint32(C.gtk_get_current_event_time()) }
 
-// onX11 reports whether the app's display is an X11 one.
-func onX11() bool { return C.tattle_on_x11() != 0 }
+// OnX11 reports whether the app's display is an X11 one.
+func OnX11() bool { return C.tattle_on_x11() != 0 }
