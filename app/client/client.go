@@ -240,6 +240,7 @@ func (c *Client) WatchChanged(ctx context.Context) (<-chan struct{}, error) {
 		return nil, err
 	}
 	out := make(chan struct{}, 1)
+	fromHelper := c.helperSender(ctx)
 	go func() {
 		defer close(out)
 		defer stop()
@@ -251,7 +252,7 @@ func (c *Client) WatchChanged(ctx context.Context) (<-chan struct{}, error) {
 				if !ok {
 					return
 				}
-				if s.Name != api.ChangedSignal || s.Path != api.ObjectPath {
+				if s.Name != api.ChangedSignal || s.Path != api.ObjectPath || !fromHelper(s.Sender) {
 					continue
 				}
 				select {

@@ -348,6 +348,26 @@ func TestWatchChanged(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Another peer's Changed, broadcast and sent straight to the client (past its match rule): not the
+	// helper's, so not delivered.
+	forger, err := dbus.Connect(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer forger.Close()
+	if err := forger.Emit(api.ObjectPath, api.ChangedSignal); err != nil {
+		t.Fatal(err)
+	}
+	unicast := &dbus.Message{Type: dbus.TypeSignal, Headers: map[dbus.HeaderField]dbus.Variant{
+		dbus.FieldPath: dbus.MakeVariant(api.ObjectPath), dbus.FieldInterface: dbus.MakeVariant(api.RulesInterface),
+		dbus.FieldMember: dbus.MakeVariant("Changed"), dbus.FieldDestination: dbus.MakeVariant(c.Conn().Names()[0]),
+	}}
+	forger.Send(unicast, nil)
+	select {
+	case <-ch:
+		t.Fatal("a Changed signal from another peer than the helper was delivered")
+	case <-time.After(500 * time.Millisecond):
+	}
 	if err := srv.Emit(api.ObjectPath, api.ChangedSignal); err != nil {
 		t.Fatal(err)
 	}

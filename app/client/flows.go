@@ -22,7 +22,7 @@ func (c *Client) WatchFlows(ctx context.Context) (<-chan []api.Flow, error) {
 		return nil, err
 	}
 	out := make(chan []api.Flow, 16)
-	owner := c.helperOwner(ctx)
+	fromHelper := c.helperSender(ctx)
 	go func() {
 		defer close(out)
 		defer func() {
@@ -43,11 +43,8 @@ func (c *Client) WatchFlows(ctx context.Context) (<-chan []api.Flow, error) {
 				if s.Name != api.MonitorInterface+".FlowsChanged" || s.Path != api.ObjectPath || len(s.Body) != 1 {
 					continue
 				}
-				// Signals may be sent by anyone on the bus: take flows only from the helper itself.
-				if s.Sender != owner {
-					if owner = c.helperOwner(ctx); s.Sender != owner {
-						continue
-					}
+				if !fromHelper(s.Sender) {
+					continue
 				}
 				var flows []api.Flow
 				if err := dbus.Store(s.Body, &flows); err != nil {
@@ -83,6 +80,19 @@ func (c *Client) helperSignals(ctx context.Context, iface, member string, size i
 		c.conn.RemoveSignal(sigs)
 		c.conn.RemoveMatchSignal(opts...)
 	}, nil
+}
+
+// helperSender returns a test of a signal's sender: whether it is the helper. Signals may be sent by anyone
+// on the bus, unicast to this connection past any match rule, so a signal counts only from the helper's own
+// unique name (asked again when a signal comes from another: the helper may have restarted).
+func (c *Client) helperSender(ctx context.Context) func(sender string) bool {
+	owner := c.helperOwner(ctx)
+	return func(sender string) bool {
+		if sender != owner {
+			owner = c.helperOwner(ctx)
+		}
+		return owner != "" && sender == owner
+	}
 }
 
 // helperOwner is the unique bus name of the running helper, "" when none runs.
