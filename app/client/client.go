@@ -244,23 +244,13 @@ func (c *Client) WatchChanged(ctx context.Context) (<-chan struct{}, error) {
 	go func() {
 		defer close(out)
 		defer stop()
-		for {
+		eachHelperSignal(ctx, sigs, fromHelper, api.ChangedSignal, func(*dbus.Signal) bool {
 			select {
-			case <-ctx.Done():
-				return
-			case s, ok := <-sigs:
-				if !ok {
-					return
-				}
-				if s.Name != api.ChangedSignal || s.Path != api.ObjectPath || !fromHelper(s.Sender) {
-					continue
-				}
-				select {
-				case out <- struct{}{}:
-				default: // one is already waiting to be read
-				}
+			case out <- struct{}{}:
+			default: // one is already waiting to be read
 			}
-		}
+			return true
+		})
 	}()
 	return out, nil
 }

@@ -32,31 +32,18 @@ func (c *Client) WatchFlows(ctx context.Context) (<-chan []api.Flow, error) {
 			defer cancel()
 			c.call(uctx, api.MonitorInterface+".Unsubscribe", false, nil)
 		}()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case s, ok := <-sigs:
-				if !ok {
-					return
-				}
-				if s.Name != api.MonitorInterface+".FlowsChanged" || s.Path != api.ObjectPath || len(s.Body) != 1 {
-					continue
-				}
-				if !fromHelper(s.Sender) {
-					continue
-				}
-				var flows []api.Flow
-				if err := dbus.Store(s.Body, &flows); err != nil {
-					continue
-				}
-				select {
-				case out <- flows:
-				case <-ctx.Done():
-					return
-				}
+		eachHelperSignal(ctx, sigs, fromHelper, api.MonitorInterface+".FlowsChanged", func(s *dbus.Signal) bool {
+			var flows []api.Flow
+			if len(s.Body) != 1 || dbus.Store(s.Body, &flows) != nil {
+				return true
 			}
-		}
+			select {
+			case out <- flows:
+				return true
+			case <-ctx.Done():
+				return false
+			}
+		})
 	}()
 	return out, nil
 }
@@ -80,6 +67,28 @@ func (c *Client) helperSignals(ctx context.Context, iface, member string, size i
 		c.conn.RemoveSignal(sigs)
 		c.conn.RemoveMatchSignal(opts...)
 	}, nil
+}
+
+// eachHelperSignal calls each for every signal name (interface.member) on the helper's object that the helper
+// itself sent (fromHelper, from helperSender), until ctx ends, sigs is closed or each returns false: sigs
+// gets every signal of the connection, from anyone, so each watcher filters the same way.
+func eachHelperSignal(ctx context.Context, sigs <-chan *dbus.Signal, fromHelper func(sender string) bool, name string, each func(*dbus.Signal) bool) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case s, ok := <-sigs:
+			if !ok {
+				return
+			}
+			if s.Name != name || s.Path != api.ObjectPath || !fromHelper(s.Sender) {
+				continue
+			}
+			if !each(s) {
+				return
+			}
+		}
+	}
 }
 
 // helperSender returns a test of a signal's sender: whether it is the helper. Signals may be sent by anyone
