@@ -43,6 +43,16 @@ func placement(res Result, id string) Placement {
 	return Placement{}
 }
 
+// checkPlacements fails t for each rule of want that res placed elsewhere.
+func checkPlacements(t *testing.T, res Result, want map[string]Where) {
+	t.Helper()
+	for id, w := range want {
+		if got := placement(res, id); got.Where != w {
+			t.Errorf("%s: placed %s (%s), want %s", id, got.Where, got.Reason, w)
+		}
+	}
+}
+
 func TestPlacement(t *testing.T) {
 	disabled := mk("disabled", "/usr/bin/a", "any", "any", "any", "deny")
 	disabled.Enabled = false
@@ -62,14 +72,10 @@ func TestPlacement(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for id, want := range map[string]Where{
+	checkPlacements(t, res, map[string]Where{
 		"deny-a": InKernel, "host": InUserspace, "missing": InUserspace,
 		"narrow-range": InKernel, "wide-range": InUserspace, "disabled": Inactive, "expired": Inactive, "user": InKernel,
-	} {
-		if got := placement(res, id); got.Where != want {
-			t.Errorf("%s: placed %s (%s), want %s", id, got.Where, got.Reason, want)
-		}
-	}
+	})
 	if r, ok := res.Kernel.Defaults[enforce.Scope{App: exeA, UID: identity.AnyUID}]; !ok || r.Verdict != enforce.Deny {
 		t.Errorf("A's default: %+v", res.Kernel.Defaults)
 	}
@@ -129,12 +135,8 @@ func TestPackagedAppsCompileToTheirExecutables(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for id, want := range map[string]Where{"flatpak": InKernel, "deny-all-443": InKernel, "deny-all-80": InKernel,
-		"not-installed": InUserspace, "other-user": InKernel} {
-		if got := placement(res, id); got.Where != want {
-			t.Errorf("%s: placed %s (%s), want %s", id, got.Where, got.Reason, want)
-		}
-	}
+	checkPlacements(t, res, map[string]Where{"flatpak": InKernel, "deny-all-443": InKernel, "deny-all-80": InKernel,
+		"not-installed": InUserspace, "other-user": InKernel})
 	n := 0
 	for _, p := range res.Placements {
 		if p.RuleID == "flatpak" {
@@ -433,9 +435,5 @@ func TestAppImageRulesCompileToTheFilesAppImageIdentity(t *testing.T) {
 	if res.AppImages[app] != "/home/u/Apps/Tool.AppImage" {
 		t.Errorf("AppImages = %v", res.AppImages)
 	}
-	for id, want := range map[string]Where{"tool": InKernel, "tool-file": InKernel, "gone": InUserspace, "deny-a": InKernel} {
-		if got := placement(res, id); got.Where != want {
-			t.Errorf("%s: placed %s (%s), want %s", id, got.Where, got.Reason, want)
-		}
-	}
+	checkPlacements(t, res, map[string]Where{"tool": InKernel, "tool-file": InKernel, "gone": InUserspace, "deny-a": InKernel})
 }
