@@ -238,87 +238,41 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	var wg sync.WaitGroup
 	if d.names.capture != nil {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			d.readAnswers()
-		}()
+		wg.Go(d.readAnswers)
 	}
 	if d.names.resolved != "" {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			d.followResolved(ctx)
-		}()
+		wg.Go(func() { d.followResolved(ctx) })
 	}
 	if d.names.cache != nil {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			d.expireNames(ctx)
-		}()
+		wg.Go(func() { d.expireNames(ctx) })
 	}
 	if d.lists != nil {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			d.refreshLists(ctx)
-		}()
+		wg.Go(func() { d.refreshLists(ctx) })
 	}
 	if d.resolvers != nil {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			d.resolvers.Run(ctx, d.reapply) // a changed resolver recompiles the rules on the list
-		}()
+		wg.Go(func() { d.resolvers.Run(ctx, d.reapply) }) // a changed resolver recompiles the rules on the list
 	}
 	if d.hold.holder != nil {
-		wg.Add(2)
-		go func() {
-			defer wg.Done()
-			d.hold.holder.Run(ctx)
-		}()
-		go func() {
-			defer wg.Done()
-			d.watchUntilQuit(ctx)
-		}()
+		wg.Go(func() { d.hold.holder.Run(ctx) })
+		wg.Go(func() { d.watchUntilQuit(ctx) })
 	}
 	if d.history != nil {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			d.sampleTraffic(ctx)
-		}()
+		wg.Go(func() { d.sampleTraffic(ctx) })
 	}
-	wg.Add(6)
-	go func() {
-		defer wg.Done()
-		d.watchContents(ctx)
-	}()
-	go func() {
-		defer wg.Done()
-		d.watchLearning(ctx)
-	}()
-	go func() {
-		defer wg.Done()
+	wg.Go(func() { d.watchContents(ctx) })
+	wg.Go(func() { d.watchLearning(ctx) })
+	wg.Go(func() {
 		if err := d.scripts.Run(ctx); err != nil {
 			d.log.Error("scripts are not identified: interpreters' processes stay unidentified", "error", err)
 		}
-	}()
-	go func() {
-		defer wg.Done()
-		d.logEvents(events)
-	}()
-	go func() {
-		defer wg.Done()
+	})
+	wg.Go(func() { d.logEvents(events) })
+	wg.Go(func() {
 		if err := d.store.WatchAdmin(ctx, d.reapply); err != nil {
 			d.log.Error("rule groups are not watched; changes need a restart", "error", err)
 		}
-	}()
-	go func() {
-		defer wg.Done()
-		d.recheck(ctx)
-	}()
+	})
+	wg.Go(func() { d.recheck(ctx) })
 	<-ctx.Done()
 	events.Close()
 	if d.names.capture != nil {
@@ -334,6 +288,21 @@ func (d *Daemon) Run(ctx context.Context) error {
 func (d *Daemon) reapply() {
 	if err := d.Apply(); err != nil {
 		d.log.Error("rules changed but could not be applied; the previous kernel rules stay", "error", err)
+	}
+}
+
+// onTicks calls f with each tick's time, every interval, until ctx ends: the loop of the helper's periodic
+// jobs (list refreshes, name expiry, until-quit rules, traffic samples), written once.
+func onTicks(ctx context.Context, interval time.Duration, f func(now time.Time)) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			f(now)
+		}
 	}
 }
 

@@ -87,18 +87,11 @@ func recordRule(rule string, v enforce.Verdict) string {
 // sampleTraffic writes, every sample, the bytes each flow moved since the previous sample.
 func (d *Daemon) sampleTraffic(ctx context.Context) {
 	last := map[enforce.FlowID]enforce.Traffic{}
-	tick := time.NewTicker(d.trafficSample)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
+	onTicks(ctx, d.trafficSample, func(time.Time) {
 		flows, err := d.enf.Flows()
 		if err != nil {
 			d.log.Warn("sample traffic for the history", "error", err)
-			continue
+			return
 		}
 		now := time.Now()
 		seen := make(map[enforce.FlowID]enforce.Traffic, len(flows))
@@ -117,5 +110,5 @@ func (d *Daemon) sampleTraffic(ctx context.Context) {
 				Dest: f.Dest.String(), Tx: tx, Rx: rx})
 		}
 		last = seen
-	}
+	})
 }

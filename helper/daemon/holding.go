@@ -274,14 +274,7 @@ const untilQuitInterval = time.Second
 
 // watchUntilQuit removes until-quit rules once no process runs their application any more.
 func (d *Daemon) watchUntilQuit(ctx context.Context) {
-	t := time.NewTicker(untilQuitInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	onTicks(ctx, untilQuitInterval, func(time.Time) {
 		var ids []string
 		var apps map[identity.Executable]bool
 		for _, e := range d.store.Entries() {
@@ -301,18 +294,18 @@ func (d *Daemon) watchUntilQuit(ctx context.Context) {
 			}
 		}
 		if len(ids) == 0 {
-			continue
+			return
 		}
 		if err := d.store.Remove(ids); err != nil {
 			d.log.Warn("remove rules of applications that quit", "rules", ids, "error", err)
-			continue
+			return
 		}
 		d.log.Info("application quit: its until-quit rules end", "rules", ids)
 		d.reapply()
 		if d.onRulesChanged != nil {
 			d.onRulesChanged()
 		}
-	}
+	})
 }
 
 // runningExecutables returns the identities of every running process's executable.

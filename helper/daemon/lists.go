@@ -170,31 +170,24 @@ func (d *Daemon) refreshLists(ctx context.Context) {
 	for _, c := range cfgs {
 		next[c.Name] = time.Now().Add(refreshOf(c))
 	}
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case now := <-t.C:
-			for _, c := range cfgs {
-				n := set.Get(c.Name)
-				if n == nil || now.Before(next[c.Name]) {
-					continue
-				}
-				next[c.Name] = now.Add(refreshOf(c))
-				old := n.List()
-				if err := n.Refresh(ctx); err != nil {
-					d.log.Warn("list not refreshed; keeping the version in use", "list", c.Name, "error", err)
-					continue
-				}
-				if n.List() != old {
-					d.log.Info("list changed", "list", c.Name, "entries", n.Status().Entries)
-					d.reapply()
-				}
+	onTicks(ctx, time.Second, func(now time.Time) {
+		for _, c := range cfgs {
+			n := set.Get(c.Name)
+			if n == nil || now.Before(next[c.Name]) {
+				continue
+			}
+			next[c.Name] = now.Add(refreshOf(c))
+			old := n.List()
+			if err := n.Refresh(ctx); err != nil {
+				d.log.Warn("list not refreshed; keeping the version in use", "list", c.Name, "error", err)
+				continue
+			}
+			if n.List() != old {
+				d.log.Info("list changed", "list", c.Name, "entries", n.Status().Entries)
+				d.reapply()
 			}
 		}
-	}
+	})
 }
 
 func refreshOf(c lists.Config) time.Duration {

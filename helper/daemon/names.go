@@ -322,34 +322,28 @@ func (d *Daemon) learnedVerdicts(res ruleset.Result, now time.Time) map[enforce.
 
 // expireNames drops names whose TTL (and grace) ended, and the kernel entries they supported.
 func (d *Daemon) expireNames(ctx context.Context) {
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case now := <-t.C:
-			d.mu.Lock()
-			d.names.cache.Expire(now)
-			var gone []enforce.Destination
-			for dst, l := range d.names.installed {
-				if !l.expires.After(now) {
-					gone = append(gone, dst)
-				}
+	onTicks(ctx, time.Second, func(now time.Time) {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		d.names.cache.Expire(now)
+		var gone []enforce.Destination
+		for dst, l := range d.names.installed {
+			if !l.expires.After(now) {
+				gone = append(gone, dst)
 			}
-			if len(gone) > 0 {
-				if err := d.enf.ClearLearnedDestinations(gone); err != nil {
-					d.log.Warn("remove expired learned addresses", "error", err)
-				} else {
-					for _, dst := range gone {
-						delete(d.names.installed, dst)
-					}
-					d.log.Debug("learned addresses expired", "entries", len(gone))
-				}
-			}
-			d.mu.Unlock()
 		}
-	}
+		if len(gone) == 0 {
+			return
+		}
+		if err := d.enf.ClearLearnedDestinations(gone); err != nil {
+			d.log.Warn("remove expired learned addresses", "error", err)
+			return
+		}
+		for _, dst := range gone {
+			delete(d.names.installed, dst)
+		}
+		d.log.Debug("learned addresses expired", "entries", len(gone))
+	})
 }
 
 // learnReverse keeps reverse names seen in PTR answers.
