@@ -78,19 +78,27 @@ func inAdminGroup(uid uint32) bool {
 // about a system process counts: it asks with interaction, so the agent's session (its desktop dialog, or the
 // pkttyagent that `tattlectl agent` runs) asks for the password.
 func (s *Service) authenticateSystemAnswer(ctx context.Context, ag agent, q api.Question) error {
+	ok, err := s.answerAuthorized(ctx, ag, q, api.ActionManageRules)
+	if err != nil || ok {
+		return err
+	}
+	return fmt.Errorf("question %d (uid %d): %w", q.ID, ag.uid, ErrNotAuthenticated)
+}
+
+// answerAuthorized asks polkit, with interaction, whether the agent's user may answer q under action: the one
+// check behind both answers that need a password (a system process's, and any in protected mode). Root's
+// answers need nothing.
+func (s *Service) answerAuthorized(ctx context.Context, ag agent, q api.Question, action string) (bool, error) {
 	if ag.uid == 0 {
-		return nil
+		return true, nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
-	ok, err := s.auth.Authorized(ctx, ag.sender, api.ActionManageRules, true)
+	ok, err := s.auth.Authorized(ctx, ag.sender, action, true)
 	if err != nil {
-		return fmt.Errorf("authenticate the answer to question %d: %w", q.ID, err)
+		return false, fmt.Errorf("authenticate the answer to question %d: %w", q.ID, err)
 	}
-	if !ok {
-		return fmt.Errorf("question %d (uid %d): %w", q.ID, ag.uid, ErrNotAuthenticated)
-	}
-	return nil
+	return ok, nil
 }
 
 // noAgentError is the error of Ask when nobody can be asked; it matches hold.ErrNobodyToAsk.

@@ -314,20 +314,12 @@ func (s *Service) Ask(ctx context.Context, q api.Question) (api.Answer, error) {
 // authenticated (manage-own-rules, the user's own password, asked through the agent's polkit agent).
 // Root's answers need nothing.
 func (s *Service) authenticateProtectedAnswer(ctx context.Context, ag agent, q api.Question) error {
-	if ag.uid == 0 {
-		return nil
+	ok, err := s.answerAuthorized(ctx, ag, q, api.ActionManageOwnRules)
+	if err != nil || ok {
+		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, callTimeout)
-	defer cancel()
-	ok, err := s.auth.Authorized(ctx, ag.sender, api.ActionManageOwnRules, true)
-	if err != nil {
-		return fmt.Errorf("authenticate the answer to question %d: %w", q.ID, err)
-	}
-	if !ok {
-		s.log.Warn("answer refused: protected mode needs the user's password", "question", q.ID, "uid", ag.uid)
-		return fmt.Errorf("question %d (uid %d, protected): %w", q.ID, ag.uid, ErrNotAuthenticated)
-	}
-	return nil
+	s.log.Warn("answer refused: protected mode needs the user's password", "question", q.ID, "uid", ag.uid)
+	return fmt.Errorf("question %d (uid %d, protected): %w", q.ID, ag.uid, ErrNotAuthenticated)
 }
 
 // Cancel tells the agent of q that q was settled without it.
