@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -67,21 +68,12 @@ func (s *Store) settings() (api.Settings, time.Time) {
 		dec.DisallowUnknownFields()
 		if err = dec.Decode(&f); err == nil {
 			st.Mode = f.Mode
-			if f.DefaultAction != "" {
-				st.DefaultAction = f.DefaultAction
-			}
-			if f.QuestionTimeout != 0 {
-				st.QuestionTimeout = f.QuestionTimeout
-			}
-			if f.FailPolicy != "" {
-				st.FailPolicy = f.FailPolicy
-			}
-			if f.HistoryDays != 0 {
-				st.HistoryDays = f.HistoryDays
-			}
-			if f.SystemDefault != "" {
-				st.SystemDefault = f.SystemDefault
-			}
+			// A setting the file leaves out (omitempty: the zero value) keeps its default.
+			st.DefaultAction = cmp.Or(f.DefaultAction, st.DefaultAction)
+			st.QuestionTimeout = cmp.Or(f.QuestionTimeout, st.QuestionTimeout)
+			st.FailPolicy = cmp.Or(f.FailPolicy, st.FailPolicy)
+			st.HistoryDays = cmp.Or(f.HistoryDays, st.HistoryDays)
+			st.SystemDefault = cmp.Or(f.SystemDefault, st.SystemDefault)
 			st.Protected, st.AllowGUIScripting = f.Protected, f.GUIScripting
 			err = ValidateSettings(st)
 			if err == nil && st.Mode == api.ModeLearn {
