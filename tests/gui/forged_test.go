@@ -11,6 +11,7 @@ import (
 	"github.com/tattlefw/tattle/app/client"
 	"github.com/tattlefw/tattle/app/tray/traytest"
 	"github.com/tattlefw/tattle/shared/api"
+	"github.com/tattlefw/tattle/shared/rules"
 )
 
 // refusal is what the app shows when it ignored a change no real input made (userinput.Refusal).
@@ -38,7 +39,7 @@ func TestForgedInputChangesNothing(t *testing.T) {
 	}
 	s := StartSession(t, "x11")
 	watcher := traytest.StartWatcher(t, s.SessionBus(), true)
-	StartApp(t, s, h, English())
+	app := StartApp(t, s, h, English())
 	item := watcher.WaitItem(t, 20*time.Second)
 	mode := func() string {
 		t.Helper()
@@ -48,7 +49,7 @@ func TestForgedInputChangesNothing(t *testing.T) {
 		}
 		return st.Mode
 	}
-	rules := func() map[string]api.Rule {
+	helperRules := func() map[string]api.Rule {
 		t.Helper()
 		rs, err := cl.Rules(context.Background())
 		if err != nil {
@@ -132,7 +133,7 @@ func TestForgedInputChangesNothing(t *testing.T) {
 	s.WaitFor(t, "push button", "Delete", 10*time.Second)
 	s.Click(t, "push button", "Delete")
 	settle()
-	if _, ok := rules()[keptID]; !ok {
+	if _, ok := helperRules()[keptID]; !ok {
 		t.Fatalf("a delete pressed through AT-SPI removed the rule")
 	}
 	s.WaitFor(t, "label", refusal, 10*time.Second)
@@ -144,12 +145,42 @@ func TestForgedInputChangesNothing(t *testing.T) {
 	s.Click(t, "push button", "Save")
 	s.WaitForGone(t, "dialog", "New rule", 10*time.Second)
 	settle()
-	for id, r := range rules() {
+	for id, r := range helperRules() {
 		if r.Remote == "domain:added.forged.example" {
 			t.Errorf("a Save pressed through AT-SPI added rule %s: %+v", id, r)
 		}
 	}
 	s.Screenshot(t, "forged-rules")
+
+	// The alert: a program picks "Any connection" and "Once" through AT-SPI while the question is up. Both
+	// are put back at once, and the user's click on Allow answers with what the alert offered: this host,
+	// forever (without the check the program's choice would ride on the click: an allow-anything rule).
+	call := ask(h, app, question(2001, "/usr/bin/curl", "forged.example", "192.0.2.1", 443, "tcp"))
+	s.WaitFor(t, "combo box", "Scope", 20*time.Second)
+	if _, err := s.atspi(t, "choose", "tattle", "Scope", "Any connection"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.atspi(t, "choose", "tattle", "Duration", "Once"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.atspi(t, "wait", "tattle", "label", "A program tried to change your choice; it was put back. Use your mouse or keyboard.", "10"); err != nil {
+		t.Errorf("the alert does not say it put the choices back: %v", err)
+	}
+	s.Screenshot(t, "forged-alert")
+	time.Sleep(700 * time.Millisecond) // past the alert's arm delay
+	s.RealClick(t, "push button", "Allow")
+	select {
+	case c := <-call.Done:
+		var a api.Answer
+		if err := c.Store(&a); err != nil {
+			t.Fatalf("the agent's answer: %v", err)
+		}
+		if a.Action != "allow" || a.Scope != api.ScopeHost || a.Duration != rules.DurationForever {
+			t.Errorf("the user's Allow answered %+v: want allow, scope %s, %s (what the alert offered, not the forged choice)", a, api.ScopeHost, rules.DurationForever)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the user's click on Allow did not answer the question")
+	}
 }
 
 // trayMenuPath is the object path of the tray item's menu.

@@ -57,8 +57,10 @@ type Window struct {
 	title    *gtk.Label
 	values   map[string]*gtk.Label
 	captions map[string]*gtk.Label // the dim label beside each value
-	scope    *gtk.ComboBoxText
-	duration *gtk.ComboBoxText
+	// scope and duration change only by the user's hand: a program that picked "Any connection, forever"
+	// through AT-SPI just before the user's click on Allow would otherwise get that rule.
+	scope    *userinput.Choice
+	duration *userinput.Choice
 	countdn  *gtk.Label
 	more     *gtk.Label
 	allow    *gtk.Button
@@ -165,8 +167,14 @@ func New(app *gtk.Application, entries *desktop.Index, answer func(id uint64, a 
 	choices := ui.Must(gtk.GridNew())
 	choices.SetRowSpacing(6)
 	choices.SetColumnSpacing(12)
-	w.scope = ui.Must(gtk.ComboBoxTextNew())
-	w.duration = ui.Must(gtk.ComboBoxTextNew())
+	scripted := func() bool { return w.current != nil && w.scriptingOK && w.scriptingFor == w.current.ID }
+	forged := func() {
+		slog.Warn("undid a change of the alert's choices that came from no real input")
+		w.ignored.SetText(i18n.T("A program tried to change your choice; it was put back. Use your mouse or keyboard."))
+		w.ignored.Show()
+	}
+	w.scope = userinput.NewChoice(ui.Must(gtk.ComboBoxTextNew()), scripted, forged)
+	w.duration = userinput.NewChoice(ui.Must(gtk.ComboBoxTextNew()), scripted, forged)
 	for _, d := range []struct{ id, label string }{
 		{rules.DurationOnce, i18n.T("Once")},
 		{rules.DurationUntilQuit, i18n.T("Until the application quits")},
@@ -174,20 +182,20 @@ func New(app *gtk.Application, entries *desktop.Index, answer func(id uint64, a 
 		{rules.DurationUntilTime, i18n.T("For one hour")},
 		{rules.DurationForever, i18n.T("Forever")},
 	} {
-		w.duration.Append(d.id, d.label)
+		w.duration.Combo.Append(d.id, d.label)
 	}
-	ui.SetAccessible(w.scope, i18n.T("Scope"), "")
-	ui.SetAccessible(w.duration, i18n.T("Duration"), "")
+	ui.SetAccessible(w.scope.Combo, i18n.T("Scope"), "")
+	ui.SetAccessible(w.duration.Combo, i18n.T("Duration"), "")
 	sl := ui.Must(gtk.LabelNewWithMnemonic(i18n.T("_Connections")))
-	sl.SetMnemonicWidget(w.scope)
+	sl.SetMnemonicWidget(w.scope.Combo)
 	sl.SetXAlign(1)
 	dl := ui.Must(gtk.LabelNewWithMnemonic(i18n.T("_For")))
-	dl.SetMnemonicWidget(w.duration)
+	dl.SetMnemonicWidget(w.duration.Combo)
 	dl.SetXAlign(1)
 	choices.Attach(sl, 0, 0, 1, 1)
-	choices.Attach(w.scope, 1, 0, 1, 1)
+	choices.Attach(w.scope.Combo, 1, 0, 1, 1)
 	choices.Attach(dl, 0, 1, 1, 1)
-	choices.Attach(w.duration, 1, 1, 1, 1)
+	choices.Attach(w.duration.Combo, 1, 1, 1, 1)
 	box.PackStart(choices, false, false, 0)
 
 	w.countdn = ui.Must(gtk.LabelNew(""))
@@ -438,27 +446,30 @@ func (w *Window) show(q api.Question) {
 		w.values["user"].SetText(fmt.Sprintf(i18n.T("%s (system)"), q.User))
 	}
 
-	w.scope.RemoveAll()
-	host := q.Host
-	if host == "" {
-		host = q.Addr
-	}
-	if q.PortCount > 1 {
-		// The rule an answer makes for a question of several ports covers the host on any port.
-		w.scope.Append(api.ScopeHost, fmt.Sprintf(i18n.T("To %s on any port"), host))
-	} else {
-		w.scope.Append(api.ScopeHost, fmt.Sprintf(i18n.T("To %s on port %d"), host, q.Port))
-	}
-	if q.Host != "" {
-		w.scope.Append(api.ScopeDomain, fmt.Sprintf(i18n.T("To any host in %s"), Domain(q)))
-	}
-	w.scope.Append(api.ScopePort, fmt.Sprintf(i18n.T("To any host on port %d"), q.Port))
-	w.scope.Append(api.ScopeAny, i18n.T("Any connection"))
-	w.scope.SetActiveID(api.ScopeHost)
-	w.duration.SetActiveID(rules.DurationForever)
+	w.scope.Rebuild(func() {
+		sc := w.scope.Combo
+		sc.RemoveAll()
+		host := q.Host
+		if host == "" {
+			host = q.Addr
+		}
+		if q.PortCount > 1 {
+			// The rule an answer makes for a question of several ports covers the host on any port.
+			sc.Append(api.ScopeHost, fmt.Sprintf(i18n.T("To %s on any port"), host))
+		} else {
+			sc.Append(api.ScopeHost, fmt.Sprintf(i18n.T("To %s on port %d"), host, q.Port))
+		}
+		if q.Host != "" {
+			sc.Append(api.ScopeDomain, fmt.Sprintf(i18n.T("To any host in %s"), Domain(q)))
+		}
+		sc.Append(api.ScopePort, fmt.Sprintf(i18n.T("To any host on port %d"), q.Port))
+		sc.Append(api.ScopeAny, i18n.T("Any connection"))
+		sc.SetActiveID(api.ScopeHost)
+	})
+	w.duration.Set(rules.DurationForever)
 	// Each question starts at its first choice, not on a button the previous one left focused, where a Return
 	// would press it once the user turns to the alert.
-	w.scope.GrabFocus()
+	w.scope.Combo.GrabFocus()
 
 	// Shown without taking the keyboard: typing elsewhere goes on undisturbed until the user clicks here.
 	w.win.SetAcceptFocus(false)
@@ -590,7 +601,7 @@ func (w *Window) decide(action string) {
 		slog.Info("ignored an answer in the alert's first moment", "question", w.current.ID, "action", action)
 		return
 	}
-	a := api.Answer{Action: action, Scope: w.scope.GetActiveID(), Duration: w.duration.GetActiveID()}
+	a := api.Answer{Action: action, Scope: w.scope.ID(), Duration: w.duration.ID()}
 	if a.Duration == rules.DurationUntilTime {
 		a.Until = time.Now().Add(ForTime).Unix()
 	}

@@ -27,10 +27,12 @@ type Page struct {
 	cl       *client.Client
 	gate     *userinput.Gate
 	msg      *ui.MessageBar
-	mode     *gtk.ComboBoxText
-	defAct   *gtk.ComboBoxText
+	// The choices change only by the user's hand (userinput.Choice): a program that picked silent-allow
+	// through AT-SPI would otherwise have the user's next Apply save it.
+	mode     *userinput.Choice
+	defAct   *userinput.Choice
 	timeout  *gtk.SpinButton
-	fail     *gtk.ComboBoxText
+	fail     *userinput.Choice
 	history  *gtk.SpinButton
 	apply    *gtk.Button
 	settings api.Settings
@@ -60,23 +62,25 @@ func New(ctx context.Context, cl *client.Client, gate *userinput.Gate) *Page {
 		grid.Attach(h, 1, row+1, 1, 1)
 		row += 2
 	}
-	combo := func(items ...[2]string) *gtk.ComboBoxText {
+	scripted := func() bool { return p.settings.AllowGUIScripting }
+	forged := func() { p.msg.Show(gtk.MESSAGE_WARNING, userinput.Refusal()) }
+	combo := func(items ...[2]string) *userinput.Choice {
 		c := ui.Must(gtk.ComboBoxTextNew())
 		for _, it := range items {
 			c.Append(it[0], it[1])
 		}
-		return c
+		return userinput.NewChoice(c, scripted, forged)
 	}
 	p.mode = combo([2]string{api.ModeAlert, i18n.T("Alert: ask about new connections")},
 		[2]string{api.ModeSilentAllow, i18n.T("Silent, allow: allow new connections and log them")},
 		[2]string{api.ModeSilentDeny, i18n.T("Silent, deny: deny new connections and log them")})
-	add(i18n.T("_Mode"), i18n.T("What happens when an application connects somewhere no rule covers."), p.mode)
+	add(i18n.T("_Mode"), i18n.T("What happens when an application connects somewhere no rule covers."), p.mode.Combo)
 	p.defAct = combo([2]string{api.DefaultDeny, i18n.T("Deny")}, [2]string{api.DefaultAllow, i18n.T("Allow")})
-	add(i18n.T("_Unanswered questions"), i18n.T("Applied once when nobody answers a question in time."), p.defAct)
+	add(i18n.T("_Unanswered questions"), i18n.T("Applied once when nobody answers a question in time."), p.defAct.Combo)
 	p.timeout = ui.Must(gtk.SpinButtonNewWithRange(api.MinQuestionTimeout, api.MaxQuestionTimeout, 1))
 	add(i18n.T("Question _timeout (seconds)"), i18n.T("How long a held connection waits for an answer."), p.timeout)
 	p.fail = combo([2]string{api.FailPass, i18n.T("Let new connections through")}, [2]string{api.FailDrop, i18n.T("Hold new connections back")})
-	add(i18n.T("While the service is _stopped"), i18n.T("What happens to connections no rule decides while tattled is not running."), p.fail)
+	add(i18n.T("While the service is _stopped"), i18n.T("What happens to connections no rule decides while tattled is not running."), p.fail.Combo)
 	p.history = ui.Must(gtk.SpinButtonNewWithRange(1, api.MaxHistoryDays, 1))
 	add(i18n.T("Keep _history (days)"), i18n.T("Connection history older than this is deleted."), p.history)
 
@@ -96,7 +100,7 @@ func New(ctx context.Context, cl *client.Client, gate *userinput.Gate) *Page {
 }
 
 // FocusMode puts the keyboard on the mode's choice (the tray's "Change Mode" opens the page there).
-func (p *Page) FocusMode() { p.mode.GrabFocus() }
+func (p *Page) FocusMode() { p.mode.Combo.GrabFocus() }
 
 // Load reads the settings from the helper.
 func (p *Page) Load() {
@@ -108,10 +112,10 @@ func (p *Page) Load() {
 		}
 		p.settings = s
 		p.apply.SetSensitive(true)
-		p.mode.SetActiveID(s.Mode)
-		p.defAct.SetActiveID(s.DefaultAction)
+		p.mode.Set(s.Mode)
+		p.defAct.Set(s.DefaultAction)
 		p.timeout.SetValue(float64(s.QuestionTimeout))
-		p.fail.SetActiveID(s.FailPolicy)
+		p.fail.Set(s.FailPolicy)
 		p.history.SetValue(float64(s.HistoryDays))
 	})
 }
@@ -119,7 +123,7 @@ func (p *Page) Load() {
 func (p *Page) save() {
 	// Settings this page does not show keep the values the helper has.
 	s := p.settings
-	s.Mode, s.DefaultAction, s.FailPolicy = p.mode.GetActiveID(), p.defAct.GetActiveID(), p.fail.GetActiveID()
+	s.Mode, s.DefaultAction, s.FailPolicy = p.mode.ID(), p.defAct.ID(), p.fail.ID()
 	s.QuestionTimeout, s.HistoryDays = uint32(p.timeout.GetValueAsInt()), uint32(p.history.GetValueAsInt())
 	ui.Background(func() (struct{}, error) { return struct{}{}, p.cl.SetSettings(p.ctx, s) }, func(_ struct{}, err error) {
 		if err != nil {

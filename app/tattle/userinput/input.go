@@ -79,6 +79,21 @@ package userinput
 // 	return real;
 // }
 //
+// /* Whether the event GTK is handling now is the user's own input that may change a choice: what
+//  * tattle_real_input accepts, and a scroll (GTK 3 moves a combo box's choice under the wheel). */
+// static int tattle_real_change(void)
+// {
+// 	GdkEvent *ev = gtk_get_current_event();
+// 	int real = 0;
+//
+// 	if (!ev)
+// 		return 0;
+// 	if (gdk_event_get_event_type(ev) == GDK_SCROLL)
+// 		real = !ev->any.send_event && tattle_xwayland_event_real(ev);
+// 	gdk_event_free(ev);
+// 	return real || tattle_real_input();
+// }
+//
 // /* Whether the event GTK is handling now is a key press or release. */
 // static int tattle_key_input(void)
 // {
@@ -105,6 +120,10 @@ import "C"
 // On X11 any client can still fake input through the XTEST extension, which the server delivers as real:
 // only a Wayland session keeps other programs from typing or clicking for the user (SECURITY.md).
 func Real() bool { return C.tattle_real_input() != 0 }
+
+// RealChange reports whether the change being handled (a combo box's choice) came from the user's own
+// input: a click, key, touch or scroll.
+func RealChange() bool { return C.tattle_real_change() != 0 }
 
 // Key reports whether the signal being handled was caused by a key (Return, space or a mnemonic).
 func Key() bool { return C.tattle_key_input() != 0 }
