@@ -23,10 +23,10 @@ import (
 type Page struct {
 	Widget *gtk.Box
 
-	ctx      context.Context
-	cl       *client.Client
-	gate     *userinput.Gate
-	msg      *ui.MessageBar
+	ctx  context.Context
+	cl   *client.Client
+	gate *userinput.Gate
+	msg  *ui.MessageBar
 	// The choices change only by the user's hand (userinput.Choice): a program that picked silent-allow
 	// through AT-SPI would otherwise have the user's next Apply save it.
 	mode     *userinput.Choice
