@@ -24,13 +24,7 @@ const (
 )
 
 func (k EventKind) String() string {
-	switch k {
-	case EventUndecided:
-		return "undecided"
-	case EventNewFlow:
-		return "new-flow"
-	}
-	return fmt.Sprintf("kind(%d)", uint8(k))
+	return enumString(k, "kind", []string{EventUndecided: "undecided", EventNewFlow: "new-flow"})
 }
 
 // Hook names the system call path an attempt came through.
@@ -42,13 +36,7 @@ const (
 )
 
 func (h Hook) String() string {
-	switch h {
-	case HookConnect:
-		return "connect"
-	case HookSendmsg:
-		return "sendmsg"
-	}
-	return fmt.Sprintf("hook(%d)", uint8(h))
+	return enumString(h, "hook", []string{HookConnect: "connect", HookSendmsg: "sendmsg"})
 }
 
 // Event is one attempt the kernel reported, with the identity read in the caller's own context.

@@ -26,17 +26,16 @@ const (
 func (v Verdict) installable() bool { return v == Allow || v == Deny || v == Ask }
 
 func (v Verdict) String() string {
-	switch v {
-	case Undecided:
-		return "undecided"
-	case Allow:
-		return "allow"
-	case Deny:
-		return "deny"
-	case Ask:
-		return "ask"
+	return enumString(v, "verdict", []string{Undecided: "undecided", Allow: "allow", Deny: "deny", Ask: "ask"})
+}
+
+// enumString is the name of v, names[v], or kind(N) for a value names has none for: the String of the small
+// numbered types the kernel programs share (verdicts, protocols, event kinds, hooks), which logs show.
+func enumString[T ~uint8](v T, kind string, names []string) string {
+	if int(v) < len(names) && names[v] != "" {
+		return names[v]
 	}
-	return fmt.Sprintf("verdict(%d)", uint8(v))
+	return fmt.Sprintf("%s(%d)", kind, uint8(v))
 }
 
 // Protocol is an IP protocol number the kernel programs decide on.
@@ -49,15 +48,7 @@ const (
 )
 
 func (p Protocol) String() string {
-	switch p {
-	case AnyProtocol:
-		return "any"
-	case TCP:
-		return "tcp"
-	case UDP:
-		return "udp"
-	}
-	return fmt.Sprintf("proto(%d)", uint8(p))
+	return enumString(p, "proto", []string{AnyProtocol: "any", TCP: "tcp", UDP: "udp"})
 }
 
 // Scope says whose attempts a verdict applies to: one executable or any (identity.Any), as run by one uid or
