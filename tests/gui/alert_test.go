@@ -1,7 +1,6 @@
 package gui
 
 import (
-	"encoding/json"
 	"os/exec"
 	"strconv"
 	"testing"
@@ -63,14 +62,7 @@ func TestAlertIgnoresClicksAsItAppears(t *testing.T) {
 	c1 := ask(h, app, first)
 	s.WaitFor(t, "push button", "Allow", 20*time.Second)
 	time.Sleep(700 * time.Millisecond)
-	out, err := s.atspi(t, "extents", "tattle", "push button", "Allow")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var e [4]int
-	if err := json.Unmarshal([]byte(out), &e); err != nil || e[2] == 0 {
-		t.Fatalf("extents of Allow: %q %v", out, err)
-	}
+	e := s.appExtents(t, "push button", "Allow")
 	s.RealClick(t, "push button", "Allow")
 	select {
 	case <-c1.Done:

@@ -1,7 +1,6 @@
 package gui
 
 import (
-	"encoding/json"
 	"os/exec"
 	"regexp"
 	"strconv"
@@ -231,14 +230,7 @@ func alertIgnoresXTEST(t *testing.T, kind string) {
 	s, ed := sc.s, sc.ed
 	_, c := sc.askOverEditor(t, 5011, "192.0.2.31")
 	time.Sleep(700 * time.Millisecond) // past the arm delay
-	out, err := s.atspi(t, "extents", "tattle", "push button", "Allow")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var e [4]int
-	if err := json.Unmarshal([]byte(out), &e); err != nil || e[2] == 0 {
-		t.Fatalf("extents of Allow: %q %v", out, err)
-	}
+	e := s.appExtents(t, "push button", "Allow")
 	xdotool := func(args ...string) {
 		t.Helper()
 		cmd := exec.Command("xdotool", args...)

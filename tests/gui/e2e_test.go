@@ -8,39 +8,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/tattlefw/tattle/tests/internal/testrig"
 )
-
-var (
-	ctlOnce sync.Once
-	ctlPath string
-	ctlErr  error
-)
-
-// tattlectl builds the CLI once.
-func tattlectl(t *testing.T) string {
-	ctlOnce.Do(func() {
-		if p := os.Getenv("TATTLE_TATTLECTL"); p != "" {
-			ctlPath = p
-			return
-		}
-		dir, err := os.MkdirTemp("", "tattlectl-")
-		if err != nil {
-			ctlErr = err
-			return
-		}
-		ctlPath = filepath.Join(dir, "tattlectl")
-		ctlErr = testrig.BuildTrusted(ctlPath, "github.com/tattlefw/tattle/app/tattlectl")
-	})
-	if ctlErr != nil {
-		t.Fatal(ctlErr)
-	}
-	return ctlPath
-}
 
 // startClient runs the application at path connecting to addr, in the background; its report arrives on
 // the channel (a zero Result with Error set when it could not run).
@@ -163,7 +135,7 @@ func allowForeverEndToEnd(t *testing.T, kind, shotAlert, shotIgnored, shotRules 
 	s.Screenshot(t, shotRules)
 
 	// ... and tattlectl lists it.
-	cmd := exec.Command(tattlectl(t), "rules", "list")
+	cmd := exec.Command(testrig.Tattlectl(t), "rules", "list")
 	cmd.Env = h.Env
 	out, err := cmd.CombinedOutput()
 	if err != nil {

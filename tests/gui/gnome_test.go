@@ -289,14 +289,7 @@ func (s *Session) ShellClick(t *testing.T, x, y int) {
 // (Xwayland) they are on the screen already.
 func (s *Session) ShellClickAccessible(t *testing.T, window, role, name string) {
 	t.Helper()
-	out, err := s.atspi(t, "extents", "tattle", role, name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var e [4]int
-	if err := json.Unmarshal([]byte(out), &e); err != nil || e[2] == 0 || e[3] == 0 {
-		t.Fatalf("atspi.py extents %s %q: %q (%v)", role, name, out, err)
-	}
+	e := s.appExtents(t, role, name)
 	for _, w := range s.ShellStack(t) {
 		if w.Title == window {
 			if w.X11 {

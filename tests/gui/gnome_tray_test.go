@@ -92,24 +92,14 @@ func TestTrayOnGnomeShell(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	owner, _, _ := strings.Cut(items[0], "/")
-	var pid uint32
-	if err := conn.BusObject().Call("org.freedesktop.DBus.GetConnectionUnixProcessID", 0, owner).Store(&pid); err != nil || int(pid) != app.Cmd.Process.Pid {
-		t.Errorf("the watcher's item %q belongs to pid %d (%v), not the app's %d", items[0], pid, err, app.Cmd.Process.Pid)
-	}
+	checkItemOwner(t, conn, items[0], app.Cmd.Process.Pid)
 
 	// A connection of a real program held for the answer; its alert and the main window closed (the app keeps
 	// running in the background, the question still waits).
 	servers := testrig.StartServers(t)
 	exe := testrig.CopyApp(t, testrig.Build(t).Client, testrig.AppDir(t), "traycheck")
 	result := startClient(exe, servers.TCP4)
-	deadline = time.Now().Add(60 * time.Second)
-	for names := s.Names(t); !hasName(names, "label", exe); names = s.Names(t) {
-		if time.Now().After(deadline) {
-			t.Fatalf("the alert did not show %s; it shows:\n%s", exe, dumpNames(names))
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	waitAlertShows(t, s, exe)
 	_, port, _ := strings.Cut(servers.TCP4, ":")
 	closeWindow := func(title string) {
 		t.Helper()
@@ -214,4 +204,27 @@ func hasWindow(ws []ShellWindow, title string) bool {
 		}
 	}
 	return false
+}
+
+// checkItemOwner checks that the StatusNotifierWatcher's item ("owner/path") is registered by the process
+// pid's own bus connection, as a tray item the app registers must be.
+func checkItemOwner(t *testing.T, conn *dbus.Conn, item string, pid int) {
+	t.Helper()
+	owner, _, _ := strings.Cut(item, "/")
+	var p uint32
+	if err := conn.BusObject().Call("org.freedesktop.DBus.GetConnectionUnixProcessID", 0, owner).Store(&p); err != nil || int(p) != pid {
+		t.Errorf("the watcher's item %q belongs to pid %d (%v), not the app's %d", item, p, err, pid)
+	}
+}
+
+// waitAlertShows waits up to a minute for the alert about exe, a held program, to show its name.
+func waitAlertShows(t *testing.T, s *Session, exe string) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for names := s.Names(t); !hasName(names, "label", exe); names = s.Names(t) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the alert did not show %s; it shows:\n%s", exe, dumpNames(names))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }

@@ -17,7 +17,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -370,9 +369,9 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-// RealClick clicks the middle of the accessible with role and name with the X server's pointer (XTEST, as
-// a person's mouse: X11 delivers it as real input). X11 sessions only.
-func (s *Session) RealClick(t *testing.T, role, name string) {
+// appExtents is the screen box (x, y, width, height) of the app's accessible with role and name, which
+// the clicks aim at; the test fails while it has no area.
+func (s *Session) appExtents(t *testing.T, role, name string) [4]int {
 	t.Helper()
 	out, err := s.atspi(t, "extents", "tattle", role, name)
 	if err != nil {
@@ -382,6 +381,14 @@ func (s *Session) RealClick(t *testing.T, role, name string) {
 	if err := json.Unmarshal([]byte(out), &e); err != nil || e[2] == 0 || e[3] == 0 {
 		t.Fatalf("atspi.py extents %s %q: %q (%v)", role, name, out, err)
 	}
+	return e
+}
+
+// RealClick clicks the middle of the accessible with role and name with the X server's pointer (XTEST, as
+// a person's mouse: X11 delivers it as real input). X11 sessions only.
+func (s *Session) RealClick(t *testing.T, role, name string) {
+	t.Helper()
+	e := s.appExtents(t, role, name)
 	click := exec.Command("xdotool", "mousemove", "--sync", strconv.Itoa(e[0]+e[2]/2), strconv.Itoa(e[1]+e[3]/2), "click", "1")
 	click.Env = s.Env
 	if out, err := click.CombinedOutput(); err != nil {
@@ -502,7 +509,7 @@ func StartHelper(t *testing.T, extra ...string) *Helper {
 		"-rules-dir", filepath.Join(dir, "rules.d"), "-factory-dir", "none", "-lock-file", filepath.Join(dir, "tattled.lock"), "-bus", "system", "-log-level", "info",
 		// This checkout's app and tattlectl, built root-owned into directories only root may write: the
 		// agent programs tattled trusts.
-		"-gui-agents", appBinary(t), "-terminal-agents", tattlectl(t)}
+		"-gui-agents", appBinary(t), "-terminal-agents", testrig.Tattlectl(t)}
 	bus.Start(t, testrig.Build(t).Tattled, append(args, extra...)...)
 	h.waitName(t, api.BusName)
 	return h
@@ -582,33 +589,10 @@ func (h *Helper) AppOwner(t *testing.T, pid int) string {
 	return ""
 }
 
-var (
-	appOnce sync.Once
-	appPath string
-	appErr  error
-)
+var appBuild = testrig.TrustedBuild{Env: "TATTLE_APP", Pkg: "github.com/tattlefw/tattle/app/tattle", BuildEnv: []string{"CGO_ENABLED=1"}}
 
 // appBinary builds the app once per test binary.
-func appBinary(t *testing.T) string {
-	appOnce.Do(func() {
-		if p := os.Getenv("TATTLE_APP"); p != "" {
-			appPath = p
-			return
-		}
-		dir, err := os.MkdirTemp("", "tattle-app-")
-		if err != nil {
-			appErr = err
-			return
-		}
-		os.Chmod(dir, 0o755) // sessions of other users run it too
-		appPath = filepath.Join(dir, "tattle")
-		appErr = testrig.BuildTrusted(appPath, "github.com/tattlefw/tattle/app/tattle", "CGO_ENABLED=1")
-	})
-	if appErr != nil {
-		t.Fatal(appErr)
-	}
-	return appPath
-}
+func appBinary(t *testing.T) string { return appBuild.Path(t) }
 
 // Lang is how the app is localized in a test.
 type Lang struct {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/tattlefw/tattle/app/client"
 	"github.com/tattlefw/tattle/shared/api"
+	"github.com/tattlefw/tattle/tests/internal/testrig"
 )
 
 // TestImportPreview imports a Little Snitch export as a user would: the Import button, the format, a file
@@ -26,7 +27,7 @@ func TestImportPreview(t *testing.T) {
 	file := filepath.Join(repoRoot(t), "tests", "testdata", "rulefiles", "littlesnitch", "macbook-export.lsrules")
 
 	// What tattlectl says of the same import (the app's default: the user's own rules, so --user).
-	cmd := exec.Command(tattlectl(t), "rules", "import", "--dry-run", "--user", "--format", "lsrules", file)
+	cmd := exec.Command(testrig.Tattlectl(t), "rules", "import", "--dry-run", "--user", "--format", "lsrules", file)
 	cmd.Env = h.Env
 	out, err := cmd.Output()
 	if err != nil {
@@ -53,7 +54,7 @@ func TestImportPreview(t *testing.T) {
 	}
 	tattlectlList := func() string {
 		t.Helper()
-		cmd := exec.Command(tattlectl(t), "rules", "list")
+		cmd := exec.Command(testrig.Tattlectl(t), "rules", "list")
 		cmd.Env = h.Env
 		out, err := cmd.CombinedOutput()
 		if err != nil {

@@ -160,11 +160,7 @@ func TestTrayOnKWin(t *testing.T) {
 		}
 		time.Sleep(300 * time.Millisecond)
 	}
-	owner, _, _ := strings.Cut(items[0], "/")
-	var pid uint32
-	if err := conn.BusObject().Call("org.freedesktop.DBus.GetConnectionUnixProcessID", 0, owner).Store(&pid); err != nil || int(pid) != app.Cmd.Process.Pid {
-		t.Errorf("the watcher's item %q belongs to pid %d (%v), not the app's %d", items[0], pid, err, app.Cmd.Process.Pid)
-	}
+	checkItemOwner(t, conn, items[0], app.Cmd.Process.Pid)
 	panel := plasmaPanel(t, s)
 	if cx, cy := icon[0]+icon[2]/2, icon[1]+icon[3]/2; cx < panel.X || cx >= panel.X+panel.W || cy < panel.Y || cy >= panel.Y+panel.H {
 		t.Fatalf("the tray icon at %v is not inside Plasma's panel %+v", icon, panel)
@@ -175,13 +171,7 @@ func TestTrayOnKWin(t *testing.T) {
 	servers := testrig.StartServers(t)
 	exe := testrig.CopyApp(t, testrig.Build(t).Client, testrig.AppDir(t), "traycheck")
 	result := startClient(exe, servers.TCP4)
-	deadline = time.Now().Add(60 * time.Second)
-	for names := s.Names(t); !hasName(names, "label", exe); names = s.Names(t) {
-		if time.Now().After(deadline) {
-			t.Fatalf("the alert did not show %s; it shows:\n%s", exe, dumpNames(names))
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	waitAlertShows(t, s, exe)
 	closeWindow := func(title string) {
 		t.Helper()
 		js, _ := json.Marshal(title)

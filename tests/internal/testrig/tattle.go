@@ -160,12 +160,6 @@ func (b *TattleBus) Ctl(t *testing.T, uid uint32, args ...string) (string, strin
 	return stdout.String(), stderr.String(), code
 }
 
-var (
-	ctlOnce sync.Once
-	ctlPath string
-	ctlErr  error
-)
-
 // BuildTrusted builds pkg to path as tattled's trusted agent programs must be: owned by root, mode 0755, in
 // a directory only root may write (the caller made it so).
 func BuildTrusted(path, pkg string, env ...string) error {
@@ -180,25 +174,41 @@ func BuildTrusted(path, pkg string, env ...string) error {
 	return os.Chmod(path, 0o755)
 }
 
-// Tattlectl builds the CLI once (TATTLE_TATTLECTL overrides).
-func Tattlectl(t testing.TB) string {
-	ctlOnce.Do(func() {
-		if p := os.Getenv("TATTLE_TATTLECTL"); p != "" {
-			ctlPath = p
-			return
-		}
-		dir, err := os.MkdirTemp("", "tattlectl-")
-		if err != nil {
-			ctlErr = err
-			return
-		}
-		os.Chmod(dir, 0o755)
-		ctlPath = filepath.Join(dir, "tattlectl")
-		ctlErr = BuildTrusted(ctlPath, "github.com/tattlefw/tattle/app/tattlectl")
+// TrustedBuild is a trusted agent program (BuildTrusted) built at most once per test binary, since a build
+// takes seconds: the program named by the environment variable Env when set, else Pkg built with BuildEnv.
+type TrustedBuild struct {
+	Env, Pkg string
+	BuildEnv []string
 
-	})
-	if ctlErr != nil {
-		t.Fatal(ctlErr)
-	}
-	return ctlPath
+	once sync.Once
+	path string
+	err  error
 }
+
+// Path builds the program on first use and returns where it is.
+func (b *TrustedBuild) Path(t testing.TB) string {
+	b.once.Do(func() {
+		if p := os.Getenv(b.Env); p != "" {
+			b.path = p
+			return
+		}
+		name := filepath.Base(b.Pkg)
+		dir, err := os.MkdirTemp("", name+"-")
+		if err != nil {
+			b.err = err
+			return
+		}
+		os.Chmod(dir, 0o755) // sessions of other users run it too
+		b.path = filepath.Join(dir, name)
+		b.err = BuildTrusted(b.path, b.Pkg, b.BuildEnv...)
+	})
+	if b.err != nil {
+		t.Fatal(b.err)
+	}
+	return b.path
+}
+
+var tattlectlBuild = TrustedBuild{Env: "TATTLE_TATTLECTL", Pkg: "github.com/tattlefw/tattle/app/tattlectl"}
+
+// Tattlectl builds the CLI once (TATTLE_TATTLECTL overrides).
+func Tattlectl(t testing.TB) string { return tattlectlBuild.Path(t) }
