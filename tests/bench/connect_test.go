@@ -41,10 +41,7 @@ func TestConnectRateWithTattleVersusWithout(t *testing.T) {
 	minRatio := benchstat.Float("TATTLE_BENCH_MIN_RATIO", 0.80)
 	maxShare := benchstat.Float("TATTLE_BENCH_MAX_COST_SHARE", 0.05)
 	warmup := count / 5
-	backend, err := enforce.ParseBackend(os.Getenv("TATTLE_BACKEND"))
-	if err != nil {
-		backend = enforce.BackendAuto
-	}
+	backend := benchstat.Backend()
 
 	dir := testrig.AppDir(t)
 	app := testrig.CopyApp(t, testrig.Build(t).Client, dir, "bench-app")
@@ -82,12 +79,8 @@ func TestConnectRateWithTattleVersusWithout(t *testing.T) {
 			}
 		}
 		// Alternate which side goes first, so drift affects both alike.
-		order := []bool{true, false}
-		if r%2 == 1 {
-			order = []bool{false, true}
-		}
 		var rateOn, rateOff float64
-		for _, withTattle := range order {
+		for _, withTattle := range benchstat.Order(r) {
 			if !withTattle {
 				testrig.RunApp(t, app, testrig.RunOpts{}, "bench", strconv.Itoa(warmup))
 				res := testrig.RunApp(t, app, testrig.RunOpts{}, "bench", strconv.Itoa(count))
@@ -97,14 +90,8 @@ func TestConnectRateWithTattleVersusWithout(t *testing.T) {
 				rateOff = res.Rate
 				continue
 			}
-			enf, err := enforce.Open(enforce.Options{Backend: backend, PinDir: pin, Logger: log})
-			if err != nil {
-				t.Fatal(err)
-			}
+			enf := benchstat.OpenAllowing(t, backend, pin, log, appID)
 			attached = enf.Backend()
-			if err := enf.SetDefault(enforce.Scope{App: appID, UID: identity.AnyUID}, enforce.Allow, 1); err != nil {
-				t.Fatal(err)
-			}
 			// The DNS capture (a cgroup_skb program, run for every packet received) is attached by the helper
 			// but measured only in the statistics round: its own run time per connect+close is reported apart.
 			var capture *dnscapture.Capture
@@ -151,9 +138,7 @@ func TestConnectRateWithTattleVersusWithout(t *testing.T) {
 	kernel := benchstat.KernelRelease()
 	fmt.Fprintf(&b, "Tattle connect-rate benchmark (%s backend, kernel %s)\n", attached, kernel)
 	fmt.Fprintf(&b, "loopback TCP connect+close of an allowed application, %d per run, %d alternating rounds\n", count, rounds)
-	for i := range on {
-		fmt.Fprintf(&b, "  round %d: without %8.0f/s  with %8.0f/s  ratio %.3f\n", i+1, off[i], on[i], ratios[i])
-	}
+	benchstat.WriteRounds(&b, off, on, ratios)
 	sp := benchstat.SpreadOf(ratios)
 	ratio := sp.Median
 	fmt.Fprintf(&b, "median rate without Tattle %.0f/s, with Tattle %.0f/s\n", benchstat.Median(off), benchstat.Median(on))

@@ -47,13 +47,7 @@ func iperfRate(t *testing.T, cmd *exec.Cmd) float64 {
 func attachAll(t *testing.T, backend enforce.Backend, pin string, app identity.Executable) (*enforce.Enforcer, func()) {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
-	enf, err := enforce.Open(enforce.Options{Backend: backend, PinDir: pin, Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := enf.SetDefault(enforce.Scope{App: app, UID: identity.AnyUID}, enforce.Allow, 1); err != nil {
-		t.Fatal(err)
-	}
+	enf := benchstat.OpenAllowing(t, backend, pin, log, app)
 	m := enf.Marks()
 	table := fmt.Sprintf("tattle-bench-%d", os.Getpid())
 	if _, err := netfilter.Install(netfilter.Rules{Table: table, Queue: 7460, Held: m.Held, Strict: m.Strict,
@@ -131,10 +125,7 @@ func TestBulkThroughputWithTattleVersusWithout(t *testing.T) {
 	if err != nil {
 		t.Fatalf("iperf3 is needed (tests/install-deps.sh installs it): %v", err)
 	}
-	backend, err := enforce.ParseBackend(os.Getenv("TATTLE_BACKEND"))
-	if err != nil {
-		backend = enforce.BackendAuto
-	}
+	backend := benchstat.Backend()
 	dir := testrig.AppDir(t)
 	iperf := testrig.CopyApp(t, iperfPath, dir, "iperf3-bench")
 	appID, err := identity.Stat(iperf)
@@ -181,12 +172,8 @@ func TestBulkThroughputWithTattleVersusWithout(t *testing.T) {
 		all[i].size = n
 	}
 	for r := 0; r < rounds; r++ {
-		order := []bool{true, false}
-		if r%2 == 1 {
-			order = []bool{false, true}
-		}
 		rate := map[bool][]float64{}
-		for _, with := range order {
+		for _, with := range benchstat.Order(r) {
 			var detach func()
 			var enf *enforce.Enforcer
 			if with {

@@ -52,10 +52,7 @@ func TestScriptConnectRateUnderViaRules(t *testing.T) {
 	// programs' own time per connect, from the kernel's BPF statistics, does not, and is what is bounded.
 	minRatio := benchstat.Float("TATTLE_BENCH_SCRIPT_MIN_RATIO", 0.70)
 	maxShare := benchstat.Float("TATTLE_BENCH_SCRIPT_MAX_COST_SHARE", 0.03)
-	backend, err := enforce.ParseBackend(os.Getenv("TATTLE_BACKEND"))
-	if err != nil {
-		backend = enforce.BackendAuto
-	}
+	backend := benchstat.Backend()
 	py, err := filepath.EvalSymlinks("/usr/bin/python3")
 	if err != nil {
 		t.Fatalf("python3 is missing: %v", err)
@@ -153,24 +150,14 @@ func TestScriptConnectRateUnderViaRules(t *testing.T) {
 		return ns, traffic, runs
 	}
 	for r := 0; r < rounds; r++ {
-		order := []bool{true, false}
-		if r%2 == 1 {
-			order = []bool{false, true}
-		}
 		var rateOn, rateOff float64
-		for _, with := range order {
+		for _, with := range benchstat.Order(r) {
 			if !with {
 				rateOff = run(nil)
 				continue
 			}
-			enf, err := enforce.Open(enforce.Options{Backend: backend, PinDir: pin, Logger: log})
-			if err != nil {
-				t.Fatal(err)
-			}
+			enf := benchstat.OpenAllowing(t, backend, pin, log, app)
 			attached = enf.Backend()
-			if err := enf.SetDefault(enforce.Scope{App: app, UID: identity.AnyUID}, enforce.Allow, 1); err != nil {
-				t.Fatal(err)
-			}
 			ctx, cancel := context.WithCancel(context.Background())
 			tr := scripts.New(enf, scripts.Options{Log: log})
 			done := make(chan struct{})
@@ -206,9 +193,7 @@ func TestScriptConnectRateUnderViaRules(t *testing.T) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Tattle script connect-rate benchmark (%s backend, kernel %s)\n", attached, benchstat.KernelRelease())
 	fmt.Fprintf(&b, "python3 via %s, allowed by a via rule: loopback TCP connect+close, %d per run, %d alternating rounds\n", filepath.Base(script), count, rounds)
-	for i := range on {
-		fmt.Fprintf(&b, "  round %d: without %8.0f/s  with %8.0f/s  ratio %.3f\n", i+1, off[i], on[i], ratios[i])
-	}
+	benchstat.WriteRounds(&b, off, on, ratios)
 	ratio := benchstat.Median(ratios)
 	sp := benchstat.SpreadOf(ratios)
 	fmt.Fprintf(&b, "RATIO with/without (median of rounds): %.3f ± %.3f (quartiles %.3f..%.3f; goal >= 0.97)\n", ratio, sp.Noise, sp.Q1, sp.Q3)

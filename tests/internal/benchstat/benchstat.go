@@ -3,12 +3,19 @@
 package benchstat
 
 import (
+	"fmt"
+	"io"
+	"log/slog"
 	"math"
 	"os"
 	"sort"
 	"strconv"
+	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/tattlefw/tattle/helper/enforce"
+	"github.com/tattlefw/tattle/shared/identity"
 )
 
 // Int is the positive integer in the environment variable name, or def.
@@ -25,6 +32,45 @@ func Float(name string, def float64) float64 {
 		return v
 	}
 	return def
+}
+
+// Backend is the enforcement backend TATTLE_BACKEND names, auto when it names none.
+func Backend() enforce.Backend {
+	backend, err := enforce.ParseBackend(os.Getenv("TATTLE_BACKEND"))
+	if err != nil {
+		return enforce.BackendAuto
+	}
+	return backend
+}
+
+// Order is round r's two sides, with Tattle (true) and without, in the order they run: it alternates so that
+// drift affects both alike.
+func Order(r int) []bool {
+	if r%2 == 1 {
+		return []bool{false, true}
+	}
+	return []bool{true, false}
+}
+
+// OpenAllowing attaches Tattle's programs, pinned at pin, with a default rule that allows app for every
+// user: what the side with Tattle measures.
+func OpenAllowing(t testing.TB, backend enforce.Backend, pin string, log *slog.Logger, app identity.Executable) *enforce.Enforcer {
+	t.Helper()
+	enf, err := enforce.Open(enforce.Options{Backend: backend, PinDir: pin, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := enf.SetDefault(enforce.Scope{App: app, UID: identity.AnyUID}, enforce.Allow, 1); err != nil {
+		t.Fatal(err)
+	}
+	return enf
+}
+
+// WriteRounds lists each round's rates without and with Tattle and their ratio, for the report.
+func WriteRounds(w io.Writer, off, on, ratios []float64) {
+	for i := range on {
+		fmt.Fprintf(w, "  round %d: without %8.0f/s  with %8.0f/s  ratio %.3f\n", i+1, off[i], on[i], ratios[i])
+	}
 }
 
 // Median of xs (the mean of the middle two for an even count); NaN for none.

@@ -30,3 +30,12 @@ func TestKnobsFromTheEnvironment(t *testing.T) {
 		t.Error("Float")
 	}
 }
+
+func TestOrderAlternates(t *testing.T) {
+	if o := Order(0); len(o) != 2 || !o[0] || o[1] {
+		t.Errorf("round 0 runs %v, want with Tattle first", o)
+	}
+	if o := Order(3); len(o) != 2 || o[0] || !o[1] {
+		t.Errorf("round 3 runs %v, want without Tattle first", o)
+	}
+}
