@@ -13,41 +13,15 @@ import (
 	"flag"
 	"fmt"
 	"net"
-	"net/netip"
 	"os"
 	"runtime"
 	"strconv"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/tattlefw/tattle/tests/internal/clientwire"
 )
-
-// Result is what one action did.
-type Result struct {
-	PID       int     `json:"pid"`
-	OK        bool    `json:"ok"`
-	Errno     string  `json:"errno,omitempty"`
-	Error     string  `json:"error,omitempty"`
-	ElapsedUS int64   `json:"elapsed_us"`
-	Mark      uint32  `json:"mark"`
-	Echoed    bool    `json:"echoed,omitempty"`
-	Rate      float64 `json:"rate,omitempty"`
-	Sent      int64   `json:"sent,omitempty"`     // with -send: bytes written after connecting
-	Received  int64   `json:"received,omitempty"` // with -send: bytes read until the peer closed
-	// With -send: the kernel's own account of the socket (TCP_INFO), read after the peer closed.
-	TCP *TCPStats `json:"tcp,omitempty"`
-}
-
-// TCPStats are a socket's TCP_INFO counts: what the kernel handed down for it, the tests' reference for a
-// sent count.
-type TCPStats struct {
-	BytesSent    uint64 `json:"bytes_sent"`    // payload handed to IP, what it sent again included
-	BytesRetrans uint64 `json:"bytes_retrans"` // payload sent again (RTO, fast retransmit, loss probes)
-	BytesAcked   uint64 `json:"bytes_acked"`
-	SegsOut      uint32 `json:"segs_out"`
-	DataSegsOut  uint32 `json:"data_segs_out"`
-	TotalRetrans uint32 `json:"total_retrans"` // segments sent again
-}
 
 func main() {
 	// prctl(PR_SET_NAME) renames the calling thread only: keep every action on that thread.
@@ -69,7 +43,7 @@ func main() {
 	if len(args) != 2 {
 		fail(errors.New("usage: tattle-testclient [-comm NAME] [-mark N] tcp|udp ADDR:PORT | bench COUNT"))
 	}
-	var res Result
+	var res clientwire.Result
 	switch args[0] {
 	case "tcp":
 		res = dial(unix.SOCK_STREAM, args[1], *send)
@@ -95,18 +69,7 @@ func fail(err error) {
 	os.Exit(2)
 }
 
-func sockaddr(s string) (unix.Sockaddr, int, error) {
-	ap, err := netip.ParseAddrPort(s)
-	if err != nil {
-		return nil, 0, err
-	}
-	if ap.Addr().Is4() {
-		return &unix.SockaddrInet4{Addr: ap.Addr().As4(), Port: int(ap.Port())}, unix.AF_INET, nil
-	}
-	return &unix.SockaddrInet6{Addr: ap.Addr().As16(), Port: int(ap.Port())}, unix.AF_INET6, nil
-}
-
-func record(res *Result, err error) {
+func record(res *clientwire.Result, err error) {
 	if err == nil {
 		res.OK = true
 		return
@@ -133,7 +96,7 @@ func setOwnMark(fd int) {
 
 // socketFor opens a socket of typ (with the test's own mark) for addr, which it parses.
 func socketFor(typ int, addr string) (fd int, sa unix.Sockaddr) {
-	sa, family, err := sockaddr(addr)
+	sa, family, err := clientwire.Sockaddr(addr)
 	if err != nil {
 		fail(err)
 	}
@@ -145,10 +108,10 @@ func socketFor(typ int, addr string) (fd int, sa unix.Sockaddr) {
 	return fd, sa
 }
 
-func dial(typ int, addr string, send int64) Result {
+func dial(typ int, addr string, send int64) clientwire.Result {
 	fd, sa := socketFor(typ, addr)
 	defer unix.Close(fd)
-	var res Result
+	var res clientwire.Result
 	start := time.Now()
 	err := unix.Connect(fd, sa)
 	res.ElapsedUS = time.Since(start).Microseconds()
@@ -161,7 +124,7 @@ func dial(typ int, addr string, send int64) Result {
 }
 
 // transfer writes n bytes, shuts the sending side and reads until EOF, counting both ways.
-func transfer(fd int, n int64, res *Result) {
+func transfer(fd int, n int64, res *clientwire.Result) {
 	buf := make([]byte, 64<<10)
 	for res.Sent < n {
 		w, err := unix.Write(fd, buf[:min(int64(len(buf)), n-res.Sent)])
@@ -182,7 +145,7 @@ func transfer(fd int, n int64, res *Result) {
 		}
 		if r == 0 {
 			if ti, err := unix.GetsockoptTCPInfo(fd, unix.IPPROTO_TCP, unix.TCP_INFO); err == nil {
-				res.TCP = &TCPStats{BytesSent: ti.Bytes_sent, BytesRetrans: ti.Bytes_retrans, BytesAcked: ti.Bytes_acked,
+				res.TCP = &clientwire.TCPStats{BytesSent: ti.Bytes_sent, BytesRetrans: ti.Bytes_retrans, BytesAcked: ti.Bytes_acked,
 					SegsOut: ti.Segs_out, DataSegsOut: ti.Data_segs_out, TotalRetrans: ti.Total_retrans}
 			}
 			return
@@ -191,10 +154,10 @@ func transfer(fd int, n int64, res *Result) {
 	}
 }
 
-func sendUDP(addr string) Result {
+func sendUDP(addr string) clientwire.Result {
 	fd, sa := socketFor(unix.SOCK_DGRAM, addr)
 	defer unix.Close(fd)
-	var res Result
+	var res clientwire.Result
 	start := time.Now()
 	err := unix.Sendto(fd, []byte("tattle"), 0, sa)
 	res.ElapsedUS = time.Since(start).Microseconds()
@@ -222,7 +185,7 @@ func mark(fd int) uint32 {
 
 // bench connects to and closes a loopback listener count times and reports connections per second. The
 // listener lives in this process so that nothing but the connect path differs between runs.
-func bench(count int) Result {
+func bench(count int) clientwire.Result {
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
 		fail(err)
@@ -237,11 +200,11 @@ func bench(count int) Result {
 			c.Close()
 		}
 	}()
-	sa, _, err := sockaddr(ln.Addr().String())
+	sa, _, err := clientwire.Sockaddr(ln.Addr().String())
 	if err != nil {
 		fail(err)
 	}
-	var res Result
+	var res clientwire.Result
 	start := time.Now()
 	for i := 0; i < count; i++ {
 		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)

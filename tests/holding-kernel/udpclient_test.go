@@ -4,10 +4,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/netip"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/tattlefw/tattle/tests/internal/clientwire"
 )
 
 // clientModeEnv makes a copy of this test binary act as a UDP application instead of running tests, for the
@@ -38,11 +39,11 @@ func udpClient(mode string, args []string) int {
 		if err != nil {
 			return err
 		}
-		sa, family, err := sockaddr(args[0])
+		sa, family, err := clientwire.Sockaddr(args[0])
 		if err != nil {
 			return err
 		}
-		sa2, _, err := sockaddr(args[2])
+		sa2, _, err := clientwire.Sockaddr(args[2])
 		if err != nil {
 			return err
 		}
@@ -94,15 +95,4 @@ func udpClient(mode string, args []string) int {
 	out, _ := json.Marshal(rep)
 	fmt.Println(string(out))
 	return 0
-}
-
-func sockaddr(s string) (unix.Sockaddr, int, error) {
-	ap, err := netip.ParseAddrPort(s)
-	if err != nil {
-		return nil, 0, err
-	}
-	if ap.Addr().Is4() {
-		return &unix.SockaddrInet4{Addr: ap.Addr().As4(), Port: int(ap.Port())}, unix.AF_INET, nil
-	}
-	return &unix.SockaddrInet6{Addr: ap.Addr().As16(), Port: int(ap.Port())}, unix.AF_INET6, nil
 }

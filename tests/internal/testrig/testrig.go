@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tattlefw/tattle/tests/internal/clientwire"
 )
 
 // Setup checks that the ring can run. Kernel rings need root; when TATTLE_REQUIRE_ROOT=1 (CI, the VM) missing
@@ -137,33 +139,10 @@ func CopyApp(t testing.TB, src, dir, name string) string {
 }
 
 // Result is the test client's report (tests/client).
-type Result struct {
-	PID       int     `json:"pid"`
-	OK        bool    `json:"ok"`
-	Errno     string  `json:"errno"`
-	Error     string  `json:"error"`
-	ElapsedUS int64   `json:"elapsed_us"`
-	Mark      uint32  `json:"mark"`
-	Echoed    bool    `json:"echoed"`
-	Rate      float64 `json:"rate"`
-	Sent      int64   `json:"sent"`     // with -send: bytes written after connecting
-	Received  int64   `json:"received"` // with -send: bytes read until the peer closed
-	// TCP is the kernel's account of the client's socket (TCP_INFO) with -send, read after the peer closed.
-	TCP *TCPStats `json:"tcp"`
-}
+type Result = clientwire.Result
 
 // TCPStats are a socket's TCP_INFO counts (tests/client).
-type TCPStats struct {
-	BytesSent    uint64 `json:"bytes_sent"`    // payload handed to IP, what it sent again included
-	BytesRetrans uint64 `json:"bytes_retrans"` // payload sent again (RTO, fast retransmit, loss probes)
-	BytesAcked   uint64 `json:"bytes_acked"`
-	SegsOut      uint32 `json:"segs_out"`
-	DataSegsOut  uint32 `json:"data_segs_out"`
-	TotalRetrans uint32 `json:"total_retrans"` // segments sent again
-}
-
-// Elapsed is how long the attempted system call took.
-func (r Result) Elapsed() time.Duration { return time.Duration(r.ElapsedUS) * time.Microsecond }
+type TCPStats = clientwire.TCPStats
 
 // RunOpts change how the client runs.
 type RunOpts struct {
