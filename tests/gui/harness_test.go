@@ -23,6 +23,7 @@ import (
 
 	"github.com/godbus/dbus/v5"
 
+	"github.com/tattlefw/tattle/app/client"
 	"github.com/tattlefw/tattle/app/i18n/i18ntest"
 	"github.com/tattlefw/tattle/helper/enforce"
 	"github.com/tattlefw/tattle/helper/netfilter"
@@ -527,6 +528,26 @@ func (h *Helper) waitName(t *testing.T, name string) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Fatalf("%s did not appear on the system bus:\n%s", name, h.Log)
+}
+
+// StartScriptableHelper starts a helper whose administrator allows GUI scripting: tests that drive the pages
+// through AT-SPI change nothing otherwise (TestForgedInputChangesNothing shows it refused).
+func StartScriptableHelper(t *testing.T, extra ...string) *Helper {
+	t.Helper()
+	h := StartHelper(t, extra...)
+	h.SetGUIScripting(t, true)
+	return h
+}
+
+// Dial connects a client to the helper, closed when the test ends.
+func (h *Helper) Dial(t *testing.T) *client.Client {
+	t.Helper()
+	cl, err := client.Dial(h.Address, client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cl.Close() })
+	return cl
 }
 
 // SetMode switches the helper's mode.

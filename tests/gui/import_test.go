@@ -139,11 +139,7 @@ func startQuietHelper(t *testing.T) (*Helper, *client.Client) {
 	// The test drives the pages through AT-SPI, which changes nothing unless the administrator allows GUI
 	// scripting (TestForgedInputChangesNothing shows it refused otherwise).
 	h.SetGUIScripting(t, true)
-	cl, err := client.Dial(h.Address, client.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cl.Close() })
+	cl := h.Dial(t)
 	return h, cl
 }
 

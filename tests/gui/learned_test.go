@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tattlefw/tattle/app/client"
 	"github.com/tattlefw/tattle/tests/internal/testrig"
 )
 
@@ -13,15 +12,8 @@ import (
 // the Rules page shows in its "Learned" group with a bar to approve or discard; approving there enables it in
 // the helper.
 func TestLearnedProposalsOnRulesPage(t *testing.T) {
-	h := StartHelper(t)
-	// The test drives the pages through AT-SPI, which changes nothing unless the administrator allows GUI
-	// scripting (TestForgedInputChangesNothing shows it refused otherwise).
-	h.SetGUIScripting(t, true)
-	cl, err := client.Dial(h.Address, client.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	h := StartScriptableHelper(t)
+	cl := h.Dial(t)
 	if err := cl.Learn(context.Background(), 120); err != nil {
 		t.Fatalf("learn: %v", err)
 	}

@@ -4,8 +4,6 @@ import (
 	"context"
 	"testing"
 	"time"
-
-	"github.com/tattlefw/tattle/app/client"
 )
 
 // nobody is the unprivileged user whose session this test runs.
@@ -15,10 +13,7 @@ const nobody = 65534
 // rule for all users. polkit wants an administrator's password that nobody can be asked for, so the helper
 // refuses; the app says what happened and what to do, and no rule is added.
 func TestSystemRuleWithoutAuthAgent(t *testing.T) {
-	h := StartHelper(t)
-	// The test drives the pages through AT-SPI, which changes nothing unless the administrator allows GUI
-	// scripting (TestForgedInputChangesNothing shows it refused otherwise).
-	h.SetGUIScripting(t, true)
+	h := StartScriptableHelper(t)
 	s := StartSessionAs(t, "x11", nobody)
 	StartApp(t, s, h, English())
 	s.Keys(t, "alt+2") // the Rules page
@@ -36,11 +31,7 @@ func TestSystemRuleWithoutAuthAgent(t *testing.T) {
 		t.Errorf("the message does not say why; the app shows:\n%s", dumpNames(names))
 	}
 
-	cl, err := client.Dial(h.Address, client.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	cl := h.Dial(t)
 	rs, err := cl.Rules(context.Background())
 	if err != nil {
 		t.Fatal(err)

@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tattlefw/tattle/app/client"
 	"github.com/tattlefw/tattle/shared/api"
 )
 
@@ -14,10 +13,7 @@ import (
 // in the dialog with the validator's message (the helper's own rules), the corrected rule reaches the
 // helper, and deleting it (with confirmation) removes it there too.
 func TestRuleDialog(t *testing.T) {
-	h := StartHelper(t)
-	// The test drives the pages through AT-SPI, which changes nothing unless the administrator allows GUI
-	// scripting (TestForgedInputChangesNothing shows it refused otherwise).
-	h.SetGUIScripting(t, true)
+	h := StartScriptableHelper(t)
 	h.SetMode(t, api.ModeSilentAllow)
 	s := StartSession(t, "x11")
 	StartApp(t, s, h, English())
@@ -42,11 +38,7 @@ func TestRuleDialog(t *testing.T) {
 	s.Click(t, "push button", "Save")
 	s.WaitFor(t, "table cell", "added in the dialog", 10*time.Second)
 
-	cl, err := client.Dial(h.Address, client.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	cl := h.Dial(t)
 	rs, err := cl.Rules(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -92,16 +84,9 @@ func TestRuleDialog(t *testing.T) {
 // program of the user could make) are in force but marked "not approved" on the Rules page, which offers to
 // approve them; approving (the owner's authorization) clears the mark in the helper.
 func TestImportedRulesAwaitApproval(t *testing.T) {
-	h := StartHelper(t)
-	// The test drives the pages through AT-SPI, which changes nothing unless the administrator allows GUI
-	// scripting (TestForgedInputChangesNothing shows it refused otherwise).
-	h.SetGUIScripting(t, true)
+	h := StartScriptableHelper(t)
 	h.SetMode(t, api.ModeSilentAllow)
-	cl, err := client.Dial(h.Address, client.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	cl := h.Dial(t)
 	file := `{"version": 1, "name": "slipped in", "rules": [{"id": "imported-curl", "application": "/usr/bin/curl",
 		"direction": "outgoing", "remote": "host:collector.example", "port": "443", "protocol": "tcp", "action": "allow",
 		"duration": "forever", "enabled": true, "note": "arrived by import", "created": "2026-12-01T00:00:00Z",

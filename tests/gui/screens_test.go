@@ -13,7 +13,6 @@ import (
 
 	"github.com/godbus/dbus/v5"
 
-	"github.com/tattlefw/tattle/app/client"
 	"github.com/tattlefw/tattle/app/tray/traytest"
 	"github.com/tattlefw/tattle/shared/api"
 	"github.com/tattlefw/tattle/tests/internal/testrig"
@@ -44,11 +43,7 @@ func makeWorld(t *testing.T, s *Session, h *Helper) world {
 		t.Fatal(err)
 	}
 
-	cl, err := client.Dial(h.Address, client.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	cl := h.Dial(t)
 	_, port4b, _ := net.SplitHostPort(w.servers.TCP4b)
 	now := time.Now().Unix()
 	rule := func(id, app, remote, port, proto, action string, owner int64, note string) api.Rule {

@@ -38,11 +38,7 @@ func TestMonitorShowsTraffic(t *testing.T) {
 	dir := testrig.AppDir(t)
 	downloader := testrig.CopyApp(t, bin, dir, "downloader")
 	idle := testrig.CopyApp(t, bin, dir, "pinger")
-	cl, err := client.Dial(h.Address, client.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	cl := h.Dial(t)
 	now := time.Now().Unix()
 	if _, err := cl.AddRules(context.Background(), []api.Rule{
 		{ID: "allow-downloader", Application: downloader, Owner: 0, Direction: "outgoing", Remote: "10.0.0.0/8", Port: "any",
