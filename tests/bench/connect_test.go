@@ -49,9 +49,7 @@ func TestConnectRateWithTattleVersusWithout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pin := testrig.PinDir("bench")
-	enforce.Uninstall(pin)
-	t.Cleanup(func() { enforce.Uninstall(pin) })
+	pin := testrig.FreshPinDir(t, "bench")
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 
 	cgroupRoot, err := enforce.CgroupV2Root("/proc/self/mountinfo")

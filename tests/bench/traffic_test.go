@@ -132,9 +132,7 @@ func TestBulkThroughputWithTattleVersusWithout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pin := testrig.PinDir("bench-traffic")
-	enforce.Uninstall(pin)
-	t.Cleanup(func() { enforce.Uninstall(pin) })
+	pin := testrig.FreshPinDir(t, "bench-traffic")
 
 	ns := testrig.NewNetns(t, "t16b", 16)
 	const port = 15216

@@ -124,9 +124,7 @@ func tattlePrograms(t *testing.T) int {
 }
 
 func TestRestartKeepsEnforcementAndDoesNotLoadTwice(t *testing.T) {
-	pin := testrig.PinDir("restart")
-	enforce.Uninstall(pin)
-	t.Cleanup(func() { enforce.Uninstall(pin) })
+	pin := testrig.FreshPinDir(t, "restart")
 	dirs := newTattledDirs(t)
 	before := tattlePrograms(t)
 

@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tattlefw/tattle/helper/enforce"
 	"github.com/tattlefw/tattle/shared/rules"
 	"github.com/tattlefw/tattle/tests/internal/testrig"
 )
@@ -44,9 +43,7 @@ func writeRaw(t *testing.T, dir, name string, data []byte) {
 }
 
 func TestRuleGroupsAreEnforcedLiveAndBrokenOnesKeepTheLastGood(t *testing.T) {
-	pin := testrig.PinDir("groups")
-	enforce.Uninstall(pin)
-	t.Cleanup(func() { enforce.Uninstall(pin) })
+	pin := testrig.FreshPinDir(t, "groups")
 	dirs := newTattledDirs(t)
 	h := startTattled(t, pin, dirs)
 	h.waitFor(t, "tattled running")
@@ -108,9 +105,7 @@ func TestRuleGroupsAreEnforcedLiveAndBrokenOnesKeepTheLastGood(t *testing.T) {
 }
 
 func TestTimedRuleExpiresOnTime(t *testing.T) {
-	pin := testrig.PinDir("timed")
-	enforce.Uninstall(pin)
-	t.Cleanup(func() { enforce.Uninstall(pin) })
+	pin := testrig.FreshPinDir(t, "timed")
 	dirs := newTattledDirs(t)
 	h := startTattled(t, pin, dirs)
 	h.waitFor(t, "rules applied")

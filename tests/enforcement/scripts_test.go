@@ -19,9 +19,7 @@ import (
 // its own, plays the interpreter (its first non-option argument, "tcp", is the script it runs), so the test
 // needs no real interpreter and runs in the VM boots too.
 func TestScriptIdentityInTheKernel(t *testing.T) {
-	pin := testrig.PinDir("scripts")
-	enforce.Uninstall(pin)
-	t.Cleanup(func() { enforce.Uninstall(pin) })
+	pin := testrig.FreshPinDir(t, "scripts")
 	enf, err := enforce.Open(enforce.Options{Backend: backend(t), PinDir: pin, Logger: quietLogger()})
 	if err != nil {
 		t.Fatal(err)

@@ -84,9 +84,7 @@ func hasClsact(t *testing.T, ifname string) bool {
 
 func trafficRun(t *testing.T, name string, how enforce.TrafficAttach, size int64) (counting string) {
 	t.Run(name, func(t *testing.T) {
-		pin := testrig.PinDir("traffic-" + name)
-		enforce.Uninstall(pin)
-		t.Cleanup(func() { enforce.Uninstall(pin) })
+		pin := testrig.FreshPinDir(t, "traffic-"+name)
 		enf := openTrafficEnforcer(t, pin, how)
 		closed := false
 		t.Cleanup(func() {

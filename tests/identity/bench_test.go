@@ -71,9 +71,7 @@ func TestScriptConnectRateUnderViaRules(t *testing.T) {
 		t.Fatal(err)
 	}
 	app := identity.ViaIdentity(pyID, scriptID)
-	pin := testrig.PinDir("bench-script")
-	enforce.Uninstall(pin)
-	t.Cleanup(func() { enforce.Uninstall(pin) })
+	pin := testrig.FreshPinDir(t, "bench-script")
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 
 	// run starts the script and lets it go once enf (when attached) identifies it by its script.

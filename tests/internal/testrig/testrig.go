@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tattlefw/tattle/helper/enforce"
 	"github.com/tattlefw/tattle/tests/internal/clientwire"
 )
 
@@ -264,4 +265,13 @@ func EchoUDP(pc net.PacketConn) {
 // PinDir returns a bpffs directory for one test's own programs, removed (detached) by the caller.
 func PinDir(name string) string {
 	return fmt.Sprintf("/sys/fs/bpf/tattle-test-%s-%d", name, os.Getpid())
+}
+
+// FreshPinDir is PinDir(name) emptied of what a crashed run left there, and emptied again when the test
+// ends, so that no test's programs stay attached after it.
+func FreshPinDir(t testing.TB, name string) string {
+	pin := PinDir(name)
+	enforce.Uninstall(pin)
+	t.Cleanup(func() { enforce.Uninstall(pin) })
+	return pin
 }
