@@ -16,10 +16,7 @@ import (
 // registrable domain the helper computed (the rule an answer makes says the same), and the host scope says
 // it covers any port, as the rule made for a question of several ports does.
 func TestAlertShowsWhatTheAnswerCovers(t *testing.T) {
-	h := StartHelper(t)
-	h.SetMode(t, api.ModeSilentAllow)
-	s := StartSession(t, "x11")
-	app := StartApp(t, s, h, English())
+	h, s, app := startAlertScene(t)
 	exe := testrig.CopyApp(t, testrig.Build(t).Client, testrig.AppDir(t), "updater")
 	q := question(2001, exe, "www.example.co.uk", "192.0.2.7", 80, "tcp")
 	q.System, q.User = true, "root"
@@ -52,10 +49,7 @@ func TestAlertShowsWhatTheAnswerCovers(t *testing.T) {
 // question) from before the question is asked: the first clicks that land on Allow are ignored, and the
 // answer comes no earlier than half a second after the question was asked.
 func TestAlertIgnoresClicksAsItAppears(t *testing.T) {
-	h := StartHelper(t)
-	h.SetMode(t, api.ModeSilentAllow)
-	s := StartSession(t, "x11")
-	app := StartApp(t, s, h, English())
+	h, s, app := startAlertScene(t)
 	exe := testrig.CopyApp(t, testrig.Build(t).Client, testrig.AppDir(t), "clicked")
 
 	first := question(3001, exe, "", "192.0.2.8", 443, "tcp")
@@ -116,10 +110,7 @@ func TestAlertIgnoresClicksAsItAppears(t *testing.T) {
 // helper identifies it; one about an interpreter without a script says the answer is about the interpreter
 // itself; a program that is no interpreter shows no Via row.
 func TestAlertShowsTheScript(t *testing.T) {
-	h := StartHelper(t)
-	h.SetMode(t, api.ModeSilentAllow)
-	s := StartSession(t, "x11")
-	app := StartApp(t, s, h, English())
+	h, s, app := startAlertScene(t)
 	q := question(4001, "/usr/bin/python3.11", "", "192.0.2.10", 443, "tcp")
 	q.Via = "/home/someone/bin/sync-photos.py"
 	call := ask(h, app, q)
@@ -149,4 +140,14 @@ func TestAlertShowsTheScript(t *testing.T) {
 	}
 	h.Conn.Object(app.Owner, "/io/github/tattlefw/Tattle/Agent").Call(api.AgentInterface+".Cancel", 0, plain.ID)
 	<-call.Done
+}
+
+// startAlertScene starts a helper in silent-allow mode (only the test's own questions come up), an X11
+// session and the app in it, for the tests that look at an alert.
+func startAlertScene(t *testing.T) (*Helper, *Session, *App) {
+	t.Helper()
+	h := StartHelper(t)
+	h.SetMode(t, api.ModeSilentAllow)
+	s := StartSession(t, "x11")
+	return h, s, StartApp(t, s, h, English())
 }
