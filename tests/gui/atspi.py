@@ -55,12 +55,10 @@ def walk(acc, maxcells, out, depth=0):
         walk(c, maxcells, out, depth + 1)
 
 
-def find(appname, role, name, maxcells=4000):
-    a = app_named(appname)
-    if a is None:
-        return None
+def first_named(root, role, name, maxcells=4000):
+    """The first accessible with role and name among those walk lists from root, or None."""
     found = []
-    walk(a, maxcells, found)
+    walk(root, maxcells, found)
     for acc in found:
         try:
             if acc.getRoleName() == role and acc.name == name:
@@ -68,21 +66,20 @@ def find(appname, role, name, maxcells=4000):
         except Exception:
             continue
     return None
+
+
+def find(appname, role, name, maxcells=4000):
+    a = app_named(appname)
+    if a is None:
+        return None
+    return first_named(a, role, name, maxcells)
 
 
 def find_within(appname, crole, cname, role, name):
     container = find(appname, crole, cname)
     if container is None:
         return None
-    found = []
-    walk(container, 4000, found)
-    for acc in found:
-        try:
-            if acc.getRoleName() == role and acc.name == name:
-                return acc
-        except Exception:
-            continue
-    return None
+    return first_named(container, role, name)
 
 
 def main():
