@@ -2,7 +2,6 @@ package bench
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"os"
@@ -24,20 +23,9 @@ import (
 // iperfRate runs one iperf3 client and returns the receiver's rate in Gbit/s.
 func iperfRate(t *testing.T, cmd *exec.Cmd) float64 {
 	t.Helper()
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("%v: %v: %s", cmd.Args, err, out)
-	}
-	var r struct {
-		End struct {
-			SumReceived struct {
-				BitsPerSecond float64 `json:"bits_per_second"`
-			} `json:"sum_received"`
-		} `json:"end"`
-		Error string `json:"error"`
-	}
-	if err := json.Unmarshal(out, &r); err != nil || r.Error != "" || r.End.SumReceived.BitsPerSecond == 0 {
-		t.Fatalf("iperf3 result %v %q: %.300s", err, r.Error, out)
+	r := testrig.RunIperf(t, cmd)
+	if r.End.SumReceived.BitsPerSecond == 0 {
+		t.Fatalf("%v: iperf3 reports no rate received", cmd.Args)
 	}
 	return r.End.SumReceived.BitsPerSecond / 1e9
 }

@@ -34,26 +34,7 @@ type flowJSON struct {
 // segments, TCP_INFO's total_retrans, times the MSS: a resent segment is at most that).
 func iperfBytes(t *testing.T, cmd *exec.Cmd) (sent, received, resent uint64) {
 	t.Helper()
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("%v: %v: %s", cmd.Args, err, out)
-	}
-	var r struct {
-		End struct {
-			SumSent struct {
-				Bytes       uint64
-				Retransmits uint64
-			} `json:"sum_sent"`
-			SumReceived struct{ Bytes uint64 } `json:"sum_received"`
-		} `json:"end"`
-		Start struct {
-			MSS uint64 `json:"tcp_mss_default"`
-		} `json:"start"`
-		Error string `json:"error"`
-	}
-	if err := json.Unmarshal(out, &r); err != nil || r.Error != "" {
-		t.Fatalf("iperf3 result %v %q: %.300s", err, r.Error, out)
-	}
+	r := testrig.RunIperf(t, cmd)
 	mss := r.Start.MSS
 	if mss == 0 {
 		mss = 1448 // the veth's MTU 1500 less IP, TCP and timestamp headers
