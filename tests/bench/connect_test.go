@@ -213,17 +213,8 @@ func programStats(t *testing.T, enf *enforce.Enforcer, capture *dnscapture.Captu
 		ids = append(ids, enforce.NamedProgram{Name: dnsProgram, ID: id})
 	}
 	out := map[string]ebpf.ProgramStats{}
-	for _, id := range ids {
-		p, err := ebpf.NewProgramFromID(id.ID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		st, err := p.Stats()
-		p.Close()
-		if err != nil {
-			t.Fatalf("program %s statistics: %v", id.Name, err)
-		}
-		out[id.Name] = *st
+	for _, st := range benchstat.ProgramStats(t, ids) {
+		out[st.Name] = st.ProgramStats
 	}
 	return out
 }

@@ -126,22 +126,13 @@ func TestScriptConnectRateUnderViaRules(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, id := range ids {
-			p, err := ebpf.NewProgramFromID(id.ID)
-			if err != nil {
-				t.Fatal(err)
-			}
-			st, err := p.Stats()
-			p.Close()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if strings.HasPrefix(id.Name, "tattle_traffic_") {
+		for _, st := range benchstat.ProgramStats(t, ids) {
+			if strings.HasPrefix(st.Name, "tattle_traffic_") {
 				traffic += uint64(st.Runtime)
 			} else {
 				ns += uint64(st.Runtime)
 			}
-			if id.Name == "tattle_connect4" || id.Name == "tattle_lsm_connect" {
+			if st.Name == "tattle_connect4" || st.Name == "tattle_lsm_connect" {
 				runs += st.RunCount
 			}
 		}

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
 
 	"github.com/tattlefw/tattle/helper/enforce"
@@ -64,6 +65,33 @@ func OpenAllowing(t testing.TB, backend enforce.Backend, pin string, log *slog.L
 		t.Fatal(err)
 	}
 	return enf
+}
+
+// ProgramStat is one program's run count and run time as the kernel counts them (while statistics are
+// enabled, ebpf.EnableStats).
+type ProgramStat struct {
+	Name string
+	ebpf.ProgramStats
+}
+
+// ProgramStats reads the kernel's statistics of each program in ids, in their order: what the benchmarks
+// take the programs' own cost from.
+func ProgramStats(t testing.TB, ids []enforce.NamedProgram) []ProgramStat {
+	t.Helper()
+	out := make([]ProgramStat, 0, len(ids))
+	for _, id := range ids {
+		p, err := ebpf.NewProgramFromID(id.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := p.Stats()
+		p.Close()
+		if err != nil {
+			t.Fatalf("program %s statistics: %v", id.Name, err)
+		}
+		out = append(out, ProgramStat{Name: id.Name, ProgramStats: *st})
+	}
+	return out
 }
 
 // WriteRounds lists each round's rates without and with Tattle and their ratio, for the report.
