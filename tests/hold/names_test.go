@@ -124,6 +124,20 @@ for name in sys.argv[2:]:
     print(name, addr, out, flush=True)
 `
 
+// connectListedAndUnlisted resolves and connects to listed, a name on the block list, which must be
+// refused, and to www.allowed.test, which is not and must connect: what a loaded list must do.
+func (s *dnsServer) connectListedAndUnlisted(t *testing.T, listed string) map[string][2]string {
+	t.Helper()
+	res := s.resolveAndConnect(t, listed, "www.allowed.test")
+	if got := res[listed]; got[1] != "EPERM" && got[1] != "ECONNREFUSED" {
+		t.Errorf("listed name: %v, want refused", got)
+	}
+	if got := res["www.allowed.test"]; got[1] != "ok" {
+		t.Errorf("unlisted allowed name: %v", got)
+	}
+	return res
+}
+
 // resolveAndConnect runs the python client in a private mount namespace whose /etc/resolv.conf names the test's
 // DNS server (the machine's own file is untouched).
 func (s *dnsServer) resolveAndConnect(t *testing.T, names ...string) map[string][2]string {
@@ -372,13 +386,7 @@ func TestBlocklistOf100000Domains(t *testing.T) {
 	}
 	listRule := strings.TrimSpace(out)
 	ag := r.StartAgent(t)
-	res := s.resolveAndConnect(t, "ad77777.tracker.test", "www.allowed.test")
-	if got := res["ad77777.tracker.test"]; got[1] != "EPERM" && got[1] != "ECONNREFUSED" {
-		t.Errorf("listed name: %v, want refused", got)
-	}
-	if got := res["www.allowed.test"]; got[1] != "ok" {
-		t.Errorf("unlisted allowed name: %v", got)
-	}
+	s.connectListedAndUnlisted(t, "ad77777.tracker.test")
 	ag.Quiet(t, 500*time.Millisecond)
 
 	// An application allowed by its own rule never leaves the kernel, list or not.
@@ -478,13 +486,7 @@ func TestImportedBlocklistOf30000Domains(t *testing.T) {
 		t.Errorf("the import took %v, want under 2 s", took)
 	}
 	ag := r.StartAgent(t)
-	res := s.resolveAndConnect(t, "ad7777.tracker.test", "www.allowed.test")
-	if got := res["ad7777.tracker.test"]; got[1] != "EPERM" && got[1] != "ECONNREFUSED" {
-		t.Errorf("listed name: %v, want refused", got)
-	}
-	if got := res["www.allowed.test"]; got[1] != "ok" {
-		t.Errorf("unlisted allowed name: %v", got)
-	}
+	res := s.connectListedAndUnlisted(t, "ad7777.tracker.test")
 	ag.Quiet(t, 500*time.Millisecond)
 	line := fmt.Sprintf("30,000-domain Little Snitch block list: tattlectl import (convert, write the list, load it, add the rule) %v; %s; listed name %s, unlisted name %s",
 		took.Round(time.Millisecond), strings.TrimSpace(out), res["ad7777.tracker.test"][1], res["www.allowed.test"][1])
