@@ -220,10 +220,7 @@ func programStats(t *testing.T, enf *enforce.Enforcer, capture *dnscapture.Captu
 }
 
 func writeResult(t *testing.T, name, content string) {
-	dir := os.Getenv("TATTLE_RESULTS_DIR")
-	if dir == "" {
-		dir = filepath.Join("..", "output")
-	}
+	dir := testrig.ResultsDir(t)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Logf("cannot keep the result: %v", err)
 		return

@@ -99,8 +99,8 @@ func allowForeverEndToEnd(t *testing.T, kind, shotAlert, shotIgnored, shotRules 
 	}
 	s.Screenshot(t, shotIgnored)
 	// The attack's line, in the security ring's form (tests/security writes security.txt).
-	os.MkdirAll(resultsDir(t), 0o755)
-	os.WriteFile(filepath.Join(resultsDir(t), "security-gui.txt"), []byte("tried: AT-SPI doAction on the alert's Allow, GUI scripting off / stopped: "+
+	os.MkdirAll(testrig.ResultsDir(t), 0o755)
+	os.WriteFile(filepath.Join(testrig.ResultsDir(t), "security-gui.txt"), []byte("tried: AT-SPI doAction on the alert's Allow, GUI scripting off / stopped: "+
 		"the connection stayed held, the alert said \"A program tried to answer for you; it was ignored.\"\n"), 0o644)
 	// The user clicks Allow with the mouse.
 	if kind == "gnome" {

@@ -7,12 +7,13 @@ import (
 	"time"
 
 	"github.com/tattlefw/tattle/shared/api"
+	"github.com/tattlefw/tattle/tests/internal/testrig"
 )
 
 // TestRulesFactoryScreen: with the shipped factory groups (data/rules.d), the Rules page shows them in a group
 // of their own, each with its switch and its reason, and a screenshot (x11-en-rules-factory.png).
 func TestRulesFactoryScreen(t *testing.T) {
-	src, err := filepath.Glob(filepath.Join(repoRoot(t), "data", "rules.d", "*.json"))
+	src, err := filepath.Glob(filepath.Join(testrig.RepoRoot(t), "data", "rules.d", "*.json"))
 	if err != nil || len(src) == 0 {
 		t.Fatalf("no data/rules.d (%v)", err)
 	}

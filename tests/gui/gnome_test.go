@@ -315,7 +315,7 @@ type Editor struct {
 func StartEditor(t *testing.T, s *Session, title string) *Editor {
 	t.Helper()
 	e := &Editor{Title: title, buf: filepath.Join(s.dir, "editor-buffer")}
-	e.Cmd = procAs(t, s.cred, s.Log, s.Env, s.dir, nil, "/usr/bin/python3", filepath.Join(repoRoot(t), "tests", "gui", "editor.py"), title, e.buf)
+	e.Cmd = procAs(t, s.cred, s.Log, s.Env, s.dir, nil, "/usr/bin/python3", filepath.Join(testrig.RepoRoot(t), "tests", "gui", "editor.py"), title, e.buf)
 	deadline := time.Now().Add(20 * time.Second)
 	for s.ShellFocus(t) != title {
 		if time.Now().After(deadline) {

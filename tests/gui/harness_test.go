@@ -34,23 +34,6 @@ import (
 
 func TestMain(m *testing.M) { os.Exit(testrig.Main(m)) }
 
-func repoRoot(t testing.TB) string {
-	root, err := filepath.Abs(filepath.Join("..", ".."))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return root
-}
-
-// resultsDir is where screenshots and measurements go.
-func resultsDir(t testing.TB) string {
-	dir := os.Getenv("TATTLE_RESULTS_DIR")
-	if dir == "" {
-		dir = filepath.Join(repoRoot(t), "tests", "output")
-	}
-	return dir
-}
-
 // proc starts a process with env, logging its output to log, and stops it by PID when the test ends.
 func proc(t testing.TB, log *testrig.LogTail, env []string, dir string, extra []*os.File, name string, args ...string) *exec.Cmd {
 	t.Helper()
@@ -211,7 +194,7 @@ func startSession(t *testing.T, kind string, uid uint32, monitors int) *Session 
 // Screenshot saves the whole screen as results/screenshots/name.png and returns its path.
 func (s *Session) Screenshot(t *testing.T, name string) string {
 	t.Helper()
-	dir := filepath.Join(resultsDir(t), "screenshots")
+	dir := filepath.Join(testrig.ResultsDir(t), "screenshots")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -260,7 +243,7 @@ func (s *Session) atspi(t *testing.T, args ...string) (string, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "/usr/bin/python3", append([]string{filepath.Join(repoRoot(t), "tests", "gui", "atspi.py")}, args...)...)
+	cmd := exec.CommandContext(ctx, "/usr/bin/python3", append([]string{filepath.Join(testrig.RepoRoot(t), "tests", "gui", "atspi.py")}, args...)...)
 	cmd.Env = s.Env
 	if s.cred != nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: s.cred}
@@ -472,7 +455,7 @@ func StartHelper(t *testing.T, extra ...string) *Helper {
 	if _, err := os.Stat("/usr/lib/polkit-1/polkitd"); err != nil {
 		t.Fatal("polkitd is missing (apt-get install polkitd)")
 	}
-	root := repoRoot(t)
+	root := testrig.RepoRoot(t)
 	policy := "/usr/share/polkit-1/actions/io.github.tattlefw.tattle.policy"
 	if _, err := os.Stat(policy); os.IsNotExist(err) {
 		data, err := os.ReadFile(filepath.Join(root, "data", "io.github.tattlefw.tattle.policy"))
@@ -630,7 +613,7 @@ func English() Lang {
 // German compiles de_DE.UTF-8 and po/de.po for the app; it skips the test when po/de.po is not there yet.
 func German(t *testing.T) Lang {
 	t.Helper()
-	po := filepath.Join(repoRoot(t), "po", "de.po")
+	po := filepath.Join(testrig.RepoRoot(t), "po", "de.po")
 	if _, err := os.Stat(po); err != nil {
 		t.Skipf("no German translation yet (%s): %v", po, err)
 	}

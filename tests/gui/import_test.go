@@ -24,7 +24,7 @@ import (
 // why, with Close as the only way on.
 func TestImportPreview(t *testing.T) {
 	h, cl := startQuietHelper(t)
-	file := filepath.Join(repoRoot(t), "tests", "testdata", "rulefiles", "littlesnitch", "macbook-export.lsrules")
+	file := filepath.Join(testrig.RepoRoot(t), "tests", "testdata", "rulefiles", "littlesnitch", "macbook-export.lsrules")
 
 	// What tattlectl says of the same import (the app's default: the user's own rules, so --user).
 	cmd := exec.Command(testrig.Tattlectl(t), "rules", "import", "--dry-run", "--user", "--format", "lsrules", file)

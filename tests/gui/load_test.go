@@ -18,6 +18,7 @@ import (
 
 	"github.com/tattlefw/tattle/app/tattle/stall"
 	"github.com/tattlefw/tattle/shared/api"
+	"github.com/tattlefw/tattle/tests/internal/testrig"
 )
 
 // Load of the responsiveness test: distinct flows, and connection attempts per second once they exist.
@@ -170,8 +171,8 @@ func TestMonitorLoad(t *testing.T) {
 		worst.MaxOwnMS, worst.Flows, worst.Queued, median, len(during),
 		worstRaw.MaxGapMS, worstRaw.GapWaitMS, worstRaw.GapCPUMS, maxStall)
 	t.Log(report)
-	if err := os.MkdirAll(resultsDir(t), 0o755); err == nil {
-		os.WriteFile(filepath.Join(resultsDir(t), "gui-monitor-load.txt"), []byte(report), 0o644)
+	if err := os.MkdirAll(testrig.ResultsDir(t), 0o755); err == nil {
+		os.WriteFile(filepath.Join(testrig.ResultsDir(t), "gui-monitor-load.txt"), []byte(report), 0o644)
 	}
 	if len(during) < int(loadDuration/time.Second) {
 		t.Fatalf("only %d stall samples during the load: %s", len(during), strings.TrimSpace(report))

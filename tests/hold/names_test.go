@@ -491,9 +491,5 @@ func TestImportedBlocklistOf30000Domains(t *testing.T) {
 	line := fmt.Sprintf("30,000-domain Little Snitch block list: tattlectl import (convert, write the list, load it, add the rule) %v; %s; listed name %s, unlisted name %s",
 		took.Round(time.Millisecond), strings.TrimSpace(out), res["ad7777.tracker.test"][1], res["www.allowed.test"][1])
 	report.Add(t, "%s", line)
-	resultsDir := os.Getenv("TATTLE_RESULTS_DIR")
-	if resultsDir == "" {
-		resultsDir = filepath.Join(testrig.RepoRoot(t), "tests", "output")
-	}
-	os.WriteFile(filepath.Join(resultsDir, "import-kernel.txt"), []byte(line+"\n"), 0o644)
+	os.WriteFile(filepath.Join(testrig.ResultsDir(t), "import-kernel.txt"), []byte(line+"\n"), 0o644)
 }

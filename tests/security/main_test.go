@@ -49,10 +49,7 @@ func (l *ledger) attack(t *testing.T, path string, stopped bool, seen string) {
 	}
 	l.lines = append(l.lines, line)
 	out := strings.Join(l.lines, "\n") + fmt.Sprintf("\nattack paths tried: %d, succeeded: %d\n", l.tried, l.won)
-	dir := os.Getenv("TATTLE_RESULTS_DIR")
-	if dir == "" {
-		dir = filepath.Join(testrig.RepoRoot(t), "tests", "output")
-	}
+	dir := testrig.ResultsDir(t)
 	os.MkdirAll(dir, 0o755)
 	os.WriteFile(filepath.Join(dir, "security.txt"), []byte(out), 0o644)
 }

@@ -28,10 +28,7 @@ func (r *Report) Add(t *testing.T, format string, args ...any) {
 	r.lines = append(r.lines, line)
 	lines := strings.Join(r.lines, "\n") + "\n"
 	r.mu.Unlock()
-	dir := os.Getenv("TATTLE_RESULTS_DIR")
-	if dir == "" {
-		dir = filepath.Join(RepoRoot(t), "tests", "output")
-	}
+	dir := ResultsDir(t)
 	os.MkdirAll(dir, 0o755)
 	os.WriteFile(filepath.Join(dir, r.file), []byte(lines), 0o644)
 }

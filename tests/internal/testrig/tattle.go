@@ -26,6 +26,15 @@ func RepoRoot(t testing.TB) string {
 	return root
 }
 
+// ResultsDir is where the tests keep their reports and screenshots: $TATTLE_RESULTS_DIR (CI's artifacts),
+// else tests/output in the checkout.
+func ResultsDir(t testing.TB) string {
+	if dir := os.Getenv("TATTLE_RESULTS_DIR"); dir != "" {
+		return dir
+	}
+	return filepath.Join(RepoRoot(t), "tests", "output")
+}
+
 // TattleBus is a private system bus with polkitd on it and Tattle's activation file in its service directory.
 type TattleBus struct {
 	*SystemBus
