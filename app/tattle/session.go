@@ -38,20 +38,23 @@ type session struct {
 	win    *gtk.ApplicationWindow
 	stack  *gtk.Stack
 	msg    *ui.MessageBar
-	mon    *monitor.Monitor
-	rules  *rulesview.Page
-	prefs  *prefs.Page
-	hist   *historyview.Page
-	alert  *alert.Window
-	agent  *agent.Agent
-	tray   *trayUI // nil without a session bus
+	// asked says who is asked about this user's connections when it is not simply this app (another agent
+	// took over, or the helper refused this app): a bar of its own, so no passing message hides it.
+	asked *ui.MessageBar
+	mon   *monitor.Monitor
+	rules *rulesview.Page
+	prefs *prefs.Page
+	hist  *historyview.Page
+	alert *alert.Window
+	agent *agent.Agent
+	tray  *trayUI // nil without a session bus
 	// notified is closed when the alert's notification is withdrawn at the end (nil: no notifications).
 	notified chan struct{}
 }
 
 func startSession(parent context.Context, app *gtk.Application, log *slog.Logger) *session {
 	ctx, cancel := context.WithCancel(parent)
-	s := &session{ctx: ctx, cancel: cancel, log: log, app: app, msg: ui.NewMessageBar()}
+	s := &session{ctx: ctx, cancel: cancel, log: log, app: app, msg: ui.NewMessageBar(), asked: ui.NewMessageBar()}
 	// The app stays running with its window closed: it is the agent that asks about new connections.
 	app.Hold()
 	entries := desktop.Load(desktop.DataDirs())
@@ -158,6 +161,7 @@ func (s *session) buildWindow(entries *desktop.Index) {
 	header.ShowAll()
 
 	box := ui.Must(gtk.BoxNew(gtk.ORIENTATION_VERTICAL, 0))
+	box.PackStart(s.asked.Bar, false, false, 0)
 	box.PackStart(s.msg.Bar, false, false, 0)
 	box.PackStart(s.stack, true, true, 0)
 	s.win.Add(box)
@@ -301,10 +305,10 @@ func (s *session) keepRegistered() {
 // back would have to show itself here.
 func (s *session) askedChanged(a agent.Asked) {
 	if a.Here {
-		s.msg.Show(gtk.MESSAGE_INFO, i18n.T("Questions about your programs' connections are asked here again."))
+		s.asked.Show(gtk.MESSAGE_INFO, i18n.T("Questions about your programs' connections are asked here again."))
 		return
 	}
-	s.msg.Show(gtk.MESSAGE_WARNING, fmt.Sprintf(i18n.T("Questions about your programs' connections now go to %s (process %d), which took over with --replace. End that program to have them asked here again."), a.Exe, a.PID))
+	s.asked.Show(gtk.MESSAGE_WARNING, fmt.Sprintf(i18n.T("Questions about your programs' connections now go to %s (process %d), which took over with --replace. End that program to have them asked here again."), a.Exe, a.PID))
 	s.present()
 }
 
@@ -319,7 +323,7 @@ func (s *session) register() {
 		return // registered when tattled starts
 	}
 	glib.IdleAdd(func() {
-		s.msg.Show(gtk.MESSAGE_WARNING, i18n.T("Tattle cannot ask you about new connections: the Tattle service did not accept this app as the one to ask. Connections no rule covers get the default answer. Check that tattled is up to date and running."))
+		s.asked.Show(gtk.MESSAGE_WARNING, fmt.Sprintf(i18n.T("Tattle cannot ask you about new connections: the Tattle service did not accept this app as the one to ask (%s). Connections no rule covers get the default answer. Check that tattled is up to date and running, and that nothing is loaded into the app (LD_PRELOAD, GTK modules)."), err))
 	})
 }
 

@@ -192,6 +192,10 @@ func (t *Trusted) Check(pid int, pidfd int, uid uint32) (Process, error) {
 		}
 	}
 
+	if err := ownCodeOnly(dir, pid); err != nil {
+		return Process{}, err
+	}
+
 	again, err := startTime(dir)
 	if err != nil {
 		return Process{}, err
@@ -205,6 +209,45 @@ func (t *Trusted) Check(pid int, pidfd int, uid uint32) (Process, error) {
 		}
 	}
 	return p, nil
+}
+
+// ownCodeOnly checks that every file mapped executable in the process belongs to root and is writable by
+// nobody else: code its user could have written (a GTK module named in ~/.config/gtk-3.0/settings.ini or by
+// XSETTINGS, a library dlopen'ed from the home directory, a memfd) would run as the agent. The file is the one
+// the mapping holds (map_files, whatever its path now names or in whichever mount namespace), so a file
+// renamed or replaced since counts as what was mapped.
+func ownCodeOnly(dir, pid int) error {
+	maps, err := readAt(dir, "maps")
+	if err != nil {
+		return err
+	}
+	for _, line := range bytes.Split(maps, []byte{'\n'}) {
+		// start-end perms offset dev inode path
+		f := strings.Fields(string(line))
+		if len(f) < 6 || len(f[1]) < 3 || f[1][2] != 'x' {
+			continue
+		}
+		start, end, ok := strings.Cut(f[0], "-")
+		lo, err1 := strconv.ParseUint(start, 16, 64)
+		hi, err2 := strconv.ParseUint(end, 16, 64)
+		if !ok || err1 != nil || err2 != nil {
+			continue
+		}
+		path := strings.Join(f[5:], " ")
+		var st unix.Stat_t
+		// map_files names are the range without maps' zero padding.
+		if err := unix.Fstatat(dir, fmt.Sprintf("map_files/%x-%x", lo, hi), &st, 0); err != nil {
+			if errors.Is(err, unix.ENOENT) {
+				continue // unmapped meanwhile; the start time check catches an exited process
+			}
+			return fmt.Errorf("%w: process %d maps %s, which cannot be checked: %v", ErrInjected, pid, path, err)
+		}
+		if st.Uid != 0 || st.Mode&0o022 != 0 {
+			return fmt.Errorf("%w: process %d runs code from %s, which uid %d owns (mode %o): a module or library its user could write",
+				ErrInjected, pid, path, st.Uid, st.Mode&0o7777)
+		}
+	}
+	return nil
 }
 
 func (t *Trusted) names() string {

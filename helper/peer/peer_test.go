@@ -2,9 +2,11 @@ package peer
 
 import (
 	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -93,5 +95,53 @@ func TestCheckChildWithInjectionAndUnsafeCopy(t *testing.T) {
 	unsafe, _ := NewTrusted([]Program{{Path: copyPath, Kind: Terminal}})
 	if _, err := unsafe.Check(start().Process.Pid, -1, 0); !errors.Is(err, ErrUnsafe) {
 		t.Errorf("trusted path in a world-writable directory: %v, want ErrUnsafe", err)
+	}
+}
+
+// A trusted program that loaded a library its user could write (a GTK module from settings.ini, say) is
+// refused; the same library as root's file is not.
+func TestCheckRefusesCodeTheUserCouldWrite(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	python, err := filepath.EvalSymlinks("/usr/bin/python3")
+	if err != nil {
+		t.Skip("no python3")
+	}
+	const lib = "/lib/x86_64-linux-gnu/libBrokenLocale.so.1" // a small library python does not load by itself
+	data, err := os.ReadFile(lib)
+	if err != nil {
+		t.Skipf("no %s: %v", lib, err)
+	}
+	trusted, _ := NewTrusted([]Program{{Path: python, Kind: Terminal}})
+	load := func(path string) int {
+		cmd := exec.Command(python, "-c", "import ctypes, sys, time; ctypes.CDLL(sys.argv[1]); print('loaded', flush=True); time.sleep(20)", path)
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+		buf := make([]byte, 7)
+		if _, err := io.ReadFull(out, buf); err != nil || string(buf) != "loaded\n" {
+			t.Fatalf("python did not load %s: %q %v", path, buf, err)
+		}
+		return cmd.Process.Pid
+	}
+	if _, err := trusted.Check(load(lib), -1, 0); err != nil {
+		t.Errorf("python with root's own library loaded: %v", err)
+	}
+	evil := filepath.Join(t.TempDir(), "evil.so")
+	if err := os.WriteFile(evil, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(evil, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	_, err = trusted.Check(load(evil), -1, 0)
+	if !errors.Is(err, ErrInjected) || !strings.Contains(err.Error(), evil) {
+		t.Errorf("python with a library of uid 65534 loaded: %v, want ErrInjected naming %s", err, evil)
 	}
 }

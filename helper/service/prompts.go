@@ -23,12 +23,16 @@ const (
 // ErrNoAgent is returned by Ask when nobody can answer for the question's user.
 var ErrNoAgent = errors.New("no agent is registered for this user")
 
+// ErrAgentChanged: the agent that answered no longer passes the check it passed when it registered.
+var ErrAgentChanged = errors.New("the agent changed since it registered")
+
 type agent struct {
 	sender  string
 	path    dbus.ObjectPath
 	uid     uint32
 	admin   bool // its user could obtain manage-rules: it answers for system processes
 	pid     int
+	started uint64 // the process's start time (clock ticks after boot), as checked at registration
 	kind    peer.Kind
 	exe     string
 	seq     uint64          // registration order
@@ -200,7 +204,7 @@ func (i promptsIface) register(c *call, path dbus.ObjectPath, replace bool) *dbu
 	}
 	proc := c.agent
 	admin := i.s.isAdministrator(*c.caller)
-	ag := agent{sender: c.sender, path: path, uid: c.uid, admin: admin, pid: proc.PID, kind: proc.Kind, exe: proc.Exe,
+	ag := agent{sender: c.sender, path: path, uid: c.uid, admin: admin, pid: proc.PID, started: proc.Started, kind: proc.Kind, exe: proc.Exe,
 		replace: replace, session: i.s.sessionOf(proc.PID)}
 	before, _ := i.s.forUID(c.uid)
 	if err := i.s.agents.add(ag); err != nil {
@@ -298,6 +302,10 @@ func (s *Service) Ask(ctx context.Context, q api.Question) (api.Answer, error) {
 	if err != nil {
 		return api.Answer{}, fmt.Errorf("agent of uid %d: %w", ag.uid, err)
 	}
+	if err := s.recheckAgent(ag); err != nil {
+		s.log.Warn("answer refused: the agent no longer passes the agent check", "question", q.ID, "uid", ag.uid, "pid", ag.pid, "error", err)
+		return api.Answer{}, fmt.Errorf("question %d: %w", q.ID, err)
+	}
 	if q.System {
 		if err := s.authenticateSystemAnswer(ctx, ag, q); err != nil {
 			return api.Answer{}, err
@@ -308,6 +316,22 @@ func (s *Service) Ask(ctx context.Context, q api.Question) (api.Answer, error) {
 		}
 	}
 	return ans, nil
+}
+
+// recheckAgent checks the agent's process again before its answer counts: code loaded into it since it
+// registered (a GTK module that XSETTINGS named later, a library it was led to dlopen) must not answer.
+func (s *Service) recheckAgent(ag agent) error {
+	if s.trusted == nil {
+		return nil // no agent could have registered
+	}
+	proc, err := s.trusted.Check(ag.pid, -1, ag.uid)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrAgentChanged, err)
+	}
+	if proc.Started != ag.started {
+		return fmt.Errorf("%w: process %d is another process now", ErrAgentChanged, ag.pid)
+	}
+	return nil
 }
 
 // authenticateProtectedAnswer: with the protected setting on, an answer counts only once its user has

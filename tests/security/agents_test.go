@@ -247,3 +247,94 @@ func TestRogueAgentsAreRefused(t *testing.T) {
 	attacks.attack(t, "a ninth agent of the same user", ninth == nil && strings.Contains(out, "agents registered already") &&
 		question(t, u, nextApp(), srv.TCP4, real), lastLine(out))
 }
+
+// An agent that passed the check when it registered and then loaded code its user wrote (as the app would a
+// GTK module that XSETTINGS names later) is not believed: the helper checks the agent's process again before
+// an answer counts, so its Allow is refused and the question gets the default (deny).
+func TestAgentThatLoadsCodeLaterIsNotBelieved(t *testing.T) {
+	u := testrig.TestUser(t)
+	python, err := filepath.EvalSymlinks("/usr/bin/python3")
+	if err != nil {
+		t.Fatal("python3 is missing (apt-get install python3 python3-dbus python3-gi)")
+	}
+	netfilter.Uninstall(secTable)
+	t.Cleanup(func() { netfilter.Uninstall(secTable) })
+	b := testrig.StartTattleBus(t, "security-late-code", "-nft-table", secTable, "-queue", secQueue, "-terminal-agents", python)
+	root, err := client.Dial(b.Address, client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	if err := root.SetSettings(context.Background(), api.Settings{Mode: api.ModeAlert, DefaultAction: api.DefaultDeny,
+		QuestionTimeout: 10, FailPolicy: api.FailPass, HistoryDays: 7}); err != nil {
+		t.Fatal(err)
+	}
+	srv := testrig.StartServers(t)
+	dir := testrig.AppDir(t)
+
+	// The library it loads: a copy of a small system library, owned by the user.
+	data, err := os.ReadFile("/lib/x86_64-linux-gnu/libBrokenLocale.so.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	home := filepath.Join(dir, "late-home")
+	os.MkdirAll(home, 0o755)
+	os.Chown(home, int(u.UID), int(u.UID))
+	lib := filepath.Join(home, "libmodule.so")
+	if err := os.WriteFile(lib, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.Chown(lib, int(u.UID), int(u.UID))
+
+	cmd := exec.Command(python, filepath.Join(testrig.RepoRoot(t), "tests", "security", "testdata", "late_module_agent.py"), lib)
+	cmd.Env = b.Env
+	cmd.Dir = "/"
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: u.UID, Gid: u.UID}}
+	out := &testrig.LogTail{}
+	cmd.Stderr = logWriter{out}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	lines := make(chan string, 16)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			out.Add(sc.Text())
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	expect := func(want string) {
+		t.Helper()
+		select {
+		case l, ok := <-lines:
+			if !ok || l != want {
+				t.Fatalf("the agent printed %q, want %q:\n%s\n%s", l, want, out, b.Log)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatalf("the agent did not print %q:\n%s\n%s", want, out, b.Log)
+		}
+	}
+	expect("registered")
+
+	// Unaltered, its Allow counts: the held connection goes through.
+	r := testrig.RunApp(t, testrig.CopyApp(t, testrig.Build(t).Client, dir, "late-1"), testrig.RunOpts{UID: u.UID}, "tcp", srv.TCP4)
+	expect("answered 1")
+	if !r.OK {
+		t.Fatalf("the unaltered agent's Allow did not let the connection through: %+v\n%s", r, b.Log)
+	}
+	// With the user's library loaded, its Allow is refused: the default denies.
+	r = testrig.RunApp(t, testrig.CopyApp(t, testrig.Build(t).Client, dir, "late-2"), testrig.RunOpts{UID: u.UID}, "tcp", srv.TCP4)
+	expect("answered 2")
+	refused := !r.OK && strings.Contains(b.Log.String(), "runs code from "+lib)
+	attacks.attack(t, "an agent that loads code of its user after it registered answers Allow", refused,
+		fmt.Sprintf("connection ok=%v errno=%s", r.OK, r.Errno))
+	if !refused {
+		t.Errorf("the changed agent's Allow: connection %+v; the helper's log:\n%s", r, b.Log)
+	}
+}
