@@ -60,21 +60,13 @@ func TestHeldConnectionTrafficIsCounted(t *testing.T) {
 	var tx, rx, helperBytes uint64
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		stdout, errOut, code := r.Ctl(t, 0, "monitor", "--once", "--json")
-		if code != 0 {
-			t.Fatalf("monitor: %d %s", code, errOut)
-		}
-		var flows []struct {
+		tx, rx, helperBytes = 0, 0, 0
+		for _, f := range testrig.MonitorFlows[struct {
 			Exe         string `json:"exe"`
 			Destination string `json:"destination"`
 			Sent        uint64 `json:"sent_bytes"`
 			Received    uint64 `json:"received_bytes"`
-		}
-		if err := json.Unmarshal([]byte(stdout), &flows); err != nil {
-			t.Fatalf("monitor --json: %v: %s", err, stdout)
-		}
-		tx, rx, helperBytes = 0, 0, 0
-		for _, f := range flows {
+		}](t, r.TattleBus) {
 			switch {
 			case f.Exe == app && f.Destination == srv:
 				tx, rx = f.Sent, f.Received

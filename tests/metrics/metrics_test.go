@@ -501,19 +501,11 @@ func monitorBytes(t *testing.T, b *testrig.TattleBus, app string) uint64 {
 	var last uint64
 	stable := 0
 	for i := 0; i < 40 && stable < 3; i++ {
-		out, errOut, code := b.Ctl(t, 0, "monitor", "--once", "--json")
-		if code != 0 {
-			t.Fatalf("monitor: %d %s", code, errOut)
-		}
-		var flows []struct {
+		var sum uint64
+		for _, f := range testrig.MonitorFlows[struct {
 			Exe      string `json:"exe"`
 			Received uint64 `json:"received_bytes"`
-		}
-		if err := json.Unmarshal([]byte(out), &flows); err != nil {
-			t.Fatalf("monitor --json: %v: %s", err, out)
-		}
-		var sum uint64
-		for _, f := range flows {
+		}](t, b) {
 			if f.Exe == app {
 				sum += f.Received
 			}

@@ -101,16 +101,8 @@ func TestBytesCountedBothDirections(t *testing.T) {
 	var got map[string]flowJSON
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		out, errOut, code := b.Ctl(t, 0, "monitor", "--once", "--json")
-		if code != 0 {
-			t.Fatalf("monitor: %d %s", code, errOut)
-		}
-		var flows []flowJSON
-		if err := json.Unmarshal([]byte(out), &flows); err != nil {
-			t.Fatalf("monitor --json: %v: %s", err, out)
-		}
 		got = map[string]flowJSON{}
-		for _, f := range flows {
+		for _, f := range testrig.MonitorFlows[flowJSON](t, b) {
 			if f.Destination == dest {
 				got[filepath.Base(f.Exe)] = f
 			}
@@ -277,15 +269,7 @@ func TestUDPBytesCountedBothDirections(t *testing.T) {
 	var s, r udpFlow
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		out, errOut, code := b.Ctl(t, 0, "monitor", "--once", "--json")
-		if code != 0 {
-			t.Fatalf("monitor: %d %s", code, errOut)
-		}
-		var flows []udpFlow
-		if err := json.Unmarshal([]byte(out), &flows); err != nil {
-			t.Fatalf("monitor --json: %v: %s", err, out)
-		}
-		for _, f := range flows {
+		for _, f := range testrig.MonitorFlows[udpFlow](t, b) {
 			if f.Destination == dest && f.Protocol == "udp" {
 				switch filepath.Base(f.Exe) {
 				case "iperf3-udp-send":

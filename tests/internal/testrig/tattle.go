@@ -2,6 +2,7 @@ package testrig
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -181,6 +182,21 @@ func BuildTrusted(path, pkg string, env ...string) error {
 		return err
 	}
 	return os.Chmod(path, 0o755)
+}
+
+// MonitorFlows is what `tattlectl monitor --once --json`, run as root, lists now, each flow decoded into F
+// (a struct of the fields the test reads): the traffic tests poll it until the counters caught up.
+func MonitorFlows[F any](t *testing.T, b *TattleBus) []F {
+	t.Helper()
+	out, errOut, code := b.Ctl(t, 0, "monitor", "--once", "--json")
+	if code != 0 {
+		t.Fatalf("monitor: %d %s", code, errOut)
+	}
+	var flows []F
+	if err := json.Unmarshal([]byte(out), &flows); err != nil {
+		t.Fatalf("monitor --json: %v: %s", err, out)
+	}
+	return flows
 }
 
 // TrustedBuild is a trusted agent program (BuildTrusted) built at most once per test binary, since a build
