@@ -231,14 +231,6 @@ func alertIgnoresXTEST(t *testing.T, kind string) {
 	_, c := sc.askOverEditor(t, 5011, "192.0.2.31")
 	time.Sleep(700 * time.Millisecond) // past the arm delay
 	e := s.appExtents(t, "push button", "Allow")
-	xdotool := func(args ...string) {
-		t.Helper()
-		cmd := exec.Command("xdotool", args...)
-		cmd.Env = s.Env // DISPLAY: the compositor's Xwayland
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("xdotool %v: %v\n%s", args, err, out)
-		}
-	}
 	notAnswered := func(what string) {
 		t.Helper()
 		if a, answered, _ := answerWithin(c, 2*time.Second); answered {
@@ -246,7 +238,7 @@ func alertIgnoresXTEST(t *testing.T, kind string) {
 		}
 	}
 	// The attack: an XTEST click on Allow, at its place on the X screen.
-	xdotool("mousemove", strconv.Itoa(e[0]+e[2]/2), strconv.Itoa(e[1]+e[3]/2), "click", "1")
+	s.xdotool(t, "mousemove", strconv.Itoa(e[0]+e[2]/2), strconv.Itoa(e[1]+e[3]/2), "click", "1") // on the compositor's Xwayland
 	notAnswered("an XTEST click on Allow")
 	// It reached the button (else the check above proves nothing): the alert says a program tried.
 	s.WaitForText(t, "label", "A program tried to answer for you", 5*time.Second)
@@ -262,10 +254,10 @@ func alertIgnoresXTEST(t *testing.T, kind string) {
 		t.Fatalf("xdotool finds no X window titled %q: %v", alertTitle, err)
 	}
 	id := strings.Fields(string(ids))[0]
-	xdotool("windowfocus", id)
-	xdotool("key", "--window", id, "alt+a")
-	xdotool("windowfocus", id)
-	xdotool("key", "alt+a", "Return", "space")
+	s.xdotool(t, "windowfocus", id)
+	s.xdotool(t, "key", "--window", id, "alt+a")
+	s.xdotool(t, "windowfocus", id)
+	s.xdotool(t, "key", "alt+a", "Return", "space")
 	notAnswered("XTEST keys sent to the alert")
 
 	// The user's own click, through the compositor's pointer, still answers.

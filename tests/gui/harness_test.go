@@ -303,31 +303,38 @@ func (s *Session) ClickWindow(t *testing.T, title string) {
 	if err != nil || len(ids) == 0 {
 		t.Fatalf("no X11 window titled %q: %v", title, err)
 	}
-	click := exec.Command("xdotool", "mousemove", "--window", ids[len(ids)-1], "20", "20", "click", "1")
-	click.Env = s.Env
-	if out, err := click.CombinedOutput(); err != nil {
-		t.Fatalf("xdotool click: %v\n%s", err, out)
+	s.xdotool(t, "mousemove", "--window", ids[len(ids)-1], "20", "20", "click", "1")
+}
+
+// xdotool runs xdotool in the session (XTEST input, window lookups) and returns its output.
+func (s *Session) xdotool(t *testing.T, args ...string) string {
+	t.Helper()
+	return s.runX(t, "xdotool", args...)
+}
+
+// runX runs the X client name with args in the session's environment (its DISPLAY) and returns its output;
+// a failure fails the test.
+func (s *Session) runX(t *testing.T, name string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	cmd.Env = s.Env
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %v: %v\n%s", name, args, err, out)
 	}
+	return string(out)
 }
 
 // Keys presses keys in the X11 session's focused window ("ctrl+l", "Return").
 func (s *Session) Keys(t *testing.T, keys ...string) {
 	t.Helper()
-	cmd := exec.Command("xdotool", append([]string{"key", "--delay", "50"}, keys...)...)
-	cmd.Env = s.Env
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("xdotool key %v: %v\n%s", keys, err, out)
-	}
+	s.xdotool(t, append([]string{"key", "--delay", "50"}, keys...)...)
 }
 
 // Type types text into the X11 session's focused window.
 func (s *Session) Type(t *testing.T, text string) {
 	t.Helper()
-	cmd := exec.Command("xdotool", "type", "--delay", "20", text)
-	cmd.Env = s.Env
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("xdotool type: %v\n%s", err, out)
-	}
+	s.xdotool(t, "type", "--delay", "20", text)
 }
 
 // States returns the AT-SPI states of the accessible with role and name ("active", "showing"...).
@@ -373,11 +380,7 @@ func (s *Session) appExtents(t *testing.T, role, name string) [4]int {
 func (s *Session) RealClick(t *testing.T, role, name string) {
 	t.Helper()
 	e := s.appExtents(t, role, name)
-	click := exec.Command("xdotool", "mousemove", "--sync", strconv.Itoa(e[0]+e[2]/2), strconv.Itoa(e[1]+e[3]/2), "click", "1")
-	click.Env = s.Env
-	if out, err := click.CombinedOutput(); err != nil {
-		t.Fatalf("xdotool click: %v\n%s", err, out)
-	}
+	s.xdotool(t, "mousemove", "--sync", strconv.Itoa(e[0]+e[2]/2), strconv.Itoa(e[1]+e[3]/2), "click", "1")
 }
 
 // Options returns the choices of the combo box named name, whether its menu is open or not.

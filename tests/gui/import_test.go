@@ -176,9 +176,5 @@ func hasExact(names [][2]string, role, name string) bool {
 // pointerAway moves the X11 pointer to the screen's corner, where it points at nothing.
 func pointerAway(t *testing.T, s *Session) {
 	t.Helper()
-	cmd := exec.Command("xdotool", "mousemove", "0", "0")
-	cmd.Env = s.Env
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("xdotool mousemove: %v\n%s", err, out)
-	}
+	s.xdotool(t, "mousemove", "0", "0")
 }

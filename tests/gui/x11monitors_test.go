@@ -67,13 +67,7 @@ func (s *Session) x11SetMonitors(t *testing.T, n int) {
 
 func (s *Session) xrandr(t *testing.T, args ...string) string {
 	t.Helper()
-	cmd := exec.Command("xrandr", args...)
-	cmd.Env = s.Env
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("xrandr %v: %v\n%s", args, err, out)
-	}
-	return string(out)
+	return s.runX(t, "xrandr", args...)
 }
 
 // x11Monitors is the X server's RandR monitors (what GDK and openbox place windows by).
@@ -177,15 +171,4 @@ func (s *Session) x11Pointer(t *testing.T) (x, y int) {
 		}
 	}
 	return x, y
-}
-
-func (s *Session) xdotool(t *testing.T, args ...string) string {
-	t.Helper()
-	cmd := exec.Command("xdotool", args...)
-	cmd.Env = s.Env
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("xdotool %v: %v\n%s", args, err, out)
-	}
-	return string(out)
 }
