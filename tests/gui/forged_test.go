@@ -2,7 +2,9 @@ package gui
 
 import (
 	"context"
+	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -157,6 +159,16 @@ func TestForgedInputChangesNothing(t *testing.T) {
 	// forever (without the check the program's choice would ride on the click: an allow-anything rule).
 	call := ask(h, app, question(2001, "/usr/bin/curl", "forged.example", "192.0.2.1", 443, "tcp"))
 	s.WaitFor(t, "combo box", "Scope", 20*time.Second)
+	// Another program (as user nobody here) withdraws the question through the app's agent object, as only the
+	// helper may: refused, and the question stays (withdrawn, its default would apply without the user). The
+	// shipped bus policy lets only root call the Agent interface; the app also refuses any caller but root
+	// (agent TestOnlyTheHelperIsHeard), for a bus without that policy.
+	cancel := exec.Command("gdbus", "call", "--address", h.Address, "--dest", app.Owner, "--object-path", "/io/github/tattlefw/Tattle/Agent",
+		"--method", api.AgentInterface+".Cancel", "2001")
+	cancel.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
+	if out, err := cancel.CombinedOutput(); err == nil || !strings.Contains(string(out), "AccessDenied") {
+		t.Errorf("another user's Cancel of the question: %v %s, want it refused by the app", err, out)
+	}
 	if _, err := s.atspi(t, "choose", "tattle", "Scope", "Any connection"); err != nil {
 		t.Fatal(err)
 	}

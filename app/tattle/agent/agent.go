@@ -36,6 +36,10 @@ type Agent struct {
 	log     *slog.Logger
 	changed func() // called from any goroutine after the queue changed
 	asked   func(Asked)
+	// fromHelper reports whether a caller may ask, cancel and tell: any program on the system bus can call
+	// the agent, and a forged Ask reusing a real question's ID (they are sequential) would replace it, a forged
+	// Cancel would withdraw it, so its default would apply without the user (set by Export).
+	fromHelper func(sender string) bool
 
 	mu    sync.Mutex
 	open  map[uint64]*question
@@ -67,6 +71,9 @@ func New(ctx context.Context, log *slog.Logger, changed func()) *Agent {
 
 // Export exports the agent on conn at Path with its introspection data.
 func (a *Agent) Export(conn *dbus.Conn) error {
+	if a.fromHelper == nil {
+		a.fromHelper = func(sender string) bool { return rootConnection(conn, sender) }
+	}
 	if err := conn.Export(dbusAgent{a}, Path, api.AgentInterface); err != nil {
 		return fmt.Errorf("export the agent at %s: %w", Path, err)
 	}
@@ -198,21 +205,48 @@ func validAddr(s string) bool {
 	return err == nil
 }
 
-// dbusAgent is the exported method set (kept apart so that Agent's own methods are not exported).
+// rootConnection reports whether sender's connection is root's. tattled's is; a program of the user's
+// cannot be, and a root process could replace tattled anyway.
+func rootConnection(conn *dbus.Conn, sender string) bool {
+	var uid uint32
+	err := conn.BusObject().Call("org.freedesktop.DBus.GetConnectionUnixUser", 0, sender).Store(&uid)
+	return err == nil && uid == 0
+}
+
+// notHelper is the refusal of a call from anyone but the helper.
+func notHelper(sender dbus.Sender) *dbus.Error {
+	return dbus.NewError(api.ErrAccessDenied, []any{fmt.Sprintf("%s is not the Tattle service: only it asks this agent", sender)})
+}
+
+// dbusAgent is the exported method set (kept apart so that Agent's own methods are not exported). godbus
+// fills in each call's sender and leaves it out of the signatures.
 type dbusAgent struct{ a *Agent }
 
-func (d dbusAgent) Ask(q api.Question) (api.Answer, *dbus.Error) { return d.a.ask(q) }
+func (d dbusAgent) Ask(sender dbus.Sender, q api.Question) (api.Answer, *dbus.Error) {
+	if !d.a.fromHelper(string(sender)) {
+		d.a.log.Warn("refused a question from another program than the Tattle service", "sender", sender, "id", q.ID)
+		return api.Answer{}, notHelper(sender)
+	}
+	return d.a.ask(q)
+}
 
 // AskedChanged: the helper now asks another of the user's agents (one that took over with --replace), or
 // this one again.
-func (d dbusAgent) AskedChanged(here bool, pid uint32, exe, kind string) *dbus.Error {
+func (d dbusAgent) AskedChanged(sender dbus.Sender, here bool, pid uint32, exe, kind string) *dbus.Error {
+	if !d.a.fromHelper(string(sender)) {
+		return notHelper(sender)
+	}
 	if d.a.asked != nil {
 		d.a.asked(Asked{Here: here, PID: pid, Exe: exe, Kind: kind})
 	}
 	return nil
 }
 
-func (d dbusAgent) Cancel(id uint64) *dbus.Error {
+func (d dbusAgent) Cancel(sender dbus.Sender, id uint64) *dbus.Error {
+	if !d.a.fromHelper(string(sender)) {
+		d.a.log.Warn("refused a cancel from another program than the Tattle service", "sender", sender, "id", id)
+		return notHelper(sender)
+	}
 	d.a.cancel(id)
 	return nil
 }

@@ -156,3 +156,49 @@ func TestQueueIsBounded(t *testing.T) {
 		}
 	}
 }
+
+// Only the helper may ask, cancel and tell: another program's Ask reusing an open question's ID, and its
+// Cancel of that ID, are refused, and the question stays open with its own details.
+func TestOnlyTheHelperIsHeard(t *testing.T) {
+	addr := traytest.SessionBus(t)
+	appConn := traytest.Connect(t, addr)
+	helperConn := traytest.Connect(t, addr)
+	forger := traytest.Connect(t, addr)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	a := New(ctx, slog.New(slog.NewTextHandler(io.Discard, nil)), func() {})
+	// Everyone is root on this test bus: which connection is the helper's is given here, as the UID is there.
+	a.fromHelper = func(sender string) bool { return sender == helperConn.Names()[0] }
+	if err := a.Export(appConn); err != nil {
+		t.Fatal(err)
+	}
+	helper := helperConn.Object(appConn.Names()[0], Path)
+	forged := forger.Object(appConn.Names()[0], Path)
+	real := ask(helper, q(7, time.Minute))
+	waitQueue(t, a, 1)
+
+	fake := q(7, time.Minute)
+	fake.Exe = "/usr/bin/firefox"
+	call := <-ask(forged, fake).Done
+	if e, ok := call.Err.(dbus.Error); !ok || e.Name != api.ErrAccessDenied {
+		t.Errorf("another program's Ask: %v, want %s", call.Err, api.ErrAccessDenied)
+	}
+	if err := forged.Call(api.AgentInterface+".Cancel", 0, uint64(7)).Err; err == nil {
+		t.Error("another program's Cancel was accepted")
+	}
+	if err := forged.Call(api.AgentInterface+".AskedChanged", 0, false, uint32(1), "/usr/bin/evil", "terminal").Err; err == nil {
+		t.Error("another program's AskedChanged was accepted")
+	}
+	if qs := waitQueue(t, a, 1); qs[0].Exe != "/usr/bin/curl" {
+		t.Fatalf("the open question now names %s: the forged Ask replaced it", qs[0].Exe)
+	}
+	select {
+	case <-real.Done:
+		t.Fatal("the helper's Ask ended without an answer")
+	default:
+	}
+	if !a.Answer(7, api.Answer{Action: "deny", Scope: api.ScopeHost, Duration: "once"}) {
+		t.Fatal("the helper's question is gone")
+	}
+	<-real.Done
+}
