@@ -1,10 +1,7 @@
 package gui
 
 import (
-	"os/exec"
-	"regexp"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -247,13 +244,7 @@ func alertIgnoresXTEST(t *testing.T, kind string) {
 		t.Errorf("the XTEST click moved the keyboard: the compositor focuses %q (editor active %v)", focus, ed.Active(t))
 	}
 	// Keys: give the alert the X input focus (any X client may) and send its mnemonic and Return.
-	find := exec.Command("xdotool", "search", "--name", "^"+regexp.QuoteMeta(alertTitle)+"$")
-	find.Env = s.Env
-	ids, err := find.Output()
-	if err != nil || len(strings.Fields(string(ids))) == 0 {
-		t.Fatalf("xdotool finds no X window titled %q: %v", alertTitle, err)
-	}
-	id := strings.Fields(string(ids))[0]
+	id := s.x11Windows(t, alertTitle)[0]
 	s.xdotool(t, "windowfocus", id)
 	s.xdotool(t, "key", "--window", id, "alt+a")
 	s.xdotool(t, "windowfocus", id)

@@ -293,16 +293,23 @@ func (s *Session) WaitForText(t *testing.T, role, text string, timeout time.Dura
 	t.Fatalf("the app did not show a %s with %q; it shows:\n%s", role, text, dumpNames(names))
 }
 
-// ClickWindow clicks into the X11 window with that title (a real pointer click through the X server).
-func (s *Session) ClickWindow(t *testing.T, title string) {
+// x11Windows are the ids of the X windows titled title, in xdotool's order; the test fails when there is none.
+func (s *Session) x11Windows(t *testing.T, title string) []string {
 	t.Helper()
 	find := exec.Command("xdotool", "search", "--name", "^"+regexp.QuoteMeta(title)+"$")
 	find.Env = s.Env
-	out, err := find.Output()
+	out, err := find.Output() // not runX's combined output: only the ids
 	ids := strings.Fields(string(out))
 	if err != nil || len(ids) == 0 {
 		t.Fatalf("no X11 window titled %q: %v", title, err)
 	}
+	return ids
+}
+
+// ClickWindow clicks into the X11 window with that title (a real pointer click through the X server).
+func (s *Session) ClickWindow(t *testing.T, title string) {
+	t.Helper()
+	ids := s.x11Windows(t, title)
 	s.xdotool(t, "mousemove", "--window", ids[len(ids)-1], "20", "20", "click", "1")
 }
 
