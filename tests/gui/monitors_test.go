@@ -236,17 +236,7 @@ func alertOnActiveMonitor(t *testing.T, kind string) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	focused := func(what string) {
-		t.Helper()
-		deadline := time.Now().Add(5 * time.Second)
-		for s.ShellFocus(t) != ed.Title || !ed.Active(t) {
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: the compositor focuses %q (editor active: %v)", what, s.ShellFocus(t), ed.Active(t))
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-	}
-	focused("moved to the second monitor")
+	waitEditorFocused(t, s, ed, "moved to the second monitor")
 
 	// alertOn asks a question and checks that its alert lies wholly on monitor want, above the editor, which
 	// keeps the keyboard: what is typed while the alert is up lands there and does not answer.
@@ -261,7 +251,7 @@ func alertOnActiveMonitor(t *testing.T, kind string) {
 		alertOnMonitor(t, s, ed, how, mons, want, px, py)
 		before := ed.Text(t)
 		keysDoNotAnswer(t, s, c, "asked "+strconv.Itoa(n)+"\n ")
-		focused(how)
+		waitEditorFocused(t, s, ed, how)
 		ed.WaitText(t, before+"asked "+strconv.Itoa(n)+"\n ")
 		if screenshot != "" {
 			s.Screenshot(t, screenshot)
@@ -273,7 +263,7 @@ func alertOnActiveMonitor(t *testing.T, kind string) {
 	// The user clicked into the editor: the pointer is on its monitor, and so is the alert.
 	er, _ := s.ShellFrame(t, ed.Title)
 	s.ShellClick(t, er.X+er.W/2, er.Y+er.H/2)
-	focused("clicked into the editor")
+	waitEditorFocused(t, s, ed, "clicked into the editor")
 	s.ShellType(t, "on the second monitor ")
 	ed.WaitText(t, "on the second monitor ")
 	alertOn("pointer on the editor", 1, shot+"-two-monitors")
@@ -330,16 +320,6 @@ func TestAlertOnActiveMonitorX11(t *testing.T) {
 	exe := testrig.CopyApp(t, testrig.Build(t).Client, testrig.AppDir(t), "monitorcheck")
 	ed := StartEditor(t, s, "Notes")
 
-	focused := func(what string) {
-		t.Helper()
-		deadline := time.Now().Add(5 * time.Second)
-		for s.ShellFocus(t) != ed.Title || !ed.Active(t) {
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: the window manager focuses %q (editor active: %v)", what, s.ShellFocus(t), ed.Active(t))
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-	}
 	// work puts the editor on monitor edMon, clicks into it, types, and parks the pointer on monitor ptrMon.
 	n := 0
 	work := func(edMon, ptrMon int) {
@@ -359,7 +339,7 @@ func TestAlertOnActiveMonitorX11(t *testing.T) {
 		}
 		er, _ := s.ShellFrame(t, ed.Title)
 		s.ShellClick(t, er.X+er.W/2, er.Y+er.H/2)
-		focused("clicked into the editor")
+		waitEditorFocused(t, s, ed, "clicked into the editor")
 		n++
 		before := ed.Text(t)
 		s.ShellType(t, "typing "+strconv.Itoa(n)+" ")
@@ -384,7 +364,7 @@ func TestAlertOnActiveMonitorX11(t *testing.T) {
 		before := ed.Text(t)
 		time.Sleep(700 * time.Millisecond) // past the arm delay: only the keys' meaning matters now
 		s.ShellType(t, "asked\n ")
-		focused(how)
+		waitEditorFocused(t, s, ed, how)
 		ed.WaitText(t, before+"asked\n ")
 		select {
 		case r := <-result:
@@ -410,4 +390,17 @@ func TestAlertOnActiveMonitorX11(t *testing.T) {
 	alertOn("the editor on the second monitor, the pointer on the first", servers.TCP4, 1, "x11-en-alert-active-monitor")
 	work(0, 1)
 	alertOn("the editor on the first monitor, the pointer on the second", servers.TCP4b, 0, "")
+}
+
+// waitEditorFocused waits up to 5 s until the window manager (the compositor, on Wayland) gives the editor
+// the keyboard and the editor knows itself active; what names the step after which it must be so.
+func waitEditorFocused(t *testing.T, s *Session, ed *Editor, what string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for s.ShellFocus(t) != ed.Title || !ed.Active(t) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: the keyboard focus is on %q (editor active: %v)", what, s.ShellFocus(t), ed.Active(t))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
