@@ -10,7 +10,6 @@ import (
 
 	"github.com/godbus/dbus/v5"
 
-	"github.com/tattlefw/tattle/app/client"
 	"github.com/tattlefw/tattle/app/tray/traytest"
 	"github.com/tattlefw/tattle/shared/api"
 	"github.com/tattlefw/tattle/shared/rules"
@@ -27,11 +26,7 @@ const refusal = "A program tried to make this change for you; it was ignored. Us
 // same Apply clicked with the pointer changes the mode.
 func TestForgedInputChangesNothing(t *testing.T) {
 	h := StartHelper(t)
-	cl, err := client.Dial(h.Address, client.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cl.Close() })
+	cl := h.Dial(t)
 	now := time.Now().Unix()
 	const keptID = "deny-wget-forged"
 	if _, err := cl.AddRules(context.Background(), []api.Rule{{ID: keptID, Application: "/usr/bin/wget", Owner: 0,
