@@ -42,6 +42,17 @@ func iperfBytes(t *testing.T, cmd *exec.Cmd) (sent, received, resent uint64) {
 	return r.End.SumSent.Bytes, r.End.SumReceived.Bytes, r.End.SumSent.Retransmits * mss
 }
 
+// startIperfServer runs an iperf3 server in ns on port, stopped when the test ends: the peer of both
+// traffic tests' transfers.
+func startIperfServer(t *testing.T, ns *testrig.Netns, iperfPath string, port int) {
+	t.Helper()
+	srv := ns.Command(iperfPath, "-s", "-B", ns.NsV4.String(), "-p", strconv.Itoa(port))
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Process.Kill(); srv.Wait() })
+}
+
 // control bounds what iperf3's control connection (the same flow) carries each way.
 const control = 4 << 10
 
@@ -57,11 +68,7 @@ func TestBytesCountedBothDirections(t *testing.T) {
 	}
 	ns := testrig.NewNetns(t, "t16t", 17)
 	const port = 15217
-	srv := ns.Command(iperfPath, "-s", "-B", ns.NsV4.String(), "-p", strconv.Itoa(port))
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Process.Kill(); srv.Wait() })
+	startIperfServer(t, ns, iperfPath, port)
 
 	// tattled leaves its table behind when it exits (the fail policy lives there): removed after it stops.
 	table := fmt.Sprintf("tattle-t16-%d", os.Getpid())
@@ -219,11 +226,7 @@ func TestUDPBytesCountedBothDirections(t *testing.T) {
 	time.Sleep(500 * time.Millisecond)
 	ns := testrig.NewNetns(t, "t16u", 23)
 	const port = 15223
-	srv := ns.Command(iperfPath, "-s", "-B", ns.NsV4.String(), "-p", strconv.Itoa(port))
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Process.Kill(); srv.Wait() })
+	startIperfServer(t, ns, iperfPath, port)
 	dir := testrig.AppDir(t)
 	fwd := testrig.CopyApp(t, iperfPath, dir, "iperf3-udp-send")
 	rev := testrig.CopyApp(t, iperfPath, dir, "iperf3-udp-receive")
