@@ -57,6 +57,7 @@ func startSession(parent context.Context, app *gtk.Application, log *slog.Logger
 	s := &session{ctx: ctx, cancel: cancel, log: log, app: app, msg: ui.NewMessageBar(), asked: ui.NewMessageBar()}
 	// The app stays running with its window closed: it is the agent that asks about new connections.
 	app.Hold()
+	userinput.Watch()
 	entries := desktop.Load(desktop.DataDirs())
 
 	quit := glib.SimpleActionNew("quit", nil)

@@ -148,8 +148,9 @@ func (u *trayUI) update(pending []api.Question) {
 		}
 		items = append(items, tray.Item{Label: fmt.Sprintf(i18n.T("%s to %s port %d"), filepath.Base(q.Exe), dest, q.Port),
 			OnClick: onMain(func() {
+				// Brought up, not engaged: any program on the session bus can send this item's click.
 				s.alert.Update(s.agent.Queue())
-				s.alert.Reopen()
+				s.alert.Present()
 			})})
 	}
 	items = append(items, tray.Item{Separator: true}, tray.Item{Label: i18n.T("_Quit Tattle"), OnClick: onMain(func() { s.app.Quit() })})

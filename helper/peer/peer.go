@@ -246,6 +246,13 @@ func ownCodeOnly(dir, pid int) error {
 			return fmt.Errorf("%w: process %d runs code from %s, which uid %d owns (mode %o): a module or library its user could write",
 				ErrInjected, pid, path, st.Uid, st.Mode&0o7777)
 		}
+		// A file system the user mounted (a disk image through udisks, FUSE) says root owns what it likes;
+		// such mounts are nosuid, the system's own are not.
+		var fs unix.Statfs_t
+		if err := unix.Statfs(fmt.Sprintf("/proc/self/fd/%d/map_files/%x-%x", dir, lo, hi), &fs); err == nil && fs.Flags&unix.ST_NOSUID != 0 {
+			return fmt.Errorf("%w: process %d runs code from %s, on a file system mounted nosuid (one its user may have mounted)",
+				ErrInjected, pid, path)
+		}
 	}
 	return nil
 }

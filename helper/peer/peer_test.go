@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // These tests check real processes: this test binary and children of it.
@@ -143,5 +145,21 @@ func TestCheckRefusesCodeTheUserCouldWrite(t *testing.T) {
 	_, err = trusted.Check(load(evil), -1, 0)
 	if !errors.Is(err, ErrInjected) || !strings.Contains(err.Error(), evil) {
 		t.Errorf("python with a library of uid 65534 loaded: %v, want ErrInjected naming %s", err, evil)
+	}
+
+	// A file system the user mounted can say root owns its files: a nosuid mount (as udisks and FUSE make
+	// them) is refused whatever its files' owners.
+	mnt := t.TempDir()
+	if err := unix.Mount("tmpfs", mnt, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "size=1m"); err != nil {
+		t.Skipf("cannot mount a tmpfs here: %v", err)
+	}
+	t.Cleanup(func() { unix.Unmount(mnt, unix.MNT_DETACH) })
+	mounted := filepath.Join(mnt, "root-owned.so")
+	if err := os.WriteFile(mounted, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	_, err = trusted.Check(load(mounted), -1, 0)
+	if !errors.Is(err, ErrInjected) || !strings.Contains(err.Error(), "nosuid") {
+		t.Errorf("python with root's library from a nosuid mount loaded: %v, want ErrInjected (nosuid)", err)
 	}
 }

@@ -67,7 +67,7 @@ type Window struct {
 	deny     *gtk.Button
 	ignored  *gtk.Label
 	shownAt  time.Time // when the current question was shown: answers wait armDelay from then
-	// engaged: the user clicked the alert or brought it up on purpose (the tray's Reopen) since the current
+	// engaged: the user clicked the alert (with real input) since the current
 	// question was shown; until then keys do not answer. A compositor may give the new window the keyboard
 	// (GNOME Shell on Wayland does: GTK 3 cannot ask it not to), and Return or space typed for another
 	// window must not press a button.
@@ -289,15 +289,6 @@ func (w *Window) Update(queue []api.Question) {
 		w.more.SetText("")
 	}
 	w.win.SetUrgencyHint(true)
-}
-
-// Reopen shows the window again after the user closed it while a question waits (from the tray's menu).
-func (w *Window) Reopen() {
-	if w.current == nil {
-		return
-	}
-	w.win.ShowAll()
-	w.takeFocus()
 }
 
 // SetFallback sets what brings the alert up when the window manager keeps it from the front.

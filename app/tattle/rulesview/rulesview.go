@@ -607,7 +607,7 @@ func (p *Page) chooseFormat(title string, withSystem bool) (string, bool, bool) 
 		area.Add(sys)
 	}
 	d.ShowAll()
-	resp := d.Run()
+	resp, _ := userinput.Run(d)
 	f, system := combo.GetActiveID(), sys.GetActive()
 	d.Destroy()
 	return f, system, resp == gtk.RESPONSE_ACCEPT
@@ -638,7 +638,9 @@ func (p *Page) importRules() {
 	all.SetName(i18n.T("All files"))
 	all.AddPattern("*")
 	fc.AddFilter(all)
-	if gtk.ResponseType(fc.Run()) != gtk.RESPONSE_ACCEPT {
+	var resp int
+	userinput.Nested(func() { resp = fc.Run() })
+	if gtk.ResponseType(resp) != gtk.RESPONSE_ACCEPT {
 		return
 	}
 	paths, err := fc.GetFilenames()
@@ -664,7 +666,9 @@ func (p *Page) exportRules() {
 		ext = ".lsrules"
 	}
 	fc.SetCurrentName("tattle-rules" + ext)
-	if gtk.ResponseType(fc.Run()) != gtk.RESPONSE_ACCEPT {
+	var resp int
+	userinput.Nested(func() { resp = fc.Run() })
+	if gtk.ResponseType(resp) != gtk.RESPONSE_ACCEPT {
 		return
 	}
 	path := fc.GetFilename()

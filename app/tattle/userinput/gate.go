@@ -75,7 +75,7 @@ func (g *Gate) Decided(real bool, bar *ui.MessageBar, what string, act, undo fun
 // Run runs a modal dialog like Dialog.Run and also says whether the user's own input gave its response.
 func Run(d *gtk.Dialog) (resp gtk.ResponseType, real bool) {
 	h := d.Connect("response", func() { real = Real() })
-	resp = d.Run()
+	Nested(func() { resp = d.Run() })
 	d.HandlerDisconnect(h)
 	return resp, real
 }

@@ -53,16 +53,118 @@ package userinput
 // }
 //
 //
-// /* Whether the event GTK is handling now is one of the user's own: a button, key or touch event that the
-//  * display server delivered, not one a client sent with XSendEvent (send_event set). An accessibility action
-//  * (AT-SPI doAction) runs with no current event at all. */
-// static int tattle_real_input(void)
+// /* The events that opened the nested main loops running now (gtk_dialog_run, a native file chooser's run).
+//  * GTK keeps such an event current for all that the nested loop dispatches, an accessibility action on any
+//  * window included: it is never the cause of what happens inside. GTK runs on one thread: plain statics. */
+// #define TATTLE_NEST_MAX 8
+// typedef struct { GdkEventType type; guint32 time; GdkWindow *window; } tattle_sig;
+// static tattle_sig tattle_outer[TATTLE_NEST_MAX];
+// static int tattle_nest;
+//
+// static tattle_sig tattle_sig_of(GdkEvent *ev)
+// {
+// 	tattle_sig s = { gdk_event_get_event_type(ev), gdk_event_get_time(ev), ev->any.window };
+// 	return s;
+// }
+//
+// static void tattle_nest_push(void)
 // {
 // 	GdkEvent *ev = gtk_get_current_event();
-// 	int real = 0;
+// 	tattle_sig s = { GDK_NOTHING, 0, NULL };
 //
-// 	if (!ev)
-// 		return 0;
+// 	if (ev) {
+// 		s = tattle_sig_of(ev);
+// 		gdk_event_free(ev);
+// 	}
+// 	if (tattle_nest < TATTLE_NEST_MAX)
+// 		tattle_outer[tattle_nest] = s;
+// 	tattle_nest++;
+// }
+//
+// static void tattle_nest_pop(void)
+// {
+// 	if (tattle_nest > 0)
+// 		tattle_nest--;
+// }
+//
+// static int tattle_is_outer(GdkEvent *ev)
+// {
+// 	tattle_sig s = tattle_sig_of(ev);
+// 	int i;
+//
+// 	if (tattle_nest > TATTLE_NEST_MAX)
+// 		return 1; /* not recorded: fail closed */
+// 	for (i = 0; i < tattle_nest; i++)
+// 		if (tattle_outer[i].type == s.type && tattle_outer[i].time == s.time && tattle_outer[i].window == s.window)
+// 			return 1;
+// 	return 0;
+// }
+//
+// /* A key activates a button without the focus (Return in an entry activating the default, a mnemonic) or held
+//  * past 250 ms on one with it from a timer: GTK then emits "clicked" with no current event. The button a real
+//  * key activated is remembered; its click from that timer counts as the key's, for that one dispatch only. */
+// static GtkWidget *tattle_key_activated, *tattle_key_clicking;
+// static gint64 tattle_key_activated_at;
+// static int tattle_real_event(GdkEvent *ev);
+//
+// static gboolean tattle_key_clicking_end(gpointer data)
+// {
+// 	tattle_key_clicking = NULL;
+// 	return G_SOURCE_REMOVE;
+// }
+//
+// static gboolean tattle_activate_hook(GSignalInvocationHint *hint, guint n, const GValue *params, gpointer data)
+// {
+// 	GdkEvent *ev = gtk_get_current_event();
+//
+// 	if (ev) {
+// 		GdkEventType t = gdk_event_get_event_type(ev);
+// 		if ((t == GDK_KEY_PRESS || t == GDK_KEY_RELEASE) && tattle_real_event(ev)) {
+// 			tattle_key_activated = g_value_get_object(&params[0]);
+// 			tattle_key_activated_at = g_get_monotonic_time();
+// 		}
+// 		gdk_event_free(ev);
+// 	}
+// 	return TRUE;
+// }
+//
+// static gboolean tattle_clicked_hook(GSignalInvocationHint *hint, guint n, const GValue *params, gpointer data)
+// {
+// 	GtkWidget *w = g_value_get_object(&params[0]);
+// 	GdkEvent *ev = gtk_get_current_event();
+//
+// 	tattle_key_clicking = NULL;
+// 	/* In a nested loop the timer runs with the event that opened the loop current. */
+// 	if ((!ev || tattle_is_outer(ev)) && w == tattle_key_activated && g_get_monotonic_time() - tattle_key_activated_at < G_USEC_PER_SEC) {
+// 		tattle_key_clicking = w;
+// 		/* Cleared before the main loop dispatches anything else (D-Bus, AT-SPI: default priority). */
+// 		g_idle_add_full(G_PRIORITY_HIGH, tattle_key_clicking_end, NULL, NULL);
+// 	}
+// 	if (w == tattle_key_activated)
+// 		tattle_key_activated = NULL;
+// 	if (ev)
+// 		gdk_event_free(ev);
+// 	return TRUE;
+// }
+//
+// static void tattle_watch_keys(void)
+// {
+// 	static int watching;
+// 	gpointer klass;
+//
+// 	if (watching)
+// 		return;
+// 	watching = 1;
+// 	klass = g_type_class_ref(GTK_TYPE_BUTTON);
+// 	g_signal_add_emission_hook(g_signal_lookup("activate", GTK_TYPE_BUTTON), 0, tattle_activate_hook, NULL, NULL);
+// 	g_signal_add_emission_hook(g_signal_lookup("clicked", GTK_TYPE_BUTTON), 0, tattle_clicked_hook, NULL, NULL);
+// 	g_type_class_unref(klass);
+// }
+//
+// /* Whether ev is one of the user's own: a button, key or touch event that the display server delivered,
+//  * not one a client sent with XSendEvent (send_event set), nor the event that opened a nested loop. */
+// static int tattle_real_event(GdkEvent *ev)
+// {
 // 	switch (gdk_event_get_event_type(ev)) {
 // 	case GDK_BUTTON_PRESS:
 // 	case GDK_BUTTON_RELEASE:
@@ -70,11 +172,23 @@ package userinput
 // 	case GDK_KEY_RELEASE:
 // 	case GDK_TOUCH_BEGIN:
 // 	case GDK_TOUCH_END:
-// 		real = !ev->any.send_event && tattle_xwayland_event_real(ev);
-// 		break;
+// 		return !ev->any.send_event && !tattle_is_outer(ev) && tattle_xwayland_event_real(ev);
 // 	default:
-// 		break;
+// 		return 0;
 // 	}
+// }
+//
+// /* Whether the signal GTK is handling now was caused by the user's own input (see tattle_real_event). An
+//  * accessibility action (AT-SPI doAction) runs with no current event at all, or inside a nested loop with the
+//  * event that opened it. */
+// static int tattle_real_input(void)
+// {
+// 	GdkEvent *ev = gtk_get_current_event();
+// 	int real = 0;
+//
+// 	if (!ev)
+// 		return tattle_key_clicking != NULL;
+// 	real = tattle_is_outer(ev) ? tattle_key_clicking != NULL : tattle_real_event(ev);
 // 	gdk_event_free(ev);
 // 	return real;
 // }
@@ -89,20 +203,21 @@ package userinput
 // 	if (!ev)
 // 		return 0;
 // 	if (gdk_event_get_event_type(ev) == GDK_SCROLL)
-// 		real = !ev->any.send_event && tattle_xwayland_event_real(ev);
+// 		real = !ev->any.send_event && !tattle_is_outer(ev) && tattle_xwayland_event_real(ev);
 // 	gdk_event_free(ev);
 // 	return real || tattle_real_input();
 // }
 //
-// /* Whether the event GTK is handling now is a key press or release. */
+// /* Whether the event GTK is handling now is a key press or release (or a click a key's timer made). */
 // static int tattle_key_input(void)
 // {
 // 	GdkEvent *ev = gtk_get_current_event();
 // 	int key = 0;
 //
 // 	if (!ev)
-// 		return 0;
-// 	key = gdk_event_get_event_type(ev) == GDK_KEY_PRESS || gdk_event_get_event_type(ev) == GDK_KEY_RELEASE;
+// 		return tattle_key_clicking != NULL;
+// 	key = tattle_is_outer(ev) ? tattle_key_clicking != NULL :
+// 		gdk_event_get_event_type(ev) == GDK_KEY_PRESS || gdk_event_get_event_type(ev) == GDK_KEY_RELEASE;
 // 	gdk_event_free(ev);
 // 	return key;
 // }
@@ -115,6 +230,18 @@ package userinput
 // 	return d && g_strcmp0(G_OBJECT_TYPE_NAME(d), "GdkX11Display") == 0;
 // }
 import "C"
+
+// Watch starts following key activations of buttons (see tattle_watch_keys): call it once, after GTK is
+// initialized and before any window is shown.
+func Watch() { C.tattle_watch_keys() }
+
+// Nested runs f, which runs a nested main loop (a modal dialog's, a native file chooser's): inside it the
+// event that opened the loop does not count as real input, though GTK keeps it current there.
+func Nested(f func()) {
+	C.tattle_nest_push()
+	defer C.tattle_nest_pop()
+	f()
+}
 
 // Real reports whether the signal being handled was caused by the user's own mouse, keyboard or touch.
 // On X11 any client can still fake input through the XTEST extension, which the server delivers as real:
