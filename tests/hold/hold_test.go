@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -143,13 +144,21 @@ func TestQuestionsAreIndependentAndShared(t *testing.T) {
 		}
 		return sum
 	}
+	rounds := func(n int) []float64 {
+		var rs []float64
+		for range n {
+			rs = append(rs, rate())
+		}
+		return rs
+	}
 	ag := r.StartAgent(t)
-	// Rounds alternate around the open question; medians damp the scheduler's noise on two cores.
-	bases := []float64{rate(), rate()}
+	// Rounds before, during and after the open question; medians damp the scheduler's noise on two cores,
+	// where single rounds of 20 concurrent clients spread from 142,000 to 274,000 connects/s in one CI run.
+	bases := rounds(6)
 	asker := testrig.CopyApp(t, bin, dir, "asker")
 	held := holdrig.Start(t, asker, "tcp", srv)
 	ag.Next(t, "question", 10*time.Second)
-	durings := []float64{rate(), rate(), rate()}
+	durings := rounds(6)
 	if held.Exited() {
 		t.Fatalf("the held connection ended while its question was open: %s", held.Output())
 	}
@@ -158,13 +167,17 @@ func TestQuestionsAreIndependentAndShared(t *testing.T) {
 	}
 	ag.Answer(t, "a 1")
 	held.Wait(t, 10*time.Second)
-	bases = append(bases, rate())
-	base, during := benchstat.Median(bases), benchstat.Median(durings)
-	ratio := during / base
-	report.Add(t, "20 allowed applications' connect rate with one question open / with none: %.3f (medians %.0f vs %.0f connects/s; rounds open %v, none %v)",
-		ratio, during, base, durings, bases)
-	if ratio < 0.8 {
-		t.Errorf("connect rate fell to %.2f of normal while a question was open", ratio)
+	bases = append(bases, rounds(3)...)
+	b, d := benchstat.SpreadOf(bases), benchstat.SpreadOf(durings)
+	ratio := d.Median / b.Median
+	// The ratio's own noise, from both medians' (quartile estimates, see benchstat.Spread).
+	noise := ratio * math.Hypot(b.Noise/b.Median, d.Noise/d.Median)
+	report.Add(t, "20 allowed applications' connect rate with one question open / with none: %.3f ± %.3f (medians %.0f vs %.0f connects/s; rounds open %.0f, none %.0f)",
+		ratio, noise, d.Median, b.Median, durings, bases)
+	// A question that held up others' connections would cost far more than a fifth; the machine's noise
+	// alone can, so the bound is on the ratio less twice its noise.
+	if ratio+2*noise < 0.8 {
+		t.Errorf("connect rate fell to %.2f ± %.2f of normal while a question was open", ratio, noise)
 	}
 
 	// 20 identities x 10 concurrent attempts: one question each.
