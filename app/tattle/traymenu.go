@@ -16,7 +16,8 @@ import (
 )
 
 // trayUI keeps the tray item in step with the app: its icon (normal, question waiting, silent mode) and
-// its menu (open the monitor, the mode (shown; Preferences change it), the questions waiting, quit). All its methods run on the main loop.
+// its menu (open the monitor, the mode (shown; Preferences change it), the questions waiting, quit). All its
+// methods run on the main loop.
 type trayUI struct {
 	s       *session
 	t       *tray.Tray

@@ -48,18 +48,14 @@ func (g *Gate) Decided(real bool, bar *ui.MessageBar, what string, act, undo fun
 		act()
 		return
 	}
-	log := slog.Default()
-	if g != nil {
-		log = g.log
-	}
 	refuse := func() {
-		log.Warn("ignored a change that came from no real input (an accessibility action or a synthetic event)", "change", what)
+		g.log.Warn("ignored a change that came from no real input (an accessibility action or a synthetic event)", "change", what)
 		bar.Show(gtk.MESSAGE_WARNING, Refusal())
 		if undo != nil {
 			undo()
 		}
 	}
-	if g == nil || g.scripting == nil {
+	if g.scripting == nil {
 		refuse()
 		return
 	}
