@@ -156,7 +156,8 @@ func importFile(t *testing.T, s *Session, format, path string) {
 		}
 	}
 	s.Click(t, "push button", "Continue")
-	s.WaitFor(t, "push button", "Import", 10*time.Second)
+	// The file chooser itself: a preview cancelled just before may still list its own Import button.
+	s.WaitFor(t, "file chooser", "Import rules", 10*time.Second)
 	s.Keys(t, "ctrl+l")
 	s.Type(t, path)
 	time.Sleep(300 * time.Millisecond)

@@ -132,11 +132,15 @@ func TestBytesCountedBothDirections(t *testing.T) {
 	// shows that to the byte with the socket's TCP_INFO): at least what the receiver got, at most what the
 	// sender wrote and resent, and the flow's control connection (same destination: parameters and results,
 	// a few hundred bytes each way).
-	if s.Sent < sent || s.Sent > written+sentResent+control {
-		t.Errorf("sent bytes counted %d, want %d (the server received) to %d (iperf3 wrote and resent, and control)", s.Sent, sent, written+sentResent+control)
+	// iperf3 reads its socket's retransmissions when the test ends; the socket may still resend while it drains
+	// before close (tail loss probes, a last retransmission: a fresh-clone run counted 42 segments more than
+	// iperf3 reported). Those are bounded by what was in flight, here by 0.5% of the transfer.
+	drain := uint64(size) / 200
+	if s.Sent < sent || s.Sent > written+sentResent+drain+control {
+		t.Errorf("sent bytes counted %d, want %d (the server received) to %d (iperf3 wrote and resent, its drain, and control)", s.Sent, sent, written+sentResent+drain+control)
 	}
-	if r.Received < received || r.Received > peerWrote+peerResent+control {
-		t.Errorf("received bytes counted %d, want %d (iperf3 received) to %d (the server wrote and resent, and control)", r.Received, received, peerWrote+peerResent+control)
+	if r.Received < received || r.Received > peerWrote+peerResent+drain+control {
+		t.Errorf("received bytes counted %d, want %d (iperf3 received) to %d (the server wrote and resent, its drain, and control)", r.Received, received, peerWrote+peerResent+drain+control)
 	}
 	checkHistory(t, b, fwd, dest, sent+received)
 }
